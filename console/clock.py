@@ -1,0 +1,67 @@
+"""Clocks. Every timer in the console reads one of these, never the system
+time directly, so drills can speed time up and tests can freeze it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class ScaledClock:
+    """Simulated time that starts at `start` and runs `speed` times faster than
+    the wall clock (the drill world's clock)."""
+
+    def __init__(self, start: datetime, speed: float = 1.0) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        self._start = start
+        self._speed = speed
+        self._origin = time.monotonic()
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def now(self) -> datetime:
+        with self._lock:
+            elapsed = (time.monotonic() - self._origin) * self._speed + self._offset
+        return self._start + timedelta(seconds=elapsed)
+
+    def advance(self, seconds: float) -> None:
+        """Jump forward in simulated time (tests and drills)."""
+        with self._lock:
+            self._offset += seconds
+
+
+class FrozenClock:
+    """A clock that moves only when told to (tests, snapshots)."""
+
+    def __init__(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("at must be timezone-aware")
+        self._now = at
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += timedelta(seconds=seconds)

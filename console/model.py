@@ -1,0 +1,275 @@
+"""Frozen data shared by every layer: sources produce it, the core reasons over
+it, the UI renders it. Nothing here does I/O or imports a UI toolkit.
+
+Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
+8 %). Latencies are milliseconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Action(str, enum.Enum):
+    """What the runbook's decision framework calls for, most urgent first."""
+
+    ROLLBACK_NOW = "rollback_now"
+    INVESTIGATE = "investigate"
+    FIX_FORWARD = "fix_forward"
+    HOTFIX = "hotfix"
+    WAIT_EXTERNAL = "wait_external"
+    HEALTHY = "healthy"
+
+    @property
+    def headline(self) -> str:
+        """The banner text, in the runbook's words."""
+        return _HEADLINES[self]
+
+
+_HEADLINES = {
+    Action.ROLLBACK_NOW: "ROLLBACK NOW",
+    Action.INVESTIGATE: "INVESTIGATE FIRST",
+    Action.FIX_FORWARD: "DO NOT ROLL BACK: FIX FORWARD",
+    Action.HOTFIX: "DO NOT ROLL BACK: HOTFIX",
+    Action.WAIT_EXTERNAL: "DO NOT ROLL BACK: WAIT FOR EXTERNAL FIX",
+    Action.HEALTHY: "HEALTHY",
+}
+
+
+class Table(str, enum.Enum):
+    """The three tables of the runbook's decision framework."""
+
+    ROLLBACK_IMMEDIATELY = "When to Rollback Immediately"
+    INVESTIGATE_FIRST = "When to Investigate First"
+    DO_NOT_ROLLBACK = "When NOT to Rollback"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sample of a time series."""
+
+    at: datetime
+    value: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What Prometheus (or the drill's query API) says about one service."""
+
+    error_rate: float | None = None
+    latency_p95_ms: float | None = None
+    # p95 latency before the deploy under suspicion (the same query, offset).
+    latency_p95_before_ms: float | None = None
+    request_rate: float | None = None
+    # Per-route error rates, route -> fraction.
+    route_error_rates: tuple[tuple[str, float], ...] = ()
+    # Recent history of the error rate, oldest first.
+    error_rate_history: tuple[Point, ...] = ()
+    latency_history: tuple[Point, ...] = ()
+    # When the values were sampled (Prometheus sample time), None if unknown.
+    sampled_at: datetime | None = None
+    # Why the values are missing, as a sentence, when a query failed.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    """Pods from the platform plus the service's own health endpoint."""
+
+    desired: int | None = None
+    ready: int | None = None
+    updated: int | None = None
+    available: int | None = None
+    # The health endpoint: True healthy, False unhealthy or unreachable, None not configured.
+    endpoint_ok: bool | None = None
+    # "healthy", "HTTP 503", "timeout after 2.0 s", "connection refused" ...
+    endpoint_status: str = ""
+    endpoint_latency_ms: float | None = None
+    checked_at: datetime | None = None
+    error: str | None = None
+
+    @property
+    def completely_down(self) -> bool:
+        """The runbook's "service completely down": pods wanted but none ready,
+        or the health endpoint failing (timeouts and refused connections count)."""
+        if self.desired is not None and self.desired > 0 and self.ready == 0:
+            return True
+        return self.endpoint_ok is False
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One entry of a platform's rollout history."""
+
+    number: int
+    images: tuple[str, ...]
+    change_cause: str | None = None
+    created: datetime | None = None
+    current: bool = False
+    # Platform object behind it: ReplicaSet name, task definition ARN, tag ...
+    ref: str = ""
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Image tags, "1.2.3" for "registry/app:1.2.3"."""
+        return tuple(image_tag(image) for image in self.images)
+
+
+def image_tag(image: str) -> str:
+    """The tag of an image reference ("latest" when there is none)."""
+    name = image.rsplit("/", 1)[-1]
+    if "@" in name:
+        return name.split("@", 1)[1][:19]
+    return name.split(":", 1)[1] if ":" in name else "latest"
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Derived observations for the runbook's softer rows, computed by sources."""
+
+    latency_spike: bool = False
+    latency_factor: float | None = None
+    single_endpoint: str | None = None
+    intermittent: bool = False
+    crossings: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything known about one service at one refresh."""
+
+    service: str
+    taken_at: datetime
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=Health)
+    history: tuple[Revision, ...] = ()
+    signals: Signals = field(default_factory=Signals)
+    # True when the metric values are older than the staleness limit.
+    stale: bool = False
+    # Source failures as operator sentences.
+    errors: tuple[str, ...] = ()
+
+    @property
+    def current_revision(self) -> Revision | None:
+        return next((r for r in self.history if r.current), None)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the operator declares (or a source detects) that signals cannot show."""
+
+    data_corruption: bool = False
+    security_vulnerability: bool = False
+    migration_applied: bool = False
+    # None: unknown, treated as not reversible (the safe reading).
+    migration_reversible: bool | None = None
+    migration_name: str | None = None
+    minor_bug_workaround: bool = False
+    external_service_issue: bool = False
+    infrastructure_issue: bool = False
+    customer_impact_since: datetime | None = None
+    # When the operator started the 5-minute investigation, if they did.
+    investigation_started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One runbook row that fired, with the value that made it fire."""
+
+    table: Table
+    condition: str  # the runbook's own words, e.g. "Error rate > 5%"
+    detail: str = ""  # the observed value, e.g. "8.0 %"
+
+    def __str__(self) -> str:
+        return f"{self.condition}: {self.detail}" if self.detail else self.condition
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The decision framework's verdict for one service at one moment."""
+
+    action: Action
+    reasons: tuple[Reason, ...] = ()
+    # Other actions the runbook offers here, in its words.
+    alternatives: tuple[str, ...] = ()
+    # For INVESTIGATE: when the 5-minute window ends.
+    deadline: datetime | None = None
+    freeze_writes: bool = False
+    # The signals were stale: the decision says so and does not roll back on them alone.
+    stale: bool = False
+
+    @property
+    def headline(self) -> str:
+        return self.action.headline
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request or command a plan will make, shown before it is made."""
+
+    method: str  # PATCH, POST, PUT or "exec" for commands
+    target: str  # URL path or argv joined for display
+    body: str = ""  # JSON body or stdin, already rendered
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.target}" + (f"\n{self.body}" if self.body else "")
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """A pure description of a rollback, shown to the operator before it runs."""
+
+    service: str
+    platform: str
+    from_revision: int | None
+    to_revision: int | None
+    from_images: tuple[str, ...] = ()
+    to_images: tuple[str, ...] = ()
+    calls: tuple[ApiCall, ...] = ()
+    # Set when there is nothing to do (kubectl's "skipped rollback").
+    skip_reason: str | None = None
+    # The state the operator saw; the change is refused if it moved since.
+    resource_version: str | None = None
+    summary: str = ""
+
+    @property
+    def from_versions(self) -> tuple[str, ...]:
+        return tuple(image_tag(i) for i in self.from_images)
+
+    @property
+    def to_versions(self) -> tuple[str, ...]:
+        return tuple(image_tag(i) for i in self.to_images)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a running rollback, worded like `kubectl rollout status`."""
+
+    message: str
+    at: datetime
+    done: bool = False
+    failed: bool = False
+    updated: int | None = None
+    ready: int | None = None
+    desired: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of an incident's timeline."""
+
+    at: datetime
+    kind: str  # "decision", "fact", "rollback", "progress", "message", "checklist", "note", "signal"
+    text: str
+    actor: str = "console"
+    data: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """One service as the panes show it: what was seen and what the runbook says."""
+
+    snapshot: Snapshot
+    decision: Decision

@@ -1,0 +1,113 @@
+"""The config: the example is valid, and every bad input is named precisely."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from console.config import ConfigError, load
+from console.decision import Thresholds
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config.example.yaml"
+
+MINIMAL = """
+services:
+  - name: order-service
+    namespace: shop
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_is_valid_and_keeps_the_runbook_numbers():
+    config = load(EXAMPLE)
+    assert [s.name for s in config.services] == ["order-service"]
+    assert config.decision_thresholds == Thresholds()
+    assert config.clusters["production"].kubeconfig == str(Path("~/.kube/config").expanduser())
+
+
+def test_minimal_config_uses_runbook_defaults(tmp_path):
+    config = load(write(tmp_path, MINIMAL))
+    thresholds = config.decision_thresholds
+    assert thresholds.rollback_error_rate == 0.05
+    assert thresholds.investigate_error_rate == 0.01
+    assert thresholds.investigate_window == timedelta(minutes=5)
+    assert config.services[0].deployment_name == "order-service"
+
+
+def test_threshold_overrides_reach_the_decision(tmp_path):
+    config = load(write(tmp_path, MINIMAL + "thresholds:\n  rollback_error_rate: 0.1\n  investigate_minutes: 10\n"))
+    assert config.decision_thresholds.rollback_error_rate == 0.1
+    assert config.decision_thresholds.investigate_window == timedelta(minutes=10)
+
+
+def test_relative_kubeconfig_resolves_against_the_config_file(tmp_path):
+    text = MINIMAL.replace("namespace: shop", "namespace: shop\n    cluster: c") + "clusters:\n  c:\n    kubeconfig: kube/config\n"
+    config = load(write(tmp_path, text))
+    assert config.clusters["c"].kubeconfig == str(tmp_path / "kube" / "config")
+
+
+def test_queries_substitute_the_service_name(tmp_path):
+    config = load(write(tmp_path, MINIMAL))
+    service = config.services[0]
+    assert config.queries_for(service).render("error_rate", "order-service") == 'service:error_rate:ratio{service="order-service"}'
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("services: []\n", "services: List should have at least 1 item"),
+        ("services:\n  - namespace: shop\n", "services[0].name: this field is required"),
+        (MINIMAL + "refresh_intervall: 5\n", "refresh_intervall: unknown field"),
+        (MINIMAL + "prometheus:\n  url: prometheus:9090\n", "prometheus.url: expected an http:// or https:// URL"),
+        (MINIMAL + "thresholds:\n  rollback_error_rate: 0.01\n  investigate_error_rate: 0.02\n",
+         "thresholds: investigate_error_rate must be below rollback_error_rate"),
+        (MINIMAL.replace("namespace: shop", "namespace: shop\n    cluster: nope"), "'nope' is not under clusters:"),
+        ("services:\n  - name: a\n  - name: a\n", "service names must be unique; repeated: a"),
+        ("services:\n  - name: a\n    platform: mainframe\n", "services[0]"),
+        ("- just\n- a list\n", "expected a mapping of settings at the top level"),
+        ("services: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_configs_name_file_field_and_expectation(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="no such file; copy config.example.yaml"):
+        load(tmp_path / "absent.yaml")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "console", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_exit_codes(tmp_path):
+    ok = run_cli("check-config", str(EXAMPLE))
+    assert ok.returncode == 0, ok.stderr
+    assert "valid" in ok.stdout
+    bad = run_cli("check-config", str(write(tmp_path, "services:\n  - namespace: shop\n")))
+    assert bad.returncode == 2
+    assert "services[0].name: this field is required" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_version_and_usage_errors():
+    version = run_cli("--version")
+    assert version.returncode == 0 and "0.1.0" in version.stdout
+    usage = run_cli("rollback")
+    assert usage.returncode == 2
