@@ -98,6 +98,7 @@ class ThresholdsConfig(_Model):
         low, high = self.investigate_error_rate, self.rollback_error_rate
         if low is not None and high is not None and low >= high:
             raise ValueError("investigate_error_rate must be below rollback_error_rate")
+        self.resolve()  # an override may clash with a runbook default; Thresholds says how
         return self
 
     def resolve(self) -> Thresholds:

@@ -1,0 +1,384 @@
+"""The runbook's decision framework: its three tables as data, and `evaluate()`.
+
+Pure: no I/O, the time comes in as a parameter. The numbers live in
+`Thresholds` (the runbook's defaults; the config overrides them) and nowhere
+else.
+
+Every row of the three tables is a `Row` in `ROWS`: it fires when its
+predicate holds, and every row that fired is reported as a `Reason`. Rows
+can call for conflicting actions (8 % errors while an irreversible migration
+is applied); the runbook does not say which wins, so this module does, in this
+order (the first rule that applies decides):
+
+1. Data corruption detected -> ROLLBACK NOW + freeze writes. Beats
+   everything, an applied migration too: the data-corruption procedure
+   (stop writes, assess, restore or fix, verify) takes care of the database.
+2. Security vulnerability active -> ROLLBACK NOW. With a migration applied
+   that is not known reversible, the alternatives say to roll back to a
+   version that works with the new schema (a partial rollback).
+3. Database migration applied and not known reversible
+   (`Facts.migration_reversible` is not True) -> FIX FORWARD, even at 8 %
+   errors or with the service down: rollback could cause data loss. A
+   reversible migration does not block: the next rules apply and the
+   migration's reason says to roll back the application first, then the
+   migration.
+4. External service issue -> WAIT FOR EXTERNAL FIX: rolling back our deploy
+   cannot fix a dependency. The signal rows that fired still appear in the
+   reasons.
+5. Service completely down or error rate > 5 % -> ROLLBACK NOW. A minor bug
+   with a workaround does not override this (a bug failing more than 5 % of
+   requests is not minor); the hotfix is listed as an alternative.
+6. Error rate 1-5 %, latency spike, single endpoint failing, intermittent
+   errors -> INVESTIGATE FIRST, with a deadline: the investigation's start
+   (`Facts.investigation_started_at`) or now, plus the investigation window.
+7. Minor bug, workaround exists -> HOTFIX.
+8. Otherwise HEALTHY.
+
+Stale data: when `Snapshot.stale`, a ROLLBACK NOW that rule 5 derived from
+signals alone is downgraded to INVESTIGATE FIRST, with a "Data stale" reason
+first: the console never rolls back on numbers it cannot trust. Rows driven by
+facts (rules 1-4, 7) still apply. Missing metrics (None) never fire a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from console.model import Action, Decision, Facts, Reason, Snapshot, Table
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The runbook's numbers. The defaults are the runbook's; the config file
+    overrides them field by field (the field names are the config keys)."""
+
+    rollback_error_rate: float = 0.05
+    """Error rate (fraction, 0.05 is 5 %) above which the runbook says
+    "Rollback now". Strictly greater: exactly 5 % is investigated, not rolled back."""
+
+    investigate_error_rate: float = 0.01
+    """Error rate (fraction) from which the runbook says "Investigate first"
+    (1 % <= rate <= 5 %). Below it, the error rate alone triggers nothing."""
+
+    investigate_window: timedelta = timedelta(minutes=5)
+    """How long the runbook allows for investigating before deciding
+    ("Investigate 5 min, then decide")."""
+
+    latency_spike_factor: float = 2.0
+    """p95 latency at least this many times the p95 before the deploy counts as
+    a latency spike. Sources computing `Signals.latency_spike` use this too."""
+
+    customer_impact_escalation: timedelta = timedelta(minutes=30)
+    """Customer impact lasting longer than this escalates to management
+    (the runbook's Level 4: "Customer-impacting > 30 min")."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.investigate_error_rate <= self.rollback_error_rate <= 1:
+            raise ValueError(
+                "The error-rate thresholds must satisfy 0 <= investigate_error_rate "
+                f"<= rollback_error_rate <= 1, got {self.investigate_error_rate} and "
+                f"{self.rollback_error_rate}: fix them in the config file."
+            )
+        if self.investigate_window <= timedelta(0):
+            raise ValueError("investigate_window must be longer than zero: fix it in the config file.")
+        if self.latency_spike_factor <= 1:
+            raise ValueError("latency_spike_factor must be greater than 1: fix it in the config file.")
+        if self.customer_impact_escalation <= timedelta(0):
+            raise ValueError("customer_impact_escalation must be longer than zero: fix it in the config file.")
+
+
+Predicate = Callable[[Snapshot, Facts, Thresholds], bool]
+Detail = Callable[[Snapshot, Facts, Thresholds], str]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of one of the runbook's decision tables."""
+
+    table: Table
+    condition: str  # the runbook's words, e.g. "Error rate > 5%"
+    action: str  # the runbook's words, e.g. "Rollback now + freeze writes"
+    fires: Predicate
+    detail: Detail
+    # True when the operator's facts drive the row, False when signals do
+    # (only signal-driven rows are distrusted when the data is stale).
+    from_facts: bool = False
+
+    def reason(self, snapshot: Snapshot, facts: Facts, thresholds: Thresholds) -> Reason:
+        """The `Reason` this row gives when it fired."""
+        return Reason(self.table, self.condition, self.detail(snapshot, facts, thresholds))
+
+
+def percent(fraction: float) -> str:
+    """A fraction as the runbook writes rates: 0.08 -> "8.0 %", 0.050001 -> "5.0001 %"."""
+    text = f"{fraction * 100:.4f}".rstrip("0")
+    if text.endswith("."):
+        text += "0"
+    return f"{text} %"
+
+
+def _error_rate(s: Snapshot) -> float | None:
+    return s.metrics.error_rate
+
+
+def _latency_ratio(s: Snapshot) -> float | None:
+    now, before = s.metrics.latency_p95_ms, s.metrics.latency_p95_before_ms
+    if now is None or before is None or before <= 0:
+        return None
+    return now / before
+
+
+def _latency_spike(s: Snapshot, f: Facts, t: Thresholds) -> bool:
+    ratio = _latency_ratio(s)
+    return s.signals.latency_spike or (ratio is not None and ratio >= t.latency_spike_factor)
+
+
+def _latency_detail(s: Snapshot, f: Facts, t: Thresholds) -> str:
+    ratio = _latency_ratio(s)
+    if ratio is not None:
+        return (
+            f"p95 {s.metrics.latency_p95_ms:.0f} ms, {ratio:.1f}x the "
+            f"{s.metrics.latency_p95_before_ms:.0f} ms before the deploy"
+        )
+    if s.signals.latency_factor is not None:
+        return f"p95 {s.signals.latency_factor:.1f}x the latency before the deploy"
+    return "p95 latency spiked"
+
+
+def _down_detail(s: Snapshot, f: Facts, t: Thresholds) -> str:
+    h = s.health
+    parts = []
+    if h.desired is not None and h.desired > 0 and h.ready == 0:
+        parts.append(f"0 of {h.desired} pods ready")
+    if h.endpoint_ok is False:
+        parts.append(f"health endpoint: {h.endpoint_status or 'failing'}")
+    return "; ".join(parts)
+
+
+def _single_endpoint_detail(s: Snapshot, f: Facts, t: Thresholds) -> str:
+    route = s.signals.single_endpoint or ""
+    rate = dict(s.metrics.route_error_rates).get(route)
+    return f"{route} ({percent(rate)} errors)" if rate is not None else route
+
+
+def _intermittent_detail(s: Snapshot, f: Facts, t: Thresholds) -> str:
+    if s.signals.crossings:
+        return f"error rate crossed the threshold {s.signals.crossings} times"
+    return "errors come and go"
+
+
+def _migration_blocks(f: Facts) -> bool:
+    # Unknown reversibility is read as irreversible: the safe reading.
+    return f.migration_applied and f.migration_reversible is not True
+
+
+def _migration_detail(s: Snapshot, f: Facts, t: Thresholds) -> str:
+    name = f"{f.migration_name}: " if f.migration_name else ""
+    if f.migration_reversible is True:
+        return f"{name}reversible; roll back the application first, then the migration"
+    known = "not reversible" if f.migration_reversible is False else "not known to be reversible"
+    return f"{name}{known}; rollback could cause data loss"
+
+
+def _no_detail(s: Snapshot, f: Facts, t: Thresholds) -> str:
+    return ""
+
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        Table.ROLLBACK_IMMEDIATELY,
+        "Service completely down",
+        "Rollback now",
+        lambda s, f, t: s.health.completely_down,
+        _down_detail,
+    ),
+    Row(
+        Table.ROLLBACK_IMMEDIATELY,
+        "Error rate > 5%",
+        "Rollback now",
+        lambda s, f, t: (r := _error_rate(s)) is not None and r > t.rollback_error_rate,
+        lambda s, f, t: percent(s.metrics.error_rate or 0.0),
+    ),
+    Row(
+        Table.ROLLBACK_IMMEDIATELY,
+        "Data corruption detected",
+        "Rollback now + freeze writes",
+        lambda s, f, t: f.data_corruption,
+        _no_detail,
+        from_facts=True,
+    ),
+    Row(
+        Table.ROLLBACK_IMMEDIATELY,
+        "Security vulnerability active",
+        "Rollback now",
+        lambda s, f, t: f.security_vulnerability,
+        _no_detail,
+        from_facts=True,
+    ),
+    Row(
+        Table.INVESTIGATE_FIRST,
+        "Error rate 1-5%",
+        "Investigate 5 min, then decide",
+        lambda s, f, t: (r := _error_rate(s)) is not None
+        and t.investigate_error_rate <= r <= t.rollback_error_rate,
+        lambda s, f, t: percent(s.metrics.error_rate or 0.0),
+    ),
+    Row(
+        Table.INVESTIGATE_FIRST,
+        "Latency spike",
+        "Investigate 5 min, then decide",
+        _latency_spike,
+        _latency_detail,
+    ),
+    Row(
+        Table.INVESTIGATE_FIRST,
+        "Single endpoint failing",
+        "Investigate, may not need full rollback",
+        lambda s, f, t: bool(s.signals.single_endpoint),
+        _single_endpoint_detail,
+    ),
+    Row(
+        Table.INVESTIGATE_FIRST,
+        "Intermittent errors",
+        "Investigate, may be transient",
+        lambda s, f, t: s.signals.intermittent,
+        _intermittent_detail,
+    ),
+    Row(
+        Table.DO_NOT_ROLLBACK,
+        "Database migration applied",
+        "Fix forward (rollback could cause data loss)",
+        lambda s, f, t: f.migration_applied,
+        _migration_detail,
+        from_facts=True,
+    ),
+    Row(
+        Table.DO_NOT_ROLLBACK,
+        "Minor bug, workaround exists",
+        "Hotfix",
+        lambda s, f, t: f.minor_bug_workaround,
+        _no_detail,
+        from_facts=True,
+    ),
+    Row(
+        Table.DO_NOT_ROLLBACK,
+        "External service issue",
+        "Wait for external fix",
+        lambda s, f, t: f.external_service_issue,
+        _no_detail,
+        from_facts=True,
+    ),
+)
+
+ROWS_BY_CONDITION: dict[str, Row] = {row.condition: row for row in ROWS}
+
+FIX_FORWARD_ALTERNATIVES: tuple[str, ...] = (
+    "Deploy a hotfix that works with the new schema",
+    "Feature flag: disable the feature using the new schema",
+    "Partial rollback to a version that works with the new schema",
+)
+PARTIAL_ROLLBACK = "Partial rollback to a version that works with the new schema (do not roll back the migration)"
+CORRUPTION_ALTERNATIVES: tuple[str, ...] = (
+    "Restore from backup if needed (backup taken before the deploy)",
+    "Or run a data fix script",
+)
+HOTFIX = "Hotfix (a workaround exists)"
+STALE_CONDITION = "Data stale"
+
+_URGENCY = {action: len(Action) - index for index, action in enumerate(Action)}
+
+
+def urgency(action: Action) -> int:
+    """How urgent an action is: higher is more urgent, ROLLBACK_NOW the most,
+    HEALTHY the least (the order of `Action`)."""
+    return _URGENCY[action]
+
+
+def evaluate(
+    snapshot: Snapshot,
+    facts: Facts,
+    now: datetime,
+    thresholds: Thresholds = Thresholds(),
+) -> Decision:
+    """What the runbook calls for, given what was seen and what is known.
+
+    `reasons` lists every row that fired: the rows that decided come first,
+    then the others, each group in runbook order. The precedence between
+    conflicting rows is the module docstring's list.
+    """
+    fired = {row.condition: row for row in ROWS if row.fires(snapshot, facts, thresholds)}
+
+    def reasons(*deciding: str, first: tuple[Reason, ...] = ()) -> tuple[Reason, ...]:
+        head = [ROWS_BY_CONDITION[c] for c in deciding if c in fired]
+        tail = [row for row in fired.values() if row not in head]
+        return first + tuple(row.reason(snapshot, facts, thresholds) for row in head + tail)
+
+    def decide(action: Action, why: tuple[Reason, ...], alternatives: tuple[str, ...] = (), **kw) -> Decision:
+        return Decision(action, why, alternatives, stale=snapshot.stale, **kw)
+
+    migration_blocks = _migration_blocks(facts)
+    hotfix = (HOTFIX,) if facts.minor_bug_workaround else ()
+
+    # 1. Data corruption beats everything.
+    if "Data corruption detected" in fired:
+        return decide(
+            Action.ROLLBACK_NOW,
+            reasons("Data corruption detected"),
+            CORRUPTION_ALTERNATIVES,
+            freeze_writes=True,
+        )
+
+    # 2. An active security hole is closed even past an irreversible migration.
+    if "Security vulnerability active" in fired:
+        return decide(
+            Action.ROLLBACK_NOW,
+            reasons("Security vulnerability active"),
+            (PARTIAL_ROLLBACK,) if migration_blocks else (),
+        )
+
+    # 3. Rolling back past an irreversible migration could lose data.
+    if migration_blocks:
+        return decide(Action.FIX_FORWARD, reasons("Database migration applied"), FIX_FORWARD_ALTERNATIVES)
+
+    signal_rollback = [c for c in ("Service completely down", "Error rate > 5%") if c in fired]
+
+    # 4. Rolling back our deploy cannot fix a dependency.
+    if "External service issue" in fired:
+        alternatives = (
+            ("Rollback now only if the deploy, not the external service, turns out to be the cause",)
+            if signal_rollback
+            else ()
+        )
+        return decide(Action.WAIT_EXTERNAL, reasons("External service issue"), alternatives)
+
+    investigate_rows = [row.condition for row in ROWS if row.table is Table.INVESTIGATE_FIRST and row.condition in fired]
+    deadline = (facts.investigation_started_at or now) + thresholds.investigate_window
+
+    # 5. Down or failing more than 5 %; stale numbers only justify a look.
+    if signal_rollback:
+        if snapshot.stale:
+            stale = Reason(
+                Table.INVESTIGATE_FIRST,
+                STALE_CONDITION,
+                "the metrics are older than the staleness limit; confirm with fresh data before rolling back",
+            )
+            return decide(
+                Action.INVESTIGATE,
+                reasons(*signal_rollback, first=(stale,)),
+                ("Rollback now once fresh data confirms it",) + hotfix,
+                deadline=deadline,
+            )
+        return decide(Action.ROLLBACK_NOW, reasons(*signal_rollback, "Database migration applied"), hotfix)
+
+    # 6. The softer signals: investigate, then decide.
+    if investigate_rows:
+        return decide(Action.INVESTIGATE, reasons(*investigate_rows), ("Rollback now",) + hotfix, deadline=deadline)
+
+    # 7. A minor bug with a workaround is hotfixed, not rolled back.
+    if "Minor bug, workaround exists" in fired:
+        return decide(Action.HOTFIX, reasons("Minor bug, workaround exists"))
+
+    # 8. Nothing fired, or only a reversible migration.
+    return decide(Action.HEALTHY, reasons())

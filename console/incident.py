@@ -1,0 +1,421 @@
+"""An incident's lifecycle, event-sourced: the state is the fold of its timeline.
+
+The store keeps every event as it happens; after a crash, `rebuild()` over the
+stored events gives back the same state: facts, decisions, the rollback and
+its times, the replica count to restore after writes were frozen, and the
+escalation. Pure: no I/O, the time comes in with each event or as `now`.
+
+Events are `model.Event`s. This module defines their vocabulary: the kinds
+below and each kind's payload (a dict, stored as JSON; `model.Event.data`
+carries it as sorted (key, JSON text) pairs, see `payload()`). The builders
+(`opened()`, `fact_set()`, `decided()` ...) return a `NewEvent` so every
+writer words and shapes events the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+from console.decision import Thresholds
+from console.model import Action, Decision, Event, Facts, Progress, RollbackPlan, image_tag
+
+# --- event kinds (payload keys in the comments) ---------------------------------
+
+INCIDENT_OPENED = "incident.opened"  # service, title
+INCIDENT_CLOSED = "incident.closed"  # -
+FACT_SET = "fact.set"  # name (a Facts field), value (JSON; datetimes as ISO text)
+DECISION = "decision"  # action, reasons (list of text), deadline, freeze_writes, stale
+ROLLBACK_STARTED = "rollback.started"  # from_revision, to_revision, from_versions, to_versions, platform
+ROLLBACK_PROGRESS = "rollback.progress"  # message, updated, ready, desired
+ROLLBACK_COMPLETED = "rollback.completed"  # -
+ROLLBACK_FAILED = "rollback.failed"  # error
+WRITES_FROZEN = "writes.frozen"  # replicas (the count to restore when writes resume)
+WRITES_RESUMED = "writes.resumed"  # replicas
+ESCALATED = "escalated"  # level, why
+NOTE = "note"  # - (the text is the note)
+
+KINDS: tuple[str, ...] = (
+    INCIDENT_OPENED,
+    INCIDENT_CLOSED,
+    FACT_SET,
+    DECISION,
+    ROLLBACK_STARTED,
+    ROLLBACK_PROGRESS,
+    ROLLBACK_COMPLETED,
+    ROLLBACK_FAILED,
+    WRITES_FROZEN,
+    WRITES_RESUMED,
+    ESCALATED,
+    NOTE,
+)
+
+_FACT_FIELDS = {f.name for f in fields(Facts)}
+_DATETIME_FACTS = {"customer_impact_since", "investigation_started_at"}
+
+
+# --- payload encoding -------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} cannot be stored in an event payload")
+
+
+def to_json(data: Mapping[str, Any]) -> str:
+    """A payload as JSON text (datetimes as ISO text, enums as their values)."""
+    return json.dumps(dict(data), default=_json_default, sort_keys=True, ensure_ascii=False)
+
+
+def pairs(data: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """A payload as `model.Event.data`: sorted (key, JSON text of the value)."""
+    if not data:
+        return ()
+    plain = json.loads(to_json(data))
+    return tuple((key, json.dumps(plain[key], sort_keys=True, ensure_ascii=False)) for key in sorted(plain))
+
+
+def payload(event: Event) -> dict[str, Any]:
+    """The payload of an event, the inverse of `pairs()`."""
+    return {key: json.loads(text) for key, text in event.data}
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value not in ("", "None") else None
+
+
+def _fact_value(name: str, value: Any) -> Any:
+    """A stored fact value as its `Facts` type (writers that stored str(value)
+    are read back too: "True", "False", "None", ISO times)."""
+    if value == "None":
+        value = None
+    if name in _DATETIME_FACTS:
+        return _time(value)
+    if name == "migration_name":
+        return None if value is None else str(value)
+    if isinstance(value, str):
+        value = {"true": True, "false": False}.get(value.lower(), value)
+    if name == "migration_reversible":
+        return value if value is None else bool(value)
+    return bool(value)
+
+
+# --- building events --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append: its kind, its timeline text and its payload."""
+
+    kind: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def opened(service: str, title: str = "") -> NewEvent:
+    """The first event of every incident."""
+    return NewEvent(INCIDENT_OPENED, f"Incident opened for {service}" + (f": {title}" if title else ""),
+                    {"service": service, "title": title})
+
+
+def closed() -> NewEvent:
+    """The incident is over."""
+    return NewEvent(INCIDENT_CLOSED, "Incident closed")
+
+
+def fact_set(name: str, value: Any) -> NewEvent:
+    """The operator (or a source) declares a fact; `name` is a `Facts` field."""
+    if name not in _FACT_FIELDS:
+        raise ValueError(f"{name!r} is not a fact the console knows; use one of {sorted(_FACT_FIELDS)}.")
+    label = name.replace("_", " ")
+    if isinstance(value, bool):
+        text = f"Fact: {label}" if value else f"Fact withdrawn: {label}"
+    elif value is None:
+        text = f"Fact cleared: {label}"
+    else:
+        shown = value.strftime("%H:%M:%S UTC") if isinstance(value, datetime) else value
+        text = f"Fact: {label} = {shown}"
+    return NewEvent(FACT_SET, text, {"name": name, "value": value})
+
+
+def decided(decision: Decision) -> NewEvent:
+    """A new verdict of the decision framework (append it when the action changes)."""
+    why = "; ".join(str(r) for r in decision.reasons)
+    return NewEvent(
+        DECISION,
+        decision.headline + (f": {why}" if why else ""),
+        {
+            "action": decision.action.value,
+            "reasons": [str(r) for r in decision.reasons],
+            "deadline": decision.deadline,
+            "freeze_writes": decision.freeze_writes,
+            "stale": decision.stale,
+        },
+    )
+
+
+def rollback_started(plan: RollbackPlan) -> NewEvent:
+    """The operator confirmed the plan and the rollback began."""
+    frm = ", ".join(plan.from_versions) or str(plan.from_revision)
+    to = ", ".join(plan.to_versions) or str(plan.to_revision)
+    return NewEvent(
+        ROLLBACK_STARTED,
+        f"Rollback started: {plan.service} {frm} -> {to}",
+        {
+            "platform": plan.platform,
+            "from_revision": plan.from_revision,
+            "to_revision": plan.to_revision,
+            "from_versions": list(plan.from_versions),
+            "to_versions": list(plan.to_versions),
+        },
+    )
+
+
+def rollback_progress(progress: Progress) -> NewEvent:
+    """One step of the running rollback, as the platform reported it."""
+    return NewEvent(
+        ROLLBACK_PROGRESS,
+        progress.message,
+        {"updated": progress.updated, "ready": progress.ready, "desired": progress.desired},
+    )
+
+
+def rollback_completed(message: str = "Rollback complete") -> NewEvent:
+    """The rollback finished and the platform reports it healthy."""
+    return NewEvent(ROLLBACK_COMPLETED, message)
+
+
+def rollback_failed(error: str) -> NewEvent:
+    """The rollback failed; `error` is the operator sentence."""
+    return NewEvent(ROLLBACK_FAILED, f"Rollback failed: {error}", {"error": error})
+
+
+def writes_frozen(replicas: int) -> NewEvent:
+    """Writes stopped (scaled to 0); `replicas` is the count to restore later."""
+    return NewEvent(WRITES_FROZEN, f"Writes frozen: scaled to 0 (was {replicas} replicas)", {"replicas": replicas})
+
+
+def writes_resumed(replicas: int) -> NewEvent:
+    """Service resumed after the data-corruption response."""
+    return NewEvent(WRITES_RESUMED, f"Writes resumed: scaled to {replicas} replicas", {"replicas": replicas})
+
+
+def escalated(level: int, why: str) -> NewEvent:
+    """The incident was escalated to `level` (the runbook's Rollback Escalation)."""
+    return NewEvent(ESCALATED, f"Escalated to level {level} ({ESCALATION_ROLES[level]}): {why}",
+                    {"level": level, "why": why})
+
+
+def note(text: str) -> NewEvent:
+    """A free-text timeline entry."""
+    return NewEvent(NOTE, text)
+
+
+# --- state ------------------------------------------------------------------------------
+
+
+class RollbackStatus(str, enum.Enum):
+    NONE = "none"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RollbackState:
+    """The incident's latest rollback attempt."""
+
+    status: RollbackStatus = RollbackStatus.NONE
+    from_revision: int | None = None
+    to_revision: int | None = None
+    from_versions: tuple[str, ...] = ()
+    to_versions: tuple[str, ...] = ()
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_message: str = ""
+    error: str | None = None
+    # How many attempts failed in this incident (a retry keeps the count).
+    failures: int = 0
+
+    def duration(self, now: datetime) -> timedelta | None:
+        """How long it ran (or has been running)."""
+        if self.started_at is None:
+            return None
+        return (self.finished_at or now) - self.started_at
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One verdict in the incident's decision history."""
+
+    at: datetime
+    action: Action
+    reasons: tuple[str, ...] = ()
+    deadline: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IncidentState:
+    """Everything the timeline says about one incident."""
+
+    id: str
+    service: str
+    opened_at: datetime
+    title: str = ""
+    closed_at: datetime | None = None
+    facts: Facts = field(default_factory=Facts)
+    decisions: tuple[DecisionRecord, ...] = ()
+    rollback: RollbackState = field(default_factory=RollbackState)
+    # The replica count before writes were frozen, None when writes are not frozen.
+    frozen_replicas: int | None = None
+    # The highest level the incident was escalated to (1: the on-call engineer).
+    escalated_to: int = 1
+    # When the console first saw a problem (a decision other than HEALTHY),
+    # reset by a HEALTHY decision; `Facts.customer_impact_since` overrides it.
+    impact_seen_since: datetime | None = None
+
+    @property
+    def decision(self) -> DecisionRecord | None:
+        """The latest verdict."""
+        return self.decisions[-1] if self.decisions else None
+
+    @property
+    def writes_frozen(self) -> bool:
+        return self.frozen_replicas is not None
+
+    @property
+    def investigation_started_at(self) -> datetime | None:
+        return self.facts.investigation_started_at
+
+    @property
+    def customer_impact_since(self) -> datetime | None:
+        """Since when customers are affected: the operator's fact, else the first problem seen."""
+        return self.facts.customer_impact_since or self.impact_seen_since
+
+
+def new_state(incident_id: str, service: str, opened_at: datetime, title: str = "") -> IncidentState:
+    """The state of a freshly opened incident."""
+    return IncidentState(id=incident_id, service=service, opened_at=opened_at, title=title)
+
+
+def apply(state: IncidentState, event: Event) -> IncidentState:
+    """The state after one more event. Unknown kinds and unknown fact names
+    are ignored, so a timeline written by a newer console still loads."""
+    data = payload(event)
+    kind = event.kind
+    if kind == INCIDENT_OPENED:
+        return replace(state, service=data.get("service", state.service), title=data.get("title", state.title),
+                       opened_at=event.at)
+    if kind == INCIDENT_CLOSED:
+        return replace(state, closed_at=event.at)
+    if kind == FACT_SET:
+        # Canonical: {"name": field, "value": v}; also accepted: {field: v, ...}.
+        changes = {data["name"]: data.get("value")} if "name" in data else data
+        known = {name: _fact_value(name, value) for name, value in changes.items() if name in _FACT_FIELDS}
+        return replace(state, facts=replace(state.facts, **known)) if known else state
+    if kind == DECISION:
+        action = Action(data["action"])
+        record = DecisionRecord(event.at, action, tuple(data.get("reasons", ())), _time(data.get("deadline")))
+        if action is Action.HEALTHY:
+            impact = None
+        else:
+            impact = state.impact_seen_since or event.at
+        return replace(state, decisions=state.decisions + (record,), impact_seen_since=impact)
+    if kind == ROLLBACK_STARTED:
+        return replace(
+            state,
+            rollback=RollbackState(
+                status=RollbackStatus.IN_PROGRESS,
+                from_revision=data.get("from_revision"),
+                to_revision=data.get("to_revision"),
+                from_versions=tuple(data.get("from_versions") or map(image_tag, data.get("from_images", ()))),
+                to_versions=tuple(data.get("to_versions") or map(image_tag, data.get("to_images", ()))),
+                started_at=event.at,
+                last_message=event.text,
+                failures=state.rollback.failures,
+            ),
+        )
+    if kind == ROLLBACK_PROGRESS:
+        return replace(state, rollback=replace(state.rollback, last_message=event.text))
+    if kind == ROLLBACK_COMPLETED:
+        return replace(state, rollback=replace(state.rollback, status=RollbackStatus.COMPLETED,
+                                               finished_at=event.at, last_message=event.text))
+    if kind == ROLLBACK_FAILED:
+        rb = state.rollback
+        return replace(state, rollback=replace(rb, status=RollbackStatus.FAILED, finished_at=event.at,
+                                               error=data.get("error", event.text), last_message=event.text,
+                                               failures=rb.failures + 1))
+    if kind == WRITES_FROZEN:
+        # A second freeze must not overwrite the count with 0.
+        if state.frozen_replicas is not None:
+            return state
+        return replace(state, frozen_replicas=int(data["replicas"]))
+    if kind == WRITES_RESUMED:
+        return replace(state, frozen_replicas=None)
+    if kind == ESCALATED:
+        return replace(state, escalated_to=max(state.escalated_to, int(data["level"])))
+    return state
+
+
+def rebuild(incident_id: str, events: Iterable[Event]) -> IncidentState:
+    """The state of an incident from its whole timeline, oldest event first
+    (the first one is INCIDENT_OPENED)."""
+    events = list(events)
+    if not events or events[0].kind != INCIDENT_OPENED:
+        raise ValueError(f"The timeline of {incident_id} does not start with its opening; it cannot be rebuilt.")
+    first = payload(events[0])
+    state = new_state(incident_id, first.get("service", ""), events[0].at)
+    for event in events:
+        state = apply(state, event)
+    return state
+
+
+# --- escalation ----------------------------------------------------------------------------
+
+ESCALATION_ROLES: dict[int, str] = {
+    1: "On-call Engineer",
+    2: "Team Lead",
+    3: "SRE/Platform Team",
+    4: "Management",
+}
+
+
+def escalation_level(
+    state: IncidentState,
+    now: datetime,
+    customer_impact_limit: timedelta = Thresholds().customer_impact_escalation,
+) -> tuple[int, str, datetime | None]:
+    """The runbook's Rollback Escalation: who should be on this incident now.
+
+    Returns (level 1..4, why in a sentence, when the level rises by time alone
+    or None). The highest trigger wins:
+    4 customer-impacting for more than `customer_impact_limit` (strictly);
+    3 infrastructure issue; 2 rollback failed, data corruption, or a migration
+    that is not known reversible (a data issue needing non-standard actions);
+    1 the alert (the on-call engineer).
+    """
+    impact_since = state.customer_impact_since
+    if impact_since is not None and now - impact_since > customer_impact_limit:
+        minutes = int((now - impact_since).total_seconds() // 60)
+        limit = int(customer_impact_limit.total_seconds() // 60)
+        return 4, f"Customer-impacting for {minutes} min (more than {limit} min)", None
+
+    next_at = impact_since + customer_impact_limit if impact_since is not None else None
+    facts = state.facts
+    if facts.infrastructure_issue:
+        return 3, "Infrastructure issue", next_at
+    if state.rollback.status is RollbackStatus.FAILED:
+        return 2, f"Rollback failed: {state.rollback.error}", next_at
+    if facts.data_corruption:
+        return 2, "Data issue: data corruption detected", next_at
+    if facts.migration_applied and facts.migration_reversible is not True:
+        return 2, "Data issue: a migration that is not known reversible is applied", next_at
+    return 1, "Alert", next_at

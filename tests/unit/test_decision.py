@@ -1,0 +1,402 @@
+"""The decision framework, row by row and rule by rule, against the runbook."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from console.decision import (
+    FIX_FORWARD_ALTERNATIVES,
+    ROWS,
+    Thresholds,
+    evaluate,
+    percent,
+    urgency,
+)
+from console.model import Action, Facts, Health, Metrics, Reason, Signals, Snapshot, Table
+
+NOW = datetime(2024, 1, 17, 14, 45, tzinfo=timezone.utc)
+
+
+def snap(
+    error_rate: float | None = 0.001,
+    *,
+    latency: float | None = 250.0,
+    latency_before: float | None = 250.0,
+    health: Health | None = None,
+    signals: Signals | None = None,
+    routes: tuple[tuple[str, float], ...] = (),
+    stale: bool = False,
+) -> Snapshot:
+    return Snapshot(
+        service="order-service",
+        taken_at=NOW,
+        metrics=Metrics(
+            error_rate=error_rate,
+            latency_p95_ms=latency,
+            latency_p95_before_ms=latency_before,
+            route_error_rates=routes,
+        ),
+        health=health or Health(desired=3, ready=3, endpoint_ok=True, endpoint_status="healthy"),
+        signals=signals or Signals(),
+        stale=stale,
+    )
+
+
+def conditions(decision) -> list[str]:
+    return [r.condition for r in decision.reasons]
+
+
+# --- the tables, row by row -------------------------------------------------
+
+
+def test_rows_are_the_runbooks_three_tables_in_order():
+    assert [(r.table, r.condition, r.action) for r in ROWS] == [
+        (Table.ROLLBACK_IMMEDIATELY, "Service completely down", "Rollback now"),
+        (Table.ROLLBACK_IMMEDIATELY, "Error rate > 5%", "Rollback now"),
+        (Table.ROLLBACK_IMMEDIATELY, "Data corruption detected", "Rollback now + freeze writes"),
+        (Table.ROLLBACK_IMMEDIATELY, "Security vulnerability active", "Rollback now"),
+        (Table.INVESTIGATE_FIRST, "Error rate 1-5%", "Investigate 5 min, then decide"),
+        (Table.INVESTIGATE_FIRST, "Latency spike", "Investigate 5 min, then decide"),
+        (Table.INVESTIGATE_FIRST, "Single endpoint failing", "Investigate, may not need full rollback"),
+        (Table.INVESTIGATE_FIRST, "Intermittent errors", "Investigate, may be transient"),
+        (Table.DO_NOT_ROLLBACK, "Database migration applied", "Fix forward (rollback could cause data loss)"),
+        (Table.DO_NOT_ROLLBACK, "Minor bug, workaround exists", "Hotfix"),
+        (Table.DO_NOT_ROLLBACK, "External service issue", "Wait for external fix"),
+    ]
+
+
+def test_healthy_service_is_healthy():
+    d = evaluate(snap(), Facts(), NOW)
+    assert d.action is Action.HEALTHY
+    assert d.reasons == () and d.deadline is None and not d.freeze_writes
+
+
+def test_service_down_no_pods_ready():
+    d = evaluate(snap(None, health=Health(desired=3, ready=0)), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert d.reasons == (Reason(Table.ROLLBACK_IMMEDIATELY, "Service completely down", "0 of 3 pods ready"),)
+
+
+def test_service_down_health_endpoint_failing():
+    d = evaluate(snap(None, health=Health(endpoint_ok=False, endpoint_status="HTTP 503")), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert str(d.reasons[0]) == "Service completely down: health endpoint: HTTP 503"
+
+
+def test_error_rate_above_five_percent_rolls_back_with_the_value():
+    d = evaluate(snap(0.08), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert d.reasons == (Reason(Table.ROLLBACK_IMMEDIATELY, "Error rate > 5%", "8.0 %"),)
+    assert d.headline == "ROLLBACK NOW"
+
+
+def test_data_corruption_rolls_back_and_freezes_writes():
+    d = evaluate(snap(), Facts(data_corruption=True), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert d.freeze_writes
+    assert conditions(d) == ["Data corruption detected"]
+    assert any("backup" in a for a in d.alternatives)
+
+
+def test_security_vulnerability_rolls_back():
+    d = evaluate(snap(), Facts(security_vulnerability=True), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert not d.freeze_writes
+    assert conditions(d) == ["Security vulnerability active"]
+    assert d.alternatives == ()
+
+
+def test_error_rate_between_one_and_five_percent_investigates_with_deadline():
+    d = evaluate(snap(0.03), Facts(), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert d.reasons == (Reason(Table.INVESTIGATE_FIRST, "Error rate 1-5%", "3.0 %"),)
+    assert d.deadline == NOW + timedelta(minutes=5)
+
+
+def test_deadline_counts_from_the_investigation_start():
+    started = NOW - timedelta(minutes=2)
+    d = evaluate(snap(0.03), Facts(investigation_started_at=started), NOW)
+    assert d.deadline == started + timedelta(minutes=5)
+
+
+def test_investigate_window_comes_from_thresholds():
+    d = evaluate(snap(0.03), Facts(), NOW, Thresholds(investigate_window=timedelta(minutes=10)))
+    assert d.deadline == NOW + timedelta(minutes=10)
+
+
+def test_latency_spike_from_metrics_uses_the_factor():
+    d = evaluate(snap(latency=2000.0, latency_before=250.0), Facts(), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert d.reasons == (
+        Reason(Table.INVESTIGATE_FIRST, "Latency spike", "p95 2000 ms, 8.0x the 250 ms before the deploy"),
+    )
+    # Below the factor: no spike; at it: a spike.
+    assert evaluate(snap(latency=499.0, latency_before=250.0), Facts(), NOW).action is Action.HEALTHY
+    assert evaluate(snap(latency=500.0, latency_before=250.0), Facts(), NOW).action is Action.INVESTIGATE
+    assert (
+        evaluate(snap(latency=2000.0, latency_before=250.0), Facts(), NOW, Thresholds(latency_spike_factor=10.0)).action
+        is Action.HEALTHY
+    )
+
+
+def test_latency_spike_from_signals():
+    d = evaluate(snap(latency=None, signals=Signals(latency_spike=True, latency_factor=3.0)), Facts(), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert str(d.reasons[0]) == "Latency spike: p95 3.0x the latency before the deploy"
+
+
+def test_single_endpoint_failing_names_the_route():
+    s = snap(signals=Signals(single_endpoint="/orders"), routes=(("/orders", 0.4),))
+    d = evaluate(s, Facts(), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert d.reasons == (Reason(Table.INVESTIGATE_FIRST, "Single endpoint failing", "/orders (40.0 % errors)"),)
+
+
+def test_intermittent_errors():
+    d = evaluate(snap(signals=Signals(intermittent=True, crossings=4)), Facts(), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert str(d.reasons[0]) == "Intermittent errors: error rate crossed the threshold 4 times"
+
+
+def test_irreversible_migration_fixes_forward():
+    d = evaluate(snap(), Facts(migration_applied=True, migration_reversible=False, migration_name="0042_drop_col"), NOW)
+    assert d.action is Action.FIX_FORWARD
+    assert d.alternatives == FIX_FORWARD_ALTERNATIVES
+    assert d.reasons == (
+        Reason(Table.DO_NOT_ROLLBACK, "Database migration applied", "0042_drop_col: not reversible; rollback could cause data loss"),
+    )
+
+
+def test_minor_bug_with_workaround_hotfixes():
+    d = evaluate(snap(), Facts(minor_bug_workaround=True), NOW)
+    assert d.action is Action.HOTFIX
+    assert conditions(d) == ["Minor bug, workaround exists"]
+
+
+def test_external_service_issue_waits():
+    d = evaluate(snap(), Facts(external_service_issue=True), NOW)
+    assert d.action is Action.WAIT_EXTERNAL
+    assert conditions(d) == ["External service issue"]
+
+
+# --- boundaries -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rate", "action", "condition"),
+    [
+        (0.00999, Action.HEALTHY, None),
+        (0.01, Action.INVESTIGATE, "Error rate 1-5%"),
+        (0.05, Action.INVESTIGATE, "Error rate 1-5%"),
+        (0.050001, Action.ROLLBACK_NOW, "Error rate > 5%"),
+    ],
+)
+def test_error_rate_boundaries(rate, action, condition):
+    d = evaluate(snap(rate), Facts(), NOW)
+    assert d.action is action
+    assert conditions(d) == ([condition] if condition else [])
+
+
+def test_threshold_overrides_move_the_boundaries():
+    t = Thresholds(rollback_error_rate=0.10, investigate_error_rate=0.02)
+    assert evaluate(snap(0.08), Facts(), NOW, t).action is Action.INVESTIGATE
+    assert evaluate(snap(0.015), Facts(), NOW, t).action is Action.HEALTHY
+    assert evaluate(snap(0.11), Facts(), NOW, t).action is Action.ROLLBACK_NOW
+
+
+def test_percent_keeps_the_digits_that_matter():
+    assert percent(0.08) == "8.0 %"
+    assert percent(0.050001) == "5.0001 %"
+    assert percent(0.00999) == "0.999 %"
+    assert percent(0.0) == "0.0 %"
+
+
+def test_inconsistent_thresholds_are_refused_with_a_sentence():
+    with pytest.raises(ValueError, match="investigate_error_rate"):
+        Thresholds(rollback_error_rate=0.01, investigate_error_rate=0.05)
+    with pytest.raises(ValueError, match="investigate_window"):
+        Thresholds(investigate_window=timedelta(0))
+
+
+def test_missing_metrics_fire_nothing():
+    d = evaluate(snap(None, latency=None, latency_before=None), Facts(), NOW)
+    assert d.action is Action.HEALTHY
+    assert d.reasons == ()
+
+
+# --- precedence (the module docstring's list) -----------------------------------------
+
+
+IRREVERSIBLE = dict(migration_applied=True, migration_reversible=False)
+
+
+def test_1_data_corruption_beats_an_irreversible_migration_and_external_issue():
+    d = evaluate(snap(0.08), Facts(data_corruption=True, external_service_issue=True, **IRREVERSIBLE), NOW)
+    assert d.action is Action.ROLLBACK_NOW and d.freeze_writes
+    assert conditions(d)[0] == "Data corruption detected"
+    assert set(conditions(d)) == {
+        "Data corruption detected",
+        "Error rate > 5%",
+        "Database migration applied",
+        "External service issue",
+    }
+
+
+def test_2_security_beats_an_irreversible_migration_with_a_partial_rollback():
+    d = evaluate(snap(), Facts(security_vulnerability=True, **IRREVERSIBLE), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert not d.freeze_writes
+    assert conditions(d) == ["Security vulnerability active", "Database migration applied"]
+    assert any("Partial rollback to a version that works with the new schema" in a for a in d.alternatives)
+
+
+def test_2_security_beats_external_issue():
+    d = evaluate(snap(), Facts(security_vulnerability=True, external_service_issue=True), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+
+
+@pytest.mark.parametrize("reversible", [False, None])
+def test_3_migration_not_known_reversible_fixes_forward_at_eight_percent(reversible):
+    d = evaluate(snap(0.08), Facts(migration_applied=True, migration_reversible=reversible), NOW)
+    assert d.action is Action.FIX_FORWARD
+    assert conditions(d) == ["Database migration applied", "Error rate > 5%"]
+    assert "rollback could cause data loss" in d.reasons[0].detail
+
+
+def test_3_migration_blocks_rollback_when_service_down():
+    d = evaluate(snap(None, health=Health(desired=3, ready=0)), Facts(**IRREVERSIBLE), NOW)
+    assert d.action is Action.FIX_FORWARD
+    assert "Service completely down" in conditions(d)
+
+
+def test_3_reversible_migration_does_not_block():
+    d = evaluate(snap(0.08), Facts(migration_applied=True, migration_reversible=True), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert conditions(d) == ["Error rate > 5%", "Database migration applied"]
+    assert d.reasons[1].detail == "reversible; roll back the application first, then the migration"
+
+
+def test_4_external_issue_waits_even_at_eight_percent_and_keeps_signal_reasons():
+    d = evaluate(snap(0.08, health=Health(desired=3, ready=0)), Facts(external_service_issue=True), NOW)
+    assert d.action is Action.WAIT_EXTERNAL
+    assert conditions(d) == ["External service issue", "Service completely down", "Error rate > 5%"]
+    assert d.alternatives and "external service" in d.alternatives[0]
+
+
+def test_4_irreversible_migration_beats_external_issue():
+    d = evaluate(snap(0.08), Facts(external_service_issue=True, **IRREVERSIBLE), NOW)
+    assert d.action is Action.FIX_FORWARD
+
+
+def test_5_minor_bug_does_not_override_error_rate_above_five_percent():
+    d = evaluate(snap(0.08), Facts(minor_bug_workaround=True), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert conditions(d) == ["Error rate > 5%", "Minor bug, workaround exists"]
+    assert any("Hotfix" in a for a in d.alternatives)
+
+
+def test_5_rollback_rows_beat_investigate_rows():
+    d = evaluate(snap(0.08, latency=2000.0, signals=Signals(intermittent=True)), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert d.deadline is None
+    assert conditions(d) == ["Error rate > 5%", "Latency spike", "Intermittent errors"]
+
+
+def test_6_investigate_beats_minor_bug():
+    d = evaluate(snap(0.03), Facts(minor_bug_workaround=True), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert conditions(d) == ["Error rate 1-5%", "Minor bug, workaround exists"]
+
+
+def test_8_reversible_migration_alone_is_healthy_but_reported():
+    d = evaluate(snap(), Facts(migration_applied=True, migration_reversible=True), NOW)
+    assert d.action is Action.HEALTHY
+    assert conditions(d) == ["Database migration applied"]
+
+
+# --- stale data ------------------------------------------------------------------
+
+
+def test_stale_signals_downgrade_rollback_to_investigate():
+    d = evaluate(snap(0.08, stale=True), Facts(), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert d.stale
+    assert conditions(d) == ["Data stale", "Error rate > 5%"]
+    assert d.deadline == NOW + timedelta(minutes=5)
+
+
+def test_stale_service_down_is_investigated():
+    d = evaluate(snap(None, health=Health(desired=3, ready=0), stale=True), Facts(), NOW)
+    assert d.action is Action.INVESTIGATE
+    assert conditions(d)[0] == "Data stale"
+
+
+@pytest.mark.parametrize(
+    ("facts", "action"),
+    [
+        (Facts(data_corruption=True), Action.ROLLBACK_NOW),
+        (Facts(security_vulnerability=True), Action.ROLLBACK_NOW),
+        (Facts(**IRREVERSIBLE), Action.FIX_FORWARD),
+        (Facts(external_service_issue=True), Action.WAIT_EXTERNAL),
+        (Facts(minor_bug_workaround=True), Action.HOTFIX),
+    ],
+)
+def test_stale_data_leaves_fact_driven_rows_alone(facts, action):
+    d = evaluate(snap(0.001, stale=True), facts, NOW)
+    assert d.action is action
+    assert d.stale
+    assert "Data stale" not in conditions(d)
+
+
+def test_fresh_decision_is_not_stale():
+    assert not evaluate(snap(0.08), Facts(), NOW).stale
+
+
+# --- monotonicity ------------------------------------------------------------
+
+
+def test_urgency_orders_rollback_first_and_healthy_last():
+    ordered = sorted(Action, key=urgency, reverse=True)
+    assert ordered[0] is Action.ROLLBACK_NOW
+    assert ordered[1] is Action.INVESTIGATE
+    assert ordered[-1] is Action.HEALTHY
+    assert urgency(Action.HOTFIX) > urgency(Action.HEALTHY)
+
+
+facts_strategy = st.builds(
+    Facts,
+    data_corruption=st.booleans(),
+    security_vulnerability=st.booleans(),
+    migration_applied=st.booleans(),
+    migration_reversible=st.sampled_from([None, True, False]),
+    minor_bug_workaround=st.booleans(),
+    external_service_issue=st.booleans(),
+)
+rate = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+
+
+# No example database: the suite writes nothing into the repository.
+@settings(database=None, deadline=None, max_examples=300)
+@given(
+    facts=facts_strategy,
+    low=rate,
+    high=rate,
+    down=st.booleans(),
+    stale=st.booleans(),
+    spike=st.booleans(),
+    single=st.sampled_from([None, "/orders"]),
+    intermittent=st.booleans(),
+)
+def test_a_higher_error_rate_never_yields_a_less_urgent_action(
+    facts, low, high, down, stale, spike, single, intermittent
+):
+    low, high = sorted((low, high))
+    health = Health(desired=3, ready=0 if down else 3)
+    signals = Signals(latency_spike=spike, single_endpoint=single, intermittent=intermittent)
+    at_low = evaluate(snap(low, health=health, signals=signals, stale=stale), facts, NOW)
+    at_high = evaluate(snap(high, health=health, signals=signals, stale=stale), facts, NOW)
+    assert urgency(at_high.action) >= urgency(at_low.action)
