@@ -1,0 +1,540 @@
+"""Drill scenarios: YAML files that describe a simulated incident.
+
+A scenario names the services of the drill world, their rollout history, how
+each version behaves, what happens while the drill runs, and what the runbook
+expects the trainee to do (for scoring). Shipped scenarios live in
+`console/drill/scenarios/`; `load_scenario()` takes a shipped name
+("bad-deploy") or a path to a file of your own.
+
+Scenario file reference
+=======================
+
+Durations ("offsets", "ages") are a number of seconds or a string of
+``<number><unit>`` parts with units ``s``, ``m``, ``h``, ``d`` ("90s", "2m",
+"1h30m"). Versions are strings: quote them in YAML when they could read as a
+number ("1.2", not 1.2).
+
+Top level
+---------
+``name`` (required)
+    Short name shown in the drill header.
+``description`` (default "")
+    What the trainee is told when the drill starts.
+``seed`` (default 0)
+    Makes pod names, pod IPs, log lines and intermittent behaviour
+    reproducible: the same scenario and seed give the same world.
+``start`` (default: the wall-clock time when the drill starts)
+    UTC datetime of t=0 ("2024-01-17T14:43:00Z"). Offsets and ages count from it.
+``services`` (required, at least one)
+    The simulated services, see below.
+``facts`` (default: all false)
+    Facts true at t=0. Fields, all optional: ``data_corruption``,
+    ``security_vulnerability``, ``migration_applied``,
+    ``migration_reversible`` (true/false/null = unknown), ``migration_name``,
+    ``minor_bug_workaround``, ``external_service_issue``,
+    ``infrastructure_issue``. These are the fields of `console.model.Facts`.
+``timeline`` (default [])
+    Events applied when the drill clock passes ``at``, see below.
+``expect`` (required)
+    ``action``: what the runbook calls for, one of ``rollback_now``,
+    ``investigate``, ``fix_forward``, ``hotfix``, ``wait_external``,
+    ``healthy``; ``by`` (optional offset): the action should be taken by then.
+
+Service
+-------
+``name`` (required)
+    The service name: Prometheus ``service`` label, health path /health/NAME,
+    Kubernetes Service name and (kind deployment) Deployment name.
+``namespace`` (default "default")
+``kind`` (default "deployment")
+    ``deployment``: one Deployment NAME behind Service NAME.
+    ``blue-green``: Deployments NAME-blue and NAME-green (labels app and
+    ``version: blue|green``); the Service selector's ``version`` key picks
+    the live one.
+    ``canary``: Deployments NAME (track stable) and NAME-canary (track canary)
+    behind an Istio VirtualService NAME whose route weights the subsets
+    ``stable`` and ``canary``.
+``replicas`` (default 3)
+    Desired replicas of each Deployment (canary: of the stable one).
+``canary_replicas`` (default 1), ``canary_weight`` (default 20)
+    Canary only: replicas of NAME-canary and the canary subset's weight (%)
+    once the canary is deployed (the stable subset gets the rest).
+``container`` (default "app")
+    Container name in the pod template.
+``image`` (required)
+    Image repository; a version's image is ``IMAGE:VERSION``.
+``label`` (default: the service name)
+    Value of the ``app`` label on Deployments, pods and the Service selector.
+``port`` (default 8080)
+    Container port; the Service listens on 80 and targets it.
+``health_path`` (default "/health")
+    Path of the readiness probe in the pod template.
+``ready_seconds`` (default 10)
+    Simulated seconds from pod creation to Ready (a version may override).
+``strategy`` (default "RollingUpdate")
+    ``RollingUpdate`` (maxSurge 25 %, maxUnavailable 25 %) or ``Recreate``.
+``progress_deadline_seconds`` (default 600), ``revision_history_limit`` (default 10)
+    Copied into the Deployment spec.
+``request_rate`` (default 50)
+    Requests per second when the serving versions do not say otherwise.
+``routes`` (default {"/": 1.0})
+    Route -> share of the traffic (shares are normalised to sum to 1).
+``history`` (required, at least one, oldest first)
+    What was deployed before the drill: ``version``, ``age`` (how long
+    before t=0 it went live), ``change_cause`` (default "deploy VERSION").
+    Blue-green entries name the ``environment`` (blue|green) the version was
+    deployed to; traffic switched to it at ``age`` (the environment's pods
+    started 5 minutes earlier). Canary entries name the ``track``
+    (stable|canary, default stable); a canary entry deploys NAME-canary and
+    sets the weights at ``age``.
+    The last entry is what is live at t=0.
+``versions`` (default {})
+    Version -> behaviour. A version named in the scenario but not listed here
+    behaves healthily with the defaults below. An image tag the scenario never
+    names (a typo at the console) fails to pull (ImagePullBackOff).
+
+Version behaviour
+-----------------
+``error_rate`` (default 0.001)
+    Fraction of failing requests on every route not listed in ``routes``.
+``latency_p95_ms`` (default 250)
+``request_rate`` (default: the service's)
+``ready`` (default true)
+    false: the container crashes after starting (CrashLoopBackOff, restart
+    count growing) and never becomes Ready.
+``healthy`` (default true)
+    false: the health endpoint answers 503 while this version serves most traffic.
+``ready_seconds`` (default: the service's)
+``routes`` (default {})
+    Route -> error rate for routes that fail differently (a single failing endpoint).
+``intermittent`` (default none)
+    ``period_s``, ``high``, ``low`` (error rates), ``duty`` (default 0.5:
+    the fraction of each period at ``high``). Replaces ``error_rate`` with a
+    square wave whose phase comes from the seed.
+``log_error`` (default "request failed: internal error")
+    The message of this version's error log lines (and crash message).
+
+Timeline event
+--------------
+Every event has ``at`` (offset from t=0) and exactly one of:
+
+``deploy``: ``{service, version, change_cause?, environment?, track?}``
+    Sets the image of the service's Deployment (blue-green: of the
+    ``environment``'s Deployment, default the idle one; canary: ``track``
+    default canary, which also sets the canary weight).
+``switch``: ``{service, to: blue|green}``
+    Blue-green: points the Service selector at that environment.
+``canary_weight``: ``{service, weight}``
+    Canary: sets the VirtualService weights (canary WEIGHT, stable 100-WEIGHT).
+``facts``: a facts mapping as above
+    Merged into the current facts.
+``external_outage``: ``{service, active, dependency?, error_rate?, latency_p95_ms?}``
+    An external dependency fails (``active: true``; default error rate 0.12,
+    p95 1500 ms) or recovers (``active: false``); also sets the fact ``external_service_issue``.
+``note``: text
+    Shown to the trainee (recorded in the drill state).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SCENARIO_DIR = Path(__file__).with_name("scenarios")
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*([smhd])\s*)+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+ACTIONS = ("rollback_now", "investigate", "fix_forward", "hotfix", "wait_external", "healthy")
+
+
+class ScenarioError(Exception):
+    """A scenario could not be loaded; str() is a sentence naming the file,
+    the field and what was expected."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as "90s", "2m", "1h30m", "-5m"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90, \"90s\", \"2m\" or \"1h30m\"")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        text = text.lstrip("+-")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return sign * float(text)
+        if _DURATION.match(text):
+            return sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    raise ValueError("expected a duration such as 90, \"90s\", \"2m\" or \"1h30m\"")
+
+
+def _version_str(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Intermittent(_Model):
+    """An error rate that oscillates between `high` and `low`."""
+
+    period_s: float = Field(gt=0)
+    high: float = Field(ge=0, le=1)
+    low: float = Field(ge=0, le=1)
+    duty: float = Field(default=0.5, gt=0, lt=1)
+
+
+class Behaviour(_Model):
+    """How one version behaves when it serves traffic."""
+
+    error_rate: float = Field(default=0.001, ge=0, le=1)
+    latency_p95_ms: float = Field(default=250.0, gt=0)
+    request_rate: float | None = Field(default=None, ge=0)
+    ready: bool = True
+    healthy: bool = True
+    ready_seconds: float | None = Field(default=None, ge=0)
+    routes: dict[str, float] = Field(default_factory=dict)
+    intermittent: Intermittent | None = None
+    log_error: str = "request failed: internal error"
+
+    @field_validator("routes")
+    @classmethod
+    def _route_rates(cls, routes: dict[str, float]) -> dict[str, float]:
+        for route, rate in routes.items():
+            if not 0 <= rate <= 1:
+                raise ValueError(f"route {route!r} error rate must be between 0 and 1")
+        return routes
+
+
+class HistoryEntry(_Model):
+    """One past deploy, oldest first in `Service.history`."""
+
+    version: str
+    age: float
+    change_cause: str | None = None
+    environment: Literal["blue", "green"] | None = None
+    track: Literal["stable", "canary"] | None = None
+
+    _v = field_validator("version", mode="before")(_version_str)
+
+    @field_validator("age", mode="before")
+    @classmethod
+    def _age(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < 0:
+            raise ValueError("age must not be negative (it is how long before t=0)")
+        return seconds
+
+    @property
+    def cause(self) -> str:
+        return self.change_cause or f"deploy {self.version}"
+
+
+class Service(_Model):
+    """One simulated service and the platform objects behind it."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    kind: Literal["deployment", "blue-green", "canary"] = "deployment"
+    replicas: int = Field(default=3, ge=0)
+    canary_replicas: int = Field(default=1, ge=0)
+    canary_weight: int = Field(default=20, ge=0, le=100)
+    container: str = "app"
+    image: str
+    label: str | None = None
+    port: int = Field(default=8080, gt=0, lt=65536)
+    health_path: str = "/health"
+    ready_seconds: float = Field(default=10.0, ge=0)
+    strategy: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
+    progress_deadline_seconds: int = Field(default=600, gt=0)
+    revision_history_limit: int = Field(default=10, ge=0)
+    request_rate: float = Field(default=50.0, ge=0)
+    routes: dict[str, float] = Field(default_factory=lambda: {"/": 1.0})
+    history: list[HistoryEntry] = Field(min_length=1)
+    versions: dict[str, Behaviour] = Field(default_factory=dict)
+
+    @field_validator("versions", mode="before")
+    @classmethod
+    def _version_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {_version_str(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _shares(cls, routes: dict[str, float]) -> dict[str, float]:
+        if not routes:
+            raise ValueError("at least one route is needed")
+        if any(share < 0 for share in routes.values()) or sum(routes.values()) <= 0:
+            raise ValueError("route shares must be non-negative and not all zero")
+        return routes
+
+    @model_validator(mode="after")
+    def _history_fits_kind(self) -> Service:
+        for i, entry in enumerate(self.history):
+            if self.kind == "blue-green" and entry.environment is None:
+                raise ValueError(f"history[{i}] needs an environment (blue or green) for a blue-green service")
+            if self.kind != "blue-green" and entry.environment is not None:
+                raise ValueError(f"history[{i}] has an environment, but the service is not blue-green")
+            if self.kind != "canary" and entry.track is not None:
+                raise ValueError(f"history[{i}] has a track, but the service is not canary")
+        ages = [entry.age for entry in self.history]
+        if ages != sorted(ages, reverse=True):
+            raise ValueError("history must be oldest first (ages decreasing)")
+        if self.kind == "canary" and (self.history[0].track or "stable") != "stable":
+            raise ValueError("history[0] of a canary service must be a stable deploy")
+        return self
+
+    @property
+    def app_label(self) -> str:
+        return self.label or self.name
+
+    def behaviour(self, version: str) -> Behaviour | None:
+        """The behaviour of a version the scenario knows, None for an unknown tag."""
+        if version in self.versions:
+            return self.versions[version]
+        if version in self.known_versions:
+            return Behaviour()
+        return None
+
+    @property
+    def known_versions(self) -> set[str]:
+        return {entry.version for entry in self.history} | set(self.versions)
+
+    def image_of(self, version: str) -> str:
+        return f"{self.image}:{version}"
+
+
+class Facts(_Model):
+    """Facts as the scenario states them (the fields of console.model.Facts)."""
+
+    data_corruption: bool = False
+    security_vulnerability: bool = False
+    migration_applied: bool = False
+    migration_reversible: bool | None = None
+    migration_name: str | None = None
+    minor_bug_workaround: bool = False
+    external_service_issue: bool = False
+    infrastructure_issue: bool = False
+
+
+class DeployEvent(_Model):
+    service: str
+    version: str
+    change_cause: str | None = None
+    environment: Literal["blue", "green"] | None = None
+    track: Literal["stable", "canary"] | None = None
+
+    _v = field_validator("version", mode="before")(_version_str)
+
+
+class SwitchEvent(_Model):
+    service: str
+    to: Literal["blue", "green"]
+
+
+class CanaryWeightEvent(_Model):
+    service: str
+    weight: int = Field(ge=0, le=100)
+
+
+class OutageEvent(_Model):
+    service: str
+    active: bool
+    dependency: str = "an external dependency"
+    error_rate: float = Field(default=0.12, ge=0, le=1)
+    latency_p95_ms: float = Field(default=1500.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a key `on` as the boolean true: accept it as `active`.
+        if isinstance(data, dict):
+            data = {("active" if key is True or key == "on" else key): value for key, value in data.items()}
+        return data
+
+
+class TimelineEvent(_Model):
+    """Something that happens when the drill clock passes `at`."""
+
+    at: float
+    deploy: DeployEvent | None = None
+    switch: SwitchEvent | None = None
+    canary_weight: CanaryWeightEvent | None = None
+    facts: dict[str, Any] | None = None
+    external_outage: OutageEvent | None = None
+    note: str | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at(cls, value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < 0:
+            raise ValueError("at must not be negative (history belongs in the services' history)")
+        return seconds
+
+    @field_validator("facts")
+    @classmethod
+    def _facts(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            Facts(**value)  # validates names and types
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TimelineEvent:
+        kinds = [k for k in ("deploy", "switch", "canary_weight", "facts", "external_outage", "note") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("an event needs exactly one of deploy, switch, canary_weight, facts, external_outage, note")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("deploy", "switch", "canary_weight", "facts", "external_outage", "note") if getattr(self, k) is not None)
+
+
+class Expect(_Model):
+    """What the runbook expects the trainee to do."""
+
+    action: Literal["rollback_now", "investigate", "fix_forward", "hotfix", "wait_external", "healthy"]
+    by: float | None = None
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _by(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
+class Scenario(_Model):
+    """A whole drill: services, history, behaviour, timeline, expectation."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    start: datetime | None = None
+    services: list[Service] = Field(min_length=1)
+    facts: Facts = Field(default_factory=Facts)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    expect: Expect
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        names = [s.name for s in self.services]
+        if len(set(names)) != len(names):
+            raise ValueError("service names must be unique")
+        by_name = {s.name: s for s in self.services}
+        for i, event in enumerate(self.timeline):
+            target = getattr(event, event.kind)
+            service_name = getattr(target, "service", None)
+            if service_name is None:
+                continue
+            service = by_name.get(service_name)
+            if service is None:
+                raise ValueError(f"timeline[{i}] names service {service_name!r}, which is not in services")
+            if event.switch and service.kind != "blue-green":
+                raise ValueError(f"timeline[{i}] switches {service_name!r}, which is not blue-green")
+            if event.canary_weight and service.kind != "canary":
+                raise ValueError(f"timeline[{i}] sets a canary weight on {service_name!r}, which is not canary")
+        return self
+
+    def service(self, name: str) -> Service:
+        """The service called `name` (KeyError if there is none)."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def known_versions(self, service: Service) -> set[str]:
+        """Every version the scenario names for `service`, timeline included."""
+        versions = service.known_versions
+        for event in self.timeline:
+            if event.deploy and event.deploy.service == service.name:
+                versions.add(event.deploy.version)
+        return versions
+
+
+def list_scenarios() -> list[str]:
+    """Names of the shipped scenarios, sorted."""
+    folder = resources.files("console.drill") / "scenarios"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists() or "/" in str(name_or_path):
+        return candidate
+    return SCENARIO_DIR / f"{name_or_path}.yaml"
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load and validate a scenario by shipped name ("bad-deploy") or path.
+
+    Raises ScenarioError with a sentence naming the file, the field and the
+    expectation when the file is missing, not YAML, or not a valid scenario.
+    """
+    path = _resolve(name_or_path)
+    if not path.exists():
+        shipped = ", ".join(list_scenarios())
+        raise ScenarioError(
+            f"Scenario {str(name_or_path)!r} was not found: give a path to a YAML file or one of the shipped names ({shipped})."
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError(f"Scenario file {path} is not valid YAML{where}: fix the syntax and try again.") from None
+    except OSError as exc:
+        raise ScenarioError(f"Scenario file {path} could not be read ({exc.strerror}): check the path and its permissions.") from None
+    return parse_scenario(data, source=str(path))
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    """Validate already-parsed YAML data (see `load_scenario`)."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"Scenario file {source} must be a mapping of fields (name, services, expect ...) at the top level.")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = _field_path(first["loc"])
+        message = first["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        got = first.get("input")
+        got_text = "" if first["type"] == "missing" or isinstance(got, (dict, list)) else f" (got {got!r})"
+        more = len(exc.errors()) - 1
+        extra = f"; {more} more problem{'s' if more > 1 else ''} after this one" if more else ""
+        raise ScenarioError(
+            f"Scenario file {source}, field {field}: {message[0].lower() + message[1:]}{got_text}{extra}. Fix the file and load it again."
+        ) from None

@@ -1,0 +1,104 @@
+"""Scenario files: the shipped ones load, mistakes get sentences naming file and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from console.drill.scenario import ScenarioError, list_scenarios, load_scenario, parse_duration
+from console.drill.world import World
+
+BASE = """
+name: mini
+start: "2024-01-17T14:00:00Z"
+services:
+  - name: api
+    image: registry.example.com/api
+    history:
+      - {version: "1.0.0", age: 1d}
+expect: {action: healthy}
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_scenarios_load_and_build_a_world():
+    names = list_scenarios()
+    assert "bad-deploy" in names
+    for name in names:
+        scenario = load_scenario(name)
+        assert scenario.name == name
+        world = World(scenario, speed=0)
+        for service in world.service_names():
+            assert world.samples(service), f"{name}: {service} has no metric history"
+
+
+def test_bad_deploy_is_the_briefed_incident():
+    scenario = load_scenario("bad-deploy")
+    service = scenario.service("order-service")
+    assert (service.namespace, service.replicas, service.container, service.app_label) == ("shop", 3, "app", "order-service")
+    assert [h.version for h in service.history] == ["1.2.1", "1.2.2", "1.2.3"]
+    assert service.history[-1].age == 120 and service.history[-1].cause == "deploy 1.2.3"
+    assert service.versions["1.2.3"].error_rate == 0.08 and service.versions["1.2.3"].latency_p95_ms == 2000
+    assert scenario.expect.action == "rollback_now"
+
+
+def test_a_minimal_file_gets_the_documented_defaults(tmp_path):
+    scenario = load_scenario(write(tmp_path, BASE))
+    service = scenario.services[0]
+    assert (service.namespace, service.kind, service.replicas, service.ready_seconds) == ("default", "deployment", 3, 10.0)
+    assert service.behaviour("1.0.0").error_rate == 0.001
+    assert service.behaviour("9.9.9") is None
+    assert scenario.seed == 0 and scenario.timeline == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        (("image: registry.example.com/api", "image: registry.example.com/api\n    versions: {'1.0.0': {error_rate: 1.5}}"), "services[0].versions.1.0.0.error_rate", "less than or equal to 1"),
+        (("expect: {action: healthy}", "expect: {action: panic}"), "expect.action", "rollback_now"),
+        (("    image: registry.example.com/api\n", "    image: registry.example.com/api\n    colour: red\n"), "services[0].colour", "extra inputs are not permitted"),
+        (("age: 1d", "age: soon"), "services[0].history[0].age", "duration"),
+        (("expect:", "timeline:\n  - {at: 1m, note: hi, facts: {migration_applied: true}}\nexpect:"), "timeline[0]", "exactly one of"),
+        (("expect:", "timeline:\n  - {at: 1m, deploy: {service: web, version: '2'}}\nexpect:"), "(top level)", "not in services"),
+        (("name: mini\n", ""), "name", "field required"),
+    ],
+)
+def test_validation_errors_name_file_field_and_expectation(tmp_path, change, field, words):
+    old, new = change
+    assert old in BASE
+    path = write(tmp_path, BASE.replace(old, new))
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(path)
+    message = str(error.value)
+    assert str(path) in message
+    assert f"field {field}:" in message
+    assert words in message.lower()
+    assert message.endswith("Fix the file and load it again.")
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ScenarioError, match="not found.*bad-deploy"):
+        load_scenario("no-such-scenario")
+    with pytest.raises(ScenarioError, match="not valid YAML at line 2"):
+        load_scenario(write(tmp_path, "name: x\n  bad: [\n"))
+    with pytest.raises(ScenarioError, match="mapping of fields"):
+        load_scenario(write(tmp_path, "- a list\n"))
+
+
+def test_blue_green_history_needs_environments(tmp_path):
+    text = BASE.replace("    image:", "    kind: blue-green\n    image:")
+    with pytest.raises(ScenarioError, match="needs an environment"):
+        load_scenario(write(tmp_path, text))
+
+
+def test_durations():
+    assert parse_duration("90s") == 90
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration(45) == 45
+    assert parse_duration("2.5") == 2.5
+    with pytest.raises(ValueError):
+        parse_duration("ten minutes")
