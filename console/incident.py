@@ -37,6 +37,11 @@ WRITES_FROZEN = "writes.frozen"  # replicas (the count to restore when writes re
 WRITES_RESUMED = "writes.resumed"  # replicas
 ESCALATED = "escalated"  # level, why
 NOTE = "note"  # - (the text is the note)
+CHECKLIST_TICKED = "checklist.ticked"  # item (a checklist item id), why (the console's reason, "" for an operator)
+CHECKLIST_UNTICKED = "checklist.unticked"  # item
+MESSAGE_SENT = "message.sent"  # message (comms kind), label, channel, outbox_id
+MESSAGE_FAILED = "message.failed"  # message, label, channel, outbox_id, error
+TIMELINE_EXPORTED = "timeline.exported"  # path
 
 KINDS: tuple[str, ...] = (
     INCIDENT_OPENED,
@@ -51,6 +56,11 @@ KINDS: tuple[str, ...] = (
     WRITES_RESUMED,
     ESCALATED,
     NOTE,
+    CHECKLIST_TICKED,
+    CHECKLIST_UNTICKED,
+    MESSAGE_SENT,
+    MESSAGE_FAILED,
+    TIMELINE_EXPORTED,
 )
 
 _FACT_FIELDS = {f.name for f in fields(Facts)}
@@ -162,14 +172,16 @@ def decided(decision: Decision) -> NewEvent:
     )
 
 
-def rollback_started(plan: RollbackPlan) -> NewEvent:
-    """The operator confirmed the plan and the rollback began."""
+def rollback_started(plan: RollbackPlan, reason: str = "") -> NewEvent:
+    """The operator confirmed the plan and the rollback began (`reason`: why, in their words)."""
     frm = ", ".join(plan.from_versions) or str(plan.from_revision)
     to = ", ".join(plan.to_versions) or str(plan.to_revision)
+    extra = {"reason": reason} if reason else {}
     return NewEvent(
         ROLLBACK_STARTED,
-        f"Rollback started: {plan.service} {frm} -> {to}",
+        f"Rollback started: {plan.service} {frm} -> {to}" + (f" (reason: {reason})" if reason else ""),
         {
+            **extra,
             "platform": plan.platform,
             "from_revision": plan.from_revision,
             "to_revision": plan.to_revision,
@@ -219,6 +231,39 @@ def note(text: str) -> NewEvent:
     return NewEvent(NOTE, text)
 
 
+def checklist_ticked(item: str, text: str, why: str = "") -> NewEvent:
+    """A Post-Rollback Checklist item is done. `item` is its id, `text` its
+    runbook words; `why` says what the console saw when it ticked the item
+    itself (record those with actor "console"), empty when an operator did."""
+    return NewEvent(CHECKLIST_TICKED, f"Checklist: {text}" + (f" ({why})" if why else ""),
+                    {"item": item, "why": why})
+
+
+def checklist_unticked(item: str, text: str) -> NewEvent:
+    """An operator took a tick back (the console will not tick the item again on its own)."""
+    return NewEvent(CHECKLIST_UNTICKED, f"Checklist: {text} not done after all", {"item": item})
+
+
+def message_sent(message: str, label: str, channel: str = "Slack", outbox_id: int | None = None) -> NewEvent:
+    """A message went out. `message` is its comms kind, `label` its name
+    without decoration ("Rollback Complete"), `channel` where it went."""
+    return NewEvent(MESSAGE_SENT, f"{label} message sent to {channel}",
+                    {"message": message, "label": label, "channel": channel, "outbox_id": outbox_id})
+
+
+def message_failed(message: str, label: str, error: str, channel: str = "Slack",
+                   outbox_id: int | None = None) -> NewEvent:
+    """A message could not be sent (it stays in the outbox); `error` is the sentence."""
+    return NewEvent(MESSAGE_FAILED, f"{label} message not sent to {channel}: {error}",
+                    {"message": message, "label": label, "channel": channel, "outbox_id": outbox_id,
+                     "error": error})
+
+
+def timeline_exported(path: str) -> NewEvent:
+    """The incident's timeline was written to `path` (logs preserved for investigation)."""
+    return NewEvent(TIMELINE_EXPORTED, f"Timeline exported to {path}", {"path": path})
+
+
 # --- state ------------------------------------------------------------------------------
 
 
@@ -242,6 +287,8 @@ class RollbackState:
     finished_at: datetime | None = None
     last_message: str = ""
     error: str | None = None
+    # Why the operator rolled back, when they said so.
+    reason: str = ""
     # How many attempts failed in this incident (a retry keeps the count).
     failures: int = 0
 
@@ -263,6 +310,31 @@ class DecisionRecord:
 
 
 @dataclass(frozen=True)
+class ChecklistMark:
+    """The latest tick (or untick) of one checklist item."""
+
+    item: str
+    ticked: bool
+    at: datetime
+    actor: str
+    # What the console saw when it ticked the item itself ("" for an operator).
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One attempt to send a message, as the timeline recorded it."""
+
+    at: datetime
+    message: str  # the comms kind
+    label: str
+    channel: str
+    sent: bool
+    outbox_id: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class IncidentState:
     """Everything the timeline says about one incident."""
 
@@ -281,6 +353,20 @@ class IncidentState:
     # When the console first saw a problem (a decision other than HEALTHY),
     # reset by a HEALTHY decision; `Facts.customer_impact_since` overrides it.
     impact_seen_since: datetime | None = None
+    # The latest mark of each checklist item that was ever ticked or unticked, in first-mark order.
+    checklist: tuple[ChecklistMark, ...] = ()
+    # Every message sent or failed, oldest first.
+    messages: tuple[MessageRecord, ...] = ()
+    # Where the timeline was exported to, oldest first.
+    exports: tuple[str, ...] = ()
+
+    def mark(self, item: str) -> ChecklistMark | None:
+        """The latest tick or untick of a checklist item, None if never touched."""
+        return next((m for m in self.checklist if m.item == item), None)
+
+    def sent(self, message: str) -> MessageRecord | None:
+        """The latest successful send of a message kind, if any."""
+        return next((m for m in reversed(self.messages) if m.sent and m.message == message), None)
 
     @property
     def decision(self) -> DecisionRecord | None:
@@ -340,6 +426,7 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
                 to_versions=tuple(data.get("to_versions") or map(image_tag, data.get("to_images", ()))),
                 started_at=event.at,
                 last_message=event.text,
+                reason=str(data.get("reason") or ""),
                 failures=state.rollback.failures,
             ),
         )
@@ -362,6 +449,28 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
         return replace(state, frozen_replicas=None)
     if kind == ESCALATED:
         return replace(state, escalated_to=max(state.escalated_to, int(data["level"])))
+    if kind in (CHECKLIST_TICKED, CHECKLIST_UNTICKED):
+        item = str(data.get("item", ""))
+        if not item:
+            return state
+        mark = ChecklistMark(item, kind == CHECKLIST_TICKED, event.at, event.actor, str(data.get("why") or ""))
+        if state.mark(item) is None:
+            return replace(state, checklist=state.checklist + (mark,))
+        return replace(state, checklist=tuple(mark if m.item == item else m for m in state.checklist))
+    if kind in (MESSAGE_SENT, MESSAGE_FAILED):
+        outbox_id = data.get("outbox_id")
+        record = MessageRecord(
+            at=event.at,
+            message=str(data.get("message", "")),
+            label=str(data.get("label", "")),
+            channel=str(data.get("channel", "")),
+            sent=kind == MESSAGE_SENT,
+            outbox_id=int(outbox_id) if outbox_id is not None else None,
+            error=data.get("error") if kind == MESSAGE_FAILED else None,
+        )
+        return replace(state, messages=state.messages + (record,))
+    if kind == TIMELINE_EXPORTED:
+        return replace(state, exports=state.exports + (str(data.get("path", "")),))
     return state
 
 

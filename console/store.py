@@ -23,7 +23,7 @@ from console.locations import ensure_parent
 from console.model import Event
 from console.redact import redact, redact_data
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE incidents (
@@ -50,8 +50,27 @@ CREATE TRIGGER events_are_append_only_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'incident events are append-only'); END;
 """
 
+# The outbox: messages to send, kept until they are sent, so a message that
+# failed (Slack down, network gone) is never lost and can be resent later.
+_SCHEMA_V2 = """
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT REFERENCES incidents (id),
+    created_at TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt_at TEXT,
+    last_error TEXT,
+    sent_at TEXT
+);
+CREATE INDEX outbox_pending ON outbox (sent_at, id);
+"""
+
 # Schema version -> the script that brings the previous version to it.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 class StoreError(Exception):
@@ -71,6 +90,32 @@ class IncidentRecord:
     @property
     def open(self) -> bool:
         return self.closed_at is None
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One message in the outbox: what to send where, and how sending went."""
+
+    id: int
+    incident_id: str | None
+    created_at: datetime
+    channel: str  # "Slack"
+    kind: str  # a comms.MessageKind value
+    label: str  # "Rollback Complete"
+    payload: dict[str, Any]  # the request body (Slack webhook JSON)
+    attempts: int = 0
+    last_attempt_at: datetime | None = None
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.sent_at is None
+
+
+_OUTBOX_COLUMNS = (
+    "id, incident_id, created_at, channel, kind, label, payload, attempts, last_attempt_at, last_error, sent_at"
+)
 
 
 def _utc_text(at: datetime) -> str:
@@ -252,6 +297,69 @@ class Store:
             for at, kind, text, actor, data in rows
         ]
 
+    # --- outbox -------------------------------------------------------------------------
+
+    def outbox_add(
+        self,
+        incident_id: str | None,
+        kind: str,
+        label: str,
+        payload: dict[str, Any],
+        at: datetime,
+        channel: str = "Slack",
+    ) -> OutboxEntry:
+        """Keep a message to send (before sending it, so a crash mid-send loses
+        nothing); returns the entry as stored (secrets redacted)."""
+        clean = redact_data(json.loads(json.dumps(payload)))
+        with self._lock, self._errors("keep the message in the outbox"), self._transaction():
+            if incident_id is not None and not self._exists(incident_id):
+                raise StoreError(f"There is no incident {incident_id} in {self.path}; the message was not kept.")
+            cursor = self._db.execute(
+                "INSERT INTO outbox (incident_id, created_at, channel, kind, label, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (incident_id, _utc_text(at), channel, kind, redact(label), json.dumps(clean, ensure_ascii=False)),
+            )
+            return self._outbox_row(cursor.lastrowid)
+
+    def outbox_pending(self, incident_id: str | None = None) -> list[OutboxEntry]:
+        """Messages not sent yet, oldest first (of one incident when given)."""
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE sent_at IS NULL"
+        params: tuple[Any, ...] = ()
+        if incident_id is not None:
+            sql += " AND incident_id = ?"
+            params = (incident_id,)
+        with self._lock, self._errors("read the outbox"):
+            rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
+        return [_outbox_entry(row) for row in rows]
+
+    def outbox_entry(self, entry_id: int) -> OutboxEntry | None:
+        """One outbox entry by id, sent or not."""
+        with self._lock, self._errors("read the outbox"):
+            return self._outbox_row(entry_id)
+
+    def outbox_mark_sent(self, entry_id: int, at: datetime) -> OutboxEntry:
+        """The message went out (counts as one more attempt)."""
+        return self._outbox_attempt(entry_id, at, None)
+
+    def outbox_mark_failed(self, entry_id: int, at: datetime, error: str) -> OutboxEntry:
+        """A send failed; the message stays pending with the error sentence."""
+        return self._outbox_attempt(entry_id, at, error)
+
+    def _outbox_attempt(self, entry_id: int, at: datetime, error: str | None) -> OutboxEntry:
+        stamp = _utc_text(at)
+        with self._lock, self._errors("update the outbox"), self._transaction():
+            updated = self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?, last_error = ?, "
+                "sent_at = CASE WHEN ? IS NULL THEN COALESCE(sent_at, ?) ELSE sent_at END WHERE id = ?",
+                (stamp, None if error is None else redact(error), error, stamp, entry_id),
+            ).rowcount
+            if not updated:
+                raise StoreError(f"There is no message {entry_id} in the outbox of {self.path}.")
+            return self._outbox_row(entry_id)
+
+    def _outbox_row(self, entry_id: int | None) -> OutboxEntry | None:
+        row = self._db.execute(f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE id = ?", (entry_id,)).fetchone()
+        return _outbox_entry(row) if row else None
+
     # --- internals ---------------------------------------------------------------------
 
     def _exists(self, incident_id: str) -> bool:
@@ -278,6 +386,23 @@ class Store:
 def _record(row: tuple) -> IncidentRecord:
     incident_id, service, opened_at, closed_at, title = row
     return IncidentRecord(incident_id, service, _time(opened_at), _time(closed_at), title)
+
+
+def _outbox_entry(row: tuple) -> OutboxEntry:
+    entry_id, incident_id, created_at, channel, kind, label, payload, attempts, last_at, last_error, sent_at = row
+    return OutboxEntry(
+        id=entry_id,
+        incident_id=incident_id,
+        created_at=_time(created_at),
+        channel=channel,
+        kind=kind,
+        label=label,
+        payload=json.loads(payload),
+        attempts=attempts,
+        last_attempt_at=_time(last_at),
+        last_error=last_error,
+        sent_at=_time(sent_at),
+    )
 
 
 class _Transaction:

@@ -212,3 +212,69 @@ def test_unwritable_directory_is_a_sentence(tmp_path):
     blocker.write_text("")
     with pytest.raises(StoreError, match="Cannot open the incident database"):
         Store(blocker / "incidents.db")
+
+
+# --- the outbox -------------------------------------------------------------------------
+
+PAYLOAD = {"text": "*✅ Rollback Complete*", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x"}}]}
+
+
+def test_outbox_keeps_a_message_until_it_is_sent(store):
+    incident_id = store.open_incident("order-service", T0)
+    entry = store.outbox_add(incident_id, "rollback_complete", "Rollback Complete", PAYLOAD, T0)
+    assert (entry.incident_id, entry.channel, entry.payload, entry.attempts, entry.pending) == (
+        incident_id, "Slack", PAYLOAD, 0, True)
+    failed = store.outbox_mark_failed(entry.id, T0 + timedelta(seconds=5), "Slack did not answer within 5 s")
+    assert (failed.attempts, failed.last_error, failed.pending) == (1, "Slack did not answer within 5 s", True)
+    assert [e.id for e in store.outbox_pending()] == [entry.id]
+    sent = store.outbox_mark_sent(entry.id, T0 + timedelta(minutes=1))
+    assert (sent.attempts, sent.last_error, sent.sent_at, sent.pending) == (2, None, T0 + timedelta(minutes=1), False)
+    assert store.outbox_pending() == []
+    # A second "sent" keeps the first sending time.
+    assert store.outbox_mark_sent(entry.id, T0 + timedelta(hours=1)).sent_at == T0 + timedelta(minutes=1)
+
+
+def test_outbox_pending_is_oldest_first_and_per_incident(store):
+    a = store.open_incident("order-service", T0)
+    b = store.open_incident("cart-service", T0)
+    first = store.outbox_add(a, "rolling_back", "Rolling back", {"text": "1"}, T0)
+    second = store.outbox_add(b, "rolling_back", "Rolling back", {"text": "2"}, T0)
+    third = store.outbox_add(None, "rolling_back", "Rolling back", {"text": "3"}, T0)
+    assert [e.id for e in store.outbox_pending()] == [first.id, second.id, third.id]
+    assert [e.id for e in store.outbox_pending(b)] == [second.id]
+
+
+def test_outbox_survives_a_restart_and_redacts(tmp_path):
+    path = tmp_path / "incidents.db"
+    with Store(path) as s:
+        entry = s.outbox_add(None, "rolling_back", "Rolling back",
+                             {"text": "see https://hooks.slack.com/services/T0/B0/secret"}, T0)
+    with Store(path) as s:
+        (again,) = s.outbox_pending()
+    assert again.id == entry.id
+    assert again.payload == {"text": "see https://hooks.slack.com/[REDACTED]"}
+
+
+def test_outbox_unknown_ids_are_sentences(store):
+    with pytest.raises(StoreError, match="no message 42 in the outbox"):
+        store.outbox_mark_sent(42, T0)
+    with pytest.raises(StoreError, match="no incident INC-nope"):
+        store.outbox_add("INC-nope", "rolling_back", "Rolling back", {"text": "x"}, T0)
+
+
+def test_a_version_1_database_is_migrated(tmp_path):
+    from console import store as store_module
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(store_module._SCHEMA_V1)
+    db.execute("INSERT INTO incidents (id, service, opened_at) VALUES ('INC-1', 'order-service', ?)", (T0.isoformat(),))
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Store(path) as s:
+        assert s.incident("INC-1").service == "order-service"
+        assert s.outbox_add("INC-1", "rolling_back", "Rolling back", {"text": "x"}, T0).id == 1
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()

@@ -1,0 +1,350 @@
+"""The runbook's messages: "Communication During Rollback" and the notices of
+its Automated Rollback Script, built from incident data.
+
+Pure: no I/O. Every builder takes what it needs (the incident state, the
+plan, metrics before and after, the operator, the time) and returns a
+`Message`: its structure (title, fields, bullet sections) plus the runbook's
+Markdown text. `slack_payload()` renders the same structure as the JSON body
+of a Slack incoming webhook (Slack's mrkdwn: *bold*, no headings); sending it
+is `console.slack`'s job.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from console.incident import IncidentState
+from console.model import Health, Metrics, RollbackPlan
+
+ROLLBACK_ETA = timedelta(minutes=5)
+"""The runbook's ETA for a rollback: its script waits `kubectl rollout status --timeout=5m`."""
+
+NO_DATA_LOSS = "No data loss expected"
+
+
+class MessageKind(str, enum.Enum):
+    """Every message the console sends, named after the runbook's text."""
+
+    ROLLBACK_IN_PROGRESS = "rollback_in_progress"
+    ROLLBACK_COMPLETE = "rollback_complete"
+    # The Automated Rollback Script's one-line notices.
+    ROLLING_BACK = "rolling_back"
+    COMPLETE_UNHEALTHY = "complete_unhealthy"
+    COMPLETE_HEALTHY = "complete_healthy"
+
+    @property
+    def label(self) -> str:
+        """The message's name without decoration ("Rollback Complete"), for the timeline."""
+        return _LABELS[self]
+
+
+_LABELS = {
+    MessageKind.ROLLBACK_IN_PROGRESS: "Rollback in Progress",
+    MessageKind.ROLLBACK_COMPLETE: "Rollback Complete",
+    MessageKind.ROLLING_BACK: "Rolling back",
+    MessageKind.COMPLETE_UNHEALTHY: "Rollback complete but service unhealthy",
+    MessageKind.COMPLETE_HEALTHY: "Rollback complete, service healthy",
+}
+
+_ICONS = {
+    MessageKind.ROLLBACK_IN_PROGRESS: "🚨",
+    MessageKind.ROLLBACK_COMPLETE: "✅",
+    MessageKind.ROLLING_BACK: "🚨",
+    MessageKind.COMPLETE_UNHEALTHY: "⚠️",
+    MessageKind.COMPLETE_HEALTHY: "✅",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message, structured (for Slack and the UI) and as the runbook's Markdown."""
+
+    kind: MessageKind
+    # "🚨 Rollback in Progress"; for a one-line notice, the whole notice.
+    title: str
+    # The runbook's Markdown layout (for a one-line notice, the notice itself).
+    text: str
+    # The bold "Label:" value lines, in order: (("Service", "order-service"), ...).
+    fields: tuple[tuple[str, str], ...] = ()
+    # The bulleted sections, in order: (("Impact", ("...", "...")), ...).
+    sections: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.kind.label
+
+    @property
+    def notice(self) -> bool:
+        """True for the script-style one-line notices (no fields, no sections)."""
+        return not self.fields and not self.sections
+
+    def field(self, name: str) -> str | None:
+        """The value of one field ("Service" -> "order-service"), None if absent."""
+        return next((value for label, value in self.fields if label == name), None)
+
+
+# --- formatting ----------------------------------------------------------------------
+
+
+def rate(fraction: float) -> str:
+    """An error rate the way the runbook's messages write it: 0.08 -> "8%",
+    0.001 -> "0.1%", 0.0125 -> "1.25%"."""
+    text = f"{fraction * 100:.2f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def milliseconds(value: float) -> str:
+    """A latency as the runbook writes it: 250.4 -> "250ms"."""
+    return f"{value:.0f}ms"
+
+
+def minutes(duration: timedelta) -> str:
+    """A duration in whole minutes, rounded: "4 minutes", "1 minute"; under
+    half a minute in seconds ("20 seconds"), since "0 minutes" says nothing."""
+    seconds = max(0.0, duration.total_seconds())
+    if seconds < 30:
+        n = int(round(seconds))
+        return f"{n} second" + ("" if n == 1 else "s")
+    n = int((seconds + 30) // 60)
+    return f"{n} minute" + ("" if n == 1 else "s")
+
+
+def utc_minute(at: datetime) -> str:
+    """A time as the runbook writes it: "2024-01-17 14:45 UTC"."""
+    return f"{at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+def mention(operator: str) -> str:
+    """The operator as a chat mention: "@engineer"; the console's "user@host"
+    operator names become "@user"."""
+    if operator.startswith("@"):
+        return operator
+    return "@" + operator.split("@", 1)[0]
+
+
+def _versions(versions: Sequence[str], revision: int | None) -> str:
+    if versions:
+        return ", ".join(versions)
+    return f"revision {revision}" if revision is not None else "unknown"
+
+
+def _health_status(health: Health | None) -> tuple[bool, str]:
+    """(healthy, "Service healthy" or what is wrong) from a verification."""
+    if health is None:
+        return False, "Service health not verified"
+    problems = []
+    if health.error:
+        problems.append(health.error)
+    if health.desired is not None and health.ready is not None and health.ready < health.desired:
+        problems.append(f"{health.ready}/{health.desired} pods ready")
+    if health.endpoint_ok is False:
+        problems.append(f"health endpoint {health.endpoint_status or 'failing'}")
+    if health.desired is None and health.endpoint_ok is None and not problems:
+        return False, "Service health not verified"
+    if problems:
+        return False, "Service unhealthy: " + ", ".join(problems)
+    return True, "Service healthy"
+
+
+def healthy(health: Health | None) -> bool:
+    """True when a post-rollback verification shows all pods ready and the
+    health endpoint (if configured) healthy."""
+    return _health_status(health)[0]
+
+
+def rollback_reason(state: IncidentState, before: Metrics | None = None) -> str:
+    """Why the rollback happened, in a sentence for the message: the operator's
+    reason when they gave one, else "Error rate spiked to 8%" when the error
+    rate was the problem, else the latest decision's first reason."""
+    if state.rollback.reason:
+        return state.rollback.reason
+    decision = state.decision
+    first = decision.reasons[0] if decision and decision.reasons else ""
+    if before is not None and before.error_rate is not None and (not first or first.startswith("Error rate")):
+        return f"Error rate spiked to {rate(before.error_rate)}"
+    return first or "See the incident timeline"
+
+
+def default_impact(state: IncidentState) -> tuple[str, ...]:
+    """The Impact bullets when the operator gave none: requests failing, and
+    whether data is at risk (from the incident's facts)."""
+    facts = state.facts
+    first = f"Requests to {state.service} may fail intermittently"
+    if facts.data_corruption:
+        second = "Data corruption detected: writes are frozen" if state.writes_frozen else "Data corruption detected"
+    elif facts.migration_applied and facts.migration_reversible is not True:
+        second = "A database migration is applied: data may be affected"
+    else:
+        second = NO_DATA_LOSS
+    return (first, second)
+
+
+# --- the runbook's messages -----------------------------------------------------------
+
+
+def rollback_in_progress(
+    state: IncidentState,
+    plan: RollbackPlan | None,
+    operator: str,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    before: Metrics | None = None,
+    impact: Sequence[str] | None = None,
+    eta: timedelta = ROLLBACK_ETA,
+) -> Message:
+    """The runbook's "Rollback in Progress" message.
+
+    Versions come from `plan` (else the incident's rollback); Started is the
+    rollback's start (else `now`); Reason is `reason`, else
+    `rollback_reason(state, before)`; Impact is `impact`, else
+    `default_impact(state)`.
+    """
+    rb = state.rollback
+    service = plan.service if plan is not None else state.service
+    if plan is not None:
+        frm = _versions(plan.from_versions, plan.from_revision)
+        to = _versions(plan.to_versions, plan.to_revision)
+    else:
+        frm = _versions(rb.from_versions, rb.from_revision)
+        to = _versions(rb.to_versions, rb.to_revision)
+    kind = MessageKind.ROLLBACK_IN_PROGRESS
+    return _build(
+        kind,
+        fields=(
+            ("Service", service),
+            ("Version", f"{frm} → {to}"),
+            ("Reason", reason if reason else rollback_reason(state, before)),
+            ("Started", utc_minute(rb.started_at or now)),
+            ("ETA", minutes(eta)),
+        ),
+        sections=(
+            ("Impact", tuple(impact) if impact else default_impact(state)),
+            ("Actions", (f"Rollback initiated by {mention(operator)}", "Monitoring metrics",
+                         "Will update when complete")),
+        ),
+    )
+
+
+def rollback_complete(
+    state: IncidentState,
+    before: Metrics | None,
+    after: Metrics | None,
+    health: Health | None,
+    now: datetime,
+    *,
+    ticket: str | None = None,
+    rca: str = "RCA scheduled for tomorrow",
+) -> Message:
+    """The runbook's "Rollback Complete" message.
+
+    Duration runs from the rollback's start to its end (or `now`); Status comes
+    from the post-rollback `health`; Metrics compare `after` with `before`
+    (unknown values say so); the incident ticket is `ticket`, else the
+    console's incident id.
+    """
+    rb = state.rollback
+    duration = rb.duration(now) or timedelta(0)
+    _, status = _health_status(health)
+    bad = _versions(rb.from_versions, rb.from_revision)
+    return _build(
+        MessageKind.ROLLBACK_COMPLETE,
+        fields=(
+            ("Service", state.service),
+            ("Rolled back to", _versions(rb.to_versions, rb.to_revision)),
+            ("Duration", minutes(duration)),
+            ("Status", status),
+        ),
+        sections=(
+            ("Metrics", (
+                f"Error rate: {_compare(before, after, 'error_rate', rate)}",
+                f"Latency p95: {_compare(before, after, 'latency_p95_ms', milliseconds)}",
+            )),
+            ("Next Steps", (
+                f"Incident ticket: {ticket or state.id}",
+                rca,
+                f"Do not re-deploy {bad} without fix",
+            )),
+        ),
+    )
+
+
+def _compare(before: Metrics | None, after: Metrics | None, name: str, fmt) -> str:
+    now = getattr(after, name, None) if after is not None else None
+    was = getattr(before, name, None) if before is not None else None
+    text = fmt(now) if now is not None else "unknown"
+    return text + (f" (was {fmt(was)})" if was is not None else "")
+
+
+def rolling_back(service: str, reason: str) -> Message:
+    """The script's first notice: "🚨 Rolling back SERVICE: REASON"."""
+    return _notice(MessageKind.ROLLING_BACK, f"Rolling back {service}: {reason}")
+
+
+def rollback_done(service: str, health: Health | None) -> Message:
+    """The script's last notice: "✅ Rollback of SERVICE complete. Service
+    healthy." when the verification passed, else "⚠️ Rollback complete but
+    service unhealthy"."""
+    if healthy(health):
+        return _notice(MessageKind.COMPLETE_HEALTHY, f"Rollback of {service} complete. Service healthy.")
+    return _notice(MessageKind.COMPLETE_UNHEALTHY, "Rollback complete but service unhealthy")
+
+
+def _notice(kind: MessageKind, words: str) -> Message:
+    text = f"{_ICONS[kind]} {words}"
+    return Message(kind=kind, title=text, text=text)
+
+
+def _build(
+    kind: MessageKind,
+    fields: tuple[tuple[str, str], ...],
+    sections: tuple[tuple[str, tuple[str, ...]], ...],
+) -> Message:
+    title = f"{_ICONS[kind]} {kind.label}"
+    # Two trailing spaces are Markdown's hard line break: without them a
+    # renderer joins the field lines into one paragraph.
+    field_lines = [f"**{label}:** {value}" + ("  " if i < len(fields) - 1 else "")
+                   for i, (label, value) in enumerate(fields)]
+    blocks = [f"## {title}", "\n".join(field_lines)]
+    blocks += [f"**{heading}:**\n" + "\n".join(f"- {item}" for item in items) for heading, items in sections]
+    return Message(kind=kind, title=title, text="\n\n".join(blocks) + "\n", fields=fields, sections=sections)
+
+
+# --- Slack ---------------------------------------------------------------------------------
+
+
+def slack_escape(text: str) -> str:
+    """Text safe for Slack: &, < and > are control characters there."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_text(message: Message) -> str:
+    """The message in Slack's mrkdwn: the heading as a bold line, *bold* labels,
+    "•" bullets (Slack renders neither "##" nor "- " lists in mrkdwn)."""
+    if message.notice:
+        return slack_escape(message.text)
+    return "\n\n".join(_slack_blocks_text(message))
+
+
+def _slack_blocks_text(message: Message) -> list[str]:
+    parts = [f"*{slack_escape(message.title)}*"]
+    parts.append("\n".join(f"*{slack_escape(label)}:* {slack_escape(value)}" for label, value in message.fields))
+    for heading, items in message.sections:
+        parts.append(f"*{slack_escape(heading)}:*\n" + "\n".join(f"• {slack_escape(item)}" for item in items))
+    return parts
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    """The JSON body for a Slack incoming webhook: "text" (the whole message,
+    also the notification's fallback) and, for the runbook's templates, one
+    mrkdwn section block per paragraph."""
+    payload: dict[str, Any] = {"text": slack_text(message)}
+    if not message.notice:
+        payload["blocks"] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": part}} for part in _slack_blocks_text(message)
+        ]
+    return payload
