@@ -1,0 +1,243 @@
+"""The Platform protocol every rollback target implements, its typed errors,
+and the small frozen records of the runbook's step 4 (pods and their logs).
+
+Platforms are synchronous: the official Kubernetes client is, and the UI runs
+them in thread workers. Every error a platform raises is a `PlatformError`
+whose `str()` is a sentence an operator can act on, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterator, Protocol, runtime_checkable
+
+from console.model import Health, Progress, Revision, RollbackPlan
+
+
+class PlatformError(Exception):
+    """A platform operation failed; `str(err)` says what happened and what to do."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
+class Forbidden(PlatformError):
+    """The credentials are missing, expired or lack the permission."""
+
+
+class NotFound(PlatformError):
+    """The service, deployment or revision does not exist."""
+
+
+class Conflict(PlatformError):
+    """The target changed since the operator looked, or is in a state that
+    forbids the change (a paused deployment)."""
+
+
+class Timeout(PlatformError):
+    """The platform did not answer, or the rollout did not finish, in time."""
+
+
+class Unavailable(PlatformError):
+    """The platform's API cannot be reached or is failing."""
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """One pod, as `kubectl get pods -l app=SERVICE` shows it."""
+
+    name: str
+    ready: bool
+    # "2/2": ready containers out of all containers.
+    ready_containers: str
+    status: str
+    restarts: int
+    age: timedelta | None
+    images: tuple[str, ...] = ()
+    # The ReplicaSet (or task set, container ...) the pod belongs to.
+    owner: str = ""
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PodLogs:
+    """The last lines of one pod's log, as `kubectl logs -l app=SERVICE --tail=N`."""
+
+    pod: str
+    lines: tuple[str, ...]
+    # Why the log could not be read, as a sentence; lines is then empty.
+    error: str | None = None
+
+
+@runtime_checkable
+class Platform(Protocol):
+    """A rollback target: Kubernetes, ECS, Compose, blue-green, canary."""
+
+    name: str
+
+    def history(self) -> list[Revision]:
+        """What can be rolled back to, newest revision first."""
+
+    def health(self) -> Health:
+        """Pod or task counts (the health endpoint is the signals' job)."""
+
+    def plan_rollback(self, to_revision: int | None = None) -> RollbackPlan:
+        """A pure description of the rollback; changes nothing."""
+
+    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+        """Apply the plan and report progress until it finishes or fails."""
+
+    def verify(self) -> Health:
+        """Pods, tasks or containers healthy after a rollback."""
+
+
+# --- Kubernetes error translation -------------------------------------------
+# Lives here rather than in kubernetes.py because the Istio-based platforms
+# (blue-green, canary) talk to the same API and fail the same ways.
+
+
+def describe_target(resource: str, name: str | None, namespace: str | None) -> str:
+    """'deployments "order-service" in namespace "shop"' and shorter variants."""
+    text = resource
+    if name:
+        text += f' "{name}"'
+    if namespace:
+        text += f' in namespace "{namespace}"'
+    return text
+
+
+def _server_message(exc: Exception) -> str:
+    """The apiserver's own message from an ApiException body, if any."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return body.strip()[:300]
+        if isinstance(parsed, dict) and parsed.get("message"):
+            return str(parsed["message"])
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason else ""
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything it wraps (urllib3 nests the real cause in
+    `reason`, Python in `__cause__`/`__context__`)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    chain: list[BaseException] = []
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        chain.append(current)
+        for inner in (getattr(current, "reason", None), current.__cause__, current.__context__):
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+    return chain
+
+
+def _connection_problem(exc: BaseException) -> str:
+    """A short phrase for why a connection failed ("connection refused")."""
+    chain = _exception_chain(exc)
+    text = " ".join(str(item) for item in chain).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service not known" in text or "nodename nor servname" in text or (
+        "name resolution" in text
+    ):
+        return "the host name does not resolve"
+    if "certificate" in text or "ssl" in text or "tls" in text:
+        return "the TLS handshake failed (certificate not trusted or wrong CA in the kubeconfig)"
+    if "timed out" in text or "timeout" in text:
+        return "the connection timed out"
+    if "reset" in text or "remotedisconnected" in text or "connection aborted" in text:
+        return "the connection was reset"
+    if "no route" in text or "unreachable" in text:
+        return "no route to the host"
+    return "the connection failed"
+
+
+def kubernetes_error(
+    exc: BaseException,
+    *,
+    verb: str,
+    resource: str,
+    name: str | None = None,
+    namespace: str | None = None,
+    server: str = "",
+    timeout: float | None = None,
+) -> PlatformError:
+    """Translate a kubernetes-client ApiException or a urllib3 error into a
+    typed PlatformError whose sentence names the verb, the object and what to do."""
+    if isinstance(exc, PlatformError):
+        return exc
+    target = describe_target(resource, name, namespace)
+    where = f" at {server}" if server else ""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status:
+        message = _server_message(exc)
+        detail = f" ({message})" if message else ""
+        if status == 401:
+            return Forbidden(
+                f"Kubernetes{where} did not accept your credentials when trying to {verb} "
+                f"{target} (Unauthorized): log in again or refresh the token in your kubeconfig."
+            )
+        if status == 403:
+            return Forbidden(
+                f"Kubernetes refused to {verb} {target} (Forbidden): your credentials lack "
+                "that permission; ask a cluster admin or use a context that has it."
+            )
+        if status == 404:
+            singular = resource[:-1] if resource.endswith("s") else resource
+            missing = describe_target(singular.capitalize(), name, None)
+            scope = f' in namespace "{namespace}"' if namespace else ""
+            return NotFound(
+                f"{missing} not found{scope}{where}: check the name and namespace in the "
+                "console config and the kubeconfig context."
+            )
+        if status == 409:
+            return Conflict(
+                f"Kubernetes refused to {verb} {target} (Conflict): it changed while you were "
+                f"looking{detail}; review the new state and try again."
+            )
+        if status == 422 or status == 400:
+            return PlatformError(
+                f"Kubernetes rejected the request to {verb} {target} (HTTP {status}){detail}; "
+                "this is a bug in the console or an admission policy, tell the platform team."
+            )
+        if status == 504:
+            return Timeout(
+                f"Kubernetes{where} timed out trying to {verb} {target} (HTTP 504); "
+                "try again, and check the cluster's health if it persists."
+            )
+        if status == 429 or status >= 500:
+            return Unavailable(
+                f"Kubernetes{where} failed to {verb} {target} (HTTP {status}){detail}; try again "
+                "shortly, and escalate to the platform team if it persists."
+            )
+        return PlatformError(
+            f"Kubernetes answered HTTP {status} when trying to {verb} {target}{detail}."
+        )
+    phrase = _connection_problem(exc)
+    if any("ReadTimeout" in type(item).__name__ for item in _exception_chain(exc)) or (
+        "read timed out" in str(exc).lower()
+    ):
+        limit = f" within {timeout:.1f} s" if timeout is not None else " in time"
+        return Timeout(
+            f"The Kubernetes API{where} did not answer{limit} when trying to {verb} {target}; "
+            "check the connection (VPN) and the cluster's health, then try again."
+        )
+    return Unavailable(
+        f"Cannot reach the Kubernetes API{where}: {phrase}. "
+        "Check the kubeconfig context and VPN."
+    )

@@ -1,0 +1,741 @@
+"""Kubernetes Deployments: the runbook's `kubectl rollout history / undo /
+status`, `kubectl get pods` and `kubectl logs`, through the official client.
+
+Rollback follows kubectl's own semantics (polymorphichelpers/rollback.go):
+undo without a revision goes to the second-newest revision, undo to the current
+template is skipped, the patch is a JSON Patch that replaces the pod template
+and the annotations. It goes one step further: the patch starts with a `test`
+of the deployment's resourceVersion, so the console never rolls back a state
+the operator did not see.
+
+The `kubernetes` package takes about half a second to import, so it is imported
+only when the first request is made; constructing a platform is cheap.
+Objects are read as raw JSON (`_preload_content=False`): faster than the
+client's model classes, and the pod template travels back into the patch
+exactly as the server returned it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+from console.clock import Clock, SystemClock
+from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.platforms.base import (
+    Conflict,
+    NotFound,
+    PlatformError,
+    PodInfo,
+    PodLogs,
+    Timeout,
+    Unavailable,
+    kubernetes_error,
+)
+
+PLATFORM = "kubernetes"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
+JSON_PATCH = "application/json-patch+json"
+# kubectl's annotationsToSkip: kept from the deployment, never copied from the
+# ReplicaSet being restored.
+ANNOTATIONS_TO_SKIP = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "deployment.kubernetes.io/revision",
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+# A watch request stays open this long (seconds) before it is re-opened, so
+# the overall rollout deadline is checked even when nothing changes.
+WATCH_WINDOW_SECONDS = 5
+# Polling interval (wall seconds) when the API cannot watch.
+POLL_INTERVAL_SECONDS = 0.5
+# kubectl logs -l asks at most this many pods at once (--max-log-requests).
+MAX_LOG_PODS = 5
+# Container states kubectl rollout status warns about.
+_WARN_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp from the API as an aware datetime."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _prune(value: Any) -> Any:
+    """Drop nulls and empty maps/lists, recursively: apimachinery's semantic
+    equality treats nil and empty alike, so the comparison must too."""
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+def template_without_hash(template: dict) -> dict:
+    """A pod template without the pod-template-hash label (a deep copy)."""
+    result = copy.deepcopy(template or {})
+    labels = (result.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(POD_TEMPLATE_HASH_LABEL, None)
+    return result
+
+
+def templates_equal(a: dict, b: dict) -> bool:
+    """kubectl's equalIgnoreHash: equal pod templates, ignoring the hash label."""
+    return _prune(template_without_hash(a)) == _prune(template_without_hash(b))
+
+
+def template_images(template: dict) -> tuple[str, ...]:
+    """The images of a pod template's containers, in order."""
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    return tuple(c.get("image", "") for c in containers)
+
+
+def revision_of(obj: dict) -> int | None:
+    """The deployment.kubernetes.io/revision annotation as a number."""
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def label_selector(selector: dict | None) -> str:
+    """A LabelSelector object rendered as a list-call label selector string."""
+    selector = selector or {}
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+def rollout_status(deployment: dict) -> tuple[str, bool, bool]:
+    """kubectl's DeploymentStatusViewer.Status: (message, done, failed)."""
+    name = deployment["metadata"]["name"]
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    generation = deployment["metadata"].get("generation") or 0
+    if generation > (status.get("observedGeneration") or 0):
+        return "Waiting for deployment spec update to be observed...", False, False
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Progressing" and (
+            condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return f'deployment "{name}" exceeded its progress deadline', True, True
+    desired = spec.get("replicas")
+    replicas = status.get("replicas") or 0
+    updated = status.get("updatedReplicas") or 0
+    available = status.get("availableReplicas") or 0
+    prefix = f'Waiting for deployment "{name}" rollout to finish: '
+    if desired is not None and updated < desired:
+        return f"{prefix}{updated} out of {desired} new replicas have been updated...", False, False
+    if replicas > updated:
+        return f"{prefix}{replicas - updated} old replicas are pending termination...", False, False
+    if available < updated:
+        return f"{prefix}{available} of {updated} updated replicas are available...", False, False
+    return f'deployment "{name}" successfully rolled out', True, False
+
+
+class KubernetesPlatform:
+    """One service's Deployment, rolled back the way `kubectl rollout undo` does."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        service: str,
+        namespace: str,
+        deployment: str,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        timeout: float = 10.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = service
+        self.namespace = namespace
+        self.deployment = deployment
+        self._kubeconfig = kubeconfig
+        self._context = context
+        self._timeout = timeout
+        self._clock: Clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _api_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._load_client()
+            return self._client
+
+    def _load_client(self) -> Any:
+        from kubernetes import config
+        from kubernetes.client import Configuration
+        from urllib3.util.retry import Retry
+
+        # type.__call__ bypasses the client's "copy of the global default"
+        # metaclass: this platform's settings must not leak into other clusters.
+        configuration = type.__call__(Configuration)
+        try:
+            config.load_kube_config(
+                config_file=self._kubeconfig,
+                context=self._context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except Exception as exc:  # ConfigException, OSError, YAML errors: all mean "fix the config"
+            where = self._kubeconfig or "~/.kube/config"
+            context = f', context "{self._context}"' if self._context else ""
+            raise Unavailable(
+                f"Cannot load the Kubernetes configuration ({where}{context}): {str(exc).rstrip('.')}. "
+                "Check the kubeconfig path and context in the console config."
+            ) from None
+        # One quick retry of a failed connect; never re-send a request that
+        # reached the server, so a slow API costs one timeout, not four.
+        configuration.retries = Retry(total=1, connect=1, read=0, status=0, redirect=0)
+        from kubernetes.client import ApiClient
+
+        return ApiClient(configuration=configuration)
+
+    @property
+    def server(self) -> str:
+        """The API server URL, for messages ("" before the config is loaded)."""
+        return self._client.configuration.host if self._client is not None else ""
+
+    def _apps(self) -> Any:
+        from kubernetes.client import AppsV1Api
+
+        return AppsV1Api(self._api_client())
+
+    def _core(self) -> Any:
+        from kubernetes.client import CoreV1Api
+
+        return CoreV1Api(self._api_client())
+
+    def _call(
+        self, verb: str, resource: str, name: str | None, request: Callable[[], Any]
+    ) -> Any:
+        """Run one request and translate its failure into a PlatformError."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return request()
+        except (ApiException, HTTPError, OSError) as exc:
+            raise kubernetes_error(
+                exc,
+                verb=verb,
+                resource=resource,
+                name=name,
+                namespace=self.namespace,
+                server=self.server,
+                timeout=self._timeout,
+            ) from None
+
+    def _json(self, verb: str, resource: str, name: str | None, request: Callable[[], Any]) -> Any:
+        response = self._call(verb, resource, name, request)
+        try:
+            return json.loads(response.data)
+        except ValueError:
+            raise Unavailable(
+                f"The Kubernetes API at {self.server} answered {verb} {resource} with something "
+                "that is not JSON; check that the kubeconfig points at an API server."
+            ) from None
+
+    def _get_deployment(self) -> dict:
+        return self._json(
+            "get",
+            "deployments",
+            self.deployment,
+            lambda: self._apps().read_namespaced_deployment(
+                self.deployment,
+                self.namespace,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+
+    def _replica_sets(self, deployment: dict) -> list[dict]:
+        """The ReplicaSets this deployment controls (kubectl's GetAllReplicaSets)."""
+        selector = label_selector(deployment.get("spec", {}).get("selector"))
+        listing = self._json(
+            "list",
+            "replicasets",
+            None,
+            lambda: self._apps().list_namespaced_replica_set(
+                self.namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        uid = deployment["metadata"].get("uid")
+        return [
+            rs
+            for rs in listing.get("items") or []
+            if any(
+                ref.get("controller") and ref.get("uid") == uid
+                for ref in rs["metadata"].get("ownerReferences") or []
+            )
+        ]
+
+    def _pods(self, deployment: dict) -> list[dict]:
+        selector = label_selector(deployment.get("spec", {}).get("selector"))
+        listing = self._json(
+            "list",
+            "pods",
+            None,
+            lambda: self._core().list_namespaced_pod(
+                self.namespace,
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+        )
+        return sorted(listing.get("items") or [], key=lambda p: p["metadata"]["name"])
+
+    @staticmethod
+    def _current_replica_set(deployment: dict, replica_sets: list[dict]) -> dict | None:
+        template = deployment.get("spec", {}).get("template") or {}
+        matching = [
+            rs
+            for rs in replica_sets
+            if templates_equal(rs.get("spec", {}).get("template") or {}, template)
+        ]
+        # Several can match after a rollback to an identical template; the
+        # controller adopts the oldest, so does kubectl's FindNewReplicaSet.
+        matching.sort(key=lambda rs: rs["metadata"].get("creationTimestamp") or "")
+        return matching[0] if matching else None
+
+    # --- the Platform protocol ---------------------------------------------
+
+    def history(self) -> list[Revision]:
+        """`kubectl rollout history`: revisions newest first, the current one marked."""
+        deployment = self._get_deployment()
+        return self._history(deployment, self._replica_sets(deployment))
+
+    def _history(self, deployment: dict, replica_sets: list[dict]) -> list[Revision]:
+        current = self._current_replica_set(deployment, replica_sets)
+        revisions = []
+        for rs in replica_sets:
+            number = revision_of(rs)
+            if number is None:
+                continue
+            annotations = rs["metadata"].get("annotations") or {}
+            revisions.append(
+                Revision(
+                    number=number,
+                    images=template_images(rs.get("spec", {}).get("template") or {}),
+                    change_cause=annotations.get(CHANGE_CAUSE_ANNOTATION),
+                    created=parse_time(rs["metadata"].get("creationTimestamp")),
+                    current=current is not None and rs["metadata"]["uid"] == current["metadata"]["uid"],
+                    ref=rs["metadata"]["name"],
+                )
+            )
+        revisions.sort(key=lambda r: r.number, reverse=True)
+        return revisions
+
+    def health(self) -> Health:
+        """Replica counts from the deployment's status (`kubectl get deployment`)."""
+        deployment = self._get_deployment()
+        status = deployment.get("status") or {}
+        return Health(
+            desired=deployment.get("spec", {}).get("replicas"),
+            ready=status.get("readyReplicas") or 0,
+            updated=status.get("updatedReplicas") or 0,
+            available=status.get("availableReplicas") or 0,
+            checked_at=self._clock.now(),
+        )
+
+    def plan_rollback(self, to_revision: int | None = None) -> RollbackPlan:
+        """`kubectl rollout undo [--to-revision=N]` as a plan; changes nothing."""
+        deployment = self._get_deployment()
+        replica_sets = self._replica_sets(deployment)
+        ref = f"deployment/{self.deployment}"
+        numbered = sorted(
+            ((revision_of(rs), rs) for rs in replica_sets if revision_of(rs) is not None),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        listed = ", ".join(str(n) for n, _ in sorted(numbered, key=lambda pair: pair[0]))
+        if not to_revision:
+            if len(numbered) < 2:
+                raise NotFound(
+                    f"{ref} has no previous revision to roll back to (revisions: {listed or 'none'})."
+                )
+            target_number, target = numbered[1]
+        else:
+            match = [rs for n, rs in numbered if n == to_revision]
+            if not match:
+                raise NotFound(
+                    f"revision {to_revision} not found in the history of {ref}; "
+                    f"revisions: {listed or 'none'}"
+                )
+            target_number, target = to_revision, match[0]
+        if deployment.get("spec", {}).get("paused"):
+            raise Conflict(
+                f"{ref} is paused and a paused deployment cannot be rolled back: resume it "
+                f"first with 'kubectl rollout resume {ref}' and try again."
+            )
+
+        template = deployment.get("spec", {}).get("template") or {}
+        current = self._current_replica_set(deployment, replica_sets)
+        from_revision = revision_of(current) if current is not None else revision_of(deployment)
+        target_template = target.get("spec", {}).get("template") or {}
+        resource_version = deployment["metadata"].get("resourceVersion")
+        base = dict(
+            service=self.name,
+            platform=PLATFORM,
+            from_revision=from_revision,
+            to_revision=target_number,
+            from_images=template_images(template),
+            to_images=template_images(target_template),
+            resource_version=resource_version,
+        )
+        if templates_equal(target_template, template):
+            reason = f"skipped rollback (current template already matches revision {target_number})"
+            return RollbackPlan(**base, skip_reason=reason, summary=reason)
+
+        annotations = {
+            k: v
+            for k, v in (deployment["metadata"].get("annotations") or {}).items()
+            if k in ANNOTATIONS_TO_SKIP
+        }
+        annotations.update(
+            {
+                k: v
+                for k, v in (target["metadata"].get("annotations") or {}).items()
+                if k not in ANNOTATIONS_TO_SKIP
+            }
+        )
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "replace", "path": "/spec/template", "value": template_without_hash(target_template)},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ]
+        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.deployment}"
+        summary = (
+            f"Roll back {ref} in namespace {self.namespace} from revision {from_revision} "
+            f"({_versions(base['from_images'])}) to revision {target_number} "
+            f"({_versions(base['to_images'])}), as `kubectl rollout undo {ref} "
+            f"--to-revision={target_number}` would, refused if the deployment changed since "
+            f"resourceVersion {resource_version}."
+        )
+        return RollbackPlan(
+            **base,
+            calls=(ApiCall("PATCH", path, body=json.dumps(patch, indent=2)),),
+            summary=summary,
+        )
+
+    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+        """Apply the plan's patch, then follow the rollout like `kubectl rollout
+        status` until it succeeds, fails (progress deadline) or `timeout`
+        seconds of the platform's clock pass (then Timeout is raised)."""
+        if plan.platform != PLATFORM or plan.service != self.name:
+            raise PlatformError(
+                f"This plan is for {plan.platform} service {plan.service}, not for deployment/"
+                f"{self.deployment}; plan the rollback again."
+            )
+        if plan.skip_reason:
+            yield Progress(message=plan.skip_reason, at=self._clock.now(), done=True)
+            return
+        if len(plan.calls) != 1:
+            raise PlatformError("This plan has no patch to apply; plan the rollback again.")
+        deadline = self._clock.now() + timedelta(seconds=timeout)
+        patched = self._apply(plan)
+        yield Progress(
+            message=f"deployment.apps/{self.deployment} rolled back",
+            at=self._clock.now(),
+            desired=patched.get("spec", {}).get("replicas"),
+        )
+        last: Progress | None = None
+        try:
+            for last in self._follow(patched, deadline):
+                yield last
+        except PlatformError as err:
+            raise type(err)(
+                f"The rollback of deployment/{self.deployment} was applied, but following its "
+                f"progress failed: {err}"
+            ) from None
+        if last is None or not last.done:
+            status = last.message if last else "unknown"
+            raise Timeout(
+                f"deployment/{self.deployment} did not finish rolling out within {timeout:g} s "
+                f"(last status: {status}); check the pods (`kubectl get pods -l "
+                f"app={self.name}`) and decide whether to wait or escalate."
+            )
+
+    def _apply(self, plan: RollbackPlan) -> dict:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        patch = json.loads(plan.calls[0].body)
+        try:
+            response = self._apps().patch_namespaced_deployment(
+                self.deployment,
+                self.namespace,
+                body=patch,
+                _content_type=JSON_PATCH,
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            )
+        except (ApiException, HTTPError, OSError) as exc:
+            # A failed `test` op is HTTP 422 from a real apiserver (409 from
+            # some); either way, if the version moved, that is the reason.
+            if getattr(exc, "status", None) in (409, 422):
+                now_version = self._get_deployment()["metadata"].get("resourceVersion")
+                if now_version != plan.resource_version:
+                    raise Conflict(
+                        f"deployment/{self.deployment} changed since you looked (resourceVersion "
+                        f"{plan.resource_version} → {now_version}); review the new state and "
+                        "try again"
+                    ) from None
+            raise kubernetes_error(
+                exc,
+                verb="patch",
+                resource="deployments",
+                name=self.deployment,
+                namespace=self.namespace,
+                server=self.server,
+                timeout=self._timeout,
+            ) from None
+        return json.loads(response.data)
+
+    def _follow(self, deployment: dict, deadline: datetime) -> Iterator[Progress]:
+        last_message = None
+        for current in self._updates(deployment, deadline):
+            message, done, failed = rollout_status(current)
+            if not done:
+                message = self._with_pod_warning(current, message)
+            if message != last_message:
+                status = current.get("status") or {}
+                yield Progress(
+                    message=message,
+                    at=self._clock.now(),
+                    done=done,
+                    failed=failed,
+                    updated=status.get("updatedReplicas") or 0,
+                    ready=status.get("readyReplicas") or 0,
+                    desired=current.get("spec", {}).get("replicas"),
+                )
+                last_message = message
+            if done:
+                return
+
+    def _updates(self, first: dict, deadline: datetime) -> Iterator[dict]:
+        """The deployment as it changes until the deadline: a watch on it
+        (re-opened every few seconds), falling back to polling if the API
+        cannot watch."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError, ReadTimeoutError
+
+        yield first
+        version = first["metadata"].get("resourceVersion")
+        watching = True
+        while watching:
+            remaining = (deadline - self._clock.now()).total_seconds()
+            if remaining <= 0:
+                return
+            window = max(1, min(WATCH_WINDOW_SECONDS, math.ceil(remaining)))
+            stream = watch.Watch()
+            try:
+                for event in stream.stream(
+                    self._apps().list_namespaced_deployment,
+                    self.namespace,
+                    field_selector=f"metadata.name={self.deployment}",
+                    resource_version=version,
+                    timeout_seconds=window,
+                    deserialize=False,
+                    _request_timeout=(self._timeout, window + self._timeout),
+                ):
+                    # deserialize=False hands out the parsed JSON under "object".
+                    obj = event.get("object") or event.get("raw_object") or {}
+                    if event.get("type") == "DELETED":
+                        raise NotFound(
+                            f"deployment/{self.deployment} was deleted during the rollback."
+                        )
+                    if obj.get("kind") == "Status" or "metadata" not in obj:
+                        continue
+                    version = obj["metadata"].get("resourceVersion", version)
+                    yield obj
+                    if self._clock.now() >= deadline:
+                        stream.stop()
+                        return
+            except ApiException as exc:
+                if exc.status == 410:
+                    # The watch fell too far behind: relist, then watch from there.
+                    current = self._get_deployment()
+                    version = current["metadata"].get("resourceVersion")
+                    yield current
+                else:
+                    watching = False
+            except ReadTimeoutError:
+                continue  # a quiet window on a server that ignores timeoutSeconds
+            except (HTTPError, OSError, ValueError, KeyError):
+                # KeyError: the client's own handling of an ERROR event breaks
+                # with deserialize=False; polling is the safe way on.
+                watching = False
+        while self._clock.now() < deadline:
+            time.sleep(POLL_INTERVAL_SECONDS)
+            yield self._get_deployment()
+
+    def _with_pod_warning(self, deployment: dict, message: str) -> str:
+        """kubectl's appendWarning: name a pod stuck in image pull or crash loop."""
+        try:
+            pods = self._pods(deployment)
+        except PlatformError:
+            return message  # as kubectl: the warning is a nicety, the status is what matters
+        for pod in pods:
+            for cond in (pod.get("status") or {}).get("conditions") or []:
+                if (
+                    cond.get("type") == "PodScheduled"
+                    and cond.get("status") == "False"
+                    and cond.get("reason") == "Unschedulable"
+                ):
+                    return f"{message} (Warning: {cond.get('message', '')})"
+            for cstatus in (pod.get("status") or {}).get("containerStatuses") or []:
+                waiting = (cstatus.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") in _WARN_REASONS:
+                    return f"{message} (Warning: {waiting['reason']} - {waiting.get('message', '')})"
+        return message
+
+    def verify(self) -> Health:
+        """The runbook's step 4 as counts: pods of the current template that
+        exist (updated) and are ready, against the desired replicas."""
+        deployment = self._get_deployment()
+        current = self._current_replica_set(deployment, self._replica_sets(deployment))
+        pods = [p for p in self._pods(deployment) if not p["metadata"].get("deletionTimestamp")]
+        current_pods = [p for p in pods if current is not None and _owner(p) == current["metadata"]["name"]]
+        status = deployment.get("status") or {}
+        return Health(
+            desired=deployment.get("spec", {}).get("replicas"),
+            ready=sum(1 for p in current_pods if _pod_ready(p)),
+            updated=len(current_pods),
+            available=status.get("availableReplicas") or 0,
+            checked_at=self._clock.now(),
+        )
+
+    # --- the runbook's step 4 ----------------------------------------------
+
+    def pods(self) -> tuple[PodInfo, ...]:
+        """`kubectl get pods -l app=SERVICE`: name, ready, status, restarts, age."""
+        deployment = self._get_deployment()
+        now = self._clock.now()
+        result = []
+        for pod in self._pods(deployment):
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            containers = (pod.get("spec") or {}).get("containers") or []
+            created = parse_time(pod["metadata"].get("creationTimestamp"))
+            result.append(
+                PodInfo(
+                    name=pod["metadata"]["name"],
+                    ready=_pod_ready(pod),
+                    ready_containers=f"{sum(1 for s in statuses if s.get('ready'))}/{len(containers)}",
+                    status=_pod_status(pod),
+                    restarts=sum(int(s.get("restartCount") or 0) for s in statuses),
+                    age=(now - created) if created else None,
+                    images=tuple(c.get("image", "") for c in containers),
+                    owner=_owner(pod),
+                    created=created,
+                )
+            )
+        return tuple(result)
+
+    def logs(self, tail: int = 50) -> tuple[PodLogs, ...]:
+        """`kubectl logs -l app=SERVICE --tail=N`: the last lines of each pod
+        (at most MAX_LOG_PODS pods); one unreadable pod does not hide the others."""
+        deployment = self._get_deployment()
+        result = []
+        for pod in self._pods(deployment)[:MAX_LOG_PODS]:
+            name = pod["metadata"]["name"]
+            containers = (pod.get("spec") or {}).get("containers") or []
+            default = (pod["metadata"].get("annotations") or {}).get(
+                "kubectl.kubernetes.io/default-container"
+            ) or (containers[0]["name"] if containers else None)
+            try:
+                response = self._call(
+                    "read the log of",
+                    "pods",
+                    name,
+                    lambda: self._core().read_namespaced_pod_log(
+                        name,
+                        self.namespace,
+                        container=default,
+                        tail_lines=tail,
+                        _preload_content=False,
+                        _request_timeout=self._timeout,
+                    ),
+                )
+            except PlatformError as err:
+                result.append(PodLogs(pod=name, lines=(), error=str(err)))
+                continue
+            text = response.data.decode("utf-8", "replace")
+            result.append(PodLogs(pod=name, lines=tuple(text.splitlines())))
+        return tuple(result)
+
+
+def _versions(images: tuple[str, ...]) -> str:
+    return ", ".join(image_tag(i) for i in images) or "no images"
+
+
+def _owner(pod: dict) -> str:
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref.get("name", "")
+    return ""
+
+
+def _pod_ready(pod: dict) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
+def _pod_status(pod: dict) -> str:
+    """The STATUS column of `kubectl get pods`, simplified."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status") or {}
+    for cstatus in status.get("containerStatuses") or []:
+        state = cstatus.get("state") or {}
+        if state.get("waiting", {}).get("reason"):
+            return state["waiting"]["reason"]
+        if state.get("terminated", {}).get("reason"):
+            return state["terminated"]["reason"]
+    return status.get("reason") or status.get("phase") or "Unknown"

@@ -1,0 +1,251 @@
+"""The Prometheus HTTP query API (/api/v1/query, /api/v1/query_range).
+
+One shared `httpx.AsyncClient` per PrometheusClient, sized for many services
+refreshed concurrently. Failures raise `SignalError` whose text is an operator
+sentence; credentials never appear in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from console.model import Point
+from console.signals.health import connection_problem
+
+# Enough parallel connections for a refresh of every service at once; the
+# rest wait in the pool (the wait counts against the query's timeout).
+MAX_CONNECTIONS = 32
+MAX_KEEPALIVE = 16
+# Longer queries go in a POST form body: URLs beyond ~8 KB are refused by proxies.
+MAX_GET_QUERY_CHARS = 2000
+
+
+class SignalError(Exception):
+    """A signal could not be read; `str(err)` says why and what to do."""
+
+
+class Sample(NamedTuple):
+    """One series of an instant query. `value` is None for NaN (no data, e.g.
+    0/0 in a ratio); +Inf/-Inf stay floats."""
+
+    labels: dict[str, str]
+    value: float | None
+    at: datetime
+
+
+class Series(NamedTuple):
+    """One series of a range query; NaN samples are left out."""
+
+    labels: dict[str, str]
+    points: list[Point]
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, query string or fragment (for messages)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def _parse_value(raw: Any) -> float | None:
+    value = float(raw)
+    return None if math.isnan(value) else value
+
+
+def _at(timestamp: Any) -> datetime:
+    return datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
+
+
+def _format_time(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("Prometheus query times must be timezone-aware")
+    return f"{at.timestamp():.3f}"
+
+
+class PrometheusClient:
+    """Instant and range queries against one Prometheus (or compatible) server."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 2.0,
+        bearer_token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._display_url = redact_url(self.url)
+        self._headers = {"Accept": "application/json"}
+        if bearer_token:
+            self._headers["Authorization"] = f"Bearer {bearer_token}"
+        self._auth = httpx.BasicAuth(*basic_auth) if basic_auth else None
+        self._verify = verify
+        self._client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"PrometheusClient({self._display_url!r}, timeout={self.timeout})"
+
+    def _http(self) -> httpx.AsyncClient:
+        # Created on first use so it binds to the event loop that uses it.
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout),
+                limits=httpx.Limits(
+                    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
+                ),
+                headers=self._headers,
+                auth=self._auth,
+                verify=self._verify,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the shared connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> PrometheusClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def query(self, promql: str, at: datetime | None = None) -> list[Sample]:
+        """An instant query: one Sample per series (a scalar result is one
+        Sample with no labels)."""
+        params = {"query": promql, "timeout": f"{self.timeout:g}s"}
+        if at is not None:
+            params["time"] = _format_time(at)
+        data = await self._request("query", params, promql)
+        kind, result = data.get("resultType"), data.get("result")
+        try:
+            if kind == "vector":
+                return [
+                    Sample(dict(item.get("metric") or {}), _parse_value(item["value"][1]), _at(item["value"][0]))
+                    for item in result or []
+                ]
+            if kind == "scalar":
+                return [Sample({}, _parse_value(result[1]), _at(result[0]))]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise self._malformed(promql) from None
+        if kind == "matrix":
+            raise SignalError(
+                f"The query `{promql}` returns a range of samples, not one value per series; "
+                "wrap the range selector in a function such as rate() or last_over_time()."
+            )
+        raise SignalError(
+            f"The query `{promql}` returns a {kind or 'missing'} result, not numbers; "
+            "check the query in the console config."
+        )
+
+    async def query_range(
+        self, promql: str, start: datetime, end: datetime, step: timedelta | float
+    ) -> list[Series]:
+        """A range query from start to end every step (seconds or timedelta)."""
+        seconds = step.total_seconds() if isinstance(step, timedelta) else float(step)
+        params = {
+            "query": promql,
+            "start": _format_time(start),
+            "end": _format_time(end),
+            "step": f"{seconds:g}",
+            "timeout": f"{self.timeout:g}s",
+        }
+        data = await self._request("query_range", params, promql)
+        if data.get("resultType") != "matrix":
+            raise self._malformed(promql)
+        series = []
+        try:
+            for item in data.get("result") or []:
+                points = []
+                for timestamp, raw in item.get("values") or []:
+                    value = _parse_value(raw)
+                    if value is not None:
+                        points.append(Point(at=_at(timestamp), value=value))
+                series.append(Series(dict(item.get("metric") or {}), points))
+        except (TypeError, ValueError):
+            raise self._malformed(promql) from None
+        return series
+
+    def _malformed(self, promql: str) -> SignalError:
+        return SignalError(
+            f"Prometheus at {self._display_url} answered the query `{promql}` in an unexpected "
+            "shape; check that the URL points at a Prometheus-compatible query API."
+        )
+
+    async def _request(self, endpoint: str, params: dict[str, str], promql: str) -> dict:
+        path = f"{self.url}/api/v1/{endpoint}"
+        client = self._http()
+        try:
+            # httpx timeouts are per phase; this bounds the whole exchange,
+            # including the wait for a pooled connection.
+            async with asyncio.timeout(self.timeout):
+                if len(promql) > MAX_GET_QUERY_CHARS:
+                    response = await client.post(path, data=params)
+                else:
+                    response = await client.get(path, params=params)
+        except (TimeoutError, httpx.TimeoutException):
+            raise SignalError(
+                f"Prometheus at {self._display_url} did not answer within {self.timeout:.1f} s"
+            ) from None
+        except httpx.ConnectError as exc:
+            reason = connection_problem(exc)
+            raise SignalError(
+                f"Cannot reach Prometheus at {self._display_url}: {reason}. "
+                "Check the Prometheus URL in the config and the network (VPN)."
+            ) from None
+        except httpx.HTTPError as exc:
+            raise SignalError(
+                f"The request to Prometheus at {self._display_url} failed "
+                f"({type(exc).__name__}); check the URL and the network."
+            ) from None
+        return self._payload(response, promql)
+
+    def _payload(self, response: httpx.Response, promql: str) -> dict:
+        status = response.status_code
+        if status in (401, 403):
+            raise SignalError(
+                f"Prometheus at {self._display_url} refused the credentials (HTTP {status}); "
+                "check the token or basic-auth settings in the config."
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        # Prometheus answers errors with errorType; anything else (a Kubernetes
+        # Status, a proxy's page) means the URL points somewhere else.
+        if not isinstance(body, dict) or not (
+            body.get("status") == "success" or (body.get("status") == "error" and "errorType" in body)
+        ):
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise SignalError(
+                f"Prometheus at {self._display_url} answered HTTP {status} with {kind}, not the "
+                "query API; check the URL (it should end at Prometheus' base path, e.g. "
+                "http://host:9090 or .../prometheus)."
+            )
+        if body.get("status") != "success":
+            error = body.get("error") or "no reason given"
+            if status in (400, 422):
+                raise SignalError(f"Prometheus rejected the query `{promql}`: {error}")
+            if status == 503 or body.get("errorType") == "timeout":
+                raise SignalError(
+                    f"Prometheus at {self._display_url} could not run the query `{promql}` "
+                    f"(HTTP {status}: {error}); it may be overloaded, try again shortly."
+                )
+            raise SignalError(
+                f"Prometheus at {self._display_url} failed the query `{promql}` "
+                f"(HTTP {status}: {error})."
+            )
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise self._malformed(promql)
+        return data

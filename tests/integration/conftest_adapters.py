@@ -1,0 +1,100 @@
+"""Fixtures for the adapter tests (platforms/, signals/): a live drill world
+served over HTTP, a server that accepts connections and never answers, and a
+port nobody listens on. Imported explicitly by test_kubernetes_platform.py and
+test_signals.py (pytest does not collect this file as a conftest)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Fast enough that a 3-replica rollback (10 simulated seconds per pod) takes
+# well under a second of wall time, slow enough that it is observable.
+DRILL_SPEED = 100.0
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a component is missing; in CI a missing component fails."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required component missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def start_drill(speed: float = DRILL_SPEED):
+    """Start the bad-deploy drill world on 127.0.0.1 (skip/fail when the drill
+    package is missing)."""
+    try:
+        from console.drill import runner
+        from console.drill.scenario import load_scenario
+    except ImportError as exc:  # the drill world is a component of its own
+        require(False, f"the drill world cannot be imported: {exc}")
+        raise
+    return runner.start(load_scenario("bad-deploy"), speed=speed)
+
+
+@pytest.fixture
+def drill() -> Iterator:
+    """A running bad-deploy drill (world, server, kubeconfig_path)."""
+    running = start_drill()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@dataclass
+class HangingServer:
+    """Accepts TCP connections and never answers them."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def hanging_server() -> Iterator[HangingServer]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            accepted.append(conn)  # held open, never read nor answered
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield HangingServer(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port with nothing listening (connections are refused)."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
