@@ -1,0 +1,242 @@
+"""The `rollback-console` command.
+
+Exit codes: 0 success; 1 the operation failed or the service is unhealthy
+after it; 2 usage or configuration error; 3 the runbook says not to roll back
+(`--force` overrides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from console import __version__
+from console.config import Config, ConfigError, load
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DO_NOT_ROLL_BACK = 3
+
+
+class UsageError(click.ClickException):
+    """A configuration or usage problem: message to stderr, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file=None) -> None:  # no "Error:" prefix noise: the message is a sentence
+        click.echo(f"rollback-console: {self.message}", err=True)
+
+
+def _load(path: str | Path) -> Config:
+    try:
+        return load(path)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def _config_path(path: str | None) -> Path:
+    from console import locations
+
+    if path:
+        return Path(path)
+    found = locations.default_config_path()
+    if not found.exists():
+        raise UsageError(
+            f"no config at {found}; pass --config PATH, set ROLLBACK_CONSOLE_CONFIG, "
+            "or try a drill first: rollback-console drill bad-deploy"
+        )
+    return found
+
+
+def _session(config: Config, clock=None, store_path: Path | None = None):
+    from console import locations
+    from console.session import Session
+    from console.store import Store
+
+    store = Store(store_path or locations.default_store_path())
+    return Session(config, store, clock=clock)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rollback-console")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Rollback Console: the rollback runbook as a live, guided incident console.
+
+    Without a command, opens the console on the config in the XDG config dir.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(watch, config_path=None, theme=None)
+
+
+@cli.command("check-config")
+@click.argument("path", type=click.Path(dir_okay=False))
+def check_config(path: str) -> None:
+    """Validate a config file: exit 0 when valid, 2 with the reason when not."""
+    config = _load(path)
+    click.echo(f"{path}: valid ({len(config.services)} service{'s' if len(config.services) != 1 else ''}: "
+               f"{', '.join(s.name for s in config.services)})")
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (default: XDG config dir).")
+@click.option("--theme", help="Theme name (default, high-contrast, light, or a user theme).")
+def watch(config_path: str | None, theme: str | None) -> None:
+    """The console against real systems."""
+    path = _config_path(config_path)
+    config = _load(path)
+    _run_tui(_session(config), theme or config.ui.theme)
+
+
+def _run_tui(session, theme: str) -> None:
+    from console.ui.app import build_app
+
+    # The app closes the session (its HTTP clients live on the app's loop) on exit.
+    build_app(session, theme=theme).run()
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--scenario-file", type=click.Path(dir_okay=False, exists=False), help="A scenario YAML file instead of a shipped one.")
+@click.option("--list", "list_only", is_flag=True, help="List the shipped scenarios, one per line.")
+@click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, help="Simulated time runs this many times faster.")
+@click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
+@click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
+@click.option("--theme", help="Theme name.")
+def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: float, serve_only: bool, write_dir: str | None, theme: str | None) -> None:
+    """A training drill against a simulated world (default scenario: bad-deploy)."""
+    from console.drill import runner
+    from console.drill.scenario import ScenarioError, list_scenarios, load_scenario
+
+    if list_only:
+        for scenario_name in list_scenarios():
+            click.echo(scenario_name)
+        return
+    if name and scenario_file:
+        raise UsageError("give a scenario NAME or --scenario-file PATH, not both")
+    if write_dir and not serve_only:
+        raise UsageError("--write-config only goes with --serve-only")
+    try:
+        scenario = load_scenario(scenario_file or name or "bad-deploy")
+    except ScenarioError as err:
+        raise UsageError(str(err)) from None
+    if serve_only:
+        runner.serve(scenario, speed=speed, directory=Path(write_dir) if write_dir else None, out=click.echo)
+        return
+    running = runner.start(scenario, speed=speed)
+    try:
+        config = _load(running.config_path)
+        session = _session(config, clock=running.world.clock, store_path=running.store_path)
+        _run_tui(session, theme or config.ui.theme)
+    finally:
+        running.stop()
+
+
+@cli.command()
+@click.argument("service", required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list, one object per service).")
+def status(service: str | None, config_path: str | None, as_json: bool) -> None:
+    """One refresh: signals, health and the runbook's decision per service."""
+    config = _load(_config_path(config_path))
+    if service:
+        try:
+            config.service(service)
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+    session = _session(config)
+    views = asyncio.run(_refresh_once(session, service))
+    if as_json:
+        click.echo(json.dumps([_status_json(v) for v in views], indent=2))
+        return
+    for view in views:
+        click.echo(_status_line(view))
+
+
+async def _refresh_once(session, only: str | None = None):
+    try:
+        return await session.refresh(only)
+    finally:
+        await session.aclose()
+
+
+def _status_json(view) -> dict:
+    snap, decision = view.snapshot, view.decision
+    metrics, health = snap.metrics, snap.health
+
+    def age(at) -> float | None:
+        return round((snap.taken_at - at).total_seconds(), 3) if at else None
+
+    current = snap.current_revision
+    return {
+        "service": snap.service,
+        "error_rate": metrics.error_rate,
+        "latency_p95_ms": metrics.latency_p95_ms,
+        "latency_p95_before_ms": metrics.latency_p95_before_ms,
+        "healthy": not health.completely_down and health.endpoint_ok is not False,
+        "ready": health.ready,
+        "desired": health.desired,
+        "endpoint": health.endpoint_status or None,
+        "revision": current.number if current else None,
+        "images": list(current.images) if current else [],
+        "stale": snap.stale,
+        "age_seconds": {"metrics": age(metrics.sampled_at), "health": age(health.checked_at)},
+        "errors": list(snap.errors),
+        "decision": {
+            "action": decision.action.value,
+            "headline": decision.headline,
+            "reasons": [str(r) for r in decision.reasons],
+            "alternatives": list(decision.alternatives),
+            "deadline": decision.deadline.isoformat() if decision.deadline else None,
+            "freeze_writes": decision.freeze_writes,
+        },
+    }
+
+
+def _status_line(view) -> str:
+    snap, decision = view.snapshot, view.decision
+    rate = f"{snap.metrics.error_rate * 100:.1f} %" if snap.metrics.error_rate is not None else "n/a"
+    p95 = f"{snap.metrics.latency_p95_ms:.0f} ms" if snap.metrics.latency_p95_ms is not None else "n/a"
+    reasons = "; ".join(str(r) for r in decision.reasons)
+    return f"{snap.service}: {decision.headline}  errors {rate}  p95 {p95}" + (f"  ({reasons})" if reasons else "")
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--reason", required=True, help="Why (goes in the timeline and the messages).")
+@click.option("--to-revision", type=click.IntRange(min=1), help="Roll back to this revision (default: the previous one).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Roll back even when the runbook says not to.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Seconds to wait for the rollout.")
+def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float) -> None:
+    """The runbook's automated rollback: record, roll back, wait, verify."""
+    from console.rollback import run_headless_rollback
+
+    config = _load(_config_path(config_path))
+    try:
+        config.service(service)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    if not (yes or dry_run) and not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm on: pass --yes to roll back without a prompt, or --dry-run to see the plan")
+    code = run_headless_rollback(
+        _session(config), service, reason=reason, to_revision=to_revision, dry_run=dry_run,
+        confirm=None if yes else (lambda text: click.confirm(text, default=False)),
+        force=force, timeout=timeout, out=click.echo,
+    )
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="rollback-console")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The command-line contract, end to end against a served drill world:
+`drill --list`, `drill --serve-only --write-config`, `status --json`,
+`rollback` with its exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+PYTHON = [sys.executable, "-m", "console"]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*PYTHON, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`drill bad-deploy --serve-only --write-config DIR` as a real subprocess."""
+    directory = tmp_path / "drill"
+    process = subprocess.Popen(
+        [*PYTHON, "drill", "bad-deploy", "--serve-only", "--write-config", str(directory), "--speed", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = []
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line.strip())
+            if line.strip() == "ready":
+                break
+        assert lines and lines[-1] == "ready", (lines, process.stderr.read() if process.poll() is not None else "")
+        yield directory
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+def test_drill_list_names_one_scenario_per_line():
+    result = run("drill", "--list")
+    assert result.returncode == 0
+    names = result.stdout.split()
+    assert "bad-deploy" in names and len(names) == len(set(names)) >= 10
+
+
+def test_unknown_scenario_is_a_usage_error():
+    result = run("drill", "no-such-scenario", "--serve-only")
+    assert result.returncode == 2
+    assert "no-such-scenario" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_only_writes_a_valid_config_and_kubeconfig(served):
+    config = yaml.safe_load((served / "config.yaml").read_text())
+    assert config["services"][0]["name"] == "order-service"
+    assert (served / "kubeconfig").exists()
+    assert run("check-config", str(served / "config.yaml")).returncode == 0
+
+
+def test_status_json_reports_the_bad_deploy(served):
+    result = run("status", "--config", str(served / "config.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    [service] = json.loads(result.stdout)
+    assert service["service"] == "order-service"
+    assert service["error_rate"] == pytest.approx(0.08)
+    assert service["latency_p95_ms"] == pytest.approx(2000)
+    assert service["healthy"] is True  # up, just failing 8 %
+    assert service["stale"] is False
+    assert service["decision"]["action"] == "rollback_now"
+    assert "Error rate > 5%: 8.0 %" in service["decision"]["reasons"]
+
+
+def test_status_of_an_unknown_service_is_a_usage_error(served):
+    result = run("status", "nope", "--config", str(served / "config.yaml"), "--json")
+    assert result.returncode == 2 and "no service named 'nope'" in result.stderr
+
+
+def test_headless_rollback_dry_run_changes_nothing(served):
+    config = str(served / "config.yaml")
+    result = run("rollback", "order-service", "--config", config, "--reason", "error rate 8%", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "revision 3 → 2" in result.stdout and "PATCH /apis/apps/v1/namespaces/shop/deployments/order-service" in result.stdout
+    assert "Dry run: nothing was changed." in result.stdout
+    status = json.loads(run("status", "--config", config, "--json").stdout)[0]
+    assert status["revision"] == 3
+
+
+def test_headless_rollback_without_terminal_needs_yes(served):
+    result = run("rollback", "order-service", "--config", str(served / "config.yaml"), "--reason", "x")
+    assert result.returncode == 2 and "--yes" in result.stderr
+
+
+def test_headless_rollback_rolls_back_and_verifies(served):
+    config = str(served / "config.yaml")
+    result = run("rollback", "order-service", "--config", config, "--reason", "Error rate spiked to 8%", "--yes", "--timeout", "60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'deployment "order-service" successfully rolled out' in result.stdout
+    assert "Rollback of order-service complete. Service healthy." in result.stdout
+    kubeconfig = yaml.safe_load((served / "kubeconfig").read_text())
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    deployment = httpx.get(f"{server}/apis/apps/v1/namespaces/shop/deployments/order-service", timeout=5).json()
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/order-service:1.2.2"
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
