@@ -112,11 +112,16 @@ class Row:
 
 
 def percent(fraction: float) -> str:
-    """A fraction as the runbook writes rates: 0.08 -> "8.0 %", 0.050001 -> "5.0001 %"."""
-    text = f"{fraction * 100:.4f}".rstrip("0")
-    if text.endswith("."):
-        text += "0"
-    return f"{text} %"
+    """A fraction as the runbook writes rates, one decimal: 0.08 -> "8.0 %",
+    0.053667 -> "5.4 %". A value that would round onto a whole percent it is
+    not (0.050001 -> "5.0001 %") keeps its decimals, so a reading never looks
+    like it sits exactly on a threshold when it does not."""
+    value = fraction * 100
+    short = f"{value:.1f}"
+    if short.endswith(".0") and value != float(short):
+        text = f"{value:.6f}".rstrip("0")
+        return f"{text}0 %" if text.endswith(".") else f"{text} %"
+    return f"{short} %"
 
 
 def _error_rate(s: Snapshot) -> float | None:

@@ -164,7 +164,7 @@ class Session:
             found = self.store.open_incident_for(service)
             if found:
                 return found
-            return self.store.open_incident(service, self.clock.now(), title=f"{service}: deploy gone bad")
+            return self.store.open_incident(service, self.clock.now())
 
     def record(self, event: NewEvent, service: str | None = None, actor: str | None = None) -> Event:
         """Store one timeline event in `service`'s incident (the first service's by

@@ -1,0 +1,470 @@
+"""The Rollback Console TUI: one screen for a deploy gone bad.
+
+The app owns presentation and keys only. All I/O goes through the `Session`
+in workers: refreshes in an async worker (the next one is scheduled when the
+last finishes, so polls never overlap), plans and rollbacks in thread workers
+(the Kubernetes client is synchronous). Workers post messages; handlers here
+apply them to the panes. Workers never touch widgets.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, OptionList, Static
+from textual.worker import Worker, WorkerState
+
+from console import incident, locations
+from console.decision import Thresholds
+from console.model import Action, Event, ServiceView
+from console.platforms.base import PlatformError
+
+from . import themes as theme_files
+from .messages import OperationFailed, PlanReady, Refreshed, RollbackFinished, RollbackProgress, TimelineChanged
+from .panes.banner import DecisionBanner
+from .panes.error_rate import ErrorRatePane
+from .panes.format import clock_time
+from .panes.health import HealthPane
+from .panes.history import HistoryTable
+from .panes.latency import LatencyPane
+from .panes.services import ServiceList
+from .panes.timeline import ERROR, TimelinePane
+from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
+from .screens.note import NoteScreen
+
+if TYPE_CHECKING:
+    from console.session import Session
+
+# If the theme files cannot be found at all, the TCSS variables still need
+# values; plain named colours keep the console usable (theme files override).
+_FALLBACK_VARIABLES = {
+    "sev-critical": "red",
+    "sev-warning": "yellow",
+    "sev-ok": "green",
+    "sev-info": "dodgerblue",
+    "sev-muted": "grey",
+}
+
+
+class RollbackConsoleApp(App[None]):
+    """The console's main (and only) screen, plus its modals."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Rollback Console"
+
+    BINDINGS = [
+        Binding("r", "rollback", "Roll back", id="rollback"),
+        Binding("n", "note", "Note", id="note"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
+        Binding("t", "change_theme", "Theme", id="theme"),
+        Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="quit-ctrl"),
+    ]
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        theme: str | None = None,
+        animate: bool = True,
+        user_themes_dir: Path | None = None,
+        keymap: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.animate = animate
+        if not animate:
+            # Snapshots and war-room screens alike: nothing moves on its own.
+            self.animation_level = "none"
+        thresholds = getattr(session, "thresholds", None)
+        self.thresholds: Thresholds = thresholds if isinstance(thresholds, Thresholds) else Thresholds()
+        self.views: dict[str, ServiceView] = {}
+        self.events: list[Event] = []
+        self.selected: str = session.services[0]
+        self.rolling_back: str | None = None
+        self.last_progress: str | None = None
+        self._refresh_timer: Timer | None = None
+        self._refresh_again = False
+        self._seen_errors: set[str] = set()
+        # Services rolled back in this session and not yet healthy again: the
+        # previous revision is then the bad deploy, so no key hint points at it.
+        self._rolled_back: set[str] = set()
+        self._updated_at: datetime | None = None
+        self._keymap = keymap or {}
+        self._startup_notes: list[str] = []
+        self._install_themes(theme, user_themes_dir)
+
+    # -- themes ----------------------------------------------------------
+
+    def _install_themes(self, wanted: str | None, user_dir: Path | None) -> None:
+        loaded, problems = theme_files.load_themes(
+            theme_files.shipped_themes_dir(), user_dir or locations.config_dir() / "themes"
+        )
+        self._file_themes = loaded
+        # Only our themes are offered: they all define the severity variables.
+        for name in list(self.available_themes):
+            if name not in loaded:
+                self.unregister_theme(name)
+        for theme in loaded.values():
+            self.register_theme(theme)
+        self._startup_notes.extend(str(p) for p in problems)
+        name = wanted or theme_files.DEFAULT_THEME
+        if name not in loaded:
+            known = ", ".join(sorted(loaded)) or "none found"
+            self._startup_notes.append(f"Theme {name!r} was not found (available: {known}); using the default.")
+            name = theme_files.DEFAULT_THEME
+        if name in loaded:
+            self.theme = name
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """The default theme's severity colours, for themes that lack them."""
+        default = getattr(self, "_file_themes", {}).get(theme_files.DEFAULT_THEME)
+        return {**_FALLBACK_VARIABLES, **(default.variables if default else {})}
+
+    # -- layout ----------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="titlebar"):
+            yield Static("", id="title-left", markup=False)
+            yield Static("", id="title-right", markup=False)
+        yield DecisionBanner(id="banner")
+        yield Static("", id="source-errors", markup=False)
+        with Horizontal(id="body"):
+            services = ServiceList(self.session.services, id="services")
+            services.border_title = "Services"
+            services.display = len(self.session.services) > 1
+            yield services
+            with Vertical(id="main"):
+                with Horizontal(id="signals"):
+                    health = HealthPane(id="health")
+                    health.border_title = "Health"
+                    yield health
+                    errors = ErrorRatePane(
+                        self.thresholds.investigate_error_rate, self.thresholds.rollback_error_rate, id="error-rate"
+                    )
+                    errors.border_title = "Error rate"
+                    yield errors
+                    latency = LatencyPane(self.thresholds.latency_spike_factor, id="latency")
+                    latency.border_title = "Latency p95"
+                    yield latency
+                with Horizontal(id="lower"):
+                    history = HistoryTable(id="history")
+                    history.border_title = "Rollout history"
+                    yield history
+                    timeline = TimelinePane(id="timeline")
+                    timeline.border_title = "Timeline (newest first)"
+                    yield timeline
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self._keymap:
+            self.set_keymap(self._keymap)
+        for note in self._startup_notes:
+            self.notify(note, title="Themes", severity="warning", timeout=10)
+        self._render_titlebar()
+        self.set_interval(1.0, self._tick)
+        self.request_refresh()
+
+    async def on_unmount(self) -> None:
+        # The session's HTTP clients live on this event loop: close them here.
+        await self.session.aclose()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Roll back", "Plan a rollback of the selected service and ask to confirm", self.action_rollback)
+        yield SystemCommand("Refresh now", "Fetch signals, health and history now", self.action_refresh)
+        yield SystemCommand("Add a note", "Write a note into the incident timeline", self.action_note)
+
+    # -- the refresh loop --------------------------------------------------
+
+    def request_refresh(self) -> None:
+        """Refresh now, or right after the running refresh if one is running."""
+        if any(w.group == "refresh" and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in self.workers):
+            self._refresh_again = True
+            return
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+            self._refresh_timer = None
+        self._refresh_again = False
+        self._refresh_worker()
+
+    @work(exclusive=True, group="refresh", exit_on_error=False)
+    async def _refresh_worker(self) -> None:
+        views = await self.session.refresh()
+        events = self.session.timeline()
+        self.post_message(Refreshed(views, events))
+
+    def _schedule_refresh(self) -> None:
+        if self._refresh_again:
+            self.request_refresh()
+            return
+        self._refresh_timer = self.set_timer(max(0.05, self.session.refresh_interval), self.request_refresh)
+
+    @on(Refreshed)
+    def _apply_refresh(self, message: Refreshed) -> None:
+        self._updated_at = self.session.clock.now()
+        for view in message.views:
+            self.views[view.snapshot.service] = view
+            if view.decision.action == Action.HEALTHY:
+                self._rolled_back.discard(view.snapshot.service)
+        self.events = message.events
+        services = self.query_one(ServiceList)
+        services.show(message.views)
+        self._show_selected()
+        self.query_one(TimelinePane).show(message.events)
+        self._note_source_errors(message.views)
+        self._render_titlebar()
+
+    def _show_selected(self) -> None:
+        view = self.views.get(self.selected)
+        if view is None:
+            return
+        now = self.session.clock.now()
+        hint = ""
+        if self.rolling_back is not None:
+            hint = ""
+        elif self.selected in self._rolled_back:
+            hint = "Rolled back in this session: watch the signals recover before acting again"
+        elif view.decision.action == Action.ROLLBACK_NOW:
+            hint = "Press r to review the rollback plan" + _undo_target(view)
+        with self.batch_update():
+            self.query_one(DecisionBanner).show(view, now, hint)
+            self.query_one(HealthPane).show(view, now)
+            self.query_one(ErrorRatePane).show(view, now)
+            self.query_one(LatencyPane).show(view, now)
+            self.query_one(HistoryTable).show(view.snapshot.service, view.snapshot.history, now)
+            errors = self.query_one("#source-errors", Static)
+            errors.update(Content("\n").join(Content.styled(f"⚠ {e}", "$sev-warning") for e in view.snapshot.errors))
+            errors.display = bool(view.snapshot.errors)
+
+    def _note_source_errors(self, views: list[ServiceView]) -> None:
+        """Notify each new source failure once; the pane keeps showing it while it lasts."""
+        current = {e for v in views for e in v.snapshot.errors}
+        for error in sorted(current - self._seen_errors):
+            self.notify(error, title="Source failed", severity="warning", timeout=8)
+        self._seen_errors = current
+
+    def _tick(self) -> None:
+        self._render_titlebar()
+        if self.selected in self.views:
+            self.query_one(DecisionBanner).tick(self.session.clock.now())
+
+    def _render_titlebar(self) -> None:
+        now = self.session.clock.now()
+        parts = [Content.styled(self.title.upper(), "bold")]
+        if self.sub_title:
+            parts.append(Content(self.sub_title))
+        operator = getattr(self.session, "operator", None)
+        if operator:
+            parts.append(Content.styled(f"operator {operator}", "$sev-muted"))
+        self.query_one("#title-left", Static).update(Content("  ·  ").join(parts))
+        self.query_one("#title-right", Static).update(
+            Content.assemble(
+                ("updated ", "$sev-muted"), clock_time(self._updated_at),
+                ("  ·  now ", "$sev-muted"), (f"{clock_time(now)} UTC", "bold"),
+            )
+        )
+
+    @on(OptionList.OptionHighlighted, "#services")
+    def _select_service(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option_id and event.option_id != self.selected:
+            self.selected = event.option_id
+            self._show_selected()
+
+    # -- workers' ends -----------------------------------------------------
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "refresh" and event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self._schedule_refresh()
+        if event.state != WorkerState.ERROR:
+            return
+        error = worker.error
+        what = {
+            "refresh": "Refreshing the signals failed",
+            "plan": "Planning the rollback failed",
+            "rollback": "The rollback stopped",
+            "record": "Writing to the timeline failed",
+        }.get(worker.group, "An operation failed")
+        sentence = str(error) if isinstance(error, PlatformError) else f"{error.__class__.__name__}: {error}"
+        advice = " The console retries on the next refresh." if worker.group == "refresh" else ""
+        self.notify(f"{what}: {sentence}.{advice}".replace("..", "."), title="Error", severity="error", timeout=15)
+        if worker.group == "rollback":
+            self._rollback_ended()
+
+    # -- rollback ------------------------------------------------------------
+
+    def action_rollback(self) -> None:
+        """Plan a rollback of the selected service to the previous revision."""
+        self._plan(self.selected, None)
+
+    @on(HistoryTable.RollbackToRequested)
+    def _rollback_to(self, message: HistoryTable.RollbackToRequested) -> None:
+        self._plan(self.selected, message.revision)
+
+    def _plan(self, service: str, to_revision: int | None) -> None:
+        if self.rolling_back is not None:
+            self.notify(f"A rollback of {self.rolling_back} is running; wait for it to finish.", severity="warning")
+            return
+        self._plan_worker(service, to_revision)
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
+    def _plan_worker(self, service: str, to_revision: int | None) -> None:
+        try:
+            plan = self.session.plan_rollback(service, to_revision)
+        except PlatformError as err:
+            self.post_message(OperationFailed(f"Planning the rollback of {service}", str(err)))
+            return
+        self.post_message(PlanReady(plan))
+
+    @on(PlanReady)
+    def _confirm_plan(self, message: PlanReady) -> None:
+        plan = message.plan
+        view = self.views.get(plan.service)
+        reason = "; ".join(str(r) for r in view.decision.reasons) if view else ""
+
+        def confirmed(ok: bool | None) -> None:
+            if plan.skip_reason:
+                # Nothing to change; running the plan records that it was skipped.
+                self._rollback_worker(plan, reason)
+            elif ok:
+                self.rolling_back = plan.service
+                self.query_one(DecisionBanner).set_progress("starting…")
+                self._rollback_worker(plan, reason)
+            else:
+                self.notify("Rollback cancelled: nothing was changed.", timeout=4)
+
+        self.push_screen(ConfirmRollbackScreen(plan, reason), confirmed)
+
+    @work(thread=True, exclusive=True, group="rollback", exit_on_error=False)
+    def _rollback_worker(self, plan, reason: str) -> None:
+        failure: str | None = None
+        try:
+            for progress in self.session.execute(plan, reason=reason):
+                self.post_message(RollbackProgress(progress))
+                self.post_message(TimelineChanged(self.session.timeline()))
+                if progress.failed:
+                    failure = progress.message
+        except PlatformError as err:
+            self.post_message(TimelineChanged(self.session.timeline()))
+            self.post_message(RollbackFinished(plan.service, False, str(err)))
+            return
+        self.post_message(RollbackFinished(plan.service, failure is None, failure, skipped=bool(plan.skip_reason)))
+
+    @on(RollbackProgress)
+    def _show_progress(self, message: RollbackProgress) -> None:
+        self.last_progress = message.progress.message
+        if self.rolling_back is not None:
+            self.query_one(DecisionBanner).set_progress(message.progress.message)
+
+    @on(TimelineChanged)
+    def _show_timeline(self, message: TimelineChanged) -> None:
+        self.events = message.events
+        self.query_one(TimelinePane).show(message.events)
+
+    @on(RollbackFinished)
+    def _rollback_finished(self, message: RollbackFinished) -> None:
+        if message.skipped:
+            self.notify(f"Rollback of {message.service} skipped: {self.last_progress}", severity="warning", timeout=10)
+        elif message.ok:
+            self._rolled_back.add(message.service)
+            self.notify(f"{message.service}: {self.last_progress}", title="Rollback complete", timeout=10)
+        else:
+            self.notify(f"{message.service}: {message.error}", title="Rollback failed", severity="error", timeout=30)
+        self._rollback_ended()
+
+    def _rollback_ended(self) -> None:
+        self.rolling_back = None
+        self.query_one(DecisionBanner).set_progress(None)
+        self.request_refresh()
+
+    @on(OperationFailed)
+    def _operation_failed(self, message: OperationFailed) -> None:
+        self.notify(f"{message.what} failed: {message.error}", title="Error", severity="error", timeout=20)
+        self._record(ERROR, f"{message.what} failed: {message.error}")
+
+    # -- notes -------------------------------------------------------------
+
+    def action_note(self) -> None:
+        """Write a note into the timeline."""
+
+        def write(text: str | None) -> None:
+            if text:
+                self._record(incident.NOTE, text)
+
+        self.push_screen(NoteScreen(animate=self.animate), write)
+
+    def _record(self, kind: str, text: str) -> None:
+        self._record_worker(kind, text)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _record_worker(self, kind: str, text: str) -> None:
+        self.session.record(kind, text, service=self.selected)
+        self.post_message(TimelineChanged(self.session.timeline()))
+
+    # -- other keys ------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        """Refresh now."""
+        self.request_refresh()
+
+    def action_toggle_keys(self) -> None:
+        """Show or hide the keys panel."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    async def action_quit(self) -> None:
+        """Quit; while a rollback runs, ask first (it would go on unwatched)."""
+        if self.rolling_back is None:
+            self.exit()
+            return
+
+        def answer(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit()
+
+        self.push_screen(ConfirmQuitScreen(self.rolling_back), answer)
+
+
+def _undo_target(view: ServiceView) -> str:
+    """" (revision 3 → 2)": where `kubectl rollout undo` would go, from the history."""
+    current = view.snapshot.current_revision
+    if current is None:
+        return ""
+    older = [r for r in view.snapshot.history if r.number < current.number]
+    if not older:
+        return ""
+    previous = max(older, key=lambda r: r.number)
+    return f" (revision {current.number} → {previous.number})"
+
+
+def build_app(
+    session: Session,
+    *,
+    theme: str | None = None,
+    animate: bool = True,
+    user_themes_dir: Path | None = None,
+    keymap: dict[str, str] | None = None,
+) -> RollbackConsoleApp:
+    """The console app for `session` (the CLI and the tests build it here).
+
+    `theme` names a theme from themes/ or the user themes dir (default:
+    $XDG_CONFIG_HOME/rollback-console/themes); `animate=False` turns off
+    animations and cursor blink (snapshots); `keymap` maps binding ids to keys.
+    """
+    return RollbackConsoleApp(
+        session, theme=theme, animate=animate, user_themes_dir=user_themes_dir, keymap=keymap
+    )

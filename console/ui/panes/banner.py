@@ -1,0 +1,129 @@
+"""The decision banner: what the runbook says to do now, and the row that fired.
+
+Large and high contrast: a solid block in the action's severity colour, the
+headline in big letters so it reads from across a room.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Static
+
+from console.model import Action, Decision, ServiceView, image_tag
+
+from .bigtext import big_lines, big_width, can_draw, spaced
+from .format import SEVERITY, clock_time, countdown
+
+_SEVERITY_CLASSES = tuple(sorted(f"-{name}" for name in set(SEVERITY.values())))
+
+
+class DecisionBanner(Vertical):
+    """The runbook's verdict for the selected service."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._decision: Decision | None = None
+        self._service = ""
+        self._progress: str | None = None
+        self._hint = ""
+        self._now: datetime | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="banner-top"):
+            yield Static("WAITING FOR THE FIRST REFRESH", id="headline", markup=False)
+            yield Static("", id="banner-service", markup=False)
+        yield Static("", id="subheadline", markup=False)
+        yield Static("", id="reasons", markup=False)
+        yield Static("", id="detail", markup=False)
+
+    @property
+    def headline_text(self) -> str:
+        """The headline in plain words (what the big letters say)."""
+        if self._decision is None:
+            return ""
+        headline = self._decision.headline
+        if self._decision.freeze_writes:
+            headline += " + FREEZE WRITES"
+        return headline
+
+    def on_resize(self) -> None:
+        # After the resize settles: an update made during layout keeps a stale height.
+        self.call_after_refresh(self._render_headline)
+
+    def show(self, view: ServiceView, now: datetime, hint: str = "") -> None:
+        """Show the decision of `view`; `hint` says which key acts on it."""
+        self._decision = view.decision
+        self._service = view.snapshot.service
+        self._hint = hint
+        self._now = now
+        severity = SEVERITY[view.decision.action]
+        for cls in _SEVERITY_CLASSES:
+            self.set_class(cls == f"-{severity}", cls)
+        self._render_headline()
+        current = view.snapshot.current_revision
+        side = [Content.styled(view.snapshot.service, "bold")]
+        if current is not None:
+            versions = ", ".join(image_tag(i) for i in current.images)
+            side.append(Content(f"revision {current.number} · {versions}"))
+        if view.decision.stale:
+            side.append(Content.styled("signals stale", "bold"))
+        self.query_one("#banner-service", Static).update(Content("\n").join(side))
+        reasons = view.decision.reasons
+        if reasons:
+            lines = [
+                Content.assemble((str(reason), "bold"), (f"   — runbook: {reason.table.value}", ""))
+                for reason in reasons[:3]
+            ]
+            self.query_one("#reasons", Static).update(Content("\n").join(lines))
+        else:
+            self.query_one("#reasons", Static).update("No runbook row fired.")
+        self._render_detail()
+
+    def set_progress(self, text: str | None) -> None:
+        """Show a running rollback's latest step (None: none running)."""
+        self._progress = text
+        self._render_detail()
+
+    def tick(self, now: datetime) -> None:
+        """Update the time-dependent parts (the investigation countdown)."""
+        self._now = now
+        self._render_detail()
+
+    def _render_headline(self) -> None:
+        headline = self.headline_text
+        if not headline:
+            return
+        available = self.content_size.width - 24  # room left of the service name
+        sub = ""
+        big = headline
+        if big_width(big) > available and ": " in big:
+            big, sub = big.split(": ", 1)
+        if can_draw(big) and big_width(big) <= available:
+            self.query_one("#headline", Static).update("\n".join(big_lines(big)))
+        else:
+            big = spaced(headline) if len(spaced(headline)) <= available else headline
+            sub = ""
+            self.query_one("#headline", Static).update(Content.styled(big, "bold"))
+        subheadline = self.query_one("#subheadline", Static)
+        subheadline.update(Content.styled(sub, "bold"))
+        subheadline.display = bool(sub)
+
+    def _render_detail(self) -> None:
+        decision, now = self._decision, self._now
+        if decision is None:
+            return
+        parts: list[str] = []
+        if self._progress:
+            parts.append(f"Rolling back: {self._progress}")
+        else:
+            if decision.action == Action.INVESTIGATE and decision.deadline is not None and now is not None:
+                parts.append(f"Decide by {clock_time(decision.deadline)} UTC ({countdown(decision.deadline, now)})")
+            if self._hint:
+                parts.append(self._hint)
+            if decision.alternatives:
+                parts.append("Alternatives: " + "; ".join(decision.alternatives))
+        self.query_one("#detail", Static).update("   ·   ".join(parts))

@@ -1,0 +1,59 @@
+"""The health pane: ready/desired pods and the service's health endpoint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Digits, Static
+
+from console.model import Health, ServiceView
+
+from .format import NO_VALUE, age, millis
+
+
+def _count(value: int | None) -> str:
+    return NO_VALUE if value is None else str(value)
+
+
+class HealthPane(Vertical):
+    """Pods ready out of desired, and what the health endpoint answered."""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="figure"):
+            yield Digits(NO_VALUE, id="ready-digits")
+            yield Static("", id="ready-of", classes="unit", markup=False)
+        yield Static("", id="pods-caption", classes="below", markup=False)
+        yield Static("", id="endpoint", markup=False)
+
+    def show(self, view: ServiceView, now: datetime) -> None:
+        """Render one service's health."""
+        health = view.snapshot.health
+        ready = self.query_one("#ready-digits", Digits)
+        ready.update(_count(health.ready))
+        all_ready = health.desired is not None and health.ready == health.desired and health.desired > 0
+        ready.set_class(health.completely_down, "-sev-critical")
+        ready.set_class(not health.completely_down and not all_ready, "-sev-warning")
+        ready.set_class(all_ready and not health.completely_down, "-sev-ok")
+        self.query_one("#ready-of", Static).update(f"of {_count(health.desired)} ready")
+        pods = [Content.styled(f"{_count(health.updated)} updated · {_count(health.available)} available", "$sev-muted")]
+        if health.error:
+            pods.append(Content.styled(health.error, "$sev-warning"))
+        self.query_one("#pods-caption", Static).update(Content("\n").join(pods))
+        self.query_one("#endpoint", Static).update(self._endpoint(health, now))
+
+    @staticmethod
+    def _endpoint(health: Health, now: datetime) -> Content:
+        if health.endpoint_ok is None:
+            return Content.styled("Health endpoint\nnot configured", "$sev-muted")
+        mark, style = ("●", "bold $sev-ok") if health.endpoint_ok else ("●", "bold $sev-critical")
+        status = health.endpoint_status or ("healthy" if health.endpoint_ok else "unhealthy")
+        first = [Content.styled(f"{mark} {status}", style)]
+        if health.endpoint_latency_ms is not None:
+            first.append(Content(f"  {millis(health.endpoint_latency_ms)}"))
+        lines = [Content.styled("Health endpoint", "$sev-muted"), Content.assemble(*first)]
+        if health.checked_at is not None:
+            lines.append(Content.styled(f"checked {age(health.checked_at, now)}", "$sev-muted"))
+        return Content("\n").join(lines)

@@ -1,0 +1,117 @@
+"""The rollout history: `kubectl rollout history` as a table, updated in
+place (rows keyed by revision) so the cursor and scroll survive refreshes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.binding import Binding
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+from console.model import Revision, image_tag
+
+from .format import NO_VALUE, short_age
+
+# The change cause is the widest and least predictable: it goes last.
+COLUMNS = (("current", ""), ("revision", "Rev"), ("image", "Image"), ("age", "Age"), ("cause", "Change cause"))
+
+
+def short_image(image: str) -> str:
+    """"registry.example.com/order-service:1.2.3" -> "order-service:1.2.3" (the
+    registry is the same for every row and would push the tag off screen)."""
+    return image.rsplit("/", 1)[-1]
+
+
+def _cells(revision: Revision, now: datetime) -> dict[str, Text]:
+    # Rich Text, not markup strings: a change cause may contain brackets.
+    # No colours here: the current row is marked by shape and weight, which
+    # survives every theme; the cursor row is coloured by the theme.
+    style = "bold" if revision.current else ""
+    images = ", ".join(short_image(i) for i in revision.images) or NO_VALUE
+    return {
+        "current": Text("●" if revision.current else "", style),
+        "revision": Text(str(revision.number), style, justify="right"),
+        "image": Text(images, style),
+        "cause": Text(revision.change_cause or NO_VALUE, style),
+        "age": Text(short_age(revision.created, now)),
+    }
+
+
+def _same(old: object, new: Text) -> bool:
+    # Text's == ignores the base style; a row losing "current" changes only that.
+    return isinstance(old, Text) and (old.plain, str(old.style), old.spans) == (new.plain, str(new.style), new.spans)
+
+
+class HistoryTable(DataTable):
+    """Revisions of the selected service, oldest first like kubectl; the
+    current one is marked. Enter plans a rollback to the highlighted revision."""
+
+    BINDINGS = [
+        Binding("enter", "roll_back_to", "Roll back to this", id="history.rollback_to"),
+    ]
+
+    class RollbackToRequested(Message):
+        """The operator asked to roll back to a specific revision."""
+
+        def __init__(self, revision: int) -> None:
+            super().__init__()
+            self.revision = revision
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._service: str | None = None
+        self._revisions: dict[int, Revision] = {}
+        self._cursor_placed = False
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, service: str, history: tuple[Revision, ...], now: datetime) -> None:
+        """Bring the table to `history`, changing only what changed."""
+        if service != self._service:
+            # Another service: its revisions have nothing in common with these.
+            self.clear()
+            self._revisions = {}
+            self._service = service
+            self._cursor_placed = False
+        wanted = {r.number: r for r in history}
+        for number in [n for n in self._revisions if n not in wanted]:
+            self.remove_row(str(number))
+            del self._revisions[number]
+        for revision in sorted(history, key=lambda r: r.number):
+            cells = _cells(revision, now)
+            key = str(revision.number)
+            if revision.number in self._revisions:
+                for column, value in cells.items():
+                    if not _same(self.get_cell(key, column), value):
+                        self.update_cell(key, column, value)
+            else:
+                self.add_row(*(cells[c] for c, _ in COLUMNS), key=key)
+            self._revisions[revision.number] = revision
+        current = next((r for r in history if r.current), None)
+        if not self._cursor_placed and current is not None:
+            self._cursor_placed = True
+            # Start on the running revision: one key up is what an undo goes back to.
+            self.move_cursor(row=self.get_row_index(str(current.number)), animate=False)
+        self.border_subtitle = self._subtitle()
+
+    def _subtitle(self) -> str:
+        current = next((r for r in self._revisions.values() if r.current), None)
+        if current is None:
+            return ""
+        return f"current: revision {current.number} ({', '.join(image_tag(i) for i in current.images)})"
+
+    def highlighted_revision(self) -> Revision | None:
+        """The revision under the cursor, if any."""
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return self._revisions.get(int(key)) if key is not None else None
+
+    def action_roll_back_to(self) -> None:
+        revision = self.highlighted_revision()
+        if revision is not None:
+            self.post_message(self.RollbackToRequested(revision.number))

@@ -1,0 +1,53 @@
+"""The latency pane: p95 now, large; p95 before the deploy; recent minutes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Digits, Sparkline, Static
+
+from console.model import ServiceView
+
+from .format import NO_VALUE, millis
+
+
+class LatencyPane(Vertical):
+    """p95 latency now against the p95 before the deploy under suspicion."""
+
+    def __init__(self, spike_factor: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.spike_factor = spike_factor
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="figure"):
+            yield Digits(NO_VALUE, id="latency-digits")
+            yield Static("ms", classes="unit")
+        yield Static("", id="latency-caption", classes="below", markup=False)
+        yield Sparkline([], id="latency-sparkline")
+
+    def show(self, view: ServiceView, now: datetime) -> None:
+        """Render one service's latency."""
+        metrics = view.snapshot.metrics
+        signals = view.snapshot.signals
+        now_ms, before_ms = metrics.latency_p95_ms, metrics.latency_p95_before_ms
+        digits = self.query_one("#latency-digits", Digits)
+        digits.update(f"{now_ms:.0f}" if now_ms is not None else NO_VALUE)
+        digits.set_class(signals.latency_spike, "-sev-warning")
+        caption = [Content.assemble("before the deploy ", (millis(before_ms), "bold"))]
+        factor = signals.latency_factor
+        if factor is None and now_ms is not None and before_ms:
+            factor = now_ms / before_ms
+        if factor is not None:
+            spike = signals.latency_spike
+            caption.append(
+                Content.styled(
+                    f"×{factor:.1f}" + (" spike" if spike else ""),
+                    "bold $sev-warning" if spike else "$sev-muted",
+                )
+            )
+        caption.append(Content.styled(f"(spike at ×{self.spike_factor:g})", "$sev-muted"))
+        self.query_one("#latency-caption", Static).update(Content(" ").join(caption))
+        self.query_one(Sparkline).data = [p.value for p in metrics.latency_history]

@@ -1,0 +1,1 @@
+"""Modal screens: rollback confirmation, quit confirmation, notes."""

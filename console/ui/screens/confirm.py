@@ -1,0 +1,146 @@
+"""Confirmation modals: the rollback plan before anything changes, and
+quitting while a rollback runs."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from console.model import RollbackPlan
+
+
+def _arrow(before: str, after: str) -> Content:
+    return Content.assemble((before, "bold $sev-critical"), "  →  ", (after, "bold $sev-ok"))
+
+
+def _join(items: tuple[str, ...] | tuple[int, ...]) -> str:
+    return ", ".join(str(i) for i in items) or "—"
+
+
+class ConfirmRollbackScreen(ModalScreen[bool]):
+    """Shows a rollback plan: revisions, images and the exact API calls.
+    Dismisses True when the operator confirms. A skipped plan says why and
+    offers only to close."""
+
+    BINDINGS = [
+        Binding("y", "confirm", "Roll back", id="confirm.yes"),
+        Binding("n,escape", "cancel", "Cancel", id="confirm.no"),
+    ]
+
+    def __init__(self, plan: RollbackPlan, reason: str = "") -> None:
+        super().__init__()
+        self.plan = plan
+        self.reason = reason
+
+    def compose(self) -> ComposeResult:
+        plan = self.plan
+        with Vertical(id="dialog", classes="-skipped" if plan.skip_reason else "-plan"):
+            if plan.skip_reason:
+                yield Static(Content.styled(f"Nothing to roll back for {plan.service}", "bold"), classes="dialog-title")
+                yield Static(Content.assemble("Skipped: ", (plan.skip_reason, "bold")), markup=False)
+                yield Static(
+                    Content.styled("No change will be made. The timeline records that the rollback was skipped.", "$sev-muted"),
+                    markup=False,
+                )
+                with Horizontal(classes="buttons"):
+                    yield Button("Close (esc)", id="cancel", variant="default")
+                return
+            yield Static(Content.styled(f"Roll back {plan.service}?", "bold"), classes="dialog-title")
+            if self.reason:
+                yield Static(Content.assemble("Because  ", (self.reason, "bold $sev-critical")), markup=False)
+            yield Static(
+                Content.assemble("Revision ", _arrow(str(plan.from_revision or "?"), str(plan.to_revision or "?"))),
+                markup=False,
+                id="plan-revisions",
+            )
+            yield Static(
+                Content.assemble("Version  ", _arrow(_join(plan.from_versions), _join(plan.to_versions))),
+                markup=False,
+                id="plan-versions",
+            )
+            yield Static(
+                Content.styled(f"From     {_join(plan.from_images)}\nTo       {_join(plan.to_images)}", "$sev-muted"),
+                markup=False,
+            )
+            if plan.summary:
+                yield Static(plan.summary, markup=False)
+            yield Static(
+                Content.styled(f"The console will make {'this call' if len(plan.calls) == 1 else 'these calls'} ({plan.platform}):", "bold"),
+                markup=False,
+            )
+            with VerticalScroll(id="plan-calls"):
+                for call in plan.calls:
+                    yield Static(Content.styled(f"{call.method} {call.target}", "bold $sev-info"), markup=False)
+                    if call.body:
+                        yield Static(call.body, classes="call-body", markup=False)
+            if plan.resource_version and "resourceVersion" not in plan.summary:
+                yield Static(
+                    Content.styled(
+                        f"Refused if the target changed since you looked (resourceVersion {plan.resource_version}).",
+                        "$sev-muted",
+                    ),
+                    markup=False,
+                )
+            with Horizontal(classes="buttons"):
+                yield Button("Roll back (y)", id="confirm", variant="error")
+                yield Button("Cancel (n / esc)", id="cancel", variant="default")
+
+    def on_mount(self) -> None:
+        # The operator pressed r deliberately and reads the plan: Enter confirms.
+        self.query_one("#confirm" if not self.plan.skip_reason else "#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_confirm(self) -> None:
+        """Roll back (only when there is something to roll back)."""
+        if not self.plan.skip_reason:
+            self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        """Close without changing anything."""
+        self.dismiss(False)
+
+
+class ConfirmQuitScreen(ModalScreen[bool]):
+    """Quitting while a rollback runs stops the console watching it."""
+
+    BINDINGS = [
+        Binding("y", "quit_anyway", "Quit anyway", id="quit.yes"),
+        Binding("n,escape", "stay", "Stay", id="quit.no"),
+    ]
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(Content.styled(f"A rollback of {self.service} is running", "bold"), classes="dialog-title")
+            yield Static(
+                "If you quit, the rollout goes on in the cluster but nobody here watches it, "
+                "and the timeline stops recording its progress. Check it afterwards with "
+                f"kubectl rollout status deployment/{self.service}.",
+                markup=False,
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Stay (n / esc)", id="stay", variant="primary")
+                yield Button("Quit anyway (y)", id="quit", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit")
+
+    def action_quit_anyway(self) -> None:
+        """Quit the console."""
+        self.dismiss(True)
+
+    def action_stay(self) -> None:
+        """Keep watching the rollback."""
+        self.dismiss(False)

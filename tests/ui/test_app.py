@@ -1,0 +1,136 @@
+"""The console against the bad-deploy drill: the real Session, the real
+Kubernetes platform and Prometheus client, the drill world's HTTP server.
+
+The operator's path: the banner says ROLLBACK NOW because the error rate is
+above 5 %, `r` shows the plan, `y` confirms, the rollout reports like
+`kubectl rollout status`, the deployment's template is back on 1.2.2, and
+the banner moves away from ROLLBACK NOW once the error rate falls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from console.config import load
+from console.drill import runner
+from console.drill.scenario import load_scenario
+from console.model import Action, Progress
+from console.session import Session
+from console.store import Store
+from console.ui.app import RollbackConsoleApp, build_app
+from console.ui.messages import RollbackFinished, RollbackProgress
+from console.ui.panes.banner import DecisionBanner
+from console.ui.panes.history import HistoryTable
+from console.ui.screens.confirm import ConfirmRollbackScreen
+
+pytestmark = pytest.mark.integration
+
+# Simulated time runs this much faster: new pods get ready and the error-rate
+# window moves on in seconds of wall time, without sleeping in the test.
+DRILL_SPEED = 20.0
+TIMEOUT = 60.0
+
+
+@pytest.fixture
+def bad_deploy(tmp_path: Path):
+    """A live bad-deploy drill and a Session on it (refreshing every 0.5 s)."""
+    running = runner.start(load_scenario("bad-deploy"), speed=DRILL_SPEED, directory=tmp_path / "drill")
+    store = Store(tmp_path / "incidents.db")
+    try:
+        config = load(running.config_path).model_copy(update={"refresh_interval": 0.5})
+        session = Session(config, store, clock=running.world.clock, operator="trainee@drill")
+        yield running, session
+    finally:
+        store.close()
+        running.stop()
+
+
+def template_image(running: runner.RunningDrill) -> str:
+    """The image in the drill world's order-service deployment template."""
+    with running.world.store.lock:
+        deployment = running.world.store.get("deployments", "shop", "order-service")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Let the app run until `condition()` holds; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def banner_text(app: RollbackConsoleApp) -> str:
+    banner = app.query_one(DecisionBanner)
+    reasons = app.query_one("#reasons").render()
+    return f"{banner.headline_text}\n{reasons}"
+
+
+async def test_bad_deploy_rollback_end_to_end(bad_deploy) -> None:
+    running, session = bad_deploy
+    messages: list[object] = []
+    app = build_app(session, animate=False)
+
+    async with app.run_test(size=(140, 45), message_hook=messages.append) as pilot:
+        banner = app.query_one(DecisionBanner)
+        await wait_for(pilot, lambda: banner.headline_text == "ROLLBACK NOW", "the ROLLBACK NOW banner")
+        assert "Error rate > 5%: 8.0 %" in banner_text(app)
+        assert template_image(running).endswith(":1.2.3")
+
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the rollback plan")
+        plan = app.screen.plan
+        assert (plan.from_revision, plan.to_revision) == (3, 2)
+        assert (plan.from_versions, plan.to_versions) == (("1.2.3",), ("1.2.2",))
+        assert plan.calls and plan.calls[0].method == "PATCH"
+
+        await pilot.press("y")
+        finished = lambda: [m for m in messages if isinstance(m, RollbackFinished)]  # noqa: E731
+        await wait_for(pilot, lambda: bool(finished()), "the rollback to finish", timeout=TIMEOUT * 2)
+        progress: list[Progress] = [m.progress for m in messages if isinstance(m, RollbackProgress)]
+        assert finished()[0].ok, f"rollback failed: {finished()[0].error}"
+        assert any("successfully rolled out" in p.message for p in progress), [p.message for p in progress]
+        assert progress[-1].done and not progress[-1].failed
+        assert template_image(running).endswith(":1.2.2")
+        # The timeline shows the steps, newest first.
+        assert any("successfully rolled out" in e.text for e in app.events)
+
+        # The error rate falls as 1.2.2 serves; a later refresh moves the banner.
+        await wait_for(
+            pilot,
+            lambda: app.views["order-service"].decision.action != Action.ROLLBACK_NOW,
+            "the decision to leave ROLLBACK NOW",
+            timeout=TIMEOUT * 2,
+        )
+        await pilot.pause()
+        assert banner.headline_text != "ROLLBACK NOW"
+        assert app.rolling_back is None
+        # The revision before the current one is now the bad deploy: no key hint may point at it.
+        assert "Press r" not in str(app.query_one("#detail").render())
+
+        await pilot.press("q")
+        await asyncio.sleep(0)
+
+
+async def test_plan_for_the_current_revision_is_skipped_and_says_so(bad_deploy) -> None:
+    """Enter on the current revision plans a rollback to it: kubectl's "skipped rollback"."""
+    running, session = bad_deploy
+    app = build_app(session, animate=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        history = app.query_one(HistoryTable)
+        await wait_for(pilot, lambda: history.row_count == 3, "the rollout history")
+        history.focus()
+        history.move_cursor(row=history.get_row_index("3"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
+        assert app.screen.plan.skip_reason
+        assert not app.screen.query("#confirm")  # nothing to confirm
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: any("skip" in e.text.lower() for e in app.events), "the skip in the timeline")
+        assert template_image(running).endswith(":1.2.3")

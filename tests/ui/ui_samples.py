@@ -1,0 +1,153 @@
+"""Deterministic data for UI snapshots: the bad-deploy moment, frozen.
+
+`RecordedSession` replays fixed `ServiceView`s through the same interface the
+app uses on `console.session.Session` (refresh, timeline, plan, execute), so
+a snapshot shows exactly the same screen on every machine. It is used for
+pixels only; the behaviour test (test_app.py) runs the real Session against
+the drill world.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+from console import incident
+from console.clock import FrozenClock
+from console.decision import Thresholds, evaluate
+from console.model import (
+    ApiCall,
+    Event,
+    Facts,
+    Health,
+    Metrics,
+    Point,
+    Progress,
+    Revision,
+    RollbackPlan,
+    ServiceView,
+    Signals,
+    Snapshot,
+)
+
+NOW = datetime(2024, 1, 17, 14, 45, 0, tzinfo=timezone.utc)
+IMAGE = "registry.example.com/order-service:{}"
+
+
+def _history(now: datetime) -> tuple[Revision, ...]:
+    return (
+        Revision(1, (IMAGE.format("1.2.1"),), "deploy 1.2.1", now - timedelta(days=9), ref="order-service-6b7c9d8f51"),
+        Revision(2, (IMAGE.format("1.2.2"),), "deploy 1.2.2", now - timedelta(days=2, hours=3), ref="order-service-7d4f8b9c62"),
+        Revision(3, (IMAGE.format("1.2.3"),), "deploy 1.2.3", now - timedelta(minutes=2), current=True, ref="order-service-5f6d7c8b73"),
+    )
+
+
+def bad_deploy_snapshot(now: datetime = NOW) -> Snapshot:
+    """order-service two minutes after 1.2.3: 8 % errors, p95 ~2000 ms."""
+    error_points = tuple(
+        Point(now - timedelta(minutes=29 - i), 0.001 if i < 27 else (0.05 if i == 27 else 0.08)) for i in range(30)
+    )
+    latency_points = tuple(
+        Point(now - timedelta(minutes=29 - i), 250.0 + (i % 3) * 4 if i < 27 else 2000.0) for i in range(30)
+    )
+    return Snapshot(
+        service="order-service",
+        taken_at=now,
+        metrics=Metrics(
+            error_rate=0.08,
+            latency_p95_ms=2000.0,
+            latency_p95_before_ms=250.0,
+            request_rate=120.0,
+            error_rate_history=error_points,
+            latency_history=latency_points,
+            sampled_at=now,
+        ),
+        health=Health(
+            desired=3, ready=3, updated=3, available=3,
+            endpoint_ok=True, endpoint_status="healthy", endpoint_latency_ms=12.0, checked_at=now,
+        ),
+        history=_history(now),
+        signals=Signals(latency_spike=True, latency_factor=8.0),
+    )
+
+
+def healthy_snapshot(service: str, now: datetime = NOW) -> Snapshot:
+    """A quiet service next to the burning one."""
+    points = tuple(Point(now - timedelta(minutes=29 - i), 0.002) for i in range(30))
+    return Snapshot(
+        service=service,
+        taken_at=now,
+        metrics=Metrics(error_rate=0.002, latency_p95_ms=180.0, latency_p95_before_ms=175.0,
+                        error_rate_history=points, sampled_at=now),
+        health=Health(desired=2, ready=2, updated=2, available=2, endpoint_ok=True,
+                      endpoint_status="healthy", endpoint_latency_ms=8.0, checked_at=now),
+        history=(Revision(7, (f"registry.example.com/{service}:4.0.1",), "deploy 4.0.1",
+                          now - timedelta(days=1), current=True),),
+    )
+
+
+def sample_views(now: datetime = NOW, services: tuple[str, ...] = ("order-service",)) -> list[ServiceView]:
+    """Views as Session.refresh returns them, decided by the real decision framework."""
+    views = []
+    for service in services:
+        snapshot = bad_deploy_snapshot(now) if service == "order-service" else healthy_snapshot(service, now)
+        views.append(ServiceView(snapshot, evaluate(snapshot, Facts(), now, Thresholds())))
+    return views
+
+
+def sample_plan() -> RollbackPlan:
+    """What the Kubernetes platform plans for order-service 3 -> 2."""
+    body = (
+        '[{"op": "test", "path": "/metadata/resourceVersion", "value": "4711"},\n'
+        ' {"op": "replace", "path": "/spec/template", "value": {"...": "revision 2 template"}}]'
+    )
+    return RollbackPlan(
+        service="order-service",
+        platform="kubernetes",
+        from_revision=3,
+        to_revision=2,
+        from_images=(IMAGE.format("1.2.3"),),
+        to_images=(IMAGE.format("1.2.2"),),
+        calls=(ApiCall("PATCH", "/apis/apps/v1/namespaces/shop/deployments/order-service", body),),
+        resource_version="4711",
+        summary="kubectl rollout undo deployment/order-service --to-revision=2",
+    )
+
+
+class RecordedSession:
+    """Replays fixed views with a frozen clock (see the module docstring)."""
+
+    def __init__(self, services: tuple[str, ...] = ("order-service",), now: datetime = NOW) -> None:
+        self.clock = FrozenClock(now)
+        self.services = services
+        self.refresh_interval = 3600.0  # one refresh: the screen must not change under the camera
+        self.thresholds = Thresholds()
+        self.operator = "oncall@drill"
+        self._views = sample_views(now, services)
+        self._events = [
+            Event(now - timedelta(seconds=5), incident.DECISION,
+                  "order-service: ROLLBACK NOW (Error rate > 5%: 8.0 %; Latency spike: p95 2000 ms, 8.0× the 250 ms before)",
+                  data=(("action", '"rollback_now"'),)),
+            Event(now - timedelta(minutes=2), incident.INCIDENT_OPENED, "order-service: deploy gone bad"),
+        ]
+        self.closed = False
+
+    async def refresh(self) -> list[ServiceView]:
+        return list(self._views)
+
+    def timeline(self, limit: int = 200) -> list[Event]:
+        return self._events[:limit]
+
+    def record(self, kind: str, text: str, actor: str | None = None, service: str | None = None, data=None) -> Event:
+        event = Event(self.clock.now(), kind, text, actor or self.operator)
+        self._events.insert(0, event)
+        return event
+
+    def plan_rollback(self, service: str, to_revision: int | None = None) -> RollbackPlan:
+        return sample_plan()
+
+    def execute(self, plan: RollbackPlan, reason: str = "") -> Iterator[Progress]:
+        yield Progress("deployment \"order-service\" successfully rolled out", self.clock.now(), done=True)
+
+    async def aclose(self) -> None:
+        self.closed = True
