@@ -1,0 +1,269 @@
+"""The Compose platform against a real Docker engine, Compose v2 and registry
+(see docker_fixture.py): history, plans, the runbook's rollback, the quick
+rollback, a failing pull, and the headless command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from docker_fixture import DockerWorld, docker_world, free_port  # noqa: F401 - fixture
+
+from console.platforms.base import NotFound, Unavailable  # noqa: E402
+from console.platforms.compose import ComposePlatform  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "order-service"
+
+COMPOSE_TEMPLATE = """\
+# Shop stack on host-1. Roll back by changing the order-service tag only.
+name: {project}
+
+services:
+  order-service:
+    # Deployed by CI (pipeline #4711); the previous release is 1.2.2.
+    image: {image}   # current release
+    network_mode: host
+    command: ["{port}"]
+    stop_grace_period: 2s
+    healthcheck:
+      test: ["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{port}/cgi-bin/health"]
+      interval: 1s
+      timeout: 1s
+      retries: 1
+
+  # A neighbour the rollback must leave alone.
+  worker:
+    image: '{worker_image}'
+    network_mode: host
+    command: ['{worker_port}']
+"""
+
+
+@dataclass
+class Project:
+    """One compose project running order-service 1.2.3 (and a worker on 1.2.1)."""
+
+    world: DockerWorld
+    name: str
+    directory: Path
+    compose_file: Path
+    port: int
+    original: str
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/cgi-bin/health"
+
+    def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["docker", "compose", "-f", str(self.compose_file), *args],
+            env=self.world.env(), capture_output=True, text=True, check=check, timeout=60,
+        )
+
+    def running(self) -> list[dict]:
+        out = self.compose("ps", "--format", "json", SERVICE).stdout.strip()
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def platform(self, **kwargs) -> ComposePlatform:
+        options = dict(
+            registry=self.world.registry_url,
+            docker_host=self.world.docker_host,
+            seen_path=self.directory / "seen.json",
+            previous_container=f"{self.name}-previous",
+        )
+        options.update(kwargs)
+        return ComposePlatform(SERVICE, self.compose_file, **options)
+
+
+def get_health(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def project(docker_world: DockerWorld, tmp_path: Path):
+    name = f"shop{uuid.uuid4().hex[:8]}"
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    port = free_port()
+    text = COMPOSE_TEMPLATE.format(
+        project=name,
+        image=docker_world.image("1.2.3"),
+        port=port,
+        worker_image=docker_world.image("1.2.1"),
+        worker_port=free_port(),
+    )
+    compose_file = directory / "docker-compose.yml"
+    compose_file.write_text(text)
+    proj = Project(docker_world, name, directory, compose_file, port, text)
+    proj.compose("up", "-d")
+    try:
+        yield proj
+    finally:
+        proj.compose("down", "-t", "1", check=False)
+        docker_world.docker("rm", "-f", f"{name}-previous", check=False)
+
+
+def test_history_lists_tags_newest_first_with_the_running_one_current(project: Project) -> None:
+    platform = project.platform()
+    history = platform.history()
+    assert [r.versions[0] for r in history] == ["1.2.3", "1.2.2", "1.2.1"]
+    assert [r.number for r in history] == [3, 2, 1]
+    assert [r.current for r in history] == [True, False, False]
+    assert "registry" in history[1].change_cause and "local" in history[1].change_cause
+    assert history[0].images == (project.world.image("1.2.3"),)
+    # The console recorded what it saw running.
+    seen = json.loads((project.directory / "seen.json").read_text())
+    assert list(seen.values())[0].keys() == {project.world.image("1.2.3")}
+    health = platform.health()
+    assert (health.desired, health.available, health.ready) == (1, 1, 0)  # 1.2.3 fails its healthcheck
+
+
+def test_plan_shows_the_file_edit_and_each_command_and_changes_nothing(project: Project) -> None:
+    plan = project.platform().plan_rollback()
+    assert (plan.from_versions, plan.to_versions) == (("1.2.3",), ("1.2.2",))
+    assert (plan.from_revision, plan.to_revision) == (3, 2)
+    edit, pull, up, ps, logs = plan.calls
+    assert edit.method == "edit" and edit.target == f"{project.compose_file}:7"
+    assert f"- image: {project.world.image('1.2.3')}   # current release" in edit.body
+    assert f"+ image: {project.world.image('1.2.2')}   # current release" in edit.body
+    assert pull.method == up.method == "exec"
+    assert pull.target == f"docker compose -f {project.compose_file} pull order-service"
+    assert up.target.endswith("up -d order-service")
+    assert ps.target.endswith("ps -a --format json order-service")
+    assert logs.target.endswith("logs order-service --tail=50 --no-color")
+    assert project.compose_file.read_text() == project.original
+    assert not list(project.directory.glob("*.bak-*"))
+
+
+def test_rollback_edits_only_the_image_line_pulls_and_runs_the_previous_tag(project: Project) -> None:
+    world = project.world
+    # Only the registry has 1.2.2 now: the pull must really fetch it.
+    world.docker("image", "rm", world.image("1.2.2"))
+    platform = project.platform()
+    assert next(r for r in platform.history() if r.versions == ("1.2.2",)).change_cause == "registry"
+
+    steps = list(platform.execute(platform.plan_rollback(), timeout=60))
+
+    assert steps[-1].done and not any(s.failed for s in steps), [s.message for s in steps]
+    messages = "\n".join(s.message for s in steps)
+    assert "pull order-service\n" in messages and "Pulled" in messages
+    assert "order-service 1.2.2 listening" in messages  # the last 50 log lines
+    assert "1 of 1 order-service containers running 1.2.2 (1 healthy)" in steps[-1].message
+    # Only the tag changed: comments, quoting, order and the neighbour are byte for byte the same.
+    expected = project.original.replace(world.image("1.2.3"), world.image("1.2.2"))
+    assert project.compose_file.read_text() == expected
+    backups = list(project.directory.glob("docker-compose.yml.bak-*"))
+    assert len(backups) == 1 and backups[0].read_text() == project.original
+    [container] = project.running()
+    assert container["Image"] == world.image("1.2.2") and container["Health"] == "healthy"
+    assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.2"})
+    health = platform.verify()
+    assert (health.desired, health.ready, health.updated) == (1, 1, 1)
+    assert [r.versions[0] for r in platform.history() if r.current] == ["1.2.2"]
+
+
+def test_quick_rollback_scales_to_zero_and_starts_the_previous_container(project: Project) -> None:
+    world = project.world
+    previous = f"{project.name}-previous"
+    # What a keep-previous deploy leaves behind: the old release, stopped, outside Compose's labels.
+    world.docker("create", "--name", previous, "--network", "host", world.image("1.2.2"), str(project.port))
+    platform = project.platform()
+
+    plan = platform.plan_rollback(quick=True)
+    assert plan.to_versions == ("1.2.2",) and plan.to_revision == 2
+    assert plan.calls[0].target.endswith("up -d --scale order-service=0 order-service")
+    assert plan.calls[1].target == f"docker start {previous}"
+    assert "full rollback" in plan.summary
+
+    steps = list(platform.execute(plan, timeout=30))
+    assert steps[-1].done and not any(s.failed for s in steps), [s.message for s in steps]
+    assert "order-service 1.2.2 listening" in "\n".join(s.message for s in steps)
+    assert project.running() == []
+    assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.2"})
+    assert project.compose_file.read_text() == project.original  # the quick way leaves the file alone
+    assert [r.versions[0] for r in platform.history() if r.current] == ["1.2.2"]
+    assert platform.health().ready == 1
+
+
+def test_quick_rollback_without_a_previous_container_says_what_to_do(project: Project) -> None:
+    with pytest.raises(NotFound, match=r"no container named .*-previous.*full rollback"):
+        project.platform().plan_rollback(quick=True)
+
+
+def test_a_tag_missing_in_the_registry_fails_the_pull_and_restores_the_file(project: Project) -> None:
+    world = project.world
+    # 1.2.0 exists in the local engine only: it shows in the history, but cannot be pulled.
+    world.docker("tag", world.image("1.2.1"), world.image("1.2.0"))
+    try:
+        platform = project.platform()
+        target = next(r for r in platform.history() if r.versions == ("1.2.0",))
+        steps = list(platform.execute(platform.plan_rollback(target.number), timeout=60))
+    finally:
+        world.docker("image", "rm", world.image("1.2.0"), check=False)
+
+    failed = steps[-1]
+    assert failed.failed and not failed.done
+    assert "pull order-service` failed" in failed.message
+    assert "not in the registry" in failed.message
+    assert "restored from docker-compose.yml.bak-" in failed.message
+    assert "still runs 1.2.3" in failed.message
+    assert project.compose_file.read_text() == project.original
+    [container] = project.running()
+    assert container["Image"] == world.image("1.2.3")
+
+
+def test_an_unreachable_engine_is_a_sentence(project: Project, tmp_path: Path) -> None:
+    platform = project.platform(docker_host=f"unix://{tmp_path}/nothing.sock")
+    with pytest.raises(Unavailable, match="Docker engine is not reachable.*docker_host"):
+        platform.history()
+    missing = project.platform(compose_command=["no-such-compose"])
+    with pytest.raises(Unavailable, match="`no-such-compose` is not installed"):
+        missing.health()
+
+
+def test_headless_rollback_command_against_the_engine(project: Project, tmp_path: Path) -> None:
+    world = project.world
+    config = tmp_path / "console.yaml"
+    config.write_text(
+        "services:\n"
+        "  - name: order-service\n"
+        "    platform: compose\n"
+        f"    compose_file: {project.compose_file.relative_to(tmp_path)}\n"
+        # The standalone binary name, as `docker-compose` users configure it.
+        f"    compose_command: [{world.compose_binary}]\n"
+        f"    docker_host: {world.docker_host}\n"
+        f"    registry: {world.registry_url}\n"
+        f"    health_url: {project.health_url}\n"
+    )
+    env = {**world.env(), "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    done = subprocess.run(
+        [sys.executable, "-m", "console", "rollback", SERVICE, "--config", str(config), "--reason", "x", "--yes", "--timeout", "60"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Plan: revision 3 → 2 (1.2.3 → 1.2.2)" in done.stdout
+    assert "Service healthy" in done.stdout
+    assert project.compose_file.read_text() == project.original.replace(world.image("1.2.3"), world.image("1.2.2"))
+    assert get_health(project.health_url)[0] == 200
+    # The commands and what they printed are in the incident's timeline.
+    from console.store import Store
+
+    with Store(tmp_path / "state" / "rollback-console" / "incidents.db") as store:
+        events = store.events(store.open_incident_for(SERVICE), newest_first=False)
+    texts = "\n".join(e.text for e in events)
+    assert f"{world.compose_binary} -f {project.compose_file} pull order-service" in texts
+    assert "Recreated" in texts and "order-service 1.2.2 listening" in texts
