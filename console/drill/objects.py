@@ -252,8 +252,11 @@ class ObjectStore:
     every method takes it itself too (it is re-entrant).
     """
 
-    def __init__(self, now: Callable[[], datetime]) -> None:
+    def __init__(self, now: Callable[[], datetime], random_bits: Callable[[], int] | None = None) -> None:
         self._now = now
+        # Source of uids and generated name suffixes: random by default, seeded
+        # by the drill world so the same scenario and seed give the same objects.
+        self._random_bits = random_bits or (lambda: uuid.uuid4().int)
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self.resource_version = 1
@@ -318,7 +321,7 @@ class ObjectStore:
                 if not prefix:
                     raise ValueError("name or generateName is required")
                 while True:
-                    candidate = prefix + uuid.uuid4().hex[:5]
+                    candidate = prefix + f"{self._random_bits():032x}"[:5]
                     if (namespace or "", candidate) not in self._objects[resource]:
                         break
                 metadata["name"] = candidate
@@ -329,7 +332,7 @@ class ObjectStore:
                 metadata["namespace"] = namespace
             else:
                 metadata.pop("namespace", None)
-            metadata["uid"] = str(uuid.uuid4())
+            metadata["uid"] = str(uuid.UUID(int=self._random_bits() & ((1 << 128) - 1), version=4))
             metadata.setdefault("creationTimestamp", format_timestamp(self._now()))
             metadata["generation"] = 1
             metadata.pop("deletionTimestamp", None)

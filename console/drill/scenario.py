@@ -1,5 +1,8 @@
 """Drill scenarios: YAML files that describe a simulated incident.
 
+(The README's "Drills" section, from docs/drills.md, carries this reference
+with an example: change both together.)
+
 A scenario names the services of the drill world, their rollout history, how
 each version behaves, what happens while the drill runs, and what the runbook
 expects the trainee to do (for scoring). Shipped scenarios live in
@@ -25,6 +28,8 @@ Top level
     reproducible: the same scenario and seed give the same world.
 ``start`` (default: the wall-clock time when the drill starts)
     UTC datetime of t=0 ("2024-01-17T14:43:00Z"). Offsets and ages count from it.
+    The console drill and tests use it; ``--serve-only`` always starts at the
+    wall-clock time so kubectl, ``status`` and Prometheus see fresh data.
 ``services`` (required, at least one)
     The simulated services, see below.
 ``facts`` (default: all false)
@@ -38,7 +43,9 @@ Top level
 ``expect`` (required)
     ``action``: what the runbook calls for, one of ``rollback_now``,
     ``investigate``, ``fix_forward``, ``hotfix``, ``wait_external``,
-    ``healthy``; ``by`` (optional offset): the action should be taken by then.
+    ``healthy``; ``by`` (optional offset): the decision should be that action
+    by then (at t=0 without ``by``). With several services, the most urgent
+    service's decision counts. Facts revealed by then are assumed declared.
 
 Service
 -------
@@ -54,6 +61,11 @@ Service
     ``canary``: Deployments NAME (track stable) and NAME-canary (track canary)
     behind an Istio VirtualService NAME whose route weights the subsets
     ``stable`` and ``canary``.
+    ``ecs``: an Amazon ECS service NAME (no Kubernetes objects), served by the
+    drill's ECS API; each history entry registers the next revision of the
+    task definition family (revision 1 is the oldest entry) and updates the
+    service to it; ``replicas`` is the desired count, a version's
+    ``ready_seconds`` how long its tasks stay PENDING. See ``ecs`` below.
 ``replicas`` (default 3)
     Desired replicas of each Deployment (canary: of the stable one).
 ``canary_replicas`` (default 1), ``canary_weight`` (default 20)
@@ -75,10 +87,21 @@ Service
     ``RollingUpdate`` (maxSurge 25 %, maxUnavailable 25 %) or ``Recreate``.
 ``progress_deadline_seconds`` (default 600), ``revision_history_limit`` (default 10)
     Copied into the Deployment spec.
+``ecs`` (kind ecs only; all fields optional)
+    ``cluster`` (default "default"), ``family`` (default: the service name),
+    ``region`` (default "us-east-1", used in ARNs), ``circuit_breaker``:
+    ``{enable: false, rollback: false}`` (the deployment circuit breaker),
+    ``faults``: a list of ``{operation, error, count?, message?}``: the ECS API
+    answers ``operation`` (``UpdateService``, ..., or ``"*"`` for all) with
+    ``error`` (``AccessDeniedException``, ``ExpiredTokenException``,
+    ``UnrecognizedClientException``, ``ThrottlingException``,
+    ``ServerException``), ``count`` times (default: always), for drills of
+    denied permissions, expired credentials and throttling.
 ``request_rate`` (default 50)
     Requests per second when the serving versions do not say otherwise.
 ``routes`` (default {"/": 1.0})
-    Route -> share of the traffic (shares are normalised to sum to 1).
+    Route -> share of the traffic (shares are normalised to sum to 1). Only
+    these routes are measured.
 ``history`` (required, at least one, oldest first)
     What was deployed before the drill: ``version``, ``age`` (how long
     before t=0 it went live), ``change_cause`` (default "deploy VERSION").
@@ -103,10 +126,12 @@ Version behaviour
     false: the container crashes after starting (CrashLoopBackOff, restart
     count growing) and never becomes Ready.
 ``healthy`` (default true)
-    false: the health endpoint answers 503 while this version serves most traffic.
+    false: the health endpoint answers 503 while versions failing their health
+    check serve at least half of the traffic (with no ready pod it answers 503 anyway).
 ``ready_seconds`` (default: the service's)
 ``routes`` (default {})
-    Route -> error rate for routes that fail differently (a single failing endpoint).
+    Route -> error rate for routes (of the service's ``routes``) that fail
+    differently: a single failing endpoint.
 ``intermittent`` (default none)
     ``period_s``, ``high``, ``low`` (error rates), ``duty`` (default 0.5:
     the fraction of each period at ``high``). Replaces ``error_rate`` with a
@@ -116,7 +141,8 @@ Version behaviour
 
 Timeline event
 --------------
-Every event has ``at`` (offset from t=0) and exactly one of:
+Every event has ``at`` (offset from t=0, not negative) and exactly one of
+the kinds below; events at the same ``at`` apply in file order.
 
 ``deploy``: ``{service, version, change_cause?, environment?, track?}``
     Sets the image of the service's Deployment (blue-green: of the
@@ -127,7 +153,7 @@ Every event has ``at`` (offset from t=0) and exactly one of:
 ``canary_weight``: ``{service, weight}``
     Canary: sets the VirtualService weights (canary WEIGHT, stable 100-WEIGHT).
 ``facts``: a facts mapping as above
-    Merged into the current facts.
+    Merged into the current facts (what the trainee learns then and should declare).
 ``external_outage``: ``{service, active, dependency?, error_rate?, latency_p95_ms?}``
     An external dependency fails (``active: true``; default error rate 0.12,
     p95 1500 ms) or recovers (``active: false``); also sets the fact ``external_service_issue``.
@@ -242,12 +268,51 @@ class HistoryEntry(_Model):
         return self.change_cause or f"deploy {self.version}"
 
 
+EcsFaultError = Literal[
+    "AccessDeniedException",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "ThrottlingException",
+    "ServerException",
+]
+
+
+class EcsFault(_Model):
+    """An error the drill's ECS API answers an operation with."""
+
+    operation: str = Field(pattern=r"^(\*|[A-Z][A-Za-z]+)$")
+    error: EcsFaultError
+    count: int | None = Field(default=None, ge=1)
+    message: str | None = None
+
+
+class EcsCircuitBreaker(_Model):
+    """ECS's deployment circuit breaker (deploymentConfiguration.deploymentCircuitBreaker)."""
+
+    enable: bool = False
+    rollback: bool = False
+
+
+class EcsSettings(_Model):
+    """Where an `ecs` service lives and how its deployments behave."""
+
+    cluster: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    family: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    circuit_breaker: EcsCircuitBreaker = Field(default_factory=EcsCircuitBreaker)
+    faults: list[EcsFault] = Field(default_factory=list)
+
+    def family_name(self, service: Service) -> str:
+        """The task definition family (default: the service name)."""
+        return self.family or service.name
+
+
 class Service(_Model):
     """One simulated service and the platform objects behind it."""
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    kind: Literal["deployment", "blue-green", "canary"] = "deployment"
+    kind: Literal["deployment", "blue-green", "canary", "ecs"] = "deployment"
     replicas: int = Field(default=3, ge=0)
     canary_replicas: int = Field(default=1, ge=0)
     canary_weight: int = Field(default=20, ge=0, le=100)
@@ -264,6 +329,7 @@ class Service(_Model):
     routes: dict[str, float] = Field(default_factory=lambda: {"/": 1.0})
     history: list[HistoryEntry] = Field(min_length=1)
     versions: dict[str, Behaviour] = Field(default_factory=dict)
+    ecs: EcsSettings = Field(default_factory=EcsSettings)
 
     @field_validator("versions", mode="before")
     @classmethod
@@ -295,6 +361,8 @@ class Service(_Model):
             raise ValueError("history must be oldest first (ages decreasing)")
         if self.kind == "canary" and (self.history[0].track or "stable") != "stable":
             raise ValueError("history[0] of a canary service must be a stable deploy")
+        if self.kind != "ecs" and "ecs" in self.model_fields_set:
+            raise ValueError("ecs settings are for services of kind ecs")
         return self
 
     @property

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import copy
 import hashlib
+import itertools
 import json
 import math
 from collections import deque
@@ -44,6 +45,7 @@ from console.drill.objects import (
     format_timestamp,
     parse_timestamp,
 )
+from console.drill.ecs import EcsWorld
 from console.drill.scenario import Behaviour, Scenario, Service
 
 SAMPLE_INTERVAL = 15.0
@@ -230,7 +232,11 @@ class World:
         self.start = start
         self.clock: Clock = clock or ScaledClock(start, speed)
         self._stepping = False
-        self.store = ObjectStore(self._store_now)
+        uids = itertools.count()
+        self.store = ObjectStore(
+            self._store_now,
+            random_bits=lambda: _hash(scenario.seed, "uid", next(uids)) << 64 | _hash(scenario.seed, "uid-low", next(uids)),
+        )
         self.facts: dict[str, Any] = scenario.facts.model_dump()
         self.notes: list[tuple[datetime, str]] = []
         self.outages: dict[str, Any] = {}
@@ -246,6 +252,8 @@ class World:
         self._last_sample: dict[str, Sample] = {}
         self._settled_rv = -1
         self._wakeup: datetime | None = None
+        # Amazon ECS services (kind ecs) live beside the Kubernetes objects.
+        self.ecs = EcsWorld(scenario, on_change=self._ecs_changed)
 
         actions = self._history_actions() + self._timeline_actions()
         actions.sort(key=lambda a: (a[0], a[1]))
@@ -301,6 +309,7 @@ class World:
             while True:
                 self._apply_due_actions()
                 self._settle()
+                self.ecs.step(self._t)
                 wakeup = self._next_wakeup()
                 end = target if wakeup is None or wakeup > target else wakeup
                 if end <= self._t:
@@ -312,6 +321,11 @@ class World:
             self._settled_rv = self.store.resource_version
         finally:
             self._stepping = False
+
+    def _ecs_changed(self) -> None:
+        # An ECS write outside the controllers' loop: the next advance() must
+        # run the simulation, not just sample (its wake-ups moved).
+        self._settled_rv = -1
 
     def _apply_due_actions(self) -> None:
         while self._actions and self._actions[0][0] <= self._t:
@@ -342,6 +356,9 @@ class World:
             deadline = self._progress_deadline(deployment)
             if deadline is not None:
                 times.append(deadline)
+        ecs_wakeup = self.ecs.next_wakeup(self._t)
+        if ecs_wakeup is not None:
+            times.append(ecs_wakeup)
         future = [t for t in times if t > self._t]
         return min(future) if future else None
 
@@ -359,7 +376,10 @@ class World:
 
         for svc in self.scenario.services:
             first = svc.history[0]
-            if svc.kind == "deployment":
+            if svc.kind == "ecs":
+                for when, fn in self.ecs.history(svc, self.start):
+                    at(when, fn)
+            elif svc.kind == "deployment":
                 at(self.start - timedelta(seconds=first.age), lambda s=svc, e=first: self._create_service_objects(s, e.version, e.cause))
                 for entry in svc.history[1:]:
                     at(self.start - timedelta(seconds=entry.age), lambda s=svc, e=entry: self._set_image(s, s.name, e.version, e.cause))
@@ -401,6 +421,8 @@ class World:
             elif svc.kind == "canary" and (deploy.track or "canary") == "canary":
                 self._deploy_canary(svc, deploy.version, cause)
                 self._set_canary_weight(svc, svc.canary_weight)
+            elif svc.kind == "ecs":
+                self.ecs.deploy(svc, deploy.version, self._t)
             else:
                 self._set_image(svc, svc.name, deploy.version, cause)
         elif kind == "switch":
@@ -987,6 +1009,11 @@ class World:
 
     def _mix(self, svc: Service) -> _Mix:
         """Which versions serve the service's requests right now, by share."""
+        if svc.kind == "ecs":
+            tasks = self.ecs.serving_versions(svc.name) or []
+            if not tasks:
+                return _Mix(((None, 1.0),))
+            return _Mix(tuple((version, tasks.count(version) / len(tasks)) for version in sorted(set(tasks))))
         try:
             service = self.store.get("services", svc.namespace, svc.name)
         except NotFound:

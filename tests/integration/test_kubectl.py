@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -352,3 +353,40 @@ def test_python_client_watch_and_guarded_patch(drill: Drill) -> None:
     scale_later.join()
     assert seen[-1] == 2
     assert deployment.metadata.resource_version != drill.deployment()["metadata"]["resourceVersion"]
+
+
+# --- The shipped blue-green and canary drills, by the runbook's commands -------------
+
+
+def _wait_for(drill: Drill, check, seconds: float = 10.0) -> bool:
+    """Advance the (fast) world until `check()` holds; scrapes are 15 simulated s apart."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        drill.world.advance()
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_blue_green_drill_switched_back_to_blue_recovers(tmp_path: Path) -> None:
+    for drill in start_drill(load_scenario("blue-green"), tmp_path):
+        assert drill.world.health("checkout")[0] == 503
+        assert drill.kubectl("get", "service", "checkout", "-o", "jsonpath={.spec.selector.version}").stdout == "green"
+        drill.kubectl("patch", "service", "checkout", "-p", '{"spec":{"selector":{"version":"blue"}}}')
+        endpoints = set(rows(drill.kubectl("get", "endpoints", "checkout").stdout)[1][1].split(","))
+        assert endpoints == {f"{p['status']['podIP']}:8080" for p in drill.ready_pods("app=checkout,version=blue")}
+        assert drill.world.health("checkout") == (200, {"status": "healthy", "versions": ["1.4.0"]})
+        assert _wait_for(drill, lambda: drill.world.samples("checkout")[-1].error_rate == pytest.approx(0.001))
+
+
+def test_canary_drill_weight_zero_and_scaled_down_recovers(tmp_path: Path) -> None:
+    zero = ZERO_CANARY.replace(SERVICE, "search")
+    for drill in start_drill(load_scenario("canary"), tmp_path):
+        assert drill.world.samples("search")[-1].error_rate > 0.05
+        drill.kubectl("patch", "virtualservice", "search", "--type", "merge", "-p", zero)
+        drill.kubectl("scale", "deployment", "search-canary", "--replicas=0")
+        drill.kubectl("rollout", "status", "deployment/search-canary", "--timeout=60s")
+        assert drill.ready_pods("app=search,track=canary") == []
+        assert len(drill.ready_pods("app=search,track=stable")) == 4
+        assert _wait_for(drill, lambda: drill.world.samples("search")[-1].error_rate == pytest.approx(0.001))
