@@ -888,6 +888,42 @@ class KubeApi:
     def __init__(self, world: Any) -> None:
         self.world = world
         self.store: ObjectStore = world.store
+        # (verb, resource) pairs RBAC denies, e.g. ("patch", "deployments/scale").
+        self.forbidden: set[tuple[str, str]] = set()
+
+    # -- RBAC, simulated ---------------------------------------------------
+
+    def forbid(self, verb: str, resource: str) -> None:
+        """Deny `verb` ("get", "list", "watch", "create", "update", "patch",
+        "delete") on `resource` ("deployments", "deployments/scale", "leases")
+        with 403 Forbidden, worded as the apiserver's RBAC authorizer words it."""
+        self.forbidden.add((verb, resource))
+
+    def allow(self, verb: str, resource: str) -> None:
+        """Undo `forbid`."""
+        self.forbidden.discard((verb, resource))
+
+    def _authorize(self, method: str, target: Target, query: dict[str, list[str]]) -> None:
+        if not self.forbidden:
+            return
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+        if verb is None:
+            watching = _first(query, "watch") in ("true", "1")
+            verb = "watch" if watching else ("get" if target.name else "list")
+        if verb == "delete" and target.name is None:
+            verb = "deletecollection"
+        resource = target.rtype.name + (f"/{target.subresource}" if target.subresource else "")
+        if (verb, resource) not in self.forbidden:
+            return
+        what = f'{target.rtype.group_resource} "{target.name}"' if target.name else target.rtype.group_resource
+        scope = f' in the namespace "{target.namespace}"' if target.namespace else " at the cluster scope"
+        raise ApiError(
+            403,
+            "Forbidden",
+            f'{what} is forbidden: User "drill-trainee" cannot {verb} resource "{resource}" in API group '
+            f'"{target.rtype.group}"{scope}',
+            _details(target.rtype, target.name),
+        )
 
     # -- entry point -------------------------------------------------------
 
@@ -929,6 +965,7 @@ class KubeApi:
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         target = self._target(group, version, rest)
+        self._authorize(method, target, query)
         if not _accepts_json(headers.get("accept", "")):
             raise ApiError(
                 406, "NotAcceptable",

@@ -97,6 +97,55 @@ class Platform(Protocol):
         """Pods, tasks or containers healthy after a rollback."""
 
 
+@dataclass(frozen=True)
+class Routing:
+    """Where a service's traffic goes: the live blue-green colour, or the
+    canary's weights. The panes show it; platforms without a traffic switch
+    have none."""
+
+    # "blue-green" or "canary"
+    kind: str
+    # (colour or subset, percent of traffic), e.g. (("blue", 0), ("green", 100)).
+    weights: tuple[tuple[str, int], ...]
+    # Blue-green: the colour the Service selects now.
+    active: str | None = None
+    # The object that decides it: "service/checkout", "virtualservice/search".
+    source: str = ""
+    # Replicas per deployment behind the split, e.g. (("search-canary", 1),).
+    replicas: tuple[tuple[str, int], ...] = ()
+
+    def weight(self, name: str) -> int | None:
+        """The percentage of traffic `name` (colour or subset) gets, None if unknown."""
+        return next((w for n, w in self.weights if n == name), None)
+
+    def __str__(self) -> str:
+        return " / ".join(f"{name} {weight}" for name, weight in self.weights)
+
+
+@runtime_checkable
+class Scalable(Protocol):
+    """A platform whose serving deployment can be scaled (freezing writes)."""
+
+    def scale(self, replicas: int) -> int:
+        """Set the replica count; returns the count it replaced."""
+
+
+@runtime_checkable
+class Routed(Protocol):
+    """A platform with a traffic switch (blue-green) or split (canary)."""
+
+    def routing(self) -> Routing:
+        """Where the traffic goes now."""
+
+
+@runtime_checkable
+class Leased(Protocol):
+    """A platform whose changes are serialised across consoles by a lease."""
+
+    def rollback_lease(self, holder: str, ttl: float | None = None):  # -> lease.RollbackLease
+        """The service's rollback lease, held by `holder` (`user@host`) while it is used."""
+
+
 # --- Kubernetes error translation -------------------------------------------
 # Lives here rather than in kubernetes.py because the Istio-based platforms
 # (blue-green, canary) talk to the same API and fail the same ways.

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
@@ -37,6 +37,9 @@ from console.platforms.base import (
     Unavailable,
     kubernetes_error,
 )
+
+if TYPE_CHECKING:
+    from console.platforms.lease import RollbackLease
 
 PLATFORM = "kubernetes"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -169,34 +172,20 @@ def rollout_status(deployment: dict) -> tuple[str, bool, bool]:
     return f'deployment "{name}" successfully rolled out', True, False
 
 
-class KubernetesPlatform:
-    """One service's Deployment, rolled back the way `kubectl rollout undo` does."""
+class KubeConnection:
+    """One kubeconfig context's API client, created on the first request and
+    shared by everything that talks to that cluster for one service (its
+    deployments, its Service or VirtualService, its rollback lease)."""
 
-    platform = PLATFORM
-
-    def __init__(
-        self,
-        service: str,
-        namespace: str,
-        deployment: str,
-        kubeconfig: str | None = None,
-        context: str | None = None,
-        timeout: float = 10.0,
-        clock: Clock | None = None,
-    ) -> None:
-        self.name = service
-        self.namespace = namespace
-        self.deployment = deployment
-        self._kubeconfig = kubeconfig
-        self._context = context
-        self._timeout = timeout
-        self._clock: Clock = clock or SystemClock()
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> None:
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._client: Any = None
 
-    # --- plumbing ------------------------------------------------------------
-
-    def _api_client(self) -> Any:
+    def api_client(self) -> Any:
+        """The kubernetes ApiClient, loading the kubeconfig on first use."""
         with self._lock:
             if self._client is None:
                 self._client = self._load_client()
@@ -208,18 +197,18 @@ class KubernetesPlatform:
         from urllib3.util.retry import Retry
 
         # type.__call__ bypasses the client's "copy of the global default"
-        # metaclass: this platform's settings must not leak into other clusters.
+        # metaclass: this connection's settings must not leak into other clusters.
         configuration = type.__call__(Configuration)
         try:
             config.load_kube_config(
-                config_file=self._kubeconfig,
-                context=self._context,
+                config_file=self.kubeconfig,
+                context=self.context,
                 client_configuration=configuration,
                 persist_config=False,
             )
         except Exception as exc:  # ConfigException, OSError, YAML errors: all mean "fix the config"
-            where = self._kubeconfig or "~/.kube/config"
-            context = f', context "{self._context}"' if self._context else ""
+            where = self.kubeconfig or "~/.kube/config"
+            context = f', context "{self.context}"' if self.context else ""
             raise Unavailable(
                 f"Cannot load the Kubernetes configuration ({where}{context}): {str(exc).rstrip('.')}. "
                 "Check the kubeconfig path and context in the console config."
@@ -236,6 +225,113 @@ class KubernetesPlatform:
         """The API server URL, for messages ("" before the config is loaded)."""
         return self._client.configuration.host if self._client is not None else ""
 
+    def call(
+        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any]
+    ) -> Any:
+        """Run one request and translate its failure into a PlatformError."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return request()
+        except (ApiException, HTTPError, OSError) as exc:
+            raise kubernetes_error(
+                exc,
+                verb=verb,
+                resource=resource,
+                name=name,
+                namespace=namespace,
+                server=self.server,
+                timeout=self.timeout,
+            ) from None
+
+    def json(
+        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any]
+    ) -> Any:
+        """Run one request (`_preload_content=False`) and parse its JSON answer."""
+        response = self.call(verb, resource, name, namespace, request)
+        try:
+            return json.loads(response.data)
+        except ValueError:
+            raise Unavailable(
+                f"The Kubernetes API at {self.server} answered {verb} {resource} with something "
+                "that is not JSON; check that the kubeconfig points at an API server."
+            ) from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        resource: str,
+        name: str | None = None,
+        namespace: str | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        query: list[tuple[str, str]] | None = None,
+    ) -> Any:
+        """One raw REST request (any path, e.g. a VirtualService or a Lease)
+        with the kubeconfig's credentials; the parsed JSON answer.
+
+        Plans show their requests as ApiCalls; sending them through here sends
+        exactly what was shown."""
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        client = self.api_client()
+        return self.json(
+            verb,
+            resource,
+            name,
+            namespace,
+            lambda: client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=self.timeout,
+            ),
+        )
+
+
+class KubernetesPlatform:
+    """One service's Deployment, rolled back the way `kubectl rollout undo` does."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        service: str,
+        namespace: str,
+        deployment: str,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        timeout: float = 10.0,
+        clock: Clock | None = None,
+        connection: KubeConnection | None = None,
+    ) -> None:
+        self.name = service
+        self.namespace = namespace
+        self.deployment = deployment
+        self.connection = connection or KubeConnection(kubeconfig, context, timeout)
+        self._timeout = self.connection.timeout
+        self._clock: Clock = clock or SystemClock()
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _api_client(self) -> Any:
+        return self.connection.api_client()
+
+    @property
+    def server(self) -> str:
+        """The API server URL, for messages ("" before the config is loaded)."""
+        return self.connection.server
+
     def _apps(self) -> Any:
         from kubernetes.client import AppsV1Api
 
@@ -250,31 +346,10 @@ class KubernetesPlatform:
         self, verb: str, resource: str, name: str | None, request: Callable[[], Any]
     ) -> Any:
         """Run one request and translate its failure into a PlatformError."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return request()
-        except (ApiException, HTTPError, OSError) as exc:
-            raise kubernetes_error(
-                exc,
-                verb=verb,
-                resource=resource,
-                name=name,
-                namespace=self.namespace,
-                server=self.server,
-                timeout=self._timeout,
-            ) from None
+        return self.connection.call(verb, resource, name, self.namespace, request)
 
     def _json(self, verb: str, resource: str, name: str | None, request: Callable[[], Any]) -> Any:
-        response = self._call(verb, resource, name, request)
-        try:
-            return json.loads(response.data)
-        except ValueError:
-            raise Unavailable(
-                f"The Kubernetes API at {self.server} answered {verb} {resource} with something "
-                "that is not JSON; check that the kubeconfig points at an API server."
-            ) from None
+        return self.connection.json(verb, resource, name, self.namespace, request)
 
     def _get_deployment(self) -> dict:
         return self._json(
@@ -648,6 +723,73 @@ class KubernetesPlatform:
             updated=len(current_pods),
             available=status.get("availableReplicas") or 0,
             checked_at=self._clock.now(),
+        )
+
+    def follow(self, timeout: float = 300) -> Iterator[Progress]:
+        """`kubectl rollout status`: the deployment's progress from now until it
+        is rolled out or fails (progress deadline); Timeout is raised when
+        `timeout` seconds of the platform's clock pass first."""
+        deadline = self._clock.now() + timedelta(seconds=timeout)
+        last: Progress | None = None
+        for last in self._follow(self._get_deployment(), deadline):
+            yield last
+        if last is None or not last.done:
+            status = last.message if last else "unknown"
+            raise Timeout(
+                f"deployment/{self.deployment} did not finish rolling out within {timeout:g} s "
+                f"(last status: {status}); check the pods and decide whether to wait or escalate."
+            )
+
+    # --- freezing writes (the runbook's data-corruption steps 1 and 6) ------
+
+    def replicas(self) -> int:
+        """The deployment's desired replica count (`spec.replicas`)."""
+        return int((self._get_deployment().get("spec") or {}).get("replicas", 1))
+
+    def scale_call(self, replicas: int, current: int) -> ApiCall:
+        """The request `scale` makes: a JSON Patch of the scale subresource whose
+        `test` refuses it if the count moved away from `current` meanwhile."""
+        patch = [
+            {"op": "test", "path": "/spec/replicas", "value": current},
+            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        ]
+        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.deployment}/scale"
+        return ApiCall("PATCH", path, body=json.dumps(patch, indent=2))
+
+    def scale(self, replicas: int) -> int:
+        """`kubectl scale deployment/NAME --replicas=N`; returns the replica
+        count it replaced (what resuming writes restores). Refused (Conflict)
+        if someone changed the count between the read and the write."""
+        before = self.replicas()
+        call = self.scale_call(replicas, before)
+        try:
+            self.connection.request(
+                call.method,
+                call.target,
+                verb="scale",
+                resource="deployments",
+                name=self.deployment,
+                namespace=self.namespace,
+                body=json.loads(call.body),
+                content_type=JSON_PATCH,
+            )
+        except PlatformError as err:
+            if type(err) in (PlatformError, Conflict):  # a failed `test` is 422 or 409
+                now = self.replicas()
+                if now != before:
+                    raise Conflict(
+                        f"deployment/{self.deployment} was scaled from {before} to {now} replicas by "
+                        "someone else while the console was scaling it; look at it again and retry."
+                    ) from None
+            raise
+        return before
+
+    def rollback_lease(self, holder: str, ttl: float | None = None) -> RollbackLease:
+        """The lease that lets one console at a time roll this service back."""
+        from console.platforms.lease import DEFAULT_TTL_SECONDS, RollbackLease
+
+        return RollbackLease(
+            self.connection, self.namespace, self.name, holder, ttl or DEFAULT_TTL_SECONDS, self._clock
         )
 
     # --- the runbook's step 4 ----------------------------------------------

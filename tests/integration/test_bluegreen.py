@@ -1,0 +1,208 @@
+"""BlueGreenPlatform against the drill world's blue-green scenario over HTTP:
+checkout-blue runs 1.4.0, checkout-green 1.5.0 (failing), Service checkout
+selects version=green."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest_adapters import DRILL_SPEED, require
+
+from console.platforms.base import Conflict, Forbidden, NotFound, Platform, PlatformError
+from console.platforms.bluegreen import BlueGreenPlatform
+
+SERVICE_PATH = "/api/v1/namespaces/shop/services/checkout"
+IMAGE = "registry.example.com/checkout:{}"
+
+
+@pytest.fixture
+def drill():
+    try:
+        from console.drill import runner
+        from console.drill.scenario import load_scenario
+    except ImportError as exc:
+        require(False, f"the drill world cannot be imported: {exc}")
+        raise
+    running = runner.start(load_scenario("blue-green"), speed=DRILL_SPEED)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _platform(drill, **kwargs) -> BlueGreenPlatform:
+    return BlueGreenPlatform(
+        "checkout", "shop", kubeconfig=str(drill.kubeconfig_path), clock=drill.world.clock, **kwargs
+    )
+
+
+def _selector(drill) -> dict:
+    drill.world.advance()
+    return drill.world.store.get("services", "shop", "checkout")["spec"]["selector"]
+
+
+def _scale_world(drill, deployment: str, replicas: int) -> None:
+    """Move the world behind the platform's back, as another engineer would."""
+    from kubernetes import client, config
+
+    apps = client.AppsV1Api(config.new_client_from_config(str(drill.kubeconfig_path)))
+    apps.patch_namespaced_deployment_scale(deployment, "shop", {"spec": {"replicas": replicas}})
+    drill.world.clock.advance(60)
+    drill.world.advance()
+
+
+def test_reads_the_live_colour_history_and_health(drill):
+    platform = _platform(drill)
+    assert isinstance(platform, Platform)
+    assert platform.active_colour() == "green"
+
+    routing = platform.routing()
+    assert routing.kind == "blue-green"
+    assert routing.active == "green"
+    assert routing.weights == (("blue", 0), ("green", 100))
+    assert str(routing) == "blue 0 / green 100"
+    assert routing.replicas == (("checkout-blue", 3), ("checkout-green", 3))
+
+    history = platform.history()
+    assert [(r.number, r.versions, r.current, r.ref) for r in history] == [
+        (2, ("1.5.0",), True, "green (deployment/checkout-green)"),
+        (1, ("1.4.0",), False, "blue (deployment/checkout-blue)"),
+    ]
+    assert history[0].change_cause == "deploy 1.5.0 to green, switch"
+    health = platform.health()
+    assert (health.desired, health.ready) == (3, 3)
+    assert {p.images for p in platform.pods()} == {(IMAGE.format("1.5.0"),)}
+
+
+def test_plan_is_the_runbooks_selector_patch_with_a_version_precondition(drill):
+    platform = _platform(drill)
+    version = drill.world.store.get("services", "shop", "checkout")["metadata"]["resourceVersion"]
+
+    plan = platform.plan_rollback()
+
+    assert (plan.platform, plan.from_revision, plan.to_revision) == ("blue-green", 2, 1)
+    assert (plan.from_versions, plan.to_versions) == (("1.5.0",), ("1.4.0",))
+    assert plan.resource_version == version
+    (call,) = plan.calls
+    assert (call.method, call.target) == ("PATCH", SERVICE_PATH)
+    assert json.loads(call.body) == {"metadata": {"resourceVersion": version}, "spec": {"selector": {"version": "blue"}}}
+    assert "kubectl patch service checkout -p '{\"spec\":{\"selector\":{\"version\":\"blue\"}}}'" in plan.summary
+    assert _selector(drill)["version"] == "green"  # planning changes nothing
+
+    # Colour number 2 is the live one: kubectl would say "(no change)", the console skips.
+    same = platform.plan_rollback(to_revision=2)
+    assert same.skip_reason == "skipped switch (service/checkout already sends traffic to green)"
+    with pytest.raises(NotFound, match="no colour number 3; its colours are 1 = blue, 2 = green"):
+        platform.plan_rollback(to_revision=3)
+
+
+def test_switch_verifies_the_endpoints_are_the_target_colours_pods(drill):
+    platform = _platform(drill)
+    steps = list(platform.execute(platform.plan_rollback()))
+
+    assert [s.message for s in steps][0] == "service/checkout patched: traffic switched from green to blue"
+    assert steps[-1].done and not steps[-1].failed
+    assert steps[-1].message.startswith("service/checkout now routes to blue: 3 ready endpoints, all blue pods (")
+    assert _selector(drill) == {"app": "checkout", "version": "blue"}
+    endpoints = drill.world.store.get("endpoints", "shop", "checkout")
+    blue_ips = {
+        p["status"]["podIP"]
+        for p in drill.world.store.list("pods", "shop")[0]
+        if p["metadata"]["labels"].get("version") == "blue"
+    }
+    assert {a["ip"] for a in endpoints["subsets"][0]["addresses"]} == blue_ips
+    assert ("PATCH", SERVICE_PATH, 200) in drill.server.requests
+
+    assert platform.active_colour() == "blue"
+    health = platform.verify()
+    assert (health.desired, health.ready, health.updated) == (3, 3, 3)
+    # And back again: green is colour 2.
+    back = list(platform.execute(platform.plan_rollback(to_revision=2)))
+    assert back[-1].done and not back[-1].failed and _selector(drill)["version"] == "green"
+
+
+def test_refuses_to_switch_to_a_colour_without_ready_pods(drill):
+    platform = _platform(drill)
+    _scale_world(drill, "checkout-blue", 0)
+
+    with pytest.raises(Conflict) as caught:
+        platform.plan_rollback()
+
+    assert str(caught.value) == (
+        "Refusing to switch checkout to blue: it has no ready pods (0 pods, 0 ready), so the switch would "
+        "leave the service without endpoints. Scale up or fix deployment/checkout-blue "
+        "(`kubectl get pods -l version=blue`) and try again."
+    )
+    assert _selector(drill)["version"] == "green"
+
+
+def test_refuses_at_execute_when_the_target_lost_its_pods_since_the_plan(drill):
+    platform = _platform(drill)
+    plan = platform.plan_rollback()
+    patches_before = [r for r in drill.server.requests if r[0] == "PATCH" and r[1] == SERVICE_PATH]
+    # Scaling a deployment does not touch the Service: the plan's version still holds.
+    _scale_world(drill, "checkout-blue", 0)
+
+    with pytest.raises(Conflict, match="Refusing to switch checkout to blue: it has no ready pods"):
+        list(platform.execute(plan))
+
+    assert _selector(drill)["version"] == "green"
+    assert [r for r in drill.server.requests if r[0] == "PATCH" and r[1] == SERVICE_PATH] == patches_before
+
+
+def test_switches_back_at_once_when_the_endpoints_do_not_follow(drill, monkeypatch):
+    # The endpoints controller stalls (a real cluster's lag or outage): the
+    # Endpoints keep listing green's pods after the selector moved to blue.
+    monkeypatch.setattr(drill.world, "_sync_endpoints", lambda: None)
+    platform = _platform(drill, verify_seconds=1.0)
+
+    steps = list(platform.execute(platform.plan_rollback()))
+
+    last = steps[-1]
+    assert last.done and last.failed
+    assert last.message.startswith(
+        "Switch to blue failed: the endpoints of service/checkout were not blue's ready pods within 1 s "
+        "(ready endpoints: 10."
+    )
+    assert last.message.endswith("switched traffic back to green at once. Check blue's pods before trying again.")
+    assert _selector(drill)["version"] == "green"
+    patches = [r for r in drill.server.requests if r[0] == "PATCH" and r[1] == SERVICE_PATH]
+    assert [r[2] for r in patches] == [200, 200]  # the switch, and the switch back
+
+
+def test_stale_plan_is_refused(drill):
+    from kubernetes import client, config
+
+    platform = _platform(drill)
+    plan = platform.plan_rollback()
+    core = client.CoreV1Api(config.new_client_from_config(str(drill.kubeconfig_path)))
+    core.patch_namespaced_service("checkout", "shop", {"metadata": {"labels": {"touched": "yes"}}})
+
+    with pytest.raises(Conflict, match=r"service/checkout changed since you looked \(resourceVersion"):
+        list(platform.execute(plan))
+    assert _selector(drill)["version"] == "green"
+
+
+def test_forbidden_patch_names_verb_resource_and_namespace(drill):
+    drill.server.kube.forbid("patch", "services")
+    platform = _platform(drill)
+
+    with pytest.raises(Forbidden) as caught:
+        list(platform.execute(platform.plan_rollback()))
+
+    assert str(caught.value) == (
+        'Kubernetes refused to patch services "checkout" in namespace "shop" (Forbidden): your credentials '
+        "lack that permission; ask a cluster admin or use a context that has it."
+    )
+    assert _selector(drill)["version"] == "green"
+
+
+def test_missing_service_and_unknown_live_colour_are_sentences(drill):
+    with pytest.raises(NotFound, match='Service "nope" not found in namespace "shop"'):
+        _platform(drill, service_object="nope").plan_rollback()
+    purple = _platform(drill, colours={"purple": "checkout-blue", "orange": "checkout-green"})
+    with pytest.raises(PlatformError, match="selects version=green, which is none of the configured colours"):
+        purple.plan_rollback()
+    assert "none of the configured colours (purple, orange)" in (purple.health().error or "")
