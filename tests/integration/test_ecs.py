@@ -1,0 +1,430 @@
+"""The AWS ECS procedure end to end: the drill's ECS API over real HTTP with
+boto3 (and boto3's own `services_stable` waiter), the ECS platform adapter
+against it and against a moto server (a second opinion on request shapes),
+and the headless `rollback` command against a served ecs-bad-deploy drill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from console import config as console_config
+from console.drill import runner
+from console.drill.ecs import DRILL_CREDENTIAL_ENV
+from console.drill.scenario import load_scenario, parse_scenario
+from console.platforms.base import Forbidden, NotFound, Unavailable
+from console.platforms.ecs import EcsPlatform
+
+pytestmark = pytest.mark.integration
+
+SPEED = 100.0
+"""Simulated seconds per wall second: a 15-second task start takes 0.15 s."""
+POLL = 0.02
+"""Wall seconds between the adapter's stability checks in these tests."""
+SCENARIO = Path(runner.__file__).with_name("scenarios") / "ecs-bad-deploy.yaml"
+DUMMY_KEY, DUMMY_SECRET = DRILL_CREDENTIAL_ENV.values()
+PYTHON = [sys.executable, "-m", "console"]
+
+
+def scenario_variant(**ecs_service_changes):
+    """ecs-bad-deploy with some fields of its service replaced."""
+    data = yaml.safe_load(SCENARIO.read_text())
+    data["services"][0].update(ecs_service_changes)
+    return data
+
+
+def start(data=None, speed: float = SPEED):
+    scenario = parse_scenario(data) if data is not None else load_scenario("ecs-bad-deploy")
+    return runner.start(scenario, speed=speed, start_at=datetime.now(timezone.utc).replace(microsecond=0))
+
+
+@pytest.fixture
+def drill():
+    running = start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def client(url: str):
+    import boto3
+
+    return boto3.client(
+        "ecs", region_name="us-east-1", endpoint_url=url, aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_SECRET
+    )
+
+
+def platform(running, **changes) -> EcsPlatform:
+    service = console_config.load(running.config_path).service("order-service")
+    return EcsPlatform.from_config(service.model_copy(update={"poll_interval": POLL, **changes}), clock=running.world.clock)
+
+
+def error_rate(running) -> float:
+    answer = httpx.get(
+        f"{running.server.url}/prometheus/api/v1/query",
+        params={"query": 'service:error_rate:ratio{service="order-service"}'},
+        timeout=5,
+    ).json()
+    return float(answer["data"]["result"][0]["value"][1])
+
+
+def later(running, seconds: float) -> None:
+    """Let simulated time pass without waiting for it."""
+    running.world.clock.advance(seconds)
+    running.world.advance()
+
+
+# --- the drill's ECS API ----------------------------------------------------
+
+
+def test_bad_deploy_runs_revision_3_and_its_traffic_shows_it(drill):
+    ecs = client(f"{drill.server.url}/ecs")
+    [service] = ecs.describe_services(cluster="shop", services=["order-service"])["services"]
+    assert service["taskDefinition"].endswith("task-definition/order-service:3")
+    assert [(d["status"], d["runningCount"], d["rolloutState"]) for d in service["deployments"]] == [("PRIMARY", 3, "COMPLETED")]
+    arns = ecs.list_task_definitions(familyPrefix="order-service", sort="DESC")["taskDefinitionArns"]
+    assert [a.rsplit(":", 1)[1] for a in arns] == ["3", "2", "1"]
+    tasks = ecs.describe_tasks(cluster="shop", tasks=ecs.list_tasks(cluster="shop", serviceName="order-service")["taskArns"])["tasks"]
+    assert sorted(t["containers"][0]["image"] for t in tasks) == ["registry.example.com/order-service:1.2.3"] * 3
+    assert error_rate(drill) == pytest.approx(0.08)
+    assert httpx.get(f"{drill.server.url}/health/order-service", timeout=5).json()["versions"] == ["1.2.3"]
+
+
+def test_the_aws_json_protocol_root_path_and_error_shapes(drill):
+    headers = {"X-Amz-Target": "AmazonEC2ContainerServiceV20141113.DescribeServices", "Content-Type": "application/x-amz-json-1.1"}
+    unsigned = httpx.post(drill.server.url + "/", headers=headers, content=b'{"cluster":"shop","services":["order-service"]}', timeout=5)
+    assert unsigned.status_code == 400 and unsigned.json()["__type"] == "MissingAuthenticationTokenException"
+    signed = {**headers, "Authorization": "AWS4-HMAC-SHA256 Credential=x/20240117/us-east-1/ecs/aws4_request"}
+    missing = httpx.post(drill.server.url + "/", headers=signed, content=b'{"cluster":"nope","services":["x"]}', timeout=5)
+    assert missing.status_code == 400
+    assert missing.json() == {"__type": "ClusterNotFoundException", "message": "Cluster not found."}
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        client(drill.server.url).update_service(cluster="shop", service="nope", taskDefinition="order-service:2")
+    assert caught.value.response["Error"]["Code"] == "ServiceNotFoundException"
+
+
+def test_boto3s_own_services_stable_waiter_succeeds_once_the_deployment_completes(drill):
+    ecs = client(f"{drill.server.url}/ecs")
+    updated = ecs.update_service(cluster="shop", service="order-service", taskDefinition="order-service:2")["service"]
+    # Not stable yet: a new PRIMARY beside the old deployment, its tasks pending.
+    assert [(d["status"], d["pendingCount"]) for d in updated["deployments"]] == [("PRIMARY", 3), ("ACTIVE", 0)]
+    ecs.get_waiter("services_stable").wait(cluster="shop", services=["order-service"], WaiterConfig={"Delay": 0.05, "MaxAttempts": 200})
+    [service] = ecs.describe_services(cluster="shop", services=["order-service"])["services"]
+    assert [(d["taskDefinition"].rsplit("/", 1)[1], d["rolloutState"], d["runningCount"]) for d in service["deployments"]] == [
+        ("order-service:2", "COMPLETED", 3)
+    ]
+    assert any("has reached a steady state" in e["message"] for e in service["events"])
+
+
+@pytest.mark.parametrize("breaker", [False, True], ids=["no-circuit-breaker", "circuit-breaker"])
+def test_tasks_that_cannot_start_never_look_stable_unless_the_circuit_breaker_rolls_back(breaker):
+    from botocore.exceptions import WaiterError
+
+    running = start(scenario_variant(ecs={"cluster": "shop", "circuit_breaker": {"enable": breaker, "rollback": breaker}}))
+    try:
+        ecs = client(f"{running.server.url}/ecs")
+        image = "registry.example.com/order-service:9.9.9"  # a tag the registry does not have
+        ecs.register_task_definition(family="order-service", containerDefinitions=[{"name": "app", "image": image}])
+        ecs.update_service(cluster="shop", service="order-service", taskDefinition="order-service:4")
+        waiter = ecs.get_waiter("services_stable")
+        if breaker:
+            waiter.wait(cluster="shop", services=["order-service"], WaiterConfig={"Delay": 0.05, "MaxAttempts": 200})
+            [service] = ecs.describe_services(cluster="shop", services=["order-service"])["services"]
+            assert service["taskDefinition"].endswith("order-service:3")
+            assert any("rolling back to deployment" in e["message"] for e in service["events"])
+        else:
+            with pytest.raises(WaiterError):
+                waiter.wait(cluster="shop", services=["order-service"], WaiterConfig={"Delay": 0.05, "MaxAttempts": 20})
+        stopped = ecs.list_tasks(cluster="shop", serviceName="order-service", desiredStatus="STOPPED")["taskArns"]
+        reasons = {t["stoppedReason"].split(":")[0] for t in ecs.describe_tasks(cluster="shop", tasks=stopped)["tasks"]}
+        assert "CannotPullContainerError" in reasons
+    finally:
+        running.stop()
+
+
+# --- the platform adapter against the drill ---------------------------------
+
+
+def test_history_lists_the_family_newest_first_with_the_current_revision_marked(drill):
+    history = platform(drill).history()
+    assert [(r.number, r.versions, r.current) for r in history] == [
+        (3, ("1.2.3",), True),
+        (2, ("1.2.2",), False),
+        (1, ("1.2.1",), False),
+    ]
+    assert history[0].ref.endswith(":task-definition/order-service:3")
+    assert history[0].created is not None and history[0].created > history[1].created
+
+
+def test_plan_shows_the_exact_update_service_request_and_changes_nothing(drill):
+    plan = platform(drill).plan_rollback()
+    assert (plan.platform, plan.from_revision, plan.to_revision, plan.to_versions) == ("ecs", 3, 2, ("1.2.2",))
+    [call] = plan.calls
+    assert call.target.endswith("AmazonEC2ContainerServiceV20141113.UpdateService")
+    assert json.loads(call.body) == {"cluster": "shop", "service": "order-service", "taskDefinition": "order-service:2"}
+    assert "aws ecs update-service --cluster shop --service order-service --task-definition order-service:2" in plan.summary
+    assert DUMMY_SECRET not in str(call) + plan.summary and DUMMY_KEY not in str(call) + plan.summary
+    [service] = client(f"{drill.server.url}/ecs").describe_services(cluster="shop", services=["order-service"])["services"]
+    assert service["taskDefinition"].endswith("order-service:3")
+
+
+def test_plan_to_a_chosen_revision_and_skip_when_it_already_runs(drill):
+    ecs = platform(drill)
+    assert ecs.plan_rollback(to_revision=1).to_versions == ("1.2.1",)
+    skipped = ecs.plan_rollback(to_revision=3)
+    assert skipped.skip_reason and "already runs order-service:3" in skipped.skip_reason and not skipped.calls
+    with pytest.raises(NotFound, match=r"order-service:7 is not an ACTIVE revision \(revisions: 3, 2, 1\)"):
+        ecs.plan_rollback(to_revision=7)
+
+
+def test_execute_rolls_back_waits_for_stability_and_the_traffic_recovers(drill):
+    ecs = platform(drill)
+    steps = list(ecs.execute(ecs.plan_rollback()))
+    assert steps[0].message.startswith("service order-service updated to task definition order-service:2")
+    waiting = [s.message for s in steps if s.message.startswith("Waiting")]
+    assert any("PRIMARY order-service:2" in m and "ACTIVE order-service:3 3/3 running" in m and "(IN_PROGRESS)" in m for m in waiting)
+    last = steps[-1]
+    assert last.done and not last.failed and "steady state: 3/3 tasks of order-service:2 running" in last.message
+    assert [s for s in steps if s.done] == [last]
+    assert (ecs.verify().ready, ecs.verify().desired) == (3, 3)
+    later(drill, 60)
+    assert error_rate(drill) == pytest.approx(0.001)
+    assert httpx.get(f"{drill.server.url}/health/order-service", timeout=5).json()["versions"] == ["1.2.2"]
+    assert ecs.plan_rollback(to_revision=2).skip_reason
+
+
+def test_a_plan_is_refused_when_a_deployment_started_since(drill):
+    ecs = platform(drill)
+    plan = ecs.plan_rollback()
+    client(f"{drill.server.url}/ecs").update_service(cluster="shop", service="order-service", taskDefinition="order-service:1")
+    from console.platforms.base import Conflict
+
+    with pytest.raises(Conflict, match="changed since you looked"):
+        list(ecs.execute(plan))
+
+
+def test_a_stuck_rollout_is_a_failed_step_after_the_stability_deadline():
+    running = start(scenario_variant(ecs={"cluster": "shop"}, versions={"1.2.1": {"ready": False}, "1.2.3": {"error_rate": 0.08}}))
+    try:
+        ecs = platform(running, stability_deadline=120)  # simulated seconds: 1.2 s of wall time
+        started = time.monotonic()
+        steps = list(ecs.execute(ecs.plan_rollback(to_revision=1)))
+        assert time.monotonic() - started < 10
+        last = steps[-1]
+        assert last.done and last.failed
+        assert "did not become stable within 120 s" in last.message and "looks stuck" in last.message
+        assert "ACTIVE order-service:3 3/3 running" in last.message  # the old tasks still serve
+    finally:
+        running.stop()
+
+
+def test_the_circuit_breaker_stopping_the_rollback_is_reported():
+    running = start(scenario_variant(versions={"1.2.1": {"ready": False}, "1.2.3": {"error_rate": 0.08}}))
+    try:
+        ecs = platform(running)
+        last = list(ecs.execute(ecs.plan_rollback(to_revision=1)))[-1]
+        assert last.failed
+        assert "circuit breaker stopped the rollback to order-service:1" in last.message
+        assert "rolled the service back to order-service:3" in last.message
+    finally:
+        running.stop()
+
+
+def test_a_plan_says_so_when_the_circuit_breaker_already_rolled_back():
+    history = [{"version": "1.2.2", "age": "6d"}, {"version": "1.2.3", "age": "2m"}]
+    running = start(scenario_variant(history=history, versions={"1.2.3": {"ready": False}}))
+    try:
+        ecs = platform(running)
+        assert [r.number for r in ecs.history() if r.current] == [1]
+        plan = ecs.plan_rollback()
+        assert plan.skip_reason and "circuit breaker already rolled order-service back" in plan.skip_reason
+        assert not plan.calls
+    finally:
+        running.stop()
+
+
+# --- errors become sentences --------------------------------------------------
+
+
+def test_unknown_service_and_cluster_are_sentences(drill):
+    with pytest.raises(NotFound) as service:
+        platform(drill, service="nope").history()
+    assert 'ECS service "nope" not found on cluster "shop"' in str(service.value)
+    with pytest.raises(NotFound) as cluster:
+        platform(drill, cluster="nowhere").health()
+    assert 'ECS cluster "nowhere" not found in region us-east-1' in str(cluster.value)
+
+
+def test_access_denied_on_update_service_is_a_sentence_and_changes_nothing(drill):
+    drill.world.ecs.inject_fault("UpdateService", "AccessDeniedException")
+    ecs = platform(drill)
+    with pytest.raises(Forbidden) as denied:
+        list(ecs.execute(ecs.plan_rollback()))
+    text = str(denied.value)
+    assert "AWS denied ecs:UpdateService" in text and "lack that permission" in text
+    assert DUMMY_KEY not in text and DUMMY_SECRET not in text
+    assert ecs.history()[0].current
+
+
+def test_expired_and_unrecognised_credentials_are_sentences(drill):
+    drill.world.ecs.inject_fault("DescribeServices", "ExpiredTokenException", count=1)
+    with pytest.raises(Forbidden, match="credentials have expired"):
+        platform(drill).health()
+    drill.world.ecs.inject_fault("DescribeServices", "UnrecognizedClientException", count=1)
+    with pytest.raises(Forbidden, match="did not recognise the credentials"):
+        platform(drill).health()
+    assert platform(drill).health().ready == 3  # the faults were one-offs
+
+
+def test_throttling_is_retried_and_persistent_throttling_is_a_sentence(drill):
+    drill.world.ecs.inject_fault("DescribeServices", "ThrottlingException", count=1)
+    drill.server.clear_requests()
+    assert platform(drill).health().desired == 3
+    assert len([r for r in drill.server.requests if r[1].startswith("/ecs")]) == 2  # one throttled, one retried
+    drill.world.ecs.inject_fault("DescribeServices", "ThrottlingException")
+    with pytest.raises(Unavailable) as throttled:
+        platform(drill, max_attempts=2).health()
+    assert "throttled the ECS API (ThrottlingException)" in str(throttled.value) and "after 2 attempts" in str(throttled.value)
+
+
+def test_unset_credential_variables_are_named_never_their_values(drill, monkeypatch):
+    monkeypatch.delenv("ROLLBACK_DRILL_AWS_SECRET_ACCESS_KEY", raising=False)
+    with pytest.raises(Forbidden) as missing:
+        platform(drill).history()
+    assert "ROLLBACK_DRILL_AWS_SECRET_ACCESS_KEY" in str(missing.value) and DUMMY_KEY not in str(missing.value)
+
+
+def test_config_validates_ecs_services():
+    base = {"services": [{"name": "a", "platform": "ecs", "cluster": "shop", "region": "us-east-1"}]}
+    assert console_config.parse(base).services[0].service is None
+    broken = {"services": [{**base["services"][0], "access_key_id_env": "KEY"}]}
+    with pytest.raises(console_config.ConfigError, match="secret_access_key_env"):
+        console_config.parse(broken)
+
+
+# --- moto as a second opinion on the request shapes ---------------------------
+
+
+@pytest.fixture
+def moto_url():
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:  # the test extra installs it
+        pytest.skip("moto[server] is not installed (pip install -e '.[test]')")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_the_adapters_requests_are_valid_aws_for_moto(moto_url):
+    ecs = client(moto_url)
+    ecs.create_cluster(clusterName="shop")
+    for version in ("1.2.1", "1.2.2", "1.2.3"):
+        ecs.register_task_definition(
+            family="order-service",
+            containerDefinitions=[{"name": "app", "image": f"registry.example.com/order-service:{version}", "memory": 512}],
+        )
+    ecs.create_service(cluster="shop", serviceName="order-service", taskDefinition="order-service:3", desiredCount=3)
+    adapter = EcsPlatform(
+        "order-service", "shop", region="us-east-1", endpoint_url=moto_url, poll_interval=POLL, stability_deadline=0.5,
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_ACCESS_KEY_ID", DUMMY_KEY)
+        env.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET)
+        assert [(r.number, r.current) for r in adapter.history()] == [(3, True), (2, False), (1, False)]
+        plan = adapter.plan_rollback()
+        steps = list(adapter.execute(plan))
+    assert steps[0].message.startswith("service order-service updated to task definition order-service:2")
+    # moto does not run tasks, so the wait ends at the deadline: a failed step, not a hang.
+    assert steps[-1].failed and "did not become stable" in steps[-1].message
+    [service] = ecs.describe_services(cluster="shop", services=["order-service"])["services"]
+    assert service["taskDefinition"].endswith("order-service:2")
+
+
+# --- the headless command -----------------------------------------------------
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, **DRILL_CREDENTIAL_ENV}
+    return subprocess.run([*PYTHON, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`drill ecs-bad-deploy --serve-only --write-config DIR` as a real subprocess."""
+    directory = tmp_path / "drill"
+    process = subprocess.Popen(
+        [*PYTHON, "drill", "ecs-bad-deploy", "--serve-only", "--write-config", str(directory), "--speed", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = []
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line.strip())
+            if line.strip() == "ready":
+                break
+        assert lines and lines[-1] == "ready", (lines, process.stderr.read() if process.poll() is not None else "")
+        assert any("ECS API:" in line for line in lines)
+        yield directory
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+
+def test_headless_rollback_of_an_ecs_service(served):
+    config = served / "config.yaml"
+    result = run("rollback", "order-service", "--config", str(config), "--reason", "x", "--yes", "--timeout", "60")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "POST" in result.stdout and '"taskDefinition": "order-service:2"' in result.stdout
+    assert "has reached a steady state: 3/3 tasks of order-service:2 running" in result.stdout
+    assert "Rollback of order-service complete. Service healthy." in result.stdout
+    endpoint = yaml.safe_load(config.read_text())["services"][0]["endpoint_url"]
+    [service] = client(endpoint).describe_services(cluster="shop", services=["order-service"])["services"]
+    assert service["taskDefinition"].endswith("task-definition/order-service:2")
+
+
+def test_headless_rollback_of_an_unknown_ecs_service_is_a_sentence(tmp_path):
+    running = start()
+    try:
+        data = yaml.safe_load(running.config_path.read_text())
+        data["services"][0]["service"] = "nope"
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(data))
+        result = run("rollback", "order-service", "--config", str(config), "--reason", "x", "--yes")
+    finally:
+        running.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'Cannot plan the rollback: ECS service "nope" not found on cluster "shop"' in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_headless_rollback_denied_by_aws_is_a_sentence(tmp_path):
+    data = scenario_variant(ecs={"cluster": "shop", "faults": [{"operation": "UpdateService", "error": "AccessDeniedException"}]})
+    scenario_file = tmp_path / "denied.yaml"
+    scenario_file.write_text(yaml.safe_dump(data))
+    running = runner.start(load_scenario(scenario_file), speed=SPEED, start_at=datetime.now(timezone.utc).replace(microsecond=0))
+    try:
+        result = run("rollback", "order-service", "--config", str(running.config_path), "--reason", "x", "--yes")
+    finally:
+        running.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Rollback failed: AWS denied ecs:UpdateService" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert DUMMY_SECRET not in result.stdout + result.stderr
