@@ -106,8 +106,9 @@ def _run_tui(session, theme: str) -> None:
 @click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, help="Simulated time runs this many times faster.")
 @click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
 @click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
+@click.option("--with-prometheus", is_flag=True, help="Also start a real Prometheus (the `prometheus` binary) scraping the drill, and read metrics from it (speed 1 only).")
 @click.option("--theme", help="Theme name.")
-def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: float, serve_only: bool, write_dir: str | None, theme: str | None) -> None:
+def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None) -> None:
     """A training drill against a simulated world (default scenario: bad-deploy)."""
     from console.drill import runner
     from console.drill.scenario import ScenarioError, list_scenarios, load_scenario
@@ -124,10 +125,16 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: f
         scenario = load_scenario(scenario_file or name or "bad-deploy")
     except ScenarioError as err:
         raise UsageError(str(err)) from None
-    if serve_only:
-        runner.serve(scenario, speed=speed, directory=Path(write_dir) if write_dir else None, out=click.echo)
-        return
-    running = runner.start(scenario, speed=speed)
+    if with_prometheus and speed != 1.0:
+        raise UsageError("--with-prometheus runs at --speed 1 only: a real Prometheus scrapes on wall-clock time")
+    try:
+        if serve_only:
+            directory = Path(write_dir) if write_dir else None
+            runner.serve(scenario, speed=speed, directory=directory, out=click.echo, with_prometheus=with_prometheus)
+            return
+        running = runner.start(scenario, speed=speed, with_prometheus=with_prometheus)
+    except runner.PrometheusUnavailable as err:
+        raise UsageError(str(err)) from None
     try:
         config = _load(running.config_path)
         session = _session(config, clock=running.world.clock, store_path=running.store_path)
@@ -177,6 +184,8 @@ def _status_json(view) -> dict:
         "error_rate": metrics.error_rate,
         "latency_p95_ms": metrics.latency_p95_ms,
         "latency_p95_before_ms": metrics.latency_p95_before_ms,
+        "request_rate": metrics.request_rate,
+        "route_error_rates": dict(metrics.route_error_rates),
         "healthy": not health.completely_down and health.endpoint_ok is not False,
         "ready": health.ready,
         "desired": health.desired,
@@ -184,7 +193,20 @@ def _status_json(view) -> dict:
         "revision": current.number if current else None,
         "images": list(current.images) if current else [],
         "stale": snap.stale,
-        "age_seconds": {"metrics": age(metrics.sampled_at), "health": age(health.checked_at)},
+        # Per signal: seconds since Prometheus sampled the value ("metrics": the oldest).
+        "age_seconds": {
+            "metrics": age(metrics.sampled_at),
+            **{name: age(at) for name, at in metrics.sampled},
+            "health": age(health.checked_at),
+        },
+        "sampled_at": {name: at.isoformat() for name, at in metrics.sampled},
+        "signals": {
+            "latency_spike": snap.signals.latency_spike,
+            "latency_factor": snap.signals.latency_factor,
+            "single_endpoint": snap.signals.single_endpoint,
+            "intermittent": snap.signals.intermittent,
+            "crossings": snap.signals.crossings,
+        },
         "errors": list(snap.errors),
         "decision": {
             "action": decision.action.value,
@@ -231,6 +253,161 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
         force=force, timeout=timeout, out=click.echo,
     )
     sys.exit(code)
+
+
+@cli.command()
+@click.argument("incident_id", required=False)
+@click.option("--latest", is_flag=True, help="Export the most recently opened incident.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True, help="Markdown for the ticket, JSON for tools.")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE instead of standard output.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (its checklist and thresholds; default: the XDG config if present).")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the XDG state dir's; a drill's is DIR/drill-incidents.db).")
+def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, config_path: str | None, store_path: str | None) -> None:
+    """Write an incident for the RCA and the ticket: timeline, metrics before
+    and after, messages, checklist, decisions with reasons."""
+    from datetime import datetime, timezone
+
+    from console import locations
+    from console.checklist import DEFAULT_CHECKLIST
+    from console.export import ExportError, export_incident, record_export, resolve_incident
+    from console.store import Store, StoreError
+
+    checklist, thresholds = DEFAULT_CHECKLIST, None
+    path = Path(config_path) if config_path else locations.default_config_path()
+    if config_path or path.exists():
+        config = _load(path)
+        checklist, thresholds = config.incident.post_rollback_checklist(), config.decision_thresholds
+    database = Path(store_path) if store_path else locations.default_store_path()
+    if not database.exists():
+        raise UsageError(f"no incident database at {database}; pass --store PATH (a drill keeps DIR/drill-incidents.db)")
+    try:
+        with Store(database) as store:
+            chosen = resolve_incident(store, incident_id, latest)
+            now = datetime.now(timezone.utc)
+            text = export_incident(store, chosen, fmt, now, checklist=checklist, thresholds=thresholds)
+            if output:
+                try:
+                    Path(output).write_text(text, encoding="utf-8")
+                except OSError as err:
+                    raise click.ClickException(f"cannot write {output}: {err.strerror}; choose another --output") from None
+                record_export(store, chosen, str(Path(output).resolve()), now)
+                click.echo(f"{chosen} exported to {output}", err=True)
+            else:
+                click.echo(text, nl=False)
+                record_export(store, chosen, "standard output", now)
+    except ExportError as err:
+        raise UsageError(str(err)) from None
+    except StoreError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@cli.group()
+def db() -> None:
+    """The service's database: migration state and what it means for a rollback."""
+
+
+@db.command("status")
+@click.argument("service")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+def db_status(service: str, config_path: str | None) -> None:
+    """Applied migrations, those since the deploy, and whether a rollback would cross one that cannot be undone."""
+    config = _load(_config_path(config_path))
+    try:
+        config.service(service)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    session = _session(config)
+    asyncio.run(_refresh_once(session, service))
+    state = session.migrations(service)
+    if state is None:
+        raise UsageError(f"no migration status is configured for {service}: set database.migration_status in the config")
+    if state.error:
+        click.echo(state.error)
+        sys.exit(EXIT_FAILED)
+    facts = session.migration_facts(service)
+    click.echo(f"{service}: {len(state.migrations)} migrations (newest first), from {state.source}")
+    for migration in state.migrations:
+        reversible = {True: "reversible", False: "NOT reversible", None: "reversibility unknown"}[migration.reversible]
+        click.echo(f"  {migration.describe()}  {reversible}")
+    if not facts.migration_applied:
+        click.echo("No migration was applied since the previous deploy: a rollback crosses none.")
+        return
+    click.echo(f"Applied since the previous deploy: {facts.migration_name}")
+    check = session.rollback_check(service)
+    if not check.blocked:
+        click.echo("Reversible: roll back the application first, then the migration, then verify data integrity.")
+        return
+    click.echo(check.explanation)
+    for option in check.options:
+        click.echo(f"  - {option.title}: {option.detail}")
+
+
+_STEPS = ("freeze", "assess", "restore", "fix", "verify", "resume")
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--step", type=click.Choice(_STEPS), help="Run this step (default: show where the response is).")
+@click.option("--backup", type=click.Path(dir_okay=False), help="The dump to restore (step restore).")
+@click.option("--skip", "skip_reason", help="Skip the step instead, for this reason (recorded).")
+@click.option("--list-backups", is_flag=True, help="List the configured backups, newest first.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def corruption(service: str, config_path: str | None, step: str | None, backup: str | None, skip_reason: str | None,
+               list_backups: bool, yes: bool) -> None:
+    """The runbook's Data Corruption Response, one step at a time (escalates to level 2)."""
+    from console.database import DatabaseError
+    from console.platforms.base import PlatformError
+    from console.procedures import ProcedureError
+
+    config = _load(_config_path(config_path))
+    try:
+        config.service(service)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    session = _session(config)
+    try:
+        response = session.corruption_response(service)
+        if list_backups:
+            for found in response.backups():
+                click.echo(f"{found.path}  {found.modified:%Y-%m-%d %H:%M} UTC  {found.size} bytes")
+            return
+        if step is None:
+            state = response.state()
+            click.echo(f"{state.title} for {service}")
+            for item in state.steps:
+                detail = item.reason or item.error or item.result
+                click.echo(f"  {item.label}: {item.status.value}" + (f" ({detail})" if detail else ""))
+            click.echo(f"Next: {state.current.label}" if state.current else "All steps done.")
+            return
+        if skip_reason is not None:
+            outcome = response.skip(step, skip_reason)
+            click.echo(f"{outcome.state.step(step).label}: {outcome.summary}")
+            return
+        preview = response.preview(step, backup)
+        click.echo(f"Step {preview.step.label}")
+        for call in preview.calls:
+            click.echo(f"  {call}")
+        if preview.blocked:
+            raise UsageError(preview.blocked)
+        if preview.confirmation and not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("no terminal to confirm on: pass --yes to run the step without a prompt")
+            if not click.confirm(preview.confirmation, default=False):
+                click.echo("Aborted: nothing was changed.")
+                sys.exit(EXIT_FAILED)
+        outcome = response.run(step, backup, on_progress=lambda line: click.echo(f"  {line}"))
+    except ProcedureError as err:
+        raise UsageError(str(err)) from None
+    except (DatabaseError, PlatformError) as err:
+        click.echo(str(err), err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(f"  {'done' if outcome.ok else 'FAILED'}: {outcome.summary}")
+    for line in outcome.output.splitlines()[-40:]:
+        click.echo(f"    {line}")
+    if not outcome.ok:
+        click.echo("The response stays at this step: fix the cause and run it again, or skip it with --skip REASON.")
+        sys.exit(EXIT_FAILED)
 
 
 def main() -> None:

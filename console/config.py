@@ -8,6 +8,7 @@ environment variables whose *names* the file gives.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import string
 from datetime import timedelta
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from console.decision import Thresholds
+from console.platforms.ecs import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
 
 
 class ConfigError(Exception):
@@ -75,6 +77,18 @@ class Queries(_Model):
     latency_p95: str = 'service:latency_p95:seconds{service="$service"}'
     """95th percentile latency in SECONDS. Convention without recording rules:
     `histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{service="$service"}[5m])))`."""
+    request_rate: str = 'service:request_rate:rps{service="$service"}'
+    """Requests per second. Convention without recording rules:
+    `sum by (service) (rate(http_requests_total{service="$service"}[2m]))`. Empty: not read."""
+    route_error_rate: str = 'service_route:error_rate:ratio{service="$service"}'
+    """Fraction of failing requests per route: one series per route, with a `route` label
+    (the "single endpoint failing" row). Convention without recording rules:
+    `sum by (service, route) (rate(http_requests_total{service="$service",status=~"5.."}[2m])) / sum by (service, route) (rate(http_requests_total{service="$service"}[2m]))`.
+    Empty: not read.
+
+    Queries whose only use of `$service` is a label matcher (`service="$service"`) and
+    that keep that label in their result (`sum by (service)`, not `sum`) are read for
+    all services at once, one query per cycle: the fast path for hundreds of services."""
 
     def render(self, name: str, service: str) -> str:
         """The query `name` for `service`."""
@@ -137,6 +151,98 @@ class ClusterConfig(_Model):
     """Seconds to wait for one API request."""
 
 
+Argv = Annotated[list[str], Field(min_length=1)]
+"""A command as an argv list (`["npm", "run", "db:migrate:rollback"]`): run
+without a shell, so no value is ever interpolated into a command line."""
+
+
+class CommandOrSql(_Model):
+    """Either a command (argv list) or a SQL query against the service's database; exactly one."""
+
+    command: Argv | None = None
+    """The command to run, as an argv list (no shell). It runs with the
+    database's PG* environment variables set (PGHOST, PGPORT, PGUSER,
+    PGPASSWORD, PGDATABASE), so `psql` and most Postgres tools connect without
+    the DSN on the command line."""
+    sql: str | None = None
+    """A SQL query run with `psql` against the DSN in `database.dsn_env`."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CommandOrSql:
+        if (self.command is None) == (self.sql is None):
+            raise ValueError("give exactly one of command (an argv list) or sql")
+        return self
+
+
+class CommandOrLink(_Model):
+    """Either a command (argv list) the console runs, or a link it shows; at least one."""
+
+    command: Argv | None = None
+    """The command to run, as an argv list (no shell)."""
+    url: str | None = None
+    """A link the operator opens (a pipeline, a feature-flag page)."""
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> CommandOrLink:
+        if self.command is None and self.url is None:
+            raise ValueError("give a command (an argv list), a url, or both")
+        return self
+
+
+class BackupsConfig(_Model):
+    """Where the backups taken before deploys are (the runbook's `backup_before_deploy.dump`)."""
+
+    dir: str
+    """Folder holding the dumps (relative paths are relative to this config file)."""
+    glob: str = "*.dump"
+    """Which files in it are dumps (`pg_dump -Fc` custom-format archives), newest first by modification time."""
+
+
+class DatabaseConfig(_Model):
+    """A service's database: how the console learns its migration state, rolls
+    a migration back, and runs the data-corruption response."""
+
+    dsn_env: str | None = None
+    """Name of an environment variable holding the database's DSN
+    (`postgresql://user:password@host:5432/db` or `host=... dbname=...`); never put the DSN itself here."""
+    migration_status: CommandOrSql | None = None
+    """How to learn the applied migrations. `sql`: rows of (name, applied_at
+    [, reversible]), newest first, e.g. `SELECT version, applied_at FROM
+    schema_migrations ORDER BY applied_at DESC LIMIT 20`. `command`: JSON
+    (objects with name, applied_at, reversible) or text whose last non-empty
+    line is the newest migration's name."""
+    reversible: list[str] = []
+    """Migrations known to be reversible (their down migration loses no data).
+    A migration not listed, and not marked reversible by the status source, is
+    treated as not reversible: the safe reading."""
+    migration_rollback: Argv | None = None
+    """The migration rollback command (the runbook's `npm run db:migrate:rollback`), as an argv list."""
+    verify: CommandOrSql | None = None
+    """The data integrity check (the runbook's `npm run db:verify`). A command
+    passes when it exits 0; a query passes when it finds nothing: no rows, or
+    a first value of 0 or false (write it to count or list the bad rows)."""
+    assess_sql: str | None = None
+    """The damage assessment query of the data-corruption response (the
+    runbook's `SELECT COUNT(*) FROM affected_table WHERE corrupted_flag`); its result is shown."""
+    fix_script: str | None = None
+    """A data fix script run with `psql -f` in one transaction (relative paths are relative to this config file)."""
+    backups: BackupsConfig | None = None
+    """Where to find the dumps to restore with `pg_restore`."""
+    feature_flag: CommandOrLink | None = None
+    """How to disable the feature that uses the new schema (the runbook's option 2 when a migration is not reversible)."""
+    hotfix: CommandOrLink | None = None
+    """How to fix forward: a command that fast-tracks a hotfix, or a link to the pipeline (option 1)."""
+    schema_requirements: dict[str, str] = {}
+    """Which migration each release needs, image tag (or revision number) ->
+    migration name: `{"1.2.3": "0042_split_address"}`. A release needing the
+    newest applied migration works with the new schema: the target of a
+    partial rollback (option 3)."""
+    timeout: float = Field(120.0, gt=0)
+    """Seconds one command or query may run before it is stopped and the step fails."""
+    restore_timeout: float = Field(3600.0, gt=0)
+    """Seconds a `pg_restore` may run before it is stopped and the step fails."""
+
+
 class KubernetesService(_Model):
     """A service deployed as a Kubernetes Deployment."""
 
@@ -153,13 +259,279 @@ class KubernetesService(_Model):
     """URL of the service's health endpoint (the runbook's step 5)."""
     queries: Queries | None = None
     """Per-service PromQL overriding the top-level `queries`."""
+    database: DatabaseConfig | None = None
+    """The service's database: migration awareness and the data-corruption response."""
 
     @property
     def deployment_name(self) -> str:
         return self.deployment or self.name
 
 
-ServiceConfig = Annotated[KubernetesService, Field(discriminator="platform")]
+class ComposeService(_Model):
+    """A service run by Docker Compose on one host (the runbook's Docker Compose procedure)."""
+
+    platform: Literal["compose"]
+    name: str = Field(min_length=1)
+    """The service's name, as people and Prometheus labels call it."""
+    compose_file: str = Field(min_length=1)
+    """Path of the compose file whose `image:` line a rollback edits (relative paths are relative to this config file)."""
+    project_name: str | None = None
+    """The Compose project name (`docker compose -p`); default: Compose's own (the compose file's folder name, or COMPOSE_PROJECT_NAME)."""
+    service: str | None = None
+    """The service's key under `services:` in the compose file; default: the service name."""
+    compose_command: Argv = ["docker", "compose"]
+    """The Compose command as an argv list: `["docker", "compose"]` (Compose v2 plugin) or `["docker-compose"]` (standalone binary)."""
+    docker_command: Argv = ["docker"]
+    """The Docker CLI as an argv list, for `docker image ls`, `docker start` and `docker container inspect`."""
+    docker_host: str | None = None
+    """The engine to talk to (sets DOCKER_HOST for every command), e.g. `unix:///run/docker.sock` or `ssh://deploy@host`; default: the environment's."""
+    registry: str | None = None
+    """Base URL of the image registry (`http://127.0.0.1:5000`, `https://registry.example.com`): its `/v2/REPO/tags/list` adds tags to the history. Omit to list only tags seen locally."""
+    registry_timeout: float = Field(5.0, gt=0)
+    """Seconds to wait for the registry's tag list."""
+    command_timeout: float = Field(30.0, gt=0)
+    """Seconds a quick command (`ps`, `logs`, `image ls`, `start`) may run before it is stopped and reported."""
+    deploy_timeout: float = Field(600.0, gt=0)
+    """Seconds `docker compose pull` and `docker compose up -d` may run (pulling a large image is slow)."""
+    previous_container: str | None = None
+    """The container the quick rollback starts (the runbook's `${SERVICE}_previous_container`); default: `SERVICE_previous_container`."""
+    health_url: str | None = None
+    """URL of the service's health endpoint (the runbook's step 5)."""
+    queries: Queries | None = None
+    """Per-service PromQL overriding the top-level `queries`."""
+    database: DatabaseConfig | None = None
+    """The service's database: migration awareness and the data-corruption response."""
+
+    @property
+    def compose_service(self) -> str:
+        return self.service or self.name
+
+    @property
+    def previous_container_name(self) -> str:
+        return self.previous_container or f"{self.compose_service}_previous_container"
+
+
+class BlueGreenService(_Model):
+    """A blue-green service: one Deployment per colour behind one Kubernetes
+    Service whose selector picks the live colour (the runbook's Blue-Green procedure)."""
+
+    platform: Literal["blue-green"]
+    name: str = Field(min_length=1)
+    """The service's name, as people and Prometheus labels call it."""
+    cluster: str | None = None
+    """Name of an entry under `clusters:`; omit to use the default kubeconfig."""
+    namespace: str = "default"
+    """The namespace of the Service and the Deployments."""
+    service: str | None = None
+    """The Kubernetes Service whose selector is switched; default: the service name."""
+    selector_key: str = Field("version", min_length=1)
+    """The Service selector's label that names the colour (`kubectl get service -o jsonpath='{.spec.selector.version}'`)."""
+    colours: dict[str, str] | None = None
+    """Colour -> its Deployment, in order (colour 1, colour 2); default: `{blue: NAME-blue, green: NAME-green}`."""
+    verify_seconds: float = Field(30.0, gt=0)
+    """Seconds the endpoints may take to become the target colour's pods before the switch is undone."""
+    health_url: str | None = None
+    """URL of the service's health endpoint (the runbook's step 5)."""
+    queries: Queries | None = None
+    """Per-service PromQL overriding the top-level `queries`."""
+    database: DatabaseConfig | None = None
+    """The service's database: migration awareness and the data-corruption response."""
+
+    @field_validator("colours")
+    @classmethod
+    def _two_colours(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) < 2:
+            raise ValueError("name at least two colours (colour: deployment)")
+        return value
+
+    @property
+    def service_name(self) -> str:
+        return self.service or self.name
+
+    @property
+    def colour_deployments(self) -> dict[str, str]:
+        return dict(self.colours or {"blue": f"{self.name}-blue", "green": f"{self.name}-green"})
+
+
+class CanaryService(_Model):
+    """A canary service on Istio: a stable Deployment, a canary Deployment and a
+    VirtualService splitting traffic between their subsets (the runbook's Canary procedure)."""
+
+    platform: Literal["canary"]
+    name: str = Field(min_length=1)
+    """The service's name, as people and Prometheus labels call it."""
+    cluster: str | None = None
+    """Name of an entry under `clusters:`; omit to use the default kubeconfig."""
+    namespace: str = "default"
+    """The namespace of the VirtualService and the Deployments."""
+    virtualservice: str | None = None
+    """The Istio VirtualService splitting the traffic; default: the service name."""
+    host: str | None = None
+    """The destination host of the routes in the VirtualService (the stable host); default: the service name."""
+    stable_subset: str = Field("stable", min_length=1)
+    """The DestinationRule subset of the stable pods."""
+    canary_subset: str = Field("canary", min_length=1)
+    """The DestinationRule subset of the canary pods."""
+    deployment: str | None = None
+    """The stable Deployment; default: the service name."""
+    canary_deployment: str | None = None
+    """The canary Deployment, scaled to 0 by an abort; default: `NAME-canary`."""
+    health_url: str | None = None
+    """URL of the service's health endpoint (the runbook's step 5)."""
+    queries: Queries | None = None
+    """Per-service PromQL overriding the top-level `queries`."""
+    database: DatabaseConfig | None = None
+    """The service's database: migration awareness and the data-corruption response."""
+
+    @property
+    def deployment_name(self) -> str:
+        return self.deployment or self.name
+
+    @property
+    def canary_deployment_name(self) -> str:
+        return self.canary_deployment or f"{self.name}-canary"
+
+
+class EcsService(_Model):
+    """A service on Amazon ECS (the runbook's AWS ECS procedure): rolled back by
+    pointing it at an earlier revision of its task definition family."""
+
+    platform: Literal["ecs"]
+    name: str = Field(min_length=1)
+    """The service's name, as people and Prometheus labels call it."""
+    cluster: str = Field("default", min_length=1)
+    """The ECS cluster's name or ARN (`aws ecs ... --cluster`); this is not a key of `clusters:`."""
+    service: str | None = None
+    """The ECS service's name; default: the service name."""
+    region: str | None = None
+    """The AWS region, e.g. `us-east-1`; default: the profile's region or $AWS_REGION."""
+    endpoint_url: str | None = None
+    """The ECS API endpoint, for a VPC endpoint or the drill (`http://127.0.0.1:PORT/ecs`); default: AWS's regional endpoint."""
+    profile: str | None = None
+    """A profile from ~/.aws/config (SSO, assume-role ...); default: the AWS SDK's credential chain (environment, profile, instance role)."""
+    access_key_id_env: str | None = None
+    """Name of an environment variable holding an access key id (never put the key itself in this file); goes with `secret_access_key_env`."""
+    secret_access_key_env: str | None = None
+    """Name of an environment variable holding the secret access key."""
+    session_token_env: str | None = None
+    """Name of an environment variable holding a session token (temporary credentials)."""
+    timeout: float = Field(REQUEST_TIMEOUT, gt=0)
+    """Seconds to wait for one ECS API request (connect, and read)."""
+    max_attempts: int = Field(MAX_ATTEMPTS, ge=1, le=20)
+    """Attempts per request, the first included, when AWS throttles or fails transiently (retried with exponential backoff)."""
+    retry_mode: Literal["standard", "adaptive"] = "standard"
+    """botocore's retry mode: `standard`, or `adaptive` (also slows the client down while AWS throttles)."""
+    stability_deadline: float = Field(STABILITY_DEADLINE, gt=0)
+    """Seconds to wait for the service to become stable after a rollback before reporting the rollout stuck
+    (`aws ecs wait services-stable` gives up after 600); a shorter `rollback --timeout` wins."""
+    poll_interval: float = Field(POLL_INTERVAL, gt=0)
+    """Seconds between two DescribeServices calls while waiting for stability."""
+    health_url: str | None = None
+    """URL of the service's health endpoint (the runbook's step 5)."""
+    queries: Queries | None = None
+    """Per-service PromQL overriding the top-level `queries`."""
+    database: DatabaseConfig | None = None
+    """The service's database: migration awareness and the data-corruption response."""
+
+    @model_validator(mode="after")
+    def _credentials(self) -> EcsService:
+        if (self.access_key_id_env is None) != (self.secret_access_key_env is None):
+            raise ValueError("give both access_key_id_env and secret_access_key_env, or neither")
+        if self.profile and self.access_key_id_env:
+            raise ValueError("give a profile or credential variables, not both")
+        return self
+
+
+ServiceConfig = Annotated[
+    KubernetesService | ComposeService | BlueGreenService | CanaryService | EcsService, Field(discriminator="platform")
+]
+
+
+class SignalsConfig(_Model):
+    """How the runbook's softer signals are derived from the metrics."""
+
+    intermittent_window_minutes: float = Field(10.0, gt=0)
+    """Window in which crossings of the investigate error rate (the runbook's 1 %) are counted."""
+    intermittent_crossings: int = Field(3, ge=2)
+    """This many crossings of that line within the window count as "Intermittent errors"."""
+    before_deploy_margin_seconds: float = Field(60.0, ge=0)
+    """The p95 "before the deploy" is read this many seconds before the current revision was created."""
+    history_minutes: float = Field(30.0, gt=0)
+    """How far back the sparklines reach; one range query fills them when the console starts."""
+    rollout_history_every: int = Field(5, ge=1)
+    """Read the rollout history every this many refresh cycles (pod counts and metrics:
+    every cycle); a change in the pod counts re-reads it at once."""
+
+
+class SlackConfig(_Model):
+    """Where the runbook's messages go: a Slack incoming webhook."""
+
+    webhook_url_env: str | None = None
+    """Name of the environment variable holding the incoming-webhook URL (the URL is
+    the credential: never put it in this file). Unset: messages are only previewed and copied."""
+    channel: str = "#incidents"
+    """The channel the webhook posts to, as people call it (shown in the console and the timeline)."""
+    timeout: float = Field(5.0, gt=0)
+    """Seconds to wait for Slack to answer one post."""
+    retries: int = Field(3, ge=0, le=10)
+    """How many times a failed post is retried at once (with backoff) before it is
+    kept in the outbox as failed; the console retries kept messages later."""
+
+    def webhook_url(self) -> str | None:
+        """The webhook URL from the environment, None when not configured or not set."""
+        return os.environ.get(self.webhook_url_env) or None if self.webhook_url_env else None
+
+
+class EscalationConfig(_Model):
+    """Who to contact at each of the runbook's escalation levels."""
+
+    contacts: dict[Literal[1, 2, 3, 4], list[str]] = {}
+    """Level (1 on-call engineer, 2 team lead, 3 SRE/platform team, 4 management) ->
+    names, chat handles or pager targets, shown beside the level: `{2: ["@team-lead", "pager: shop-leads"]}`."""
+    customer_impact_minutes: float | None = Field(None, gt=0)
+    """Customer impact lasting longer than this many minutes escalates to Level 4
+    (omit for the runbook's 30 minutes)."""
+
+
+class ChecklistGroupConfig(_Model):
+    """One group of the post-rollback checklist."""
+
+    name: str = Field(min_length=1)
+    """The group's heading ("Immediate")."""
+    deadline_minutes: float | None = Field(None, gt=0)
+    """Minutes after the rollback completes by which the group is due; omit for no deadline."""
+    items: list[str] = Field(min_length=1)
+    """The items, in the runbook's words. An item worded like a default item keeps
+    the console's automatic tick (e.g. "Service health verified")."""
+
+
+class IncidentConfig(_Model):
+    """Incident records and messages."""
+
+    ticket_prefix: str = Field("INC", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    """Prefix of the incident ticket named in the Rollback Complete message and the export
+    (PREFIX-YYYY-MMDD-HHMM, the runbook's INC-2024-0117 with the time added)."""
+    message_eta_minutes: float = Field(5.0, gt=0)
+    """The ETA the Rollback in Progress message announces (runbook: 5 minutes)."""
+    checklist: list[ChecklistGroupConfig] | None = None
+    """The post-rollback checklist; omit it for the runbook's four groups
+    (Immediate < 5 min, Short-term < 1 h, Investigation < 24 h, Long-term)."""
+
+    @model_validator(mode="after")
+    def _checklist_valid(self) -> IncidentConfig:
+        self.post_rollback_checklist()  # duplicate groups or items raise ValueError here
+        return self
+
+    def post_rollback_checklist(self):
+        """The checklist to use (`console.checklist.Checklist`)."""
+        from console.checklist import DEFAULT_CHECKLIST, Checklist
+
+        if self.checklist is None:
+            return DEFAULT_CHECKLIST
+        return Checklist.from_items(
+            (g.name, timedelta(minutes=g.deadline_minutes) if g.deadline_minutes else None, g.items)
+            for g in self.checklist
+        )
 
 
 class UiConfig(_Model):
@@ -182,12 +554,20 @@ class Config(_Model):
     """Overrides of the runbook's decision thresholds."""
     health: HealthConfig = HealthConfig()
     """Health-check settings."""
+    signals: SignalsConfig = SignalsConfig()
+    """Windows and counts for the derived signals (intermittent errors, latency before the deploy)."""
     clusters: dict[str, ClusterConfig] = {}
     """Named Kubernetes connections that services refer to by `cluster:`."""
     services: list[ServiceConfig] = Field(min_length=1)
     """The services this console watches and can roll back."""
     ui: UiConfig = UiConfig()
     """Look and feel."""
+    slack: SlackConfig = SlackConfig()
+    """Where the runbook's messages are posted."""
+    escalation: EscalationConfig = EscalationConfig()
+    """Who to contact at each escalation level."""
+    incident: IncidentConfig = IncidentConfig()
+    """Incident ticket, message defaults and the post-rollback checklist."""
     operator: str | None = None
     """Who is at the keyboard (shown in the timeline); default: $USER@host."""
 
@@ -210,16 +590,23 @@ class Config(_Model):
         if dupes:
             raise ValueError(f"service names must be unique; repeated: {', '.join(dupes)}")
         for index, service in enumerate(self.services):
-            if service.cluster is not None and service.cluster not in self.clusters:
+            # Kubernetes-based services name a `clusters:` entry; an ECS cluster is AWS's own name.
+            cluster = None if isinstance(service, EcsService) else getattr(service, "cluster", None)
+            if cluster is not None and cluster not in self.clusters:
                 known = ", ".join(sorted(self.clusters)) or "none defined"
                 raise ValueError(
-                    f"services[{index}].cluster: {service.cluster!r} is not under clusters: ({known})"
+                    f"services[{index}].cluster: {cluster!r} is not under clusters: ({known})"
                 )
         return self
 
     @property
     def decision_thresholds(self) -> Thresholds:
-        return self.thresholds.resolve()
+        thresholds = self.thresholds.resolve()
+        if self.escalation.customer_impact_minutes is not None:
+            thresholds = dataclasses.replace(
+                thresholds, customer_impact_escalation=timedelta(minutes=self.escalation.customer_impact_minutes)
+            )
+        return thresholds
 
     def service(self, name: str) -> ServiceConfig:
         for service in self.services:
@@ -237,7 +624,7 @@ def _location(loc: tuple[object, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("kubernetes",) and parts:  # discriminator tag, not a field
+        elif item in ("kubernetes", "compose", "blue-green", "canary", "ecs") and parts:  # discriminator tag, not a field
             continue
         else:
             parts.append(("." if parts else "") + str(item))
@@ -269,7 +656,27 @@ def parse(data: object, source: str = "<config>", base_dir: Path | None = None) 
             for name, cluster in config.clusters.items()
         }
         config = config.model_copy(update={"clusters": clusters})
+        config = config.model_copy(update={"services": [_resolve_database(s, base_dir) for s in config.services]})
+        config = config.model_copy(update={"services": [_resolve_compose_file(s, base_dir) for s in config.services]})
     return config
+
+
+def _resolve_compose_file(service: ServiceConfig, base_dir: Path) -> ServiceConfig:
+    """A Compose service whose compose file is relative to the config file's folder."""
+    if not isinstance(service, ComposeService):
+        return service
+    return service.model_copy(update={"compose_file": _resolve(service.compose_file, base_dir)})
+
+
+def _resolve_database(service: ServiceConfig, base_dir: Path) -> ServiceConfig:
+    """A service whose database fix script and backups folder are relative to the config file's folder."""
+    db = service.database
+    if db is None:
+        return service
+    update: dict[str, object] = {"fix_script": _resolve(db.fix_script, base_dir)}
+    if db.backups is not None:
+        update["backups"] = db.backups.model_copy(update={"dir": _resolve(db.backups.dir, base_dir)})
+    return service.model_copy(update={"database": db.model_copy(update=update)})
 
 
 def _resolve(path: str | None, base_dir: Path) -> str | None:

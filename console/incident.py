@@ -42,6 +42,12 @@ CHECKLIST_UNTICKED = "checklist.unticked"  # item
 MESSAGE_SENT = "message.sent"  # message (comms kind), label, channel, outbox_id
 MESSAGE_FAILED = "message.failed"  # message, label, channel, outbox_id, error
 TIMELINE_EXPORTED = "timeline.exported"  # path
+# Guided database procedures (console/procedures.py folds them): procedure
+# ("migration_rollback" or "data_corruption"), step (a step id), title, plus:
+STEP_STARTED = "procedure.step.started"  # commands (what runs, as shown), choice (the backup, for a restore)
+STEP_DONE = "procedure.step.done"  # output (trimmed), result (a short summary)
+STEP_FAILED = "procedure.step.failed"  # error (the operator sentence), output (trimmed)
+STEP_SKIPPED = "procedure.step.skipped"  # reason (required: a step is never skipped silently)
 
 KINDS: tuple[str, ...] = (
     INCIDENT_OPENED,
@@ -61,6 +67,10 @@ KINDS: tuple[str, ...] = (
     MESSAGE_SENT,
     MESSAGE_FAILED,
     TIMELINE_EXPORTED,
+    STEP_STARTED,
+    STEP_DONE,
+    STEP_FAILED,
+    STEP_SKIPPED,
 )
 
 _FACT_FIELDS = {f.name for f in fields(Facts)}
@@ -262,6 +272,44 @@ def message_failed(message: str, label: str, error: str, channel: str = "Slack",
 def timeline_exported(path: str) -> NewEvent:
     """The incident's timeline was written to `path` (logs preserved for investigation)."""
     return NewEvent(TIMELINE_EXPORTED, f"Timeline exported to {path}", {"path": path})
+
+
+STEP_OUTPUT_LIMIT = 4000
+"""Characters of a step's output kept in the timeline (the end, where errors are)."""
+
+
+def _trimmed(output: str) -> str:
+    return output if len(output) <= STEP_OUTPUT_LIMIT else "[...]\n" + output[-STEP_OUTPUT_LIMIT:]
+
+
+def step_started(procedure: str, step: str, title: str, commands: Iterable[str] = (), choice: str = "") -> NewEvent:
+    """A step of a guided database procedure began; `commands` are what it runs, as shown to the operator."""
+    shown = list(commands)
+    text = f"{title}: started" + (f" ({'; '.join(shown)})" if shown else "")
+    return NewEvent(STEP_STARTED, text, {"procedure": procedure, "step": step, "title": title,
+                                         "commands": shown, "choice": choice})
+
+
+def step_done(procedure: str, step: str, title: str, result: str = "", output: str = "") -> NewEvent:
+    """A step finished; `result` is a short summary, `output` what its commands printed."""
+    return NewEvent(STEP_DONE, f"{title}: done" + (f" ({result})" if result else ""),
+                    {"procedure": procedure, "step": step, "title": title, "result": result,
+                     "output": _trimmed(output)})
+
+
+def step_failed(procedure: str, step: str, title: str, error: str, output: str = "") -> NewEvent:
+    """A step failed; the procedure stays at this step (it can be retried or skipped with a reason)."""
+    return NewEvent(STEP_FAILED, f"{title}: failed: {error}",
+                    {"procedure": procedure, "step": step, "title": title, "error": error,
+                     "output": _trimmed(output)})
+
+
+def step_skipped(procedure: str, step: str, title: str, reason: str) -> NewEvent:
+    """The operator skipped a step; `reason` is required (never skipped silently)."""
+    if not reason.strip():
+        raise ValueError(f"Skipping {title!r} needs a reason; say why it is not needed.")
+    return NewEvent(STEP_SKIPPED, f"{title}: skipped (reason: {reason.strip()})",
+                    {"procedure": procedure, "step": step, "title": title, "reason": reason.strip()})
 
 
 # --- state ------------------------------------------------------------------------------

@@ -68,8 +68,12 @@ class Metrics:
     # Recent history of the error rate, oldest first.
     error_rate_history: tuple[Point, ...] = ()
     latency_history: tuple[Point, ...] = ()
-    # When the values were sampled (Prometheus sample time), None if unknown.
+    # When the values were sampled (Prometheus sample time), None if unknown:
+    # the oldest of `sampled`.
     sampled_at: datetime | None = None
+    # Sample time per signal ("error_rate", "latency_p95", "request_rate",
+    # "route_error_rate"), for the ones that have a value.
+    sampled: tuple[tuple[str, datetime], ...] = ()
     # Why the values are missing, as a sentence, when a query failed.
     error: str | None = None
 

@@ -31,7 +31,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # key=value or key: value for secret-looking keys (DSNs, env dumps, config).
     (
         re.compile(
-            r"\b((?:aws_)?(?:secret_access_key|secret|password|passwd|pwd|token|api_key|apikey|access_token)"
+            r"\b((?:aws_|pg)?(?:secret_access_key|secret|password|passwd|pwd|token|api_key|apikey|access_token)"
             r"[\"']?\s*[=:]\s*[\"']?)[^\s\"',;&]+",
             re.I,
         ),

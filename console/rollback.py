@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from console.comms import MessageKind
 from console.model import Action
 from console.platforms.base import PlatformError
 from console.session import Session
@@ -50,7 +51,54 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     out(f"Starting rollback for {service}")
     out(f"Reason: {reason}")
     out(f"Runbook: {decision.headline}" + (f" ({'; '.join(str(r) for r in decision.reasons)})" if decision.reasons else ""))
-    if decision.action in DO_NOT_ROLL_BACK and not force:
+    # Run twice, or again after a crash: never a second `rollout undo`, which
+    # would toggle the service back to the bad version.
+    if session.rollback_in_flight(service):
+        state = session.incident_state(service)
+        out(f"A rollback of {service} to {', '.join(state.rollback.to_versions) or state.rollback.to_revision} "
+            f"is already in flight in incident {state.id}: watching it, not issuing it again.")
+        if dry_run:
+            out("Dry run: nothing was changed.")
+            return EXIT_OK
+        try:
+            for progress in session.resume_rollback(service, timeout=timeout):
+                out(progress.message)
+                if progress.failed:
+                    return EXIT_FAILED
+        except PlatformError as err:
+            out(f"Rollback failed: {err}")
+            return EXIT_FAILED
+        return await _verify_and_report(session, service, out)
+    if to_revision is None:
+        try:
+            done = session.already_on_target(service)
+        except PlatformError as err:
+            out(f"Cannot read the rollout history: {err}")
+            return EXIT_FAILED
+        if done:
+            out(done)
+            out("Pass --to-revision N to roll back further.")
+            return EXIT_OK
+    check = session.rollback_check(service, to_revision)
+    if check.blocked:
+        if not force:
+            out(f"Not rolling back: {check.explanation}")
+            out("The runbook's options (DO NOT roll back the migration):")
+            for option in check.options:
+                out(f"  - {option.title}: {option.detail}")
+            out("Pass --force to roll back anyway, accepting the risk of data loss.")
+            if not dry_run:
+                session.note(f"{service}: headless rollback refused: it would cross migration "
+                             f"{check.migration.name if check.migration else ''}, which cannot be undone", service=service)
+            return EXIT_DO_NOT_ROLL_BACK
+        out(f"WARNING (--force): {check.explanation}")
+        if not dry_run:
+            session.note(f"{service}: rollback forced past a migration that cannot be undone", service=service)
+    # The runbook's option 3: a revision that works with the new schema may be rolled back to.
+    partial = decision.action is Action.FIX_FORWARD and check.migration is not None and not check.blocked
+    if partial:
+        out(f"Partial rollback: the target works with migration {check.migration.name} (the runbook's option 3).")
+    if decision.action in DO_NOT_ROLL_BACK and not force and not partial:
         out(f"Not rolling back: the runbook says {decision.headline.lower()}.")
         for alternative in decision.alternatives:
             out(f"  - {alternative}")
@@ -69,6 +117,9 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     else:
         out(f"Plan: revision {plan.from_revision} → {plan.to_revision} "
             f"({', '.join(plan.from_versions)} → {', '.join(plan.to_versions)})")
+        if plan.summary:
+            # Says what the numbers mean per platform (a blue-green "revision" is a colour).
+            out(plan.summary)
         for call in plan.calls:
             out(str(call))
     if dry_run:
@@ -78,15 +129,43 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         out("Aborted: nothing was changed.")
         return EXIT_FAILED
 
-    try:
-        for progress in session.execute(plan, reason=reason, timeout=timeout):
-            out(progress.message)
-            if progress.failed:
-                return EXIT_FAILED
-    except PlatformError as err:
-        out(f"Rollback failed: {err}")
-        return EXIT_FAILED
+    migration = session.migration_facts(service)
+    if migration.migration_applied and migration.migration_reversible is True and plan.skip_reason is None:
+        code = _reversible_plan(session, service, to_revision, confirm, out)
+        if code != EXIT_OK:
+            return code
+    else:
+        try:
+            announced = plan.skip_reason is not None
+            for progress in session.execute(plan, reason=reason, timeout=timeout):
+                out(progress.message)
+                if not announced:
+                    # The start is recorded and the change applied: tell the channel.
+                    _post(session, service, MessageKind.ROLLBACK_IN_PROGRESS, out, plan)
+                    announced = True
+                if progress.failed:
+                    return EXIT_FAILED
+        except PlatformError as err:
+            out(f"Rollback failed: {err}")
+            return EXIT_FAILED
 
+    return await _verify_and_report(session, service, out)
+
+
+def _post(session: Session, service: str, kind: MessageKind, out: Callable[[str], None], plan=None) -> None:
+    """Post one of the runbook's messages when a webhook is configured; a failure is
+    reported and the message stays in the outbox (the console resends it)."""
+    if session.slack_problem() is not None:
+        return
+    _, result = session.send_message(service, kind, plan=plan)
+    if result.ok:
+        out(f"{kind.label} message posted to {session.slack_channel}.")
+    else:
+        out(f"{kind.label} message not posted: {result.error} It is kept and will be resent.")
+
+
+async def _verify_and_report(session: Session, service: str, out: Callable[[str], None]) -> int:
+    """The script's steps 4 and 5: verify, then the Rollback Complete message and the checklist."""
     after = (await session.refresh(only=service))[0]
     health = after.snapshot.health
     if health.completely_down or health.endpoint_ok is False:
@@ -94,4 +173,38 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         session.note(f"{service}: rollback complete but service unhealthy", service=service)
         return EXIT_FAILED
     out(f"Rollback of {service} complete. Service healthy.")
+    _post(session, service, MessageKind.ROLLBACK_COMPLETE, out)
+    status = session.checklist(service)
+    if status is not None:
+        due = [s.due_at for s in status.items if s.due_at is not None and not s.done]
+        out(f"Post-rollback checklist: {status.done} of {len(status.items)} done"
+            + (f"; next items due by {min(due):%H:%M} UTC." if due else "."))
+    return EXIT_OK
+
+
+def _reversible_plan(session, service, to_revision, confirm, out) -> int:
+    """The runbook's order when the migration is reversible: the application
+    first, then the migration rollback command, then the data integrity check."""
+    from console.database import DatabaseError
+
+    out("The migration since the deploy is reversible: the application first, then the migration, then the data check.")
+    try:
+        runner = session.migration_rollback(service, to_revision)
+    except (DatabaseError, PlatformError) as err:
+        out(f"Cannot run the migration rollback plan: {err}")
+        return EXIT_FAILED
+    ask = None if confirm is None else (lambda preview: confirm(preview.confirmation))
+    try:
+        outcome = runner.run_all(confirm=ask, out=out)
+    except (DatabaseError, PlatformError) as err:
+        out(f"The migration rollback plan stopped: {err}")
+        return EXIT_FAILED
+    state = runner.state()
+    if not state.finished:
+        stopped = state.stopped or state.current
+        out(f"The migration rollback plan stopped at step {stopped.label if stopped else '?'}; "
+            "escalated to level 2 (Team Lead). Fix the cause and run the rollback again to resume.")
+        return EXIT_FAILED
+    if outcome is not None and not outcome.ok:
+        return EXIT_FAILED
     return EXIT_OK

@@ -5,20 +5,28 @@ before anyone sees it. The TUI and the headless commands both drive one.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from console import incident as incidents
+from console.checklist import Checklist, ChecklistStatus, Observations, evaluate_checklist, tick, untick
+from console.comms import Message, MessageKind, rollback_complete, rollback_in_progress
+from console.slack import SendResult, SlackNotifier, deliver, resend_pending
+from console.store import OutboxEntry
 from console.clock import Clock, SystemClock
 from console.config import Config, ServiceConfig
+from console.database import CorruptionResponse, Database, DatabaseError, MigrationRollback, MigrationState
 from console.decision import evaluate
 from console.incident import NewEvent
-from console.model import Action, Decision, Event, Facts, Progress, RollbackPlan, ServiceView, Snapshot
-from console.platforms.base import Platform, PlatformError
-from console.signals.poller import PollSettings, Poller, ServiceSource
+from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
+from console.platforms.base import Leased, Platform, PlatformError, Routed, Routing
+from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
+from console.signals.poller import SIGNALS, PollSettings, Poller, ServiceSource
 from console.store import Store
 
 
@@ -46,8 +54,66 @@ def _kubernetes(config: Config, service: ServiceConfig, clock: Clock) -> Platfor
     )
 
 
+def _cluster_args(config: Config, service: ServiceConfig) -> dict:
+    """kubeconfig, context and timeout of the service's `cluster:` entry."""
+    cluster = config.clusters.get(service.cluster) if service.cluster else None
+    return {
+        "kubeconfig": cluster.kubeconfig if cluster else None,
+        "context": cluster.context if cluster else None,
+        "timeout": cluster.timeout if cluster else 10.0,
+    }
+
+
+def _blue_green(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+    from console.platforms.bluegreen import BlueGreenPlatform
+
+    return BlueGreenPlatform(
+        service=service.name,
+        namespace=service.namespace,
+        service_object=service.service_name,
+        colours=service.colour_deployments,
+        selector_key=service.selector_key,
+        verify_seconds=service.verify_seconds,
+        clock=clock,
+        **_cluster_args(config, service),
+    )
+
+
+def _canary(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+    from console.platforms.canary import CanaryPlatform
+
+    return CanaryPlatform(
+        service=service.name,
+        namespace=service.namespace,
+        virtualservice=service.virtualservice,
+        deployment=service.deployment_name,
+        canary_deployment=service.canary_deployment_name,
+        stable_subset=service.stable_subset,
+        canary_subset=service.canary_subset,
+        host=service.host,
+        clock=clock,
+        **_cluster_args(config, service),
+    )
+
+
+def _compose(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+    from console.platforms.compose import ComposePlatform
+
+    return ComposePlatform.from_config(service, clock=clock)
+
+
+def _ecs(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+    from console.platforms.ecs import EcsPlatform
+
+    return EcsPlatform.from_config(service, clock=clock)
+
+
 PLATFORM_BUILDERS: dict[str, Callable[[Config, ServiceConfig, Clock], Platform]] = {
     "kubernetes": _kubernetes,
+    "compose": _compose,
+    "blue-green": _blue_green,
+    "canary": _canary,
+    "ecs": _ecs,
 }
 """Platform name (a service's `platform:` in the config) -> builder. A new
 platform adds its config model to config.py and one entry here; builders
@@ -74,6 +140,52 @@ def _prometheus(config: Config):
     )
 
 
+CHOICES: dict[str, str] = {
+    "rollback": "Roll back",
+    "keep_investigating": "Keep investigating",
+    "fix_forward": "Fix forward",
+    "hotfix": "Hotfix",
+    "wait": "Wait for external fix",
+}
+"""The operator's decisions the timeline records with a reason (choice id -> the runbook's words)."""
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Where the incident stands on the runbook's Rollback Escalation."""
+
+    level: int
+    role: str  # "Team Lead"
+    why: str
+    # When the level rises by time alone (customer impact passing the limit), None if it will not.
+    next_at: datetime | None
+    # Who to contact at this level, from the config.
+    contacts: tuple[str, ...] = ()
+
+
+def markdown_to_mrkdwn(text: str) -> str:
+    """An operator-edited runbook message (Markdown) in Slack's mrkdwn: headings
+    and **bold** become *bold*, "- " bullets become "•"."""
+    lines = []
+    for line in text.rstrip().splitlines():
+        stripped = line.rstrip()
+        if stripped.startswith("#"):
+            stripped = "*" + stripped.lstrip("#").strip() + "*"
+        elif stripped.startswith("- "):
+            stripped = "• " + stripped[2:]
+        lines.append(stripped.replace("**", "*"))
+    return "\n".join(lines)
+
+
+def _metric_words(metrics: dict) -> str:
+    parts = []
+    if "error_rate" in metrics:
+        parts.append(f"error rate {metrics['error_rate'] * 100:.2f} %")
+    if "latency_p95_ms" in metrics:
+        parts.append(f"p95 {metrics['latency_p95_ms']:.0f} ms")
+    return ", ".join(parts)
+
+
 class Session:
     """Everything one console (TUI or headless) knows and does."""
 
@@ -91,6 +203,18 @@ class Session:
         self._facts: dict[str, Facts] = {name: Facts() for name in self.services}
         self._views: dict[str, ServiceView] = {}
         self._lock = threading.Lock()
+        self._databases: dict[str, Database] = {
+            s.name: Database(s.name, s.database) for s in config.services if getattr(s, "database", None)
+        }
+        self._migrations: dict[str, MigrationState] = {}
+        self._detected: dict[str, MigrationFacts] = {}
+        # The guided incident: each service's open incident, rebuilt from the
+        # store (so a restart resumes it) and kept current as events are recorded.
+        self._states: dict[str, incidents.IncidentState] = {}
+        self._before: dict[str, dict] = {}
+        self._state_lock = threading.RLock()
+        for name in self.services:
+            self._sync_state(name)
         sources = []
         for s in config.services:
             queries = config.queries_for(s)
@@ -98,23 +222,14 @@ class Session:
                 ServiceSource(
                     name=s.name,
                     platform=self._platforms[s.name],
-                    error_rate_query=queries.render("error_rate", s.name) if config.prometheus else None,
-                    latency_query=queries.render("latency_p95", s.name) if config.prometheus else None,
+                    queries={signal: getattr(queries, signal) for signal in SIGNALS} if config.prometheus else {},
                     health_url=s.health_url,
                 )
             )
         self.poller = Poller(
             sources,
             self.clock,
-            PollSettings(
-                refresh_interval=config.refresh_interval,
-                stale_after_intervals=config.stale_after_intervals,
-                health_timeout=config.health.timeout,
-                health_json_path=config.health.json_path,
-                health_healthy_value=config.health.healthy_value,
-                latency_spike_factor=self.thresholds.latency_spike_factor,
-                max_concurrency=config.prometheus.max_concurrency if config.prometheus else 32,
-            ),
+            PollSettings.from_config(config),
             _prometheus(config),
         )
 
@@ -134,13 +249,18 @@ class Session:
 
     async def refresh(self, only: str | None = None) -> list[ServiceView]:
         """One refresh cycle; decision changes are recorded before they are returned."""
+        for name in ([only] if only else self.services):
+            self._sync_state(name)  # another console or a headless run may have written
         snapshots = await self.poller.cycle(only)
+        snapshots = list(await asyncio.gather(*(self._with_migrations(s) for s in snapshots)))
         views = []
         for snapshot in snapshots:
             view = ServiceView(snapshot, self.decide(snapshot))
             self._note_change(self._views.get(snapshot.service), view)
             self._views[snapshot.service] = view
             views.append(view)
+            self._escalate(snapshot.service, snapshot.taken_at)
+            self._record_checklist(snapshot.service, snapshot.taken_at)
         return views
 
     def view(self, service: str) -> ServiceView | None:
@@ -148,9 +268,13 @@ class Session:
 
     def _note_change(self, before: ServiceView | None, after: ServiceView) -> None:
         """Record a decision when its action changes (not the quiet healthy start)."""
-        old = before.decision if before else None
+        old = before.decision.action if before else None
+        if old is None:
+            # After a restart the last stored verdict is the one to compare with.
+            state = self.incident_state(after.snapshot.service)
+            old = state.decision.action if state is not None and state.decision else None
         new = after.decision
-        if old is not None and old.action == new.action:
+        if old is not None and old == new.action:
             return
         if old is None and new.action == Action.HEALTHY:
             return
@@ -169,10 +293,13 @@ class Session:
     def record(self, event: NewEvent, service: str | None = None, actor: str | None = None) -> Event:
         """Store one timeline event in `service`'s incident (the first service's by
         default) and return it as stored: nothing is shown before it is stored."""
-        incident_id = self.incident_id(service or self.services[0])
-        return self.store.append(
+        service = service or self.services[0]
+        incident_id = self.incident_id(service)
+        stored = self.store.append(
             incident_id, event.kind, event.text, at=self.clock.now(), actor=actor or self.operator, data=event.data
         )
+        self._apply(service, incident_id, stored)
+        return stored
 
     def note(self, text: str, service: str | None = None, actor: str | None = None) -> Event:
         """A free-text timeline entry."""
@@ -201,33 +328,459 @@ class Session:
             self.note(f"{service}: {plan.skip_reason}", service=service)
             yield Progress(message=plan.skip_reason, at=self.clock.now(), done=True)
             return
-        started = incidents.rollback_started(plan)
-        if reason:
-            started = replace(started, text=f"{started.text} (reason: {reason})", data={**started.data, "reason": reason})
-        self.record(started, service=service)
-        last = None
+        platform = self.platform(service)
+        # One rollback at a time per service across every console: the lease is
+        # taken before anything is recorded or changed, renewed while the
+        # rollback runs, and released after it, whatever happens.
+        lease = self.rollback_lease(service)
+        if lease is not None:
+            try:
+                lease.__enter__()
+            except PlatformError as err:
+                self.note(f"{service}: rollback not started: {err}", service=service, actor="console")
+                raise
         try:
-            for progress in self.platform(service).execute(plan, timeout=timeout):
+            started = incidents.rollback_started(plan)
+            if reason:
+                started = replace(started, text=f"{started.text} (reason: {reason})", data={**started.data, "reason": reason})
+            before = self._metrics_now(service)
+            if before:
+                # The bad version's numbers, for the Rollback Complete message and the export.
+                started = replace(started, data={**started.data, "before": before})
+            self.record(started, service=service)
+            last = None
+            try:
+                for progress in platform.execute(plan, timeout=timeout):
+                    if lease is not None:
+                        lease.renew_if_due()
+                    if progress.message != last:
+                        self.record(incidents.rollback_progress(progress), service=service, actor="console")
+                        last = progress.message
+                    if progress.failed:
+                        self.record(incidents.rollback_failed(progress.message), service=service, actor="console")
+                    elif progress.done:
+                        to = ", ".join(plan.to_versions) or f"revision {plan.to_revision}"
+                        self.record(incidents.rollback_completed(f"Rollback complete: {service} on {to}"), service=service, actor="console")
+                    yield progress
+            except PlatformError as err:
+                self.record(incidents.rollback_failed(str(err)), service=service, actor="console")
+                raise
+        finally:
+            if lease is not None:
+                lost = lease.lost
+                lease.__exit__(None, None, None)
+                if lost:
+                    self.note(f"{service}: {lost}", service=service, actor="console")
+
+    def rollback_lease(self, service: str):
+        """The service's rollback lease held by this console's operator (a
+        `platforms.lease.RollbackLease`, not yet acquired), None for platforms
+        without one (Compose)."""
+        platform = self.platform(service)
+        if not isinstance(platform, Leased):
+            return None
+        return platform.rollback_lease(self.operator)
+
+    def lease_holder(self, service: str):
+        """Who is rolling `service` back right now (a `platforms.lease.LeaseHolder`,
+        `expired` set when its holder stopped renewing it), None when nobody
+        is or the platform has no lease. Makes a request: call from a worker."""
+        lease = self.rollback_lease(service)
+        return lease.current() if lease is not None else None
+
+    def routing(self, service: str) -> Routing | None:
+        """Where `service`'s traffic goes (the live blue-green colour, the canary
+        weights), None for platforms without a traffic switch. Makes requests:
+        call from a worker."""
+        platform = self.platform(service)
+        return platform.routing() if isinstance(platform, Routed) else None
+
+    async def aclose(self) -> None:
+        await self.poller.aclose()
+
+    def declare(self, service: str, name: str, value: object, actor: str | None = None) -> Facts:
+        """Declare one fact (a `Facts` field) for a service; recorded in the timeline."""
+        event = incidents.fact_set(name, value)
+        facts = replace(self._facts[service], **{name: value})
+        self.record(event, service=service, actor=actor)
+        self._facts[service] = facts
+        return facts
+
+    # -- the guided incident (runbook: decision framework, escalation, messages, checklist) --
+
+    def _sync_state(self, service: str) -> incidents.IncidentState | None:
+        """Rebuild `service`'s open incident from the store (None when none is open)."""
+        incident_id = self.store.open_incident_for(service)
+        with self._state_lock:
+            if incident_id is None:
+                self._states.pop(service, None)
+                self._before.pop(service, None)
+                self._facts[service] = Facts()
+                return None
+            events = self.store.events(incident_id, newest_first=False)
+            state = incidents.rebuild(incident_id, events)
+            self._states[service] = state
+            self._facts[service] = state.facts
+            for event in events:
+                if event.kind == incidents.ROLLBACK_STARTED:
+                    self._before[service] = incidents.payload(event).get("before") or {}
+            return state
+
+    def _apply(self, service: str, incident_id: str, event: Event) -> None:
+        """Fold one stored event into the cached incident state."""
+        with self._state_lock:
+            state = self._states.get(service)
+            if state is None or state.id != incident_id:
+                self._sync_state(service)
+                return
+            state = incidents.apply(state, event)
+            self._states[service] = state
+            self._facts[service] = state.facts
+            if event.kind == incidents.ROLLBACK_STARTED:
+                self._before[service] = incidents.payload(event).get("before") or {}
+
+    def reload_incident(self, service: str) -> incidents.IncidentState | None:
+        """Re-read the service's open incident from the store (after writes made around this
+        session), and record the checklist ticks that follow from it (an export, a message)."""
+        state = self._sync_state(service)
+        self._record_checklist(service, self.clock.now())
+        return state
+
+    def incident_state(self, service: str) -> incidents.IncidentState | None:
+        """The open incident of `service` as its timeline says (None when none is open)."""
+        with self._state_lock:
+            return self._states.get(service)
+
+    def _metrics_now(self, service: str) -> dict:
+        view = self._views.get(service)
+        if view is None:
+            return {}
+        metrics = view.snapshot.metrics
+        values = {"error_rate": metrics.error_rate, "latency_p95_ms": metrics.latency_p95_ms}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def metrics_before(self, service: str) -> Metrics | None:
+        """The metrics when the incident's rollback started (the bad version), if recorded."""
+        before = self._before.get(service)
+        return Metrics(**before) if before else None
+
+    # investigation: the runbook's "Investigate 5 min, then decide"
+
+    def investigate(self, service: str) -> datetime:
+        """Start the investigation countdown (a no-op if one runs); returns its deadline."""
+        started = self.facts(service).investigation_started_at
+        if started is None:
+            started = self.clock.now()
+            self.declare(service, "investigation_started_at", started)
+        return started + self.thresholds.investigate_window
+
+    def investigation_deadline(self, service: str) -> datetime | None:
+        """When the running investigation must end in a decision (None when none runs)."""
+        started = self.facts(service).investigation_started_at
+        return started + self.thresholds.investigate_window if started else None
+
+    def end_investigation(self, service: str, why: str, actor: str | None = None) -> None:
+        """Stop the countdown, saying why (a decision was taken, or a worse signal interrupted it)."""
+        if self.facts(service).investigation_started_at is None:
+            return
+        self.record(incidents.note(f"Investigation ended: {why}"), service=service, actor=actor)
+        self.declare(service, "investigation_started_at", None, actor=actor)
+
+    def choose(self, service: str, choice: str, reason: str) -> Event:
+        """Record an operator's decision with its reason: one of CHOICES. Keeping
+        on investigating restarts the countdown; fix forward, hotfix and wait end it."""
+        if choice not in CHOICES:
+            raise ValueError(f"{choice!r} is not a decision the console knows; use one of {', '.join(CHOICES)}.")
+        reason = reason.strip()
+        if not reason:
+            raise ValueError(f"{CHOICES[choice]} needs a reason: say why, it goes in the timeline and the RCA.")
+        event = self.record(
+            incidents.NewEvent(incidents.NOTE, f"Decision: {CHOICES[choice]} (reason: {reason})",
+                               {"choice": choice, "reason": reason}),
+            service=service,
+        )
+        if choice == "keep_investigating":
+            # A fresh window from now: the countdown starts again.
+            self.declare(service, "investigation_started_at", self.clock.now())
+        elif choice != "rollback" and self.facts(service).investigation_started_at is not None:
+            self.declare(service, "investigation_started_at", None)
+        return event
+
+    # escalation: the runbook's Rollback Escalation
+
+    def escalation(self, service: str, now: datetime | None = None) -> Escalation:
+        """The level the incident is at, why, who to contact and when it rises by time alone."""
+        now = now or self.clock.now()
+        state = self.incident_state(service)
+        if state is None:
+            return Escalation(1, incidents.ESCALATION_ROLES[1], "No incident open", None,
+                              tuple(self.config.escalation.contacts.get(1, ())))
+        level, why, next_at = incidents.escalation_level(state, now, self.thresholds.customer_impact_escalation)
+        if state.escalated_to > level:
+            level, why = state.escalated_to, f"Escalated earlier to level {state.escalated_to}"
+        return Escalation(level, incidents.ESCALATION_ROLES[level], why, next_at,
+                          tuple(self.config.escalation.contacts.get(level, ())))
+
+    def _escalate(self, service: str, now: datetime) -> None:
+        state = self.incident_state(service)
+        if state is None:
+            return
+        level, why, _ = incidents.escalation_level(state, now, self.thresholds.customer_impact_escalation)
+        if level > state.escalated_to:
+            self.record(incidents.escalated(level, why), service=service, actor="console")
+
+    # the post-rollback checklist
+
+    @property
+    def checklist_definition(self) -> Checklist:
+        return self.config.incident.post_rollback_checklist()
+
+    def checklist(self, service: str, now: datetime | None = None) -> ChecklistStatus | None:
+        """Every checklist item now (None when no incident is open); pure, records nothing."""
+        state = self.incident_state(service)
+        if state is None:
+            return None
+        view = self._views.get(service)
+        seen = Observations(
+            health=view.snapshot.health if view else None,
+            metrics=view.snapshot.metrics if view else None,
+            before=self.metrics_before(service),
+        )
+        return evaluate_checklist(state, now or self.clock.now(), seen, self.checklist_definition, self.thresholds)
+
+    def _record_checklist(self, service: str, now: datetime) -> None:
+        """Record the ticks the console can make itself (actor "console", with why)."""
+        status = self.checklist(service, now)
+        if status is None:
+            return
+        for event in status.to_record():
+            self.record(event, service=service, actor="console")
+
+    def toggle_checklist(self, service: str, item_id: str) -> bool:
+        """Tick an item, or untick it when it is done; returns whether it is done now."""
+        status = self.checklist(service)
+        if status is None:
+            self.incident_id(service)
+            status = self.checklist(service)
+        done = status.item(item_id).done if status is not None else False
+        event = untick(self.checklist_definition, item_id) if done else tick(self.checklist_definition, item_id)
+        self.record(event, service=service)
+        return not done
+
+    # messages: the runbook's Communication During Rollback
+
+    def ticket(self, service: str) -> str:
+        """The incident ticket named in messages: PREFIX-YYYY-MMDD-HHMM."""
+        state = self.incident_state(service)
+        opened = state.opened_at if state else self.clock.now()
+        return f"{self.config.incident.ticket_prefix}-{opened:%Y-%m%d-%H%M}"
+
+    def compose_message(self, service: str, kind: MessageKind, plan: RollbackPlan | None = None) -> Message:
+        """The runbook's message `kind` filled from the incident and the latest signals."""
+        state = self.incident_state(service) or incidents.new_state(self.incident_id(service), service, self.clock.now())
+        view = self._views.get(service)
+        now = self.clock.now()
+        if kind is MessageKind.ROLLBACK_IN_PROGRESS:
+            before = self.metrics_before(service) or (view.snapshot.metrics if view else None)
+            eta = timedelta(minutes=self.config.incident.message_eta_minutes)
+            return rollback_in_progress(state, plan, self.operator, now, before=before, eta=eta)
+        if kind is MessageKind.ROLLBACK_COMPLETE:
+            return rollback_complete(
+                state, self.metrics_before(service), view.snapshot.metrics if view else None,
+                view.snapshot.health if view else None, now, ticket=self.ticket(service),
+            )
+        raise ValueError(f"{kind.label} is not one of the runbook's two messages.")
+
+    @property
+    def slack_channel(self) -> str:
+        return self.config.slack.channel
+
+    def _notifier(self) -> SlackNotifier | None:
+        url = self.config.slack.webhook_url()
+        if url is None:
+            return None
+        return SlackNotifier(url, timeout=self.config.slack.timeout, retries=self.config.slack.retries)
+
+    def slack_problem(self) -> str | None:
+        """Why messages cannot be posted to Slack, as a sentence (None when they can)."""
+        env = self.config.slack.webhook_url_env
+        if env is None:
+            return ("Slack is not configured (slack.webhook_url_env in the config): copy the message "
+                    "and post it by hand.")
+        if self.config.slack.webhook_url() is None:
+            return (f"The environment variable {env} that holds the Slack webhook URL is not set: "
+                    "export it and restart, or copy the message and post it by hand.")
+        return None
+
+    def send_message(self, service: str, kind: MessageKind, text: str | None = None,
+                     plan: RollbackPlan | None = None) -> tuple[OutboxEntry | None, SendResult]:
+        """Post a message to Slack: the composed one, or the operator's edit of it
+        (`text`, Markdown). Kept in the outbox first, so a failed post is retried
+        later and never lost. Never raises for Slack's failures."""
+        message = self.compose_message(service, kind, plan)
+        if text is not None and text.strip() != message.text.strip():
+            message = Message(kind=kind, title=message.title, text=markdown_to_mrkdwn(text))
+        if kind is MessageKind.ROLLBACK_COMPLETE:
+            after = self._metrics_now(service)
+            if after:
+                self.record(incidents.NewEvent(incidents.NOTE, "Metrics after the rollback: " + _metric_words(after),
+                                               {"metrics_after": after}), service=service, actor="console")
+        notifier = self._notifier()
+        if notifier is None:
+            return None, SendResult(ok=False, error=self.slack_problem())
+        incident_id = self.incident_id(service)
+        entry, result = deliver(self.store, notifier, incident_id, message, self.clock, actor=self.operator)
+        self.reload_incident(service)  # "Team notified" is recorded before anyone sees it ticked
+        return entry, result
+
+    def pending_messages(self, service: str) -> list[OutboxEntry]:
+        """Messages of the open incident not sent yet (failed ones with their error)."""
+        incident_id = self.store.open_incident_for(service)
+        return self.store.outbox_pending(incident_id) if incident_id else []
+
+    def resend_pending(self, service: str) -> list[tuple[OutboxEntry, SendResult]]:
+        """Try the open incident's unsent messages again, oldest first."""
+        notifier = self._notifier()
+        incident_id = self.store.open_incident_for(service)
+        if notifier is None or incident_id is None:
+            return []
+        results = resend_pending(self.store, notifier, self.clock, incident_id, actor="console")
+        if results:
+            self.reload_incident(service)
+        return results
+
+    # a rollback that was in flight when the console stopped
+
+    def rollback_in_flight(self, service: str) -> bool:
+        """True when the open incident's rollback started and never ended (a crash mid-rollback)."""
+        state = self.incident_state(service)
+        return state is not None and state.rollback.status is incidents.RollbackStatus.IN_PROGRESS
+
+    def current_versions(self, service: str) -> tuple[str, ...]:
+        """The versions the platform runs now (its current revision's image tags)."""
+        current = next((r for r in self.platform(service).history() if r.current), None)
+        return current.versions if current else ()
+
+    def already_on_target(self, service: str) -> str | None:
+        """When the open incident's rollback completed and the platform still runs its
+        target: a sentence saying so (a second `rollout undo` would toggle back to the
+        bad version). None otherwise."""
+        state = self.incident_state(service)
+        if state is None or state.rollback.status is not incidents.RollbackStatus.COMPLETED:
+            return None
+        target = state.rollback.to_versions
+        if not target or self.current_versions(service) != target:
+            return None
+        when = state.rollback.finished_at
+        return (f"{service} is already on the target {', '.join(target)}: incident {state.id} rolled it back "
+                f"from {', '.join(state.rollback.from_versions) or '?'}"
+                + (f" at {when:%H:%M:%S} UTC" if when else "") + "; nothing to do.")
+
+    def resume_rollback(self, service: str, timeout: float = 300.0) -> Iterator[Progress]:
+        """Watch the rollback a crashed console left in flight, without issuing it
+        again: follow the rollout on the platform and record its progress and end.
+        When the platform never got the change (the crash came first), the
+        rollback is recorded as failed so it can be planned again."""
+        state = self.incident_state(service)
+        if state is None or state.rollback.status is not incidents.RollbackStatus.IN_PROGRESS:
+            return
+        rb = state.rollback
+        self.note(f"{service}: resuming the watch of the rollback to {', '.join(rb.to_versions) or rb.to_revision} "
+                  "that was in flight when the console stopped (not issued again)", service=service, actor="console")
+        platform = self.platform(service)
+        target = rb.to_versions
+        try:
+            if target and self.current_versions(service) != target:
+                error = (f"the console stopped before the rollback reached the platform ({service} still runs "
+                         f"{', '.join(self.current_versions(service)) or 'an unknown version'}); plan it again")
+                self.record(incidents.rollback_failed(error), service=service, actor="console")
+                yield Progress(message=error, at=self.clock.now(), failed=True)
+                return
+            follow = getattr(platform, "follow", None)
+            last = None
+            progresses = follow(timeout=timeout) if follow is not None else iter(
+                [Progress(message="rollout state read from the platform", at=self.clock.now(), done=True)])
+            for progress in progresses:
                 if progress.message != last:
                     self.record(incidents.rollback_progress(progress), service=service, actor="console")
                     last = progress.message
                 if progress.failed:
                     self.record(incidents.rollback_failed(progress.message), service=service, actor="console")
                 elif progress.done:
-                    to = ", ".join(plan.to_versions) or f"revision {plan.to_revision}"
-                    self.record(incidents.rollback_completed(f"Rollback complete: {service} on {to}"), service=service, actor="console")
+                    to = ", ".join(target) or f"revision {rb.to_revision}"
+                    self.record(incidents.rollback_completed(f"Rollback complete: {service} on {to}"),
+                                service=service, actor="console")
                 yield progress
         except PlatformError as err:
             self.record(incidents.rollback_failed(str(err)), service=service, actor="console")
             raise
 
-    async def aclose(self) -> None:
-        await self.poller.aclose()
+    # -- the database (runbook: Database Rollback Considerations) -------------
 
-    def declare(self, service: str, name: str, value: object) -> Facts:
-        """Declare one fact (a `Facts` field) for a service; recorded in the timeline."""
-        event = incidents.fact_set(name, value)
-        facts = replace(self._facts[service], **{name: value})
-        self.record(event, service=service)
-        self._facts[service] = facts
-        return facts
+    def database(self, service: str) -> Database:
+        """The service's database; DatabaseError when none is configured."""
+        try:
+            return self._databases[service]
+        except KeyError:
+            raise DatabaseError(
+                f"No database is configured for {service}: add a database: section to it in the config."
+            ) from None
+
+    def migrations(self, service: str) -> MigrationState | None:
+        """The migration state read at the last refresh (None before, or without a migration status source)."""
+        return self._migrations.get(service)
+
+    def migration_facts(self, service: str) -> MigrationFacts:
+        """What the last refresh detected about migrations since the deploy."""
+        return self._detected.get(service, MigrationFacts())
+
+    async def _with_migrations(self, snapshot: Snapshot) -> Snapshot:
+        """Read the migration state and turn a migration applied since the deploy
+        into facts (recorded when what is detected changes); a failure to read it
+        becomes one of the snapshot's errors."""
+        db = self._databases.get(snapshot.service)
+        if db is None or db.config.migration_status is None:
+            return snapshot
+        state = await asyncio.to_thread(db.migration_state, snapshot.taken_at)
+        self._migrations[snapshot.service] = state
+        if state.error:
+            return replace(snapshot, errors=snapshot.errors + (state.error,))
+        detected = migration_facts(migrations_since_deploy(state.migrations, snapshot.history))
+        if detected != self._detected.get(snapshot.service, MigrationFacts()):
+            facts = self._facts[snapshot.service]
+            for name, value in detected.items():
+                if getattr(facts, name) != value:
+                    self.record(incidents.fact_set(name, value), service=snapshot.service, actor="console")
+            self._facts[snapshot.service] = replace(facts, **dict(detected.items()))
+            self._detected[snapshot.service] = detected
+        return snapshot
+
+    def events(self, service: str) -> list[Event]:
+        """The timeline of the service's open incident, oldest first (opened now if there is none)."""
+        return self.store.events(self.incident_id(service), newest_first=False)
+
+    def corruption_response(self, service: str) -> CorruptionResponse:
+        """The runbook's Data Corruption Response for `service`, resumed from its timeline."""
+        self.platform(service)
+        return CorruptionResponse(self, service)
+
+    def migration_rollback(self, service: str, to_revision: int | None = None) -> MigrationRollback:
+        """The reversible-migration plan (application, migration, integrity check), resumed from its timeline."""
+        self.platform(service)
+        return MigrationRollback(self, service, to_revision)
+
+    def rollback_check(self, service: str, to_revision: int | None = None):
+        """Whether a rollback to `to_revision` (default: the previous revision)
+        crosses a migration that cannot be undone, with the runbook's three
+        options when it does (a `procedures.RollbackCheck`; from the last refresh)."""
+        from console.database import check_rollback
+
+        return check_rollback(self, service, to_revision)
+
+    def freeze_writes(self, service: str):
+        """Step 1 of the corruption response: scale to 0, remembering the replica count."""
+        return self.corruption_response(service).run("freeze")
+
+    def resume_writes(self, service: str):
+        """Step 6 of the corruption response: scale back to the remembered replica count."""
+        return self.corruption_response(service).run("resume")

@@ -5,6 +5,20 @@ set -euo pipefail
 
 missing=()
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# The real Prometheus the signal tests (and `drill --with-prometheus`) start themselves.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# The real PostgreSQL the database tests start (initdb + pg_ctl, on PATH or in
+# Debian's /usr/lib/postgresql/N/bin) and the client tools the console runs.
+if ! { command -v initdb && command -v pg_ctl; } >/dev/null 2>&1 \
+    && ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
+    missing+=(postgresql)
+fi
+command -v pg_restore >/dev/null 2>&1 || missing+=(postgresql-client)
+# The real Docker world of the Compose tests (scripts/docker-up.sh): the
+# engine, a registry to pull from, and a static busybox to build images from.
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 
 if ((${#missing[@]} == 0)); then
     exit 0

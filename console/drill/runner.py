@@ -3,6 +3,7 @@ point a console (and kubectl) at it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import tempfile
@@ -14,42 +15,101 @@ from pathlib import Path
 
 import yaml
 
+from console.drill import prometheus_runner
+from console.drill.ecs import DRILL_CREDENTIAL_ENV
+from console.drill.prometheus_runner import PrometheusUnavailable, RunningPrometheus
 from console.drill.scenario import Scenario
 from console.drill.server import DrillServer, write_kubeconfig
 from console.drill.world import World
 
 DRILL_REFRESH_INTERVAL = 2.0
 """Drills refresh faster than the production default: trainees watch them closely."""
+DRILL_SLACK_ENV = "ROLLBACK_CONSOLE_DRILL_SLACK_WEBHOOK"
+"""The environment variable a drill console reads its Slack webhook URL from: the
+drill's own sink (`/slack/webhook/drill`), which records what would have been posted."""
+DRILL_CONTACTS = {
+    1: ["@trainee (on-call)"],
+    2: ["@drill-team-lead"],
+    3: ["@drill-sre", "pager: drill-platform"],
+    4: ["@drill-incident-manager"],
+}
+"""Pretend contacts per escalation level, so the escalation strip shows who to call."""
+DRILL_ECS_POLL_INTERVAL = 1.0
+"""Seconds between ECS stability checks in a drill (deployments take simulated seconds, not minutes)."""
 
 
-def console_config(scenario: Scenario, server_url: str, kubeconfig: Path) -> dict:
-    """A console config (as data) for the drill world served at `server_url`."""
+def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, prometheus_url: str | None = None) -> dict:
+    """A console config (as data) for the drill world served at `server_url`;
+    metrics from a real Prometheus at `prometheus_url` when given, else from
+    the drill's own query API."""
     services = []
     for service in scenario.services:
-        if service.kind != "deployment":
-            # Blue-green and canary services get their own platforms in a later issue;
-            # until then the console watches the deployments it can roll back.
-            continue
-        services.append(
-            {
-                "name": service.name,
-                "platform": "kubernetes",
-                "cluster": "drill",
-                "namespace": service.namespace,
-                "deployment": service.name,
-                "health_url": f"{server_url}/health/{service.name}",
-            }
-        )
+        common = {
+            "name": service.name,
+            "cluster": "drill",
+            "namespace": service.namespace,
+            "health_url": f"{server_url}/health/{service.name}",
+        }
+        if service.kind == "deployment":
+            services.append({**common, "platform": "kubernetes", "deployment": service.name})
+        elif service.kind == "blue-green":
+            # The world's shape: NAME-blue and NAME-green behind Service NAME selecting `version`.
+            services.append(
+                {
+                    **common,
+                    "platform": "blue-green",
+                    "service": service.name,
+                    "selector_key": "version",
+                    "colours": {"blue": f"{service.name}-blue", "green": f"{service.name}-green"},
+                }
+            )
+        elif service.kind == "canary":
+            # The world's shape: NAME (track stable) and NAME-canary behind VirtualService NAME.
+            services.append(
+                {
+                    **common,
+                    "platform": "canary",
+                    "virtualservice": service.name,
+                    "deployment": service.name,
+                    "canary_deployment": f"{service.name}-canary",
+                }
+            )
+        elif service.kind == "ecs":
+            # The drill's ECS API, signed with dummy keys from the variables named here.
+            names = list(DRILL_CREDENTIAL_ENV)
+            services.append(
+                {
+                    "name": service.name,
+                    "platform": "ecs",
+                    "cluster": service.ecs.cluster,
+                    "service": service.name,
+                    "region": service.ecs.region,
+                    "endpoint_url": f"{server_url}/ecs",
+                    "access_key_id_env": names[0],
+                    "secret_access_key_env": names[1],
+                    "poll_interval": DRILL_ECS_POLL_INTERVAL,
+                    "health_url": f"{server_url}/health/{service.name}",
+                }
+            )
     return {
         "refresh_interval": DRILL_REFRESH_INTERVAL,
-        "prometheus": {"url": f"{server_url}/prometheus", "timeout": 2.0},
+        "prometheus": {"url": prometheus_url or f"{server_url}/prometheus", "timeout": 2.0},
         "clusters": {"drill": {"kubeconfig": str(kubeconfig), "context": "drill", "timeout": 10.0}},
         "services": services,
         "ui": {"theme": "default"},
+        "slack": {"webhook_url_env": DRILL_SLACK_ENV, "channel": "#incidents-drill", "timeout": 2.0},
+        "escalation": {"contacts": DRILL_CONTACTS},
     }
 
 
-def write_configs(scenario: Scenario, server_url: str, directory: Path) -> tuple[Path, Path]:
+def slack_webhook_url(server_url: str) -> str:
+    """The drill's Slack sink as a webhook URL (not a secret: it only records)."""
+    return f"{server_url}/slack/webhook/drill"
+
+
+def write_configs(
+    scenario: Scenario, server_url: str, directory: Path, prometheus_url: str | None = None
+) -> tuple[Path, Path]:
     """Write DIR/kubeconfig and DIR/config.yaml; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     kubeconfig = directory / "kubeconfig"
@@ -60,7 +120,12 @@ def write_configs(scenario: Scenario, server_url: str, directory: Path) -> tuple
         f"# Console config for the drill {scenario.name!r} served at {server_url}.\n"
         "# Written by `rollback-console drill --serve-only --write-config`.\n"
     )
-    config_path.write_text(header + yaml.safe_dump(console_config(scenario, server_url, kubeconfig), sort_keys=False))
+    if prometheus_url:
+        header += f"# Metrics from a real Prometheus at {prometheus_url} scraping {server_url}/metrics.\n"
+    config = console_config(scenario, server_url, kubeconfig, prometheus_url)
+    config_path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    # The config names the variable; DIR/env gives its value for a console started elsewhere.
+    (directory / "env").write_text(f"{DRILL_SLACK_ENV}={slack_webhook_url(server_url)}\n")
     return kubeconfig, config_path
 
 
@@ -74,25 +139,58 @@ class RunningDrill:
     config_path: Path
     kubeconfig_path: Path
     store_path: Path
+    prometheus: RunningPrometheus | None = None
     _owned_dir: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
+        if self.prometheus is not None:
+            self.prometheus.close()
         self.server.stop()
         if self._owned_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def start(
-    scenario: Scenario, speed: float = 1.0, directory: Path | None = None, start_at: datetime | None = None
+    scenario: Scenario,
+    speed: float = 1.0,
+    directory: Path | None = None,
+    start_at: datetime | None = None,
+    with_prometheus: bool = False,
 ) -> RunningDrill:
     """Build the world, serve it, write the console's files; the caller stops it.
 
-    The world's t=0 is `start_at`, by default the scenario's `start` (or now)."""
+    The world's t=0 is `start_at`, by default the scenario's `start` (or now).
+    `with_prometheus` also starts a real Prometheus scraping the world
+    (DIR/prometheus holds its config, recording rules and data) and points
+    the console config at it; that needs speed 1 and a start at the wall-clock
+    now, because Prometheus stamps samples with wall-clock time.
+    Raises PrometheusUnavailable when it cannot start."""
+    if with_prometheus and speed != 1.0:
+        raise PrometheusUnavailable(
+            "A real Prometheus scrapes on wall-clock time, so --with-prometheus runs at --speed 1 only."
+        )
+    if with_prometheus and start_at is None:
+        start_at = datetime.now(timezone.utc).replace(microsecond=0)
     world = World.from_scenario(scenario, speed=speed, start=start_at)
+    if any(s.kind == "ecs" for s in scenario.services):
+        # Dummy keys (not secrets) so a console in this process can sign ECS requests.
+        for name, value in DRILL_CREDENTIAL_ENV.items():
+            os.environ.setdefault(name, value)
     server = DrillServer(world).start()
+    # A console in this process posts to this drill's sink (the variable its config names).
+    os.environ[DRILL_SLACK_ENV] = slack_webhook_url(server.url)
     owned = directory is None
     directory = Path(tempfile.mkdtemp(prefix="rollback-drill-")) if directory is None else directory
-    kubeconfig, config_path = write_configs(scenario, server.url, directory)
+    prometheus = None
+    if with_prometheus:
+        try:
+            prometheus = prometheus_runner.start(f"{server.url}/metrics", directory / "prometheus")
+        except BaseException:
+            server.stop()
+            if owned:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
+    kubeconfig, config_path = write_configs(scenario, server.url, directory, prometheus.url if prometheus else None)
     return RunningDrill(
         world=world,
         server=server,
@@ -101,18 +199,21 @@ def start(
         kubeconfig_path=kubeconfig,
         # Drill incidents stay beside the drill, out of the real incident store.
         store_path=directory / "drill-incidents.db",
+        prometheus=prometheus,
         _owned_dir=owned,
     )
 
 
-def serve(scenario: Scenario, speed: float, directory: Path | None, out: Callable[[str], None]) -> None:
+def serve(
+    scenario: Scenario, speed: float, directory: Path | None, out: Callable[[str], None], with_prometheus: bool = False
+) -> None:
     """Serve until SIGINT or SIGTERM (the `--serve-only` mode); prints `ready`.
 
     The world starts at the wall-clock now, not at the scenario's `start`:
     kubectl, `rollback-console status` and a real Prometheus run on the wall
     clock and would otherwise see every timestamp years old and every metric stale."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    running = start(scenario, speed=speed, directory=directory, start_at=now)
+    running = start(scenario, speed=speed, directory=directory, start_at=now, with_prometheus=with_prometheus)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -120,6 +221,13 @@ def serve(scenario: Scenario, speed: float, directory: Path | None, out: Callabl
         out(f"drill {scenario.name!r} serving at {running.server.url}")
         out(f"kubeconfig: {running.kubeconfig_path}")
         out(f"console config: {running.config_path}")
+        out(f"slack sink: export {DRILL_SLACK_ENV}={slack_webhook_url(running.server.url)} "
+            f"(also in {running.directory / 'env'}); GET {running.server.url}/slack/messages lists what was posted")
+        if any(s.kind == "ecs" for s in scenario.services):
+            exports = " ".join(f"{name}={value}" for name, value in DRILL_CREDENTIAL_ENV.items())
+            out(f"ECS API: {running.server.url}/ecs (dummy credentials for a console elsewhere: export {exports})")
+        if running.prometheus is not None:
+            out(f"prometheus: {running.prometheus.url} (scraping {running.server.url}/metrics)")
         out("ready")
         while not stop.wait(0.5):
             pass

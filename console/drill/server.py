@@ -7,10 +7,13 @@ It serves, side by side:
 - the Prometheus query API under `/prometheus` and a scrape target at
   `/metrics` (`prom_api.PromApi`);
 - health endpoints `GET /health/NAME` (200 healthy / 503 unhealthy);
+- the Amazon ECS API (`ecs_api.EcsApi`, AWS JSON 1.1) under `/ecs` and at
+  `POST /` with an `X-Amz-Target: AmazonEC2ContainerServiceV20141113.*` header;
 - a Slack webhook sink: `POST /slack/webhook/TOKEN` records the JSON body,
   `GET /slack/messages` lists what was recorded (tokens are never recorded
   nor logged);
 - `GET /drill/state`: the scenario, simulated time, facts and notes.
+- `GET /drill/requests`: the request log, as (method, path, status) lists.
 
 Every request lands in `DrillServer.requests` as (method, path, status) so
 benchmarks can count them; nothing is written to stderr per request.
@@ -31,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from console.drill.ecs_api import EcsApi, is_ecs_request
 from console.drill.kube_api import KubeApi, Response
 from console.drill.prom_api import PromApi
 from console.drill.world import World
@@ -175,6 +179,7 @@ class DrillServer:
         self.world = world
         self.kube = KubeApi(world)
         self.prom = PromApi(world)
+        self.ecs = EcsApi(world)
         self.requests: list[tuple[str, str, int]] = []
         self.slack_messages: list[dict] = []
         self.last_error: str | None = None
@@ -234,6 +239,12 @@ class DrillServer:
         if path == "/drill/state":
             self.world.advance()
             return _json(200, self.world.state())
+        if path == "/drill/requests":
+            # Read-only: what was asked of the drill so far, e.g. to prove a rollback was issued once.
+            with self._lock:
+                return _json(200, {"requests": [list(r) for r in self.requests]})
+        if is_ecs_request(method, path, headers):
+            return self.ecs.handle(method, path, query, headers, body)
         return self.kube.handle(method, path, query, headers, body)
 
     def _health(self, method: str, name: str) -> Response:

@@ -410,6 +410,12 @@ class BlueGreenPlatform:
         """The last lines of the live colour's pods."""
         return self._live_deck().logs(tail)
 
+    def template(self, revision: int | None = None) -> dict:
+        """The pod template colour number `revision` runs (the live colour's when None)."""
+        if revision is None:
+            return self._live_deck().template()
+        return self._decks[self._colour(revision)].template()
+
     def replicas(self) -> int:
         """The live colour's desired replica count."""
         return self._live_deck().replicas()

@@ -356,6 +356,18 @@ class CanaryPlatform:
         """The last lines of the stable and canary pods."""
         return self.stable.logs(tail) + self.canary.logs(tail)
 
+    def template(self, revision: int | None = None) -> dict:
+        """The pod template of `revision` as `history()` numbers it: the top
+        number is the canary deployment's, the others the stable's revisions;
+        None is what serves now (the canary while it is current)."""
+        history = self.history()
+        top = history[0]
+        if revision is None:
+            revision = top.number if top.current else next((r.number for r in history[1:] if r.current), None)
+        if revision == top.number:
+            return self.canary.template()
+        return self.stable.template(revision)
+
     def replicas(self) -> int:
         """The stable deployment's desired replica count."""
         return self.stable.replicas()

@@ -444,6 +444,21 @@ class KubernetesPlatform:
         revisions.sort(key=lambda r: r.number, reverse=True)
         return revisions
 
+    def template(self, revision: int | None = None) -> dict:
+        """`kubectl rollout history --revision=N -o yaml`'s pod template (the
+        deployment's current template when `revision` is None), without the
+        pod-template-hash label so two templates compare like kubectl does."""
+        deployment = self._get_deployment()
+        if revision is None:
+            return template_without_hash((deployment.get("spec") or {}).get("template") or {})
+        for rs in self._replica_sets(deployment):
+            if revision_of(rs) == revision:
+                return template_without_hash((rs.get("spec") or {}).get("template") or {})
+        raise NotFound(
+            f"Revision {revision} of deployment/{self.deployment} not found in namespace "
+            f'"{self.namespace}": pick one the rollout history lists.'
+        )
+
     def health(self) -> Health:
         """Replica counts from the deployment's status (`kubectl get deployment`)."""
         deployment = self._get_deployment()

@@ -1,57 +1,140 @@
 """One refresh cycle for all services: metrics, health endpoint, pod counts and
 rollout history, gathered concurrently under a bound, returned as frozen
 Snapshots. A cycle never raises: every failure becomes a sentence in
-`Snapshot.errors` (and the values it would have filled stay None).
+`Snapshot.errors`, and the values it would have refreshed keep their last
+known value with its old sample time (so they turn stale, visibly).
+
+Cost per cycle, for N services:
+
+- Metrics are batched: services sharing a query template whose only use of
+  `$service` is a label matcher (`service="$service"`) are read with ONE query
+  (`service=~"a|b|..."`) split by that label, plus one `timestamp()` query for
+  the sample times. A template that aggregates the label away falls back to
+  one query per service (bounded by `max_concurrency`).
+- The p95 "before the deploy" is read once per deploy (it cannot change).
+- The health endpoint and the pod counts are read every cycle; the rollout
+  history every `rollout_history_every` cycles, and at once when the pod
+  counts change (a rollout or a rollback is under way).
+- The sparkline history is loaded once with one range query per signal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
+import string
 from collections import deque
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import httpx
 
 from console.clock import Clock
+from console.config import Config, SignalsConfig
+from console.decision import Thresholds
 from console.model import Health, Metrics, Point, Revision, Signals, Snapshot
 from console.platforms.base import Platform, PlatformError
 from console.signals import health as health_check
-from console.signals.prometheus import PrometheusClient, SignalError
+from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
 
-HISTORY_WINDOW = timedelta(minutes=30)
-"""How far back the sparklines reach (filled by one range query at start)."""
-HISTORY_STEP = timedelta(seconds=30)
-"""Resolution of the sparkline history."""
-BEFORE_DEPLOY_MARGIN = timedelta(minutes=1)
-"""p95 "before the deploy" is read this long before the current revision was created."""
+ERROR_RATE, LATENCY, REQUEST_RATE, ROUTE_ERROR_RATE = "error_rate", "latency_p95", "request_rate", "route_error_rate"
+SIGNALS = (ERROR_RATE, LATENCY, REQUEST_RATE, ROUTE_ERROR_RATE)
+"""The per-service queries (names of `config.Queries` fields)."""
+HISTORY_POINTS = 240
+"""At most this many points per sparkline from the start-up range query."""
+
+_DEFAULTS = SignalsConfig()
+# `label="$service"` (or ${service}): the one shape of template that batches.
+_SERVICE_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\$(?:service|\{service\})"')
+_REGEX_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
 
 
 @dataclass
 class ServiceSource:
-    """What the poller needs to observe one service."""
+    """What the poller needs to observe one service, and its memory between cycles."""
 
     name: str
     platform: Platform | None
-    error_rate_query: str | None = None
-    latency_query: str | None = None
+    queries: Mapping[str, str] = field(default_factory=dict)
+    """Signal name (SIGNALS) -> PromQL template with `$service`; missing or empty: not read."""
     health_url: str | None = None
-    # Mutable per-service memory between cycles (history of points).
-    error_history: deque[Point] = field(default_factory=lambda: deque(maxlen=240))
-    latency_history: deque[Point] = field(default_factory=lambda: deque(maxlen=240))
+    error_history: deque[Point] = field(default_factory=deque)
+    latency_history: deque[Point] = field(default_factory=deque)
     history_loaded: bool = False
+    # Last good value and sample time per signal, carried forward when a query fails.
+    last: dict[str, tuple[object, datetime | None]] = field(default_factory=dict)
+    revisions: list[Revision] = field(default_factory=list)
+    revisions_cycle: int | None = None
+    pods_seen: tuple | None = None
+    # (revision number, created) -> p95 seconds before that deploy (None: no data).
+    before_deploy: dict[tuple[int, datetime], float | None] = field(default_factory=dict)
+
+    def query(self, signal: str) -> str | None:
+        """The rendered query for `signal`, None when not configured."""
+        template = self.queries.get(signal)
+        if not template:
+            return None
+        return string.Template(template).safe_substitute(service=self.name)
 
 
 @dataclass(frozen=True)
 class PollSettings:
+    """How the poller reads and judges signals (built from the config by `from_config`)."""
+
     refresh_interval: float = 5.0
     stale_after_intervals: float = 3.0
     health_timeout: float = 2.0
     health_json_path: str = "status"
     health_healthy_value: str = "healthy"
-    latency_spike_factor: float = 2.0
+    thresholds: Thresholds = Thresholds()
+    intermittent_window: timedelta = timedelta(minutes=_DEFAULTS.intermittent_window_minutes)
+    intermittent_crossings: int = _DEFAULTS.intermittent_crossings
+    before_deploy_margin: timedelta = timedelta(seconds=_DEFAULTS.before_deploy_margin_seconds)
+    history_window: timedelta = timedelta(minutes=_DEFAULTS.history_minutes)
+    rollout_history_every: int = _DEFAULTS.rollout_history_every
     max_concurrency: int = 32
+
+    @classmethod
+    def from_config(cls, config: Config) -> PollSettings:
+        """The settings a config file asks for."""
+        signals = config.signals
+        return cls(
+            refresh_interval=config.refresh_interval,
+            stale_after_intervals=config.stale_after_intervals,
+            health_timeout=config.health.timeout,
+            health_json_path=config.health.json_path,
+            health_healthy_value=config.health.healthy_value,
+            thresholds=config.decision_thresholds,
+            intermittent_window=timedelta(minutes=signals.intermittent_window_minutes),
+            intermittent_crossings=signals.intermittent_crossings,
+            before_deploy_margin=timedelta(seconds=signals.before_deploy_margin_seconds),
+            history_window=timedelta(minutes=signals.history_minutes),
+            rollout_history_every=signals.rollout_history_every,
+            max_concurrency=config.prometheus.max_concurrency if config.prometheus else 32,
+        )
+
+    @property
+    def stale_after(self) -> timedelta:
+        """Values older than this are stale."""
+        return timedelta(seconds=self.refresh_interval * self.stale_after_intervals)
+
+    @property
+    def history_step(self) -> timedelta:
+        """Resolution of the start-up history: the refresh interval, coarser
+        when the window would need more than HISTORY_POINTS points."""
+        return max(timedelta(seconds=self.refresh_interval), self.history_window / HISTORY_POINTS)
+
+
+@dataclass
+class _Reading:
+    """What one signal's query said for one service this cycle."""
+
+    value: object = None  # float, or ((route, rate), ...) for routes
+    at: datetime | None = None
+    error: str | None = None
 
 
 class Poller:
@@ -68,79 +151,113 @@ class Poller:
         self.clock = clock
         self.settings = settings
         self.prometheus = prometheus
+        self.cycles = 0
         self._http: httpx.AsyncClient | None = None
+        self._threads: ThreadPoolExecutor | None = None
         self._cycle_lock = asyncio.Lock()
+        self._unbatchable: set[str] = set()
+        # None: not known yet whether the server understands timestamp().
+        self._timestamps: bool | None = None
+
+    # -- shared clients ------------------------------------------------------
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            limits = httpx.Limits(max_connections=self.settings.max_concurrency, max_keepalive_connections=self.settings.max_concurrency)
+            size = self.settings.max_concurrency
+            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             self._http = httpx.AsyncClient(limits=limits, follow_redirects=False)
         return self._http
+
+    def _pool(self) -> ThreadPoolExecutor:
+        # Platform clients are synchronous; the default executor has only
+        # cpu+4 threads, too few for hundreds of services per cycle.
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="platform")
+        return self._threads
+
+    # -- the cycle -----------------------------------------------------------
 
     async def cycle(self, only: str | None = None) -> list[Snapshot]:
         """One refresh of every service (or just `only`), concurrently, bounded."""
         async with self._cycle_lock:
-            bound = asyncio.Semaphore(self.settings.max_concurrency)
-
-            async def one(source: ServiceSource) -> Snapshot:
-                async with bound:
-                    return await self._snapshot(source)
-
             chosen = [s for s in self.sources if only is None or s.name == only]
-            return list(await asyncio.gather(*(one(s) for s in chosen)))
+            bound = asyncio.Semaphore(self.settings.max_concurrency)
+            loop = asyncio.get_running_loop()
+            cycle = self.cycles
+            self.cycles += 1
 
-    async def _snapshot(self, source: ServiceSource) -> Snapshot:
-        errors: list[str] = []
-        platform_part = asyncio.to_thread(self._platform_state, source)
-        health_part = self._endpoint(source)
-        (pods, history, platform_errors), endpoint = await asyncio.gather(platform_part, health_part)
-        errors.extend(platform_errors)
-        metrics = await self._metrics(source, history)
-        if metrics.error:
-            errors.append(metrics.error)
-        now = self.clock.now()
+            async def platform(source: ServiceSource):
+                return await loop.run_in_executor(self._pool(), self._platform_state, source, cycle)
+
+            async def endpoint(source: ServiceSource):
+                async with bound:
+                    return await self._endpoint(source)
+
+            platforms, endpoints, readings = await asyncio.gather(
+                asyncio.gather(*(platform(s) for s in chosen)),
+                asyncio.gather(*(endpoint(s) for s in chosen)),
+                self._read_metrics(chosen, bound),
+            )
+            befores = await asyncio.gather(*(self._before_deploy(s, bound) for s in chosen))
+            now = self.clock.now()
+            return [
+                self._snapshot(source, now, state, endpoint_fields, readings.get(source.name, {}), before)
+                for source, state, endpoint_fields, before in zip(chosen, platforms, endpoints, befores)
+            ]
+
+    def _snapshot(
+        self,
+        source: ServiceSource,
+        now: datetime,
+        state: tuple[Health, list[str]],
+        endpoint: dict,
+        readings: dict[str, _Reading],
+        before: tuple[float | None, str | None],
+    ) -> Snapshot:
+        pods, errors = state[0], list(state[1])
+        metrics = self._metrics(source, readings, before)
+        for problem in [r.error for r in readings.values()] + [before[1]]:
+            if problem and problem not in errors:
+                errors.append(problem)
         health = replace(pods, **endpoint, checked_at=now)
-        stale = self._is_stale(metrics, now)
         return Snapshot(
             service=source.name,
             taken_at=now,
             metrics=metrics,
             health=health,
-            history=tuple(history),
-            signals=self._signals(metrics),
-            stale=stale,
+            history=tuple(source.revisions),
+            signals=self._signals(source, metrics, now),
+            stale=self._is_stale(metrics, now),
             errors=tuple(errors),
         )
 
-    def _is_stale(self, metrics: Metrics, now: datetime) -> bool:
-        if metrics.sampled_at is None:
-            return metrics.error is not None
-        limit = timedelta(seconds=self.settings.refresh_interval * self.settings.stale_after_intervals)
-        return now - metrics.sampled_at > limit
+    # -- platform and health endpoint ---------------------------------------
 
-    def _signals(self, metrics: Metrics) -> Signals:
-        now_ms, before_ms = metrics.latency_p95_ms, metrics.latency_p95_before_ms
-        if now_ms is None or not before_ms:
-            return Signals()
-        factor = now_ms / before_ms
-        return Signals(latency_spike=factor >= self.settings.latency_spike_factor, latency_factor=factor)
-
-    @staticmethod
-    def _platform_state(source: ServiceSource) -> tuple[Health, list[Revision], list[str]]:
+    def _platform_state(self, source: ServiceSource, cycle: int) -> tuple[Health, list[str]]:
+        """Pod counts every cycle; rollout history when due or when the pods moved."""
         if source.platform is None:
-            return Health(), [], []
+            return Health(), []
         errors: list[str] = []
         try:
             pods = source.platform.health()
         except PlatformError as err:
             pods, errors = Health(error=str(err)), [str(err)]
-        try:
-            history = source.platform.history()
-        except PlatformError as err:
-            history = []
-            if str(err) not in errors:
-                errors.append(str(err))
-        return pods, history, errors
+        seen = (pods.desired, pods.updated, pods.ready, pods.available)
+        due = (
+            source.revisions_cycle is None
+            or cycle - source.revisions_cycle >= self.settings.rollout_history_every
+            or seen != source.pods_seen
+        )
+        source.pods_seen = seen
+        if due:
+            try:
+                source.revisions = source.platform.history()
+                source.revisions_cycle = cycle
+            except PlatformError as err:
+                source.revisions_cycle = None  # try again next cycle
+                if str(err) not in errors:
+                    errors.append(str(err))
+        return pods, errors
 
     async def _endpoint(self, source: ServiceSource) -> dict:
         if not source.health_url:
@@ -154,84 +271,314 @@ class Poller:
         )
         return {"endpoint_ok": ok, "endpoint_status": status, "endpoint_latency_ms": latency}
 
-    async def _metrics(self, source: ServiceSource, history: list[Revision]) -> Metrics:
-        prom = self.prometheus
-        if prom is None or not (source.error_rate_query or source.latency_query):
-            return Metrics()
-        if not source.history_loaded:
-            await self._load_history(source)
-        current = next((r for r in history if r.current), None)
-        before_at = current.created - BEFORE_DEPLOY_MARGIN if current and current.created else None
+    # -- metrics -------------------------------------------------------------
+
+    async def _read_metrics(self, sources: list[ServiceSource], bound: asyncio.Semaphore) -> dict[str, dict[str, _Reading]]:
+        """Every configured signal of every source: service -> signal -> reading."""
+        out: dict[str, dict[str, _Reading]] = {s.name: {} for s in sources}
+        if self.prometheus is None:
+            return out
+        groups: dict[tuple[str, str], list[ServiceSource]] = {}
+        for source in sources:
+            for signal in SIGNALS:
+                template = source.queries.get(signal)
+                if template:
+                    groups.setdefault((signal, template), []).append(source)
+
+        async def group(signal: str, template: str, members: list[ServiceSource]) -> None:
+            label = _batch_label(template)
+            if label and template not in self._unbatchable:
+                try:
+                    found = await self._batched(template, label, [m.name for m in members])
+                except SignalError as err:
+                    for member in members:
+                        out[member.name][signal] = _Reading(error=str(err))
+                    return
+                if found is not None:
+                    for member in members:
+                        out[member.name][signal] = _reading(signal, found.get(member.name, []))
+                    return
+                self._unbatchable.add(template)  # the label was aggregated away
+
+            async def single(member: ServiceSource) -> None:
+                async with bound:
+                    try:
+                        samples = await self._with_times(member.query(signal) or "")
+                        out[member.name][signal] = _reading(signal, samples)
+                    except SignalError as err:
+                        out[member.name][signal] = _Reading(error=str(err))
+
+            await asyncio.gather(*(single(m) for m in members))
+
+        # The history load runs beside the instant queries: a silent Prometheus costs one timeout, not two.
+        await asyncio.gather(
+            self._load_history([s for s in sources if not s.history_loaded], bound),
+            *(group(sig, tpl, members) for (sig, tpl), members in groups.items()),
+        )
+        return out
+
+    async def _batched(self, template: str, label: str, names: list[str]) -> dict[str, list[tuple[Sample, datetime]]] | None:
+        """One query for many services, split by `label`; None when a series
+        lacks the label (the query aggregates it away and cannot be split)."""
+        query = _batch_query(template, label, names)
+        samples = await self._with_times(query)
+        found: dict[str, list[tuple[Sample, datetime]]] = {}
+        for sample, at in samples:
+            owner = sample.labels.get(label)
+            if owner is None:
+                return None
+            found.setdefault(owner, []).append((sample, at))
+        return found
+
+    async def _with_times(self, query: str) -> list[tuple[Sample, datetime]]:
+        """Samples with their real sample times. An instant query's timestamp is
+        the evaluation time; `timestamp(q)` gives when each value was sampled
+        (for a selector of a stored series; for a computed expression it is the
+        evaluation time, which is honest too: rate() over old data is empty)."""
+        assert self.prometheus is not None
+        if self._timestamps is False:
+            return [(s, s.at) for s in await self.prometheus.query(query)]
         try:
-            error, latency, latency_before = await asyncio.gather(
-                self._instant(source.error_rate_query),
-                self._instant(source.latency_query),
-                self._instant(source.latency_query, before_at) if before_at else _none(),
+            samples, stamps = await asyncio.gather(
+                self.prometheus.query(query), self.prometheus.query(f"timestamp({query})")
             )
-        except SignalError as err:
-            return Metrics(
-                error_rate_history=tuple(source.error_history),
-                latency_history=tuple(source.latency_history),
-                error=str(err),
-            )
-        sampled = [p.at for p in (error, latency) if p is not None]
-        if error is not None:
-            _append(source.error_history, error)
-        if latency is not None:
-            _append(source.latency_history, Point(latency.at, latency.value * 1000))
+        except QueryRejected:
+            if self._timestamps:
+                raise
+            # A query API without timestamp() (the drill's own): evaluation times it is.
+            self._timestamps = False
+            return [(s, s.at) for s in await self.prometheus.query(query)]
+        self._timestamps = True
+        times = {_key(s.labels): s.value for s in stamps}
+        out = []
+        for sample in samples:
+            stamp = times.get(_key(sample.labels))
+            at = sample.at if stamp is None or not math.isfinite(stamp) else datetime.fromtimestamp(stamp, sample.at.tzinfo)
+            out.append((sample, min(at, sample.at)))
+        return out
+
+    async def _before_deploy(self, source: ServiceSource, bound: asyncio.Semaphore) -> tuple[float | None, str | None]:
+        """p95 (seconds) a margin before the current revision was created, read once per deploy."""
+        query = source.query(LATENCY)
+        current = next((r for r in source.revisions if r.current), None)
+        if self.prometheus is None or not query or current is None or current.created is None:
+            return None, None
+        key = (current.number, current.created)
+        if key in source.before_deploy:
+            return source.before_deploy[key], None
+        async with bound:
+            try:
+                samples = await self.prometheus.query(query, at=current.created - self.settings.before_deploy_margin)
+            except SignalError as err:
+                return None, str(err)
+        values = [s.value for s in samples if s.value is not None and math.isfinite(s.value)]
+        source.before_deploy = {key: max(values) if values else None}
+        return source.before_deploy[key], None
+
+    async def _load_history(self, sources: list[ServiceSource], bound: asyncio.Semaphore) -> None:
+        """Fill the sparklines with the last `history_window` at once (one range
+        query per signal when batchable); a failure leaves them to the next cycle."""
+        if not sources or self.prometheus is None:
+            return
+        end = self.clock.now()
+        start = end - self.settings.history_window
+        step = self.settings.history_step
+        loaded: dict[str, bool] = {s.name: True for s in sources}
+
+        async def fill(signal: str, template: str, members: list[ServiceSource], scale: float) -> None:
+            label = _batch_label(template)
+            target = (lambda s: s.error_history) if signal == ERROR_RATE else (lambda s: s.latency_history)
+            if label and template not in self._unbatchable:
+                try:
+                    series = await self.prometheus.query_range(_batch_query(template, label, [m.name for m in members]), start, end, step)
+                except SignalError:
+                    for member in members:
+                        loaded[member.name] = False
+                    return
+                if all(label in s.labels for s in series):
+                    by_owner: dict[str, list] = {}
+                    for item in series:
+                        by_owner.setdefault(item.labels[label], []).append(item)
+                    for member in members:
+                        _extend(target(member), by_owner.get(member.name, []), scale)
+                    return
+
+            async def single(member: ServiceSource) -> None:
+                async with bound:
+                    try:
+                        series = await self.prometheus.query_range(member.query(signal) or "", start, end, step)
+                    except SignalError:
+                        loaded[member.name] = False
+                        return
+                _extend(target(member), series, scale)
+
+            await asyncio.gather(*(single(m) for m in members))
+
+        jobs = []
+        for signal, scale in ((ERROR_RATE, 1.0), (LATENCY, 1000.0)):
+            groups: dict[str, list[ServiceSource]] = {}
+            for source in sources:
+                if source.queries.get(signal):
+                    groups.setdefault(source.queries[signal], []).append(source)
+            jobs += [fill(signal, template, members, scale) for template, members in groups.items()]
+        await asyncio.gather(*jobs)
+        for source in sources:
+            source.history_loaded = loaded[source.name]
+
+    def _metrics(self, source: ServiceSource, readings: dict[str, _Reading], before: tuple[float | None, str | None]) -> Metrics:
+        values: dict[str, object] = {}
+        sampled: list[tuple[str, datetime]] = []
+        error = None
+        for signal in SIGNALS:
+            reading = readings.get(signal)
+            if reading is None:
+                continue
+            if reading.error is not None:
+                # Keep showing the last value, with its old time: it turns stale.
+                value, at = source.last.get(signal, (None, None))
+                error = error or reading.error
+            else:
+                value, at = reading.value, reading.at
+                source.last[signal] = (value, at)
+            values[signal] = value
+            if at is not None and value not in (None, ()):
+                sampled.append((signal, at))
+        times = dict(sampled)
+        # Only values read this cycle extend the sparklines (carried ones are already there).
+        fresh = {signal for signal, reading in readings.items() if reading.error is None and signal in times}
+        if ERROR_RATE in fresh:
+            _append(source.error_history, Point(times[ERROR_RATE], float(values[ERROR_RATE])))  # type: ignore[arg-type]
+        if LATENCY in fresh:
+            _append(source.latency_history, Point(times[LATENCY], float(values[LATENCY]) * 1000))  # type: ignore[arg-type]
+        horizon = self.clock.now() - self.settings.history_window
+        for history in (source.error_history, source.latency_history):
+            while history and history[0].at < horizon:
+                history.popleft()
+        latency = values.get(LATENCY)
+        before_s = before[0]
         return Metrics(
-            error_rate=error.value if error else None,
-            latency_p95_ms=latency.value * 1000 if latency else None,
-            latency_p95_before_ms=latency_before.value * 1000 if latency_before else None,
+            error_rate=values.get(ERROR_RATE),  # type: ignore[arg-type]
+            latency_p95_ms=latency * 1000 if isinstance(latency, float) else None,
+            latency_p95_before_ms=before_s * 1000 if before_s is not None else None,
+            request_rate=values.get(REQUEST_RATE),  # type: ignore[arg-type]
+            route_error_rates=values.get(ROUTE_ERROR_RATE) or (),  # type: ignore[arg-type]
             error_rate_history=tuple(source.error_history),
             latency_history=tuple(source.latency_history),
-            sampled_at=min(sampled) if sampled else None,
+            sampled_at=min(times.values()) if times else None,
+            sampled=tuple(sorted(times.items())),
+            error=error,
         )
 
-    async def _instant(self, query: str | None, at: datetime | None = None) -> Point | None:
-        if not query or self.prometheus is None:
-            return None
-        samples = await self.prometheus.query(query, at=at)
-        values = [(value, when) for _labels, value, when in samples if value is not None and math.isfinite(value)]
-        if not values:
-            return None
-        # A query should name one series; if it yields several, the worst one counts.
-        value, when = max(values, key=lambda item: item[0])
-        return Point(when, value)
+    # -- judgement -----------------------------------------------------------
 
-    async def _load_history(self, source: ServiceSource) -> None:
-        """Fill the sparklines with the last 30 minutes, once."""
-        assert self.prometheus is not None
-        end = self.clock.now()
-        start = end - HISTORY_WINDOW
-        step = HISTORY_STEP.total_seconds()
-        for query, target, scale in (
-            (source.error_rate_query, source.error_history, 1.0),
-            (source.latency_query, source.latency_history, 1000.0),
-        ):
-            if not query:
-                continue
-            try:
-                series = await self.prometheus.query_range(query, start, end, step)
-            except SignalError:
-                return  # the instant query reports the failure this cycle
-            if series:
-                _labels, points = max(series, key=lambda s: max((p.value for p in s[1]), default=0.0))
-                target.extend(Point(p.at, p.value * scale) for p in points if math.isfinite(p.value))
-        source.history_loaded = True
+    def _is_stale(self, metrics: Metrics, now: datetime) -> bool:
+        """Stale when a query failed this cycle or any value is older than the limit."""
+        if metrics.error is not None:
+            return True
+        return any(now - at > self.settings.stale_after for _, at in metrics.sampled)
+
+    def _signals(self, source: ServiceSource, metrics: Metrics, now: datetime) -> Signals:
+        t = self.settings.thresholds
+        factor = None
+        if metrics.latency_p95_ms is not None and metrics.latency_p95_before_ms:
+            factor = metrics.latency_p95_ms / metrics.latency_p95_before_ms
+        window_start = now - self.settings.intermittent_window
+        crossings = count_crossings((p.value for p in metrics.error_rate_history if p.at >= window_start), t.investigate_error_rate)
+        return Signals(
+            latency_spike=factor is not None and factor >= t.latency_spike_factor,
+            latency_factor=factor,
+            single_endpoint=single_failing_route(metrics.route_error_rates, t),
+            intermittent=crossings >= self.settings.intermittent_crossings,
+            crossings=crossings,
+        )
 
     async def aclose(self) -> None:
+        """Close the HTTP clients and the platform threads."""
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
         if self.prometheus is not None:
             await self.prometheus.aclose()
+
+
+def count_crossings(values: Iterable[float], line: float) -> int:
+    """How many times consecutive values change sides of `line` (at or above vs below)."""
+    crossings, above = 0, None
+    for value in values:
+        now_above = value >= line
+        if above is not None and now_above != above:
+            crossings += 1
+        above = now_above
+    return crossings
+
+
+def single_failing_route(routes: tuple[tuple[str, float], ...], thresholds: Thresholds) -> str | None:
+    """The route failing above the rollback error rate while every other route
+    stays below the investigate rate; None otherwise (a service-wide failure
+    is the overall error rate's row, not this one)."""
+    if len(routes) < 2:
+        return None
+    failing = [route for route, rate in routes if rate > thresholds.rollback_error_rate]
+    fine = [route for route, rate in routes if rate < thresholds.investigate_error_rate]
+    if len(failing) == 1 and len(fine) == len(routes) - 1:
+        return failing[0]
+    return None
+
+
+def _batch_label(template: str) -> str | None:
+    """The label a template selects its service by, when that is its only use
+    of `$service` (one or more `label="$service"` matchers on the same label)."""
+    labels = set(_SERVICE_MATCHER.findall(template))
+    if len(labels) != 1:
+        return None
+    rest = _SERVICE_MATCHER.sub("", template)
+    return None if "$service" in rest or "${service}" in rest else labels.pop()
+
+
+def _batch_query(template: str, label: str, names: list[str]) -> str:
+    """The template selecting every named service: `label=~"a|b|c"`."""
+    alternatives = "|".join(_REGEX_SPECIAL.sub(r"\\\1", name) for name in sorted(set(names)))
+    quoted = alternatives.replace("\\", "\\\\").replace('"', '\\"')
+    return _SERVICE_MATCHER.sub(lambda _m: f'{label}=~"{quoted}"', template)
+
+
+def _key(labels: Mapping[str, str]) -> frozenset:
+    return frozenset((k, v) for k, v in labels.items() if k != "__name__")
+
+
+def _reading(signal: str, samples: list[tuple[Sample, datetime]]) -> _Reading:
+    """One service's samples of one signal as a reading."""
+    good = [(s, at) for s, at in samples if s.value is not None and math.isfinite(s.value)]
+    if signal == ROUTE_ERROR_RATE:
+        routes: dict[str, float] = {}
+        times = []
+        for sample, at in good:
+            route = sample.labels.get("route", "")
+            routes[route] = max(routes.get(route, 0.0), float(sample.value))  # type: ignore[arg-type]
+            times.append(at)
+        return _Reading(tuple(sorted(routes.items())), min(times) if times else None)
+    if not good:
+        return _Reading()
+    # A query should name one series per service; if it yields several, the worst counts.
+    sample, at = max(good, key=lambda item: item[0].value)  # type: ignore[arg-type, return-value]
+    return _Reading(float(sample.value), at)  # type: ignore[arg-type]
+
+
+def _extend(history: deque[Point], series: list, scale: float) -> None:
+    """Merge the worst series of a range query into a sparkline (display units)."""
+    if not series:
+        return
+    worst = max(series, key=lambda s: max((p.value for p in s.points), default=0.0))
+    points = {p.at: p for p in history}
+    for point in worst.points:
+        points.setdefault(point.at, Point(point.at, point.value * scale))
+    history.clear()
+    history.extend(sorted(points.values(), key=lambda p: p.at))
 
 
 def _append(history: deque[Point], point: Point) -> None:
     if not history or point.at > history[-1].at:
         history.append(point)
-
-
-async def _none() -> None:
-    return None

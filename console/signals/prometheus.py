@@ -30,6 +30,11 @@ class SignalError(Exception):
     """A signal could not be read; `str(err)` says why and what to do."""
 
 
+class QueryRejected(SignalError):
+    """Prometheus refused the query itself (HTTP 400/422 bad_data): retrying
+    will not help, the query (or the server's dialect) is the problem."""
+
+
 class Sample(NamedTuple):
     """One series of an instant query. `value` is None for NaN (no data, e.g.
     0/0 in a ratio); +Inf/-Inf stay floats."""
@@ -235,7 +240,7 @@ class PrometheusClient:
         if body.get("status") != "success":
             error = body.get("error") or "no reason given"
             if status in (400, 422):
-                raise SignalError(f"Prometheus rejected the query `{promql}`: {error}")
+                raise QueryRejected(f"Prometheus rejected the query `{promql}`: {error}")
             if status == 503 or body.get("errorType") == "timeout":
                 raise SignalError(
                     f"Prometheus at {self._display_url} could not run the query `{promql}` "

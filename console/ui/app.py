@@ -18,13 +18,16 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, OptionList, Static
 from textual.worker import Worker, WorkerState
 
 from console import incident, locations
+from console.comms import MessageKind
 from console.decision import Thresholds
+from console.incident import RollbackStatus
 from console.model import Action, Event, ServiceView
 from console.platforms.base import PlatformError
 
@@ -35,17 +38,26 @@ from .panes.error_rate import ErrorRatePane
 from .panes.format import clock_time
 from .panes.health import HealthPane
 from .panes.history import HistoryTable
+from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
+from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceList
 from .panes.timeline import ERROR, TimelinePane
 from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
+from .screens.decide import DecideScreen
+from .screens.facts import FactsScreen
+from .screens.message import MessageScreen
 from .screens.note import NoteScreen
+from .platform_actions import PlatformActions
 
 if TYPE_CHECKING:
     from console.session import Session
 
 # If the theme files cannot be found at all, the TCSS variables still need
 # values; plain named colours keep the console usable (theme files override).
+RESEND_EVERY_SECONDS = 30.0
+"""How often (console clock) kept messages are resent while Slack keeps failing."""
+
 _FALLBACK_VARIABLES = {
     "sev-critical": "red",
     "sev-warning": "yellow",
@@ -55,7 +67,7 @@ _FALLBACK_VARIABLES = {
 }
 
 
-class RollbackConsoleApp(App[None]):
+class RollbackConsoleApp(PlatformActions, App[None]):
     """The console's main (and only) screen, plus its modals."""
 
     CSS_PATH = "app.tcss"
@@ -63,7 +75,17 @@ class RollbackConsoleApp(App[None]):
 
     BINDINGS = [
         Binding("r", "rollback", "Roll back", id="rollback"),
+        Binding("i", "investigate", "Investigate 5 min", id="investigate"),
+        Binding("d", "decide", "Decide", id="decide"),
+        Binding("f", "facts", "Facts", id="facts"),
+        Binding("m", "messages", "Messages", id="messages"),
+        Binding("c", "checklist", "Checklist", id="checklist"),
+        Binding("x", "export", "Export", id="export"),
         Binding("n", "note", "Note", id="note"),
+        Binding("v", "revision", "Revision diff", id="revision", show=False),
+        Binding("p", "pods", "Pods & logs", id="pods", show=False),
+        Binding("w", "writes", "Freeze writes", id="writes", show=False),
+        Binding("C", "corruption", "Corruption", key_display="C", id="corruption", show=False),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("t", "change_theme", "Theme", id="theme"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
@@ -102,6 +124,9 @@ class RollbackConsoleApp(App[None]):
         self._updated_at: datetime | None = None
         self._keymap = keymap or {}
         self._startup_notes: list[str] = []
+        # The investigation deadline the operator was last asked to decide at (asked once per deadline).
+        self._asked_at: datetime | None = None
+        self._checklist_shown: bool | None = None  # None: automatic (shown once the rollback completed)
         self._install_themes(theme, user_themes_dir)
 
     # -- themes ----------------------------------------------------------
@@ -137,8 +162,15 @@ class RollbackConsoleApp(App[None]):
         with Horizontal(id="titlebar"):
             yield Static("", id="title-left", markup=False)
             yield Static("", id="title-right", markup=False)
+        yield EscalationStrip("", id="escalation", markup=False)
         yield DecisionBanner(id="banner")
+        countdown = InvestigationCountdown(id="countdown")
+        countdown.display = False
+        yield countdown
         yield Static("", id="source-errors", markup=False)
+        lease = LeaseStrip("", id="lease", markup=False)
+        lease.display = False
+        yield lease
         with Horizontal(id="body"):
             services = ServiceList(self.session.services, id="services")
             services.border_title = "Services"
@@ -149,6 +181,9 @@ class RollbackConsoleApp(App[None]):
                     health = HealthPane(id="health")
                     health.border_title = "Health"
                     yield health
+                    routing = RoutingPane("", id="routing", markup=False)
+                    routing.display = False
+                    yield routing
                     errors = ErrorRatePane(
                         self.thresholds.investigate_error_rate, self.thresholds.rollback_error_rate, id="error-rate"
                     )
@@ -161,6 +196,10 @@ class RollbackConsoleApp(App[None]):
                     history = HistoryTable(id="history")
                     history.border_title = "Rollout history"
                     yield history
+                    checklist = ChecklistPane(id="checklist")
+                    checklist.border_title = "Post-rollback checklist"
+                    checklist.display = False
+                    yield checklist
                     timeline = TimelinePane(id="timeline")
                     timeline.border_title = "Timeline (newest first)"
                     yield timeline
@@ -172,8 +211,18 @@ class RollbackConsoleApp(App[None]):
         for note in self._startup_notes:
             self.notify(note, title="Themes", severity="warning", timeout=10)
         self._render_titlebar()
+        self._show_incident()
         self.set_interval(1.0, self._tick)
         self.request_refresh()
+        # A rollback the last console left in flight (it was killed): watch it, never issue it again.
+        for service in self.session.services:
+            if self.session.rollback_in_flight(service):
+                self.rolling_back = service
+                self.query_one(DecisionBanner).set_progress("resuming the watch of the rollback in flight…")
+                self.notify(f"A rollback of {service} was in flight when the console stopped: watching it "
+                            "(it is not issued again).", title="Rollback resumed", severity="warning", timeout=15)
+                self._resume_worker(service)
+                break
 
     async def on_unmount(self) -> None:
         # The session's HTTP clients live on this event loop: close them here.
@@ -184,6 +233,10 @@ class RollbackConsoleApp(App[None]):
         yield SystemCommand("Roll back", "Plan a rollback of the selected service and ask to confirm", self.action_rollback)
         yield SystemCommand("Refresh now", "Fetch signals, health and history now", self.action_refresh)
         yield SystemCommand("Add a note", "Write a note into the incident timeline", self.action_note)
+        yield SystemCommand("Revision template and diff", "The highlighted revision's pod template and its diff against the current one", self.action_revision)
+        yield SystemCommand("Pods and logs", "Pods (ready, restarts, age) and the last 50 log lines of each", self.action_pods)
+        yield SystemCommand("Freeze or resume writes", "Scale to 0 remembering the replica count, or back to it", self.action_writes)
+        yield SystemCommand("Data corruption response", "Declare data corruption and run the runbook's six steps", self.action_corruption)
 
     # -- the refresh loop --------------------------------------------------
 
@@ -218,12 +271,19 @@ class RollbackConsoleApp(App[None]):
             if view.decision.action == Action.HEALTHY:
                 self._rolled_back.discard(view.snapshot.service)
         self.events = message.events
-        services = self.query_one(ServiceList)
+        try:
+            services = self.query_one(ServiceList)
+        except NoMatches:
+            return  # a refresh that finished while the app shut down
         services.show(message.views)
         self._show_selected()
         self.query_one(TimelinePane).show(message.events)
         self._note_source_errors(message.views)
         self._render_titlebar()
+        self._show_incident()
+        self._check_investigation()
+        self._retry_unsent()
+        self._fetch_platform_extras()
 
     def _show_selected(self) -> None:
         view = self.views.get(self.selected)
@@ -255,9 +315,190 @@ class RollbackConsoleApp(App[None]):
         self._seen_errors = current
 
     def _tick(self) -> None:
-        self._render_titlebar()
-        if self.selected in self.views:
-            self.query_one(DecisionBanner).tick(self.session.clock.now())
+        try:
+            self._render_titlebar()
+            if self.selected in self.views:
+                self.query_one(DecisionBanner).tick(self.session.clock.now())
+            self._show_incident()
+        except NoMatches:
+            return  # the app is shutting down: the panes are gone
+        self._check_investigation()
+
+    # -- the guided incident ---------------------------------------------------
+
+    def _show_incident(self) -> None:
+        """Escalation, countdown and checklist of the selected service, from the session's incident state."""
+        session, service = self.session, self.selected
+        now = session.clock.now()
+        state = session.incident_state(service)
+        unsent = len(session.pending_messages(service)) if state is not None else 0
+        self.query_one(EscalationStrip).show(session.escalation(service, now), now, unsent)
+        self.query_one(InvestigationCountdown).show(session.investigation_deadline(service), now)
+        rolled_back = state is not None and state.rollback.status is RollbackStatus.COMPLETED
+        shown = rolled_back if self._checklist_shown is None else self._checklist_shown
+        checklist = self.query_one(ChecklistPane)
+        if shown:
+            checklist.show(session.checklist(service, now), now, rolled_back)
+        if checklist.display != shown:
+            checklist.display = shown
+            self.query_one(HistoryTable).display = not shown
+
+    def _check_investigation(self) -> None:
+        """Ask for the decision when the investigation's time is up; stop the
+        countdown at once when the signals call for a rollback."""
+        service = self.selected
+        deadline = self.session.investigation_deadline(service)
+        if deadline is None:
+            return
+        view = self.views.get(service)
+        if view is not None and view.decision.action == Action.ROLLBACK_NOW and not self.rolling_back:
+            why = "; ".join(str(r) for r in view.decision.reasons[:2])
+            self._end_investigation_worker(service, f"interrupted: ROLLBACK NOW ({why})")
+            if isinstance(self.screen, DecideScreen):
+                self.screen.dismiss(None)
+            self.notify(f"Investigation interrupted: the runbook says ROLLBACK NOW ({why}). Press r.",
+                        title="Worse signal", severity="error", timeout=20)
+            return
+        if isinstance(self.screen, DecideScreen):
+            self.screen.show_view(view)
+            return
+        now = self.session.clock.now()
+        if now >= deadline and self._asked_at != deadline and not isinstance(self.screen, (ConfirmRollbackScreen, FactsScreen, MessageScreen, NoteScreen)):
+            self._asked_at = deadline
+            self.push_screen(DecideScreen(view, now, expired=True), self._decided)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _end_investigation_worker(self, service: str, why: str) -> None:
+        self.session.end_investigation(service, why, actor="console")
+        self.post_message(TimelineChanged(self.session.timeline()))
+
+    def action_investigate(self) -> None:
+        """Start the runbook's 5-minute investigation countdown."""
+        view = self.views.get(self.selected)
+        if view is not None and view.decision.action == Action.ROLLBACK_NOW:
+            self.notify("The runbook says ROLLBACK NOW here: there is no time to investigate. Press r.",
+                        severity="warning", timeout=8)
+            return
+        if self.session.investigation_deadline(self.selected) is not None:
+            self.notify("The investigation is already running; d decides before the time is up.", timeout=5)
+            return
+        self._investigate_worker(self.selected)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _investigate_worker(self, service: str) -> None:
+        self.session.investigate(service)
+        self.post_message(TimelineChanged(self.session.timeline()))
+
+    def action_decide(self) -> None:
+        """Decide now: roll back, keep investigating, fix forward, hotfix or wait (with a reason)."""
+        now = self.session.clock.now()
+        deadline = self.session.investigation_deadline(self.selected)
+        self.push_screen(DecideScreen(self.views.get(self.selected), now, expired=bool(deadline and now >= deadline)),
+                         self._decided)
+
+    def _decided(self, result: tuple[str, str] | None) -> None:
+        if result is None:
+            return
+        choice, reason = result
+        self._choose_worker(self.selected, choice, reason or "the runbook says so")
+        if choice == "rollback":
+            self.action_rollback()
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _choose_worker(self, service: str, choice: str, reason: str) -> None:
+        self.session.choose(service, choice, reason)
+        self.post_message(TimelineChanged(self.session.timeline()))
+
+    def action_facts(self) -> None:
+        """Declare what the console cannot observe (data corruption, migration, ...)."""
+        service = self.selected
+
+        def save(changes: dict | None) -> None:
+            if changes:
+                self._facts_worker(service, changes)
+
+        self.push_screen(FactsScreen(self.session.facts(service), self.session.clock.now()), save)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _facts_worker(self, service: str, changes: dict) -> None:
+        for name, value in changes.items():
+            self.session.declare(service, name, value)
+        self.post_message(TimelineChanged(self.session.timeline()))
+        # The decision follows the facts at once, not at the next refresh.
+        self.call_from_thread(self.request_refresh)
+
+    def action_messages(self) -> None:
+        """Preview, edit and send the runbook's messages."""
+        state = self.session.incident_state(self.selected)
+        done = state is not None and state.rollback.status is RollbackStatus.COMPLETED
+        kind = MessageKind.ROLLBACK_COMPLETE if done else MessageKind.ROLLBACK_IN_PROGRESS
+        self.push_screen(MessageScreen(self.session, self.selected, kind))
+
+    @on(MessageScreen.Sent)
+    def _message_sent(self, message: MessageScreen.Sent) -> None:
+        if not message.ok:
+            self.notify(f"{message.label} not sent: {message.error}", title="Slack", severity="error", timeout=15)
+        self.post_message(TimelineChanged(self.session.timeline()))
+        self._show_incident()
+
+    def _retry_unsent(self) -> None:
+        """Resend kept messages now and then (never lost, never spammed)."""
+        now = self.session.clock.now()
+        if self.session.slack_problem():
+            return
+        due = [e for e in self.session.pending_messages(self.selected)
+               if e.last_attempt_at is None or (now - e.last_attempt_at).total_seconds() >= RESEND_EVERY_SECONDS]
+        if due:
+            self._resend_worker(self.selected)
+
+    @work(thread=True, group="resend", exclusive=True, exit_on_error=False)
+    def _resend_worker(self, service: str) -> None:
+        results = self.session.resend_pending(service)
+        if results:
+            self.post_message(TimelineChanged(self.session.timeline()))
+
+    def action_checklist(self) -> None:
+        """Show or hide the post-rollback checklist (in place of the rollout history)."""
+        checklist = self.query_one(ChecklistPane)
+        self._checklist_shown = not checklist.display
+        self._show_incident()
+        if self._checklist_shown:
+            checklist.focus()
+
+    @on(ChecklistPane.Toggled)
+    def _toggle_item(self, message: ChecklistPane.Toggled) -> None:
+        self._toggle_worker(self.selected, message.item_id)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _toggle_worker(self, service: str, item_id: str) -> None:
+        self.session.toggle_checklist(service, item_id)
+        self.post_message(TimelineChanged(self.session.timeline()))
+
+    def action_export(self) -> None:
+        """Export the incident (Markdown and JSON) to the state dir, for the RCA and the ticket."""
+        self._export_worker(self.selected)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def _export_worker(self, service: str) -> None:
+        from console.export import export_incident, record_export
+
+        state = self.session.incident_state(service)
+        if state is None:
+            self.post_message(OperationFailed("Exporting the incident", f"{service} has no open incident to export"))
+            return
+        folder = locations.ensure_parent(locations.state_dir() / "exports" / "x").parent
+        now = self.session.clock.now()
+        written = []
+        for fmt in ("md", "json"):
+            text = export_incident(self.session.store, state.id, fmt, now,
+                                   checklist=self.session.checklist_definition, thresholds=self.thresholds)
+            path = folder / f"{state.id}.{fmt}"
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        record_export(self.session.store, state.id, str(written[0]), now, actor=self.session.operator)
+        self.session.reload_incident(service)
+        self.post_message(TimelineChanged(self.session.timeline()))
+        self.call_from_thread(self.notify, f"Exported to {written[0]} and .json", title="Export", timeout=10)
 
     def _render_titlebar(self) -> None:
         now = self.session.clock.now()
@@ -280,6 +521,7 @@ class RollbackConsoleApp(App[None]):
         if event.option_id and event.option_id != self.selected:
             self.selected = event.option_id
             self._show_selected()
+            self._fetch_platform_extras()
 
     # -- workers' ends -----------------------------------------------------
 
@@ -296,6 +538,9 @@ class RollbackConsoleApp(App[None]):
             "plan": "Planning the rollback failed",
             "rollback": "The rollback stopped",
             "record": "Writing to the timeline failed",
+            "export": "Exporting the incident failed",
+            "message": "Sending the message failed",
+            "resend": "Resending the kept messages failed",
         }.get(worker.group, "An operation failed")
         sentence = str(error) if isinstance(error, PlatformError) else f"{error.__class__.__name__}: {error}"
         advice = " The console retries on the next refresh." if worker.group == "refresh" else ""
@@ -317,6 +562,10 @@ class RollbackConsoleApp(App[None]):
         if self.rolling_back is not None:
             self.notify(f"A rollback of {self.rolling_back} is running; wait for it to finish.", severity="warning")
             return
+        if to_revision is None and self.session.rollback_in_flight(service):
+            self.notify(f"A rollback of {service} is already in flight; it is watched, not issued again.",
+                        severity="warning")
+            return
         self._plan_worker(service, to_revision)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
@@ -326,6 +575,8 @@ class RollbackConsoleApp(App[None]):
         except PlatformError as err:
             self.post_message(OperationFailed(f"Planning the rollback of {service}", str(err)))
             return
+        if self._database_route(service, to_revision, plan):
+            return  # a migration changes the way: refused with options, or the three-step plan
         self.post_message(PlanReady(plan))
 
     @on(PlanReady)
@@ -346,6 +597,21 @@ class RollbackConsoleApp(App[None]):
                 self.notify("Rollback cancelled: nothing was changed.", timeout=4)
 
         self.push_screen(ConfirmRollbackScreen(plan, reason), confirmed)
+
+    @work(thread=True, exclusive=True, group="rollback", exit_on_error=False)
+    def _resume_worker(self, service: str) -> None:
+        failure: str | None = None
+        try:
+            for progress in self.session.resume_rollback(service):
+                self.post_message(RollbackProgress(progress))
+                self.post_message(TimelineChanged(self.session.timeline()))
+                if progress.failed:
+                    failure = progress.message
+        except PlatformError as err:
+            self.post_message(TimelineChanged(self.session.timeline()))
+            self.post_message(RollbackFinished(service, False, str(err)))
+            return
+        self.post_message(RollbackFinished(service, failure is None, failure))
 
     @work(thread=True, exclusive=True, group="rollback", exit_on_error=False)
     def _rollback_worker(self, plan, reason: str) -> None:
@@ -379,7 +645,8 @@ class RollbackConsoleApp(App[None]):
             self.notify(f"Rollback of {message.service} skipped: {self.last_progress}", severity="warning", timeout=10)
         elif message.ok:
             self._rolled_back.add(message.service)
-            self.notify(f"{message.service}: {self.last_progress}", title="Rollback complete", timeout=10)
+            self.notify(f"{message.service}: {self.last_progress}. Press m to send the Rollback Complete message; "
+                        "the post-rollback checklist has started.", title="Rollback complete", timeout=15)
         else:
             self.notify(f"{message.service}: {message.error}", title="Rollback failed", severity="error", timeout=30)
         self._rollback_ended()
@@ -410,7 +677,7 @@ class RollbackConsoleApp(App[None]):
 
     @work(thread=True, group="record", exit_on_error=False)
     def _record_worker(self, kind: str, text: str) -> None:
-        self.session.record(kind, text, service=self.selected)
+        self.session.record(incident.NewEvent(kind, text), service=self.selected)
         self.post_message(TimelineChanged(self.session.timeline()))
 
     # -- other keys ------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Iterator
 from console import incident
 from console.clock import FrozenClock
 from console.decision import Thresholds, evaluate
+from console.session import Escalation
 from console.model import (
     ApiCall,
     Event,
@@ -138,10 +139,39 @@ class RecordedSession:
     def timeline(self, limit: int = 200) -> list[Event]:
         return self._events[:limit]
 
-    def record(self, kind: str, text: str, actor: str | None = None, service: str | None = None, data=None) -> Event:
-        event = Event(self.clock.now(), kind, text, actor or self.operator)
-        self._events.insert(0, event)
-        return event
+    def record(self, event, service: str | None = None, actor: str | None = None) -> Event:
+        stored = Event(self.clock.now(), event.kind, event.text, actor or self.operator)
+        self._events.insert(0, stored)
+        return stored
+
+    def note(self, text: str, service: str | None = None, actor: str | None = None) -> Event:
+        return self.record(incident.note(text), service=service, actor=actor)
+
+    # The guided incident, as a session with no incident open yet sees it.
+
+    def incident_state(self, service: str):
+        return None
+
+    def facts(self, service: str) -> Facts:
+        return Facts()
+
+    def escalation(self, service: str, now=None) -> Escalation:
+        return Escalation(1, incident.ESCALATION_ROLES[1], "Alert", None, ("@oncall",))
+
+    def investigation_deadline(self, service: str):
+        return None
+
+    def rollback_in_flight(self, service: str) -> bool:
+        return False
+
+    def pending_messages(self, service: str) -> list:
+        return []
+
+    def checklist(self, service: str, now=None):
+        return None
+
+    def slack_problem(self) -> str | None:
+        return "Slack is not configured in this recording."
 
     def plan_rollback(self, service: str, to_revision: int | None = None) -> RollbackPlan:
         return sample_plan()

@@ -28,6 +28,11 @@ _KINDS: dict[str, tuple[str, str]] = {
     incident.WRITES_RESUMED: ("RESUMED", "sev-ok"),
     incident.ESCALATED: ("ESCALATED", "sev-warning"),
     incident.NOTE: ("NOTE", "sev-info"),
+    incident.CHECKLIST_TICKED: ("CHECKLIST", "sev-ok"),
+    incident.CHECKLIST_UNTICKED: ("CHECKLIST", "sev-warning"),
+    incident.MESSAGE_SENT: ("MESSAGE", "sev-ok"),
+    incident.MESSAGE_FAILED: ("UNSENT", "sev-critical"),
+    incident.TIMELINE_EXPORTED: ("EXPORTED", "sev-info"),
 }
 # Console-side kinds (errors the UI itself records).
 ERROR = "error"

@@ -1,0 +1,92 @@
+"""Where the traffic goes and who holds the rollback lease.
+
+The routing pane shows a blue-green service's live colour or a canary's
+weights (`Session.routing`); the lease strip names the console that is rolling
+the service back right now (`Session.lease_holder`), so a second operator in
+the war room sees it before pressing anything. Both are fed by a thread worker
+after every refresh (they make requests) and hidden for platforms without them.
+"""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Static
+
+from console.platforms.base import Routing
+
+BAR_WIDTH = 10
+"""Characters of the weight bar at 100 %."""
+
+
+class PlatformExtras(Message):
+    """The routing and lease holder of one service, fetched by a worker.
+    `error` is an operator sentence when reading them failed."""
+
+    def __init__(self, service: str, routing: Routing | None, holder: object | None, error: str | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.routing = routing
+        self.holder = holder
+        self.error = error
+
+
+def _bar(weight: int) -> str:
+    filled = round(BAR_WIDTH * max(0, min(100, weight)) / 100)
+    return "█" * filled + "░" * (BAR_WIDTH - filled)
+
+
+def routing_content(routing: Routing) -> Content:
+    """The live colour or the split, one line per colour or subset, then the replicas."""
+    lines: list[Content] = []
+    if routing.kind == "blue-green":
+        live = routing.active or "none of the configured colours"
+        lines.append(Content.assemble(("Live ", "$sev-muted"), (live, "bold")))
+    else:
+        lines.append(Content.styled("Weights", "$sev-muted"))
+    for name, weight in routing.weights:
+        style = "bold" if weight > 0 else "$sev-muted"
+        lines.append(Content.assemble((f"{name:<8} ", style), (_bar(weight), style), (f" {weight:>3} %", style)))
+    if routing.replicas:
+        lines.append(Content.styled(
+            "\n".join(f"{deployment}: {count} replica{'s' if count != 1 else ''}" for deployment, count in routing.replicas),
+            "$sev-muted"))
+    if routing.source:
+        lines.append(Content.styled(f"from {routing.source}", "$sev-muted"))
+    return Content("\n").join(lines)
+
+
+class RoutingPane(Static):
+    """The live colour (blue-green) or the current weights (canary) of the selected service."""
+
+    def show(self, routing: Routing | None, error: str | None = None) -> None:
+        """Render `routing`; hidden when the platform has no traffic switch."""
+        self.display = routing is not None or error is not None
+        if routing is None and error is None:
+            return
+        self.border_title = "Traffic" if routing is None else ("Blue-green" if routing.kind == "blue-green" else "Canary")
+        if routing is None:
+            self.update(Content.styled(error or "", "$sev-warning"))
+            return
+        self.update(routing_content(routing))
+        self.border_subtitle = str(routing)
+
+
+class LeaseStrip(Static):
+    """One line naming another console's rollback lease on the selected service."""
+
+    def show(self, holder: object | None, mine: bool) -> None:
+        """Show who holds the lease (nothing when nobody does, or this console does)."""
+        if holder is None or mine:
+            self.display = False
+            return
+        self.display = True
+        sentence = holder.sentence()  # type: ignore[attr-defined]
+        if getattr(holder, "expired", False):
+            self.update(Content.styled(
+                f"⚠ {sentence}. The lease expired (its holder stopped renewing it): it may be taken over.",
+                "$sev-warning"))
+            return
+        expires = getattr(holder, "expires", None)
+        until = f" (lease renewed until {expires:%H:%M:%S} UTC)" if expires else ""
+        self.update(Content.assemble(("⛔ ", "bold $sev-critical"), (f"{sentence}.{until}", "bold")))

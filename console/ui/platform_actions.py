@@ -1,0 +1,310 @@
+"""The app's keys and workers for the platform and database screens: a
+revision's template and diff (v), pods and logs (p), freezing and resuming
+writes (w), the data-corruption response (C), the routing and lease panes,
+and the database checks in front of a rollback plan.
+
+A mixin of `RollbackConsoleApp` (app.py keeps the main screen; this keeps
+what issues 4 and 8 add to it). Like app.py, workers only call the session
+and post messages; the handlers here touch the widgets.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.css.query import NoMatches
+from textual.message import Message
+
+from console import incident
+from console.database import DatabaseError, StepPreview
+from console.model import RollbackPlan
+from console.platforms.base import PlatformError
+from console.procedures import ProcedureError, RollbackCheck
+
+from .messages import OperationFailed, PlanReady, TimelineChanged
+from .panes.history import HistoryTable
+from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
+from .screens.corruption import CorruptionScreen, DeclareCorruptionScreen, WritesScreen
+from .screens.database import FEATURE_FLAG, FIX_FORWARD, OVERRIDE, PARTIAL, MigrationBlockedScreen, MigrationRollbackScreen
+from .screens.pods import PodsScreen
+from .screens.revision import RevisionScreen
+
+_FAILURES = (DatabaseError, PlatformError, ProcedureError)
+
+
+class RollbackBlocked(Message):
+    """The planned rollback would cross a migration that cannot be undone."""
+
+    def __init__(self, plan: RollbackPlan, check: RollbackCheck) -> None:
+        super().__init__()
+        self.plan = plan
+        self.check = check
+
+
+class MigrationPlanReady(Message):
+    """The rollback crosses a reversible migration: run the runbook's three-step plan."""
+
+    def __init__(self, plan: RollbackPlan, to_revision: int | None) -> None:
+        super().__init__()
+        self.plan = plan
+        self.to_revision = to_revision
+
+
+class WritesReady(Message):
+    """Freezing (or resuming) writes, previewed: the request and the replica count."""
+
+    def __init__(self, service: str, preview: StepPreview, freeze: bool, replicas: int | None) -> None:
+        super().__init__()
+        self.service = service
+        self.preview = preview
+        self.freeze = freeze
+        self.replicas = replicas
+
+
+class CorruptionReady(Message):
+    """The corruption response of `service`, read from its timeline; `declare` when it must be declared first."""
+
+    def __init__(self, service: str, runner, declare: bool) -> None:
+        super().__init__()
+        self.service = service
+        self.runner = runner
+        self.declare = declare
+
+
+class PlatformActions:
+    """Keys, workers and handlers for issues 4 and 8 (mixed into the app)."""
+
+    # -- routing and the rollback lease, after every refresh -------------------
+
+    def _fetch_platform_extras(self) -> None:
+        """Read the selected service's routing and lease holder (they make requests: a worker)."""
+        if hasattr(self.session, "routing") or hasattr(self.session, "lease_holder"):
+            self._platform_extras_worker(self.selected)
+
+    @work(thread=True, exclusive=True, group="extras", exit_on_error=False)
+    def _platform_extras_worker(self, service: str) -> None:
+        routing = holder = None
+        routing_error = lease_error = None
+        try:
+            routing = self.session.routing(service) if hasattr(self.session, "routing") else None
+        except PlatformError as err:
+            routing_error = f"Cannot read where {service}'s traffic goes: {err}"
+        try:
+            holder = self.session.lease_holder(service) if hasattr(self.session, "lease_holder") else None
+        except PlatformError as err:
+            lease_error = f"Cannot read the rollback lease of {service}: {err}"
+        message = PlatformExtras(service, routing, holder, routing_error)
+        message.lease_error = lease_error
+        self.post_message(message)
+
+    def on_platform_extras(self, message: PlatformExtras) -> None:
+        if message.service != self.selected:
+            return
+        try:
+            pane, strip = self.query_one(RoutingPane), self.query_one(LeaseStrip)
+        except NoMatches:
+            return  # the app is shutting down
+        self.routing = message.routing
+        self.lease_holder = message.holder
+        pane.show(message.routing, message.error)
+        mine = self.rolling_back == message.service
+        lease_error = getattr(message, "lease_error", None)
+        if lease_error and message.holder is None:
+            strip.display = True
+            strip.update(lease_error)
+        else:
+            strip.show(message.holder, mine)
+
+    # -- issue 4: a revision's template and diff ------------------------------
+
+    def action_revision(self) -> None:
+        """Show the highlighted revision's pod template and its diff against the current one."""
+        try:
+            revision = self.query_one(HistoryTable).highlighted_revision()
+        except NoMatches:
+            return
+        if revision is None:
+            self.notify("The rollout history is empty: nothing to show yet.", severity="warning", timeout=5)
+            return
+        view = self.views.get(self.selected)
+        history = view.snapshot.history if view else ()
+        current = next((r for r in history if r.current), None)
+        service = self.selected
+
+        def chosen(number: int | None) -> None:
+            if number is not None:
+                self._plan(service, number)
+
+        self.push_screen(RevisionScreen(self.session, service, revision, current), chosen)
+
+    # -- issue 4: pods and logs ------------------------------------------------
+
+    def action_pods(self) -> None:
+        """Pods (ready, restarts, age), their last 50 log lines, the rollout status and the health endpoint."""
+        self.push_screen(PodsScreen(self.session, self.selected))
+
+    # -- the database checks in front of a rollback -----------------------------
+
+    def _database_route(self, service: str, to_revision: int | None, plan: RollbackPlan) -> bool:
+        """In the plan worker: True when a migration changes the way this rollback
+        goes (blocked, or the reversible three-step plan) and a message was posted."""
+        if plan.skip_reason or not hasattr(self.session, "rollback_check"):
+            return False
+        overridden = getattr(self, "_overridden", set())
+        try:
+            check = self.session.rollback_check(service, to_revision)
+        except DatabaseError as err:
+            self.post_message(OperationFailed(f"Checking the migrations of {service}", str(err)))
+            return True
+        if check.blocked and (service, plan.to_revision) not in overridden:
+            self.post_message(RollbackBlocked(plan, check))
+            return True
+        facts = self.session.migration_facts(service)
+        if facts.migration_applied and facts.migration_reversible is True and not check.blocked:
+            self.post_message(MigrationPlanReady(plan, to_revision))
+            return True
+        return False
+
+    def on_rollback_blocked(self, message: RollbackBlocked) -> None:
+        plan, check = message.plan, message.check
+        service = plan.service
+
+        def answered(result: tuple[str, int | None] | None) -> None:
+            if result is None:
+                self.notify("Not rolled back: nothing was changed.", timeout=4)
+                return
+            choice, revision = result
+            if choice == PARTIAL and revision is not None:
+                self._plan(service, revision)
+            elif choice in (FIX_FORWARD, FEATURE_FLAG):
+                index = 0 if choice == FIX_FORWARD else 1
+                option = check.options[index]
+                migration = check.migration.name if check.migration else "the migration"
+                how = "deploy a hotfix that works with the new schema" if choice == FIX_FORWARD else \
+                    "disable the feature that uses the new schema with its flag"
+                self._decision_worker(service, "fix_forward", f"{migration} cannot be undone: {how}")
+                self.notify(f"{option.title}: {option.detail}", title="Decision recorded", timeout=20)
+            elif choice == OVERRIDE:
+                self._overridden = getattr(self, "_overridden", set()) | {(service, plan.to_revision)}
+                migration = check.migration.name if check.migration else "a migration"
+                self._record(
+                    incident.NOTE,
+                    f"{service}: rollback to revision {plan.to_revision} forced past {migration}, which cannot be "
+                    "undone (the operator accepted the risk of data loss)",
+                )
+                self.post_message(PlanReady(plan))
+
+        self.push_screen(MigrationBlockedScreen(plan, check), answered)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _decision_worker(self, service: str, choice: str, reason: str) -> None:
+        self.session.choose(service, choice, reason)
+        self.post_message(TimelineChanged(self.session.timeline()))
+
+    def on_migration_plan_ready(self, message: MigrationPlanReady) -> None:
+        service = message.plan.service
+        try:
+            runner = self.session.migration_rollback(service, message.to_revision)
+        except _FAILURES as err:
+            self.notify(str(err), title="Migration rollback", severity="error", timeout=15)
+            return
+        self.push_screen(MigrationRollbackScreen(self.session, service, runner), lambda _: self.request_refresh())
+
+    # -- issue 8: freezing and resuming writes -----------------------------------
+
+    def action_writes(self) -> None:
+        """Freeze writes (scale to 0, the count remembered), or resume them when frozen."""
+        if not hasattr(self.session, "corruption_response"):
+            self.notify("This console cannot scale services.", severity="warning")
+            return
+        self._writes_worker(self.selected)
+
+    @work(thread=True, exclusive=True, group="writes", exit_on_error=False)
+    def _writes_worker(self, service: str) -> None:
+        try:
+            response = self.session.corruption_response(service)
+            frozen = response.state().frozen_replicas
+            freeze = frozen is None
+            preview = response.preview("freeze" if freeze else "resume")
+            replicas = frozen
+            if freeze:
+                reader = getattr(self.session.platform(service), "replicas", None)
+                replicas = reader() if reader is not None else None
+        except _FAILURES as err:
+            self.post_message(OperationFailed(f"Reading the replica count of {service}", str(err)))
+            return
+        self.post_message(WritesReady(service, preview, freeze, replicas))
+
+    def on_writes_ready(self, message: WritesReady) -> None:
+        preview = message.preview
+        if preview.blocked:
+            what = "Freezing" if message.freeze else "Resuming"
+            self.notify(f"{what} writes to {message.service} cannot run yet: {preview.blocked} Press C to open the "
+                        "data corruption response.", title="Writes", severity="warning", timeout=20)
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self._writes_run_worker(message.service, message.freeze)
+            else:
+                self.notify("Nothing was scaled.", timeout=4)
+
+        self.push_screen(WritesScreen(message.service, preview, message.freeze, message.replicas), answered)
+
+    @work(thread=True, exclusive=True, group="writes", exit_on_error=False)
+    def _writes_run_worker(self, service: str, freeze: bool) -> None:
+        try:
+            outcome = self.session.freeze_writes(service) if freeze else self.session.resume_writes(service)
+        except _FAILURES as err:
+            self.post_message(TimelineChanged(self.session.timeline()))
+            self.post_message(OperationFailed("Freezing writes" if freeze else "Resuming writes", str(err)))
+            return
+        self.post_message(TimelineChanged(self.session.timeline()))
+        what = "Writes frozen" if freeze else "Writes resumed"
+        if outcome.ok:
+            self.call_from_thread(self.notify, f"{service}: {outcome.summary}", title=what, timeout=12)
+        else:
+            self.call_from_thread(self.notify, f"{service}: {outcome.summary}. Press C to resume the response "
+                                  "from this step.", title=f"{what}: failed", severity="error", timeout=20)
+        self.call_from_thread(self.request_refresh)
+
+    # -- issue 8: the data-corruption response ------------------------------------
+
+    def action_corruption(self) -> None:
+        """Open the data-corruption response (declaring the corruption first)."""
+        if not hasattr(self.session, "corruption_response"):
+            self.notify("This console cannot run the data corruption response.", severity="warning")
+            return
+        self._corruption_worker(self.selected)
+
+    @work(thread=True, exclusive=True, group="corruption", exit_on_error=False)
+    def _corruption_worker(self, service: str) -> None:
+        try:
+            runner = self.session.corruption_response(service)
+            started = runner.state().started
+        except _FAILURES as err:
+            self.post_message(OperationFailed(f"Opening the data corruption response of {service}", str(err)))
+            return
+        declared = bool(self.session.facts(service).data_corruption)
+        self.post_message(CorruptionReady(service, runner, declare=not (declared or started)))
+
+    def on_corruption_ready(self, message: CorruptionReady) -> None:
+        if not message.declare:
+            self.push_screen(CorruptionScreen(self.session, message.service, message.runner),
+                             lambda _: self.request_refresh())
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self._declare_corruption_worker(message.service, message.runner)
+            else:
+                self.notify("Nothing was declared.", timeout=4)
+
+        self.push_screen(DeclareCorruptionScreen(message.service), answered)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _declare_corruption_worker(self, service: str, runner) -> None:
+        self.session.declare(service, "data_corruption", True)
+        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(CorruptionReady(service, runner, declare=False))
+        # The escalation to Level 2 is recorded by the next refresh; run it now.
+        self.call_from_thread(self.request_refresh)

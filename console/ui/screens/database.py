@@ -1,0 +1,114 @@
+"""Database Rollback Considerations in the console: the refusal to roll back
+past a migration that cannot be undone (with the runbook's three options and
+an explicit override), and the reversible-migration plan run step by step."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Static
+
+from console.model import RollbackPlan
+from console.procedures import RollbackCheck
+
+from .procedure import ProcedureScreen
+
+FIX_FORWARD = "fix_forward"
+FEATURE_FLAG = "feature_flag"
+PARTIAL = "partial"
+OVERRIDE = "override"
+
+
+class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
+    """Why a plain rollback is refused (data loss), the runbook's three options,
+    and an override that must be ticked before it can be pressed.
+
+    Dismisses with (choice, revision): ("partial", N) plans the rollback to
+    revision N; ("fix_forward" | "feature_flag", None) records that decision;
+    ("override", None) goes on to the plan; None closes.
+    """
+
+    BINDINGS = [
+        Binding("escape,n", "cancel", "Do not roll back", id="blocked.cancel"),
+    ]
+
+    def __init__(self, plan: RollbackPlan, check: RollbackCheck) -> None:
+        super().__init__()
+        self.plan = plan
+        self.check = check
+
+    def compose(self) -> ComposeResult:
+        check, plan = self.check, self.plan
+        migration = check.migration.name if check.migration else "the migration"
+        with Vertical(id="dialog", classes="-blocked"):
+            yield Static(Content.styled(f"Rolling {plan.service} back could lose data", "bold"), classes="dialog-title")
+            yield Static(Content.assemble(("Target  ", "$sev-muted"),
+                                          f"revision {plan.to_revision} ({', '.join(plan.to_versions) or '?'})"),
+                         markup=False)
+            yield Static(Content.styled(check.explanation, "bold $sev-critical"), id="blocked-why", markup=False)
+            yield Static(Content.styled("The runbook's options (DO NOT roll back the migration):", "bold"), markup=False)
+            for index, option in enumerate(check.options, 1):
+                with Horizontal(classes="option"):
+                    yield Static(Content.assemble((option.title, "bold"), "\n", (option.detail, "$sev-muted")),
+                                 classes="option-text", markup=False)
+                    if index == 3:
+                        label = f"Plan rollback to revision {option.to_revision}" if option.to_revision else "Not available"
+                        button = Button(label, id="option-partial", variant="primary")
+                        button.disabled = not option.to_revision
+                        yield button
+                    else:
+                        yield Button("Record this decision", id=f"option-{index}", variant="default")
+            yield Checkbox(f"I understand that rolling back past {migration} can lose data; roll back anyway",
+                           id="override-ack")
+            with Horizontal(classes="buttons"):
+                override = Button("Roll back anyway", id="override", variant="error")
+                override.disabled = True
+                yield override
+                yield Button("Do not roll back (esc)", id="cancel", variant="default")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self.query_one("#override", Button).disabled = not event.value
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        button = event.button.id
+        if button == "option-partial":
+            partial = self.check.options[2].to_revision if len(self.check.options) > 2 else None
+            self.dismiss((PARTIAL, partial))
+        elif button == "option-1":
+            self.dismiss((FIX_FORWARD, None))
+        elif button == "option-2":
+            self.dismiss((FEATURE_FLAG, None))
+        elif button == "override":
+            if self.query_one("#override-ack", Checkbox).value:
+                self.dismiss((OVERRIDE, None))
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        """Close: nothing is rolled back."""
+        self.dismiss(None)
+
+
+class MigrationRollbackScreen(ProcedureScreen):
+    """The runbook's "When Migration is Reversible": the application, then the
+    migration rollback command, then the data integrity check, each shown first."""
+
+    intro = ("The migration since the deploy is reversible: roll back the application first, then the migration, "
+             "then verify data integrity. Each step is shown before it runs and its output is recorded; a failure "
+             "stops the plan and escalates to Level 2. Enter or ctrl+r runs the highlighted step.")
+
+    def step_starting(self, step_id: str) -> None:
+        if step_id == "app_rollback" and hasattr(self.app, "rolling_back"):
+            self.app.rolling_back = self.service
+
+    def step_ended(self, step_id: str, ok: bool) -> None:
+        if step_id == "app_rollback" and getattr(self.app, "rolling_back", None) == self.service:
+            self.app.rolling_back = None
+            if ok and hasattr(self.app, "_rolled_back"):
+                self.app._rolled_back.add(self.service)
