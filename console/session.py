@@ -339,6 +339,7 @@ class Session:
             except PlatformError as err:
                 self.note(f"{service}: rollback not started: {err}", service=service, actor="console")
                 raise
+        rollout_started_at = self.clock.now()
         try:
             started = incidents.rollback_started(plan)
             if reason:
@@ -366,6 +367,8 @@ class Session:
                 self.record(incidents.rollback_failed(str(err)), service=service, actor="console")
                 raise
         finally:
+            # The rollout history changed under the poller's cache: read it next cycle.
+            self.poller.invalidate(service, changed_at=rollout_started_at)
             if lease is not None:
                 lost = lease.lost
                 lease.__exit__(None, None, None)

@@ -69,8 +69,24 @@ class ServiceSource:
     revisions: list[Revision] = field(default_factory=list)
     revisions_cycle: int | None = None
     pods_seen: tuple | None = None
-    # (revision number, created) -> p95 seconds before that deploy (None: no data).
+    # (revision number, deployed at) -> p95 seconds before that deploy (None: no data).
     before_deploy: dict[tuple[int, datetime], float | None] = field(default_factory=dict)
+    # The current revision and when it became current, when this console saw it
+    # change (a rollback makes an old ReplicaSet current again: its creation time
+    # says nothing about when it went live).
+    current_since: tuple[int, datetime | None] | None = None
+    # When this console last changed the rollout (a rollback it ran), if it did.
+    changed_at: datetime | None = None
+
+    def deployed_at(self, current: Revision, now: datetime) -> datetime | None:
+        """When `current` went live: when this console changed the rollout (or
+        saw it change), or its creation time if it was current when the console
+        started."""
+        if self.current_since is None:
+            self.current_since = (current.number, current.created)
+        elif self.current_since[0] != current.number:
+            self.current_since = (current.number, self.changed_at or now)
+        return self.current_since[1]
 
     def query(self, signal: str) -> str | None:
         """The rendered query for `signal`, None when not configured."""
@@ -177,12 +193,24 @@ class Poller:
 
     # -- the cycle -----------------------------------------------------------
 
+    def invalidate(self, service: str, changed_at: datetime | None = None) -> None:
+        """Forget what is cached about `service`'s rollout history (this console
+        changed it, starting at `changed_at`), so the next cycle reads it again
+        and dates the new current revision from then."""
+        for source in self.sources:
+            if source.name == service:
+                source.revisions_cycle = None
+                source.changed_at = changed_at
+
     async def cycle(self, only: str | None = None) -> list[Snapshot]:
         """One refresh of every service (or just `only`), concurrently, bounded."""
         async with self._cycle_lock:
             chosen = [s for s in self.sources if only is None or s.name == only]
             bound = asyncio.Semaphore(self.settings.max_concurrency)
             loop = asyncio.get_running_loop()
+            # Freshness is judged against when the cycle asked, not when its slowest
+            # source answered: a slow platform call must not make fresh metrics stale.
+            asked_at = self.clock.now()
             cycle = self.cycles
             self.cycles += 1
 
@@ -201,7 +229,7 @@ class Poller:
             befores = await asyncio.gather(*(self._before_deploy(s, bound) for s in chosen))
             now = self.clock.now()
             return [
-                self._snapshot(source, now, state, endpoint_fields, readings.get(source.name, {}), before)
+                self._snapshot(source, now, asked_at, state, endpoint_fields, readings.get(source.name, {}), before)
                 for source, state, endpoint_fields, before in zip(chosen, platforms, endpoints, befores)
             ]
 
@@ -209,6 +237,7 @@ class Poller:
         self,
         source: ServiceSource,
         now: datetime,
+        asked_at: datetime,
         state: tuple[Health, list[str]],
         endpoint: dict,
         readings: dict[str, _Reading],
@@ -227,7 +256,7 @@ class Poller:
             health=health,
             history=tuple(source.revisions),
             signals=self._signals(source, metrics, now),
-            stale=self._is_stale(metrics, now),
+            stale=self._is_stale(metrics, asked_at),
             errors=tuple(errors),
         )
 
@@ -358,17 +387,18 @@ class Poller:
         return out
 
     async def _before_deploy(self, source: ServiceSource, bound: asyncio.Semaphore) -> tuple[float | None, str | None]:
-        """p95 (seconds) a margin before the current revision was created, read once per deploy."""
+        """p95 (seconds) a margin before the current revision went live, read once per deploy."""
         query = source.query(LATENCY)
         current = next((r for r in source.revisions if r.current), None)
-        if self.prometheus is None or not query or current is None or current.created is None:
+        deployed_at = source.deployed_at(current, self.clock.now()) if current is not None else None
+        if self.prometheus is None or not query or current is None or deployed_at is None:
             return None, None
-        key = (current.number, current.created)
+        key = (current.number, deployed_at)
         if key in source.before_deploy:
             return source.before_deploy[key], None
         async with bound:
             try:
-                samples = await self.prometheus.query(query, at=current.created - self.settings.before_deploy_margin)
+                samples = await self.prometheus.query(query, at=deployed_at - self.settings.before_deploy_margin)
             except SignalError as err:
                 return None, str(err)
         values = [s.value for s in samples if s.value is not None and math.isfinite(s.value)]
@@ -471,11 +501,12 @@ class Poller:
 
     # -- judgement -----------------------------------------------------------
 
-    def _is_stale(self, metrics: Metrics, now: datetime) -> bool:
-        """Stale when a query failed this cycle or any value is older than the limit."""
+    def _is_stale(self, metrics: Metrics, asked_at: datetime) -> bool:
+        """Stale when a query failed this cycle or any value was older than the
+        limit when the cycle asked for it."""
         if metrics.error is not None:
             return True
-        return any(now - at > self.settings.stale_after for _, at in metrics.sampled)
+        return any(asked_at - at > self.settings.stale_after for _, at in metrics.sampled)
 
     def _signals(self, source: ServiceSource, metrics: Metrics, now: datetime) -> Signals:
         t = self.settings.thresholds

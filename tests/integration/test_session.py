@@ -1,0 +1,44 @@
+"""The session over a live drill: what it reports after it rolled back."""
+
+from __future__ import annotations
+
+import pytest
+
+from console.config import load
+from console.drill import runner
+from console.drill.scenario import load_scenario
+from console.model import Action
+from console.session import Session
+from console.store import Store
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def drill(tmp_path):
+    running = runner.start(load_scenario("bad-deploy"), speed=50, directory=tmp_path / "drill")
+    session = Session(load(running.config_path), Store(tmp_path / "incidents.db"), clock=running.world.clock)
+    yield running, session
+    running.stop()
+
+
+async def test_after_a_rollback_the_panes_show_the_new_revision_and_the_bad_baseline(drill):
+    running, session = drill
+    [view] = await session.refresh()
+    assert view.decision.action == Action.ROLLBACK_NOW
+    assert view.snapshot.metrics.latency_p95_before_ms == pytest.approx(250)
+    assert view.snapshot.current_revision.number == 3
+
+    progress = list(session.execute(session.plan_rollback("order-service"), timeout=120))
+    assert progress[-1].done and not progress[-1].failed
+
+    running.world.clock.advance(120)  # let the new pods serve long enough to move the rates
+    [view] = await session.refresh()
+    # Read at once (not on the next scheduled history read): the console changed it.
+    assert view.snapshot.current_revision.number == 4
+    assert view.snapshot.current_revision.versions == ("1.2.2",)
+    # "Before" is now before the rollback went live: the bad version's 2000 ms.
+    assert view.snapshot.metrics.latency_p95_before_ms == pytest.approx(2000)
+    assert not view.snapshot.signals.latency_spike
+    assert view.decision.action == Action.HEALTHY
+    await session.aclose()
