@@ -15,7 +15,7 @@ from textual.widgets import Static
 
 from console.platforms.base import Routing
 
-BAR_WIDTH = 10
+BAR_WIDTH = 8
 """Characters of the weight bar at 100 %."""
 
 
@@ -46,10 +46,10 @@ def routing_content(routing: Routing) -> Content:
         lines.append(Content.styled("Weights", "$sev-muted"))
     for name, weight in routing.weights:
         style = "bold" if weight > 0 else "$sev-muted"
-        lines.append(Content.assemble((f"{name:<8} ", style), (_bar(weight), style), (f" {weight:>3} %", style)))
+        lines.append(Content.assemble((f"{name:<6} ", style), (_bar(weight), style), (f" {weight:>3}%", style)))
     if routing.replicas:
         lines.append(Content.styled(
-            "\n".join(f"{deployment}: {count} replica{'s' if count != 1 else ''}" for deployment, count in routing.replicas),
+            "\n".join(f"{count} × {deployment}" for deployment, count in routing.replicas),
             "$sev-muted"))
     if routing.source:
         lines.append(Content.styled(f"from {routing.source}", "$sev-muted"))
