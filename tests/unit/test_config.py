@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -111,3 +112,19 @@ def test_version_and_usage_errors():
     assert version.returncode == 0 and "0.1.0" in version.stdout
     usage = run_cli("rollback")
     assert usage.returncode == 2
+
+
+def test_bare_command_without_a_config_says_where_it_looked(tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    env.pop("ROLLBACK_CONSOLE_CONFIG", None)
+    result = subprocess.run([sys.executable, "-m", "console"], capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert str(tmp_path / "rollback-console" / "config.yaml") in result.stderr
+    assert "rollback-console drill bad-deploy" in result.stderr
+
+
+def test_config_path_from_the_environment_is_used(tmp_path):
+    bad = write(tmp_path, "services: []\n")
+    env = {**os.environ, "ROLLBACK_CONSOLE_CONFIG": str(bad)}
+    result = subprocess.run([sys.executable, "-m", "console", "status", "--json"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2 and str(bad) in result.stderr
