@@ -82,6 +82,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         Binding("c", "checklist", "Checklist", id="checklist"),
         Binding("x", "export", "Export", id="export"),
         Binding("n", "note", "Note", id="note"),
+        # The footer is full at 140 columns: these four are in the keys panel (?) and the palette.
         Binding("v", "revision", "Revision diff", id="revision", show=False),
         Binding("p", "pods", "Pods & logs", id="pods", show=False),
         Binding("w", "writes", "Freeze writes", id="writes", show=False),

@@ -7,9 +7,14 @@ in tests/ui/__snapshots__/ before committing them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from ui_samples import RecordedSession
 
+from console.decision import Thresholds, evaluate
+from console.model import Facts, ServiceView, Signals
+from console.session import Escalation
 from console.ui.app import build_app
 
 WAR_ROOM = (140, 45)
@@ -61,3 +66,56 @@ def test_rollback_confirmation(snap_compare):
 
     app = build_app(RecordedSession(), animate=False)
     assert snap_compare(app, terminal_size=WAR_ROOM, run_before=press_r)
+
+
+class IncidentRecording(RecordedSession):
+    """The same moment, three minutes into an investigation, escalated to the
+    team lead, with the previous rollback's checklist open (a war-room screen)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from datetime import timedelta
+
+        from console import incident
+        from console.checklist import evaluate_checklist
+        from console.model import Event
+
+        t = self.clock.now()
+        # 3 % errors: the runbook says investigate (at 8 % the countdown would be interrupted).
+        snapshot = self._views[0].snapshot
+        snapshot = replace(snapshot, metrics=replace(snapshot.metrics, error_rate=0.03), signals=Signals())
+        started = t - timedelta(minutes=1, seconds=43)
+        facts = Facts(investigation_started_at=started)
+        self._views = [ServiceView(snapshot, evaluate(snapshot, facts, t, Thresholds()))]
+        state = incident.new_state("INC-20240117-1430-order-service", "order-service", t - timedelta(minutes=15))
+        for minutes, event in ((-14, incident.rollback_completed()),
+                               (-13, incident.checklist_ticked("service-health-verified", "Service health verified",
+                                                               "health endpoint healthy and 3/3 pods ready"))):
+            state = incident.apply(state, Event(t + timedelta(minutes=minutes), event.kind, event.text,
+                                                data=incident.pairs(event.data)))
+        self._status = evaluate_checklist(state, t)
+        self._deadline = started + Thresholds().investigate_window
+        self._escalation = Escalation(2, "Team Lead", "Rollback failed: deployment/order-service timed out",
+                                      t + timedelta(minutes=12, seconds=5), ("@team-lead", "pager: shop-leads"))
+
+    def escalation(self, service, now=None):
+        return self._escalation
+
+    def investigation_deadline(self, service):
+        return self._deadline
+
+    def checklist(self, service, now=None):
+        return self._status
+
+
+def test_incident_war_room(snap_compare):
+    """Escalation strip (level 2, contacts, time to level 4), the countdown in
+    large digits, and the checklist with an overdue item and a console tick."""
+
+    async def show_checklist(pilot) -> None:
+        await _first_refresh(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+
+    app = build_app(IncidentRecording(), animate=False)
+    assert snap_compare(app, terminal_size=WAR_ROOM, run_before=show_checklist)

@@ -45,20 +45,17 @@ class EscalationStrip(Static):
         severity = LEVEL_SEVERITY.get(escalation.level, "sev-info")
         for level_severity in set(LEVEL_SEVERITY.values()):
             self.set_class(level_severity == severity, f"-{level_severity}")
-        parts = [
-            Content.styled(f" ESCALATION LEVEL {escalation.level} · {escalation.role} ", "bold reverse"),
-            Content(f" {escalation.why}"),
-        ]
+        # Most important first: the line is cut at the screen's edge, the reason last.
+        parts = [Content.styled(f" ESCALATION LEVEL {escalation.level} · {escalation.role} ", "bold reverse")]
         if escalation.contacts:
-            parts.append(Content.assemble(("  ·  contact ", "$sev-muted"), (", ".join(escalation.contacts), "bold")))
+            parts.append(Content.assemble(("  contact ", "$sev-muted"), (", ".join(escalation.contacts), "bold")))
         if escalation.next_at is not None and escalation.level < 4:
-            parts.append(Content.assemble(
-                ("  ·  Level 4 (Management) in ", "$sev-muted"), (until(escalation.next_at, now), "bold"),
-                (" if customers stay affected", "$sev-muted"),
-            ))
+            # Only customer impact raises the level by time alone (past its limit: Level 4).
+            parts.append(Content.assemble(("  ·  Level 4 in ", "$sev-muted"), (until(escalation.next_at, now), "bold")))
         if unsent:
             parts.append(Content.styled(f"  ·  ⚠ {unsent} message{'s' if unsent != 1 else ''} not sent (m)",
                                         "bold $sev-critical"))
+        parts.append(Content.styled(f"  ·  {escalation.why}", "$sev-muted"))
         self.update(Content.assemble(*parts))
 
 

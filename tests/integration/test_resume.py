@@ -1,0 +1,254 @@
+"""Nothing is lost when the console dies, and nothing is done twice.
+
+- A real `python -m console rollback` is SIGKILLed mid-rollback (after its
+  PATCH reached the drill) and started again: it finds the rollback in flight
+  in the incident store, watches it to the end without issuing it again
+  (exactly one PATCH of the deployment in the drill's request log), exit 0.
+- The headless rollback run twice: the second run says the service is
+  already on the target, exit 0, no second PATCH (a second `kubectl rollout
+  undo` would toggle back to the bad version).
+- A session restarted on the same store has the incident, the countdown's
+  start, the facts, the escalation and the checklist back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from console import incident
+from console.cli import cli
+from console.clock import ScaledClock
+from console.config import load
+from console.drill import runner
+from console.drill.scenario import load_scenario
+from console.drill.server import DrillServer
+from console.drill.world import World
+from console.session import Session
+from console.store import Store
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENT = "/apis/apps/v1/namespaces/shop/deployments/order-service"
+
+
+def deployment_patches(server_url: str) -> list[list]:
+    requests = httpx.get(f"{server_url}/drill/requests", timeout=5).json()["requests"]
+    return [r for r in requests if r[0] == "PATCH" and r[1] == DEPLOYMENT]
+
+
+def template_version(server_url: str) -> str:
+    body = httpx.get(f"{server_url}{DEPLOYMENT}", timeout=5).json()
+    return body["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+
+
+@pytest.fixture
+def slow_drill(tmp_path: Path):
+    """The bad-deploy drill served by a real `drill --serve-only` subprocess at
+    speed 1, pods taking 6 s to get ready: a rollback runs for ~20 s."""
+    scenario = yaml.safe_load((ROOT / "console/drill/scenarios/bad-deploy.yaml").read_text())
+    scenario["services"][0]["ready_seconds"] = 6
+    scenario_file = tmp_path / "slow-bad-deploy.yaml"
+    scenario_file.write_text(yaml.safe_dump(scenario))
+    directory = tmp_path / "drill"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "console", "drill", "--scenario-file", str(scenario_file), "--serve-only",
+         "--speed", "1", "--write-config", str(directory)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = None
+    try:
+        deadline = time.monotonic() + 30
+        for line in proc.stdout:
+            if "serving at " in line:
+                url = line.strip().rsplit(" ", 1)[1]
+            if line.strip() == "ready" or time.monotonic() > deadline:
+                break
+        assert url, "the drill did not start"
+        env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), PYTHONUNBUFFERED="1")
+        name, value = (directory / "env").read_text().strip().split("=", 1)
+        env[name] = value
+        yield url, directory / "config.yaml", env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def rollback_command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "console", "rollback", "order-service", "--config", str(config),
+            "--reason", "Error rate spiked to 8%", "--yes", "--timeout", "120"]
+
+
+def test_sigkill_mid_rollback_then_restart_watches_it_without_a_second_patch(slow_drill, tmp_path) -> None:
+    url, config, env = slow_drill
+    first = subprocess.Popen(rollback_command(config), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not deployment_patches(url):
+            assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
+            assert time.monotonic() < deadline, "the rollback never patched the deployment"
+            time.sleep(0.1)
+        time.sleep(0.5)  # mid-rollback: patched, pods still rolling
+        assert first.poll() is None
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == -signal.SIGKILL
+    store_path = tmp_path / "state" / "rollback-console" / "incidents.db"
+    with Store(store_path) as store:
+        incident_id = store.open_incident_for("order-service")
+        state = incident.rebuild(incident_id, store.events(incident_id, newest_first=False))
+    assert state.rollback.status is incident.RollbackStatus.IN_PROGRESS
+
+    second = subprocess.run(rollback_command(config), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output
+    assert "already in flight" in output and "not issuing it again" in output
+    assert 'deployment "order-service" successfully rolled out' in output
+    assert len(deployment_patches(url)) == 1
+    assert template_version(url) == "1.2.2"
+    with Store(store_path) as store:
+        assert store.open_incident_for("order-service") == incident_id  # the same incident, resumed
+        events = store.events(incident_id, newest_first=False)
+        state = incident.rebuild(incident_id, events)
+    assert state.rollback.status is incident.RollbackStatus.COMPLETED
+    assert [e.kind for e in events].count(incident.ROLLBACK_STARTED) == 1
+    assert any("resuming the watch" in e.text for e in events)
+    # Run once more: the rollback is done, the service is on the target, nothing is issued.
+    third = subprocess.run(rollback_command(config), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "already on the target 1.2.2" in third.stdout
+    assert len(deployment_patches(url)) == 1
+
+
+def test_headless_rollback_twice_does_not_toggle_back(tmp_path) -> None:
+    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill")
+    try:
+        args = ["rollback", "order-service", "--config", str(running.config_path), "--reason", "8% errors", "--yes"]
+        first = CliRunner().invoke(cli, args)
+        assert first.exit_code == 0, first.output
+        assert "Rollback in Progress message posted to #incidents-drill" in first.output
+        assert "Rollback Complete message posted to #incidents-drill" in first.output
+        assert "Post-rollback checklist:" in first.output
+
+        second = CliRunner().invoke(cli, args)
+        assert second.exit_code == 0, second.output
+        assert "already on the target 1.2.2" in second.output
+        assert "Pass --to-revision N to roll back further." in second.output
+        patches = [r for r in running.server.requests if r[0] == "PATCH" and r[1] == DEPLOYMENT]
+        assert len(patches) == 1
+        with running.world.store.lock:
+            deployment = running.world.store.get("deployments", "shop", "order-service")
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.2.2")
+        # The messages reached the drill's sink: the same two the console sends.
+        texts = [m["payload"]["text"] for m in running.server.slack_messages]
+        assert any("Rollback in Progress" in t for t in texts) and any("Rollback Complete" in t for t in texts)
+
+        # --to-revision asks for more: revision 1 (1.2.1) is rolled back to.
+        third = CliRunner().invoke(cli, args + ["--to-revision", "1"])
+        assert third.exit_code == 0, third.output
+        assert len([r for r in running.server.requests if r[0] == "PATCH" and r[1] == DEPLOYMENT]) == 2
+    finally:
+        running.stop()
+
+
+async def test_a_restarted_session_has_the_incident_back(tmp_path, monkeypatch) -> None:
+    scenario = load_scenario("error-creep")
+    clock = ScaledClock(scenario.start, 0.0)
+    world = World(scenario, clock=clock)
+    server = DrillServer(world).start()
+    try:
+        _, config_path = runner.write_configs(scenario, server.url, tmp_path / "drill")
+        monkeypatch.setenv(runner.DRILL_SLACK_ENV, runner.slack_webhook_url(server.url))
+        config = load(config_path)
+        store = Store(tmp_path / "incidents.db")
+        first = Session(config, store, clock=clock, operator="a@host")
+        await first.refresh()
+        deadline = first.investigate("cart-service")
+        first.declare("cart-service", "infrastructure_issue", True)
+        await first.refresh()
+        clock.advance(90)
+        await first.aclose()
+        store.close()  # the console dies here; only the store remains
+
+        store = Store(tmp_path / "incidents.db")
+        second = Session(config, store, clock=clock, operator="a@host")
+        assert second.investigation_deadline("cart-service") == deadline
+        assert deadline - clock.now() == timedelta(minutes=5) - timedelta(seconds=90)
+        assert second.facts("cart-service").infrastructure_issue
+        escalation = second.escalation("cart-service")
+        assert (escalation.level, escalation.role) == (3, "SRE/Platform Team")
+        assert escalation.contacts == ("@drill-sre", "pager: drill-platform")
+        assert escalation.next_at == second.incident_state("cart-service").opened_at + timedelta(minutes=30)
+        await second.refresh()
+        # The restart records no second decision for an unchanged verdict.
+        events = store.events(store.open_incident_for("cart-service"), newest_first=False)
+        assert [e.kind for e in events].count(incident.DECISION) == 1
+        await second.aclose()
+        store.close()
+    finally:
+        server.stop()
+
+
+async def test_the_console_killed_mid_rollback_resumes_watching_it(slow_drill, tmp_path, monkeypatch) -> None:
+    """The TUI started on the store a killed rollback left behind: it finds the
+    rollback in flight, watches it to the end, and `r` does not issue another."""
+    from console.ui.app import build_app
+    from console.ui.messages import RollbackFinished
+
+    url, config_path, env = slow_drill
+    first = subprocess.Popen(rollback_command(config_path), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not deployment_patches(url):
+            assert first.poll() is None and time.monotonic() < deadline, "the rollback never patched the deployment"
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    for name in ("XDG_STATE_HOME",) + tuple(k for k in env if k == runner.DRILL_SLACK_ENV):
+        monkeypatch.setenv(name, env[name])
+    config = load(config_path).model_copy(update={"refresh_interval": 0.5})
+    store = Store(tmp_path / "state" / "rollback-console" / "incidents.db")
+    session = Session(config, store, operator="trainee@drill")
+    assert session.rollback_in_flight("order-service")
+    messages: list[object] = []
+    app = build_app(session, animate=False)
+    try:
+        async with app.run_test(size=(140, 45), message_hook=messages.append) as pilot:
+            assert app.rolling_back == "order-service"
+            await pilot.press("r")  # refused: the rollback in flight is watched, not issued again
+            await pilot.pause()
+            assert any("wait for it to finish" in n.message for n in app._notifications)
+            deadline = time.monotonic() + 90
+            while not any(isinstance(m, RollbackFinished) for m in messages):
+                assert time.monotonic() < deadline, "the resumed rollback did not finish"
+                await pilot.pause(0.2)
+            finished = next(m for m in messages if isinstance(m, RollbackFinished))
+            assert finished.ok, finished.error
+            assert app.rolling_back is None
+    finally:
+        store.close()
+    assert len(deployment_patches(url)) == 1
+    assert template_version(url) == "1.2.2"
