@@ -1,0 +1,187 @@
+"""The console app in a child process, instrumented: what an operator's
+`rollback-console watch --config PATH` does (the same imports, config
+loading, Session and app), run headless at a fixed terminal size, with a
+frame probe. Prints one JSON object on stdout when done.
+
+Modes:
+  startup  exit at the first frame that shows live data; report the times of
+           imports, first painted frame and first data frame (monotonic
+           clock, comparable with the parent's).
+  memory   run refresh cycles until `--sim-seconds` of the drill's simulated
+           time have passed; report peak RSS (VmHWM) and cycles.
+  keys     while refresh cycles run, send arrow keys the way a terminal
+           driver does (from another thread) and time each key until the
+           frame that shows its effect (the selected service changes).
+
+Usage: python bench/app_probe.py MODE --config PATH [--speed X --drill-url URL] ...
+"""
+
+from __future__ import annotations
+
+T_START = __import__("time").monotonic()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import console.cli as cli  # noqa: E402  (what the console script imports first)
+
+T_CLI = time.monotonic()
+
+
+def _status_kib(field: str) -> int | None:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def _synced_clock(drill_url: str, speed: float):
+    """A clock running with the served drill's world clock (its speed, its now)."""
+    import urllib.request
+    from datetime import datetime
+
+    from console.clock import ScaledClock
+
+    with urllib.request.urlopen(f"{drill_url}/drill/state", timeout=10) as response:
+        state = json.load(response)
+    return ScaledClock(datetime.fromisoformat(state["now"]), speed)
+
+
+async def main(args: argparse.Namespace) -> dict:
+    from bench.common import FrameProbe
+
+    config = cli._load(args.config)
+    clock = _synced_clock(args.drill_url, args.speed) if args.speed != 1.0 else None
+    session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None)
+    from console.ui.app import build_app
+
+    app = build_app(session, theme=config.ui.theme)
+    t_app = time.monotonic()
+    out: dict = {"t_start": T_START, "t_cli_imported": T_CLI, "t_app_built": t_app, "services": len(session.services)}
+
+    # Refresh cycles, timed where the app awaits them.
+    cycles: list[tuple[float, float]] = []
+    refreshing = {"since": None}
+    original_refresh = session.refresh
+
+    async def timed_refresh(only=None):
+        began = time.monotonic()
+        refreshing["since"] = began
+        try:
+            return await original_refresh(only)
+        finally:
+            refreshing["since"] = None
+            cycles.append((began, time.monotonic()))
+
+    session.refresh = timed_refresh
+
+    first = {"frame": None, "data": None}
+    pending = {"key": None, "target": None, "done": None}
+    latencies: list[dict] = []
+
+    def on_frame(now: float) -> None:
+        if first["frame"] is None:
+            first["frame"] = now
+        if first["data"] is None and app.views:
+            first["data"] = now
+        key = pending["key"]
+        if key is not None and app.selected == pending["target"]:
+            latencies.append({"ms": (now - key) * 1000, "during_cycle": pending["during"]})
+            pending["key"] = None
+            pending["done"].set()
+
+    probe = FrameProbe(app, on_frame)  # before the app runs: its first frame counts
+    async with app.run_test(headless=True, size=(args.width, args.height)) as pilot:
+        while first["data"] is None:
+            await pilot.pause(0.005)
+        out.update(t_first_frame=first["frame"], t_first_data=first["data"])
+        if args.mode == "memory":
+            started = session.clock.now()
+            while (session.clock.now() - started).total_seconds() < args.sim_seconds:
+                await pilot.pause(0.2)
+            out["sim_seconds"] = (session.clock.now() - started).total_seconds()
+        elif args.mode == "keys":
+            await _keys(app, pilot, args, refreshing, pending, latencies)
+        out["cycles"] = [{"began": b, "seconds": e - b} for b, e in cycles]
+        out["frames"] = len(probe.frames)
+        out["latencies"] = latencies
+        out["vm_hwm_kib"] = _status_kib("VmHWM")
+        out["vm_rss_kib"] = _status_kib("VmRSS")
+        app.exit()
+    return out
+
+
+async def _keys(app, pilot, args, refreshing, pending, latencies) -> None:
+    """Arrow keys from a thread (as the terminal driver sends them), while a cycle runs."""
+    import random
+    import threading
+
+    from textual import events
+
+    services = list(app.session.services)
+    app.query_one("#services").focus()
+    await pilot.pause(0.1)
+    state = {"index": services.index(app.selected)}
+    stop = threading.Event()
+    loop_done = threading.Event()
+    rng = random.Random(9)
+
+    def sender() -> None:
+        try:
+            sent = 0
+            while sent < args.keys and not stop.is_set():
+                since = refreshing["since"]
+                want_cycle = sent % 4 != 3  # one key in four while idle, for comparison
+                if (since is not None) != want_cycle:
+                    time.sleep(0.002)
+                    continue
+                # Somewhere inside the cycle, not always at its start.
+                time.sleep(rng.uniform(0.0, 0.15) if want_cycle else 0.0)
+                if want_cycle and refreshing["since"] is None:
+                    continue
+                step = 1 if state["index"] + 1 < len(services) else -1
+                if state["index"] > 0 and rng.random() < 0.3:
+                    step = -1
+                target = services[state["index"] + step]
+                done = threading.Event()
+                pending.update(target=target, done=done, during=refreshing["since"] is not None)
+                pending["key"] = time.monotonic()
+                app._driver.process_message(events.Key("down" if step > 0 else "up", None))
+                if not done.wait(10):
+                    pending["key"] = None
+                    latencies.append({"ms": None, "during_cycle": pending["during"]})
+                state["index"] += step
+                sent += 1
+                time.sleep(0.03)
+        finally:
+            loop_done.set()
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + args.timeout
+    while not loop_done.is_set() and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    stop.set()
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=("startup", "memory", "keys"))
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--store")
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--drill-url")
+    parser.add_argument("--sim-seconds", type=float, default=600.0)
+    parser.add_argument("--keys", type=int, default=40)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--width", type=int, default=140)
+    parser.add_argument("--height", type=int, default=45)
+    result = asyncio.run(main(parser.parse_args()))
+    print("BENCH-RESULT " + json.dumps(result), flush=True)
