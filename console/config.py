@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from console.decision import Thresholds
 from console.platforms.ecs import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
+from console.yamlfile import load_yaml
 
 
 class ConfigError(Exception):
@@ -697,7 +698,7 @@ def load(path: str | os.PathLike[str]) -> Config:
     except OSError as err:
         raise ConfigError(f"{file}: cannot read it: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -172,6 +172,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from console.yamlfile import load_yaml
+
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*([smhd])\s*)+$")
@@ -577,11 +579,12 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             f"Scenario {str(name_or_path)!r} was not found: give a path to a YAML file or one of the shipped names ({shipped})."
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(f"Scenario file {path} is not valid YAML{where}: fix the syntax and try again.") from None
+        problem = getattr(exc, "problem", None) or "a syntax error"
+        raise ScenarioError(f"Scenario file {path} is not valid YAML{where}: {problem}; fix it and try again.") from None
     except OSError as exc:
         raise ScenarioError(f"Scenario file {path} could not be read ({exc.strerror}): check the path and its permissions.") from None
     return parse_scenario(data, source=str(path))

@@ -31,7 +31,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_config_is_valid_and_keeps_the_runbook_numbers():
     config = load(EXAMPLE)
-    assert [s.name for s in config.services] == ["order-service"]
+    assert [s.name for s in config.services] == ["order-service", "checkout", "search", "reports", "billing"]
+    assert [s.platform for s in config.services] == ["kubernetes", "blue-green", "canary", "compose", "ecs"]
     assert config.decision_thresholds == Thresholds()
     assert config.clusters["production"].kubeconfig == str(Path("~/.kube/config").expanduser())
 
@@ -128,3 +129,17 @@ def test_config_path_from_the_environment_is_used(tmp_path):
     env = {**os.environ, "ROLLBACK_CONSOLE_CONFIG": str(bad)}
     result = subprocess.run([sys.executable, "-m", "console", "status", "--json"], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2 and str(bad) in result.stderr
+
+
+def test_a_key_given_twice_is_an_error_not_last_one_wins(tmp_path):
+    path = write(tmp_path, MINIMAL + "refresh_interval: 5\nrefresh_interval: 10\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert "line 6" in str(err.value) and "first on line 5" in str(err.value)
+    assert "'refresh_interval' is given twice" in str(err.value)
+
+
+def test_the_example_config_names_no_key_twice():
+    from console.yamlfile import load_yaml
+
+    load_yaml(EXAMPLE.read_text())  # raises on a duplicate key

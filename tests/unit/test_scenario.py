@@ -102,3 +102,12 @@ def test_durations():
     assert parse_duration("2.5") == 2.5
     with pytest.raises(ValueError):
         parse_duration("ten minutes")
+
+
+def test_a_scenario_key_given_twice_is_named(tmp_path):
+    from console.drill.scenario import ScenarioError, load_scenario
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\nname: b\nservices: []\nexpect: {action: healthy}\n")
+    with pytest.raises(ScenarioError, match="'name' is given twice"):
+        load_scenario(path)

@@ -1,0 +1,33 @@
+"""Reading the YAML files people write (the config, drill scenarios) strictly:
+a key given twice in one mapping is an error, not a silent "last one wins"."""
+
+from __future__ import annotations
+
+import yaml
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: dict[object, yaml.Node] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                first = seen[key].start_mark
+                raise DuplicateKeyError(
+                    None,
+                    None,
+                    f"the key {key!r} is given twice in one mapping (first on line {first.line + 1}); "
+                    "keep one of them",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> object:
+    """Parse YAML like `yaml.safe_load`, refusing duplicate keys."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
