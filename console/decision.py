@@ -34,9 +34,11 @@ order (the first rule that applies decides):
 7. Minor bug, workaround exists -> HOTFIX.
 8. Otherwise HEALTHY.
 
-Stale data: when `Snapshot.stale`, a ROLLBACK NOW that rule 5 derived from
-signals alone is downgraded to INVESTIGATE FIRST, with a "Data stale" reason
-first: the console never rolls back on numbers it cannot trust. Rows driven by
+Stale data: when `Snapshot.stale` (the metrics are old or Prometheus failed),
+a ROLLBACK NOW that rule 5 derived from the error rate alone is downgraded to
+INVESTIGATE FIRST, with a "Data stale" reason first: the console never rolls
+back on numbers it cannot trust. "Service completely down" is not downgraded:
+pods and the health endpoint are read fresh every cycle. Rows driven by
 facts (rules 1-4, 7) still apply. Missing metrics (None) never fire a row.
 """
 
@@ -361,9 +363,12 @@ def evaluate(
     investigate_rows = [row.condition for row in ROWS if row.table is Table.INVESTIGATE_FIRST and row.condition in fired]
     deadline = (facts.investigation_started_at or now) + thresholds.investigate_window
 
-    # 5. Down or failing more than 5 %; stale numbers only justify a look.
+    # 5. Down or failing more than 5 %; stale metrics only justify a look. Pods
+    # and the health endpoint are read fresh every cycle (`Snapshot.stale` is
+    # about the metrics), so a service seen down is rolled back whatever
+    # Prometheus says.
     if signal_rollback:
-        if snapshot.stale:
+        if snapshot.stale and "Service completely down" not in signal_rollback:
             stale = Reason(
                 Table.INVESTIGATE_FIRST,
                 STALE_CONDITION,

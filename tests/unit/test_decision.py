@@ -329,10 +329,17 @@ def test_stale_signals_downgrade_rollback_to_investigate():
     assert d.deadline == NOW + timedelta(minutes=5)
 
 
-def test_stale_service_down_is_investigated():
-    d = evaluate(snap(None, health=Health(desired=3, ready=0), stale=True), Facts(), NOW)
-    assert d.action is Action.INVESTIGATE
-    assert conditions(d)[0] == "Data stale"
+def test_a_service_seen_down_is_rolled_back_even_when_the_metrics_are_stale():
+    # Pods and the health endpoint are fresh; only Prometheus is behind.
+    d = evaluate(snap(None, health=Health(desired=3, ready=0, endpoint_ok=False), stale=True), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert "Data stale" not in conditions(d)
+    assert conditions(d)[0] == "Service completely down"
+
+
+def test_stale_error_rate_alongside_a_fresh_down_service_still_rolls_back():
+    d = evaluate(snap(0.08, health=Health(desired=3, ready=0), stale=True), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
 
 
 @pytest.mark.parametrize(
