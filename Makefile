@@ -8,6 +8,7 @@ STAMP   := $(VENV)/.installed
 .PHONY: drill test system-deps bench
 
 $(STAMP): pyproject.toml constraints.txt
+	bash scripts/system-deps.sh python
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
@@ -20,7 +21,7 @@ drill: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
-test: $(STAMP) system-deps
+test: system-deps $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 

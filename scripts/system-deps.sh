@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite talks to, when they are missing.
-# Idempotent and quiet when everything is already there.
+# Installs the Debian packages the console and its test suite need, when they
+# are missing. Idempotent and quiet when everything is already there.
+#   scripts/system-deps.sh          everything the tests use
+#   scripts/system-deps.sh python   only what creating the virtualenv needs
 set -euo pipefail
 
 missing=()
+# Debian's own python3 ships venv and ensurepip separately.
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+if [[ ${1:-all} == python ]]; then
+    :
+else
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 # The real Prometheus the signal tests (and `drill --with-prometheus`) start themselves.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
@@ -19,6 +26,7 @@ command -v pg_restore >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+fi
 
 if ((${#missing[@]} == 0)); then
     exit 0

@@ -9,6 +9,7 @@ theme recolours everything.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -30,8 +31,13 @@ _COLOUR_FIELDS = (
 
 
 def shipped_themes_dir() -> Path:
-    """The `themes/` folder that ships with the console (the repository's top level)."""
-    return Path(__file__).resolve().parents[2] / "themes"
+    """The `themes/` folder that ships with the console: the repository's top
+    level in a checkout or editable install, `<prefix>/share/rollback-console/themes`
+    in an installed wheel (pyproject's data-files)."""
+    checkout = Path(__file__).resolve().parents[2] / "themes"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "rollback-console" / "themes"
 
 
 @dataclass(frozen=True)
