@@ -11,24 +11,13 @@ values, so tests in a module share it.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
+from support import require_binary
 
 def _require_prometheus() -> None:
-    # Same rule as tests/conftest.py `require_binary` (this file cannot import
-    # that one: both are modules called `conftest`).
-    if shutil.which("prometheus"):
-        return
-    reason = "prometheus is not installed (scripts/system-deps.sh installs it)"
-    if IN_CI:
-        pytest.fail(f"required component missing in CI: {reason}")
-    pytest.skip(reason)
+    require_binary("prometheus", "prometheus")
 
 
 @pytest.fixture(scope="module")

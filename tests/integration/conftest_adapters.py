@@ -5,27 +5,17 @@ test_signals.py (pytest does not collect this file as a conftest)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from support import require  # noqa: F401  (re-exported to the adapter tests)
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Fast enough that a 3-replica rollback (10 simulated seconds per pod) takes
 # well under a second of wall time, slow enough that it is observable.
 DRILL_SPEED = 100.0
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip locally when a component is missing; in CI a missing component fails."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"required component missing in CI: {reason}")
-    pytest.skip(reason)
 
 
 def start_drill(speed: float = DRILL_SPEED):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import require
 import yaml
 
 from console import config as console_config
@@ -323,7 +324,7 @@ def moto_url():
     try:
         from moto.server import ThreadedMotoServer
     except ImportError:  # the test extra installs it
-        pytest.skip("moto[server] is not installed (pip install -e '.[test]')")
+        require(False, "moto[server] is not installed (pip install -e '.[test]')")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -9,8 +9,6 @@ in a second or two of wall time.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import require_binary
 
 from console.drill.scenario import load_scenario, parse_scenario
 from console.drill.server import DrillServer, write_kubeconfig
@@ -35,12 +34,7 @@ IMAGE = "registry.example.com/order-service"
 
 def kubectl_binary() -> str:
     """The kubectl to test with; missing kubectl skips locally and fails in CI."""
-    binary = shutil.which("kubectl")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kubectl is not installed; CI must provide it (Debian package kubernetes-client)")
-        pytest.skip("kubectl is not installed (Debian package kubernetes-client provides it)")
-    return binary
+    return require_binary("kubectl", "kubernetes-client")
 
 
 @dataclass

@@ -11,14 +11,13 @@ generates (timestamps, uids, resourceVersions, pod names and IPs).
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import require_binary
 
 from console.drill.scenario import load_scenario
 from console.drill.server import DrillServer, write_kubeconfig
@@ -38,12 +37,7 @@ VOLATILE_CONDITION_FIELDS = ("lastUpdateTime", "lastTransitionTime", "lastProbeT
 
 
 def kubectl_binary() -> str:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("kubectl is not installed; CI must provide it (Debian package kubernetes-client)")
-        pytest.skip("kubectl is not installed (Debian package kubernetes-client provides it)")
-    return binary
+    return require_binary("kubectl", "kubernetes-client")
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 from queue import Empty, Queue
 
 import pytest
+from support import require_binary
 
 from console.clock import ScaledClock
 from console.config import load
@@ -225,14 +225,7 @@ PAYMENTS = textwrap.dedent(
 
 
 def _kubectl_binary() -> str:
-    """kubectl, or skip (locally) / fail (CI) as tests/conftest.py `require_binary`
-    does (not importable here: tests/integration/conftest.py is `conftest` too)."""
-    binary = shutil.which("kubectl")
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("required component missing in CI: kubectl (Debian package kubernetes-client)")
-        pytest.skip("kubectl is not installed (Debian package kubernetes-client provides it)")
-    return binary
+    return require_binary("kubectl", "kubernetes-client")
 
 
 def _lines(stream, queue: Queue) -> None:

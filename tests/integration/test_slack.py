@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from support import require
 
 from console import checklist as cl
 from console import comms
@@ -25,20 +25,10 @@ from console.store import Store
 
 pytestmark = pytest.mark.integration
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 T0 = datetime(2024, 1, 17, 14, 45, tzinfo=timezone.utc)
 TOKEN = "T0/B0/very-secret-token"
 PLAN = RollbackPlan("order-service", "kubernetes", 3, 2,
                     ("registry.example.com/order-service:1.2.3",), ("registry.example.com/order-service:1.2.2",))
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip locally when a component is missing; in CI a missing component fails."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"required component missing in CI: {reason}")
-    pytest.skip(reason)
 
 
 class Recorder:

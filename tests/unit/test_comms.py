@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from support import runbook_text
 
 from console import comms
 from console import incident as inc
@@ -14,7 +15,6 @@ from console.comms import MessageKind
 from console.decision import evaluate
 from console.model import Event, Facts, Health, Metrics, RollbackPlan, Snapshot
 
-RUNBOOK = Path("/work/shared/seed/rollback-procedures.md")
 T0 = datetime(2024, 1, 17, 14, 45, tzinfo=timezone.utc)
 ID = "INC-20240117-1445-order-service"
 IMAGE = "registry.example.com/order-service:{}"
@@ -78,9 +78,7 @@ def repaired(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def runbook() -> str:
-    if not RUNBOOK.exists():
-        pytest.skip(f"the runbook {RUNBOOK} is not on this machine")
-    return repaired(RUNBOOK.read_text(encoding="utf-8"))
+    return repaired(runbook_text())
 
 
 def example(runbook: str, heading: str) -> list[str]:
