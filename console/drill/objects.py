@@ -230,11 +230,33 @@ def canonical_template(template: dict | None) -> dict:
     """A pod template without the pod-template-hash label and without empty
     values: two templates are the same revision iff their canonical forms are
     equal (kubectl's `equalIgnoreHash`)."""
-    template = copy.deepcopy(template or {})
-    labels = (template.get("metadata") or {}).get("labels")
-    if labels:
+    # prune_empty builds new dicts and lists all the way down, so only the
+    # labels map needs its own copy before the hash label is dropped.
+    template = dict(template or {})
+    metadata = template.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("labels"):
+        labels = dict(metadata["labels"])
         labels.pop(POD_TEMPLATE_HASH_LABEL, None)
+        template["metadata"] = {**metadata, "labels": labels}
     return prune_empty(template)
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON document (dicts, lists, scalars): what
+    `copy.deepcopy` returns for the store's objects, several times faster
+    (no memo, no dispatch per atom). Anything else falls back to deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {k: clone(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    if kind is list:
+        return [clone(v) if type(v) in _CONTAINERS else v for v in value]
+    if kind in _ATOMS:
+        return value
+    return copy.deepcopy(value)
+
+
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_CONTAINERS = frozenset({dict, list, tuple, set})
 
 
 # ---------------------------------------------------------------------------
@@ -262,6 +284,9 @@ class ObjectStore:
         self.resource_version = 1
         # resource -> (namespace or "", name) -> object
         self._objects: dict[str, dict[tuple[str, str], dict]] = collections.defaultdict(dict)
+        # resource -> namespace or "" -> name -> the same objects: a namespaced
+        # list must not walk (and sort) every namespace's objects.
+        self._by_namespace: dict[str, dict[str, dict[str, dict]]] = collections.defaultdict(dict)
         self._events: collections.deque[WatchEvent] = collections.deque(maxlen=RETAINED_EVENTS)
         # Events at or below this version have been dropped from the window.
         self._compacted = 0
@@ -272,13 +297,14 @@ class ObjectStore:
 
     # -- reads -------------------------------------------------------------
 
-    def get(self, resource: str, namespace: str | None, name: str) -> dict:
-        """A deep copy of one object; raises NotFound."""
+    def get(self, resource: str, namespace: str | None, name: str, *, copy: bool = True) -> dict:
+        """A deep copy of one object; raises NotFound. `copy=False` returns the
+        stored object itself, for callers that only read it (never mutate it)."""
         with self.lock:
             obj = self._objects[resource].get((namespace or "", name))
             if obj is None:
                 raise NotFound(f'{resource} "{name}" not found')
-            return copy.deepcopy(obj)
+            return clone(obj) if copy else obj
 
     def list(
         self,
@@ -286,18 +312,24 @@ class ObjectStore:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        *,
+        copy: bool = True,
     ) -> tuple[list[dict], int]:
         """Matching objects (deep copies, sorted by namespace then name) and the
-        resource version the list is consistent with."""
-        label_match = parse_label_selector(label_selector)
-        field_match = parse_field_selector(field_selector)
+        resource version the list is consistent with. `copy=False` returns the
+        stored objects themselves, for callers that only read them."""
+        label_match = parse_label_selector(label_selector) if label_selector else None
+        field_match = parse_field_selector(field_selector) if field_selector else None
         with self.lock:
+            if namespace is None:
+                candidates = [obj for _key, obj in sorted(self._objects[resource].items())]
+            else:
+                candidates = [obj for _name, obj in sorted(self._by_namespace[resource].get(namespace, {}).items())]
             items = [
-                copy.deepcopy(obj)
-                for (ns, _name), obj in sorted(self._objects[resource].items())
-                if (namespace is None or ns == namespace)
-                and label_match((obj.get("metadata") or {}).get("labels") or {})
-                and field_match(obj)
+                clone(obj) if copy else obj
+                for obj in candidates
+                if (label_match is None or label_match((obj.get("metadata") or {}).get("labels") or {}))
+                and (field_match is None or field_match(obj))
             ]
             return items, self.resource_version
 
@@ -313,7 +345,7 @@ class ObjectStore:
         and generation; `metadata.generateName` makes a unique name.
 
         Raises AlreadyExists."""
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         metadata = obj.setdefault("metadata", {})
         with self.lock:
             if not metadata.get("name"):
@@ -337,7 +369,7 @@ class ObjectStore:
             metadata["generation"] = 1
             metadata.pop("deletionTimestamp", None)
             self._commit("ADDED", resource, key, obj)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def update(
         self, resource: str, namespace: str | None, obj: dict, *, check_version: bool = True
@@ -345,7 +377,7 @@ class ObjectStore:
         """Replace an object. With `check_version`, a set metadata.resourceVersion
         that differs from the stored one raises Conflict. The generation moves
         when the spec changes (status-only changes leave it). Raises NotFound."""
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         metadata = obj.setdefault("metadata", {})
         name = metadata.get("name") or ""
         with self.lock:
@@ -370,9 +402,9 @@ class ObjectStore:
                 metadata["generation"] = int(current_meta.get("generation", 1)) + 1
             if _without_version(obj) == _without_version(current):
                 # A no-op write keeps the resource version, as the apiserver does.
-                return copy.deepcopy(current)
+                return clone(current)
             self._commit("MODIFIED", resource, key, obj)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def delete(self, resource: str, namespace: str | None, name: str) -> dict:
         """Remove an object and return its last state. Raises NotFound."""
@@ -381,16 +413,21 @@ class ObjectStore:
             current = self._objects[resource].pop(key, None)
             if current is None:
                 raise NotFound(f'{resource} "{name}" not found')
+            self._by_namespace[resource].get(key[0], {}).pop(name, None)
+            # A reader that took the stored object (copy=False) keeps what it saw:
+            # the deleted state is a new object.
+            current = clone(current)
             self.resource_version += 1
             current["metadata"]["resourceVersion"] = str(self.resource_version)
-            self._append(WatchEvent("DELETED", resource, copy.deepcopy(current), self.resource_version))
-            return copy.deepcopy(current)
+            self._append(WatchEvent("DELETED", resource, current, self.resource_version))
+            return clone(current)
 
     def _commit(self, event_type: str, resource: str, key: tuple[str, str], obj: dict) -> None:
         self.resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self.resource_version)
         self._objects[resource][key] = obj
-        self._append(WatchEvent(event_type, resource, copy.deepcopy(obj), self.resource_version))
+        self._by_namespace[resource].setdefault(key[0], {})[key[1]] = obj
+        self._append(WatchEvent(event_type, resource, clone(obj), self.resource_version))
 
     def _append(self, event: WatchEvent) -> None:
         if len(self._events) == self._events.maxlen:

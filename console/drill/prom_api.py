@@ -11,8 +11,11 @@ response format, for the recording-rule style series the console reads:
 
 The query language understood is a vector selector: a metric name, optional
 `{label="value", ...}` matchers (`=`, `!=`, `=~`, `!~`, regexes fully anchored
-as in Prometheus) and an optional `offset 10m`. Anything else is answered with
-Prometheus' 400 `bad_data` error, so a client's error path is exercised too.
+as in Prometheus) and an optional `offset 10m`, optionally wrapped in
+`timestamp(...)` (the time each value was sampled, in Unix seconds, without
+the metric name, as Prometheus answers it: the console's freshness check).
+Anything else is answered with Prometheus' 400 `bad_data` error, so a
+client's error path is exercised too.
 
 `/metrics` exposes counters consistent with the simulated rates
 (`http_requests_total{service,route,status}` and the
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable
@@ -91,6 +94,8 @@ class Selector:
 
     matchers: tuple[Matcher, ...]
     offset: float = 0.0
+    # `timestamp(selector)`: the value is the sample's time, the name is dropped.
+    timestamp: bool = False
 
 
 def parse_duration(text: str) -> float:
@@ -112,8 +117,15 @@ def _unquote(token: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
 
 
+_TIMESTAMP_CALL = re.compile(r"^\s*timestamp\s*\((?P<inner>.*)\)\s*$", re.DOTALL)
+
+
 def parse_query(query: str) -> Selector:
-    """Parse a vector selector with optional matchers and offset; BadData otherwise."""
+    """Parse a vector selector with optional matchers and offset, optionally
+    inside `timestamp(...)`; BadData otherwise."""
+    call = _TIMESTAMP_CALL.match(query)
+    if call is not None:
+        return replace(parse_query(call.group("inner")), timestamp=True)
     tokens: list[tuple[str, str, int]] = []
     position = 0
     text = query.strip()
@@ -247,12 +259,21 @@ class PromApi:
     def _select(self, selector: Selector) -> list[tuple[dict[str, str], Callable[[Sample], Any]]]:
         return [(labels, getter) for labels, getter in self._series() if all(m.matches(labels) for m in selector.matchers)]
 
-    def _value(self, labels: dict[str, str], getter: Callable[[Sample], Any], at: datetime) -> float | None:
+    def _value(self, labels: dict[str, str], getter: Callable[[Sample], Any], at: datetime, stamp: bool = False) -> float | None:
+        """The series' value at `at` (Prometheus' lookback rule), or with
+        `stamp` the time that value was sampled; None when there is none."""
         sample = self.world.sample_at(labels["service"], at, LOOKBACK)
         if sample is None:
             return None
         value = getter(sample)
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        return sample.at.timestamp() if stamp else float(value)
+
+    @staticmethod
+    def _metric(labels: dict[str, str], selector: Selector) -> dict[str, str]:
+        # Functions drop the metric name from their result, as Prometheus does.
+        return {k: v for k, v in labels.items() if k != "__name__"} if selector.timestamp else labels
 
     # -- HTTP --------------------------------------------------------------
 
@@ -294,9 +315,9 @@ class PromApi:
         selector = parse_query(text)
         result = []
         for labels, getter in self._select(selector):
-            value = self._value(labels, getter, at - timedelta(seconds=selector.offset))
+            value = self._value(labels, getter, at - timedelta(seconds=selector.offset), selector.timestamp)
             if value is not None:
-                result.append({"metric": labels, "value": [_timestamp(at), format_value(value)]})
+                result.append({"metric": self._metric(labels, selector), "value": [_timestamp(at), format_value(value)]})
         return {"status": "success", "data": {"resultType": "vector", "result": result}}
 
     def query_range(self, params: dict[str, list[str]]) -> dict:
@@ -323,11 +344,11 @@ class PromApi:
             values = []
             for i in range(count):
                 at = start + timedelta(seconds=i * step)
-                value = self._value(labels, getter, at - timedelta(seconds=selector.offset))
+                value = self._value(labels, getter, at - timedelta(seconds=selector.offset), selector.timestamp)
                 if value is not None:
                     values.append([_timestamp(at), format_value(value)])
             if values:
-                result.append({"metric": labels, "values": values})
+                result.append({"metric": self._metric(labels, selector), "values": values})
         return {"status": "success", "data": {"resultType": "matrix", "result": result}}
 
     def exposition(self) -> str:

@@ -29,7 +29,9 @@ from urllib.parse import urlsplit
 import httpx
 import yaml
 
-SCRAPE_INTERVAL = "1s"
+SCRAPE_SECONDS = 1.0
+"""How often the drill's Prometheus scrapes and evaluates its rules."""
+SCRAPE_INTERVAL = f"{SCRAPE_SECONDS:g}s"
 """How often the drill's Prometheus scrapes /metrics and evaluates the rules."""
 RATE_WINDOW = "10s"
 """The rate() window of the recording rules: ten scrapes, shorter than the

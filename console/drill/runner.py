@@ -20,7 +20,7 @@ from console.drill.ecs import DRILL_CREDENTIAL_ENV
 from console.drill.prometheus_runner import PrometheusUnavailable, RunningPrometheus
 from console.drill.scenario import Scenario
 from console.drill.server import DrillServer, write_kubeconfig
-from console.drill.world import World
+from console.drill.world import SAMPLE_INTERVAL, World
 
 DRILL_REFRESH_INTERVAL = 2.0
 """Drills refresh faster than the production default: trainees watch them closely."""
@@ -93,7 +93,13 @@ def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, promet
             )
     return {
         "refresh_interval": DRILL_REFRESH_INTERVAL,
-        "prometheus": {"url": prometheus_url or f"{server_url}/prometheus", "timeout": 2.0},
+        "prometheus": {
+            "url": prometheus_url or f"{server_url}/prometheus",
+            "timeout": 2.0,
+            # The world samples every SAMPLE_INTERVAL simulated seconds; a real
+            # Prometheus started for the drill scrapes and evaluates every second.
+            "sample_interval": prometheus_runner.SCRAPE_SECONDS if prometheus_url else SAMPLE_INTERVAL,
+        },
         "clusters": {"drill": {"kubeconfig": str(kubeconfig), "context": "drill", "timeout": 10.0}},
         "services": services,
         "ui": {"theme": "default"},

@@ -42,6 +42,7 @@ from console.drill.objects import (
     NotFound,
     ObjectStore,
     canonical_template,
+    clone,
     format_timestamp,
     parse_timestamp,
 )
@@ -348,10 +349,10 @@ class World:
         times: list[datetime] = []
         if self._actions:
             times.append(self._actions[0][0])
-        pods, _ = self.store.list("pods")
+        pods, _ = self.store.list("pods", copy=False)
         for pod in pods:
             times.extend(self._pod_transitions(pod))
-        deployments, _ = self.store.list("deployments")
+        deployments, _ = self.store.list("deployments", copy=False)
         for deployment in deployments:
             deadline = self._progress_deadline(deployment)
             if deadline is not None:
@@ -604,7 +605,7 @@ class World:
         self.store.update("services", svc.namespace, service, check_version=False)
 
     def _idle_environment(self, svc: Service) -> str:
-        service = self.store.get("services", svc.namespace, svc.name)
+        service = self.store.get("services", svc.namespace, svc.name, copy=False)
         live = (service["spec"].get("selector") or {}).get("version")
         return "green" if live == "blue" else "blue"
 
@@ -764,12 +765,17 @@ class World:
         return status
 
     def _sync_pods(self) -> None:
-        pods, _ = self.store.list("pods")
+        # Read the stored pods; copy only the ones this pass writes.
+        pods, _ = self.store.list("pods", copy=False)
         for pod in pods:
+            stored = pod
             if not pod.get("status", {}).get("podIP"):
+                pod = clone(pod)
                 self._assign(pod)
             status = self._pod_status(pod, self._t)
             if status != pod.get("status"):
+                if pod is stored:
+                    pod = clone(pod)
                 pod["status"] = status
                 self.store.update("pods", pod["metadata"]["namespace"], pod, check_version=False)
 
@@ -813,13 +819,14 @@ class World:
             suffix = "".join(_NAME_ALPHABET[(value >> (5 * i)) % len(_NAME_ALPHABET)] for i in range(5))
             name = f"{rs_name}-{suffix}"
             try:
-                self.store.get("pods", namespace, name)
+                self.store.get("pods", namespace, name, copy=False)
             except NotFound:
                 return name
 
     def _sync_replicasets(self) -> None:
-        replicasets, _ = self.store.list("replicasets")
-        pods, _ = self.store.list("pods")
+        # Read-only views: a ReplicaSet is copied before its status is written, pods are only deleted.
+        replicasets, _ = self.store.list("replicasets", copy=False)
+        pods, _ = self.store.list("pods", copy=False)
         by_owner: dict[str, list[dict]] = {}
         for pod in pods:
             uid = _controller_uid(pod)
@@ -852,6 +859,7 @@ class World:
                 status["availableReplicas"] = available
             status["observedGeneration"] = rs["metadata"].get("generation", 1)
             if status != rs.get("status"):
+                rs = clone(rs)
                 rs["status"] = status
                 self.store.update("replicasets", ns, rs, check_version=False)
 
@@ -898,12 +906,13 @@ class World:
 
     def _collect_garbage(self) -> None:
         """Delete objects whose controlling owner is gone (cascading deletion)."""
+        # Read-only views: this only deletes, by name.
         owners = {
-            "replicasets": {d["metadata"]["uid"] for d in self.store.list("deployments")[0]},
-            "pods": {r["metadata"]["uid"] for r in self.store.list("replicasets")[0]},
+            "replicasets": {d["metadata"]["uid"] for d in self.store.list("deployments", copy=False)[0]},
+            "pods": {r["metadata"]["uid"] for r in self.store.list("replicasets", copy=False)[0]},
         }
         for resource, alive in owners.items():
-            for item in self.store.list(resource)[0]:
+            for item in self.store.list(resource, copy=False)[0]:
                 uid = _controller_uid(item)
                 if uid and uid not in alive:
                     ns = item["metadata"]["namespace"]
@@ -935,10 +944,13 @@ class World:
     # -------------------------------------------------------------- endpoints
 
     def _sync_endpoints(self) -> None:
-        services, _ = self.store.list("services")
-        pods, _ = self.store.list("pods")
+        services, _ = self.store.list("services", copy=False)
+        pods, _ = self.store.list("pods", copy=False)
         present = {(e["metadata"]["namespace"], e["metadata"]["name"]): e for e in self.store.list("endpoints")[0]}
         wanted_keys = set()
+        by_namespace: dict[str, list[dict]] = {}
+        for pod in pods:
+            by_namespace.setdefault(pod["metadata"].get("namespace"), []).append(pod)
         for service in services:
             ns, name = service["metadata"]["namespace"], service["metadata"]["name"]
             selector = service.get("spec", {}).get("selector")
@@ -947,8 +959,8 @@ class World:
             wanted_keys.add((ns, name))
             ready, not_ready = [], []
             container_ports: dict[str, int] = {}
-            for pod in pods:
-                if pod["metadata"].get("namespace") != ns or not _selector_matches(selector, pod["metadata"].get("labels")):
+            for pod in by_namespace.get(ns, ()):
+                if not _selector_matches(selector, pod["metadata"].get("labels")):
                     continue
                 ip = pod.get("status", {}).get("podIP")
                 if not ip or pod["metadata"].get("deletionTimestamp"):
@@ -1000,7 +1012,7 @@ class World:
     # ---------------------------------------------------------------- traffic
 
     def _ready_versions(self, namespace: str, selector: dict) -> list[str]:
-        pods, _ = self.store.list("pods", namespace)
+        pods, _ = self.store.list("pods", namespace, copy=False)
         versions = []
         for pod in pods:
             if _selector_matches(selector, pod["metadata"].get("labels")) and self._pod_ready(pod):
@@ -1015,14 +1027,14 @@ class World:
                 return _Mix(((None, 1.0),))
             return _Mix(tuple((version, tasks.count(version) / len(tasks)) for version in sorted(set(tasks))))
         try:
-            service = self.store.get("services", svc.namespace, svc.name)
+            service = self.store.get("services", svc.namespace, svc.name, copy=False)
         except NotFound:
             return _Mix(((None, 1.0),))
         selector = service.get("spec", {}).get("selector") or {}
         routes: list[tuple[dict, float]] = [(selector, 1.0)]
         if svc.kind == "canary":
             try:
-                vs = self.store.get("virtualservices", svc.namespace, svc.name)
+                vs = self.store.get("virtualservices", svc.namespace, svc.name, copy=False)
                 destinations = ((vs.get("spec", {}).get("http") or [{}])[0]).get("route") or []
                 weights = [(d.get("destination", {}).get("subset"), float(d.get("weight", 100 if len(destinations) == 1 else 0))) for d in destinations]
                 total = sum(w for _, w in weights)
@@ -1162,8 +1174,7 @@ class World:
             series = self._samples.get(service)
             if not series:
                 return None
-            times = [s.at for s in series]
-            index = bisect.bisect_right(times, at) - 1
+            index = bisect.bisect_right(series, at, key=lambda s: s.at) - 1
             if index < 0:
                 return None
             sample = series[index]
@@ -1512,7 +1523,7 @@ class _DeploymentSync:
         self.scale(new_rs, self.new_rs_replicas(new_rs, old_rss))
 
     def reconcile_old(self, new_rs: dict, old_rss: list[dict]) -> list[dict]:
-        new_rs = self.store.get("replicasets", self.ns, new_rs["metadata"]["name"])
+        new_rs = self.store.get("replicasets", self.ns, new_rs["metadata"]["name"], copy=False)  # read only
         old_pods = sum(self.spec_replicas(rs) for rs in old_rss)
         if old_pods == 0:
             return old_rss
@@ -1597,7 +1608,7 @@ class _DeploymentSync:
         current = []
         for name in names:
             try:
-                current.append(self.store.get("replicasets", self.ns, name))
+                current.append(self.store.get("replicasets", self.ns, name, copy=False))  # read only
             except NotFound:
                 continue
         new_name = new_rs["metadata"]["name"] if new_rs else None
@@ -1632,7 +1643,7 @@ class _DeploymentSync:
 
     def _stored_metadata(self) -> dict:
         try:
-            return self.store.get("deployments", self.ns, self.d["metadata"]["name"])["metadata"]
+            return self.store.get("deployments", self.ns, self.d["metadata"]["name"], copy=False)["metadata"]
         except NotFound:
             return {}
 

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from console.clock import Clock, SystemClock
-from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms.base import (
     Conflict,
     NotFound,
@@ -58,9 +58,19 @@ ANNOTATIONS_TO_SKIP = frozenset(
         "deprecated.deployment.rollback.to",
     }
 )
-# A watch request stays open this long (seconds) before it is re-opened, so
-# the overall rollout deadline is checked even when nothing changes.
-WATCH_WINDOW_SECONDS = 5
+# A watch request stays open this long (seconds) at most before it is
+# re-opened (never past the rollout's deadline): one watch follows a whole
+# ordinary rollout, as kubectl's does.
+WATCH_WINDOW_SECONDS = 60
+# A rollout whose deployment has not changed for this long (wall seconds) is
+# stalled: only then are its pods listed for a warning (image pull, crash
+# loop, unschedulable), so a rollout that moves costs no pod lists.
+STALL_SECONDS = 5.0
+# A read this fresh (wall seconds) is reused once rather than made again: the
+# refresh's deployment and ReplicaSets by the plan made right after it (the
+# state the operator just saw; the patch's resourceVersion test still guards
+# it), and the rollout's last watched state by the refresh right after it.
+REUSE_SECONDS = 1.0
 # Polling interval (wall seconds) when the API cannot watch.
 POLL_INTERVAL_SECONDS = 0.5
 # kubectl logs -l asks at most this many pods at once (--max-log-requests).
@@ -172,10 +182,18 @@ def rollout_status(deployment: dict) -> tuple[str, bool, bool]:
     return f'deployment "{name}" successfully rolled out', True, False
 
 
+POOL_SIZE = 32
+"""Connections kept open to one API server: as many as the poller's platform
+threads (its default bound), so a cycle over hundreds of services that share
+one connection reuses them instead of opening and discarding new ones."""
+
+
 class KubeConnection:
     """One kubeconfig context's API client, created on the first request and
-    shared by everything that talks to that cluster for one service (its
-    deployments, its Service or VirtualService, its rollback lease)."""
+    shared by everything that talks to that cluster: one service's objects
+    (its deployments, its Service or VirtualService, its rollback lease), and
+    every service of a config on that cluster (the session shares one per
+    cluster)."""
 
     def __init__(self, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> None:
         self.kubeconfig = kubeconfig
@@ -216,6 +234,7 @@ class KubeConnection:
         # One quick retry of a failed connect; never re-send a request that
         # reached the server, so a slow API costs one timeout, not four.
         configuration.retries = Retry(total=1, connect=1, read=0, status=0, redirect=0)
+        configuration.connection_pool_maxsize = POOL_SIZE
         from kubernetes.client import ApiClient
 
         return ApiClient(configuration=configuration)
@@ -321,6 +340,19 @@ class KubernetesPlatform:
         self.connection = connection or KubeConnection(kubeconfig, context, timeout)
         self._timeout = self.connection.timeout
         self._clock: Clock = clock or SystemClock()
+        # One-shot reusable reads (REUSE_SECONDS): (monotonic time, deployment[, replica sets]).
+        self._reads_lock = threading.Lock()
+        self._observed: tuple[float, dict, list[dict]] | None = None
+        self._followed: tuple[float, dict] | None = None
+
+    def _take(self, attribute: str) -> tuple | None:
+        """Take (and forget) a reusable read if it is fresh enough."""
+        with self._reads_lock:
+            found = getattr(self, attribute)
+            setattr(self, attribute, None)
+        if found is not None and time.monotonic() - found[0] <= REUSE_SECONDS:
+            return found
+        return None
 
     # --- plumbing ------------------------------------------------------------
 
@@ -431,14 +463,19 @@ class KubernetesPlatform:
             if number is None:
                 continue
             annotations = rs["metadata"].get("annotations") or {}
+            template = rs.get("spec", {}).get("template") or {}
+            # The release's schema mark: on the pod template (kept per revision), else on the ReplicaSet.
+            template_annotations = (template.get("metadata") or {}).get("annotations") or {}
+            schema = template_annotations.get(SCHEMA_ANNOTATION) or annotations.get(SCHEMA_ANNOTATION)
             revisions.append(
                 Revision(
                     number=number,
-                    images=template_images(rs.get("spec", {}).get("template") or {}),
+                    images=template_images(template),
                     change_cause=annotations.get(CHANGE_CAUSE_ANNOTATION),
                     created=parse_time(rs["metadata"].get("creationTimestamp")),
                     current=current is not None and rs["metadata"]["uid"] == current["metadata"]["uid"],
                     ref=rs["metadata"]["name"],
+                    schema=(str(schema).strip() or None) if schema else None,
                 )
             )
         revisions.sort(key=lambda r: r.number, reverse=True)
@@ -461,7 +498,23 @@ class KubernetesPlatform:
 
     def health(self) -> Health:
         """Replica counts from the deployment's status (`kubectl get deployment`)."""
-        deployment = self._get_deployment()
+        return self._health(self._get_deployment())
+
+    def observe(self, history: bool = True) -> tuple[Health, list[Revision] | None]:
+        """`health()` and, when asked, `history()` from ONE read of the
+        deployment (the refresh cycle's call: one request fewer per service).
+        History is None when not asked for."""
+        followed = self._take("_followed")
+        deployment = followed[1] if followed is not None else self._get_deployment()
+        health = self._health(deployment)
+        if not history:
+            return health, None
+        replica_sets = self._replica_sets(deployment)
+        with self._reads_lock:
+            self._observed = (time.monotonic(), deployment, replica_sets)
+        return health, self._history(deployment, replica_sets)
+
+    def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
         return Health(
             desired=deployment.get("spec", {}).get("replicas"),
@@ -473,8 +526,12 @@ class KubernetesPlatform:
 
     def plan_rollback(self, to_revision: int | None = None) -> RollbackPlan:
         """`kubectl rollout undo [--to-revision=N]` as a plan; changes nothing."""
-        deployment = self._get_deployment()
-        replica_sets = self._replica_sets(deployment)
+        observed = self._take("_observed")
+        if observed is not None:
+            _, deployment, replica_sets = observed
+        else:
+            deployment = self._get_deployment()
+            replica_sets = self._replica_sets(deployment)
         ref = f"deployment/{self.deployment}"
         numbered = sorted(
             ((revision_of(rs), rs) for rs in replica_sets if revision_of(rs) is not None),
@@ -627,10 +684,17 @@ class KubernetesPlatform:
 
     def _follow(self, deployment: dict, deadline: datetime) -> Iterator[Progress]:
         last_message = None
-        for current in self._updates(deployment, deadline):
+        status_message, warning = None, None
+        for current, quiet in self._updates(deployment, deadline):
+            with self._reads_lock:
+                self._followed = (time.monotonic(), current)
             message, done, failed = rollout_status(current)
-            if not done:
-                message = self._with_pod_warning(current, message)
+            if message != status_message:
+                status_message, warning = message, None  # it moved: an old warning is stale
+            if quiet and not done:
+                warning = self._pod_warning(current)
+            if warning and not done:
+                message = f"{message} (Warning: {warning})"
             if message != last_message:
                 status = current.get("status") or {}
                 yield Progress(
@@ -646,15 +710,17 @@ class KubernetesPlatform:
             if done:
                 return
 
-    def _updates(self, first: dict, deadline: datetime) -> Iterator[dict]:
-        """The deployment as it changes until the deadline: a watch on it
-        (re-opened every few seconds), falling back to polling if the API
-        cannot watch."""
+    def _updates(self, first: dict, deadline: datetime) -> Iterator[tuple[dict, bool]]:
+        """The deployment as it changes until the deadline, each with whether
+        it has been quiet for STALL_SECONDS: one watch on it (re-opened after a
+        quiet spell or its window), falling back to polling if the API cannot
+        watch."""
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError, ReadTimeoutError
 
-        yield first
+        yield first, False
+        last = first
         version = first["metadata"].get("resourceVersion")
         watching = True
         while watching:
@@ -671,7 +737,9 @@ class KubernetesPlatform:
                     resource_version=version,
                     timeout_seconds=window,
                     deserialize=False,
-                    _request_timeout=(self._timeout, window + self._timeout),
+                    # A read that waits STALL_SECONDS for an event ends the
+                    # request: the rollout is stalled, its pods are looked at.
+                    _request_timeout=(self._timeout, min(window + self._timeout, STALL_SECONDS)),
                 ):
                     # deserialize=False hands out the parsed JSON under "object".
                     obj = event.get("object") or event.get("raw_object") or {}
@@ -682,7 +750,8 @@ class KubernetesPlatform:
                     if obj.get("kind") == "Status" or "metadata" not in obj:
                         continue
                     version = obj["metadata"].get("resourceVersion", version)
-                    yield obj
+                    last = obj
+                    yield obj, False
                     if self._clock.now() >= deadline:
                         stream.stop()
                         return
@@ -691,25 +760,38 @@ class KubernetesPlatform:
                     # The watch fell too far behind: relist, then watch from there.
                     current = self._get_deployment()
                     version = current["metadata"].get("resourceVersion")
-                    yield current
+                    last = current
+                    yield current, False
                 else:
                     watching = False
             except ReadTimeoutError:
-                continue  # a quiet window on a server that ignores timeoutSeconds
+                yield last, True  # quiet for STALL_SECONDS: look at the pods, watch again
+                continue
             except (HTTPError, OSError, ValueError, KeyError):
                 # KeyError: the client's own handling of an ERROR event breaks
                 # with deserialize=False; polling is the safe way on.
                 watching = False
+        quiet_since = time.monotonic()
         while self._clock.now() < deadline:
             time.sleep(POLL_INTERVAL_SECONDS)
-            yield self._get_deployment()
+            current = self._get_deployment()
+            if current["metadata"].get("resourceVersion") != last["metadata"].get("resourceVersion"):
+                last, quiet_since = current, time.monotonic()
+                yield current, False
+            elif time.monotonic() - quiet_since >= STALL_SECONDS:
+                quiet_since = time.monotonic()
+                yield current, True
+            else:
+                yield current, False
 
-    def _with_pod_warning(self, deployment: dict, message: str) -> str:
-        """kubectl's appendWarning: name a pod stuck in image pull or crash loop."""
+    def _pod_warning(self, deployment: dict) -> str | None:
+        """kubectl's appendWarning: what is wrong with a pod stuck in image
+        pull, crash loop or scheduling; None when nothing is (or the pods
+        cannot be read: the warning is a nicety, the status is what matters)."""
         try:
             pods = self._pods(deployment)
         except PlatformError:
-            return message  # as kubectl: the warning is a nicety, the status is what matters
+            return None
         for pod in pods:
             for cond in (pod.get("status") or {}).get("conditions") or []:
                 if (
@@ -717,12 +799,12 @@ class KubernetesPlatform:
                     and cond.get("status") == "False"
                     and cond.get("reason") == "Unschedulable"
                 ):
-                    return f"{message} (Warning: {cond.get('message', '')})"
+                    return cond.get("message", "")
             for cstatus in (pod.get("status") or {}).get("containerStatuses") or []:
                 waiting = (cstatus.get("state") or {}).get("waiting") or {}
                 if waiting.get("reason") in _WARN_REASONS:
-                    return f"{message} (Warning: {waiting['reason']} - {waiting.get('message', '')})"
-        return message
+                    return f"{waiting['reason']} - {waiting.get('message', '')}"
+        return None
 
     def verify(self) -> Health:
         """The runbook's step 4 as counts: pods of the current template that

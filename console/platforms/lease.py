@@ -214,15 +214,20 @@ class RollbackLease:
         """Take the lease: create it, or take over one that is free or expired.
         Raises Conflict (the holder's sentence) when someone else holds it."""
         with self._lock:
-            lease = self._read()
             now = self._clock.now()
-            if lease is None:
-                try:
-                    created = self._send("POST", "create", self._body(now, None, format_micro_time(now), 0))
-                except Conflict:  # AlreadyExists: another console was faster
-                    raise self._refusal() from None
+            # Create first: nobody holds the lease almost always, and the create is
+            # atomic on the server (AlreadyExists), so a read before it is one
+            # round trip more between the operator's confirmation and the change.
+            try:
+                created = self._send("POST", "create", self._body(now, None, format_micro_time(now), 0))
+            except Conflict:  # AlreadyExists: held, expired, or ours from an earlier run
+                pass
+            else:
                 self._took(created, now)
                 return
+            lease = self._read()
+            if lease is None:  # released between our create and our read
+                raise self._refusal()
             spec = lease.get("spec") or {}
             info = self._info(lease, now)
             if not self._mine(lease) and info is not None and not info.expired:

@@ -4,18 +4,25 @@
 
 Every failure is an answer, not an exception: a timeout or a refused
 connection means the service is down, with a short status saying why.
+
+The check runs once per service per refresh cycle, so its per-request cost
+is what a 500-service cycle pays 500 times: it uses aiohttp, which on this
+machine costs about 0.1 ms of CPU per check where httpx costs 1-3 ms
+(bench/health_clients.py: 500 checks in 0.05 s against 0.6-1.5 s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import socket
 import ssl
 import time
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import httpx
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class EndpointCheck(NamedTuple):
@@ -30,7 +37,7 @@ class EndpointCheck(NamedTuple):
 
 def connection_problem(exc: BaseException) -> str:
     """A short phrase for why a connection failed, from the OS error that
-    httpx wraps ("All connection attempts failed" says nothing)."""
+    the HTTP client wraps ("All connection attempts failed" says nothing)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -64,35 +71,55 @@ def _lookup(document: Any, json_path: str) -> Any:
     return current
 
 
+def new_session(max_connections: int) -> aiohttp.ClientSession:
+    """The pooled keep-alive client health checks share (call inside the event
+    loop that will use it): at most `max_connections` open connections, the
+    environment's proxy settings honoured, no cookies kept between checks."""
+    import urllib.request
+
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=max_connections)
+    # Honouring the environment looks the proxy variables up on every request,
+    # which doubles a check's cost: only pay it when a proxy is configured.
+    proxied = bool(urllib.request.getproxies())
+    return aiohttp.ClientSession(connector=connector, trust_env=proxied, cookie_jar=aiohttp.DummyCookieJar())
+
+
 async def check(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     url: str,
     timeout: float = 2.0,
     json_path: str = "status",
     healthy_value: str = "healthy",
 ) -> EndpointCheck:
     """GET the health URL; healthy when it answers 2xx with JSON whose
-    `json_path` equals `healthy_value`. Never raises for network trouble."""
+    `json_path` equals `healthy_value`. Never raises for network trouble.
+    Redirects are not followed (a health check that redirects is misconfigured)."""
+    import aiohttp
+
     started = time.perf_counter()
     try:
         # The whole exchange is bounded, not just each phase of it.
         async with asyncio.timeout(timeout):
-            response = await client.get(url, timeout=timeout, headers={"Accept": "application/json"})
-    except (TimeoutError, httpx.TimeoutException):
+            async with session.get(url, headers={"Accept": "application/json"}, allow_redirects=False) as response:
+                status = response.status
+                body = await response.read()
+    except TimeoutError:
         return EndpointCheck(False, f"timeout after {timeout:.1f} s", None)
-    except httpx.ConnectError as exc:
+    except aiohttp.ClientConnectorError as exc:
         return EndpointCheck(False, connection_problem(exc), None)
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL it cannot use
         return EndpointCheck(False, f"request failed ({type(exc).__name__})", None)
     latency_ms = (time.perf_counter() - started) * 1000.0
-    if not response.is_success:
-        return EndpointCheck(False, f"HTTP {response.status_code}", latency_ms)
+    if not 200 <= status < 300:
+        return EndpointCheck(False, f"HTTP {status}", latency_ms)
     try:
-        value = _lookup(response.json(), json_path)
+        value = _lookup(json.loads(body), json_path)
     except ValueError:
-        return EndpointCheck(False, f"HTTP {response.status_code}, body is not JSON", latency_ms)
+        return EndpointCheck(False, f"HTTP {status}, body is not JSON", latency_ms)
     except KeyError:
-        return EndpointCheck(False, f'HTTP {response.status_code}, no ".{json_path.lstrip(".")}" in the body', latency_ms)
+        return EndpointCheck(False, f'HTTP {status}, no ".{json_path.lstrip(".")}" in the body', latency_ms)
     if str(value) == healthy_value:
         return EndpointCheck(True, healthy_value, latency_ms)
     return EndpointCheck(False, str(value) if value is not None else "null", latency_ms)

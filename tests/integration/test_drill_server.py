@@ -59,6 +59,20 @@ def test_bad_deploy_metrics_as_prometheus_answers_them(drill):
     assert instant(client, 'service:error_rate:ratio{service="nope"}') == []
 
 
+def test_timestamp_of_a_selector_is_when_its_value_was_sampled(drill):
+    server, client, clock = drill
+    clock.advance(20)  # samples are 15 s apart: the newest is 5 s old
+    [stamp] = instant(client, f"timestamp({ERROR_RATE})")
+    assert stamp["metric"] == {"service": "order-service"}  # functions drop the name
+    evaluated, value = stamp["value"]
+    sampled = server.world.start + timedelta(seconds=15)
+    assert float(value) == sampled.timestamp() and evaluated == (sampled + timedelta(seconds=5)).timestamp()
+    [before] = instant(client, f"timestamp({LATENCY} offset 10m)")
+    assert float(before["value"][1]) == (sampled - timedelta(minutes=10)).timestamp()
+    for query in (f"timestamp({ERROR_RATE}", f"timestamp(sum({ERROR_RATE}))"):
+        assert client.get("/prometheus/api/v1/query", params={"query": query}).status_code == 400
+
+
 def test_bad_queries_get_prometheus_bad_data_errors(drill):
     _, client, _ = drill
     for query in ('sum(rate(http_requests_total[5m]))', 'service:error_rate:ratio{service=}', ""):

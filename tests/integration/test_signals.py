@@ -8,7 +8,6 @@ import math
 import time
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from conftest_adapters import (  # noqa: F401 - fixtures
@@ -17,7 +16,7 @@ from conftest_adapters import (  # noqa: F401 - fixtures
     drill,
     hanging_server,
 )
-from console.signals.health import check
+from console.signals.health import check, new_session
 from console.signals.prometheus import PrometheusClient, SignalError, _parse_value
 
 ERROR_RATE = 'service:error_rate:ratio{service="order-service"}'
@@ -126,7 +125,7 @@ def test_nan_is_no_value_and_infinity_stays():
 
 async def test_serving_service_is_healthy(drill):
     url = f"{drill.server.url}/health/order-service"
-    async with httpx.AsyncClient() as client:
+    async with new_session(4) as client:
         ok, status, latency_ms = await check(client, url, timeout=2.0)
         missing = await check(client, url, timeout=2.0, json_path=".data.state")
     assert (ok, status) == (True, "healthy")
@@ -140,14 +139,14 @@ async def test_service_with_no_ready_pods_answers_503(drill):
     apps = kube.AppsV1Api(config.new_client_from_config(str(drill.kubeconfig_path)))
     apps.patch_namespaced_deployment("order-service", "shop", {"spec": {"replicas": 0}})
     drill.world.clock.advance(120)  # every pod terminated
-    async with httpx.AsyncClient() as client:
+    async with new_session(4) as client:
         ok, status, latency_ms = await check(client, f"{drill.server.url}/health/order-service", timeout=2.0)
     assert (ok, status) == (False, "HTTP 503")
     assert latency_ms is not None
 
 
 async def test_health_endpoint_that_hangs_is_down(hanging_server: HangingServer):
-    async with httpx.AsyncClient() as client:
+    async with new_session(4) as client:
         started = time.monotonic()
         result = await check(client, f"{hanging_server.url}/health", timeout=0.2)
     assert time.monotonic() - started < 1.5
@@ -155,6 +154,6 @@ async def test_health_endpoint_that_hangs_is_down(hanging_server: HangingServer)
 
 
 async def test_health_endpoint_refusing_connections_is_down(closed_port):
-    async with httpx.AsyncClient() as client:
+    async with new_session(4) as client:
         result = await check(client, f"http://127.0.0.1:{closed_port}/health", timeout=1.0)
     assert result == (False, "connection refused", None)
