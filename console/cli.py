@@ -1,8 +1,9 @@
 """The `rollback-console` command.
 
 Exit codes: 0 success; 1 the operation failed or the service is unhealthy
-after it; 2 usage or configuration error; 3 the runbook says not to roll back
-(`--force` overrides).
+after it; 2 usage or configuration error (a revision, service or previous
+container that does not exist included); 3 the runbook says not to roll back
+(`--force` overrides), or the migration state could not be read.
 """
 
 from __future__ import annotations
@@ -236,21 +237,25 @@ def _status_line(view) -> str:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Roll back even when the runbook says not to.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Seconds to wait for the rollout.")
-def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float) -> None:
+@click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
+def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float, quick: bool) -> None:
     """The runbook's automated rollback: record, roll back, wait, verify."""
     from console.rollback import run_headless_rollback
 
     config = _load(_config_path(config_path))
     try:
-        config.service(service)
+        platform = config.service(service).platform
     except ConfigError as err:
         raise UsageError(str(err)) from None
+    if quick and platform != "compose":
+        raise UsageError(f"--quick is the Docker Compose quick rollback; {service} runs on {platform}: "
+                         "roll it back without --quick")
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise UsageError("no terminal to confirm on: pass --yes to roll back without a prompt, or --dry-run to see the plan")
     code = run_headless_rollback(
         _session(config), service, reason=reason, to_revision=to_revision, dry_run=dry_run,
         confirm=None if yes else (lambda text: click.confirm(text, default=False)),
-        force=force, timeout=timeout, out=click.echo,
+        force=force, timeout=timeout, out=click.echo, quick=quick,
     )
     sys.exit(code)
 

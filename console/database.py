@@ -219,6 +219,10 @@ def show(argv: Sequence[str], secrets: Sequence[str] = ()) -> str:
     return _mask(shlex.join(argv), secrets)
 
 
+# Lines that say what went wrong in psql's and pg_restore's output.
+_ERROR_PREFIXES = ("ERROR:", "FATAL:", "psql: error:", "pg_restore: error:")
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """A finished (or stopped) command; output already redacted."""
@@ -244,8 +248,11 @@ class CommandResult:
         """Why it failed, as a sentence (with its last line of error output)."""
         if self.error:
             return self.error
-        last = next((line for line in reversed((self.stderr or self.stdout).splitlines()) if line.strip()), "")
-        return f"`{self.command}` exited with status {self.returncode}" + (f": {last.strip()}" if last else "")
+        lines = [line.strip() for line in (self.stderr or self.stdout).splitlines() if line.strip()]
+        # PostgreSQL's own error line, not the caret under the statement that follows it.
+        said = next((line for line in lines if line.startswith(_ERROR_PREFIXES)), None) or next(
+            (line for line in reversed(lines) if any(c.isalnum() for c in line)), "")
+        return f"`{self.command}` exited with status {self.returncode}" + (f": {said}" if said else "")
 
 
 def run_command(
@@ -945,17 +952,31 @@ def check_rollback(session: Session, service: str, to_revision: int | None = Non
     """Would rolling `service` back to `to_revision` (default: the previous
     revision) cross a migration that cannot be undone? From the migration state
     and history of the last refresh; not blocked when the service has no
-    migration status source (the decision framework's facts still apply)."""
+    migration status source (the decision framework's facts still apply).
+
+    Fails closed: when the status source is configured but its state could not
+    be read (or was not read yet), the rollback is blocked with the reason, as
+    an irreversible migration would be; `--force` (the UI's "roll back anyway")
+    is the way past it once the operator has checked."""
+    try:
+        db = session.database(service).config
+    except DatabaseError:
+        return procedures.RollbackCheck(False)
+    if db.migration_status is None:
+        return procedures.RollbackCheck(False)
     view = session.view(service)
     state = session.migrations(service)
-    if view is None or state is None or state.error:
-        return procedures.RollbackCheck(False)
-    db = session.database(service).config
+    hotfix, feature_flag = remedy(db.hotfix), remedy(db.feature_flag)
+    if view is None or state is None:
+        return procedures.unknown_state_check(
+            f"The migration state of {service} has not been read yet (no refresh has completed)", hotfix, feature_flag)
+    if state.error:
+        return procedures.unknown_state_check(state.error, hotfix, feature_flag)
     history = view.snapshot.history
     since = procedures.migrations_since_deploy(state.migrations, history)
     return procedures.check_rollback(
         procedures.rollback_target(history, to_revision), since, db.schema_requirements, history,
-        hotfix=remedy(db.hotfix), feature_flag=remedy(db.feature_flag),
+        hotfix=hotfix, feature_flag=feature_flag,
     )
 
 

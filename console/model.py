@@ -103,6 +103,15 @@ class Health:
         return self.endpoint_ok is False
 
 
+SCHEMA_ANNOTATION = "rollback-console/schema"
+"""Marks a release with the migration it needs (e.g. `0042_split_address`):
+an annotation on a Deployment's pod template (so every ReplicaSet revision
+keeps it) or on the ReplicaSet, and an image label (`LABEL
+rollback-console/schema=...`) for Compose. It lets the console find the
+runbook's partial rollback target: the newest older revision that works with
+a migration that cannot be undone."""
+
+
 @dataclass(frozen=True)
 class Revision:
     """One entry of a platform's rollout history."""
@@ -114,6 +123,11 @@ class Revision:
     current: bool = False
     # Platform object behind it: ReplicaSet name, task definition ARN, tag ...
     ref: str = ""
+    # The migration this revision needs (it works with that schema and later
+    # ones), when the release says so: the SCHEMA_ANNOTATION annotation on a
+    # Kubernetes revision, the same label on a Compose image. The config's
+    # database.schema_requirements wins over it.
+    schema: str | None = None
 
     @property
     def versions(self) -> tuple[str, ...]:

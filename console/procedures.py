@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from console import incident as incidents
-from console.model import Event, Revision
+from console.model import SCHEMA_ANNOTATION, Event, Revision
 
 MIGRATION_ROLLBACK = "migration_rollback"
 DATA_CORRUPTION = "data_corruption"
@@ -350,13 +350,16 @@ def version_key(version: str) -> tuple:
 
 
 def schema_requirement(revision: Revision, requirements: Mapping[str, str]) -> str | None:
-    """The migration a revision needs: by revision number, else by any of its image tags."""
+    """The migration a revision needs: from the config by revision number, else
+    by any of its image tags; else the release's own mark (the
+    `model.SCHEMA_ANNOTATION` annotation or image label, in `revision.schema`).
+    The config wins: it is how an operator corrects a wrong mark."""
     if str(revision.number) in requirements:
         return requirements[str(revision.number)]
     for tag in revision.versions:
         if tag in requirements:
             return requirements[tag]
-    return None
+    return revision.schema or None
 
 
 def works_with_schema(revision: Revision, requirements: Mapping[str, str], migration: str) -> bool:
@@ -438,7 +441,8 @@ def irreversible_options(
     else:
         partial_detail = (
             f"no earlier revision is known to work with {migration}; mark releases with the migration "
-            "they need (database.schema_requirements in the config)"
+            f"they need (database.schema_requirements in the config, or the {SCHEMA_ANNOTATION} annotation "
+            "or image label)"
         )
     return (
         Option("Option 1: Fix forward - deploy a hotfix that works with the new schema",
@@ -497,3 +501,18 @@ def check_rollback(
     return RollbackCheck(
         True, migration, irreversible_options(migration.name, hotfix, feature_flag, partial), explanation
     )
+
+
+UNKNOWN_SCHEMA = "the migrations applied now"
+
+
+def unknown_state_check(why: str, hotfix: Remedy | None = None, feature_flag: Remedy | None = None) -> RollbackCheck:
+    """A rollback is blocked when the migration state cannot be read (fail
+    closed): a migration that cannot be undone may stand in the way, and
+    nothing says which revision would work with it. `why` says what failed."""
+    explanation = (
+        f"{why.rstrip('. ')}; a migration that cannot be undone may have been applied since the deploy, and "
+        "rolling back past it could lose data. Check the migration state, then roll back anyway only if no "
+        "such migration was applied."
+    )
+    return RollbackCheck(True, None, irreversible_options(UNKNOWN_SCHEMA, hotfix, feature_flag, None), explanation)

@@ -10,11 +10,13 @@ from collections.abc import Callable
 
 from console.comms import MessageKind
 from console.model import Action
-from console.platforms.base import PlatformError
+from console.platforms.base import NotFound, PlatformError
 from console.session import Session
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+# A revision or service that does not exist (the CLI's usage error).
+EXIT_USAGE = 2
 EXIT_DO_NOT_ROLL_BACK = 3
 
 DO_NOT_ROLL_BACK = (Action.FIX_FORWARD, Action.HOTFIX, Action.WAIT_EXTERNAL)
@@ -31,21 +33,23 @@ def run_headless_rollback(
     force: bool = False,
     timeout: float = 300.0,
     out: Callable[[str], None] = print,
+    quick: bool = False,
 ) -> int:
-    """Roll `service` back; returns the command's exit code."""
-    return asyncio.run(_run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out))
+    """Roll `service` back; returns the command's exit code. `quick`: the
+    Docker Compose quick rollback (start the previous container)."""
+    return asyncio.run(_run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick))
 
 
-async def _run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out) -> int:
+async def _run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False) -> int:
     # One event loop for the whole command: the session's HTTP clients live on it.
     # The platform calls block it, which is fine here: nothing else runs.
     try:
-        return await _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out)
+        return await _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick)
     finally:
         await session.aclose()
 
 
-async def _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out) -> int:
+async def _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False) -> int:
     view = (await session.refresh(only=service))[0]
     decision = view.decision
     out(f"Starting rollback for {service}")
@@ -74,7 +78,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
             done = session.already_on_target(service)
         except PlatformError as err:
             out(f"Cannot read the rollout history: {err}")
-            return EXIT_FAILED
+            return EXIT_USAGE if isinstance(err, NotFound) else EXIT_FAILED
         if done:
             out(done)
             out("Pass --to-revision N to roll back further.")
@@ -88,12 +92,14 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
                 out(f"  - {option.title}: {option.detail}")
             out("Pass --force to roll back anyway, accepting the risk of data loss.")
             if not dry_run:
-                session.note(f"{service}: headless rollback refused: it would cross migration "
-                             f"{check.migration.name if check.migration else ''}, which cannot be undone", service=service)
+                why = (f"it would cross migration {check.migration.name}, which cannot be undone" if check.migration
+                       else "the migration state could not be read")
+                session.note(f"{service}: headless rollback refused: {why}", service=service)
             return EXIT_DO_NOT_ROLL_BACK
         out(f"WARNING (--force): {check.explanation}")
         if not dry_run:
-            session.note(f"{service}: rollback forced past a migration that cannot be undone", service=service)
+            session.note(f"{service}: rollback forced past " + ("a migration that cannot be undone" if check.migration
+                         else "a migration state that could not be read"), service=service)
     # The runbook's option 3: a revision that works with the new schema may be rolled back to.
     partial = decision.action is Action.FIX_FORWARD and check.migration is not None and not check.blocked
     if partial:
@@ -108,10 +114,17 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         return EXIT_DO_NOT_ROLL_BACK
 
     try:
-        plan = session.plan_rollback(service, to_revision)
+        plan = session.plan_rollback(service, to_revision, quick=quick)
     except PlatformError as err:
         out(f"Cannot plan the rollback: {err}")
-        return EXIT_FAILED
+        # No such revision, service or container: the command asked for something that is not there.
+        return EXIT_USAGE if isinstance(err, NotFound) else EXIT_FAILED
+    migration = session.migration_facts(service)
+    reversible = migration.migration_applied and migration.migration_reversible is True and plan.skip_reason is None
+    if quick and reversible:
+        out("Not rolling back: a reversible migration was applied since the deploy, and its plan (the application, "
+            "then the migration, then the data check) uses the full rollback; run it again without --quick.")
+        return EXIT_USAGE
     if plan.skip_reason:
         out(plan.skip_reason)
     else:
@@ -129,8 +142,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         out("Aborted: nothing was changed.")
         return EXIT_FAILED
 
-    migration = session.migration_facts(service)
-    if migration.migration_applied and migration.migration_reversible is True and plan.skip_reason is None:
+    if reversible:
         code = _reversible_plan(session, service, to_revision, confirm, out)
         if code != EXIT_OK:
             return code

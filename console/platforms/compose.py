@@ -26,7 +26,14 @@ shows up), the repository's tags in the local engine (`docker image ls`), and
 the registry's `/v2/REPO/tags/list` when one is configured. Revision numbers
 rank the tags by version (1.2.1 < 1.2.2 < 1.2.3 < 1.10.0; tags that are not
 versions, like `latest`, rank lowest), so "the previous revision" is the next
-lower version than the one running.
+lower version than the one running that the console saw running: a tag known
+only to the registry or the local engine is listed (its change cause ends in
+"never seen running") and can be chosen explicitly, never by default.
+
+A local image may say which migration it needs with the label
+`rollback-console/schema` (model.SCHEMA_ANNOTATION), read with `docker image
+inspect` once per image ID; registry-only tags carry no mark (that would take a
+manifest and config fetch per tag).
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from console.clock import Clock, SystemClock
-from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms.base import (
     Conflict,
     Forbidden,
@@ -67,6 +74,10 @@ OUTPUT_SUMMARY_LINES = 6
 # Wall seconds between two `docker compose ps` while waiting for the containers.
 POLL_INTERVAL_SECONDS = 0.5
 SEEN_FILE_NAME = "compose-images.json"
+# History sources that mean the tag really ran here (the others only say it exists).
+RAN_SOURCES = frozenset({"seen running", "running"})
+# How a revision's change cause marks a tag that never ran here.
+NEVER_RAN = "never seen running"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # Characters of an image reference: a plain YAML scalar needs no quoting for these.
 _IMAGE_CHARS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
@@ -492,6 +503,8 @@ class ComposePlatform:
         self._clock: Clock = clock or SystemClock()
         # Why the last history() lacks a source (the registry was unreachable ...), as sentences.
         self.warnings: tuple[str, ...] = ()
+        # Image ID -> its schema label (None: it has none), see image_schemas().
+        self._schemas: dict[str, str | None] = {}
 
     @classmethod
     def from_config(cls, service: Any, clock: Clock | None = None) -> ComposePlatform:
@@ -622,13 +635,43 @@ class ComposePlatform:
 
     def local_tags(self, repository: str) -> dict[str, datetime | None]:
         """Tags of the repository in the local engine, with their image's creation time."""
+        return {tag: created for tag, (created, _) in self._local_images(repository).items()}
+
+    def _local_images(self, repository: str) -> dict[str, tuple[datetime | None, str]]:
+        """Tags of the repository in the local engine -> (creation time, image ID)."""
         result = self.run(self.docker_argv("image", "ls", "--format", "{{json .}}", repository))
-        tags: dict[str, datetime | None] = {}
+        tags: dict[str, tuple[datetime | None, str]] = {}
         for item in _json_objects(result.stdout):
             tag = str(item.get("Tag") or "")
             if tag and tag != "<none>":
-                tags[tag] = _parse_time(item.get("CreatedAt"))
+                tags[tag] = (_parse_time(item.get("CreatedAt")), str(item.get("ID") or ""))
         return tags
+
+    def image_schemas(self, image_ids: Sequence[str]) -> dict[str, str]:
+        """Image ID -> the migration the image says it needs (its
+        `model.SCHEMA_ANNOTATION` label), for local images that have one.
+        An image's labels never change, so each ID is inspected once per
+        console; a failed inspect leaves the marks out (the config's
+        database.schema_requirements still applies)."""
+        unknown = [i for i in dict.fromkeys(image_ids) if i and i not in self._schemas]
+        if unknown:
+            argv = self.docker_argv("image", "inspect", "--format", "{{.Id}} {{json .Config.Labels}}", *unknown)
+            try:
+                output = self.run(argv, check=False).stdout
+            except PlatformError:
+                output = ""
+            # Only the images it answered for are remembered: the others are asked again next time.
+            for line in output.splitlines():
+                full, _, labels = line.strip().partition(" ")
+                try:
+                    value = (json.loads(labels) or {}).get(SCHEMA_ANNOTATION)
+                except (ValueError, AttributeError):
+                    continue
+                digest = full.split(":", 1)[-1]
+                for image_id in unknown:
+                    if digest.startswith(image_id.split(":", 1)[-1]):
+                        self._schemas[image_id] = (str(value).strip() or None) if value else None
+        return {i: self._schemas[i] for i in image_ids if self._schemas.get(i)}
 
     def registry_tags(self, repository: str) -> list[str]:
         """The registry's `GET /v2/REPO/tags/list` (empty when no registry is configured)."""
@@ -739,8 +782,10 @@ class ComposePlatform:
             repo, tag = split_image(image)
             if repo == repository and tag:
                 add(tag, "seen running", first_seen)
-        for tag, at in self.local_tags(repository).items():
+        local = self._local_images(repository)
+        for tag, (at, _) in local.items():
             add(tag, "local", at)
+        schemas = self.image_schemas([image_id for _, image_id in local.values()])
         warnings = []
         try:
             for tag in self.registry_tags(repository):
@@ -760,10 +805,12 @@ class ComposePlatform:
             Revision(
                 number=index,
                 images=(f"{repository}:{tag}",),
-                change_cause=", ".join(sorted(sources[tag])),
+                change_cause=", ".join(sorted(sources[tag]))
+                + ("" if sources[tag] & RAN_SOURCES else f"; {NEVER_RAN}"),
                 created=created.get(tag),
                 current=tag in current_tags,
                 ref=f"{repository}:{tag}",
+                schema=schemas.get(local[tag][1]) if tag in local else None,
             )
             for index, tag in enumerate(ordered, start=1)
         ]
@@ -815,10 +862,18 @@ class ComposePlatform:
             if target is None:
                 raise NotFound(f"revision {to_revision} not found in the history of {self.name} (revisions: {listed}).")
         else:
+            # Only a tag that ran here is a safe default: a tag from the registry or
+            # the local engine alone may never have worked (or never been deployed).
             older = [r for r in history if current is not None and r.number < current.number]
-            if not older:
-                raise NotFound(f"{self.name} has no tag older than {', '.join(current.versions) if current else 'the current one'} to roll back to (revisions: {listed}).")
-            target = older[0]
+            ran = [r for r in older if not never_ran(r)]
+            if not ran:
+                others = f"; tags never seen running can be chosen explicitly (revisions: {listed})" if older else \
+                    f" (revisions: {listed})"
+                raise NotFound(
+                    f"{self.name} has no tag older than {', '.join(current.versions) if current else 'the current one'} "
+                    f"that the console saw running, so there is no known-good version to roll back to{others}."
+                )
+            target = ran[0]
         to_image = target.images[0]
         where = locate_image(text, self.service, str(self.compose_file))
         base = dict(
@@ -852,6 +907,8 @@ class ComposePlatform:
             f"change only its image line in {self.compose_file}, pull, up -d, then check ps and the last "
             f"{LOG_TAIL} log lines; refused if the compose file changed since ({text_version(text)})."
         )
+        if never_ran(target):
+            summary += f" {image_tag(to_image)} was never seen running here: check that it works before relying on it."
         return RollbackPlan(**base, calls=calls, summary=summary)
 
     def _plan_quick(self, text: str, history: list[Revision], current: Revision | None, to_revision: int | None, listed: str) -> RollbackPlan:
@@ -1161,6 +1218,12 @@ class ComposePlatform:
             key = name.strip() if sep else self.service
             per.setdefault(key, []).append(rest if sep else line)
         return tuple(PodLogs(pod=name, lines=tuple(lines)) for name, lines in per.items())
+
+
+def never_ran(revision: Revision) -> bool:
+    """True for a history entry the console never saw running (a tag from the
+    registry or the local engine only)."""
+    return (revision.change_cause or "").endswith(NEVER_RAN)
 
 
 def _versions(images: Sequence[str]) -> str:

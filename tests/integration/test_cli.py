@@ -92,6 +92,30 @@ def test_headless_rollback_dry_run_changes_nothing(served):
     assert status["revision"] == 3
 
 
+def test_headless_rollback_to_a_revision_that_does_not_exist_is_a_usage_error(served):
+    config = str(served / "config.yaml")
+    result = run("rollback", "order-service", "--config", config, "--reason", "x", "--to-revision", "9", "--yes")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Cannot plan the rollback: revision 9 not found in the history of deployment/order-service" in result.stdout
+    assert "revisions: 1, 2, 3" in result.stdout and "Traceback" not in result.stdout + result.stderr
+
+
+def test_quick_rollback_is_for_compose_only(served, tmp_path):
+    from console.config import load
+    from console.platforms.base import PlatformError
+    from console.session import Session
+    from console.store import Store
+
+    result = run("rollback", "order-service", "--config", str(served / "config.yaml"), "--reason", "x", "--quick", "--yes")
+    assert result.returncode == 2
+    assert "--quick is the Docker Compose quick rollback; order-service runs on kubernetes" in result.stderr
+    # The console's own refusal (the UI's quick choice goes through the session).
+    session = Session(load(served / "config.yaml"), Store(tmp_path / "incidents.db"))
+    with pytest.raises(PlatformError, match="Quick rollback is the Docker Compose procedure; order-service runs on kubernetes"):
+        session.plan_rollback("order-service", quick=True)
+    assert session.plan_rollback("order-service").to_revision == 2
+
+
 def test_headless_rollback_without_terminal_needs_yes(served):
     result = run("rollback", "order-service", "--config", str(served / "config.yaml"), "--reason", "x")
     assert result.returncode == 2 and "--yes" in result.stderr

@@ -17,6 +17,7 @@ import pytest
 
 from docker_fixture import DockerWorld, docker_world, free_port  # noqa: F401 - fixture
 
+from console.model import SCHEMA_ANNOTATION  # noqa: E402
 from console.platforms.base import NotFound, Unavailable  # noqa: E402
 from console.platforms.compose import ComposePlatform  # noqa: E402
 
@@ -84,6 +85,17 @@ class Project:
         options.update(kwargs)
         return ComposePlatform(SERVICE, self.compose_file, **options)
 
+    def seen_running(self, *tags: str, path: Path | None = None) -> None:
+        """What the console's record (compose-images.json) holds after it saw
+        these tags run in earlier deploys."""
+        path = path or self.directory / "seen.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        entry = data.setdefault(f"{self.compose_file.resolve()}#{SERVICE}", {})
+        for tag in tags:
+            entry[self.world.image(tag)] = "2026-11-01T10:00:00+00:00"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+
 
 def get_health(url: str) -> tuple[int, dict]:
     try:
@@ -124,6 +136,8 @@ def test_history_lists_tags_newest_first_with_the_running_one_current(project: P
     assert [r.number for r in history] == [3, 2, 1]
     assert [r.current for r in history] == [True, False, False]
     assert "registry" in history[1].change_cause and "local" in history[1].change_cause
+    # Only the running tag was seen running: the others are listed, marked.
+    assert [r.change_cause.endswith("never seen running") for r in history] == [False, True, True]
     assert history[0].images == (project.world.image("1.2.3"),)
     # The console recorded what it saw running.
     seen = json.loads((project.directory / "seen.json").read_text())
@@ -133,6 +147,7 @@ def test_history_lists_tags_newest_first_with_the_running_one_current(project: P
 
 
 def test_plan_shows_the_file_edit_and_each_command_and_changes_nothing(project: Project) -> None:
+    project.seen_running("1.2.1", "1.2.2")
     plan = project.platform().plan_rollback()
     assert (plan.from_versions, plan.to_versions) == (("1.2.3",), ("1.2.2",))
     assert (plan.from_revision, plan.to_revision) == (3, 2)
@@ -153,8 +168,9 @@ def test_rollback_edits_only_the_image_line_pulls_and_runs_the_previous_tag(proj
     world = project.world
     # Only the registry has 1.2.2 now: the pull must really fetch it.
     world.docker("image", "rm", world.image("1.2.2"))
+    project.seen_running("1.2.2")  # it ran here before 1.2.3 was deployed
     platform = project.platform()
-    assert next(r for r in platform.history() if r.versions == ("1.2.2",)).change_cause == "registry"
+    assert next(r for r in platform.history() if r.versions == ("1.2.2",)).change_cause == "registry, seen running"
 
     steps = list(platform.execute(platform.plan_rollback(), timeout=60))
 
@@ -199,6 +215,42 @@ def test_quick_rollback_scales_to_zero_and_starts_the_previous_container(project
     assert platform.health().ready == 1
 
 
+def test_the_default_target_is_the_newest_older_tag_seen_running(project: Project) -> None:
+    platform = project.platform()
+    # Nothing older ran here: no default, and the sentence says the others can be chosen.
+    with pytest.raises(NotFound, match=r"no tag older than 1\.2\.3 that the console saw running.*chosen explicitly.*2=1\.2\.2"):
+        platform.plan_rollback()
+    # 1.2.2 is in the registry and the engine but never ran here; 1.2.1 did: it is the default.
+    project.seen_running("1.2.1")
+    plan = platform.plan_rollback()
+    assert (plan.to_revision, plan.to_versions) == (1, ("1.2.1",))
+    assert "never seen running" not in plan.summary
+    history = platform.history()
+    assert [r.versions[0] for r in history if not r.change_cause.endswith("never seen running")] == ["1.2.3", "1.2.1"]
+    # The tag that never ran stays listed and can be chosen, with a warning in the plan.
+    explicit = platform.plan_rollback(2)
+    assert explicit.to_versions == ("1.2.2",) and "1.2.2 was never seen running here" in explicit.summary
+    assert project.compose_file.read_text() == project.original
+
+
+def test_an_image_label_says_which_migration_a_tag_needs(project: Project) -> None:
+    world = project.world
+    # A release built with `LABEL rollback-console/schema=...`.
+    container = world.docker("create", world.image("1.2.2"), "0").stdout.strip()
+    try:
+        world.docker("commit", "-c", f"LABEL {SCHEMA_ANNOTATION}=0042_split_address", container, world.image("1.2.4"))
+    finally:
+        world.docker("rm", container, check=False)
+    try:
+        platform = project.platform()
+        history = {r.versions[0]: r for r in platform.history()}
+        again = {r.versions[0]: r.schema for r in platform.history()}  # answered from the cache by image ID
+    finally:
+        world.docker("image", "rm", world.image("1.2.4"), check=False)
+    assert history["1.2.4"].schema == "0042_split_address" and again["1.2.4"] == "0042_split_address"
+    assert history["1.2.2"].schema is None and history["1.2.3"].schema is None
+
+
 def test_quick_rollback_without_a_previous_container_says_what_to_do(project: Project) -> None:
     with pytest.raises(NotFound, match=r"no container named .*-previous.*full rollback"):
         project.platform().plan_rollback(quick=True)
@@ -235,7 +287,9 @@ def test_an_unreachable_engine_is_a_sentence(project: Project, tmp_path: Path) -
         missing.health()
 
 
-def test_headless_rollback_command_against_the_engine(project: Project, tmp_path: Path) -> None:
+def headless(project: Project, tmp_path: Path, *args: str, extra: str = "") -> subprocess.CompletedProcess:
+    """`rollback-console rollback order-service ARGS` with a config for this
+    project, the console's state (its record of tags seen running) in tmp_path/state."""
     world = project.world
     config = tmp_path / "console.yaml"
     config.write_text(
@@ -248,12 +302,19 @@ def test_headless_rollback_command_against_the_engine(project: Project, tmp_path
         f"    docker_host: {world.docker_host}\n"
         f"    registry: {world.registry_url}\n"
         f"    health_url: {project.health_url}\n"
+        + extra
     )
     env = {**world.env(), "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
-    done = subprocess.run(
-        [sys.executable, "-m", "console", "rollback", SERVICE, "--config", str(config), "--reason", "x", "--yes", "--timeout", "60"],
+    return subprocess.run(
+        [sys.executable, "-m", "console", "rollback", SERVICE, "--config", str(config), "--reason", "x", *args],
         env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
+
+
+def test_headless_rollback_command_against_the_engine(project: Project, tmp_path: Path) -> None:
+    world = project.world
+    project.seen_running("1.2.2", path=tmp_path / "state" / "rollback-console" / "compose-images.json")
+    done = headless(project, tmp_path, "--yes", "--timeout", "60")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Plan: revision 3 → 2 (1.2.3 → 1.2.2)" in done.stdout
     assert "Service healthy" in done.stdout
@@ -267,3 +328,38 @@ def test_headless_rollback_command_against_the_engine(project: Project, tmp_path
     texts = "\n".join(e.text for e in events)
     assert f"{world.compose_binary} -f {project.compose_file} pull order-service" in texts
     assert "Recreated" in texts and "order-service 1.2.2 listening" in texts
+
+
+def test_headless_quick_rollback_starts_the_previous_container(project: Project, tmp_path: Path) -> None:
+    world = project.world
+    previous = f"{project.name}-previous"
+    world.docker("create", "--name", previous, "--network", "host", world.image("1.2.2"), str(project.port))
+    extra = f"    previous_container: {previous}\n"
+
+    dry = headless(project, tmp_path, "--quick", "--dry-run", extra=extra)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"docker start {previous}" in dry.stdout and "up -d --scale order-service=0 order-service" in dry.stdout
+
+    done = headless(project, tmp_path, "--quick", "--yes", "--timeout", "60", extra=extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Plan: revision 3 → 2 (1.2.3 → 1.2.2)" in done.stdout
+    assert "Rollback of order-service complete. Service healthy." in done.stdout
+    assert project.running() == []
+    assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.2"})
+    assert project.compose_file.read_text() == project.original  # the quick way leaves the file alone
+
+
+def test_headless_rollback_to_a_revision_or_container_that_does_not_exist_is_a_usage_error(
+    project: Project, tmp_path: Path
+) -> None:
+    done = headless(project, tmp_path, "--to-revision", "9", "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Cannot plan the rollback: revision 9 not found in the history of order-service" in done.stdout
+    done = headless(project, tmp_path, "--quick", "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no container named order-service_previous_container" in done.stdout
+    # Nothing older ran here: the default has no target, and the sentence says how to pick one.
+    done = headless(project, tmp_path, "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "that the console saw running" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert project.compose_file.read_text() == project.original

@@ -18,7 +18,7 @@ from postgres_fixture import PASSWORD, Postgres, database, postgres  # noqa: F40
 from console import incident as incidents
 from console.config import parse
 from console.database import Database, DatabaseError, parse_dsn, pg_environment, run_command
-from console.model import Action
+from console.model import SCHEMA_ANNOTATION, Action
 from console.procedures import ProcedureError, StepStatus
 from console.redact import redact
 from console.rollback import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, run_headless_rollback
@@ -216,6 +216,80 @@ def test_a_partial_rollback_to_a_revision_that_works_with_the_new_schema_is_allo
     assert code == EXIT_OK, "\n".join(out)
     assert any("Partial rollback" in line for line in out)
     assert "4.9.0" in _deployment(drill, "billing", "invoice-service")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_a_schema_annotation_on_a_revision_marks_the_partial_rollback_target(
+    postgres, database, drills, tmp_path, monkeypatch
+):
+    drill, session = _irreversible_setup(postgres, database, drills, tmp_path, monkeypatch)
+    # 4.9.0 was released marked as working with the new schema (no schema_requirements in the config).
+    store = drill.world.store
+    [rs] = [rs for rs in store.list("replicasets", "billing")[0]
+            if rs["metadata"]["annotations"].get("deployment.kubernetes.io/revision") == "2"]
+    rs["spec"]["template"].setdefault("metadata", {}).setdefault("annotations", {})[SCHEMA_ANNOTATION] = \
+        "0042_split_address"
+    store.update("replicasets", "billing", rs)
+    view = _refresh(session, "invoice-service")
+    assert [(r.number, r.schema) for r in view.snapshot.history] == [(3, None), (2, "0042_split_address"), (1, None)]
+
+    # Revision 1 predates the migration: refused, and option 3 names revision 2 (the UI's check too).
+    check = session.rollback_check("invoice-service", 1)
+    assert check.blocked and check.options[2].to_revision == 2
+    out: list[str] = []
+    assert run_headless_rollback(session, "invoice-service", reason="errors", to_revision=1, confirm=None,
+                                 out=out.append) == EXIT_DO_NOT_ROLL_BACK
+    # The previous revision is marked as working with the new schema: the partial rollback goes ahead.
+    out.clear()
+    code = run_headless_rollback(session, "invoice-service", reason="errors", confirm=None, out=out.append)
+    assert code == EXIT_OK, "\n".join(out)
+    assert any("Partial rollback" in line for line in out)
+    assert "4.9.0" in _deployment(drill, "billing", "invoice-service")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_an_unreadable_migration_state_blocks_a_rollback_until_forced(
+    postgres, database, drills, tmp_path, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from console.cli import cli
+
+    drill = drills("migration-applied")
+    # No schema_migrations table: the status query fails.
+    monkeypatch.setenv(DSN_ENV, postgres.dsn(database))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    session = _session(drill, tmp_path, {"migration_status": {"sql": STATUS_SQL}})
+    view = _refresh(session, "invoice-service")
+    assert any("Cannot read the migration state of invoice-service" in e for e in view.snapshot.errors)
+
+    # The console's confirmation path: blocked, with why.
+    check = session.rollback_check("invoice-service")
+    assert check.blocked and check.migration is None
+    assert check.explanation.startswith("Cannot read the migration state of invoice-service: The query against")
+    assert "schema_migrations" in check.explanation and "does not exist" in check.explanation
+    assert "may have been applied since the deploy" in check.explanation and "lose data" in check.explanation
+    assert [o.title.split(":")[0] for o in check.options] == ["Option 1", "Option 2", "Option 3"]
+    assert check.options[2].to_revision is None and PASSWORD not in check.explanation
+
+    # Headless: refused (exit 3), a dry run too, with the sentence and the way past it.
+    data = yaml.safe_load(drill.config_path.read_text())
+    data["services"][0]["database"] = {"dsn_env": DSN_ENV, "migration_status": {"sql": STATUS_SQL}}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(data))
+    for extra in (["--dry-run"], ["--yes"]):
+        result = CliRunner().invoke(cli, ["rollback", "invoice-service", "--config", str(config_file),
+                                          "--reason", "errors", *extra])
+        assert result.exit_code == EXIT_DO_NOT_ROLL_BACK, result.output
+        assert "Not rolling back: Cannot read the migration state of invoice-service" in result.output
+        assert "Pass --force to roll back anyway" in result.output
+    assert "5.0.0" in _deployment(drill, "billing", "invoice-service")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    out: list[str] = []
+    session = _session(drill, tmp_path, {"migration_status": {"sql": STATUS_SQL}})
+    code = run_headless_rollback(session, "invoice-service", reason="errors", confirm=None, force=True, out=out.append)
+    assert code == EXIT_OK, "\n".join(out)
+    assert any(line.startswith("WARNING (--force): Cannot read the migration state") for line in out)
+    assert "4.9.0" in _deployment(drill, "billing", "invoice-service")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert "forced past a migration state that could not be read" in _timeline_text(session, "invoice-service")
 
 
 # --- the reversible migration ---------------------------------------------------------------

@@ -411,7 +411,7 @@ def test_headless_rollback_of_an_unknown_ecs_service_is_a_sentence(tmp_path):
         result = run("rollback", "order-service", "--config", str(config), "--reason", "x", "--yes")
     finally:
         running.stop()
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr  # a service that does not exist: usage
     assert 'Cannot plan the rollback: ECS service "nope" not found on cluster "shop"' in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,6 +14,7 @@ from console.procedures import (
     MIGRATION_ROLLBACK,
     Migration,
     ProcedureError,
+    Remedy,
     StepStatus,
     check_rollback,
     check_run,
@@ -22,6 +24,8 @@ from console.procedures import (
     migrations_since_deploy,
     partial_rollback_target,
     rollback_target,
+    schema_requirement,
+    unknown_state_check,
     version_key,
 )
 
@@ -154,3 +158,24 @@ def test_a_revision_that_needs_the_new_schema_is_the_partial_rollback_target():
     check = check_rollback(rollback_target(HISTORY, 1), since, requirements, HISTORY)
     assert check.blocked and check.options[2].to_revision == 2
     assert not check_rollback(rollback_target(HISTORY), [Migration("x", T0, True)], {}, HISTORY).blocked
+
+
+def test_a_revision_marked_with_its_schema_is_the_partial_target_unless_the_config_says_otherwise():
+    since = [Migration("0042_split_address", T0 - timedelta(minutes=5), False)]
+    marked = tuple(replace(r, schema="0042_split_address") if r.number == 2 else r for r in HISTORY)
+    assert schema_requirement(marked[1], {}) == "0042_split_address"
+    assert not check_rollback(rollback_target(marked), since, {}, marked).blocked
+    assert check_rollback(rollback_target(marked, 1), since, {}, marked).options[2].to_revision == 2
+    # The config wins over the release's own mark (an operator correcting a wrong label).
+    correction = {"4.9.0": "0041_add_index"}
+    assert schema_requirement(marked[1], correction) == "0041_add_index"
+    assert check_rollback(rollback_target(marked), since, correction, marked).blocked
+
+
+def test_an_unreadable_migration_state_blocks_with_the_reason_and_the_options():
+    check = unknown_state_check("Cannot read the migration state of svc: psql failed.",
+                                hotfix=Remedy(url="https://ci.example/hotfix"))
+    assert check.blocked and check.migration is None
+    assert check.explanation.startswith("Cannot read the migration state of svc: psql failed; a migration")
+    assert "could lose data" in check.explanation
+    assert check.options[0].url == "https://ci.example/hotfix" and check.options[2].to_revision is None
