@@ -28,7 +28,9 @@ class ConfigError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # No use_attribute_docstrings: it tokenizes this module's source at import
+    # (a seventh of start-up). tests/unit/test_config_docs.py checks every field has one.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PrometheusConfig(_Model):
@@ -50,6 +52,11 @@ class PrometheusConfig(_Model):
     """A CA bundle to verify the server's certificate with."""
     max_concurrency: int = Field(32, ge=1)
     """How many queries one refresh cycle may have in flight at once."""
+    sample_interval: float = Field(15.0, gt=0)
+    """Seconds between new samples of the queried series: your scrape interval, or the
+    recording rules' evaluation interval when that is longer. A value counts as stale
+    when older than `stale_after_intervals` times the longer of this and `refresh_interval`
+    (a series only changes this often, however often the console asks)."""
 
     @field_validator("url")
     @classmethod
@@ -248,6 +255,7 @@ class KubernetesService(_Model):
     """A service deployed as a Kubernetes Deployment."""
 
     platform: Literal["kubernetes"] = "kubernetes"
+    """`kubernetes` (the default): rolled back like `kubectl rollout undo`."""
     name: str = Field(min_length=1)
     """The service's name, as people and Prometheus labels call it."""
     cluster: str | None = None
@@ -272,6 +280,7 @@ class ComposeService(_Model):
     """A service run by Docker Compose on one host (the runbook's Docker Compose procedure)."""
 
     platform: Literal["compose"]
+    """`compose`: this entry is a Docker Compose service."""
     name: str = Field(min_length=1)
     """The service's name, as people and Prometheus labels call it."""
     compose_file: str = Field(min_length=1)
@@ -317,6 +326,7 @@ class BlueGreenService(_Model):
     Service whose selector picks the live colour (the runbook's Blue-Green procedure)."""
 
     platform: Literal["blue-green"]
+    """`blue-green`: this entry is a blue-green pair of Deployments."""
     name: str = Field(min_length=1)
     """The service's name, as people and Prometheus labels call it."""
     cluster: str | None = None
@@ -359,6 +369,7 @@ class CanaryService(_Model):
     VirtualService splitting traffic between their subsets (the runbook's Canary procedure)."""
 
     platform: Literal["canary"]
+    """`canary`: this entry is an Istio canary."""
     name: str = Field(min_length=1)
     """The service's name, as people and Prometheus labels call it."""
     cluster: str | None = None
@@ -398,6 +409,7 @@ class EcsService(_Model):
     pointing it at an earlier revision of its task definition family."""
 
     platform: Literal["ecs"]
+    """`ecs`: this entry is an Amazon ECS service."""
     name: str = Field(min_length=1)
     """The service's name, as people and Prometheus labels call it."""
     cluster: str = Field("default", min_length=1)
@@ -546,7 +558,8 @@ class Config(_Model):
     refresh_interval: float = Field(5.0, ge=0.2)
     """Seconds between refresh cycles (a cycle never overlaps the previous one)."""
     stale_after_intervals: float = Field(3.0, gt=0)
-    """Values older than this many refresh intervals are shown stale and never drive ROLLBACK NOW alone."""
+    """Values older than this many refresh intervals (or sample intervals, `prometheus.sample_interval`,
+    when those are longer) are shown stale and never drive ROLLBACK NOW alone."""
     prometheus: PrometheusConfig | None = None
     """Where metrics come from; without it the console shows health and history only."""
     queries: Queries = Queries()

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import inspect
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 
 from console import incident as incidents
 from console.checklist import Checklist, ChecklistStatus, Observations, evaluate_checklist, tick, untick
 from console.comms import Message, MessageKind, rollback_complete, rollback_in_progress
-from console.slack import SendResult, SlackNotifier, deliver, resend_pending
-from console.store import OutboxEntry
 from console.clock import Clock, SystemClock
 from console.config import Config, ServiceConfig
 from console.database import CorruptionResponse, Database, DatabaseError, MigrationRollback, MigrationState
@@ -26,8 +26,34 @@ from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
 from console.platforms.base import Leased, Platform, PlatformError, Routed, Routing
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
-from console.signals.poller import SIGNALS, PollSettings, Poller, ServiceSource
-from console.store import Store
+from console.store import OutboxEntry, Store
+
+if TYPE_CHECKING:
+    from console.signals.poller import Poller
+    from console.slack import SendResult, SlackNotifier
+
+
+T = TypeVar("T")
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _data_version(store: Store) -> int | None:
+    """SQLite's `PRAGMA data_version` of the store's connection: it changes
+    only when another connection commits (None when it cannot be read)."""
+    database = getattr(store, "_db", None)
+    if database is None:
+        return None
+    try:
+        with store._lock:
+            return database.execute("PRAGMA data_version").fetchone()[0]
+    except Exception:  # a closed store: treat as changed, the next read reports it
+        return None
 
 
 def default_operator() -> str:
@@ -39,18 +65,23 @@ def default_operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _kubernetes(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
-    from console.platforms.kubernetes import KubernetesPlatform
+def _kubernetes(config: Config, service: ServiceConfig, clock: Clock, connections: dict | None = None) -> Platform:
+    from console.platforms.kubernetes import KubeConnection, KubernetesPlatform
 
-    cluster = config.clusters.get(service.cluster) if service.cluster else None
+    args = _cluster_args(config, service)
+    # One connection per cluster, shared by its services: the kubeconfig is
+    # loaded and the API client built once, not once per service.
+    key = (args["kubeconfig"], args["context"], args["timeout"])
+    shared = connections if connections is not None else {}
+    connection = shared.get(key)
+    if connection is None:
+        connection = shared[key] = KubeConnection(**args)
     return KubernetesPlatform(
         service=service.name,
         namespace=service.namespace,
         deployment=service.deployment_name,
-        kubeconfig=cluster.kubeconfig if cluster else None,
-        context=cluster.context if cluster else None,
-        timeout=cluster.timeout if cluster else 10.0,
         clock=clock,
+        connection=connection,
     )
 
 
@@ -120,8 +151,11 @@ platform adds its config model to config.py and one entry here; builders
 import their client libraries lazily so start-up stays fast."""
 
 
-def build_platform(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
-    """The platform adapter for one configured service."""
+def build_platform(config: Config, service: ServiceConfig, clock: Clock, connections: dict | None = None) -> Platform:
+    """The platform adapter for one configured service. Kubernetes services
+    given the same `connections` dict share one connection per cluster."""
+    if service.platform == "kubernetes":
+        return _kubernetes(config, service, clock, connections)
     return PLATFORM_BUILDERS[service.platform](config, service, clock)
 
 
@@ -131,12 +165,15 @@ def _prometheus(config: Config):
     from console.signals.prometheus import PrometheusClient
 
     prom = config.prometheus
+    # httpx loads the CA bundle for every client, even a plain http:// one
+    # (tens of milliseconds, more under load): only https needs it.
+    https = prom.url.startswith("https://")
     return PrometheusClient(
         prom.url,
         timeout=prom.timeout,
         bearer_token=prom.bearer_token(),
         basic_auth=prom.basic_auth(),
-        verify=prom.ca_file or prom.tls_verify,
+        verify=(prom.ca_file or prom.tls_verify) if https else False,
     )
 
 
@@ -197,8 +234,9 @@ class Session:
         self.thresholds = config.decision_thresholds
         self.services: tuple[str, ...] = tuple(s.name for s in config.services)
         self.refresh_interval = config.refresh_interval
+        connections: dict = {}
         self._platforms: dict[str, Platform] = {
-            s.name: build_platform(config, s, self.clock) for s in config.services
+            s.name: build_platform(config, s, self.clock, connections) for s in config.services
         }
         self._facts: dict[str, Facts] = {name: Facts() for name in self.services}
         self._views: dict[str, ServiceView] = {}
@@ -213,8 +251,30 @@ class Session:
         self._states: dict[str, incidents.IncidentState] = {}
         self._before: dict[str, dict] = {}
         self._state_lock = threading.RLock()
+        self._store_version = _data_version(store)
         for name in self.services:
             self._sync_state(name)
+        # The session's own event loop (see `run`), started on first use.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+        self._poller: Poller | None = None
+        self._poller_lock = threading.Lock()
+
+    @property
+    def poller(self) -> Poller:
+        """The signal poller, built on first use: it brings in the HTTP clients
+        (httpx takes a noticeable part of start-up), which the first frame does
+        not need."""
+        with self._poller_lock:
+            if self._poller is None:
+                self._poller = self._build_poller()
+            return self._poller
+
+    def _build_poller(self) -> Poller:
+        from console.signals.poller import SIGNALS, PollSettings, Poller, ServiceSource
+
+        config = self.config
         sources = []
         for s in config.services:
             queries = config.queries_for(s)
@@ -226,12 +286,7 @@ class Session:
                     health_url=s.health_url,
                 )
             )
-        self.poller = Poller(
-            sources,
-            self.clock,
-            PollSettings.from_config(config),
-            _prometheus(config),
-        )
+        return Poller(sources, self.clock, PollSettings.from_config(config), _prometheus(config))
 
     # -- observing -------------------------------------------------------
 
@@ -249,8 +304,7 @@ class Session:
 
     async def refresh(self, only: str | None = None) -> list[ServiceView]:
         """One refresh cycle; decision changes are recorded before they are returned."""
-        for name in ([only] if only else self.services):
-            self._sync_state(name)  # another console or a headless run may have written
+        self._sync_if_written_elsewhere()
         snapshots = await self.poller.cycle(only)
         snapshots = list(await asyncio.gather(*(self._with_migrations(s) for s in snapshots)))
         views = []
@@ -317,9 +371,19 @@ class Session:
 
     # -- acting ----------------------------------------------------------
 
-    def plan_rollback(self, service: str, to_revision: int | None = None) -> RollbackPlan:
-        """Ask the platform what a rollback would change (no change is made)."""
-        return self.platform(service).plan_rollback(to_revision)
+    def plan_rollback(self, service: str, to_revision: int | None = None, quick: bool = False) -> RollbackPlan:
+        """Ask the platform what a rollback would change (no change is made).
+        `quick`: the runbook's Docker Compose quick rollback (start the previous
+        container); other platforms refuse it with a PlatformError."""
+        platform = self.platform(service)
+        if not quick:
+            return platform.plan_rollback(to_revision)
+        if "quick" not in inspect.signature(platform.plan_rollback).parameters:
+            raise PlatformError(
+                f"Quick rollback is the Docker Compose procedure; {service} runs on "
+                f"{getattr(platform, 'platform', type(platform).__name__)}: roll it back the usual way."
+            )
+        return platform.plan_rollback(to_revision, quick=True)
 
     def execute(self, plan: RollbackPlan, reason: str = "", timeout: float = 300.0) -> Iterator[Progress]:
         """Run a plan, recording its start, every new progress line and its end."""
@@ -398,8 +462,73 @@ class Session:
         platform = self.platform(service)
         return platform.routing() if isinstance(platform, Routed) else None
 
+    # -- the session's event loop ------------------------------------------
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one of this session's coroutines on the session's own event loop
+        (a daemon thread, started on first use) and wait for its result.
+
+        The TUI calls this from thread workers: a refresh cycle (hundreds of
+        requests and their parsing) then never holds up the UI's loop, and the
+        HTTP clients live on this loop for the session's life. Headless
+        commands may instead await the coroutines in `asyncio.run`."""
+        return asyncio.run_coroutine_threadsafe(coro, self._background_loop()).result()
+
+    def refresh_blocking(self, only: str | None = None) -> list[ServiceView]:
+        """`refresh` on the session's loop, for a thread; cycles never overlap (the poller's lock)."""
+        return self.run(self.refresh(only))
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="session-loop", daemon=True)
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
+            return self._loop
+
     async def aclose(self) -> None:
-        await self.poller.aclose()
+        """Close the HTTP clients and platform threads, on the loop they live on.
+        A cycle still running on the session's loop is cancelled, so a thread
+        waiting in `run` returns (with CancelledError) rather than hanging."""
+        loop = self._loop
+        if loop is None:
+            if self._poller is not None:
+                await self._poller.aclose()
+            return
+        if _running_loop() is loop:
+            raise RuntimeError("Session.aclose() cannot run on the session's own loop; call close() from another thread.")
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._shutdown(), loop))
+        self._stop_loop()
+
+    def close(self) -> None:
+        """`aclose` for callers without an event loop of their own (blocks)."""
+        if self._loop is None:
+            if self._poller is not None:
+                asyncio.run(self._poller.aclose())
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
+        self._stop_loop()
+
+    async def _shutdown(self) -> None:
+        current = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._poller is not None:
+            await self._poller.aclose()
+
+    def _stop_loop(self) -> None:
+        with self._loop_lock:
+            loop, thread = self._loop, self._loop_thread
+            self._loop = self._loop_thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
 
     def declare(self, service: str, name: str, value: object, actor: str | None = None) -> Facts:
         """Declare one fact (a `Facts` field) for a service; recorded in the timeline."""
@@ -410,6 +539,18 @@ class Session:
         return facts
 
     # -- the guided incident (runbook: decision framework, escalation, messages, checklist) --
+
+    def _sync_if_written_elsewhere(self) -> None:
+        """Rebuild the cached incidents when another connection (another console,
+        a headless run) wrote to the store since the last look. This session's
+        own writes are folded in as they are made (`_apply`, `reload_incident`),
+        so a quiet store costs one PRAGMA per cycle, not a read per service."""
+        version = _data_version(self.store)
+        if version is not None and version == self._store_version:
+            return
+        self._store_version = version
+        for name in self.services:
+            self._sync_state(name)
 
     def _sync_state(self, service: str) -> incidents.IncidentState | None:
         """Rebuild `service`'s open incident from the store (None when none is open)."""
@@ -602,6 +743,8 @@ class Session:
         url = self.config.slack.webhook_url()
         if url is None:
             return None
+        from console.slack import SlackNotifier  # httpx is imported when a message is sent, not at start-up
+
         return SlackNotifier(url, timeout=self.config.slack.timeout, retries=self.config.slack.retries)
 
     def slack_problem(self) -> str | None:
@@ -628,6 +771,8 @@ class Session:
             if after:
                 self.record(incidents.NewEvent(incidents.NOTE, "Metrics after the rollback: " + _metric_words(after),
                                                {"metrics_after": after}), service=service, actor="console")
+        from console.slack import SendResult, deliver
+
         notifier = self._notifier()
         if notifier is None:
             return None, SendResult(ok=False, error=self.slack_problem())
@@ -643,6 +788,8 @@ class Session:
 
     def resend_pending(self, service: str) -> list[tuple[OutboxEntry, SendResult]]:
         """Try the open incident's unsent messages again, oldest first."""
+        from console.slack import resend_pending
+
         notifier = self._notifier()
         incident_id = self.store.open_incident_for(service)
         if notifier is None or incident_id is None:
