@@ -1,10 +1,11 @@
 """The Rollback Console TUI: one screen for a deploy gone bad.
 
 The app owns presentation and keys only. All I/O goes through the `Session`
-in workers: refreshes in an async worker (the next one is scheduled when the
-last finishes, so polls never overlap), plans and rollbacks in thread workers
-(the Kubernetes client is synchronous). Workers post messages; handlers here
-apply them to the panes. Workers never touch widgets.
+in thread workers, so the UI's event loop only handles keys and paints:
+refreshes run on the session's own event loop, waited for by a thread worker
+(the next one is scheduled when the last finishes, so polls never overlap);
+plans and rollbacks call the synchronous Kubernetes client. Workers post
+messages; handlers here apply them to the panes. Workers never touch widgets.
 """
 
 from __future__ import annotations
@@ -32,7 +33,17 @@ from console.model import Action, Event, ServiceView
 from console.platforms.base import PlatformError
 
 from . import themes as theme_files
-from .messages import OperationFailed, PlanReady, Refreshed, RollbackFinished, RollbackProgress, TimelineChanged
+from .messages import (
+    AlreadyOnTarget,
+    OperationFailed,
+    PlanReady,
+    Refreshed,
+    RollbackFinished,
+    RollbackProgress,
+    TimelineChanged,
+    timeline_changed,
+    unsent_messages,
+)
 from .panes.banner import DecisionBanner
 from .panes.error_rate import ErrorRatePane
 from .panes.format import clock_time
@@ -52,6 +63,7 @@ from .platform_actions import PlatformActions
 
 if TYPE_CHECKING:
     from console.session import Session
+    from console.store import OutboxEntry
 
 # If the theme files cannot be found at all, the TCSS variables still need
 # values; plain named colours keep the console usable (theme files override).
@@ -87,6 +99,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         Binding("p", "pods", "Pods & logs", id="pods", show=False),
         Binding("w", "writes", "Freeze writes", id="writes", show=False),
         Binding("C", "corruption", "Corruption", key_display="C", id="corruption", show=False),
+        # Docker Compose services only (check_action hides it elsewhere).
+        Binding("R", "quick_rollback", "Quick rollback (keep previous running)", key_display="R",
+                id="quick-rollback", show=False),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("t", "change_theme", "Theme", id="theme"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
@@ -109,8 +124,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if not animate:
             # Snapshots and war-room screens alike: nothing moves on its own.
             self.animation_level = "none"
-        thresholds = getattr(session, "thresholds", None)
-        self.thresholds: Thresholds = thresholds if isinstance(thresholds, Thresholds) else Thresholds()
+        self.thresholds: Thresholds = session.thresholds
         self.views: dict[str, ServiceView] = {}
         self.events: list[Event] = []
         self.selected: str = session.services[0]
@@ -122,6 +136,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # Services rolled back in this session and not yet healthy again: the
         # previous revision is then the bad deploy, so no key hint points at it.
         self._rolled_back: set[str] = set()
+        # Each service's unsent messages, as the last worker read them from the store.
+        self._pending: dict[str, list[OutboxEntry]] = {}
         self._updated_at: datetime | None = None
         self._keymap = keymap or {}
         self._startup_notes: list[str] = []
@@ -214,7 +230,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._render_titlebar()
         self._show_incident()
         self.set_interval(1.0, self._tick)
-        self.request_refresh()
+        # Paint the first frame, then start the first cycle (it imports and
+        # connects the sources, which would only delay that frame).
+        self.call_after_refresh(self.request_refresh)
         # A rollback the last console left in flight (it was killed): watch it, never issue it again.
         for service in self.session.services:
             if self.session.rollback_in_flight(service):
@@ -226,7 +244,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 break
 
     async def on_unmount(self) -> None:
-        # The session's HTTP clients live on this event loop: close them here.
+        # Closes the session's clients on its own loop, cancelling a cycle still running.
         await self.session.aclose()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -238,6 +256,20 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         yield SystemCommand("Pods and logs", "Pods (ready, restarts, age) and the last 50 log lines of each", self.action_pods)
         yield SystemCommand("Freeze or resume writes", "Scale to 0 remembering the replica count, or back to it", self.action_writes)
         yield SystemCommand("Data corruption response", "Declare data corruption and run the runbook's six steps", self.action_corruption)
+        if self._quick_rollback_offered(self.selected):
+            yield SystemCommand("Quick rollback (keep previous running)",
+                                "Docker Compose: scale the service to 0 and start the previous container",
+                                self.action_quick_rollback)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The quick rollback is a Docker Compose procedure: not offered (nor run) elsewhere.
+        if action == "quick_rollback":
+            return self._quick_rollback_offered(self.selected)
+        return True
+
+    def _quick_rollback_offered(self, service: str) -> bool:
+        """The runbook's "Quick Rollback (Keep Previous Running)" exists for Compose services only."""
+        return self.session.platform(service).platform == "compose"
 
     # -- the refresh loop --------------------------------------------------
 
@@ -252,11 +284,10 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._refresh_again = False
         self._refresh_worker()
 
-    @work(exclusive=True, group="refresh", exit_on_error=False)
-    async def _refresh_worker(self) -> None:
-        views = await self.session.refresh()
-        events = self.session.timeline()
-        self.post_message(Refreshed(views, events))
+    @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
+    def _refresh_worker(self) -> None:
+        views = self.session.refresh_blocking()
+        self.post_message(Refreshed(views, self.session.timeline(), unsent_messages(self.session)))
 
     def _schedule_refresh(self) -> None:
         if self._refresh_again:
@@ -272,6 +303,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             if view.decision.action == Action.HEALTHY:
                 self._rolled_back.discard(view.snapshot.service)
         self.events = message.events
+        self._pending = message.pending
         try:
             services = self.query_one(ServiceList)
         except NoMatches:
@@ -296,6 +328,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             hint = ""
         elif self.selected in self._rolled_back:
             hint = "Rolled back in this session: watch the signals recover before acting again"
+        elif view.decision.action == Action.ROLLBACK_NOW and self._on_rollback_target(view):
+            # After a restart `_rolled_back` is empty: the incident still says where the rollback went.
+            hint = "Already rolled back to this version: choose a revision in the history to go further"
         elif view.decision.action == Action.ROLLBACK_NOW:
             hint = "Press r to review the rollback plan" + _undo_target(view)
         with self.batch_update():
@@ -307,6 +342,15 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             errors = self.query_one("#source-errors", Static)
             errors.update(Content("\n").join(Content.styled(f"⚠ {e}", "$sev-warning") for e in view.snapshot.errors))
             errors.display = bool(view.snapshot.errors)
+
+    def _on_rollback_target(self, view: ServiceView) -> bool:
+        """The open incident's rollback completed and the service runs its target
+        (from the incident and the last snapshot: no request)."""
+        state = self.session.incident_state(view.snapshot.service)
+        current = view.snapshot.current_revision
+        if state is None or current is None or state.rollback.status is not RollbackStatus.COMPLETED:
+            return False
+        return bool(state.rollback.to_versions) and current.versions == state.rollback.to_versions
 
     def _note_source_errors(self, views: list[ServiceView]) -> None:
         """Notify each new source failure once; the pane keeps showing it while it lasts."""
@@ -332,7 +376,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         session, service = self.session, self.selected
         now = session.clock.now()
         state = session.incident_state(service)
-        unsent = len(session.pending_messages(service)) if state is not None else 0
+        unsent = len(self._pending.get(service, ())) if state is not None else 0
         self.query_one(EscalationStrip).show(session.escalation(service, now), now, unsent)
         self.query_one(InvestigationCountdown).show(session.investigation_deadline(service), now)
         rolled_back = state is not None and state.rollback.status is RollbackStatus.COMPLETED
@@ -371,7 +415,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, group="record", exit_on_error=False)
     def _end_investigation_worker(self, service: str, why: str) -> None:
         self.session.end_investigation(service, why, actor="console")
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
 
     def action_investigate(self) -> None:
         """Start the runbook's 5-minute investigation countdown."""
@@ -388,7 +432,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, group="record", exit_on_error=False)
     def _investigate_worker(self, service: str) -> None:
         self.session.investigate(service)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
 
     def action_decide(self) -> None:
         """Decide now: roll back, keep investigating, fix forward, hotfix or wait (with a reason)."""
@@ -408,7 +452,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, group="record", exit_on_error=False)
     def _choose_worker(self, service: str, choice: str, reason: str) -> None:
         self.session.choose(service, choice, reason)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
 
     def action_facts(self) -> None:
         """Declare what the console cannot observe (data corruption, migration, ...)."""
@@ -424,7 +468,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _facts_worker(self, service: str, changes: dict) -> None:
         for name, value in changes.items():
             self.session.declare(service, name, value)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
         # The decision follows the facts at once, not at the next refresh.
         self.call_from_thread(self.request_refresh)
 
@@ -439,15 +483,19 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _message_sent(self, message: MessageScreen.Sent) -> None:
         if not message.ok:
             self.notify(f"{message.label} not sent: {message.error}", title="Slack", severity="error", timeout=15)
-        self.post_message(TimelineChanged(self.session.timeline()))
-        self._show_incident()
+        self._timeline_worker()
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _timeline_worker(self) -> None:
+        """Read the timeline and the unsent messages again (off the UI thread)."""
+        self.post_message(timeline_changed(self.session))
 
     def _retry_unsent(self) -> None:
         """Resend kept messages now and then (never lost, never spammed)."""
         now = self.session.clock.now()
         if self.session.slack_problem():
             return
-        due = [e for e in self.session.pending_messages(self.selected)
+        due = [e for e in self._pending.get(self.selected, ())
                if e.last_attempt_at is None or (now - e.last_attempt_at).total_seconds() >= RESEND_EVERY_SECONDS]
         if due:
             self._resend_worker(self.selected)
@@ -456,7 +504,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _resend_worker(self, service: str) -> None:
         results = self.session.resend_pending(service)
         if results:
-            self.post_message(TimelineChanged(self.session.timeline()))
+            self.post_message(timeline_changed(self.session))
 
     def action_checklist(self) -> None:
         """Show or hide the post-rollback checklist (in place of the rollout history)."""
@@ -473,7 +521,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, group="record", exit_on_error=False)
     def _toggle_worker(self, service: str, item_id: str) -> None:
         self.session.toggle_checklist(service, item_id)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
 
     def action_export(self) -> None:
         """Export the incident (Markdown and JSON) to the state dir, for the RCA and the ticket."""
@@ -498,7 +546,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             written.append(path)
         record_export(self.session.store, state.id, str(written[0]), now, actor=self.session.operator)
         self.session.reload_incident(service)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
         self.call_from_thread(self.notify, f"Exported to {written[0]} and .json", title="Export", timeout=10)
 
     def _render_titlebar(self) -> None:
@@ -506,9 +554,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         parts = [Content.styled(self.title.upper(), "bold")]
         if self.sub_title:
             parts.append(Content(self.sub_title))
-        operator = getattr(self.session, "operator", None)
-        if operator:
-            parts.append(Content.styled(f"operator {operator}", "$sev-muted"))
+        if self.session.operator:
+            parts.append(Content.styled(f"operator {self.session.operator}", "$sev-muted"))
         self.query_one("#title-left", Static).update(Content("  ·  ").join(parts))
         self.query_one("#title-right", Static).update(
             Content.assemble(
@@ -521,6 +568,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _select_service(self, event: OptionList.OptionHighlighted) -> None:
         if event.option_id and event.option_id != self.selected:
             self.selected = event.option_id
+            self.refresh_bindings()  # the quick rollback follows the service's platform
             self._show_selected()
             self._fetch_platform_extras()
 
@@ -555,11 +603,16 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         """Plan a rollback of the selected service to the previous revision."""
         self._plan(self.selected, None)
 
+    def action_quick_rollback(self) -> None:
+        """Docker Compose: plan the quick rollback (scale to 0, start the previous container)."""
+        if self._quick_rollback_offered(self.selected):
+            self._plan(self.selected, None, quick=True)
+
     @on(HistoryTable.RollbackToRequested)
     def _rollback_to(self, message: HistoryTable.RollbackToRequested) -> None:
         self._plan(self.selected, message.revision)
 
-    def _plan(self, service: str, to_revision: int | None) -> None:
+    def _plan(self, service: str, to_revision: int | None, quick: bool = False) -> None:
         if self.rolling_back is not None:
             self.notify(f"A rollback of {self.rolling_back} is running; wait for it to finish.", severity="warning")
             return
@@ -567,18 +620,34 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self.notify(f"A rollback of {service} is already in flight; it is watched, not issued again.",
                         severity="warning")
             return
-        self._plan_worker(service, to_revision)
+        self._plan_worker(service, to_revision, quick)
 
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
-    def _plan_worker(self, service: str, to_revision: int | None) -> None:
+    def _plan_worker(self, service: str, to_revision: int | None, quick: bool = False) -> None:
         try:
-            plan = self.session.plan_rollback(service, to_revision)
+            # The headless command's guard: after a completed rollback the previous
+            # revision is the bad deploy, and `r` must not offer to go back to it.
+            if to_revision is None and self.session.already_on_target(service):
+                self.post_message(AlreadyOnTarget(service, self._on_target_sentence(service)))
+                return
+            plan = self.session.plan_rollback(service, to_revision, quick=quick)
         except PlatformError as err:
             self.post_message(OperationFailed(f"Planning the rollback of {service}", str(err)))
             return
         if self._database_route(service, to_revision, plan):
             return  # a migration changes the way: refused with options, or the three-step plan
         self.post_message(PlanReady(plan))
+
+    def _on_target_sentence(self, service: str) -> str:
+        state = self.session.incident_state(service)
+        target = ", ".join(state.rollback.to_versions) if state else "its target"
+        incident_id = state.id if state else "the open incident"
+        return (f"{service} is already on {target}, the version incident {incident_id} rolled back to; "
+                "choose a revision in the history to go further.")
+
+    @on(AlreadyOnTarget)
+    def _already_on_target(self, message: AlreadyOnTarget) -> None:
+        self.notify(message.sentence, title="Nothing to roll back", severity="warning", timeout=15)
 
     @on(PlanReady)
     def _confirm_plan(self, message: PlanReady) -> None:
@@ -605,11 +674,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         try:
             for progress in self.session.resume_rollback(service):
                 self.post_message(RollbackProgress(progress))
-                self.post_message(TimelineChanged(self.session.timeline()))
+                self.post_message(timeline_changed(self.session))
                 if progress.failed:
                     failure = progress.message
         except PlatformError as err:
-            self.post_message(TimelineChanged(self.session.timeline()))
+            self.post_message(timeline_changed(self.session))
             self.post_message(RollbackFinished(service, False, str(err)))
             return
         self.post_message(RollbackFinished(service, failure is None, failure))
@@ -620,11 +689,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         try:
             for progress in self.session.execute(plan, reason=reason):
                 self.post_message(RollbackProgress(progress))
-                self.post_message(TimelineChanged(self.session.timeline()))
+                self.post_message(timeline_changed(self.session))
                 if progress.failed:
                     failure = progress.message
         except PlatformError as err:
-            self.post_message(TimelineChanged(self.session.timeline()))
+            self.post_message(timeline_changed(self.session))
             self.post_message(RollbackFinished(plan.service, False, str(err)))
             return
         self.post_message(RollbackFinished(plan.service, failure is None, failure, skipped=bool(plan.skip_reason)))
@@ -638,7 +707,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @on(TimelineChanged)
     def _show_timeline(self, message: TimelineChanged) -> None:
         self.events = message.events
+        self._pending = message.pending
         self.query_one(TimelinePane).show(message.events)
+        self._show_incident()  # the unsent count on the escalation strip
 
     @on(RollbackFinished)
     def _rollback_finished(self, message: RollbackFinished) -> None:
@@ -679,7 +750,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, group="record", exit_on_error=False)
     def _record_worker(self, kind: str, text: str) -> None:
         self.session.record(incident.NewEvent(kind, text), service=self.selected)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
 
     # -- other keys ------------------------------------------------------
 

@@ -3,26 +3,48 @@ the session and post one of these; handlers on the app apply them to panes."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
 from console.model import Event, Progress, RollbackPlan, ServiceView
 
+if TYPE_CHECKING:
+    from console.session import Session
+    from console.store import OutboxEntry
+
+
+def unsent_messages(session: Session) -> dict[str, list[OutboxEntry]]:
+    """The unsent messages of every service with an open incident. Reads the
+    store: call it in a worker thread, never on the UI's loop."""
+    return {s: session.pending_messages(s) for s in session.services if session.incident_state(s) is not None}
+
+
+def timeline_changed(session: Session) -> TimelineChanged:
+    """The timeline and the unsent messages read now, for a worker to post."""
+    return TimelineChanged(session.timeline(), unsent_messages(session))
+
 
 class Refreshed(Message):
-    """One refresh cycle finished: fresh views for every service and the timeline."""
+    """One refresh cycle finished: fresh views for every service, the timeline
+    and the unsent messages of each service with an open incident (read in the
+    worker: the UI thread never waits on the store)."""
 
-    def __init__(self, views: list[ServiceView], events: list[Event]) -> None:
+    def __init__(self, views: list[ServiceView], events: list[Event], pending: dict[str, list[OutboxEntry]]) -> None:
         super().__init__()
         self.views = views
         self.events = events
+        self.pending = pending
 
 
 class TimelineChanged(Message):
-    """The timeline has new entries (a rollback step, a note)."""
+    """The timeline has new entries (a rollback step, a note), with the unsent
+    messages as they stand now (read in the worker, like the events)."""
 
-    def __init__(self, events: list[Event]) -> None:
+    def __init__(self, events: list[Event], pending: dict[str, list[OutboxEntry]]) -> None:
         super().__init__()
         self.events = events
+        self.pending = pending
 
     def can_replace(self, message: Message) -> bool:
         # Only the newest timeline matters when updates arrive in a burst.
@@ -43,6 +65,16 @@ class RollbackProgress(Message):
     def __init__(self, progress: Progress) -> None:
         super().__init__()
         self.progress = progress
+
+
+class AlreadyOnTarget(Message):
+    """`r` on a service its open incident already rolled back: another undo
+    would go back to the bad version, so nothing is planned."""
+
+    def __init__(self, service: str, sentence: str) -> None:
+        super().__init__()
+        self.service = service
+        self.sentence = sentence
 
 
 class RollbackFinished(Message):

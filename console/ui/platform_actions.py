@@ -20,7 +20,7 @@ from console.model import RollbackPlan
 from console.platforms.base import PlatformError
 from console.procedures import ProcedureError, RollbackCheck
 
-from .messages import OperationFailed, PlanReady, TimelineChanged
+from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable
 from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
 from .screens.corruption import CorruptionScreen, DeclareCorruptionScreen, WritesScreen
@@ -73,28 +73,28 @@ class CorruptionReady(Message):
 class PlatformActions:
     """Keys, workers and handlers for issues 4 and 8 (mixed into the app)."""
 
+    # (service, revision) rollbacks the operator forced past a migration that cannot be undone.
+    _overridden: frozenset[tuple[str, int | None]] = frozenset()
+
     # -- routing and the rollback lease, after every refresh -------------------
 
     def _fetch_platform_extras(self) -> None:
         """Read the selected service's routing and lease holder (they make requests: a worker)."""
-        if hasattr(self.session, "routing") or hasattr(self.session, "lease_holder"):
-            self._platform_extras_worker(self.selected)
+        self._platform_extras_worker(self.selected)
 
     @work(thread=True, exclusive=True, group="extras", exit_on_error=False)
     def _platform_extras_worker(self, service: str) -> None:
         routing = holder = None
         routing_error = lease_error = None
         try:
-            routing = self.session.routing(service) if hasattr(self.session, "routing") else None
+            routing = self.session.routing(service)
         except PlatformError as err:
             routing_error = f"Cannot read where {service}'s traffic goes: {err}"
         try:
-            holder = self.session.lease_holder(service) if hasattr(self.session, "lease_holder") else None
+            holder = self.session.lease_holder(service)
         except PlatformError as err:
             lease_error = f"Cannot read the rollback lease of {service}: {err}"
-        message = PlatformExtras(service, routing, holder, routing_error)
-        message.lease_error = lease_error
-        self.post_message(message)
+        self.post_message(PlatformExtras(service, routing, holder, routing_error, lease_error))
 
     def on_platform_extras(self, message: PlatformExtras) -> None:
         if message.service != self.selected:
@@ -107,10 +107,9 @@ class PlatformActions:
         self.lease_holder = message.holder
         pane.show(message.routing, message.error)
         mine = self.rolling_back == message.service
-        lease_error = getattr(message, "lease_error", None)
-        if lease_error and message.holder is None:
+        if message.lease_error and message.holder is None:
             strip.display = True
-            strip.update(lease_error)
+            strip.update(message.lease_error)
         else:
             strip.show(message.holder, mine)
 
@@ -147,9 +146,9 @@ class PlatformActions:
     def _database_route(self, service: str, to_revision: int | None, plan: RollbackPlan) -> bool:
         """In the plan worker: True when a migration changes the way this rollback
         goes (blocked, or the reversible three-step plan) and a message was posted."""
-        if plan.skip_reason or not hasattr(self.session, "rollback_check"):
+        if plan.skip_reason:
             return False
-        overridden = getattr(self, "_overridden", set())
+        overridden = self._overridden
         try:
             check = self.session.rollback_check(service, to_revision)
         except DatabaseError as err:
@@ -184,7 +183,7 @@ class PlatformActions:
                 self._decision_worker(service, "fix_forward", f"{migration} cannot be undone: {how}")
                 self.notify(f"{option.title}: {option.detail}", title="Decision recorded", timeout=20)
             elif choice == OVERRIDE:
-                self._overridden = getattr(self, "_overridden", set()) | {(service, plan.to_revision)}
+                self._overridden = self._overridden | {(service, plan.to_revision)}
                 migration = check.migration.name if check.migration else "a migration"
                 self._record(
                     incident.NOTE,
@@ -198,7 +197,7 @@ class PlatformActions:
     @work(thread=True, group="record", exit_on_error=False)
     def _decision_worker(self, service: str, choice: str, reason: str) -> None:
         self.session.choose(service, choice, reason)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
 
     def on_migration_plan_ready(self, message: MigrationPlanReady) -> None:
         service = message.plan.service
@@ -213,9 +212,6 @@ class PlatformActions:
 
     def action_writes(self) -> None:
         """Freeze writes (scale to 0, the count remembered), or resume them when frozen."""
-        if not hasattr(self.session, "corruption_response"):
-            self.notify("This console cannot scale services.", severity="warning")
-            return
         self._writes_worker(self.selected)
 
     @work(thread=True, exclusive=True, group="writes", exit_on_error=False)
@@ -255,10 +251,10 @@ class PlatformActions:
         try:
             outcome = self.session.freeze_writes(service) if freeze else self.session.resume_writes(service)
         except _FAILURES as err:
-            self.post_message(TimelineChanged(self.session.timeline()))
+            self.post_message(timeline_changed(self.session))
             self.post_message(OperationFailed("Freezing writes" if freeze else "Resuming writes", str(err)))
             return
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
         what = "Writes frozen" if freeze else "Writes resumed"
         if outcome.ok:
             self.call_from_thread(self.notify, f"{service}: {outcome.summary}", title=what, timeout=12)
@@ -271,9 +267,6 @@ class PlatformActions:
 
     def action_corruption(self) -> None:
         """Open the data-corruption response (declaring the corruption first)."""
-        if not hasattr(self.session, "corruption_response"):
-            self.notify("This console cannot run the data corruption response.", severity="warning")
-            return
         self._corruption_worker(self.selected)
 
     @work(thread=True, exclusive=True, group="corruption", exit_on_error=False)
@@ -304,7 +297,7 @@ class PlatformActions:
     @work(thread=True, group="record", exit_on_error=False)
     def _declare_corruption_worker(self, service: str, runner) -> None:
         self.session.declare(service, "data_corruption", True)
-        self.post_message(TimelineChanged(self.session.timeline()))
+        self.post_message(timeline_changed(self.session))
         self.post_message(CorruptionReady(service, runner, declare=False))
         # The escalation to Level 2 is recorded by the next refresh; run it now.
         self.call_from_thread(self.request_refresh)

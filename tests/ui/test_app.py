@@ -134,3 +134,104 @@ async def test_plan_for_the_current_revision_is_skipped_and_says_so(bad_deploy) 
         await pilot.press("escape")
         await wait_for(pilot, lambda: any("skip" in e.text.lower() for e in app.events), "the skip in the timeline")
         assert template_image(running).endswith(":1.2.3")
+
+
+def notifications(app: RollbackConsoleApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def test_after_the_rollback_r_does_not_offer_the_bad_version_again(bad_deploy) -> None:
+    """A second `r` would be a second `rollout undo`: back to 1.2.3. The console
+    says the service is on its target instead, also after a restart; a revision
+    chosen in the history still plans."""
+    running, session = bad_deploy
+    messages: list[object] = []
+    app = build_app(session, animate=False)
+    async with app.run_test(size=(140, 45), message_hook=messages.append) as pilot:
+        await wait_for(pilot, lambda: app.views.get("order-service") is not None
+                       and app.views["order-service"].decision.action == Action.ROLLBACK_NOW, "ROLLBACK NOW")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the rollback plan")
+        await pilot.press("y")
+        finished = lambda: [m for m in messages if isinstance(m, RollbackFinished)]  # noqa: E731
+        await wait_for(pilot, lambda: bool(finished()), "the rollback to finish", timeout=TIMEOUT * 2)
+        assert finished()[0].ok, finished()[0].error
+        incident_id = session.incident_state("order-service").id
+
+        # kubectl semantics after an undo: revision 2 became 4 and is current; the rows
+        # are updated in place.
+        history = app.query_one(HistoryTable)
+        await wait_for(pilot, lambda: [k.value for k in history.rows] == ["1", "3", "4"], "revision 4 in the history")
+        assert history.get_cell("4", "current").plain == "●"
+        assert history.get_cell("3", "current").plain == ""
+
+        expected = (f"order-service is already on 1.2.2, the version incident {incident_id} rolled back to; "
+                    "choose a revision in the history to go further.")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: expected in notifications(app), "the already-on-target notice", timeout=15)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmRollbackScreen)
+
+        # An explicit revision from the history is still planned.
+        history.focus()
+        history.move_cursor(row=history.get_row_index("1"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan to revision 1")
+        assert (app.screen.plan.to_revision, app.screen.plan.to_versions) == (1, ("1.2.1",))
+        await pilot.press("n")
+        await pilot.press("q")
+    assert template_image(running).endswith(":1.2.2")
+
+    # A restart on the same store: the in-memory hints are gone, the incident is not.
+    restarted = Session(session.config, session.store, clock=running.world.clock, operator="trainee@drill")
+    app = build_app(restarted, animate=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await wait_for(pilot, lambda: "order-service" in app.views, "the first refresh")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: expected in notifications(app), "the notice after the restart", timeout=15)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmRollbackScreen)
+        assert "Press r" not in str(app.query_one("#detail").render())
+        await pilot.press("q")
+    assert template_image(running).endswith(":1.2.2")
+
+
+async def test_the_ui_thread_never_waits_for_the_store(bad_deploy) -> None:
+    """Another writer holding the store (a headless run, a slow disk) must not
+    freeze the screen: the incident strip, the clock and the message screen
+    read what workers already fetched."""
+    import threading
+
+    from console.ui.screens.message import MessageScreen
+
+    running, session = bad_deploy
+    app = build_app(session, animate=False)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await wait_for(pilot, lambda: session.incident_state("order-service") is not None, "the incident to open")
+        await app.workers.wait_for_complete()
+        held, release = threading.Event(), threading.Event()
+
+        def hold_the_store() -> None:
+            with session.store._lock:
+                held.set()
+                release.wait(3.0)
+
+        holder = threading.Thread(target=hold_the_store, daemon=True)
+        holder.start()
+        held.wait(5.0)
+        try:
+            started = time.monotonic()
+            app._tick()  # the escalation strip, its unsent count, the countdown, the checklist
+            await pilot.press("m")
+            elapsed = time.monotonic() - started
+        finally:
+            release.set()
+            holder.join(5.0)
+        assert elapsed < 1.0, f"the UI thread waited {elapsed:.1f} s for the store"
+        assert isinstance(app.screen, MessageScreen)
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.text.startswith("## "), "the message, composed in a worker")
+        await pilot.press("escape")
+        await pilot.press("q")

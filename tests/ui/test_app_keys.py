@@ -1,33 +1,36 @@
-"""Keys, modals, themes and error handling of the app, on fixed data
-(`RecordedSession`, see ui_samples.py): each test drives the app with Pilot
-and asserts on what the operator would see."""
+"""Keys, modals, themes and error handling of the app, on the bad-deploy
+drill with the real Session (see test_app.py's fixture): each test drives the
+app with Pilot and asserts on what the operator would see. RecordedSession
+(ui_samples.py) is for the pixel snapshots only."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
-from ui_samples import RecordedSession
+import pytest
+import yaml
+from test_app import DRILL_SPEED, bad_deploy, template_image, wait_for  # noqa: F401 - fixture
 
-from console.model import Revision, ServiceView
-from console.platforms.base import NotFound
+from console.config import load
+from console.drill import runner
+from console.drill.scenario import parse_scenario
+from console.session import Session
+from console.store import Store
 from console.ui.app import RollbackConsoleApp, build_app
 from console.ui.panes.history import HistoryTable
 from console.ui.panes.services import ServiceList
 from console.ui.screens.confirm import ConfirmQuitScreen, ConfirmRollbackScreen
 from console.ui.screens.note import NoteScreen
 
+pytestmark = pytest.mark.integration
+
 SIZE = (140, 45)
+SCENARIOS = Path(__file__).resolve().parents[2] / "console" / "drill" / "scenarios"
 
 
 async def refreshed(pilot) -> None:
     """Wait for the first refresh to reach the panes."""
-    for _ in range(200):
-        if pilot.app.views:
-            break
-        await pilot.pause(0.02)
-    await pilot.app.workers.wait_for_complete()
+    await wait_for(pilot, lambda: bool(pilot.app.views), "the first refresh")
     await pilot.pause()
 
 
@@ -49,8 +52,9 @@ def test_every_binding_has_an_id_and_a_description() -> None:
             assert binding.description, f"{cls.__name__}: {binding.key} has no description"
 
 
-async def test_question_mark_toggles_the_keys_panel() -> None:
-    app = build_app(RecordedSession(), animate=False)
+async def test_question_mark_toggles_the_keys_panel(bad_deploy) -> None:
+    _, session = bad_deploy
+    app = build_app(session, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
         await pilot.press("question_mark")
@@ -61,8 +65,9 @@ async def test_question_mark_toggles_the_keys_panel() -> None:
         assert not app.screen.query("HelpPanel")
 
 
-async def test_quit_asks_first_while_a_rollback_runs() -> None:
-    app = build_app(RecordedSession(), animate=False)
+async def test_quit_asks_first_while_a_rollback_runs(bad_deploy) -> None:
+    _, session = bad_deploy
+    app = build_app(session, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
         app.rolling_back = "order-service"
@@ -80,117 +85,123 @@ async def test_quit_asks_first_while_a_rollback_runs() -> None:
         assert not app.is_running
 
 
-async def test_quit_without_a_rollback_closes_the_session() -> None:
-    session = RecordedSession()
+async def test_quit_without_a_rollback_closes_the_session(bad_deploy) -> None:
+    _, session = bad_deploy
     app = build_app(session, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
+        assert session._loop is not None  # the refreshes ran on the session's own loop
         await pilot.press("q")
         await pilot.pause()
-    assert session.closed
+    assert session._loop is None  # stopped with its clients closed
 
 
-class PlanFails(RecordedSession):
-    """The platform refuses to plan, as a Kubernetes NotFound would."""
-
-    def plan_rollback(self, service: str, to_revision: int | None = None):
-        raise NotFound('Revision 9 of deployments "order-service" does not exist: pick one from the rollout history.')
-
-
-async def test_a_platform_error_is_a_notification_and_a_timeline_entry() -> None:
-    app = build_app(PlanFails(), animate=False)
+async def test_a_platform_error_is_a_notification_and_a_timeline_entry(bad_deploy) -> None:
+    running, session = bad_deploy
+    app = build_app(session, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
-        await pilot.press("r")
+        # A row for a revision the cluster no longer has (the history moved on under the table):
+        # the real platform refuses to plan it.
+        app.query_one(HistoryTable).post_message(HistoryTable.RollbackToRequested(9))
+        failed = "Planning the rollback of order-service failed: "
+        await wait_for(pilot, lambda: any(failed in n for n in notifications(app)), "the planning failure")
         await settle(pilot)
-        sentence = 'Revision 9 of deployments "order-service" does not exist'
-        assert any(sentence in n for n in notifications(app))
-        assert any(sentence in e.text for e in app.events)
+        sentence = next(n for n in notifications(app) if failed in n)
+        assert "revision 9" in sentence.lower(), sentence
+        await wait_for(pilot, lambda: any(failed in e.text for e in app.events), "the failure in the timeline")
         assert not isinstance(app.screen, ConfirmRollbackScreen)
         assert not any("Traceback" in n for n in notifications(app))
         assert app.is_running
+        assert template_image(running).endswith(":1.2.3")
 
 
-async def test_confirming_runs_the_plan_and_reports_completion() -> None:
-    app = build_app(RecordedSession(), animate=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await refreshed(pilot)
-        await pilot.press("r")
-        await settle(pilot)
-        assert isinstance(app.screen, ConfirmRollbackScreen)
-        await pilot.press("n")
-        await settle(pilot)
-        assert app.last_progress is None  # cancelled: nothing ran
-        await pilot.press("r")
-        await settle(pilot)
-        await pilot.press("y")
-        await settle(pilot)
-        assert app.last_progress == 'deployment "order-service" successfully rolled out'
-        assert app.rolling_back is None
-        assert any("successfully rolled out" in n for n in notifications(app))
-
-
-async def test_history_rows_are_updated_in_place_and_the_cursor_stays() -> None:
-    session = RecordedSession()
+async def test_cancelling_the_plan_changes_nothing(bad_deploy) -> None:
+    running, session = bad_deploy
     app = build_app(session, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
-        history = app.query_one(HistoryTable)
-        history.focus()
-        await pilot.press("up")  # from the last row to revision 2
-        assert history.cursor_row == 1
-        await pilot.press("f5")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
+        await pilot.press("n")
         await settle(pilot)
-        assert history.cursor_row == 1 and history.row_count == 3
-
-        # kubectl semantics after an undo: revision 2 becomes 4 and is current.
-        view = session._views[0]
-        snapshot = view.snapshot
-        rev1, rev2, rev3 = snapshot.history
-        history_after = (rev1, replace(rev3, current=False), Revision(4, rev2.images, rev2.change_cause,
-                                                                       snapshot.taken_at + timedelta(seconds=30),
-                                                                       current=True))
-        session._views[0] = ServiceView(replace(snapshot, history=history_after), view.decision)
-        await pilot.press("f5")
-        await settle(pilot)
-        assert [k.value for k in history.rows] == ["1", "3", "4"]
-        assert history.get_cell("4", "current").plain == "●"
-        assert history.get_cell("3", "current").plain == ""
+        assert not isinstance(app.screen, ConfirmRollbackScreen)
+        assert app.last_progress is None and app.rolling_back is None  # cancelled: nothing ran
+        assert "Rollback cancelled: nothing was changed." in notifications(app)
+        assert template_image(running).endswith(":1.2.3")
 
 
-async def test_several_services_show_badges_and_switch_the_panes() -> None:
-    app = build_app(RecordedSession(("order-service", "payment-service")), animate=False)
+async def test_the_quick_rollback_is_not_offered_for_kubernetes(bad_deploy) -> None:
+    """R (the Docker Compose quick rollback) is neither shown nor run for a Deployment."""
+    running, session = bad_deploy
+    app = build_app(session, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
-        services = app.query_one(ServiceList)
-        assert services.display
-        assert "ROLLBACK NOW" in str(services.get_option("order-service").prompt)
-        assert "HEALTHY" in str(services.get_option("payment-service").prompt)
-        services.focus()
-        await pilot.press("down")
-        await pilot.pause()
-        assert app.selected == "payment-service"
-        assert app.query_one("DecisionBanner").headline_text == "HEALTHY"
+        assert "quick_rollback" not in {b.binding.action for b in app.active_bindings.values()}
+        assert not any("Quick rollback" in c.title for c in app.get_system_commands(app.screen))
+        await pilot.press("R")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmRollbackScreen)
+        assert template_image(running).endswith(":1.2.3")
 
 
-async def test_a_note_goes_into_the_timeline() -> None:
-    app = build_app(RecordedSession(), animate=False)
+def two_services() -> object:
+    """bad-deploy plus a quiet payment-service beside it."""
+    data = yaml.safe_load((SCENARIOS / "bad-deploy.yaml").read_text())
+    quiet = {**data["services"][0], "name": "payment-service", "label": "payment-service",
+             "image": "registry.example.com/payment-service",
+             "history": [{"version": "4.0.1", "age": "1d", "change_cause": "deploy 4.0.1"}],
+             "versions": {"4.0.1": {"error_rate": 0.001, "latency_p95_ms": 180}}}
+    data["services"].append(quiet)
+    return parse_scenario(data)
+
+
+async def test_several_services_show_badges_and_switch_the_panes(tmp_path: Path) -> None:
+    running = runner.start(two_services(), speed=DRILL_SPEED, directory=tmp_path / "drill")
+    store = Store(tmp_path / "incidents.db")
+    try:
+        config = load(running.config_path).model_copy(update={"refresh_interval": 0.5})
+        session = Session(config, store, clock=running.world.clock, operator="trainee@drill")
+        app = build_app(session, animate=False)
+        async with app.run_test(size=SIZE) as pilot:
+            services = app.query_one(ServiceList)
+            await wait_for(pilot, lambda: "ROLLBACK NOW" in str(services.get_option("order-service").prompt),
+                           "order-service's badge")
+            assert services.display
+            assert "HEALTHY" in str(services.get_option("payment-service").prompt)
+            services.focus()
+            await pilot.press("down")
+            await pilot.pause()
+            assert app.selected == "payment-service"
+            assert app.query_one("DecisionBanner").headline_text == "HEALTHY"
+    finally:
+        store.close()
+        running.stop()
+
+
+async def test_a_note_goes_into_the_timeline(bad_deploy) -> None:
+    _, session = bad_deploy
+    app = build_app(session, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
         await pilot.press("n")
         await pilot.pause()
         assert isinstance(app.screen, NoteScreen)
         await pilot.press(*"checked the logs", "enter")
-        await settle(pilot)
-        assert app.events[0].text == "checked the logs"
-        assert app.events[0].kind == "note"
+        await wait_for(pilot, lambda: any(e.text == "checked the logs" for e in app.events), "the note")
+        note = next(e for e in app.events if e.text == "checked the logs")
+        assert note.kind == "note" and note.actor == "trainee@drill"
+        # Stored before it is shown.
+        stored = session.store.events(session.store.open_incident_for("order-service"))
+        assert any(e.text == "checked the logs" for e in stored)
 
 
-async def test_themes_come_from_files_and_switch(tmp_path: Path) -> None:
+async def test_themes_come_from_files_and_switch(bad_deploy, tmp_path: Path) -> None:
+    _, session = bad_deploy
     user_dir = tmp_path / "themes"
     user_dir.mkdir()
     (user_dir / "broken.yaml").write_text("name: broken\nprimary: not-a-colour\n")
-    app = build_app(RecordedSession(), theme="high-contrast", animate=False, user_themes_dir=user_dir)
+    app = build_app(session, theme="high-contrast", animate=False, user_themes_dir=user_dir)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
         assert set(app.available_themes) == {"default", "high-contrast", "light"}
@@ -202,8 +213,9 @@ async def test_themes_come_from_files_and_switch(tmp_path: Path) -> None:
         assert app.get_css_variables()["sev-critical"].lower() == "#c4001a"
 
 
-async def test_an_unknown_theme_falls_back_to_the_default() -> None:
-    app = build_app(RecordedSession(), theme="no-such-theme", animate=False)
+async def test_an_unknown_theme_falls_back_to_the_default(bad_deploy) -> None:
+    _, session = bad_deploy
+    app = build_app(session, theme="no-such-theme", animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await refreshed(pilot)
         assert app.theme == "default"

@@ -268,6 +268,8 @@ async def test_after_the_rollback_message_checklist_and_export(drill, tmp_path) 
         await wait_for(pilot, lambda: isinstance(app.screen, MessageScreen), "the message screen")
         screen = app.screen
         assert screen.kind.label == "Rollback Complete"
+        # Composed in a worker (it reads the store), then shown.
+        await wait_for(pilot, lambda: bool(screen.text), "the composed message")
         text = screen.text
         assert text.startswith("## ✅ Rollback Complete")
         assert "**Service:** order-service" in text and "**Rolled back to:** 1.2.2" in text

@@ -1,10 +1,12 @@
 """Deterministic data for UI snapshots: the bad-deploy moment, frozen.
 
-`RecordedSession` replays fixed `ServiceView`s through the same interface the
-app uses on `console.session.Session` (refresh, timeline, plan, execute), so
-a snapshot shows exactly the same screen on every machine. It is used for
-pixels only; the behaviour test (test_app.py) runs the real Session against
-the drill world.
+`RecordedSession` replays fixed `ServiceView`s through the whole interface the
+app uses on `console.session.Session`, so a snapshot shows exactly the same
+screen on every machine: no incident is open, and what the recording cannot
+do answers with neutral values (nothing pending, no routing, no lease, no
+migration) or a sentence. It is used for pixels only; behaviour tests
+(test_app.py, test_app_keys.py, ...) run the real Session against the drill
+world.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
+from dataclasses import replace
+
 from console import incident
+from console.checklist import DEFAULT_CHECKLIST, Checklist
 from console.clock import FrozenClock
+from console.comms import Message, MessageKind
+from console.database import DatabaseError
 from console.decision import Thresholds, evaluate
+from console.platforms.base import PlatformError
+from console.procedures import MigrationFacts, RollbackCheck
 from console.session import Escalation
+from console.slack import SendResult
 from console.model import (
     ApiCall,
     Event,
@@ -115,8 +125,22 @@ def sample_plan() -> RollbackPlan:
     )
 
 
+class RecordedPlatform:
+    """What the recording says about the platform: its kind, nothing more
+    (the revision and pods screens then say what it cannot show)."""
+
+    platform = "kubernetes"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
 class RecordedSession:
     """Replays fixed views with a frozen clock (see the module docstring)."""
+
+    # No incident is ever open in a recording, so nothing reaches a store (export stops before it).
+    store = None
+    slack_channel = "#incidents"
 
     def __init__(self, services: tuple[str, ...] = ("order-service",), now: datetime = NOW) -> None:
         self.clock = FrozenClock(now)
@@ -131,10 +155,17 @@ class RecordedSession:
                   data=(("action", '"rollback_now"'),)),
             Event(now - timedelta(minutes=2), incident.INCIDENT_OPENED, "order-service: deploy gone bad"),
         ]
+        self._facts: dict[str, Facts] = {}
         self.closed = False
 
-    async def refresh(self) -> list[ServiceView]:
+    async def refresh(self, only: str | None = None) -> list[ServiceView]:
         return list(self._views)
+
+    def refresh_blocking(self, only: str | None = None) -> list[ServiceView]:
+        return list(self._views)
+
+    def platform(self, service: str) -> RecordedPlatform:
+        return RecordedPlatform(service)
 
     def timeline(self, limit: int = 200) -> list[Event]:
         return self._events[:limit]
@@ -153,7 +184,21 @@ class RecordedSession:
         return None
 
     def facts(self, service: str) -> Facts:
-        return Facts()
+        return self._facts.get(service, Facts())
+
+    def declare(self, service: str, name: str, value: object, actor: str | None = None) -> Facts:
+        facts = self._facts[service] = replace(self.facts(service), **{name: value})
+        self.record(incident.fact_set(name, value), service=service, actor=actor)
+        return facts
+
+    def investigate(self, service: str):
+        return self.declare(service, "investigation_started_at", self.clock.now()).investigation_started_at
+
+    def end_investigation(self, service: str, why: str, actor: str | None = None) -> None:
+        self._facts.pop(service, None)
+
+    def choose(self, service: str, choice: str, reason: str) -> Event:
+        return self.record(incident.note(f"Decision: {choice} (reason: {reason})"), service=service)
 
     def escalation(self, service: str, now=None) -> Escalation:
         return Escalation(1, incident.ESCALATION_ROLES[1], "Alert", None, ("@oncall",))
@@ -164,19 +209,63 @@ class RecordedSession:
     def rollback_in_flight(self, service: str) -> bool:
         return False
 
+    def resume_rollback(self, service: str, timeout: float = 300.0) -> Iterator[Progress]:
+        return iter(())
+
+    def already_on_target(self, service: str) -> str | None:
+        return None
+
     def pending_messages(self, service: str) -> list:
         return []
 
     def checklist(self, service: str, now=None):
         return None
 
+    @property
+    def checklist_definition(self) -> Checklist:
+        return DEFAULT_CHECKLIST
+
+    def toggle_checklist(self, service: str, item_id: str) -> bool:
+        return False
+
+    def reload_incident(self, service: str) -> None:
+        return None
+
     def slack_problem(self) -> str | None:
         return "Slack is not configured in this recording."
 
-    def plan_rollback(self, service: str, to_revision: int | None = None) -> RollbackPlan:
+    def compose_message(self, service: str, kind: MessageKind, plan: RollbackPlan | None = None) -> Message:
+        return Message(kind=kind, title=kind.label, text=f"## {kind.label}\n\n**Service:** {service}")
+
+    def send_message(self, service: str, kind: MessageKind, text: str | None = None, plan=None):
+        return None, SendResult(ok=False, error=self.slack_problem())
+
+    def resend_pending(self, service: str) -> list:
+        return []
+
+    def routing(self, service: str):
+        return None
+
+    def lease_holder(self, service: str):
+        return None
+
+    def rollback_check(self, service: str, to_revision: int | None = None) -> RollbackCheck:
+        return RollbackCheck(blocked=False)
+
+    def migration_facts(self, service: str) -> MigrationFacts:
+        return MigrationFacts()
+
+    def _no_database(self, service: str, to_revision: int | None = None):
+        raise DatabaseError(f"No database is configured for {service} in this recording.")
+
+    corruption_response = migration_rollback = freeze_writes = resume_writes = _no_database
+
+    def plan_rollback(self, service: str, to_revision: int | None = None, quick: bool = False) -> RollbackPlan:
+        if quick:
+            raise PlatformError(f"Quick rollback is the Docker Compose procedure; {service} runs on kubernetes.")
         return sample_plan()
 
-    def execute(self, plan: RollbackPlan, reason: str = "") -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, reason: str = "", timeout: float = 300.0) -> Iterator[Progress]:
         yield Progress("deployment \"order-service\" successfully rolled out", self.clock.now(), done=True)
 
     async def aclose(self) -> None:

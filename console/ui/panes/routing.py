@@ -21,14 +21,16 @@ BAR_WIDTH = 8
 
 class PlatformExtras(Message):
     """The routing and lease holder of one service, fetched by a worker.
-    `error` is an operator sentence when reading them failed."""
+    `error` and `lease_error` are operator sentences when reading them failed."""
 
-    def __init__(self, service: str, routing: Routing | None, holder: object | None, error: str | None = None) -> None:
+    def __init__(self, service: str, routing: Routing | None, holder: object | None, error: str | None = None,
+                 lease_error: str | None = None) -> None:
         super().__init__()
         self.service = service
         self.routing = routing
         self.holder = holder
         self.error = error
+        self.lease_error = lease_error
 
 
 def _bar(weight: int) -> str:

@@ -32,15 +32,17 @@ class ServiceList(OptionList):
 
     def __init__(self, services: tuple[str, ...], **kwargs) -> None:
         super().__init__(*(Option(service_prompt(s, None), id=s) for s in services), **kwargs)
-        self._prompts: dict[str, Content] = {}
+        # What each prompt shows (action, stale): with hundreds of services a
+        # cycle changes few badges, and only those are rebuilt and re-measured.
+        self._badges: dict[str, tuple[Action, bool]] = {}
 
     def show(self, views: list[ServiceView]) -> None:
         """Refresh the badges (the order stays the config's, so keys don't jump)."""
         for view in views:
             name = view.snapshot.service
-            prompt = service_prompt(name, view)
-            if self._prompts.get(name) != prompt:
-                self._prompts[name] = prompt
-                self.replace_option_prompt(name, prompt)
+            badge = (view.decision.action, view.snapshot.stale)
+            if self._badges.get(name) != badge:
+                self._badges[name] = badge
+                self.replace_option_prompt(name, service_prompt(name, view))
         urgent = sum(1 for v in views if urgency(v.decision.action) > urgency(Action.HEALTHY))
         self.border_subtitle = f"{urgent} need attention" if urgent else "all healthy"

@@ -104,11 +104,11 @@ class MigrationRollbackScreen(ProcedureScreen):
              "stops the plan and escalates to Level 2. Enter or ctrl+r runs the highlighted step.")
 
     def step_starting(self, step_id: str) -> None:
-        if step_id == "app_rollback" and hasattr(self.app, "rolling_back"):
+        if step_id == "app_rollback":
             self.app.rolling_back = self.service
 
     def step_ended(self, step_id: str, ok: bool) -> None:
-        if step_id == "app_rollback" and getattr(self.app, "rolling_back", None) == self.service:
+        if step_id == "app_rollback" and self.app.rolling_back == self.service:
             self.app.rolling_back = None
-            if ok and hasattr(self.app, "_rolled_back"):
+            if ok:
                 self.app._rolled_back.add(self.service)

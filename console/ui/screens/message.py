@@ -32,18 +32,30 @@ class MessageScreen(ModalScreen[None]):
     class Sent(TextualMessage):
         """A send (or resend) finished: `error` is the sentence when it failed."""
 
-        def __init__(self, label: str, ok: bool, error: str | None, resent: int = 0) -> None:
+        def __init__(self, label: str, ok: bool, error: str | None, resent: int = 0, pending: list | None = None) -> None:
             super().__init__()
             self.label = label
             self.ok = ok
             self.error = error
             self.resent = resent
+            # The unsent messages after it, read in the worker (the store is not read on the UI thread).
+            self.pending: list = pending or []
+
+    class Loaded(TextualMessage):
+        """The message composed from the incident and live data, and the unsent ones, read in a worker."""
+
+        def __init__(self, kind: MessageKind, text: str, pending: list) -> None:
+            super().__init__()
+            self.kind = kind
+            self.text = text
+            self.pending = pending
 
     def __init__(self, session, service: str, kind: MessageKind) -> None:
         super().__init__()
         self.session = session
         self.service = service
         self.kind = kind
+        self.composed = ""
         self.sending = False
         self.results: list[Sent] = []
 
@@ -62,13 +74,11 @@ class MessageScreen(ModalScreen[None]):
                 yield Button("Close (esc)", id="close")
 
     def on_mount(self) -> None:
-        self.query_one(TextArea).cursor_blink = getattr(self.app, "animate", True)
+        self.query_one(TextArea).cursor_blink = self.app.animate
         self._load()
-        self._show_outbox()
         self.query_one(TextArea).focus()
 
     def _load(self) -> None:
-        self.composed = self.session.compose_message(self.service, self.kind).text
         self.query_one("#message-title", Static).update(Content.styled(f"{self.kind.label} — {self.service}", "bold"))
         problem = self.session.slack_problem()
         where = (Content.styled(problem, "$sev-warning") if problem else
@@ -76,15 +86,26 @@ class MessageScreen(ModalScreen[None]):
                                   (" through the Slack webhook. Edit freely; the runbook's template is filled from "
                                    "live data.", "$sev-muted")))
         self.query_one("#message-where", Static).update(where)
-        self.query_one(TextArea).text = self.composed
+        self._load_worker(self.kind)
+
+    @work(thread=True, exclusive=True, group="message-load", exit_on_error=False)
+    def _load_worker(self, kind: MessageKind) -> None:
+        # Composing may open the incident (a store write) and reads the outbox: not on the UI thread.
+        text = self.session.compose_message(self.service, kind).text
+        self.post_message(self.Loaded(kind, text, self.session.pending_messages(self.service)))
+
+    def on_message_screen_loaded(self, message: Loaded) -> None:
+        if message.kind is self.kind:
+            self.composed = message.text
+            self.query_one(TextArea).text = message.text
+        self._show_outbox(message.pending)
 
     @property
     def text(self) -> str:
         """The message as it stands (with the operator's edits)."""
         return self.query_one(TextArea).text
 
-    def _show_outbox(self) -> None:
-        pending = self.session.pending_messages(self.service)
+    def _show_outbox(self, pending: list) -> None:
         lines = [Content.styled(f"⚠ {e.label}: not sent after {e.attempts} attempt{'s' if e.attempts != 1 else ''}"
                                 f" — {e.last_error or 'not tried yet'} (kept; F5 resends)", "$sev-critical")
                  for e in pending]
@@ -101,7 +122,8 @@ class MessageScreen(ModalScreen[None]):
     @work(thread=True, group="message", exit_on_error=False)
     def _send_worker(self, kind: MessageKind, text: str) -> None:
         _, result = self.session.send_message(self.service, kind, text)
-        self.post_message(self.Sent(kind.label, result.ok, result.error))
+        self.post_message(self.Sent(kind.label, result.ok, result.error,
+                                    pending=self.session.pending_messages(self.service)))
 
     def action_resend(self) -> None:
         """Try the unsent messages again."""
@@ -116,7 +138,7 @@ class MessageScreen(ModalScreen[None]):
         results = self.session.resend_pending(self.service)
         failed = next((r for _, r in results if not r.ok), None)
         self.post_message(self.Sent("Unsent messages", failed is None, failed.error if failed else None,
-                                    resent=len(results)))
+                                    resent=len(results), pending=self.session.pending_messages(self.service)))
 
     def on_worker_state_changed(self, event) -> None:
         # A send that crashed (the store failed) must not leave the screen "sending" forever;
@@ -135,7 +157,7 @@ class MessageScreen(ModalScreen[None]):
             self._status(Content.styled(f"✓ {what}; recorded in the timeline.", "bold $sev-ok"))
         else:
             self._status(Content.styled(f"✗ {message.label} not sent: {message.error}", "bold $sev-critical"))
-        self._show_outbox()
+        self._show_outbox(message.pending)
         # Not stopped: the app hears it too (the strip's unsent count, a notification).
 
     def _status(self, content: Content) -> None:

@@ -88,7 +88,7 @@ class PodsScreen(ModalScreen[None]):
         self._show_status()
         self.action_reload()
         # Live while open, like `kubectl get pods -w`; logs stay on demand.
-        self.set_interval(max(1.0, float(getattr(self.session, "refresh_interval", 5.0))), self._tick)
+        self.set_interval(max(1.0, float(self.session.refresh_interval)), self._tick)
 
     def _tick(self) -> None:
         self._show_status()
@@ -98,11 +98,11 @@ class PodsScreen(ModalScreen[None]):
         """The rollout status (from the running rollback or the last refresh) and the health endpoint."""
         app = self.app
         lines: list[Content] = []
-        rolling = getattr(app, "rolling_back", None) == self.service
-        progress = getattr(app, "last_progress", None)
+        rolling = app.rolling_back == self.service
+        progress = app.last_progress
         if rolling and progress:
             lines.append(Content.assemble(("Rollout  ", "$sev-muted"), (progress, "bold")))
-        view = getattr(app, "views", {}).get(self.service)
+        view = app.views.get(self.service)
         if view is not None:
             health = view.snapshot.health
             if not rolling:

@@ -24,7 +24,7 @@ from console.database import DatabaseError, StepOutcome, StepPreview
 from console.platforms.base import PlatformError
 from console.procedures import ProcedureError, ProcedureState, StepState, StepStatus
 
-from ..messages import TimelineChanged
+from ..messages import timeline_changed
 
 OUTPUT_LINES = 200
 """Lines of a step's output kept on screen (the timeline keeps all of it)."""
@@ -192,7 +192,7 @@ class ProcedureScreen(ModalScreen[None]):
         yield from ()
 
     def on_mount(self) -> None:
-        self.query_one("#skip-reason", Input).cursor_blink = getattr(self.app, "animate", True)
+        self.query_one("#skip-reason", Input).cursor_blink = self.app.animate
         self.query_one(OptionList).focus()
         self.reload()
 
@@ -323,7 +323,7 @@ class ProcedureScreen(ModalScreen[None]):
             self.post_message(self.StepEnded(step_id, None, str(err)))
         else:
             self.post_message(self.StepEnded(step_id, outcome))
-        self.app.post_message(TimelineChanged(self.session.timeline()))
+        self.app.post_message(timeline_changed(self.session))
 
     def on_procedure_screen_step_progress(self, message: StepProgress) -> None:
         self.query_one(Log).write_line(message.line)
@@ -355,7 +355,7 @@ class ProcedureScreen(ModalScreen[None]):
             self.notify(f"{outcome.summary}. The procedure stopped here: fix the cause and run the step again, "
                         "or skip it with a reason.", title="Step failed", severity="error", timeout=20)
             self.reload(message.step)
-        self.app.call_later(getattr(self.app, "request_refresh", lambda: None))
+        self.app.call_later(self.app.request_refresh)
 
     def action_skip_step(self) -> None:
         """Skip the highlighted step with the reason typed below (never silently)."""
@@ -377,7 +377,7 @@ class ProcedureScreen(ModalScreen[None]):
             self.post_message(self.StepEnded(step_id, None, str(err)))
             return
         self.post_message(self.StepEnded(step_id, outcome))
-        self.app.post_message(TimelineChanged(self.session.timeline()))
+        self.app.post_message(timeline_changed(self.session))
 
     @on(Input.Submitted, "#skip-reason")
     def _reason_entered(self) -> None:
