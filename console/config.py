@@ -146,6 +146,10 @@ class HealthConfig(_Model):
     """Dotted path of the status field in the JSON answer."""
     healthy_value: str = "healthy"
     """The value of that field that means healthy."""
+    failures_before_down: int = Field(2, ge=1)
+    """Failed checks in a row after which a failing endpoint counts as "service
+    completely down" while the platform still reports ready pods (with no ready
+    pods, one failure is enough)."""
 
 
 class ClusterConfig(_Model):

@@ -91,16 +91,25 @@ class Health:
     # "healthy", "HTTP 503", "timeout after 2.0 s", "connection refused" ...
     endpoint_status: str = ""
     endpoint_latency_ms: float | None = None
+    # How many checks in a row the endpoint has failed (0 when it answered healthy).
+    endpoint_failures: int = 0
+    # Failures in a row that make a failing endpoint count as down while pods
+    # are ready (one timeout is a blip, not an outage).
+    endpoint_failures_down: int = 1
     checked_at: datetime | None = None
     error: str | None = None
 
     @property
     def completely_down(self) -> bool:
         """The runbook's "service completely down": pods wanted but none ready,
-        or the health endpoint failing (timeouts and refused connections count)."""
+        or the health endpoint failing (timeouts and refused connections count):
+        at once when no pod is known to be ready, after `endpoint_failures_down`
+        checks in a row when pods are."""
         if self.desired is not None and self.desired > 0 and self.ready == 0:
             return True
-        return self.endpoint_ok is False
+        if self.endpoint_ok is not False:
+            return False
+        return not self.ready or self.endpoint_failures >= self.endpoint_failures_down
 
 
 SCHEMA_ANNOTATION = "rollback-console/schema"

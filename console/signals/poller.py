@@ -75,6 +75,8 @@ class ServiceSource:
     pods_seen: tuple | None = None
     # (revision number, deployed at) -> p95 seconds before that deploy (None: no data).
     before_deploy: dict[tuple[int, datetime], float | None] = field(default_factory=dict)
+    # Health checks failed in a row (0 after a healthy answer).
+    endpoint_failures: int = 0
     # The current revision and when it became current, when this console saw it
     # change (a rollback makes an old ReplicaSet current again: its creation time
     # says nothing about when it went live).
@@ -111,6 +113,7 @@ class PollSettings:
     health_timeout: float = 2.0
     health_json_path: str = "status"
     health_healthy_value: str = "healthy"
+    health_failures_before_down: int = 2
     thresholds: Thresholds = Thresholds()
     intermittent_window: timedelta = timedelta(minutes=_DEFAULTS.intermittent_window_minutes)
     intermittent_crossings: int = _DEFAULTS.intermittent_crossings
@@ -130,6 +133,7 @@ class PollSettings:
             health_timeout=config.health.timeout,
             health_json_path=config.health.json_path,
             health_healthy_value=config.health.healthy_value,
+            health_failures_before_down=config.health.failures_before_down,
             thresholds=config.decision_thresholds,
             intermittent_window=timedelta(minutes=signals.intermittent_window_minutes),
             intermittent_crossings=signals.intermittent_crossings,
@@ -316,7 +320,14 @@ class Poller:
             json_path=self.settings.health_json_path,
             healthy_value=self.settings.health_healthy_value,
         )
-        return {"endpoint_ok": ok, "endpoint_status": status, "endpoint_latency_ms": latency}
+        source.endpoint_failures = 0 if ok else source.endpoint_failures + 1
+        return {
+            "endpoint_ok": ok,
+            "endpoint_status": status,
+            "endpoint_latency_ms": latency,
+            "endpoint_failures": source.endpoint_failures,
+            "endpoint_failures_down": self.settings.health_failures_before_down,
+        }
 
     # -- metrics -------------------------------------------------------------
 

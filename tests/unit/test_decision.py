@@ -407,3 +407,20 @@ def test_a_higher_error_rate_never_yields_a_less_urgent_action(
     at_low = evaluate(snap(low, health=health, signals=signals, stale=stale), facts, NOW)
     at_high = evaluate(snap(high, health=health, signals=signals, stale=stale), facts, NOW)
     assert urgency(at_high.action) >= urgency(at_low.action)
+
+
+def test_one_failed_health_check_with_ready_pods_is_not_completely_down():
+    blip = Health(desired=3, ready=3, endpoint_ok=False, endpoint_status="timeout after 2.0 s", endpoint_failures=1, endpoint_failures_down=2)
+    assert not blip.completely_down
+    assert evaluate(snap(0.001, health=blip), Facts(), NOW).action is Action.HEALTHY
+
+
+def test_a_health_endpoint_failing_twice_in_a_row_is_completely_down():
+    failing = Health(desired=3, ready=3, endpoint_ok=False, endpoint_status="HTTP 503", endpoint_failures=2, endpoint_failures_down=2)
+    assert failing.completely_down
+    assert evaluate(snap(0.001, health=failing), Facts(), NOW).action is Action.ROLLBACK_NOW
+
+
+def test_a_failing_endpoint_with_no_ready_pods_is_down_at_once():
+    assert Health(desired=3, ready=0, endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down
+    assert Health(endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down  # pods unknown
