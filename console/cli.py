@@ -17,10 +17,7 @@ import click
 
 from console import __version__
 from console.config import Config, ConfigError, load
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_DO_NOT_ROLL_BACK = 3
+from console.exitcodes import EXIT_FAILED, EXIT_USAGE
 
 
 class UsageError(click.ClickException):
@@ -236,9 +233,10 @@ def _status_line(view) -> str:
 @click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Roll back even when the runbook says not to.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True, help="Seconds to wait for the rollout.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds to wait for the rollout (default: the config's rollout_timeout).")
 @click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
-def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float, quick: bool) -> None:
+def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float | None, quick: bool) -> None:
     """The runbook's automated rollback: record, roll back, wait, verify."""
     from console.rollback import run_headless_rollback
 

@@ -19,7 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from console.decision import Thresholds
+from console.platforms.base import ROLLOUT_TIMEOUT
 from console.platforms.ecs import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
+from console.platforms.kubernetes import API_TIMEOUT
+from console.signals import HEALTH_TIMEOUT, QUERY_TIMEOUT
 from console.yamlfile import load_yaml
 
 
@@ -38,7 +41,7 @@ class PrometheusConfig(_Model):
 
     url: str
     """Base URL of the Prometheus HTTP API, e.g. `http://prometheus:9090` (the console appends `/api/v1/query`)."""
-    timeout: float = Field(2.0, gt=0)
+    timeout: float = Field(QUERY_TIMEOUT, gt=0)
     """Seconds to wait for one query before the value is reported missing."""
     bearer_token_env: str | None = None
     """Name of an environment variable holding a bearer token (never put the token itself in this file)."""
@@ -140,7 +143,7 @@ class ThresholdsConfig(_Model):
 class HealthConfig(_Model):
     """How the runbook's `curl -s .../health | jq -r .status` check is done."""
 
-    timeout: float = Field(2.0, gt=0)
+    timeout: float = Field(HEALTH_TIMEOUT, gt=0)
     """Seconds before an unanswered health check counts as down."""
     json_path: str = "status"
     """Dotted path of the status field in the JSON answer."""
@@ -159,7 +162,7 @@ class ClusterConfig(_Model):
     """Path to a kubeconfig file (relative paths are relative to this config file); default: $KUBECONFIG or ~/.kube/config."""
     context: str | None = None
     """The kubeconfig context to use; default: its current-context."""
-    timeout: float = Field(10.0, gt=0)
+    timeout: float = Field(API_TIMEOUT, gt=0)
     """Seconds to wait for one API request."""
 
 
@@ -255,19 +258,11 @@ class DatabaseConfig(_Model):
     """Seconds a `pg_restore` may run before it is stopped and the step fails."""
 
 
-class KubernetesService(_Model):
-    """A service deployed as a Kubernetes Deployment."""
+class _ServiceBase(_Model):
+    """What every service entry has, whatever its platform."""
 
-    platform: Literal["kubernetes"] = "kubernetes"
-    """`kubernetes` (the default): rolled back like `kubectl rollout undo`."""
     name: str = Field(min_length=1)
     """The service's name, as people and Prometheus labels call it."""
-    cluster: str | None = None
-    """Name of an entry under `clusters:`; omit to use the default kubeconfig."""
-    namespace: str = "default"
-    """The namespace of the Deployment."""
-    deployment: str | None = None
-    """The Deployment's name; default: the service name."""
     health_url: str | None = None
     """URL of the service's health endpoint (the runbook's step 5)."""
     queries: Queries | None = None
@@ -275,18 +270,34 @@ class KubernetesService(_Model):
     database: DatabaseConfig | None = None
     """The service's database: migration awareness and the data-corruption response."""
 
+
+class _OnKubernetes(_ServiceBase):
+    """A service on a Kubernetes cluster: a Deployment, blue-green or canary."""
+
+    cluster: str | None = None
+    """Name of an entry under `clusters:`; omit to use the default kubeconfig."""
+
+
+class KubernetesService(_OnKubernetes):
+    """A service deployed as a Kubernetes Deployment."""
+
+    platform: Literal["kubernetes"] = "kubernetes"
+    """`kubernetes` (the default): rolled back like `kubectl rollout undo`."""
+    namespace: str = "default"
+    """The namespace of the Deployment."""
+    deployment: str | None = None
+    """The Deployment's name; default: the service name."""
+
     @property
     def deployment_name(self) -> str:
         return self.deployment or self.name
 
 
-class ComposeService(_Model):
+class ComposeService(_ServiceBase):
     """A service run by Docker Compose on one host (the runbook's Docker Compose procedure)."""
 
     platform: Literal["compose"]
     """`compose`: this entry is a Docker Compose service."""
-    name: str = Field(min_length=1)
-    """The service's name, as people and Prometheus labels call it."""
     compose_file: str = Field(min_length=1)
     """Path of the compose file whose `image:` line a rollback edits (relative paths are relative to this config file)."""
     project_name: str | None = None
@@ -309,12 +320,6 @@ class ComposeService(_Model):
     """Seconds `docker compose pull` and `docker compose up -d` may run (pulling a large image is slow)."""
     previous_container: str | None = None
     """The container the quick rollback starts (the runbook's `${SERVICE}_previous_container`); default: `SERVICE_previous_container`."""
-    health_url: str | None = None
-    """URL of the service's health endpoint (the runbook's step 5)."""
-    queries: Queries | None = None
-    """Per-service PromQL overriding the top-level `queries`."""
-    database: DatabaseConfig | None = None
-    """The service's database: migration awareness and the data-corruption response."""
 
     @property
     def compose_service(self) -> str:
@@ -325,16 +330,12 @@ class ComposeService(_Model):
         return self.previous_container or f"{self.compose_service}_previous_container"
 
 
-class BlueGreenService(_Model):
+class BlueGreenService(_OnKubernetes):
     """A blue-green service: one Deployment per colour behind one Kubernetes
     Service whose selector picks the live colour (the runbook's Blue-Green procedure)."""
 
     platform: Literal["blue-green"]
     """`blue-green`: this entry is a blue-green pair of Deployments."""
-    name: str = Field(min_length=1)
-    """The service's name, as people and Prometheus labels call it."""
-    cluster: str | None = None
-    """Name of an entry under `clusters:`; omit to use the default kubeconfig."""
     namespace: str = "default"
     """The namespace of the Service and the Deployments."""
     service: str | None = None
@@ -345,12 +346,6 @@ class BlueGreenService(_Model):
     """Colour -> its Deployment, in order (colour 1, colour 2); default: `{blue: NAME-blue, green: NAME-green}`."""
     verify_seconds: float = Field(30.0, gt=0)
     """Seconds the endpoints may take to become the target colour's pods before the switch is undone."""
-    health_url: str | None = None
-    """URL of the service's health endpoint (the runbook's step 5)."""
-    queries: Queries | None = None
-    """Per-service PromQL overriding the top-level `queries`."""
-    database: DatabaseConfig | None = None
-    """The service's database: migration awareness and the data-corruption response."""
 
     @field_validator("colours")
     @classmethod
@@ -368,16 +363,12 @@ class BlueGreenService(_Model):
         return dict(self.colours or {"blue": f"{self.name}-blue", "green": f"{self.name}-green"})
 
 
-class CanaryService(_Model):
+class CanaryService(_OnKubernetes):
     """A canary service on Istio: a stable Deployment, a canary Deployment and a
     VirtualService splitting traffic between their subsets (the runbook's Canary procedure)."""
 
     platform: Literal["canary"]
     """`canary`: this entry is an Istio canary."""
-    name: str = Field(min_length=1)
-    """The service's name, as people and Prometheus labels call it."""
-    cluster: str | None = None
-    """Name of an entry under `clusters:`; omit to use the default kubeconfig."""
     namespace: str = "default"
     """The namespace of the VirtualService and the Deployments."""
     virtualservice: str | None = None
@@ -392,12 +383,6 @@ class CanaryService(_Model):
     """The stable Deployment; default: the service name."""
     canary_deployment: str | None = None
     """The canary Deployment, scaled to 0 by an abort; default: `NAME-canary`."""
-    health_url: str | None = None
-    """URL of the service's health endpoint (the runbook's step 5)."""
-    queries: Queries | None = None
-    """Per-service PromQL overriding the top-level `queries`."""
-    database: DatabaseConfig | None = None
-    """The service's database: migration awareness and the data-corruption response."""
 
     @property
     def deployment_name(self) -> str:
@@ -408,14 +393,12 @@ class CanaryService(_Model):
         return self.canary_deployment or f"{self.name}-canary"
 
 
-class EcsService(_Model):
+class EcsService(_ServiceBase):
     """A service on Amazon ECS (the runbook's AWS ECS procedure): rolled back by
     pointing it at an earlier revision of its task definition family."""
 
     platform: Literal["ecs"]
     """`ecs`: this entry is an Amazon ECS service."""
-    name: str = Field(min_length=1)
-    """The service's name, as people and Prometheus labels call it."""
     cluster: str = Field("default", min_length=1)
     """The ECS cluster's name or ARN (`aws ecs ... --cluster`); this is not a key of `clusters:`."""
     service: str | None = None
@@ -440,15 +423,9 @@ class EcsService(_Model):
     """botocore's retry mode: `standard`, or `adaptive` (also slows the client down while AWS throttles)."""
     stability_deadline: float = Field(STABILITY_DEADLINE, gt=0)
     """Seconds to wait for the service to become stable after a rollback before reporting the rollout stuck
-    (`aws ecs wait services-stable` gives up after 600); a shorter `rollback --timeout` wins."""
+    (`aws ecs wait services-stable` gives up after 600); a shorter `rollout_timeout` (or `rollback --timeout`) wins."""
     poll_interval: float = Field(POLL_INTERVAL, gt=0)
     """Seconds between two DescribeServices calls while waiting for stability."""
-    health_url: str | None = None
-    """URL of the service's health endpoint (the runbook's step 5)."""
-    queries: Queries | None = None
-    """Per-service PromQL overriding the top-level `queries`."""
-    database: DatabaseConfig | None = None
-    """The service's database: migration awareness and the data-corruption response."""
 
     @model_validator(mode="after")
     def _credentials(self) -> EcsService:
@@ -588,6 +565,9 @@ class Config(_Model):
     """Incident ticket, message defaults and the post-rollback checklist."""
     operator: str | None = None
     """Who is at the keyboard (shown in the timeline); default: $USER@host."""
+    rollout_timeout: float = Field(ROLLOUT_TIMEOUT, gt=0)
+    """Seconds a rollback may take to become healthy before it is reported failed
+    (the console's and `rollback`'s default; `rollback --timeout` overrides it)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -609,7 +589,7 @@ class Config(_Model):
             raise ValueError(f"service names must be unique; repeated: {', '.join(dupes)}")
         for index, service in enumerate(self.services):
             # Kubernetes-based services name a `clusters:` entry; an ECS cluster is AWS's own name.
-            cluster = None if isinstance(service, EcsService) else getattr(service, "cluster", None)
+            cluster = service.cluster if isinstance(service, _OnKubernetes) else None
             if cluster is not None and cluster not in self.clusters:
                 known = ", ".join(sorted(self.clusters)) or "none defined"
                 raise ValueError(

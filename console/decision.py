@@ -193,6 +193,11 @@ def _no_detail(s: Snapshot, f: Facts, t: Thresholds) -> str:
     return ""
 
 
+def _fact_row(table: Table, condition: str, action: str, fact: str, detail: Detail = _no_detail) -> Row:
+    """A row the operator's facts drive: it fires when `Facts.<fact>` is true."""
+    return Row(table, condition, action, lambda s, f, t: getattr(f, fact), detail, from_facts=True)
+
+
 ROWS: tuple[Row, ...] = (
     Row(
         Table.ROLLBACK_IMMEDIATELY,
@@ -208,22 +213,8 @@ ROWS: tuple[Row, ...] = (
         lambda s, f, t: (r := _error_rate(s)) is not None and r > t.rollback_error_rate,
         lambda s, f, t: percent(s.metrics.error_rate or 0.0),
     ),
-    Row(
-        Table.ROLLBACK_IMMEDIATELY,
-        "Data corruption detected",
-        "Rollback now + freeze writes",
-        lambda s, f, t: f.data_corruption,
-        _no_detail,
-        from_facts=True,
-    ),
-    Row(
-        Table.ROLLBACK_IMMEDIATELY,
-        "Security vulnerability active",
-        "Rollback now",
-        lambda s, f, t: f.security_vulnerability,
-        _no_detail,
-        from_facts=True,
-    ),
+    _fact_row(Table.ROLLBACK_IMMEDIATELY, "Data corruption detected", "Rollback now + freeze writes", "data_corruption"),
+    _fact_row(Table.ROLLBACK_IMMEDIATELY, "Security vulnerability active", "Rollback now", "security_vulnerability"),
     Row(
         Table.INVESTIGATE_FIRST,
         "Error rate 1-5%",
@@ -253,30 +244,10 @@ ROWS: tuple[Row, ...] = (
         lambda s, f, t: s.signals.intermittent,
         _intermittent_detail,
     ),
-    Row(
-        Table.DO_NOT_ROLLBACK,
-        "Database migration applied",
-        "Fix forward (rollback could cause data loss)",
-        lambda s, f, t: f.migration_applied,
-        _migration_detail,
-        from_facts=True,
-    ),
-    Row(
-        Table.DO_NOT_ROLLBACK,
-        "Minor bug, workaround exists",
-        "Hotfix",
-        lambda s, f, t: f.minor_bug_workaround,
-        _no_detail,
-        from_facts=True,
-    ),
-    Row(
-        Table.DO_NOT_ROLLBACK,
-        "External service issue",
-        "Wait for external fix",
-        lambda s, f, t: f.external_service_issue,
-        _no_detail,
-        from_facts=True,
-    ),
+    _fact_row(Table.DO_NOT_ROLLBACK, "Database migration applied", "Fix forward (rollback could cause data loss)",
+              "migration_applied", _migration_detail),
+    _fact_row(Table.DO_NOT_ROLLBACK, "Minor bug, workaround exists", "Hotfix", "minor_bug_workaround"),
+    _fact_row(Table.DO_NOT_ROLLBACK, "External service issue", "Wait for external fix", "external_service_issue"),
 )
 
 ROWS_BY_CONDITION: dict[str, Row] = {row.condition: row for row in ROWS}

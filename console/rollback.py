@@ -11,13 +11,8 @@ from collections.abc import Callable
 from console.comms import MessageKind
 from console.model import Action
 from console.platforms.base import NotFound, PlatformError
+from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-# A revision or service that does not exist (the CLI's usage error).
-EXIT_USAGE = 2
-EXIT_DO_NOT_ROLL_BACK = 3
 
 DO_NOT_ROLL_BACK = (Action.FIX_FORWARD, Action.HOTFIX, Action.WAIT_EXTERNAL)
 
@@ -31,12 +26,13 @@ def run_headless_rollback(
     dry_run: bool = False,
     confirm: Callable[[str], bool] | None = None,
     force: bool = False,
-    timeout: float = 300.0,
+    timeout: float | None = None,
     out: Callable[[str], None] = print,
     quick: bool = False,
 ) -> int:
     """Roll `service` back; returns the command's exit code. `quick`: the
-    Docker Compose quick rollback (start the previous container)."""
+    Docker Compose quick rollback (start the previous container). `timeout`:
+    seconds the rollout may take; default: the config's `rollout_timeout`."""
     return asyncio.run(_run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick))
 
 

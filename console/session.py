@@ -19,7 +19,7 @@ from console import incident as incidents
 from console.checklist import Checklist, ChecklistStatus, Observations, evaluate_checklist, tick, untick
 from console.comms import Message, MessageKind, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
-from console.config import Config, ServiceConfig
+from console.config import ClusterConfig, Config, ServiceConfig
 from console.database import CorruptionResponse, Database, DatabaseError, MigrationRollback, MigrationState
 from console.decision import evaluate
 from console.incident import NewEvent
@@ -91,7 +91,7 @@ def _cluster_args(config: Config, service: ServiceConfig) -> dict:
     return {
         "kubeconfig": cluster.kubeconfig if cluster else None,
         "context": cluster.context if cluster else None,
-        "timeout": cluster.timeout if cluster else 10.0,
+        "timeout": cluster.timeout if cluster else ClusterConfig().timeout,
     }
 
 
@@ -385,8 +385,14 @@ class Session:
             )
         return platform.plan_rollback(to_revision, quick=True)
 
-    def execute(self, plan: RollbackPlan, reason: str = "", timeout: float = 300.0) -> Iterator[Progress]:
-        """Run a plan, recording its start, every new progress line and its end."""
+    def _rollout_timeout(self, timeout: float | None) -> float:
+        """The seconds a rollout may take: `timeout`, or the config's `rollout_timeout`."""
+        return self.config.rollout_timeout if timeout is None else timeout
+
+    def execute(self, plan: RollbackPlan, reason: str = "", timeout: float | None = None) -> Iterator[Progress]:
+        """Run a plan, recording its start, every new progress line and its end;
+        `timeout` (seconds) defaults to the config's `rollout_timeout`."""
+        timeout = self._rollout_timeout(timeout)
         service = plan.service
         if plan.skip_reason:
             self.note(f"{service}: {plan.skip_reason}", service=service)
@@ -826,11 +832,13 @@ class Session:
                 f"from {', '.join(state.rollback.from_versions) or '?'}"
                 + (f" at {when:%H:%M:%S} UTC" if when else "") + "; nothing to do.")
 
-    def resume_rollback(self, service: str, timeout: float = 300.0) -> Iterator[Progress]:
+    def resume_rollback(self, service: str, timeout: float | None = None) -> Iterator[Progress]:
         """Watch the rollback a crashed console left in flight, without issuing it
         again: follow the rollout on the platform and record its progress and end.
         When the platform never got the change (the crash came first), the
-        rollback is recorded as failed so it can be planned again."""
+        rollback is recorded as failed so it can be planned again. `timeout`
+        (seconds) defaults to the config's `rollout_timeout`."""
+        timeout = self._rollout_timeout(timeout)
         state = self.incident_state(service)
         if state is None or state.rollback.status is not incidents.RollbackStatus.IN_PROGRESS:
             return

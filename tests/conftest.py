@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+# The fixture modules of tests/integration (on the pythonpath, see pyproject.toml),
+# registered once for the whole run: a session-scoped fixture (the Docker world,
+# PostgreSQL) imported into several test modules would start once per module.
+pytest_plugins = ["conftest_adapters", "docker_fixture", "postgres_fixture"]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """No config discovery from, and no files written to, the developer's home."""

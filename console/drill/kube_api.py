@@ -702,6 +702,12 @@ TableSpec = tuple[list[dict], Callable[[dict, datetime], list[Any]]]
 
 _NAME = _column("Name", fmt="name", description="Name must be unique within a namespace.")
 _AGE = _column("Age", description="CreationTimestamp is a timestamp representing the server time when this object was created.")
+# The wide columns of deployments and replica sets, the cells of `_workload_tail`.
+_WORKLOAD_TAIL = [
+    _column("Containers", priority=1, description="Names of each container in the template."),
+    _column("Images", priority=1, description="Images referenced by each container in the template."),
+    _column("Selector", priority=1, description="Label selector for pods."),
+]
 
 TABLES: dict[str, TableSpec] = {
     "deployments": (
@@ -711,9 +717,7 @@ TABLES: dict[str, TableSpec] = {
             _column("Up-to-date", "integer", description="Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
             _column("Available", "integer", description="Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
             _AGE,
-            _column("Containers", priority=1, description="Names of each container in the template."),
-            _column("Images", priority=1, description="Images referenced by each container in the template."),
-            _column("Selector", priority=1, description="Label selector for pods."),
+            *_WORKLOAD_TAIL,
         ],
         lambda d, now: [
             d["metadata"]["name"],
@@ -731,9 +735,7 @@ TABLES: dict[str, TableSpec] = {
             _column("Current", "integer", description="Replicas is the most recently observed number of replicas."),
             _column("Ready", "integer", description="The number of ready replicas for this replica set."),
             _AGE,
-            _column("Containers", priority=1, description="Names of each container in the template."),
-            _column("Images", priority=1, description="Images referenced by each container in the template."),
-            _column("Selector", priority=1, description="Label selector for pods."),
+            *_WORKLOAD_TAIL,
         ],
         lambda rs, now: [
             rs["metadata"]["name"],
@@ -1380,11 +1382,21 @@ class KubeApi:
                 wanted = (obj.get("metadata") or {}).get("resourceVersion")
                 if wanted and wanted != current["metadata"]["resourceVersion"]:
                     raise conflict(target.rtype, target.name)
-                updated = self._apply_scale(target, current, obj)
-            else:
-                obj.setdefault("metadata", {})["name"] = target.name
-                updated = self._merge_subresource(target, current, obj)
-            result = self._write(target, current, updated, query)
+            result = self._update(target, current, obj, query)
+        return self._updated(target, result)
+
+    def _update(self, target: Target, current: dict, obj: dict, query: dict[str, list[str]]) -> dict:
+        """Write `obj` (a Scale, or the object or its subresource) over `current`;
+        the caller holds the store's lock."""
+        if target.subresource == "scale":
+            updated = self._apply_scale(target, current, obj)
+        else:
+            obj.setdefault("metadata", {})["name"] = target.name
+            updated = self._merge_subresource(target, current, obj)
+        return self._write(target, current, updated, query)
+
+    def _updated(self, target: Target, result: dict) -> Response:
+        """The answer to an update (PUT or PATCH), once the world has moved on."""
         self._advance()
         if target.subresource == "scale":
             return _json_response(200, self._scale_of(result))
@@ -1448,16 +1460,8 @@ class KubeApi:
             wanted = (patched.get("metadata") or {}).get("resourceVersion")
             if wanted and wanted != current["metadata"]["resourceVersion"]:
                 raise conflict(target.rtype, target.name)
-            if target.subresource == "scale":
-                updated = self._apply_scale(target, current, patched)
-            else:
-                patched.setdefault("metadata", {})["name"] = target.name
-                updated = self._merge_subresource(target, current, patched)
-            result = self._write(target, current, updated, query)
-        self._advance()
-        if target.subresource == "scale":
-            return _json_response(200, self._scale_of(result))
-        return _json_response(200, self._present(target, result))
+            result = self._update(target, current, patched, query)
+        return self._updated(target, result)
 
     def _apply_create(self, target: Target, query: dict[str, list[str]], obj: Any) -> Response:
         """Server-side apply of an object that does not exist yet creates it."""

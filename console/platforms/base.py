@@ -15,6 +15,10 @@ from typing import Iterator, Protocol, runtime_checkable
 
 from console.model import Health, Progress, Revision, RollbackPlan
 
+ROLLOUT_TIMEOUT = 300.0
+"""Seconds a rollback may take to become healthy before it is reported failed
+(the default of config's `rollout_timeout`, which every caller passes on)."""
+
 
 class PlatformError(Exception):
     """A platform operation failed; `str(err)` says what happened and what to do."""
@@ -90,7 +94,7 @@ class Platform(Protocol):
     def plan_rollback(self, to_revision: int | None = None) -> RollbackPlan:
         """A pure description of the rollback; changes nothing."""
 
-    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Apply the plan and report progress until it finishes or fails."""
 
     def verify(self) -> Health:

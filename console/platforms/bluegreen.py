@@ -25,8 +25,9 @@ from typing import Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
-from console.platforms.base import Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing
+from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing
 from console.platforms.kubernetes import (
+    API_TIMEOUT,
     POLL_INTERVAL_SECONDS,
     KubeConnection,
     KubernetesPlatform,
@@ -54,7 +55,7 @@ class BlueGreenPlatform:
         selector_key: str = "version",
         kubeconfig: str | None = None,
         context: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = API_TIMEOUT,
         clock: Clock | None = None,
         connection: KubeConnection | None = None,
         verify_seconds: float = VERIFY_SECONDS,
@@ -263,7 +264,7 @@ class BlueGreenPlatform:
             )
         return ready
 
-    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Patch the Service's selector, then verify the endpoints are the target
         colour's pods; if they are not within the verify window, switch back."""
         if plan.platform != PLATFORM or plan.service != self.name:

@@ -22,8 +22,9 @@ from typing import Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
-from console.platforms.base import Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing, Timeout
+from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing, Timeout
 from console.platforms.kubernetes import (
+    API_TIMEOUT,
     CHANGE_CAUSE_ANNOTATION,
     JSON_PATCH,
     KubeConnection,
@@ -54,7 +55,7 @@ class CanaryPlatform:
         host: str | None = None,
         kubeconfig: str | None = None,
         context: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = API_TIMEOUT,
         clock: Clock | None = None,
         connection: KubeConnection | None = None,
     ) -> None:
@@ -229,7 +230,7 @@ class CanaryPlatform:
         )
         return RollbackPlan(**base, calls=tuple(calls), summary=summary)
 
-    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Send the plan's patches in order, checking each took effect, then
         wait for the canary's pods to be gone."""
         if plan.platform != PLATFORM or plan.service != self.name:

@@ -56,6 +56,7 @@ from typing import Any, Iterator, Sequence
 from console.clock import Clock, SystemClock
 from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms.base import (
+    ROLLOUT_TIMEOUT,
     Conflict,
     Forbidden,
     NotFound,
@@ -957,7 +958,7 @@ class ComposePlatform:
         )
         return RollbackPlan(**base, calls=calls, summary=summary)
 
-    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Run the plan, one progress line per step with the command and what it
         printed, then wait (at most `timeout` wall seconds overall) until the
         containers run the target image, healthy when they have a healthcheck.

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
-from console.platforms.base import Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable
+from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable
 
 PLATFORM = "ecs"
 REQUEST_TIMEOUT = 10.0
@@ -516,7 +516,7 @@ class EcsPlatform:
             summary=summary,
         )
 
-    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """UpdateService, then wait like `aws ecs wait services-stable` (one
         deployment, running == desired), reporting the deployments as they
         change. After the stability deadline (the shorter of `timeout` and the

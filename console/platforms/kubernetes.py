@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from console.clock import Clock, SystemClock
 from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms.base import (
+    ROLLOUT_TIMEOUT,
     Conflict,
     NotFound,
     PlatformError,
@@ -46,6 +47,8 @@ REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 JSON_PATCH = "application/json-patch+json"
+API_TIMEOUT = 10.0
+"""Seconds to wait for one Kubernetes API request (the default of a cluster's `timeout:`)."""
 # kubectl's annotationsToSkip: kept from the deployment, never copied from the
 # ReplicaSet being restored.
 ANNOTATIONS_TO_SKIP = frozenset(
@@ -195,7 +198,7 @@ class KubeConnection:
     every service of a config on that cluster (the session shares one per
     cluster)."""
 
-    def __init__(self, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None, timeout: float = API_TIMEOUT) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
         self.timeout = timeout
@@ -330,7 +333,7 @@ class KubernetesPlatform:
         deployment: str,
         kubeconfig: str | None = None,
         context: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = API_TIMEOUT,
         clock: Clock | None = None,
         connection: KubeConnection | None = None,
     ) -> None:
@@ -608,7 +611,7 @@ class KubernetesPlatform:
             summary=summary,
         )
 
-    def execute(self, plan: RollbackPlan, timeout: float = 300) -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Apply the plan's patch, then follow the rollout like `kubectl rollout
         status` until it succeeds, fails (progress deadline) or `timeout`
         seconds of the platform's clock pass (then Timeout is raised)."""
@@ -822,7 +825,7 @@ class KubernetesPlatform:
             checked_at=self._clock.now(),
         )
 
-    def follow(self, timeout: float = 300) -> Iterator[Progress]:
+    def follow(self, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """`kubectl rollout status`: the deployment's progress from now until it
         is rolled out or fails (progress deadline); Timeout is raised when
         `timeout` seconds of the platform's clock pass first."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from console.clock import Clock, SystemClock
 from console.platforms.base import Conflict, NotFound, PlatformError
+from console.platforms.kubernetes import parse_time  # a MicroTime is an RFC 3339 time
 
 DEFAULT_TTL_SECONDS = 60.0
 """How long a lease outlives its holder's last renewal."""
@@ -48,17 +49,6 @@ def lease_name(service: str) -> str:
 def format_micro_time(at: datetime) -> str:
     """A Kubernetes MicroTime: RFC 3339 UTC with microseconds."""
     return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_micro_time(value: str | None) -> datetime | None:
-    """A MicroTime (or plain RFC 3339 time) from the API as an aware datetime."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -166,8 +156,8 @@ class RollbackLease:
             service=self.service,
             holder=holder,
             lease=self.ref,
-            acquired=parse_micro_time(spec.get("acquireTime")),
-            renewed=parse_micro_time(spec.get("renewTime")),
+            acquired=parse_time(spec.get("acquireTime")),
+            renewed=parse_time(spec.get("renewTime")),
             ttl_seconds=ttl,
         )
         expires = info.expires

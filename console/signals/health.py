@@ -21,6 +21,8 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from console.signals import HEALTH_TIMEOUT
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -89,7 +91,7 @@ def new_session(max_connections: int) -> aiohttp.ClientSession:
 async def check(
     session: aiohttp.ClientSession,
     url: str,
-    timeout: float = 2.0,
+    timeout: float = HEALTH_TIMEOUT,
     json_path: str = "status",
     healthy_value: str = "healthy",
 ) -> EndpointCheck:

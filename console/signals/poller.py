@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from console.clock import Clock
-from console.config import Config, SignalsConfig
+from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
 from console.model import Health, Metrics, Point, Revision, Signals, Snapshot
 from console.platforms.base import Platform, PlatformError
@@ -51,6 +51,7 @@ HISTORY_POINTS = 240
 """At most this many points per sparkline from the start-up range query."""
 
 _DEFAULTS = SignalsConfig()
+_HEALTH = HealthConfig()
 # `label="$service"` (or ${service}): the one shape of template that batches.
 _SERVICE_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\$(?:service|\{service\})"')
 _REGEX_SPECIAL = re.compile(r"([.^$*+?()\[\]{}|\\])")
@@ -110,10 +111,10 @@ class PollSettings:
     stale_after_intervals: float = 3.0
     # How often the queried series get a new sample (scrape / rule evaluation).
     sample_interval: float = 15.0
-    health_timeout: float = 2.0
-    health_json_path: str = "status"
-    health_healthy_value: str = "healthy"
-    health_failures_before_down: int = 2
+    health_timeout: float = _HEALTH.timeout
+    health_json_path: str = _HEALTH.json_path
+    health_healthy_value: str = _HEALTH.healthy_value
+    health_failures_before_down: int = _HEALTH.failures_before_down
     thresholds: Thresholds = Thresholds()
     intermittent_window: timedelta = timedelta(minutes=_DEFAULTS.intermittent_window_minutes)
     intermittent_crossings: int = _DEFAULTS.intermittent_crossings

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from console.model import Point
+from console.signals import QUERY_TIMEOUT
 from console.signals.health import connection_problem
 
 # Enough parallel connections for a refresh of every service at once; the
@@ -81,7 +82,7 @@ class PrometheusClient:
     def __init__(
         self,
         url: str,
-        timeout: float = 2.0,
+        timeout: float = QUERY_TIMEOUT,
         bearer_token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
         verify: bool | str = True,

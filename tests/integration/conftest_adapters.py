@@ -1,7 +1,8 @@
 """Fixtures for the adapter tests (platforms/, signals/): a live drill world
 served over HTTP, a server that accepts connections and never answers, and a
-port nobody listens on. Imported explicitly by test_kubernetes_platform.py and
-test_signals.py (pytest does not collect this file as a conftest)."""
+port nobody listens on. Registered once as a plugin by tests/conftest.py
+(pytest does not collect this file as a conftest); import only its plain
+helpers (DRILL_SPEED, start_drill, HangingServer), never its fixtures."""
 
 from __future__ import annotations
 
@@ -18,16 +19,16 @@ from support import require  # noqa: F401  (re-exported to the adapter tests)
 DRILL_SPEED = 100.0
 
 
-def start_drill(speed: float = DRILL_SPEED):
-    """Start the bad-deploy drill world on 127.0.0.1 (skip/fail when the drill
-    package is missing)."""
+def start_drill(speed: float = DRILL_SPEED, scenario: str = "bad-deploy"):
+    """Start a shipped scenario's drill world (default: bad-deploy) on
+    127.0.0.1 (skip/fail when the drill package is missing)."""
     try:
         from console.drill import runner
         from console.drill.scenario import load_scenario
     except ImportError as exc:  # the drill world is a component of its own
         require(False, f"the drill world cannot be imported: {exc}")
         raise
-    return runner.start(load_scenario("bad-deploy"), speed=speed)
+    return runner.start(load_scenario(scenario), speed=speed)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ docker-registry on 127.0.0.1 and pushes order-service 1.2.1, 1.2.2 and 1.2.3
 (busybox httpd; /cgi-bin/health answers 500 on 1.2.3, 200 on the others).
 scripts/docker-down.sh removes it all at the end.
 
-Imported explicitly by test_compose.py (pytest does not collect this file as
-a conftest). Missing binaries skip locally and fail in CI.
+Registered once as a plugin by tests/conftest.py (pytest does not collect
+this file as a conftest), so the session-scoped world starts once per run. Missing binaries skip locally and fail in CI.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A real PostgreSQL for the database tests: `initdb` into a temporary
 directory and `pg_ctl` on a free port of 127.0.0.1, once per test session.
 Connections over TCP need a password (scram-sha-256), so the console's DSN
-handling is exercised for real. Imported explicitly by test_database.py
-(pytest does not collect this file as a conftest).
+handling is exercised for real. Registered once as a plugin by
+tests/conftest.py (pytest does not collect this file as a conftest), so the
+server starts once per run.
 
 initdb refuses to run as root: as root, the server runs as the `postgres`
 user (`runuser`) in a directory it owns. Missing binaries skip the tests

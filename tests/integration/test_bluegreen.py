@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest_adapters import DRILL_SPEED, require
+from conftest_adapters import start_drill
 
 from console.platforms.base import Conflict, Forbidden, NotFound, Platform, PlatformError
 from console.platforms.bluegreen import BlueGreenPlatform
@@ -19,13 +19,7 @@ IMAGE = "registry.example.com/checkout:{}"
 
 @pytest.fixture
 def drill():
-    try:
-        from console.drill import runner
-        from console.drill.scenario import load_scenario
-    except ImportError as exc:
-        require(False, f"the drill world cannot be imported: {exc}")
-        raise
-    running = runner.start(load_scenario("blue-green"), speed=DRILL_SPEED)
+    running = start_drill(scenario="blue-green")
     try:
         yield running
     finally:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest_adapters import DRILL_SPEED, require
+from conftest_adapters import start_drill
 
 from console.platforms.base import Conflict, Forbidden, Platform, PlatformError
 from console.platforms.canary import CanaryPlatform
@@ -19,13 +19,7 @@ SCALE_PATH = "/apis/apps/v1/namespaces/shop/deployments/search-canary/scale"
 
 @pytest.fixture
 def drill():
-    try:
-        from console.drill import runner
-        from console.drill.scenario import load_scenario
-    except ImportError as exc:
-        require(False, f"the drill world cannot be imported: {exc}")
-        raise
-    running = runner.start(load_scenario("canary"), speed=DRILL_SPEED)
+    running = start_drill(scenario="canary")
     try:
         yield running
     finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from docker_fixture import DockerWorld, docker_world, free_port  # noqa: F401 - fixture
+from docker_fixture import DockerWorld, free_port
 
 from console.model import SCHEMA_ANNOTATION  # noqa: E402
 from console.platforms.base import NotFound, Unavailable  # noqa: E402

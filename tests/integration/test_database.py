@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from postgres_fixture import PASSWORD, Postgres, database, postgres  # noqa: F401 - fixtures
+from postgres_fixture import PASSWORD, Postgres
 
 from console import incident as incidents
 from console.config import parse

@@ -9,13 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_adapters import (  # noqa: F401 - fixtures
-    HangingServer,
-    closed_port,
-    drill,
-    hanging_server,
-    require,
-)
+from conftest_adapters import HangingServer, require
 
 from console.platforms.base import (  # noqa: E402
     Conflict,

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest_adapters import HangingServer, hanging_server  # noqa: F401 - fixture
+from conftest_adapters import HangingServer
 from console.cli import cli
 from console.config import parse
 from console.drill import runner

@@ -8,6 +8,7 @@ from console.config import load
 from console.drill import runner
 from console.drill.scenario import load_scenario
 from console.model import Action
+from console.platforms.base import Timeout
 from console.session import Session
 from console.store import Store
 
@@ -42,3 +43,15 @@ async def test_after_a_rollback_the_panes_show_the_new_revision_and_the_bad_base
     assert not view.snapshot.signals.latency_spike
     assert view.decision.action == Action.HEALTHY
     await session.aclose()
+
+
+def test_the_configs_rollout_timeout_bounds_a_rollback_by_default(tmp_path):
+    running = runner.start(load_scenario("bad-deploy"), speed=50, directory=tmp_path / "drill")
+    try:
+        # Three pods of 10 simulated seconds each cannot be ready within 1 s.
+        config = load(running.config_path).model_copy(update={"rollout_timeout": 1.0})
+        session = Session(config, Store(tmp_path / "incidents.db"), clock=running.world.clock)
+        with pytest.raises(Timeout, match="within 1 s"):
+            list(session.execute(session.plan_rollback("order-service")))
+    finally:
+        running.stop()

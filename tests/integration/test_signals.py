@@ -10,12 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest_adapters import (  # noqa: F401 - fixtures
-    HangingServer,
-    closed_port,
-    drill,
-    hanging_server,
-)
+from conftest_adapters import HangingServer
 from console.signals.health import check, new_session
 from console.signals.prometheus import PrometheusClient, SignalError, _parse_value
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -116,39 +115,14 @@ def scripted() -> Iterator:
 
 
 @pytest.fixture
-def hanging() -> Iterator[str]:
+def hanging(hanging_server) -> str:
     """A webhook URL whose server accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/services/{TOKEN}"
-    stop.set()
-    thread.join(timeout=2)
-    for conn in accepted:
-        conn.close()
-    listener.close()
+    return f"{hanging_server.url}/services/{TOKEN}"
 
 
 @pytest.fixture
-def closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/services/{TOKEN}"
+def closed_port_url(closed_port: int) -> str:
+    return f"http://127.0.0.1:{closed_port}/services/{TOKEN}"
 
 
 def assert_secret_free(*texts: str) -> None:

@@ -5,7 +5,6 @@ corruption response with its backup picker."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -14,22 +13,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from postgres_fixture import PASSWORD, Postgres
 
-from postgres_fixture import PASSWORD, Postgres, database, postgres  # noqa: E402,F401 - fixtures
-
-from console import incident as incidents  # noqa: E402
-from console.config import parse  # noqa: E402
-from console.drill import runner  # noqa: E402
-from console.drill.scenario import load_scenario  # noqa: E402
-from console.procedures import StepStatus  # noqa: E402
-from console.session import Session  # noqa: E402
-from console.store import Store  # noqa: E402
-from console.ui.app import RollbackConsoleApp, build_app  # noqa: E402
-from console.ui.screens.confirm import ConfirmRollbackScreen  # noqa: E402
-from console.ui.screens.corruption import CorruptionScreen, DeclareCorruptionScreen  # noqa: E402
-from console.ui.screens.database import MigrationBlockedScreen, MigrationRollbackScreen  # noqa: E402
-from console.ui.screens.procedure import StepConfirmScreen  # noqa: E402
+from console import incident as incidents
+from console.config import parse
+from console.drill import runner
+from console.drill.scenario import load_scenario
+from console.procedures import StepStatus
+from console.session import Session
+from console.store import Store
+from console.ui.app import RollbackConsoleApp, build_app
+from console.ui.screens.confirm import ConfirmRollbackScreen
+from console.ui.screens.corruption import CorruptionScreen, DeclareCorruptionScreen
+from console.ui.screens.database import MigrationBlockedScreen, MigrationRollbackScreen
+from console.ui.screens.procedure import StepConfirmScreen
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,18 +15,16 @@ from pathlib import Path
 
 import pytest
 
-# The Docker world's fixture lives with the adapters' integration tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from docker_fixture import DockerWorld, docker_world, free_port  # noqa: E402, F401 - fixture
-from test_app import wait_for  # noqa: E402
+from docker_fixture import DockerWorld, free_port
+from test_app import wait_for
 
-from console.clock import SystemClock  # noqa: E402
-from console.config import load  # noqa: E402
-from console.session import Session  # noqa: E402
-from console.store import Store  # noqa: E402
-from console.ui.app import build_app  # noqa: E402
-from console.ui.messages import RollbackFinished  # noqa: E402
-from console.ui.screens.confirm import ConfirmRollbackScreen  # noqa: E402
+from console.clock import SystemClock
+from console.config import load
+from console.session import Session
+from console.store import Store
+from console.ui.app import build_app
+from console.ui.messages import RollbackFinished
+from console.ui.screens.confirm import ConfirmRollbackScreen
 
 pytestmark = pytest.mark.integration
 

@@ -209,7 +209,7 @@ class RecordedSession:
     def rollback_in_flight(self, service: str) -> bool:
         return False
 
-    def resume_rollback(self, service: str, timeout: float = 300.0) -> Iterator[Progress]:
+    def resume_rollback(self, service: str, timeout: float | None = None) -> Iterator[Progress]:
         return iter(())
 
     def already_on_target(self, service: str) -> str | None:
@@ -265,7 +265,7 @@ class RecordedSession:
             raise PlatformError(f"Quick rollback is the Docker Compose procedure; {service} runs on kubernetes.")
         return sample_plan()
 
-    def execute(self, plan: RollbackPlan, reason: str = "", timeout: float = 300.0) -> Iterator[Progress]:
+    def execute(self, plan: RollbackPlan, reason: str = "", timeout: float | None = None) -> Iterator[Progress]:
         yield Progress("deployment \"order-service\" successfully rolled out", self.clock.now(), done=True)
 
     async def aclose(self) -> None:

@@ -143,3 +143,12 @@ def test_the_example_config_names_no_key_twice():
     from console.yamlfile import load_yaml
 
     load_yaml(EXAMPLE.read_text())  # raises on a duplicate key
+
+
+def test_the_rollout_timeout_defaults_to_the_platforms_and_is_overridable(tmp_path):
+    from console.platforms.base import ROLLOUT_TIMEOUT
+
+    assert load(write(tmp_path, MINIMAL)).rollout_timeout == ROLLOUT_TIMEOUT == 300
+    assert load(write(tmp_path, MINIMAL + "rollout_timeout: 45\n")).rollout_timeout == 45
+    with pytest.raises(ConfigError, match="rollout_timeout"):
+        load(write(tmp_path, MINIMAL + "rollout_timeout: 0\n"))

@@ -3,6 +3,8 @@ quitting while a rollback runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -10,7 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from console.model import RollbackPlan
+from console.model import ApiCall, RollbackPlan
 
 
 def _arrow(before: str, after: str) -> Content:
@@ -19,6 +21,35 @@ def _arrow(before: str, after: str) -> Content:
 
 def _join(items: tuple[str, ...] | tuple[int, ...]) -> str:
     return ", ".join(str(i) for i in items) or "—"
+
+
+def call_widgets(calls: Iterable[ApiCall]) -> ComposeResult:
+    """The exact requests or commands, one line each, with its body beneath."""
+    for call in calls:
+        yield Static(Content.styled(f"{call.method} {call.target}", "bold $sev-info"), markup=False)
+        if call.body:
+            yield Static(call.body, classes="call-body", markup=False)
+
+
+class YesNoScreen(ModalScreen[bool]):
+    """A question before something changes: y or the `yes_button` answers yes;
+    n, esc or Cancel (focused first, so enter changes nothing) answers no."""
+
+    yes_button = "confirm"
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == self.yes_button)
+
+    def action_confirm(self) -> None:
+        """Go ahead."""
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        """Change nothing."""
+        self.dismiss(False)
 
 
 class ConfirmRollbackScreen(ModalScreen[bool]):
@@ -73,10 +104,7 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
                 markup=False,
             )
             with VerticalScroll(id="plan-calls"):
-                for call in plan.calls:
-                    yield Static(Content.styled(f"{call.method} {call.target}", "bold $sev-info"), markup=False)
-                    if call.body:
-                        yield Static(call.body, classes="call-body", markup=False)
+                yield from call_widgets(plan.calls)
             if plan.resource_version and "resourceVersion" not in plan.summary:
                 yield Static(
                     Content.styled(

@@ -8,11 +8,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Button, Select, Static
 
 from console.database import Backup, DatabaseError, StepPreview
 
+from .confirm import YesNoScreen, call_widgets
 from .procedure import ProcedureScreen
 
 
@@ -29,13 +29,14 @@ def backup_label(backup: Backup) -> str:
     return f"{backup.name}  ({_size(backup.size)}, {backup.modified:%Y-%m-%d %H:%M} UTC)"
 
 
-class DeclareCorruptionScreen(ModalScreen[bool]):
+class DeclareCorruptionScreen(YesNoScreen):
     """Opening the response declares data corruption: escalation goes to Level 2 at once."""
 
     BINDINGS = [
         Binding("y", "declare", "Declare and start", id="corruption.declare"),
         Binding("n,escape", "cancel", "Cancel", id="corruption.cancel"),
     ]
+    yes_button = "declare"
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -55,19 +56,9 @@ class DeclareCorruptionScreen(ModalScreen[bool]):
                 yield Button("Declare and start (y)", id="declare", variant="error")
                 yield Button("Cancel (n / esc)", id="cancel", variant="default")
 
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "declare")
-
     def action_declare(self) -> None:
         """Declare data corruption and open the response."""
         self.dismiss(True)
-
-    def action_cancel(self) -> None:
-        """Nothing is declared."""
-        self.dismiss(False)
 
 
 class CorruptionScreen(ProcedureScreen):
@@ -137,7 +128,7 @@ class CorruptionScreen(ProcedureScreen):
             self.reload("restore")
 
 
-class WritesScreen(ModalScreen[bool]):
+class WritesScreen(YesNoScreen):
     """Freeze writes (scale to 0, the count remembered) or resume them
     (scale back to it): the exact request and the replica count, before it runs."""
 
@@ -171,25 +162,8 @@ class WritesScreen(ModalScreen[bool]):
                 yield Static(f"{count} replicas is the count remembered when writes were frozen. Step 6 of the Data "
                              "Corruption Response.", markup=False)
             with VerticalScroll(id="plan-calls"):
-                for call in self.preview.calls:
-                    yield Static(Content.styled(f"{call.method} {call.target}", "bold $sev-info"), markup=False)
-                    if call.body:
-                        yield Static(call.body, classes="call-body", markup=False)
+                yield from call_widgets(self.preview.calls)
             with Horizontal(classes="buttons"):
                 label = "Scale to 0 (y)" if self.freeze else f"Scale to {count} (y)"
                 yield Button(label, id="confirm", variant="error" if self.freeze else "warning")
                 yield Button("Cancel (n / esc)", id="cancel", variant="default")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm")
-
-    def action_confirm(self) -> None:
-        """Scale."""
-        self.dismiss(True)
-
-    def action_cancel(self) -> None:
-        """Change nothing."""
-        self.dismiss(False)

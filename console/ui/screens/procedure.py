@@ -25,6 +25,7 @@ from console.platforms.base import PlatformError
 from console.procedures import ProcedureError, ProcedureState, StepState, StepStatus
 
 from ..messages import timeline_changed
+from .confirm import YesNoScreen, call_widgets
 
 OUTPUT_LINES = 200
 """Lines of a step's output kept on screen (the timeline keeps all of it)."""
@@ -77,7 +78,7 @@ def step_detail(step: StepState, preview: StepPreview | None) -> Content:
     return Content("\n").join(lines)
 
 
-class StepConfirmScreen(ModalScreen[bool]):
+class StepConfirmScreen(YesNoScreen):
     """The question a step asks before it changes something, with the exact calls."""
 
     BINDINGS = [
@@ -94,27 +95,10 @@ class StepConfirmScreen(ModalScreen[bool]):
             yield Static(Content.styled(self.preview.step.label, "bold"), classes="dialog-title")
             yield Static(Content.styled(self.preview.confirmation, "bold"), id="step-question", markup=False)
             with VerticalScroll(id="plan-calls"):
-                for call in self.preview.calls:
-                    yield Static(Content.styled(f"{call.method} {call.target}", "bold $sev-info"), markup=False)
-                    if call.body:
-                        yield Static(call.body, classes="call-body", markup=False)
+                yield from call_widgets(self.preview.calls)
             with Horizontal(classes="buttons"):
                 yield Button("Run (y)", id="confirm", variant="error")
                 yield Button("Cancel (n / esc)", id="cancel", variant="default")
-
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm")
-
-    def action_confirm(self) -> None:
-        """Run the step."""
-        self.dismiss(True)
-
-    def action_cancel(self) -> None:
-        """Do not run it."""
-        self.dismiss(False)
 
 
 class ProcedureScreen(ModalScreen[None]):
