@@ -65,24 +65,16 @@ def default_operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _kubernetes(config: Config, service: ServiceConfig, clock: Clock, connections: dict | None = None) -> Platform:
-    from console.platforms.kubernetes import KubeConnection, KubernetesPlatform
+def _connection(config: Config, service: ServiceConfig, connections: dict):
+    """The service's cluster connection, one per cluster shared by all its
+    services: the kubeconfig is loaded and the API client built once."""
+    from console.platforms.kubernetes import KubeConnection
 
     args = _cluster_args(config, service)
-    # One connection per cluster, shared by its services: the kubeconfig is
-    # loaded and the API client built once, not once per service.
     key = (args["kubeconfig"], args["context"], args["timeout"])
-    shared = connections if connections is not None else {}
-    connection = shared.get(key)
-    if connection is None:
-        connection = shared[key] = KubeConnection(**args)
-    return KubernetesPlatform(
-        service=service.name,
-        namespace=service.namespace,
-        deployment=service.deployment_name,
-        clock=clock,
-        connection=connection,
-    )
+    if key not in connections:
+        connections[key] = KubeConnection(**args)
+    return connections[key]
 
 
 def _cluster_args(config: Config, service: ServiceConfig) -> dict:
@@ -95,7 +87,19 @@ def _cluster_args(config: Config, service: ServiceConfig) -> dict:
     }
 
 
-def _blue_green(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+def _kubernetes(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
+    from console.platforms.kubernetes import KubernetesPlatform
+
+    return KubernetesPlatform(
+        service=service.name,
+        namespace=service.namespace,
+        deployment=service.deployment_name,
+        clock=clock,
+        connection=_connection(config, service, connections),
+    )
+
+
+def _blue_green(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
     from console.platforms.bluegreen import BlueGreenPlatform
 
     return BlueGreenPlatform(
@@ -106,11 +110,11 @@ def _blue_green(config: Config, service: ServiceConfig, clock: Clock) -> Platfor
         selector_key=service.selector_key,
         verify_seconds=service.verify_seconds,
         clock=clock,
-        **_cluster_args(config, service),
+        connection=_connection(config, service, connections),
     )
 
 
-def _canary(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+def _canary(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
     from console.platforms.canary import CanaryPlatform
 
     return CanaryPlatform(
@@ -123,23 +127,23 @@ def _canary(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
         canary_subset=service.canary_subset,
         host=service.host,
         clock=clock,
-        **_cluster_args(config, service),
+        connection=_connection(config, service, connections),
     )
 
 
-def _compose(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+def _compose(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
     from console.platforms.compose import ComposePlatform
 
     return ComposePlatform.from_config(service, clock=clock)
 
 
-def _ecs(config: Config, service: ServiceConfig, clock: Clock) -> Platform:
+def _ecs(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
     from console.platforms.ecs import EcsPlatform
 
     return EcsPlatform.from_config(service, clock=clock)
 
 
-PLATFORM_BUILDERS: dict[str, Callable[[Config, ServiceConfig, Clock], Platform]] = {
+PLATFORM_BUILDERS: dict[str, Callable[[Config, ServiceConfig, Clock, dict], Platform]] = {
     "kubernetes": _kubernetes,
     "compose": _compose,
     "blue-green": _blue_green,
@@ -148,15 +152,15 @@ PLATFORM_BUILDERS: dict[str, Callable[[Config, ServiceConfig, Clock], Platform]]
 }
 """Platform name (a service's `platform:` in the config) -> builder. A new
 platform adds its config model to config.py and one entry here; builders
-import their client libraries lazily so start-up stays fast."""
+import their client libraries lazily so start-up stays fast. The last
+argument is the session's cluster connections, shared by the services of a
+cluster (platforms without one ignore it)."""
 
 
 def build_platform(config: Config, service: ServiceConfig, clock: Clock, connections: dict | None = None) -> Platform:
-    """The platform adapter for one configured service. Kubernetes services
-    given the same `connections` dict share one connection per cluster."""
-    if service.platform == "kubernetes":
-        return _kubernetes(config, service, clock, connections)
-    return PLATFORM_BUILDERS[service.platform](config, service, clock)
+    """The platform adapter for one configured service. Services built with
+    the same `connections` dict share one connection per cluster."""
+    return PLATFORM_BUILDERS[service.platform](config, service, clock, {} if connections is None else connections)
 
 
 def _prometheus(config: Config):
