@@ -7,8 +7,14 @@ build.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +46,40 @@ def runbook_text() -> str:
     """The runbook the console implements (skip/fail when shared/ is absent)."""
     require(RUNBOOK.exists(), f"the runbook {RUNBOOK} is not beside the checkout")
     return RUNBOOK.read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def served_drill(*drill_args: str, timeout: float = 30.0) -> Iterator[list[str]]:
+    """`rollback-console drill ... --serve-only` as a real subprocess, until it
+    prints `ready`; yields its start-up lines, stops it with SIGTERM after and
+    checks it exited cleanly."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "console", "drill", *drill_args, "--serve-only"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line.strip())
+            if lines[-1] == "ready" or time.monotonic() > deadline:
+                break
+        assert lines and lines[-1] == "ready", (lines, process.stderr.read() if process.poll() is not None else "")
+        yield lines
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert code == 0, process.stderr.read()  # type: ignore[union-attr]
+
+
+async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Let a Textual app run until `condition()` holds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        await pilot.pause(0.05)

@@ -409,23 +409,18 @@ class EcsPlatform:
 
     def health(self) -> Health:
         """Tasks running (in any deployment) against the desired count."""
-        service = self._describe()
-        primary = _primary(service)
-        return Health(
-            desired=service.get("desiredCount"),
-            ready=service.get("runningCount") or 0,
-            updated=(primary.get("runningCount") or 0) + (primary.get("pendingCount") or 0),
-            available=service.get("runningCount") or 0,
-            checked_at=self._clock.now(),
-        )
+        return self._health(primary_only=False)
 
     def verify(self) -> Health:
         """The PRIMARY deployment's running tasks against the desired count."""
+        return self._health(primary_only=True)
+
+    def _health(self, primary_only: bool) -> Health:
         service = self._describe()
         primary = _primary(service)
         return Health(
             desired=service.get("desiredCount"),
-            ready=primary.get("runningCount") or 0,
+            ready=(primary if primary_only else service).get("runningCount") or 0,
             updated=(primary.get("runningCount") or 0) + (primary.get("pendingCount") or 0),
             available=service.get("runningCount") or 0,
             checked_at=self._clock.now(),

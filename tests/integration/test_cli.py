@@ -5,14 +5,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from support import served_drill
 
 pytestmark = pytest.mark.integration
 
@@ -27,21 +26,8 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def served(tmp_path):
     """`drill bad-deploy --serve-only --write-config DIR` as a real subprocess."""
     directory = tmp_path / "drill"
-    process = subprocess.Popen(
-        [*PYTHON, "drill", "bad-deploy", "--serve-only", "--write-config", str(directory), "--speed", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        lines = []
-        for line in process.stdout:  # type: ignore[union-attr]
-            lines.append(line.strip())
-            if line.strip() == "ready":
-                break
-        assert lines and lines[-1] == "ready", (lines, process.stderr.read() if process.poll() is not None else "")
+    with served_drill("bad-deploy", "--write-config", str(directory), "--speed", "20"):
         yield directory
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
 
 
 def test_drill_list_names_one_scenario_per_line():

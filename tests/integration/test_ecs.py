@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import require
+from support import require, served_drill
 import yaml
 
 from console import config as console_config
@@ -371,22 +370,9 @@ def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def served(tmp_path):
     """`drill ecs-bad-deploy --serve-only --write-config DIR` as a real subprocess."""
     directory = tmp_path / "drill"
-    process = subprocess.Popen(
-        [*PYTHON, "drill", "ecs-bad-deploy", "--serve-only", "--write-config", str(directory), "--speed", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        lines = []
-        for line in process.stdout:  # type: ignore[union-attr]
-            lines.append(line.strip())
-            if line.strip() == "ready":
-                break
-        assert lines and lines[-1] == "ready", (lines, process.stderr.read() if process.poll() is not None else "")
+    with served_drill("ecs-bad-deploy", "--write-config", str(directory), "--speed", "20") as lines:
         assert any("ECS API:" in line for line in lines)
         yield directory
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
 
 
 def test_headless_rollback_of_an_ecs_service(served):

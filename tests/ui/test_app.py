@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import wait_for
 
 from console.config import load
 from console.drill import runner
@@ -55,15 +55,6 @@ def template_image(running: runner.RunningDrill) -> str:
     with running.world.store.lock:
         deployment = running.world.store.get("deployments", "shop", "order-service")
     return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-
-
-async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Let the app run until `condition()` holds; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def banner_text(app: RollbackConsoleApp) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_app import DRILL_SPEED, bad_deploy, template_image, wait_for  # noqa: F401 - fixture
+from support import wait_for
+from test_app import DRILL_SPEED, bad_deploy, template_image  # noqa: F401 - fixture
 
 from console.config import load
 from console.drill import runner

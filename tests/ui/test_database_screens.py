@@ -5,12 +5,11 @@ corruption response with its backup picker."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from support import wait_for
 import yaml
 
 from postgres_fixture import PASSWORD, Postgres
@@ -55,14 +54,6 @@ def drills(tmp_path: Path):
     for running, store in started:
         store.close()
         running.stop()
-
-
-async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def image(running: runner.RunningDrill, namespace: str, name: str) -> str:

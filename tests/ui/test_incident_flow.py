@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support import wait_for
 import yaml
 
 from console import incident
@@ -97,14 +96,6 @@ def creep_then_jump() -> object:
     data["timeline"] = [{"at": "30s", "deploy": {"service": "cart-service", "version": "3.5.0",
                                                  "change_cause": "deploy 3.5.0"}}]
     return parse_scenario(data)
-
-
-async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def action(app, service: str) -> Action | None:

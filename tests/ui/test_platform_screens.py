@@ -4,11 +4,10 @@ in the panes, the rollback lease held by another console, freezing writes."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import wait_for
 
 from console.config import load
 from console.drill import runner
@@ -48,14 +47,6 @@ def drill(tmp_path: Path):
     for running, store in started:
         store.close()
         running.stop()
-
-
-async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def text_of(app: RollbackConsoleApp, selector: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from docker_fixture import DockerWorld, free_port
-from test_app import wait_for
+from support import wait_for
 
 from console.clock import SystemClock
 from console.config import load
