@@ -376,8 +376,8 @@ def command_error(result: CommandResult, *, hint: str = "") -> PlatformError:
         return Forbidden(f"{prefix} The registry refused the credentials: `docker login` to it, then try again.")
     if "manifest unknown" in low or ("manifest for" in low and "not found" in low):
         return NotFound(
-            f"{prefix} The registry has no such tag (manifest unknown): check that it was pushed, or roll back to "
-            "another version."
+            f"{prefix} That tag is not in the registry (manifest unknown): check that it was pushed, or roll back "
+            "to another version."
         )
     if "no such container" in low or "no such service" in low:
         return NotFound(f"{prefix}{' ' + hint if hint else ''}")
@@ -1375,6 +1375,8 @@ class ComposePlatform:
                 "ready (started again if `up -d` fails)."
             )
         summary += _target_warnings(next((c for c in candidates if c.image == to_image), None))
+        if self.warnings:
+            summary += " Not consulted: " + " ".join(self.warnings)
         return RollbackPlan(**base, calls=tuple(calls), summary=summary)
 
     def _check_editable(self) -> None:

@@ -135,7 +135,7 @@ def test_history_lists_tags_newest_first_with_the_running_one_current(project: P
     assert [r.versions[0] for r in history] == ["1.2.3", "1.2.2", "1.2.1"]
     assert [r.number for r in history] == [3, 2, 1]
     assert [r.current for r in history] == [True, False, False]
-    assert "registry" in history[1].change_cause and "local" in history[1].change_cause
+    assert "registry" in history[1].change_cause and "engine" in history[1].change_cause
     # Only the running tag was seen running: the others are listed, marked.
     assert [r.change_cause.endswith("never seen running") for r in history] == [False, True, True]
     assert history[0].images == (project.world.image("1.2.3"),)
@@ -215,21 +215,33 @@ def test_quick_rollback_scales_to_zero_and_starts_the_previous_container(project
     assert platform.health().ready == 1
 
 
-def test_the_default_target_is_the_newest_older_tag_seen_running(project: Project) -> None:
+def test_without_git_the_consoles_record_then_the_engines_creation_times_pick_the_target(project: Project) -> None:
     platform = project.platform()
-    # Nothing older ran here: no default, and the sentence says the others can be chosen.
-    with pytest.raises(NotFound, match=r"no tag older than 1\.2\.3 that the console saw running.*chosen explicitly.*2=1\.2\.2"):
-        platform.plan_rollback()
-    # 1.2.2 is in the registry and the engine but never ran here; 1.2.1 did: it is the default.
+    # A console that never ran here, a file outside git: the newest image created before 1.2.3.
+    plan = platform.plan_rollback()
+    assert (plan.to_revision, plan.to_versions) == (2, ("1.2.2",))
+    assert plan.choice.startswith("1.2.2: the newest image on the engine created before 1.2.3 (")
+    assert f"Target {plan.choice}." in plan.summary
+    assert "1.2.2 was never seen running here (engine, registry)" in plan.summary
+    assert [(c.version, c.sources, c.seen_running, c.rolled_back_from) for c in plan.candidates] == [
+        ("1.2.2", ("engine", "registry"), False, False),
+        ("1.2.1", ("engine", "registry"), False, False),
+    ]
+    assert plan.candidates[1].created < plan.candidates[0].created  # built one after the other
+    # The console's record of what ran here beats creation times: 1.2.1 ran, 1.2.2 never did.
     project.seen_running("1.2.1")
     plan = platform.plan_rollback()
     assert (plan.to_revision, plan.to_versions) == (1, ("1.2.1",))
+    assert plan.choice == "1.2.1: the newest version below 1.2.3 the console saw running here"
     assert "never seen running" not in plan.summary
     history = platform.history()
     assert [r.versions[0] for r in history if not r.change_cause.endswith("never seen running")] == ["1.2.3", "1.2.1"]
-    # The tag that never ran stays listed and can be chosen, with a warning in the plan.
+    # Any other tag can be chosen explicitly, with a warning in the plan.
     explicit = platform.plan_rollback(2)
     assert explicit.to_versions == ("1.2.2",) and "1.2.2 was never seen running here" in explicit.summary
+    assert platform.plan_rollback(to_tag="1.2.2").to_revision == 2
+    with pytest.raises(NotFound, match=r"9\.9\.9 is not a tag of order-service .*revisions: 1=1\.2\.1, 2=1\.2\.2, 3=1\.2\.3"):
+        platform.plan_rollback(to_tag="9.9.9")
     assert project.compose_file.read_text() == project.original
 
 
@@ -358,8 +370,9 @@ def test_headless_rollback_to_a_revision_or_container_that_does_not_exist_is_a_u
     done = headless(project, tmp_path, "--quick", "--yes")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no container named order-service_previous_container" in done.stdout
-    # Nothing older ran here: the default has no target, and the sentence says how to pick one.
-    done = headless(project, tmp_path, "--yes")
+    # A tag no source knows: a usage error naming the tags there are.
+    done = headless(project, tmp_path, "--to-tag", "9.9.9", "--yes")
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "that the console saw running" in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert "9.9.9 is not a tag of order-service" in done.stderr and "(tags: 1.2.3, 1.2.2, 1.2.1)" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
     assert project.compose_file.read_text() == project.original
