@@ -1496,6 +1496,9 @@ class ComposePlatform:
         old_image = locate_image(text, self.service, str(path)).image
         new_text, _ = replace_image(text, self.service, to_image, str(path))
         self._check_editable()
+        if plan.choice:
+            # Why this version, in the timeline too (the candidates are on the plan).
+            yield self._progress(f"Target {plan.choice}.")
         backup = self._backup_path()
         try:
             shutil.copy2(path, backup)

@@ -5,6 +5,7 @@ rollback, a failing pull, and the headless command."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest_adapters import require
 from docker_fixture import DockerWorld, free_port
 
 from console.model import SCHEMA_ANNOTATION  # noqa: E402
-from console.platforms.base import NotFound, Unavailable  # noqa: E402
+from console.platforms.base import Forbidden, NotFound, Unavailable  # noqa: E402
 from console.platforms.compose import ComposePlatform  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -105,28 +107,59 @@ def get_health(url: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-@pytest.fixture
-def project(docker_world: DockerWorld, tmp_path: Path):
+def start_project(world: DockerWorld, tmp_path: Path, image: str) -> Project:
+    """A compose project in tmp_path/stack running order-service on `image`."""
     name = f"shop{uuid.uuid4().hex[:8]}"
     directory = tmp_path / "stack"
     directory.mkdir()
     port = free_port()
     text = COMPOSE_TEMPLATE.format(
         project=name,
-        image=docker_world.image("1.2.3"),
+        image=image,
         port=port,
-        worker_image=docker_world.image("1.2.1"),
+        worker_image=world.image("1.2.1"),
         worker_port=free_port(),
     )
     compose_file = directory / "docker-compose.yml"
     compose_file.write_text(text)
-    proj = Project(docker_world, name, directory, compose_file, port, text)
+    proj = Project(world, name, directory, compose_file, port, text)
     proj.compose("up", "-d")
+    return proj
+
+
+def stop_project(proj: Project) -> None:
+    proj.compose("down", "-t", "1", check=False)
+    proj.world.docker("rm", "-f", f"{proj.name}-previous", check=False)
+
+
+@pytest.fixture
+def project(docker_world: DockerWorld, tmp_path: Path):
+    proj = start_project(docker_world, tmp_path, docker_world.image("1.2.3"))
     try:
         yield proj
     finally:
-        proj.compose("down", "-t", "1", check=False)
-        docker_world.docker("rm", "-f", f"{name}-previous", check=False)
+        stop_project(proj)
+
+
+def commit_history(project: Project, *tags: str) -> list[str]:
+    """Put the project's compose file in a new git repository with one commit
+    per tag, each naming that order-service tag (the last is the file as it
+    is now); returns the short commit hashes, oldest first."""
+    require(shutil.which("git") is not None, "git is not installed")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args],
+                              cwd=project.directory, capture_output=True, text=True, check=True, timeout=30).stdout
+
+    git("init", "-q")
+    commits = []
+    for tag in tags:
+        project.compose_file.write_text(project.original.replace("order-service:1.2.3", f"order-service:{tag}"))
+        git("add", "docker-compose.yml")
+        git("commit", "-q", "-m", f"deploy order-service {tag}")
+        commits.append(git("rev-parse", "--short=12", "HEAD").strip())
+    assert project.compose_file.read_text() == project.original
+    return commits
 
 
 def test_history_lists_tags_newest_first_with_the_running_one_current(project: Project) -> None:
@@ -299,7 +332,7 @@ def test_an_unreachable_engine_is_a_sentence(project: Project, tmp_path: Path) -
         missing.health()
 
 
-def headless(project: Project, tmp_path: Path, *args: str, extra: str = "") -> subprocess.CompletedProcess:
+def headless(project: Project, tmp_path: Path, *args: str, extra: str = "", registry: str | None = None) -> subprocess.CompletedProcess:
     """`rollback-console rollback order-service ARGS` with a config for this
     project, the console's state (its record of tags seen running) in tmp_path/state."""
     world = project.world
@@ -312,7 +345,7 @@ def headless(project: Project, tmp_path: Path, *args: str, extra: str = "") -> s
         # The standalone binary name, as `docker-compose` users configure it.
         f"    compose_command: [{world.compose_binary}]\n"
         f"    docker_host: {world.docker_host}\n"
-        f"    registry: {world.registry_url}\n"
+        f"    registry: {registry or world.registry_url}\n"
         f"    health_url: {project.health_url}\n"
         + extra
     )
@@ -376,3 +409,155 @@ def test_headless_rollback_to_a_revision_or_container_that_does_not_exist_is_a_u
     assert "9.9.9 is not a tag of order-service" in done.stderr and "(tags: 1.2.3, 1.2.2, 1.2.1)" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert project.compose_file.read_text() == project.original
+
+
+# --- an operator who never ran the console before the incident --------------------
+# Every test below starts from a state directory the console has never written to.
+
+
+def timeline(tmp_path: Path) -> str:
+    from console.store import Store
+
+    with Store(tmp_path / "state" / "rollback-console" / "incidents.db") as store:
+        events = store.events(store.open_incident_for(SERVICE), newest_first=False)
+    return "\n".join(e.text for e in events)
+
+
+def test_a_fresh_console_rolls_back_to_what_the_files_git_history_named_before(project: Project, tmp_path: Path) -> None:
+    world = project.world
+    # Deployed from git: 1.2.1, then 1.2.3. 1.2.2 exists on the engine and in the
+    # registry (newer than 1.2.1 by both version and creation time) but never ran here.
+    first, _ = commit_history(project, "1.2.1", "1.2.3")
+    assert not (tmp_path / "state").exists()
+
+    dry = headless(project, tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Plan: revision 3 → 1 (1.2.3 → 1.2.1)" in dry.stdout
+    assert f"Target 1.2.1: the compose file named it before 1.2.3 (git commit {first}, " in dry.stdout
+    assert f"the compose file's git history says it was deployed (commit {first})" in dry.stdout
+    assert project.compose_file.read_text() == project.original
+
+    done = headless(project, tmp_path, "--yes", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Service healthy" in done.stdout
+    assert project.compose_file.read_text() == project.original.replace(world.image("1.2.3"), world.image("1.2.1"))
+    [container] = project.running()
+    assert container["Image"] == world.image("1.2.1")
+    assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.1"})
+    assert f"Target 1.2.1: the compose file named it before 1.2.3 (git commit {first}" in timeline(tmp_path)
+    # The console now remembers where it went from: 1.2.3 is marked, and never the default again.
+    history = ComposePlatform(SERVICE, project.compose_file, registry=world.registry_url,
+                              seen_path=tmp_path / "state" / "rollback-console" / "compose-images.json").history()
+    assert next(r for r in history if r.versions == ("1.2.3",)).change_cause.endswith("rolled back from")
+
+
+@pytest.fixture
+def unreachable_registry_project(docker_world: DockerWorld, tmp_path: Path):
+    """order-service 1.2.3 from a registry that is down (127.0.0.1:a free port):
+    its 1.2.3 image is on the engine, its 1.2.2 is not."""
+    world = docker_world
+    dead = f"127.0.0.1:{free_port()}"
+    images = [f"{dead}/order-service:{tag}" for tag in ("1.2.2", "1.2.3")]
+    world.docker("tag", world.image("1.2.3"), images[1])
+    proj = start_project(world, tmp_path, images[1])
+    try:
+        yield proj, dead
+    finally:
+        stop_project(proj)
+        for image in images:
+            world.docker("image", "rm", image, check=False)
+
+
+def test_with_the_registry_down_the_failed_pull_names_the_registry_and_restores_the_file(
+    unreachable_registry_project, tmp_path: Path
+) -> None:
+    project, dead = unreachable_registry_project
+    commit_history(project, "1.2.2", "1.2.3")
+
+    done = headless(project, tmp_path, "--yes", "--timeout", "60", registry=f"http://{dead}")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    # The git history still gave the previous version; the registry's tags could not be read.
+    assert "Target 1.2.2: the compose file named it before 1.2.3" in done.stdout
+    assert f"Not consulted: Cannot reach the registry at http://{dead}" in done.stdout
+    assert f"The registry {dead} is not reachable: the Docker engine answered" in done.stdout
+    assert "Docker engine is not reachable" not in done.stdout
+    assert "restored from docker-compose.yml.bak-" in done.stdout and "still runs 1.2.3" in done.stdout
+    assert project.compose_file.read_text() == project.original
+    [container] = project.running()
+    assert container["Image"] == f"{dead}/order-service:1.2.3"
+
+
+def test_after_a_quick_rollback_a_plain_rollback_finishes_it_with_a_hand_over(project: Project, tmp_path: Path) -> None:
+    world = project.world
+    previous = f"{project.name}-previous"
+    world.docker("create", "--name", previous, "--network", "host", world.image("1.2.2"), str(project.port))
+    extra = f"    previous_container: {previous}\n"
+    assert not (tmp_path / "state").exists()
+    quick = headless(project, tmp_path, "--quick", "--yes", "--timeout", "60", extra=extra)
+    assert quick.returncode == 0, quick.stdout + quick.stderr
+    assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.2"})
+
+    full = headless(project, tmp_path, "--yes", "--timeout", "60", extra=extra)
+
+    assert full.returncode == 0, full.stdout + full.stderr
+    assert "nothing to do" not in full.stdout
+    assert "Plan: revision 3 → 2 (1.2.3 → 1.2.2)" in full.stdout
+    assert f"Target 1.2.2: it finishes the quick rollback: {previous} serves 1.2.2" in full.stdout
+    assert f"$ docker stop {previous}" in full.stdout and f"$ docker rm {previous}" in full.stdout
+    assert "address already in use" not in full.stdout.lower()
+    assert "Rollback of order-service complete. Service healthy." in full.stdout
+    assert project.compose_file.read_text() == project.original.replace(world.image("1.2.3"), world.image("1.2.2"))
+    [container] = project.running()
+    assert container["Image"] == world.image("1.2.2") and container["Health"] == "healthy"
+    assert world.docker("container", "inspect", previous, check=False).returncode != 0  # handed over, removed
+    assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.2"})
+    texts = timeline(tmp_path)
+    assert texts.count("Rollback started: order-service 1.2.3 -> 1.2.2") == 2  # the quick one, then the full one
+    assert f"$ docker stop {previous}" in texts and f"$ docker rm {previous}" in texts
+
+    # Now it is done: a third run has nothing to do (and never toggles back to 1.2.3).
+    again = headless(project, tmp_path, "--yes", extra=extra)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already on the target 1.2.2" in again.stdout and "nothing to do" in again.stdout
+
+
+def test_a_compose_file_that_cannot_be_edited_is_refused_and_leaves_nothing_behind(project: Project, tmp_path: Path) -> None:
+    platform = project.platform()
+    plan = platform.plan_rollback()
+    project.compose_file.chmod(0o444)
+    try:
+        # Planned while it was writable, run after: refused before any backup is made.
+        with pytest.raises(Forbidden, match=r"is read-only \(mode 0444\).*nothing was changed"):
+            list(platform.execute(plan, timeout=30))
+        done = headless(project, tmp_path, "--yes", "--timeout", "60")
+    finally:
+        project.compose_file.chmod(0o644)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"Cannot plan the rollback: The compose file {project.compose_file} is read-only" in done.stdout
+    assert not list(project.directory.glob("*.bak*"))
+    assert project.compose_file.read_text() == project.original
+    [container] = project.running()
+    assert container["Image"] == project.world.image("1.2.3")
+
+
+def test_an_image_only_the_registry_has_is_picked_by_version_order(docker_world: DockerWorld, tmp_path: Path) -> None:
+    world = docker_world
+    repository = f"{world.registry}/billing-{uuid.uuid4().hex[:8]}"
+    for tag in ("2.0.9", "2.0.10", "2.1.0", "2.2.0"):
+        world.docker("tag", world.image("1.2.1"), f"{repository}:{tag}")
+        world.docker("push", "-q", f"{repository}:{tag}")
+        world.docker("image", "rm", f"{repository}:{tag}")
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(f"services:\n  billing:\n    image: {repository}:2.1.0\n")
+    platform = ComposePlatform("billing", compose_file, registry=world.registry_url, docker_host=world.docker_host,
+                               seen_path=tmp_path / "state" / "compose-images.json")
+
+    plan = platform.plan_rollback()
+
+    assert plan.to_versions == ("2.0.10",)
+    assert plan.choice == "2.0.10: the highest version below 2.1.0 among the registry's tags"
+    assert "2.0.10 was never seen running here (registry): check that it works" in plan.summary
+    assert [(c.version, c.sources) for c in plan.candidates] == [
+        ("2.2.0", ("registry",)), ("2.0.10", ("registry",)), ("2.0.9", ("registry",))
+    ]
