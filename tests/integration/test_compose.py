@@ -561,3 +561,102 @@ def test_an_image_only_the_registry_has_is_picked_by_version_order(docker_world:
     assert [(c.version, c.sources) for c in plan.candidates] == [
         ("2.2.0", ("registry",)), ("2.0.10", ("registry",)), ("2.0.9", ("registry",))
     ]
+
+
+def bcrypt_hash(password: str) -> str:
+    """The bcrypt hash docker-registry's htpasswd wants, from libcrypt (Python's crypt module)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt
+        except ImportError:
+            crypt = None
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)) if crypt else None
+    require(bool(hashed and hashed.startswith("$2")), "no bcrypt in libcrypt to write the registry's htpasswd")
+    return hashed
+
+
+@pytest.fixture
+def private_registry(docker_world: DockerWorld, tmp_path: Path):
+    """A second docker-registry that wants basic auth (htpasswd: deploy / s3cret),
+    and a copy of the session's Docker config after `docker login` to it:
+    yields (address, that config folder)."""
+    world = docker_world
+    root = tmp_path / "private-registry"
+    root.mkdir()
+    (root / "htpasswd").write_text(f"deploy:{bcrypt_hash('s3cret')}\n")
+    address = f"127.0.0.1:{free_port()}"
+    (root / "registry.yml").write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"http:\n  addr: {address}\n"
+        f"auth:\n  htpasswd:\n    realm: private\n    path: {root / 'htpasswd'}\n"
+    )
+    server = subprocess.Popen(["docker-registry", "serve", str(root / "registry.yml")], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(lambda: _answers(f"http://{address}/v2/"), f"docker-registry on {address}")
+        config = tmp_path / "docker-config"
+        shutil.copytree(world.docker_config, config, symlinks=True)
+        subprocess.run(["docker", "login", "-u", "deploy", "--password-stdin", address], input="s3cret",
+                       env={**world.env(), "DOCKER_CONFIG": str(config)}, capture_output=True, text=True,
+                       check=True, timeout=60)
+        yield address, config
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1)
+    except urllib.error.HTTPError:
+        return True  # 401: it is up and wants credentials
+    except OSError:
+        return False
+    return True
+
+
+def wait_until(condition, what: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not come up within {timeout:g} s")
+        time.sleep(0.1)  # polling interval of the wait, not a synchronisation
+
+
+def test_the_registrys_tags_are_read_with_the_docker_configs_credentials(
+    docker_world: DockerWorld, private_registry, tmp_path: Path, monkeypatch
+) -> None:
+    world = docker_world
+    address, config = private_registry
+    login = {**world.env(), "DOCKER_CONFIG": str(config)}
+    for tag in ("3.0.0", "3.1.0"):
+        world.docker("tag", world.image("1.2.1"), f"{address}/pay:{tag}")
+        subprocess.run(["docker", "push", "-q", f"{address}/pay:{tag}"], env=login, capture_output=True, check=True, timeout=60)
+        world.docker("image", "rm", f"{address}/pay:{tag}")
+    compose_file = tmp_path / "docker-compose.yml"
+    compose_file.write_text(f"services:\n  pay:\n    image: {address}/pay:3.1.0\n")
+
+    def platform() -> ComposePlatform:
+        return ComposePlatform("pay", compose_file, registry=f"http://{address}", docker_host=world.docker_host,
+                               seen_path=tmp_path / "state" / "compose-images.json")
+
+    # Without credentials: the registry's refusal is a sentence, and the plan has no source for a target.
+    anonymous = platform()
+    with pytest.raises(Forbidden, match=rf"registry at http://{address} asks for credentials to list pay: `docker login`"):
+        anonymous.registry_tags(f"{address}/pay")
+    with pytest.raises(NotFound, match=r"no version older than 3\.1\.0"):
+        anonymous.plan_rollback()
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    with_login = platform()
+    assert sorted(with_login.registry_tags(f"{address}/pay")) == ["3.0.0", "3.1.0"]
+    plan = with_login.plan_rollback()
+    assert plan.to_versions == ("3.0.0",)
+    assert plan.choice == "3.0.0: the highest version below 3.1.0 among the registry's tags"
+    assert "s3cret" not in plan.summary and "deploy:" not in plan.summary
