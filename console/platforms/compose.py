@@ -763,6 +763,8 @@ class ComposePlatform:
         self._clock: Clock = clock or SystemClock()
         # Why the last history() lacks a source (the registry was unreachable ...), as sentences.
         self.warnings: tuple[str, ...] = ()
+        # (HEAD, file) -> its git history, see git_history().
+        self._git_cache: tuple[tuple[str, str], tuple[GitEntry, ...]] | None = None
         # Image ID -> (creation time, schema label or None), see _image_facts().
         self._facts: dict[str, tuple[datetime | None, str | None]] = {}
 
@@ -993,29 +995,49 @@ class ComposePlatform:
         """The image the compose file named for the service at each commit that
         changed the file, newest first: `git log -p` of the file, with the whole
         file as context so each commit's version can be read like the file itself.
-        Empty when the file is not in a git repository (or git is missing)."""
+        Read again only when HEAD moves (history() runs every refresh). Empty when
+        the file is not in a git repository (or git is missing)."""
         path = self.compose_file.resolve()
-        argv = [
-            "git", "-c", "core.quotepath=off", "log", "-p", "--no-color", "--no-ext-diff", "--no-textconv",
+        head = self._git(["rev-parse", "--verify", "-q", "HEAD"], path)
+        if head is None or head.returncode != 0:
+            return []  # no git, not a repository, or no commit yet
+        key = (head.stdout.strip(), str(path))
+        if self._git_cache is not None and self._git_cache[0] == key:
+            return list(self._git_cache[1])
+        log = self._git([
+            "-c", "core.quotepath=off", "log", "-p", "--no-color", "--no-ext-diff", "--no-textconv",
             f"-U{GIT_CONTEXT_LINES}", f"--max-count={GIT_MAX_COMMITS}", "--format=%x00commit %H %cI", "--", path.name,
-        ]
+        ], path)
+        if log is None or log.returncode != 0:
+            return []
+        entries = parse_git_log(log.stdout, self.service, str(path))
+        self._git_cache = (key, tuple(entries))
+        return entries
+
+    def _git(self, args: list[str], path: Path) -> Any:
+        """One git command in the compose file's folder, through the project's
+        runner (a timeout kills its whole process group). None when git is not
+        installed or the folder is not in a repository; PlatformError when git
+        fails otherwise (a repository git refuses, a timeout)."""
         from console.database import run_command
 
-        result = run_command(argv, timeout=self.command_timeout, cwd=str(path.parent),
+        result = run_command(["git", *args], timeout=self.command_timeout, cwd=str(path.parent),
                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
         if result.error and result.returncode is None and "was not found" in result.error:
-            return []  # no git on this machine: no git history, nothing to say
-        if result.error:
+            return None  # no git on this machine: no git history, nothing to say
+        if result.error and "did not finish" in result.error:
             raise Timeout(
                 f"`{result.command}` (the compose file's git history) did not finish within "
                 f"{self.command_timeout:g} s; the previous version is found without it."
             )
-        if result.returncode != 0:
-            said = _error_line(result.stderr)
-            if "not a git repository" in said.lower():
-                return []
+        if result.error:
+            raise PlatformError(f"{result.error.rstrip('.')}; the previous version is found without the git history.")
+        said = _error_line(result.stderr) if result.returncode not in (0, 1) else ""
+        if "not a git repository" in said.lower():
+            return None
+        if said:
             raise PlatformError(f"`{result.command}` failed: {said}; the previous version is found without the git history.")
-        return parse_git_log(result.stdout, self.service, str(path))
+        return result
 
     # --- the console's record of images seen ------------------------------------------
 
@@ -1300,7 +1322,7 @@ class ComposePlatform:
             target = next((r for r in history if r.number == to_revision), None)
             if target is None:
                 raise NotFound(f"revision {to_revision} not found in the history of {self.name} (revisions: {listed}).")
-            choice = f"revision {to_revision} was asked for"
+            choice = f"it was asked for (revision {to_revision})"
         elif previous is not None:
             target = next((r for r in history if r.images[0] == previous.image), None)
             choice = (

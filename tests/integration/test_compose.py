@@ -403,6 +403,10 @@ def test_headless_rollback_to_a_revision_or_container_that_does_not_exist_is_a_u
     done = headless(project, tmp_path, "--quick", "--yes")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no container named order-service_previous_container" in done.stdout
+    # A tag by name.
+    done = headless(project, tmp_path, "--to-tag", "1.2.1", "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Plan: revision 3 → 1 (1.2.3 → 1.2.1)" in done.stdout and "Target 1.2.1: it was asked for (revision 1)" in done.stdout
     # A tag no source knows: a usage error naming the tags there are.
     done = headless(project, tmp_path, "--to-tag", "9.9.9", "--yes")
     assert done.returncode == 2, done.stdout + done.stderr

@@ -89,6 +89,15 @@ def test_the_git_history_gives_the_services_image_at_each_commit_newest_first(re
     assert rolled[image("1.2.2")] == f"git commit {entries[1].commit} moved the image from 1.2.2 back to 1.2.1"
 
 
+def test_the_git_history_is_read_again_when_head_moves(repository: Path) -> None:
+    platform = ComposePlatform("order-service", repository, command_timeout=30)
+    assert platform.git_history()[0].image == image("1.2.3")
+    repository.write_text(COMPOSE.format(image=image("1.2.4"), repo=REPO))
+    assert platform.git_history()[0].image == image("1.2.3")  # not committed: not history
+    git(repository.parent, "commit", "-q", "-am", "deploy 1.2.4")
+    assert [e.image for e in platform.git_history()[:2]] == [image("1.2.4"), image("1.2.3")]
+
+
 def test_outside_git_there_is_no_git_history(tmp_path: Path) -> None:
     compose = tmp_path / "docker-compose.yml"
     compose.write_text(COMPOSE.format(image=image("1.2.3"), repo=REPO))
