@@ -1305,9 +1305,9 @@ class ComposePlatform:
         history = self._revisions(ev)
         current = next((r for r in history if r.current), None)
         listed = ", ".join(f"{r.number}={r.versions[0]}" for r in reversed(history)) or "none"
-        if quick:
-            return self._plan_quick(text, history, current, to_revision, listed)
         candidates = self.candidates(ev)
+        if quick:
+            return self._plan_quick(text, history, current, to_revision, listed, candidates)
         previous = ev.serving_previous
         target: Revision | None
         if to_tag:
@@ -1422,7 +1422,10 @@ class ComposePlatform:
                 "not writable for this user; nothing was changed. Fix the permissions or edit the file by hand."
             )
 
-    def _plan_quick(self, text: str, history: list[Revision], current: Revision | None, to_revision: int | None, listed: str) -> RollbackPlan:
+    def _plan_quick(
+        self, text: str, history: list[Revision], current: Revision | None, to_revision: int | None, listed: str,
+        candidates: tuple[TargetCandidate, ...] = (),
+    ) -> RollbackPlan:
         previous = self.previous()
         if previous is None:
             raise NotFound(
@@ -1450,6 +1453,8 @@ class ComposePlatform:
             from_images=from_images,
             to_images=(previous.image,),
             resource_version=text_version(text),
+            candidates=candidates,
+            choice=f"{tag or previous.image}: the image of {self.previous_container}, the container the deploy kept",
         )
         if previous.running and not any(c.running for c in self.containers()):
             reason = f"skipped rollback ({self.previous_container} already serves {tag or previous.image})"
@@ -1464,8 +1469,12 @@ class ComposePlatform:
             f"Quick rollback of {self.name} from {_versions(from_images)} to {tag or previous.image}: stop the "
             f"service's containers (scale to 0) and start {self.previous_container}. The compose file keeps "
             f"naming {_versions((self.compose_image(),))}, so the next `docker compose up` brings that back: "
-            "do the full rollback before the next deploy."
+            "do the full rollback before the next deploy (a plain rollback after this one does it)."
         )
+        kept = next((c for c in candidates if c.image == previous.image), None)
+        if kept is not None and kept.rolled_back_from:
+            # The kept container itself says its version ran: only a rollback away from it is worth a warning.
+            summary += f" WARNING: {kept.version} was rolled back from ({kept.note})."
         return RollbackPlan(**base, calls=calls, summary=summary)
 
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
