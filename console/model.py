@@ -137,6 +137,9 @@ class Revision:
     # Kubernetes revision, the same label on a Compose image. The config's
     # database.schema_requirements wins over it.
     schema: str | None = None
+    # Where a plain rollback goes, when the platform picks it by evidence rather
+    # than by revision number (Compose); the UI's hint and history mark it.
+    rollback_target: bool = False
 
     @property
     def versions(self) -> tuple[str, ...]:

@@ -603,6 +603,12 @@ class _Evidence:
     current_tags: set[str] = field(default_factory=set)
     git: list[GitEntry] = field(default_factory=list)
 
+    def reference_image(self) -> str:
+        """The version "previous" is relative to: the newest running (else the file's)."""
+        if not self.current_tags:
+            return self.file_image
+        return f"{self.repository}:{max(self.current_tags, key=version_key)}"
+
     def add(self, tag: str, source: str, at: datetime | None = None) -> None:
         self.sources.setdefault(tag, set()).add(source)
         known = self.created.get(tag)
@@ -1202,10 +1208,27 @@ class ComposePlatform:
 
     def history(self) -> list[Revision]:
         """The image tags this service has run or can run, newest version first,
-        the one running now (else the compose file's) marked current."""
-        return self._revisions(self._evidence())
+        the one running now (else the compose file's) marked current and the
+        one a plain rollback goes to marked `rollback_target`."""
+        ev = self._evidence()
+        target, _ = self._default_target(ev, self.candidates(ev))
+        return self._revisions(ev, target)
 
-    def _revisions(self, ev: _Evidence) -> list[Revision]:
+    def _default_target(self, ev: _Evidence, candidates: Sequence[TargetCandidate]) -> tuple[str | None, str]:
+        """(image, why) a plain rollback goes to, or (None, why there is none):
+        after a quick rollback the version the previous container serves, else
+        `pick_previous` of the current version."""
+        previous = ev.serving_previous
+        if previous is not None:
+            return previous.image, (
+                f"it finishes the quick rollback: {previous.name} serves {image_tag(previous.image)} and the compose "
+                f"file still names {image_tag(ev.file_image)}"
+            )
+        reference = ev.reference_image()
+        picked, why = pick_previous(candidates, reference, ev.git, ev.engine_created.get(image_tag(reference)))
+        return (picked.image if picked else None), why
+
+    def _revisions(self, ev: _Evidence, target: str | None = None) -> list[Revision]:
         ordered = sorted(ev.sources, key=version_key)
         revisions = []
         for index, tag in enumerate(ordered, start=1):
@@ -1223,6 +1246,7 @@ class ComposePlatform:
                     current=tag in ev.current_tags,
                     ref=f"{ev.repository}:{tag}",
                     schema=ev.schemas.get(tag),
+                    rollback_target=f"{ev.repository}:{tag}" == target,
                 )
             )
         revisions.reverse()
@@ -1302,10 +1326,11 @@ class ComposePlatform:
         """
         text = _read_text(self.compose_file)
         ev = self._evidence()
-        history = self._revisions(ev)
+        candidates = self.candidates(ev)
+        default, why = self._default_target(ev, candidates)
+        history = self._revisions(ev, default)
         current = next((r for r in history if r.current), None)
         listed = ", ".join(f"{r.number}={r.versions[0]}" for r in reversed(history)) or "none"
-        candidates = self.candidates(ev)
         if quick:
             return self._plan_quick(text, history, current, to_revision, listed, candidates)
         previous = ev.serving_previous
@@ -1323,21 +1348,13 @@ class ComposePlatform:
             if target is None:
                 raise NotFound(f"revision {to_revision} not found in the history of {self.name} (revisions: {listed}).")
             choice = f"it was asked for (revision {to_revision})"
-        elif previous is not None:
-            target = next((r for r in history if r.images[0] == previous.image), None)
-            choice = (
-                f"it finishes the quick rollback: {previous.name} serves {image_tag(previous.image)} and the compose "
-                f"file still names {image_tag(ev.file_image)}"
+        elif default is None:
+            raise NotFound(
+                f"{self.name} has no version older than {image_tag(ev.reference_image())} to roll back to: {why} "
+                f"(revisions: {listed}); choose one with --to-tag TAG or --to-revision N."
             )
         else:
-            reference = current.images[0] if current else ev.file_image
-            picked, choice = pick_previous(candidates, reference, ev.git, ev.engine_created.get(image_tag(reference)))
-            if picked is None:
-                raise NotFound(
-                    f"{self.name} has no version older than {image_tag(reference)} to roll back to: {choice} "
-                    f"(revisions: {listed}); choose one with --to-tag TAG or --to-revision N."
-                )
-            target = next((r for r in history if r.images[0] == picked.image), None)
+            target, choice = next((r for r in history if r.images[0] == default), None), why
         if target is None:
             raise NotFound(f"{self.name} has no revision for the rollback target (revisions: {listed}); plan it again.")
         to_image = target.images[0]

@@ -433,6 +433,10 @@ def test_a_fresh_console_rolls_back_to_what_the_files_git_history_named_before(p
     # registry (newer than 1.2.1 by both version and creation time) but never ran here.
     first, _ = commit_history(project, "1.2.1", "1.2.3")
     assert not (tmp_path / "state").exists()
+    # The history marks where a plain rollback goes (the TUI shows it with ↩).
+    marked = project.platform(seen_path=tmp_path / "elsewhere.json").history()
+    assert [(r.versions[0], r.rollback_target) for r in marked] == [("1.2.3", False), ("1.2.2", False), ("1.2.1", True)]
+    assert marked[2].change_cause == "engine, git history, registry; never seen running"
 
     dry = headless(project, tmp_path, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
