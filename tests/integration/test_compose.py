@@ -668,3 +668,26 @@ def test_the_registrys_tags_are_read_with_the_docker_configs_credentials(
     assert plan.to_versions == ("3.0.0",)
     assert plan.choice == "3.0.0: the highest version below 3.1.0 among the registry's tags"
     assert "s3cret" not in plan.summary and "deploy:" not in plan.summary
+
+
+def test_after_a_quick_rollback_an_explicit_revision_also_takes_the_port_over(project: Project) -> None:
+    world = project.world
+    previous = f"{project.name}-previous"
+    world.docker("create", "--name", previous, "--network", "host", world.image("1.2.2"), str(project.port))
+    platform = project.platform()
+    quick = list(platform.execute(platform.plan_rollback(quick=True), timeout=60))
+    assert quick[-1].done, [s.message for s in quick]
+
+    plan = platform.plan_rollback(1)  # the runbook's `--to-revision`, to 1.2.1, not the quick one's 1.2.2
+
+    assert (plan.from_versions, plan.to_versions) == (("1.2.2",), ("1.2.1",))
+    targets = [c.target for c in plan.calls]
+    assert targets.index(f"docker stop {previous}") < next(i for i, t in enumerate(targets) if t.endswith("up -d order-service"))
+    assert f"docker rm {previous}" in targets
+    steps = list(platform.execute(plan, timeout=60))
+    assert steps[-1].done and not any(s.failed for s in steps), [s.message for s in steps]
+    assert "address already in use" not in "\n".join(s.message for s in steps).lower()
+    [container] = project.running()
+    assert container["Image"] == world.image("1.2.1") and container["Health"] == "healthy"
+    assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.1"})
+    assert world.docker("container", "inspect", previous, check=False).returncode != 0
