@@ -398,7 +398,7 @@ def _registry_fault(low: str) -> str | None:
     if not any(fault in low for fault in _REGISTRY_FAULTS):
         return None
     match = re.search(r'https?://([^/"\s]+)/v2/', low) or re.search(r"dial tcp ([^:\s]+:\d+)", low)
-    return match.group(1) if match else "of the image"
+    return match.group(1) if match else None
 
 
 # --- containers -----------------------------------------------------------------
