@@ -627,7 +627,8 @@ def pick_previous(
     rolled back from. In order:
 
     1. the compose file's git history: the image the file named before the
-       commit that brought the current one (what was really deployed);
+       commit that brought the current one (what was really deployed), when
+       a commit did bring it;
     2. the console's own record: the newest lower version it saw running;
     3. the engine: the newest image of the repository created before the current one;
     4. the registry: the highest version below the current one.
@@ -635,8 +636,10 @@ def pick_previous(
     Returns (None, why) when no source has one."""
     usable = {c.image: c for c in candidates if not c.rolled_back_from}
     current_key = version_key(image_tag(current_image))
+    # Only when a commit brought the current version does the history say what
+    # came before it: a file CI edits in place may have one commit, years old.
     newest = next((i for i, e in enumerate(git) if e.image == current_image), None)
-    for entry in git[newest + 1 :] if newest is not None else git:
+    for entry in git[newest + 1 :] if newest is not None else ():
         candidate = usable.get(entry.image)
         if candidate is not None and entry.image != current_image:
             when = f", {entry.at:%Y-%m-%d %H:%M} UTC" if entry.at else ""

@@ -126,6 +126,14 @@ def test_git_order_comes_first_and_skips_what_was_rolled_back_from() -> None:
     assert why == "the compose file named it before 1.2.3 (git commit c1, 2026-12-01 10:00 UTC)"
 
 
+def test_git_order_says_nothing_when_no_commit_brought_the_current_version() -> None:
+    # CI edits the file in place: the only commit, long ago, named 1.0.0.
+    git_order = [GitEntry("c1", T0 - timedelta(days=400), image("1.0.0"))]
+    candidates = [candidate("1.2.2", "engine", created=5), candidate("1.0.0", "git history", "registry")]
+    picked, why = pick_previous(candidates, image("1.2.3"), git_order, T0 + timedelta(minutes=9))
+    assert picked.version == "1.2.2" and why.startswith("the newest image on the engine created before 1.2.3")
+
+
 def test_without_git_the_consoles_record_then_creation_time_then_registry_order() -> None:
     now = T0 + timedelta(minutes=9)
     seen = [candidate("1.2.1", "seen running", seen=True, created=1), candidate("1.2.2", "engine", created=2)]
