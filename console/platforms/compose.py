@@ -708,6 +708,20 @@ def registry_credentials(registry_url: str, config_dir: Path) -> tuple[str, str]
     return None
 
 
+def credential_helper(registry_url: str, config_dir: Path) -> str | None:
+    """The Docker config's credential helper for the registry (`credHelpers`,
+    else `credsStore`), whose secrets the console does not fetch."""
+    host = urlsplit(registry_url if "://" in registry_url else f"//{registry_url}").netloc
+    try:
+        data = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    helpers = data.get("credHelpers") if isinstance(data.get("credHelpers"), dict) else {}
+    return str(helpers.get(host) or data.get("credsStore") or "") or None
+
+
 def _bearer_token(client: Any, challenge: Any, credentials: tuple[str, str] | None, scope: str) -> str | None:
     """The registry token protocol: a 401 with `WWW-Authenticate: Bearer
     realm=...,service=...` sends the client to the token service (with the
@@ -987,9 +1001,12 @@ class ComposePlatform:
                     f"The registry at {self.registry} refused the credentials in {self._docker_config_dir()}/config.json "
                     f"to list {path}: `docker login` to it again."
                 )
+            helper = credential_helper(self.registry, self._docker_config_dir())
             raise Forbidden(
-                f"The registry at {self.registry} asks for credentials to list {path}: `docker login` to it "
-                "(the console reads the Docker config's credentials)."
+                f"The registry at {self.registry} asks for credentials to list {path}: "
+                + (f"they are kept by the credential helper docker-credential-{helper}, which the console does not "
+                   "run; list the tags with `docker` or choose the target with --to-tag."
+                   if helper else "`docker login` to it (the console reads the Docker config's credentials).")
             )
         if response.status_code == 404:
             return []

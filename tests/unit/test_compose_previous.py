@@ -22,6 +22,7 @@ from console.platforms.compose import (
     ComposePlatform,
     GitEntry,
     command_error,
+    credential_helper,
     git_rollbacks,
     parse_git_log,
     pick_previous,
@@ -164,6 +165,11 @@ def test_registry_credentials_come_from_the_docker_config(tmp_path: Path) -> Non
     assert registry_credentials("http://127.0.0.1:5000", tmp_path) == ("deploy", "s3cret:with-colon")
     assert registry_credentials("http://127.0.0.1:5001", tmp_path) is None
     assert registry_credentials("http://127.0.0.1:5000", tmp_path / "nowhere") is None
+    assert credential_helper("http://127.0.0.1:5000", tmp_path) is None
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "pass", "credHelpers": {"127.0.0.1:5000": "ecr-login"}}))
+    assert registry_credentials("http://127.0.0.1:5000", tmp_path) is None
+    assert credential_helper("http://127.0.0.1:5000", tmp_path) == "ecr-login"
+    assert credential_helper("https://registry.example.com", tmp_path) == "pass"
 
 
 def result(stderr: str) -> CommandResult:
