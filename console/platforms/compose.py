@@ -630,7 +630,8 @@ def pick_previous(
        commit that brought the current one (what was really deployed), when
        a commit did bring it;
     2. the console's own record: the newest lower version it saw running;
-    3. the engine: the newest image of the repository created before the current one;
+    3. the engine: the newest image of the repository created before the
+       current one (one the registry has too, when the registry answered);
     4. the registry: the highest version below the current one.
 
     Returns (None, why) when no source has one."""
@@ -653,6 +654,9 @@ def pick_previous(
         return best, f"the newest version below {image_tag(current_image)} the console saw running here"
     if current_created is not None:
         older = [c for c in usable.values() if c.created is not None and c.created < current_created]
+        # When the registry answered, an image it lacks (a local build) would fail the pull.
+        if any(SOURCE_REGISTRY in c.sources for c in candidates):
+            older = [c for c in older if SOURCE_REGISTRY in c.sources] or older
         if older:
             best = max(older, key=lambda c: (c.created, version_key(c.version)))
             return best, (

@@ -143,6 +143,9 @@ def test_without_git_the_consoles_record_then_creation_time_then_registry_order(
     engine = [candidate("1.2.9", "engine", created=1), candidate("1.2.10", "engine", created=2), candidate("1.3.0", "engine", created=20)]
     picked, why = pick_previous(engine, image("1.2.11"), [], now)
     assert picked.version == "1.2.10" and why == "the newest image on the engine created before 1.2.11 (2026-12-01 10:02:00 UTC)"
+    # A local build the registry does not have would fail the pull: the newest pullable one.
+    local = [candidate("1.2.10", "engine", created=2), candidate("1.2.9", "engine", "registry", created=1)]
+    assert pick_previous(local, image("1.2.11"), [], now)[0].version == "1.2.9"
     # The current image is not on the engine: the registry's versions below it.
     registry = [candidate("2.0.0"), candidate("1.10.0"), candidate("1.9.0"), candidate("latest")]
     picked, why = pick_previous(registry, image("1.11.0"), [], None)
