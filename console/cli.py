@@ -236,7 +236,8 @@ def _status_line(view) -> str:
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds to wait for the rollout (default: the config's rollout_timeout).")
 @click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
-def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float | None, quick: bool) -> None:
+@click.option("--to-tag", help="Docker Compose: roll back to this image tag (default: the previous version).")
+def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float | None, quick: bool, to_tag: str | None) -> None:
     """The runbook's automated rollback: record, roll back, wait, verify."""
     from console.rollback import run_headless_rollback
 
@@ -250,12 +251,32 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
                          "roll it back without --quick")
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise UsageError("no terminal to confirm on: pass --yes to roll back without a prompt, or --dry-run to see the plan")
+    session = _session(config)
+    if to_tag is not None:
+        to_revision = _revision_for_tag(session, service, platform, to_tag, to_revision, quick)
     code = run_headless_rollback(
-        _session(config), service, reason=reason, to_revision=to_revision, dry_run=dry_run,
+        session, service, reason=reason, to_revision=to_revision, dry_run=dry_run,
         confirm=None if yes else (lambda text: click.confirm(text, default=False)),
         force=force, timeout=timeout, out=click.echo, quick=quick,
     )
     sys.exit(code)
+
+
+def _revision_for_tag(session, service: str, platform: str, tag: str, to_revision: int | None, quick: bool) -> int:
+    """`--to-tag`: the Compose history's revision number of the tag."""
+    from console.platforms.base import NotFound, PlatformError
+
+    if platform != "compose":
+        raise UsageError(f"--to-tag names a Docker Compose image tag; {service} runs on {platform}: use --to-revision N")
+    if to_revision is not None or quick:
+        raise UsageError("--to-tag cannot be combined with --to-revision or --quick: choose one target")
+    try:
+        return session.platform(service).revision_for_tag(tag)
+    except NotFound as err:
+        raise UsageError(str(err)) from None
+    except PlatformError as err:
+        click.echo(f"Cannot look up {tag}: {err}")
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()

@@ -137,6 +137,9 @@ class Revision:
     # Kubernetes revision, the same label on a Compose image. The config's
     # database.schema_requirements wins over it.
     schema: str | None = None
+    # Where a plain rollback goes, when the platform picks it by evidence rather
+    # than by revision number (Compose); the UI's hint and history mark it.
+    rollback_target: bool = False
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -245,6 +248,31 @@ class ApiCall:
 
 
 @dataclass(frozen=True)
+class TargetCandidate:
+    """One version a rollback could go to, with where the console learned of it
+    (its provenance), so the plan can say why it picked one and the gate can
+    apply its rules (never one rolled back from) to the same data."""
+
+    image: str
+    # Where it was found: "git history", "engine", "registry", "seen running" ...
+    sources: tuple[str, ...]
+    # The console itself saw it running here (its state dir's record, or now).
+    seen_running: bool = False
+    # A rollback went away from it (the console's record, or the file's git history).
+    rolled_back_from: bool = False
+    # The engine's image creation time, when the engine has the image.
+    created: datetime | None = None
+    # The newest git commit whose compose file named it (short hash), if any.
+    commit: str = ""
+    # Why it counts as rolled back from, or other remarks, as a sentence.
+    note: str = ""
+
+    @property
+    def version(self) -> str:
+        return image_tag(self.image)
+
+
+@dataclass(frozen=True)
 class RollbackPlan:
     """A pure description of a rollback, shown to the operator before it runs."""
 
@@ -260,6 +288,10 @@ class RollbackPlan:
     # The state the operator saw; the change is refused if it moved since.
     resource_version: str | None = None
     summary: str = ""
+    # What the target could have been (platforms that search for it: Compose),
+    # newest first, and why the target was picked among them.
+    candidates: tuple[TargetCandidate, ...] = ()
+    choice: str = ""
 
     @property
     def from_versions(self) -> tuple[str, ...]:

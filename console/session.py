@@ -831,6 +831,10 @@ class Session:
         target = state.rollback.to_versions
         if not target or self.current_versions(service) != target:
             return None
+        # Compose after a quick rollback: the full rollback is the next step, not nothing.
+        finish = getattr(self.platform(service), "quick_rollback_to_finish", None)
+        if finish is not None and finish():
+            return None
         when = state.rollback.finished_at
         return (f"{service} is already on the target {', '.join(target)}: incident {state.id} rolled it back "
                 f"from {', '.join(state.rollback.from_versions) or '?'}"

@@ -20,15 +20,25 @@ byte for byte (ruamel's dumper would re-indent some layouts). A file the
 splice cannot edit safely (the image from a `${VARIABLE}`, an alias or a merge
 key) is refused with a sentence instead of rewritten.
 
-History merges three sources: tags the console saw running (a small JSON file
-in the console's state dir, `compose-images.json`, written when a new one
-shows up), the repository's tags in the local engine (`docker image ls`), and
-the registry's `/v2/REPO/tags/list` when one is configured. Revision numbers
-rank the tags by version (1.2.1 < 1.2.2 < 1.2.3 < 1.10.0; tags that are not
-versions, like `latest`, rank lowest), so "the previous revision" is the next
-lower version than the one running that the console saw running: a tag known
-only to the registry or the local engine is listed (its change cause ends in
-"never seen running") and can be chosen explicitly, never by default.
+History merges four sources, so an operator who installs the console during
+the incident still has a previous version: the compose file's git history
+(`git log -p` of the file, when it is in a repository), the repository's
+images on the engine (with their creation times), the registry's
+`/v2/REPO/tags/list` when one is configured (anonymous, or with the Docker
+config's credentials), and the tags the console saw running (a small JSON
+file in the console's state dir, `compose-images.json`, which also records
+the tags a rollback went away from). Revision numbers rank the tags by
+version (1.2.1 < 1.2.2 < 1.2.3 < 1.10.0; tags that are not versions, like
+`latest`, rank lowest). The previous version is picked by the best evidence
+(`pick_previous`: git history order, then the console's record, then image
+creation time, then the registry's version order), never one rolled back
+from; the plan carries every candidate with its provenance
+(`RollbackPlan.candidates`) and says which one it picked and why.
+
+After a quick rollback the full rollback is the next step: its plan goes to
+the version the previous container serves, and that container hands over
+(stopped just before `up -d`, so the port is free; removed once the service
+is ready).
 
 A local image may say which migration it needs with the label
 `rollback-console/schema` (model.SCHEMA_ANNOTATION), read with `docker image
@@ -38,6 +48,8 @@ manifest and config fetch per tag).
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -52,9 +64,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
 
 from console.clock import Clock, SystemClock
-from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.model import (
+    SCHEMA_ANNOTATION,
+    ApiCall,
+    Health,
+    Progress,
+    Revision,
+    RollbackPlan,
+    TargetCandidate,
+    image_tag,
+)
 from console.platforms.base import (
     ROLLOUT_TIMEOUT,
     Conflict,
@@ -257,7 +279,9 @@ def _read_text(path: Path) -> str:
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace the file's content in one step (a reader sees the old or the new
-    file, never half of one), keeping its mode and, where allowed, its owner."""
+    file, never half of one), keeping its mode and, where allowed, its owner.
+    A symlink stays a symlink: the file it points to is the one replaced."""
+    path = path.resolve()
     stat = path.stat()
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -327,9 +351,16 @@ def command_error(result: CommandResult, *, hint: str = "") -> PlatformError:
     command, what it said, and what to do."""
     said = _error_line(result.stderr or result.stdout)
     low = (result.stderr + result.stdout).lower()
-    prefix = f"`{result.display}` failed: {said}."
+    prefix = f"`{result.display}` failed: {said}{'' if said.endswith(('?', '!')) else '.'}"
+    registry = _registry_fault(low)
+    if registry is not None:
+        return Unavailable(
+            f"{prefix} The registry {registry} is not reachable: the Docker engine answered, but its connection to "
+            "the registry failed. Start the registry or fix the network to it, or roll back to a version the "
+            "engine already has."
+        )
     if "cannot connect to the docker daemon" in low or ("docker.sock" in low and "no such file" in low) or (
-        "connection refused" in low
+        "connection refused" in low and "error response from daemon" not in low
     ):
         return Unavailable(f"{prefix} The Docker engine is not reachable: start it, or check docker_host in the console config.")
     if "permission denied" in low and ("docker.sock" in low or "daemon socket" in low):
@@ -344,10 +375,30 @@ def command_error(result: CommandResult, *, hint: str = "") -> PlatformError:
     if "unauthorized" in low or "authentication required" in low or "denied: " in low or "pull access denied" in low:
         return Forbidden(f"{prefix} The registry refused the credentials: `docker login` to it, then try again.")
     if "manifest unknown" in low or ("manifest for" in low and "not found" in low):
-        return NotFound(f"{prefix} That tag is not in the registry: check that it was pushed, or roll back to another revision.")
+        return NotFound(
+            f"{prefix} That tag is not in the registry (manifest unknown): check that it was pushed, or roll back "
+            "to another version."
+        )
     if "no such container" in low or "no such service" in low:
         return NotFound(f"{prefix}{' ' + hint if hint else ''}")
     return PlatformError(f"`{result.display}` failed (exit {result.returncode}): {said}.{' ' + hint if hint else ''}")
+
+
+# The engine's words when it answered but could not reach a registry.
+_REGISTRY_FAULTS = ("connection refused", "no such host", "i/o timeout", "connection reset", "tls:", "x509:",
+                    "server gave http response to https client", "network is unreachable", "no route to host")
+
+
+def _registry_fault(low: str) -> str | None:
+    """The registry host when a command's (lower-cased) output says the engine
+    answered but its request to a registry failed: `Error response from
+    daemon: Get "http://HOST/v2/": dial tcp HOST: connect: connection refused`."""
+    if "error response from daemon" not in low and "/v2/" not in low:
+        return None
+    if not any(fault in low for fault in _REGISTRY_FAULTS):
+        return None
+    match = re.search(r'https?://([^/"\s]+)/v2/', low) or re.search(r"dial tcp ([^:\s]+:\d+)", low)
+    return match.group(1) if match else None
 
 
 # --- containers -----------------------------------------------------------------
@@ -387,8 +438,10 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
     zone = match.group(4) or "+00:00"
     zone = "+00:00" if zone == "Z" else (zone if ":" in zone else f"{zone[:3]}:{zone[3:]}")
+    # Microseconds kept: images built in one CI run differ by less than a second.
+    fraction = (match.group(3) or "")[:7]
     try:
-        return datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{zone}").astimezone(timezone.utc)
+        return datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{fraction}{zone}").astimezone(timezone.utc)
     except ValueError:
         return None
 
@@ -462,6 +515,239 @@ def _worst_health(containers: Sequence[Container]) -> str:
     return "unhealthy" if "unhealthy" in states else "starting" if "starting" in states else "not healthy"
 
 
+# --- where previous versions come from ---------------------------------------------
+
+# Where a version was found, as the history's change cause and a candidate's sources say.
+SOURCE_GIT = "git history"
+SOURCE_ENGINE = "engine"
+SOURCE_REGISTRY = "registry"
+SOURCE_SEEN = "seen running"
+SOURCE_RUNNING = "running"
+SOURCE_FILE = "compose file"
+# How a revision's change cause marks a tag a rollback went away from.
+ROLLED_BACK = "rolled back from"
+# The state file's key suffix for the tags this console rolled back from.
+ROLLED_BACK_SUFFIX = "#rolled-back-from"
+# `git log -p` context: the whole compose file, so each commit's version can be rebuilt.
+GIT_CONTEXT_LINES = 100000
+# Commits of the compose file read (newest first): enough for any incident.
+GIT_MAX_COMMITS = 200
+
+
+@dataclass(frozen=True)
+class GitEntry:
+    """The service's image in the compose file as one commit left it."""
+
+    commit: str  # short hash
+    at: datetime | None
+    image: str
+
+
+def parse_git_log(output: str, service: str, path: str) -> list[GitEntry]:
+    """`git log -p -U<whole file> --format=%x00commit %H %cI -- FILE` as the
+    service's image at each commit (newest first). Each patch carries the whole
+    file as context, so the commit's version of the file is its context and
+    added lines; a version the console cannot read (not YAML, no such service,
+    an image from a variable) is left out."""
+    entries = []
+    for chunk in output.split("\x00commit ")[1:]:
+        header, _, patch = chunk.partition("\n")
+        commit, _, committed = header.strip().partition(" ")
+        lines, in_hunk = [], False
+        for line in patch.split("\n"):
+            if line.startswith("@@"):
+                in_hunk = True
+            elif in_hunk and line[:1] in (" ", "+"):
+                lines.append(line[1:])
+            # "-" lines are the version before; "\" is git's "No newline at end of file".
+        if not lines:
+            continue  # the commit deleted the file
+        try:
+            image = locate_image("\n".join(lines) + "\n", service, path).image
+        except PlatformError:
+            continue
+        entries.append(GitEntry(commit=commit[:12], at=_parse_time(committed), image=image))
+    return entries
+
+
+def git_rollbacks(entries: Sequence[GitEntry]) -> dict[str, str]:
+    """Images a commit moved the file away from to a lower version (a rollback
+    recorded in git), each with a sentence naming the commit."""
+    found: dict[str, str] = {}
+    for newer, older in zip(entries, entries[1:]):
+        if newer.image == older.image:
+            continue
+        new_key, old_key = version_key(image_tag(newer.image)), version_key(image_tag(older.image))
+        if new_key[0] == old_key[0] == 1 and new_key < old_key:
+            found.setdefault(
+                older.image,
+                f"git commit {newer.commit} moved the image from {image_tag(older.image)} back to {image_tag(newer.image)}",
+            )
+    return found
+
+
+@dataclass
+class _Evidence:
+    """What one look at the service found (internal to ComposePlatform)."""
+
+    repository: str
+    file_image: str
+    running: tuple[str, ...]
+    serving_previous: Container | None
+    sources: dict[str, set[str]] = field(default_factory=dict)
+    created: dict[str, datetime | None] = field(default_factory=dict)
+    engine_created: dict[str, datetime | None] = field(default_factory=dict)
+    schemas: dict[str, str] = field(default_factory=dict)
+    commits: dict[str, str] = field(default_factory=dict)
+    rolled_back: dict[str, str] = field(default_factory=dict)
+    current_tags: set[str] = field(default_factory=set)
+    git: list[GitEntry] = field(default_factory=list)
+
+    def reference_image(self) -> str:
+        """The version "previous" is relative to: the newest running (else the file's)."""
+        if not self.current_tags:
+            return self.file_image
+        return f"{self.repository}:{max(self.current_tags, key=version_key)}"
+
+    def add(self, tag: str, source: str, at: datetime | None = None) -> None:
+        self.sources.setdefault(tag, set()).add(source)
+        known = self.created.get(tag)
+        if at is not None and (known is None or at < known):
+            self.created[tag] = at
+        self.created.setdefault(tag, None)
+
+
+def pick_previous(
+    candidates: Sequence[TargetCandidate],
+    current_image: str,
+    git: Sequence[GitEntry],
+    current_created: datetime | None,
+) -> tuple[TargetCandidate | None, str]:
+    """The previous version, by the best evidence there is, and why; never one
+    rolled back from. In order:
+
+    1. the compose file's git history: the image the file named before the
+       commit that brought the current one (what was really deployed), when
+       a commit did bring it;
+    2. the console's own record: the newest lower version it saw running;
+    3. the engine: the newest image of the repository created before the
+       current one (one the registry has too, when the registry answered);
+    4. the registry: the highest version below the current one.
+
+    Returns (None, why) when no source has one."""
+    usable = {c.image: c for c in candidates if not c.rolled_back_from}
+    current_key = version_key(image_tag(current_image))
+    # Only when a commit brought the current version does the history say what
+    # came before it: a file CI edits in place may have one commit, years old.
+    newest = next((i for i, e in enumerate(git) if e.image == current_image), None)
+    for entry in git[newest + 1 :] if newest is not None else ():
+        candidate = usable.get(entry.image)
+        if candidate is not None and entry.image != current_image:
+            when = f", {entry.at:%Y-%m-%d %H:%M} UTC" if entry.at else ""
+            return candidate, (
+                f"the compose file named it before {image_tag(current_image)} (git commit {entry.commit}{when})"
+            )
+    lower = [c for c in usable.values() if version_key(c.version)[0] == 1 and version_key(c.version) < current_key]
+    seen = [c for c in lower if c.seen_running]
+    if seen:
+        best = max(seen, key=lambda c: version_key(c.version))
+        return best, f"the newest version below {image_tag(current_image)} the console saw running here"
+    if current_created is not None:
+        older = [c for c in usable.values() if c.created is not None and c.created < current_created]
+        # When the registry answered, an image it lacks (a local build) would fail the pull.
+        if any(SOURCE_REGISTRY in c.sources for c in candidates):
+            older = [c for c in older if SOURCE_REGISTRY in c.sources] or older
+        if older:
+            best = max(older, key=lambda c: (c.created, version_key(c.version)))
+            return best, (
+                f"the newest image on the engine created before {image_tag(current_image)} "
+                f"({best.created:%Y-%m-%d %H:%M:%S} UTC)"
+            )
+    listed = [c for c in lower if SOURCE_REGISTRY in c.sources]
+    if listed:
+        best = max(listed, key=lambda c: version_key(c.version))
+        return best, f"the highest version below {image_tag(current_image)} among the registry's tags"
+    refused = [c.version for c in candidates if c.rolled_back_from]
+    return None, (
+        "neither the compose file's git history, the console's record, the engine's images nor the registry's "
+        "tags show an older version" + (f" that was not rolled back from ({', '.join(refused)} was)" if refused else "")
+    )
+
+
+def _target_warnings(candidate: TargetCandidate | None) -> str:
+    """What the plan must say about a target: never seen running, rolled back from."""
+    if candidate is None:
+        return ""
+    text = ""
+    if not candidate.seen_running and SOURCE_GIT in candidate.sources:
+        text += (f" The console never saw {candidate.version} running itself; the compose file's git history says "
+                 f"it was deployed (commit {candidate.commit}).")
+    elif not candidate.seen_running:
+        text += f" {candidate.version} was never seen running here ({', '.join(candidate.sources)}): check that it works before relying on it."
+    if candidate.rolled_back_from:
+        text += f" WARNING: {candidate.version} was rolled back from ({candidate.note})."
+    return text
+
+
+def registry_credentials(registry_url: str, config_dir: Path) -> tuple[str, str] | None:
+    """User and password for the registry from the Docker CLI's config.json
+    (`docker login` keeps them there, base64 "user:password" under `auths`);
+    None when there are none there (a credential helper keeps them elsewhere)."""
+    host = urlsplit(registry_url if "://" in registry_url else f"//{registry_url}").netloc
+    try:
+        data = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    for key, entry in (auths or {}).items() if isinstance(auths, dict) else ():
+        if urlsplit(key if "://" in key else f"//{key}").netloc != host or not isinstance(entry, dict):
+            continue
+        if entry.get("username") and entry.get("password"):
+            return str(entry["username"]), str(entry["password"])
+        try:
+            user, _, password = base64.b64decode(str(entry.get("auth") or "")).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return (user, password) if user else None
+    return None
+
+
+def credential_helper(registry_url: str, config_dir: Path) -> str | None:
+    """The Docker config's credential helper for the registry (`credHelpers`,
+    else `credsStore`), whose secrets the console does not fetch."""
+    host = urlsplit(registry_url if "://" in registry_url else f"//{registry_url}").netloc
+    try:
+        data = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    helpers = data.get("credHelpers") if isinstance(data.get("credHelpers"), dict) else {}
+    return str(helpers.get(host) or data.get("credsStore") or "") or None
+
+
+def _bearer_token(client: Any, challenge: Any, credentials: tuple[str, str] | None, scope: str) -> str | None:
+    """The registry token protocol: a 401 with `WWW-Authenticate: Bearer
+    realm=...,service=...` sends the client to the token service (with the
+    credentials, when there are any) for a pull token."""
+    header = challenge.headers.get("www-authenticate", "")
+    if not header.lower().startswith("bearer "):
+        return None
+    params = dict(re.findall(r'(\w+)="([^"]*)"', header))
+    realm = params.get("realm")
+    if not realm:
+        return None
+    query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
+    response = client.get(realm, params=query, auth=credentials) if credentials else client.get(realm, params=query)
+    if response.status_code != 200:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return str(body.get("token") or body.get("access_token") or "") or None
+
+
 # --- the platform -----------------------------------------------------------------
 
 
@@ -504,8 +790,10 @@ class ComposePlatform:
         self._clock: Clock = clock or SystemClock()
         # Why the last history() lacks a source (the registry was unreachable ...), as sentences.
         self.warnings: tuple[str, ...] = ()
-        # Image ID -> its schema label (None: it has none), see image_schemas().
-        self._schemas: dict[str, str | None] = {}
+        # (HEAD, file) -> its git history, see git_history().
+        self._git_cache: tuple[tuple[str, str], tuple[GitEntry, ...]] | None = None
+        # Image ID -> (creation time, schema label or None), see _image_facts().
+        self._facts: dict[str, tuple[datetime | None, str | None]] = {}
 
     @classmethod
     def from_config(cls, service: Any, clock: Clock | None = None) -> ComposePlatform:
@@ -635,11 +923,13 @@ class ComposePlatform:
         return self.project_name is None or project == self.project_name
 
     def local_tags(self, repository: str) -> dict[str, datetime | None]:
-        """Tags of the repository in the local engine, with their image's creation time."""
-        return {tag: created for tag, (created, _) in self._local_images(repository).items()}
+        """Tags of the repository on the engine, with their image's creation time."""
+        local = self._local_images(repository)
+        facts = self._image_facts([image_id for _, image_id in local.values()])
+        return {tag: facts.get(image_id, (listed, None))[0] or listed for tag, (listed, image_id) in local.items()}
 
     def _local_images(self, repository: str) -> dict[str, tuple[datetime | None, str]]:
-        """Tags of the repository in the local engine -> (creation time, image ID)."""
+        """Tags of the repository on the engine -> (creation time to the second, image ID)."""
         result = self.run(self.docker_argv("image", "ls", "--format", "{{json .}}", repository))
         tags: dict[str, tuple[datetime | None, str]] = {}
         for item in _json_objects(result.stdout):
@@ -648,22 +938,24 @@ class ComposePlatform:
                 tags[tag] = (_parse_time(item.get("CreatedAt")), str(item.get("ID") or ""))
         return tags
 
-    def image_schemas(self, image_ids: Sequence[str]) -> dict[str, str]:
-        """Image ID -> the migration the image says it needs (its
-        `model.SCHEMA_ANNOTATION` label), for local images that have one.
-        An image's labels never change, so each ID is inspected once per
-        console; a failed inspect leaves the marks out (the config's
-        database.schema_requirements still applies)."""
-        unknown = [i for i in dict.fromkeys(image_ids) if i and i not in self._schemas]
+    def _image_facts(self, image_ids: Sequence[str]) -> dict[str, tuple[datetime | None, str | None]]:
+        """Image ID -> (its creation time, the migration its `model.SCHEMA_ANNOTATION`
+        label names). `docker image ls` rounds creation times to the second, too
+        coarse for images built in one CI run, hence `docker image inspect`. An
+        image never changes, so each ID is inspected once per console; a failed
+        inspect leaves the facts out (asked again next time)."""
+        unknown = [i for i in dict.fromkeys(image_ids) if i and i not in self._facts]
         if unknown:
-            argv = self.docker_argv("image", "inspect", "--format", "{{.Id}} {{json .Config.Labels}}", *unknown)
+            argv = self.docker_argv(
+                "image", "inspect", "--format", "{{.Id}} {{.Created}} {{json .Config.Labels}}", *unknown
+            )
             try:
                 output = self.run(argv, check=False).stdout
             except PlatformError:
                 output = ""
-            # Only the images it answered for are remembered: the others are asked again next time.
             for line in output.splitlines():
-                full, _, labels = line.strip().partition(" ")
+                full, _, rest = line.strip().partition(" ")
+                created, _, labels = rest.partition(" ")
                 try:
                     value = (json.loads(labels) or {}).get(SCHEMA_ANNOTATION)
                 except (ValueError, AttributeError):
@@ -671,24 +963,55 @@ class ComposePlatform:
                 digest = full.split(":", 1)[-1]
                 for image_id in unknown:
                     if digest.startswith(image_id.split(":", 1)[-1]):
-                        self._schemas[image_id] = (str(value).strip() or None) if value else None
-        return {i: self._schemas[i] for i in image_ids if self._schemas.get(i)}
+                        schema = (str(value).strip() or None) if value else None
+                        self._facts[image_id] = (_parse_time(created), schema)
+        return {i: self._facts[i] for i in image_ids if i in self._facts}
+
+    def image_schemas(self, image_ids: Sequence[str]) -> dict[str, str]:
+        """Image ID -> the migration the image says it needs, for local images
+        that have one (the config's database.schema_requirements still applies)."""
+        return {i: schema for i, (_, schema) in self._image_facts(image_ids).items() if schema}
+
+    def _docker_config_dir(self) -> Path:
+        configured = self._env().get("DOCKER_CONFIG")
+        return Path(configured) if configured else Path.home() / ".docker"
 
     def registry_tags(self, repository: str) -> list[str]:
-        """The registry's `GET /v2/REPO/tags/list` (empty when no registry is configured)."""
+        """The registry's `GET /v2/REPO/tags/list` (empty when no registry is
+        configured). Anonymous, or with the user and password `docker login`
+        stored in the Docker config (basic auth, or the bearer token the
+        registry's token service hands out for them)."""
         if not self.registry:
             return []
         import httpx
 
-        url = f"{self.registry}/v2/{registry_path(repository)}/tags/list"
+        path = registry_path(repository)
+        url = f"{self.registry}/v2/{path}/tags/list"
+        credentials = registry_credentials(self.registry, self._docker_config_dir())
         try:
-            response = httpx.get(url, timeout=self.registry_timeout, follow_redirects=True)
+            with httpx.Client(timeout=self.registry_timeout, follow_redirects=True) as client:
+                response = client.get(url, auth=credentials) if credentials else client.get(url)
+                if response.status_code == 401:
+                    token = _bearer_token(client, response, credentials, f"repository:{path}:pull")
+                    if token:
+                        response = client.get(url, headers={"Authorization": f"Bearer {token}"})
         except httpx.TimeoutException:
             raise Timeout(f"The registry at {self.registry} did not answer within {self.registry_timeout:g} s.") from None
         except httpx.HTTPError as err:
             raise Unavailable(f"Cannot reach the registry at {self.registry} ({type(err).__name__}).") from None
-        if response.status_code == 401:
-            raise Forbidden(f"The registry at {self.registry} asks for credentials to list {registry_path(repository)}.")
+        if response.status_code in (401, 403):
+            if credentials:
+                raise Forbidden(
+                    f"The registry at {self.registry} refused the credentials in {self._docker_config_dir()}/config.json "
+                    f"to list {path}: `docker login` to it again."
+                )
+            helper = credential_helper(self.registry, self._docker_config_dir())
+            raise Forbidden(
+                f"The registry at {self.registry} asks for credentials to list {path}: "
+                + (f"they are kept by the credential helper docker-credential-{helper}, which the console does not "
+                   "run; list the tags with `docker` or choose the target with --to-tag."
+                   if helper else "`docker login` to it (the console reads the Docker config's credentials).")
+            )
         if response.status_code == 404:
             return []
         if response.status_code >= 400:
@@ -697,6 +1020,54 @@ class ComposePlatform:
             return [str(t) for t in (response.json().get("tags") or [])]
         except (ValueError, AttributeError):
             raise Unavailable(f"The registry at {self.registry} answered {url} with something that is not a tag list.") from None
+
+    def git_history(self) -> list[GitEntry]:
+        """The image the compose file named for the service at each commit that
+        changed the file, newest first: `git log -p` of the file, with the whole
+        file as context so each commit's version can be read like the file itself.
+        Read again only when HEAD moves (history() runs every refresh). Empty when
+        the file is not in a git repository (or git is missing)."""
+        path = self.compose_file.resolve()
+        head = self._git(["rev-parse", "--verify", "-q", "HEAD"], path)
+        if head is None or head.returncode != 0:
+            return []  # no git, not a repository, or no commit yet
+        key = (head.stdout.strip(), str(path))
+        if self._git_cache is not None and self._git_cache[0] == key:
+            return list(self._git_cache[1])
+        log = self._git([
+            "-c", "core.quotepath=off", "log", "-p", "--no-color", "--no-ext-diff", "--no-textconv",
+            f"-U{GIT_CONTEXT_LINES}", f"--max-count={GIT_MAX_COMMITS}", "--format=%x00commit %H %cI", "--", path.name,
+        ], path)
+        if log is None or log.returncode != 0:
+            return []
+        entries = parse_git_log(log.stdout, self.service, str(path))
+        self._git_cache = (key, tuple(entries))
+        return entries
+
+    def _git(self, args: list[str], path: Path) -> Any:
+        """One git command in the compose file's folder, through the project's
+        runner (a timeout kills its whole process group). None when git is not
+        installed or the folder is not in a repository; PlatformError when git
+        fails otherwise (a repository git refuses, a timeout)."""
+        from console.database import run_command
+
+        result = run_command(["git", *args], timeout=self.command_timeout, cwd=str(path.parent),
+                             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
+        if result.error and result.returncode is None and "was not found" in result.error:
+            return None  # no git on this machine: no git history, nothing to say
+        if result.error and "did not finish" in result.error:
+            raise Timeout(
+                f"`{result.command}` (the compose file's git history) did not finish within "
+                f"{self.command_timeout:g} s; the previous version is found without it."
+            )
+        if result.error:
+            raise PlatformError(f"{result.error.rstrip('.')}; the previous version is found without the git history.")
+        said = _error_line(result.stderr) if result.returncode not in (0, 1) else ""
+        if "not a git repository" in said.lower():
+            return None
+        if said:
+            raise PlatformError(f"`{result.command}` failed: {said}; the previous version is found without the git history.")
+        return result
 
     # --- the console's record of images seen ------------------------------------------
 
@@ -710,24 +1081,40 @@ class ComposePlatform:
     def _seen_key(self) -> str:
         return f"{self.compose_file.resolve()}#{self.service}"
 
-    def seen_images(self) -> dict[str, datetime]:
-        """Images the console saw this service run, with when it first saw each."""
+    def _rolled_back_key(self) -> str:
+        return f"{self._seen_key()}{ROLLED_BACK_SUFFIX}"
+
+    def _read_record(self, key: str) -> dict[str, datetime]:
         try:
             data = json.loads(self._seen_file().read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        entries = data.get(self._seen_key()) if isinstance(data, dict) else None
+        entries = data.get(key) if isinstance(data, dict) else None
         result = {}
-        for image, first in (entries or {}).items():
+        for image, first in (entries or {}).items() if isinstance(entries, dict) else ():
             at = _parse_time(first)
             if at is not None:
                 result[str(image)] = at
         return result
 
+    def seen_images(self) -> dict[str, datetime]:
+        """Images the console saw this service run, with when it first saw each."""
+        return self._read_record(self._seen_key())
+
+    def rolled_back_images(self) -> dict[str, datetime]:
+        """Images a rollback by this console went away from, with when."""
+        return self._read_record(self._rolled_back_key())
+
     def _record_seen(self, images: Sequence[str]) -> None:
-        """Add images to the record (written only when one is new). Best effort:
-        a read-only state dir loses history detail, never a rollback."""
-        known = self.seen_images()
+        self._record(self._seen_key(), images)
+
+    def _record_rolled_back(self, images: Sequence[str]) -> None:
+        self._record(self._rolled_back_key(), images)
+
+    def _record(self, key: str, images: Sequence[str]) -> None:
+        """Add images to one record of the state file (written only when one is
+        new). Best effort: a read-only state dir loses detail, never a rollback."""
+        known = self._read_record(key)
         new = [i for i in images if i and i not in known]
         if not new:
             return
@@ -736,7 +1123,7 @@ class ComposePlatform:
             data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
             if not isinstance(data, dict):
                 data = {}
-            entry = data.setdefault(self._seen_key(), {})
+            entry = data.setdefault(key, {})
             for image in new:
                 entry[image] = self._clock.now().isoformat()
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -744,7 +1131,7 @@ class ComposePlatform:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(data, handle, indent=1, sort_keys=True)
             os.replace(temp, path)
-        except OSError:
+        except (OSError, ValueError):
             return
 
     # --- the Platform protocol ---------------------------------------------------
@@ -756,67 +1143,172 @@ class ComposePlatform:
         running = sorted({c.image for c in containers if c.running})
         if running:
             return tuple(running)
+        previous = self._serving_previous(containers)
+        return (previous.image,) if previous else ()
+
+    def _serving_previous(self, containers: Sequence[Container]) -> Container | None:
+        """The previous container when it serves in the service's place (after a
+        quick rollback: none of the service's compose containers runs)."""
+        if any(c.running for c in containers):
+            return None
         previous = self.previous()
         if previous is not None and previous.running and not self._previous_is_compose_managed(previous):
-            return (previous.image,)
-        return ()
+            return previous
+        return None
 
-    def history(self) -> list[Revision]:
-        """The image tags this service has run or can run, newest version first,
-        the one running now (else the compose file's) marked current."""
+    def quick_rollback_to_finish(self) -> str | None:
+        """After a quick rollback (the previous container serves, the compose file
+        still names the version rolled back from): a sentence saying the full
+        rollback is the next step. None otherwise."""
+        previous = self._serving_previous(self.containers())
+        if previous is None:
+            return None
+        return (
+            f"{previous.name} serves {image_tag(previous.image)} since a quick rollback and the compose file names "
+            f"{image_tag(self.compose_image())}: the full rollback to {image_tag(previous.image)} is the next step."
+        )
+
+    def _evidence(self) -> _Evidence:
+        """Everything the history and the choice of a target are made of: the
+        compose file, what runs, and the four sources of versions."""
         file_image = self.compose_image()
         repository, _ = split_image(file_image)
-        running = self.running_images()
+        containers = self.containers()
+        previous = self._serving_previous(containers)
+        running = tuple(sorted({c.image for c in containers if c.running})) or ((previous.image,) if previous else ())
         self._record_seen(running)
-        current_images = running or (file_image,)
-
-        sources: dict[str, set[str]] = {}
-        created: dict[str, datetime | None] = {}
-
-        def add(tag: str, source: str, at: datetime | None = None) -> None:
-            sources.setdefault(tag, set()).add(source)
-            if at is not None and (created.get(tag) is None or at < created[tag]):  # type: ignore[operator]
-                created[tag] = at
-            created.setdefault(tag, None)
+        ev = _Evidence(repository=repository, file_image=file_image, running=running, serving_previous=previous)
 
         for image, first_seen in self.seen_images().items():
             repo, tag = split_image(image)
             if repo == repository and tag:
-                add(tag, "seen running", first_seen)
+                ev.add(tag, SOURCE_SEEN, first_seen)
         local = self._local_images(repository)
-        for tag, (at, _) in local.items():
-            add(tag, "local", at)
-        schemas = self.image_schemas([image_id for _, image_id in local.values()])
+        facts = self._image_facts([image_id for _, image_id in local.values()])
+        for tag, (listed, image_id) in local.items():
+            created, schema = facts.get(image_id, (listed, None))
+            ev.add(tag, SOURCE_ENGINE, created or listed)
+            ev.engine_created[tag] = created or listed
+            if schema:
+                ev.schemas[tag] = schema
         warnings = []
         try:
             for tag in self.registry_tags(repository):
-                add(tag, "registry")
+                ev.add(tag, SOURCE_REGISTRY)
         except PlatformError as err:
-            warnings.append(f"{err} The history shows local tags only.")
+            warnings.append(f"{err} The history shows the other sources only.")
+        try:
+            ev.git = self.git_history()
+        except PlatformError as err:
+            warnings.append(str(err))
+        for entry in ev.git:
+            repo, tag = split_image(entry.image)
+            if repo == repository and tag:
+                ev.add(tag, SOURCE_GIT)
+                ev.commits.setdefault(tag, entry.commit)
         self.warnings = tuple(warnings)
-        current_tags = set()
-        for image in current_images:
+        for image in running or (file_image,):
             repo, tag = split_image(image)
             if repo == repository and tag:
-                add(tag, "running" if running else "compose file")
-                current_tags.add(tag)
+                ev.add(tag, SOURCE_RUNNING if running else SOURCE_FILE)
+                ev.current_tags.add(tag)
 
-        ordered = sorted(sources, key=version_key)
-        revisions = [
-            Revision(
-                number=index,
-                images=(f"{repository}:{tag}",),
-                change_cause=", ".join(sorted(sources[tag]))
-                + ("" if sources[tag] & RAN_SOURCES else f"; {NEVER_RAN}"),
-                created=created.get(tag),
-                current=tag in current_tags,
-                ref=f"{repository}:{tag}",
-                schema=schemas.get(local[tag][1]) if tag in local else None,
+        # What was rolled back from: the console's record, the file's git history
+        # (a commit that moved the image to a lower version), and a quick rollback
+        # that is not finished (the file still names what it went away from).
+        for image, at in self.rolled_back_images().items():
+            repo, tag = split_image(image)
+            if repo == repository and tag:
+                ev.rolled_back.setdefault(tag, f"the console rolled back from it at {at:%Y-%m-%d %H:%M} UTC")
+        for image, note in git_rollbacks(ev.git).items():
+            repo, tag = split_image(image)
+            if repo == repository and tag:
+                ev.rolled_back.setdefault(tag, note)
+        if previous is not None and previous.image != file_image:
+            _, tag = split_image(file_image)
+            if tag:
+                ev.rolled_back.setdefault(tag, f"a quick rollback went from it to {image_tag(previous.image)}")
+        return ev
+
+    def history(self) -> list[Revision]:
+        """The image tags this service has run or can run, newest version first,
+        the one running now (else the compose file's) marked current and the
+        one a plain rollback goes to marked `rollback_target`."""
+        ev = self._evidence()
+        target, _ = self._default_target(ev, self.candidates(ev))
+        return self._revisions(ev, target)
+
+    def _default_target(self, ev: _Evidence, candidates: Sequence[TargetCandidate]) -> tuple[str | None, str]:
+        """(image, why) a plain rollback goes to, or (None, why there is none):
+        after a quick rollback the version the previous container serves, else
+        `pick_previous` of the current version."""
+        previous = ev.serving_previous
+        if previous is not None:
+            return previous.image, (
+                f"it finishes the quick rollback: {previous.name} serves {image_tag(previous.image)} and the compose "
+                f"file still names {image_tag(ev.file_image)}"
             )
-            for index, tag in enumerate(ordered, start=1)
-        ]
+        reference = ev.reference_image()
+        picked, why = pick_previous(candidates, reference, ev.git, ev.engine_created.get(image_tag(reference)))
+        return (picked.image if picked else None), why
+
+    def _revisions(self, ev: _Evidence, target: str | None = None) -> list[Revision]:
+        ordered = sorted(ev.sources, key=version_key)
+        revisions = []
+        for index, tag in enumerate(ordered, start=1):
+            cause = ", ".join(sorted(ev.sources[tag]))
+            if tag in ev.rolled_back:
+                cause += f"; {ROLLED_BACK}"
+            if not ev.sources[tag] & RAN_SOURCES:
+                cause += f"; {NEVER_RAN}"
+            revisions.append(
+                Revision(
+                    number=index,
+                    images=(f"{ev.repository}:{tag}",),
+                    change_cause=cause,
+                    created=ev.created.get(tag),
+                    current=tag in ev.current_tags,
+                    ref=f"{ev.repository}:{tag}",
+                    schema=ev.schemas.get(tag),
+                    rollback_target=f"{ev.repository}:{tag}" == target,
+                )
+            )
         revisions.reverse()
         return revisions
+
+    def candidates(self, ev: _Evidence | None = None) -> tuple[TargetCandidate, ...]:
+        """Every version a rollback could go to (all but the current one), newest
+        version first, each with where it was found and what is known of it."""
+        ev = ev or self._evidence()
+        result = []
+        for tag in sorted(ev.sources, key=version_key, reverse=True):
+            if tag in ev.current_tags:
+                continue
+            result.append(
+                TargetCandidate(
+                    image=f"{ev.repository}:{tag}",
+                    sources=tuple(sorted(ev.sources[tag])),
+                    seen_running=bool(ev.sources[tag] & RAN_SOURCES),
+                    rolled_back_from=tag in ev.rolled_back,
+                    created=ev.engine_created.get(tag),
+                    commit=ev.commits.get(tag, ""),
+                    note=ev.rolled_back.get(tag, ""),
+                )
+            )
+        return tuple(result)
+
+    def revision_for_tag(self, tag: str) -> int:
+        """The history's revision number of a tag (`--to-tag`); NotFound names the
+        tags there are."""
+        history = self.history()
+        found = next((r for r in history if r.versions[0] == tag), None)
+        if found is None:
+            known = ", ".join(r.versions[0] for r in history) or "none"
+            raise NotFound(
+                f"{tag} is not a tag of {self.name} in the compose file's git history, the engine or the registry "
+                f"(tags: {known}); check the spelling, or push it first."
+            )
+        return found.number
 
     def health(self) -> Health:
         """Container counts: desired from the compose file, ready = running (and
@@ -841,78 +1333,140 @@ class ComposePlatform:
         """The runbook's step 4 as counts (the same as health())."""
         return self.health()
 
-    def plan_rollback(self, to_revision: int | None = None, *, quick: bool = False) -> RollbackPlan:
+    def plan_rollback(
+        self, to_revision: int | None = None, *, quick: bool = False, to_tag: str | None = None
+    ) -> RollbackPlan:
         """The runbook's rollback as a plan; changes nothing.
 
         Full (default): edit the `image:` line to the target tag (a backup beside
         the file), `pull`, `up -d`, then `ps` and `logs --tail=50` to verify.
+        The target: `to_tag`, or revision `to_revision`, or the previous version
+        (see `pick_previous`); after a quick rollback, the version the previous
+        container serves, which then hands over (`docker stop` before `up -d`,
+        so the port is free, `docker rm` once the service is ready).
         `quick=True`: the runbook's quick rollback, `up -d --scale SERVICE=0` and
         `docker start` of the previous container, which must exist and must not
         be one of the service's compose containers (`--scale 0` would remove it).
         """
         text = _read_text(self.compose_file)
-        history = self.history()
+        ev = self._evidence()
+        candidates = self.candidates(ev)
+        default, why = self._default_target(ev, candidates)
+        history = self._revisions(ev, default)
         current = next((r for r in history if r.current), None)
-        from_images = current.images if current else ()
         listed = ", ".join(f"{r.number}={r.versions[0]}" for r in reversed(history)) or "none"
-        target: Revision | None
         if quick:
-            return self._plan_quick(text, history, current, to_revision, listed)
-        if to_revision:
+            return self._plan_quick(text, history, current, to_revision, listed, candidates)
+        previous = ev.serving_previous
+        target: Revision | None
+        if to_tag:
+            target = next((r for r in history if r.versions[0] == to_tag), None)
+            if target is None:
+                raise NotFound(
+                    f"{to_tag} is not a tag of {self.name} in the compose file's git history, the engine or the "
+                    f"registry (revisions: {listed}); check the spelling, or push it first."
+                )
+            choice = f"{to_tag} was asked for (--to-tag)"
+        elif to_revision:
             target = next((r for r in history if r.number == to_revision), None)
             if target is None:
                 raise NotFound(f"revision {to_revision} not found in the history of {self.name} (revisions: {listed}).")
+            choice = f"it was asked for (revision {to_revision})"
+        elif default is None:
+            raise NotFound(
+                f"{self.name} has no version older than {image_tag(ev.reference_image())} to roll back to: {why} "
+                f"(revisions: {listed}); choose one with --to-tag TAG or --to-revision N."
+            )
         else:
-            # Only a tag that ran here is a safe default: a tag from the registry or
-            # the local engine alone may never have worked (or never been deployed).
-            older = [r for r in history if current is not None and r.number < current.number]
-            ran = [r for r in older if not never_ran(r)]
-            if not ran:
-                others = f"; tags never seen running can be chosen explicitly (revisions: {listed})" if older else \
-                    f" (revisions: {listed})"
-                raise NotFound(
-                    f"{self.name} has no tag older than {', '.join(current.versions) if current else 'the current one'} "
-                    f"that the console saw running, so there is no known-good version to roll back to{others}."
-                )
-            target = ran[0]
+            target, choice = next((r for r in history if r.images[0] == default), None), why
+        if target is None:
+            raise NotFound(f"{self.name} has no revision for the rollback target (revisions: {listed}); plan it again.")
         to_image = target.images[0]
         where = locate_image(text, self.service, str(self.compose_file))
+        handover = previous is not None
+        finishing = handover and previous.image == to_image
+        # Finishing a quick rollback moves the compose file away from what it
+        # names: that is the version the record says was rolled back from.
+        file_revision = next((r for r in history if r.images[0] == ev.file_image), None)
+        from_images = (ev.file_image,) if finishing else (current.images if current else ())
+        from_revision = (file_revision.number if file_revision else None) if finishing else (current.number if current else None)
         base = dict(
             service=self.name,
             platform=PLATFORM,
-            from_revision=current.number if current else None,
+            from_revision=from_revision,
             to_revision=target.number,
             from_images=from_images,
             to_images=(to_image,),
             resource_version=text_version(text),
+            candidates=candidates,
+            choice=f"{image_tag(to_image)}: {choice}",
         )
-        if where.image == to_image and set(from_images) == {to_image}:
+        if not handover and where.image == to_image and set(from_images) == {to_image}:
             reason = f"skipped rollback ({self.name} already runs {image_tag(to_image)} and the compose file names it)"
             return RollbackPlan(**base, skip_reason=reason, summary=reason)
+        self._check_editable()
         new_text, _ = replace_image(text, self.service, to_image, str(self.compose_file))
         old_line = text.splitlines()[where.line]
         new_line = new_text.splitlines()[where.line]
-        calls = (
+        calls = [
             ApiCall(
                 "edit",
                 f"{self.compose_file}:{where.line + 1}",
                 body=f"- {old_line.strip()}\n+ {new_line.strip()}\n(backup beside it: {self.compose_file.name}.bak-<timestamp>)",
             ),
             ApiCall("exec", shlex.join(self.compose_argv("pull", self.service))),
-            ApiCall("exec", shlex.join(self.compose_argv("up", "-d", self.service))),
+        ]
+        if handover:
+            calls.append(ApiCall("exec", shlex.join(self.docker_argv("stop", self.previous_container))))
+        calls.append(ApiCall("exec", shlex.join(self.compose_argv("up", "-d", self.service))))
+        if handover:
+            calls.append(ApiCall("exec", shlex.join(self.docker_argv("rm", self.previous_container))))
+        calls += [
             ApiCall("exec", shlex.join(self.compose_argv("ps", "-a", "--format", "json", self.service))),
             ApiCall("exec", shlex.join(self.compose_argv("logs", self.service, f"--tail={LOG_TAIL}", "--no-color"))),
-        )
+        ]
         summary = (
             f"Roll back {self.name} from {_versions(from_images)} to {image_tag(to_image)} the runbook's way: "
             f"change only its image line in {self.compose_file}, pull, up -d, then check ps and the last "
-            f"{LOG_TAIL} log lines; refused if the compose file changed since ({text_version(text)})."
+            f"{LOG_TAIL} log lines; refused if the compose file changed since ({text_version(text)}). "
+            f"Target {image_tag(to_image)}: {choice}."
         )
-        if never_ran(target):
-            summary += f" {image_tag(to_image)} was never seen running here: check that it works before relying on it."
-        return RollbackPlan(**base, calls=calls, summary=summary)
+        if handover:
+            summary += (
+                f" {previous.name} (serving {image_tag(previous.image)} since the quick rollback) hands over: it is "
+                f"stopped after the pull, just before `up -d`, so the port is free, and removed once {self.name} is "
+                "ready (started again if `up -d` fails)."
+            )
+        summary += _target_warnings(next((c for c in candidates if c.image == to_image), None))
+        if self.warnings:
+            summary += " Not consulted: " + " ".join(self.warnings)
+        return RollbackPlan(**base, calls=tuple(calls), summary=summary)
 
-    def _plan_quick(self, text: str, history: list[Revision], current: Revision | None, to_revision: int | None, listed: str) -> RollbackPlan:
+    def _check_editable(self) -> None:
+        """Refuse, before anything is touched, a compose file the console may not
+        edit: read-only for everyone (even root honours that here), or in a
+        folder where the edited file and its backup cannot be written."""
+        path = self.compose_file
+        try:
+            mode = path.stat().st_mode
+        except OSError as err:
+            raise PlatformError(f"Cannot read the compose file {path}: {err.strerror or err}.") from None
+        if not mode & 0o222:
+            raise Forbidden(
+                f"The compose file {path} is read-only (mode {mode & 0o777:04o}), so the console does not edit it; "
+                f"nothing was changed. Make it writable (`chmod u+w {path}`) or edit its image line by hand."
+            )
+        folder = path.resolve().parent
+        if not os.access(path, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
+            raise Forbidden(
+                f"The compose file {path} (or its folder {folder}, where the edit and its backup are written) is "
+                "not writable for this user; nothing was changed. Fix the permissions or edit the file by hand."
+            )
+
+    def _plan_quick(
+        self, text: str, history: list[Revision], current: Revision | None, to_revision: int | None, listed: str,
+        candidates: tuple[TargetCandidate, ...] = (),
+    ) -> RollbackPlan:
         previous = self.previous()
         if previous is None:
             raise NotFound(
@@ -940,6 +1494,8 @@ class ComposePlatform:
             from_images=from_images,
             to_images=(previous.image,),
             resource_version=text_version(text),
+            candidates=candidates,
+            choice=f"{tag or previous.image}: the image of {self.previous_container}, the container the deploy kept",
         )
         if previous.running and not any(c.running for c in self.containers()):
             reason = f"skipped rollback ({self.previous_container} already serves {tag or previous.image})"
@@ -954,8 +1510,12 @@ class ComposePlatform:
             f"Quick rollback of {self.name} from {_versions(from_images)} to {tag or previous.image}: stop the "
             f"service's containers (scale to 0) and start {self.previous_container}. The compose file keeps "
             f"naming {_versions((self.compose_image(),))}, so the next `docker compose up` brings that back: "
-            "do the full rollback before the next deploy."
+            "do the full rollback before the next deploy (a plain rollback after this one does it)."
         )
+        kept = next((c for c in candidates if c.image == previous.image), None)
+        if kept is not None and kept.rolled_back_from:
+            # The kept container itself says its version ran: only a rollback away from it is worth a warning.
+            summary += f" WARNING: {kept.version} was rolled back from ({kept.note})."
         return RollbackPlan(**base, calls=calls, summary=summary)
 
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
@@ -1007,15 +1567,25 @@ class ComposePlatform:
         to_image = plan.to_images[0]
         old_image = locate_image(text, self.service, str(path)).image
         new_text, _ = replace_image(text, self.service, to_image, str(path))
+        self._check_editable()
+        if plan.choice:
+            # Why this version, in the timeline too (the candidates are on the plan).
+            yield self._progress(f"Target {plan.choice}.")
         backup = self._backup_path()
         try:
             shutil.copy2(path, backup)
             if new_text != text:
                 atomic_write(path, new_text)
         except OSError as err:
+            # The file is as it was (the edit replaces it in one step or not at
+            # all): the backup of an edit that never happened goes too.
+            try:
+                backup.unlink()
+            except OSError:
+                pass
             raise PlatformError(
-                f"Cannot edit {path} ({err.strerror or err}); nothing was changed. Check the file's "
-                "permissions and the free space, then try again."
+                f"Cannot edit the compose file {path} ({err.strerror or err}); nothing was changed. Check the "
+                "file's permissions and the free space, then try again."
             ) from None
         yield self._progress(
             f"edited {path}: image {old_image} → {to_image} (backup {backup.name})"
@@ -1036,19 +1606,68 @@ class ComposePlatform:
             return
         yield self._step(result)
 
+        # The change is under way (a failed pull above left nothing changed).
+        self._record_rolled_back([i for i in plan.from_images if i != to_image])
+        handover = self._hands_over(plan)
+        if handover:
+            # After a quick rollback the previous container holds the service's
+            # port: it stops just before `up -d` (the pull is done, so the gap is short).
+            stop = self.docker_argv("stop", self.previous_container)
+            try:
+                result = self.run(stop, timeout=self._remaining(deadline, self.command_timeout))
+            except PlatformError as err:
+                restored = self._restore(backup)
+                yield self._progress(
+                    f"{err} {restored} {self.previous_container} keeps serving; nothing else was changed.", failed=True
+                )
+                return
+            yield self._step(result)
+
         up = self.compose_argv("up", "-d", self.service)
         try:
             result = self.run(up, timeout=self._remaining(deadline, self.deploy_timeout))
         except PlatformError as err:
+            restarted = self._restart_previous(deadline) if handover else ""
             yield self._progress(
                 f"{err} The compose file now names {image_tag(to_image)} (backup {backup}): the containers may "
                 f"be half-way, check `{shlex.join(self.compose_argv('ps', '-a'))}`, fix the cause and run "
-                f"`{shlex.join(up)}` again, or restore the backup to go back to {image_tag(old_image)}.",
+                f"`{shlex.join(up)}` again, or restore the backup to go back to {image_tag(old_image)}.{restarted}",
                 failed=True,
             )
             return
         yield self._step(result)
-        yield from self._wait_for_compose(to_image, deadline)
+        for progress in self._wait_for_compose(to_image, deadline):
+            if handover and progress.done:
+                yield self._remove_previous(deadline)
+            elif handover and progress.failed:
+                progress = dataclasses.replace(progress, message=(
+                    f"{progress.message} {self.previous_container} is stopped, not removed: "
+                    f"`{shlex.join(self.docker_argv('start', self.previous_container))}` (after "
+                    f"`{shlex.join(self.compose_argv('stop', self.service))}`) brings it back."
+                ))
+            yield progress
+
+    def _hands_over(self, plan: RollbackPlan) -> bool:
+        """The plan stops the previous container before `up -d` (after a quick rollback)."""
+        stop = shlex.join(self.docker_argv("stop", self.previous_container))
+        return any(call.method == "exec" and call.target == stop for call in plan.calls)
+
+    def _restart_previous(self, deadline: float) -> str:
+        """After a failed `up -d` in a hand-over: the previous container serves again."""
+        start = self.docker_argv("start", self.previous_container)
+        try:
+            self.run(start, timeout=self._remaining(deadline, self.command_timeout))
+        except PlatformError as err:
+            return f" Starting {self.previous_container} again failed too ({err}): nothing serves, act now."
+        return f" {self.previous_container} was started again and serves as before."
+
+    def _remove_previous(self, deadline: float) -> Progress:
+        """The hand-over's end: the quick rollback's container is no longer needed."""
+        remove = self.docker_argv("rm", self.previous_container)
+        try:
+            return self._step(self.run(remove, timeout=self._remaining(deadline, self.command_timeout)))
+        except PlatformError as err:
+            return self._progress(f"Removing {self.previous_container} failed ({err}); it is stopped: remove it by hand.")
 
     def _backup_path(self) -> Path:
         stamp = self._clock.now().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -1137,6 +1756,7 @@ class ComposePlatform:
             yield self._progress(f"{err} Nothing was started; check the service and try again.", failed=True)
             return
         yield self._step(result)
+        self._record_rolled_back([i for i in plan.from_images if i != to_image])
         start = self.docker_argv("start", self.previous_container)
         try:
             result = self.run(start, timeout=self._remaining(deadline, self.command_timeout))

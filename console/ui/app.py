@@ -784,9 +784,11 @@ def _undo_target(view: ServiceView) -> str:
     if current is None:
         return ""
     older = [r for r in view.snapshot.history if r.number < current.number]
-    if not older:
+    # A platform that picks the target by evidence (Compose) marks it.
+    picked = next((r for r in view.snapshot.history if r.rollback_target), None)
+    if picked is None and not older:
         return ""
-    previous = max(older, key=lambda r: r.number)
+    previous = picked or max(older, key=lambda r: r.number)
     return f" (revision {current.number} → {previous.number})"
 
 

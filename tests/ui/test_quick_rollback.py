@@ -25,6 +25,7 @@ from console.store import Store
 from console.ui.app import build_app
 from console.ui.messages import RollbackFinished
 from console.ui.screens.confirm import ConfirmRollbackScreen
+from textual.widgets import Static
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +117,35 @@ async def test_R_plans_and_runs_the_quick_rollback_of_a_compose_service(compose_
         assert health(f"http://127.0.0.1:{port}/cgi-bin/health") == (200, {"status": "healthy", "version": "1.2.2"})
         assert compose("ps", "-q", SERVICE).stdout.strip() == ""  # scaled to 0
         await pilot.press("q")
+
+
+async def test_after_R_the_r_key_plans_the_full_rollback_that_finishes_it(compose_session, docker_world: DockerWorld) -> None:
+    session, compose, port = compose_session
+    messages: list[object] = []
+    finished = lambda: [m for m in messages if isinstance(m, RollbackFinished)]  # noqa: E731
+    app = build_app(session, animate=False)
+    async with app.run_test(size=(140, 45), message_hook=messages.append) as pilot:
+        await wait_for(pilot, lambda: SERVICE in app.views, "the first refresh")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the quick plan")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(finished()) == 1, "the quick rollback to finish", timeout=90)
+        assert finished()[0].ok, finished()[0].error
+
+        # Not "already on the target": the compose file still names 1.2.3, so r plans the full rollback.
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the full plan")
+        plan = app.screen.plan
+        assert (plan.from_versions, plan.to_versions) == (("1.2.3",), ("1.2.2",))
+        assert plan.choice.startswith("1.2.2: it finishes the quick rollback")
+        shown = "\n".join(str(widget.render()) for widget in app.screen.query(Static))
+        assert "Target 1.2.2: it finishes the quick rollback" in shown  # the dialog says which and why
+        assert any(call.target.startswith("docker stop ") for call in plan.calls)
+
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(finished()) == 2, "the full rollback to finish", timeout=90)
+        assert finished()[1].ok, finished()[1].error
+        await pilot.press("q")
+    images = compose("ps", "--format", "{{.Image}}", SERVICE).stdout.split()
+    assert images == [docker_world.image("1.2.2")]
+    assert health(f"http://127.0.0.1:{port}/cgi-bin/health") == (200, {"status": "healthy", "version": "1.2.2"})

@@ -31,7 +31,8 @@ def _cells(revision: Revision, now: datetime) -> dict[str, Text]:
     style = "bold" if revision.current else ""
     images = ", ".join(short_image(i) for i in revision.images) or NO_VALUE
     return {
-        "current": Text("●" if revision.current else "", style),
+        # ↩: where a plain rollback goes, when the platform picked it by evidence (Compose).
+        "current": Text("●" if revision.current else "↩" if revision.rollback_target else "", style),
         "revision": Text(str(revision.number), style, justify="right"),
         "image": Text(images, style),
         "cause": Text(revision.change_cause or NO_VALUE, style),
