@@ -311,7 +311,7 @@ class ComposeService(_ServiceBase):
     docker_host: str | None = None
     """The engine to talk to (sets DOCKER_HOST for every command), e.g. `unix:///run/docker.sock` or `ssh://deploy@host`; default: the environment's."""
     registry: str | None = None
-    """Base URL of the image registry (`http://127.0.0.1:5000`, `https://registry.example.com`): its `/v2/REPO/tags/list` adds tags to the history. Omit to list only tags seen locally."""
+    """Base URL of the image registry (`http://127.0.0.1:5000`, `https://registry.example.com`): its `/v2/REPO/tags/list` adds tags to the history and to the candidates for the previous version (with `docker login`'s credentials when the Docker config has them). Omit it to use only the compose file's git history, the engine's images and the console's own record."""
     registry_timeout: float = Field(5.0, gt=0)
     """Seconds to wait for the registry's tag list."""
     command_timeout: float = Field(30.0, gt=0)
