@@ -100,20 +100,33 @@ def _run_tui(session, theme: str) -> None:
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--scenario-file", type=click.Path(dir_okay=False, exists=False), help="A scenario YAML file instead of a shipped one.")
-@click.option("--list", "list_only", is_flag=True, help="List the shipped scenarios, one per line.")
+@click.option("--list", "list_only", is_flag=True, help="List the shipped scenarios: name, the runbook row it drills, its story in one line.")
+@click.option("--check", "check_file", type=click.Path(dir_okay=False), help="Validate a scenario file and exit (0 valid, 2 with the reason), serving nothing.")
 @click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, help="Simulated time runs this many times faster.")
 @click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
 @click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
 @click.option("--with-prometheus", is_flag=True, help="Also start a real Prometheus (the `prometheus` binary) scraping the drill, and read metrics from it (speed 1 only).")
 @click.option("--theme", help="Theme name.")
-def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None) -> None:
+def drill(name: str | None, scenario_file: str | None, list_only: bool, check_file: str | None, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None) -> None:
     """A training drill against a simulated world (default scenario: bad-deploy)."""
     from console.drill import runner
-    from console.drill.scenario import ScenarioError, list_scenarios, load_scenario
+    from console.drill.scenario import ScenarioError, list_scenarios, load_scenario, story_line
 
     if list_only:
         for scenario_name in list_scenarios():
-            click.echo(scenario_name)
+            shipped = load_scenario(scenario_name)
+            row = shipped.expect.row or shipped.expect.action.replace("_", " ")
+            click.echo(f"{scenario_name:<24} {row:<32} {story_line(shipped)}")
+        return
+    if check_file:
+        try:
+            checked = load_scenario(Path(check_file))
+        except ScenarioError as err:
+            raise UsageError(str(err)) from None
+        by = f" by {checked.expect.by:g} s" if checked.expect.by is not None else " at t=0"
+        count = len(checked.services)
+        click.echo(f"{check_file}: valid scenario {checked.name!r} ({count} service{'s' if count != 1 else ''}; "
+                   f"expects {checked.expect.action}{by}" + (f"; drills {checked.expect.row!r}" if checked.expect.row else "") + ")")
         return
     if name and scenario_file:
         raise UsageError("give a scenario NAME or --scenario-file PATH, not both")

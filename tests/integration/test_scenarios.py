@@ -168,6 +168,8 @@ async def test_scenario_plays_to_its_expected_action(name: str, tmp_path: Path, 
 
 def test_every_runbook_row_has_a_scenario() -> None:
     assert set(ROW_DRILLED) == set(list_scenarios()), "a shipped scenario needs its row in ROW_DRILLED"
+    for name, row in ROW_DRILLED.items():
+        assert load_scenario(name).expect.row == row, f"{name}: expect.row (shown by drill --list) is not {row!r}"
     assert {row.condition for row in DECISION_ROWS} <= set(ROW_DRILLED.values())
 
 
