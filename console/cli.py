@@ -146,12 +146,42 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, check_fi
         running = runner.start(scenario, speed=speed, with_prometheus=with_prometheus)
     except runner.PrometheusUnavailable as err:
         raise UsageError(str(err)) from None
+    from datetime import datetime, timezone
+
+    from console.drill.record import DrillLink, create_record
+
+    link = None
     try:
         config = _load(running.config_path)
-        session = _session(config, clock=running.world.clock, store_path=running.store_path)
+        # The drill's incidents and record stay under the XDG state dir's drills/, after the world is gone.
+        record = create_record(scenario, running.world.start, speed, datetime.now(timezone.utc))
+        link = DrillLink(running.world, record, config.incident.post_rollback_checklist())
+        session = _session(config, clock=running.world.clock, store_path=record.store_path)
+        session.drill_link = link
         _run_tui(session, theme or config.ui.theme)
     finally:
-        running.stop()
+        try:
+            if link is not None:
+                _final_debrief(link, running.world.clock.now())
+        finally:
+            running.stop()
+
+
+def _final_debrief(link, now) -> None:
+    """The drill has ended (the console quit): score it, keep it, show it."""
+    from console.store import Store, StoreError
+
+    try:
+        with Store(link.record.store_path) as store:
+            result = link.debrief_now(store, now)
+    except (StoreError, OSError) as err:
+        click.echo(f"rollback-console: the drill's debrief could not be made ({err}); "
+                   f"its record is in {link.record.directory}", err=True)
+        return
+    click.echo(f"DRILL {link.scenario.name}: debrief")
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"Record: {link.record.directory}  ·  rollback-console export --drill {link.record.id}")
 
 
 @cli.command()
@@ -273,12 +303,13 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
 
 @cli.command()
 @click.argument("incident_id", required=False)
-@click.option("--latest", is_flag=True, help="Export the most recently opened incident.")
+@click.option("--latest", is_flag=True, help="Export the most recently opened incident (with --drill: the latest drill).")
+@click.option("--drill", "drill", is_flag=True, help="Export a drill's record instead (INCIDENT_ID is then the drill's ID): DRILL, the debrief and score, the story, its incidents.")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True, help="Markdown for the ticket, JSON for tools.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE instead of standard output.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (its checklist and thresholds; default: the XDG config if present).")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the XDG state dir's; a drill's is DIR/drill-incidents.db).")
-def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, config_path: str | None, store_path: str | None) -> None:
+def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output: str | None, config_path: str | None, store_path: str | None) -> None:
     """Write an incident for the RCA and the ticket: timeline, metrics before
     and after, messages, checklist, decisions with reasons."""
     from datetime import datetime, timezone
@@ -293,6 +324,11 @@ def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, 
     if config_path or path.exists():
         config = _load(path)
         checklist, thresholds = config.incident.post_rollback_checklist(), config.decision_thresholds
+    if drill:
+        if store_path:
+            raise UsageError("--store names an incident database; a drill's record is found by its ID (or --latest)")
+        _export_drill(incident_id, latest, fmt, output, checklist, thresholds)
+        return
     database = Path(store_path) if store_path else locations.default_store_path()
     if not database.exists():
         raise UsageError(f"no incident database at {database}; pass --store PATH (a drill keeps DIR/drill-incidents.db)")
@@ -315,6 +351,27 @@ def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, 
         raise UsageError(str(err)) from None
     except StoreError as err:
         raise click.ClickException(str(err)) from None
+
+
+def _export_drill(drill_id: str | None, latest: bool, fmt: str, output: str | None, checklist, thresholds) -> None:
+    from datetime import datetime, timezone
+
+    from console.drill.record import DrillRecordError, export_drill, load_record
+    from console.export import ExportError
+
+    try:
+        record = load_record(drill_id, latest)
+        text = export_drill(record, fmt, datetime.now(timezone.utc), checklist=checklist, thresholds=thresholds)
+    except (DrillRecordError, ExportError) as err:
+        raise UsageError(str(err)) from None
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise click.ClickException(f"cannot write {output}: {err.strerror}; choose another --output") from None
+        click.echo(f"drill {record.id} exported to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.group()
