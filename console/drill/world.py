@@ -1432,6 +1432,7 @@ class _DeploymentSync:
             before = dict(annotations)
             self.copy_annotations(annotations)
             current = _revision(new_rs)
+            rollout_onto_reused = current < revision
             if current < revision:
                 if current > 0:
                     history = annotations.get(_REVISION_HISTORY)
@@ -1444,7 +1445,13 @@ class _DeploymentSync:
                 new_rs = self.store.update("replicasets", self.ns, new_rs, check_version=False)
             self.set_revision(_revision(new_rs))
             status = self.d["status"]
-            if self.d["spec"].get("progressDeadlineSeconds") is not None and self.condition(status, "Progressing") is None:
+            # A rollout onto a reused ReplicaSet starts its progress clock now, as a new
+            # one does: the last rollout's "NewReplicaSetAvailable" was about another
+            # ReplicaSet, and left standing (Recreate observes no step in between) a
+            # crash-looping reused ReplicaSet would never reach ProgressDeadlineExceeded.
+            if self.d["spec"].get("progressDeadlineSeconds") is not None and (
+                self.condition(status, "Progressing") is None or rollout_onto_reused
+            ):
                 self.set_condition(status, "Progressing", "True", "FoundNewReplicaSet", f'Found new replica set "{new_rs["metadata"]["name"]}"')
             return new_rs
         if not create:

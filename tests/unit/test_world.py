@@ -171,6 +171,35 @@ def test_a_version_that_never_becomes_ready_exceeds_the_progress_deadline():
     assert world.health("api")[0] == 200, "the old version still serves"
 
 
+@pytest.mark.parametrize("strategy", ["RollingUpdate", "Recreate"])
+def test_a_rollout_onto_a_reused_crash_looping_replicaset_exceeds_the_progress_deadline(strategy):
+    # 2.0.0 crash-looped an hour before 1.0.0 replaced it; rolling back onto its ReplicaSet
+    # (reused, not new) must time out like a new one would.
+    scenario = crash_scenario(strategy=strategy, history=[{"version": "2.0.0", "age": "2h"}, {"version": "1.0.0", "age": "1h"}])
+    scenario = scenario.model_copy(update={"timeline": []})
+    world, clock = make_world(scenario)
+    world.advance()
+    deployment = world.store.get("deployments", "shop", "api")
+    assert condition(deployment, "Progressing")["reason"] == "NewReplicaSetAvailable"
+    items, _ = world.store.list("replicasets", "shop")
+    crashing = next(rs for rs in items if rs["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0.0"))
+    template = copy.deepcopy(crashing["spec"]["template"])
+    del template["metadata"]["labels"]["pod-template-hash"]
+    deployment["spec"]["template"] = template
+    world.store.update("deployments", "shop", deployment)
+    world.advance()
+    run(world, clock, 30, step=5)
+    progressing = condition(world.store.get("deployments", "shop", "api"), "Progressing")
+    assert progressing["status"] == "True" and progressing["reason"] in ("FoundNewReplicaSet", "ReplicaSetUpdated")
+    run(world, clock, 40, step=5)
+    deployment = world.store.get("deployments", "shop", "api")
+    progressing = condition(deployment, "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert progressing["message"] == f'ReplicaSet "{crashing["metadata"]["name"]}" has timed out progressing.'
+    # The reused ReplicaSet kept its name and took the next revision.
+    assert deployment["metadata"]["annotations"][REVISION] == "3"
+
+
 def test_recreate_with_a_crashing_version_takes_the_service_down():
     world, clock = make_world(crash_scenario(strategy="Recreate"))
     world.advance()
