@@ -241,6 +241,9 @@ class World:
         self.facts: dict[str, Any] = scenario.facts.model_dump()
         self.notes: list[tuple[datetime, str]] = []
         self.outages: dict[str, Any] = {}
+        # Every outage window per service, [start, end) (end None while it lasts):
+        # what a sample or a log line stamped at some time saw then.
+        self._outage_spans: dict[str, list[list[Any]]] = {}
         self._by_image = {svc.image: svc for svc in scenario.services}
         self._known = {svc.name: scenario.known_versions(svc) for svc in scenario.services}
         self._pod_born: dict[tuple[str, str], datetime] = {}
@@ -434,8 +437,12 @@ class World:
             self.facts.update(event.facts)
         elif kind == "external_outage":
             outage = event.external_outage
+            spans = self._outage_spans.setdefault(outage.service, [])
+            if spans and spans[-1][1] is None:
+                spans[-1][1] = self._t  # the last window ends here (a new one may start at once)
             if outage.active:
                 self.outages[outage.service] = outage
+                spans.append([self._t, None, outage])
             else:
                 self.outages.pop(outage.service, None)
             self.facts["external_service_issue"] = bool(self.outages)
@@ -1066,10 +1073,17 @@ class World:
             rate = wave.high if position < wave.duty * wave.period_s else wave.low
         else:
             rate = behaviour.error_rate
-        outage = self.outages.get(svc.name)
+        outage = self._outage_at(svc.name, at)
         if outage is not None:
             rate = 1 - (1 - rate) * (1 - outage.error_rate)
         return rate
+
+    def _outage_at(self, service: str, at: datetime) -> Any:
+        """The external outage `service` was in at `at` (None if none)."""
+        for start, end, outage in reversed(self._outage_spans.get(service, ())):
+            if start <= at and (end is None or at < end):
+                return outage
+        return None
 
     def _latency_parts(self, svc: Service, mix: _Mix) -> list[tuple[float, float]]:
         """(median seconds, share) of the serving versions' log-normal latencies."""
@@ -1293,10 +1307,11 @@ class World:
         count = int(span // LOG_INTERVAL)
         first = max(1, count - MAX_LOG_LINES + 1)
         routes = self._route_shares(svc) if svc else [("/", 1.0)]
-        p95 = behaviour.latency_p95_ms
-        outage = self.outages.get(svc.name) if svc else None
         for i in range(first, count + 1):
             at = run_start + timedelta(seconds=i * LOG_INTERVAL)
+            # Each line as it was written then: the outage of that moment, not of now.
+            outage = self._outage_at(svc.name, at) if svc else None
+            p95 = max(behaviour.latency_p95_ms, outage.latency_p95_ms) if outage is not None else behaviour.latency_p95_ms
             pick = _unit(self.scenario.seed, "route", name, i)
             route = routes[-1][0]
             acc = 0.0

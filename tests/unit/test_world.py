@@ -321,6 +321,40 @@ def test_timeline_external_outage_sets_the_fact_and_raises_errors():
     assert world.state()["external_outages"] == {"order-service": "payments-provider.example.net"}
 
 
+def _log_by_offset(world: World, service_start) -> list[tuple[float, str]]:
+    from datetime import datetime
+
+    pods, _ = world.store.list("pods", "shop")
+    text = world.pod_log("shop", pods[0]["metadata"]["name"], "app", None)
+    out = []
+    for line in text.splitlines():
+        stamp = datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+        out.append(((stamp - service_start).total_seconds(), line))
+    return out
+
+
+def test_logs_stay_true_to_the_time_they_were_written():
+    # external-outage: payments-provider.example.net fails from 30 s to 15 min (error rate 0.09).
+    world, clock = make_world(load_scenario("external-outage"))
+    dependency = "payments-provider.example.net unavailable"
+    run(world, clock, 300, step=60)
+    during = _log_by_offset(world, world.start)
+    assert not any(dependency in line for at, line in during if at < 30), "lines before the outage name it"
+    assert any(dependency in line for at, line in during if 30 <= at)
+
+    run(world, clock, 720, step=60)  # recovered at 15 min; now 17 min
+    assert world.facts["external_service_issue"] is False
+    after = _log_by_offset(world, world.start)
+    window = [line for at, line in after if 30 <= at < 900]
+    errors = [line for line in window if " ERROR " in line]
+    assert len(window) > 400
+    # The outage window's lines still say what happened then, at the rate Prometheus saw.
+    assert all(dependency in line for line in errors)
+    assert 0.05 < len(errors) / len(window) < 0.14
+    assert world.sample_at("order-service", world.start + timedelta(minutes=5)).error_rate == pytest.approx(1 - 0.999 * 0.91)
+    assert not any(dependency in line for at, line in after if at >= 900 or at < 30)
+
+
 def test_intermittent_errors_oscillate_deterministically():
     first, _ = make_world(load_scenario("intermittent"))
     second, _ = make_world(load_scenario("intermittent"))
