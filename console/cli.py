@@ -155,6 +155,8 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, check_fi
         config = _load(running.config_path)
         # The drill's incidents and record stay under the XDG state dir's drills/, after the world is gone.
         record = create_record(scenario, running.world.start, speed, datetime.now(timezone.utc))
+        record.data["server_url"] = running.server.url  # `drill-ctl` finds the running drill here
+        record.save()
         link = DrillLink(running.world, record, config.incident.post_rollback_checklist())
         session = _session(config, clock=running.world.clock, store_path=record.store_path)
         session.drill_link = link
@@ -171,6 +173,7 @@ def _final_debrief(link, now) -> None:
     """The drill has ended (the console quit): score it, keep it, show it."""
     from console.store import Store, StoreError
 
+    link.record.data["server_url"] = None  # the drill is over: nothing to control
     try:
         with Store(link.record.store_path) as store:
             result = link.debrief_now(store, now)
@@ -182,6 +185,109 @@ def _final_debrief(link, now) -> None:
     for line in result.lines():
         click.echo(line)
     click.echo(f"Record: {link.record.directory}  ·  rollback-console export --drill {link.record.id}")
+
+
+@cli.group("drill-ctl")
+@click.option("--url", help="The drill server's URL (default: the latest `rollback-console drill` still running; "
+                            "`--serve-only` prints its URL).")
+@click.pass_context
+def drill_ctl(ctx: click.Context, url: str | None) -> None:
+    """Trainer controls of a running drill: pause, resume, speed, note, fact, outage. Each is recorded."""
+    ctx.obj = url
+
+
+def _drill_url(url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    from console.drill.record import list_records
+
+    running = [r for r in list_records() if r.data.get("server_url")]
+    if not running:
+        raise UsageError("no running drill found: start one with `rollback-console drill`, "
+                         "or pass --url (the URL `drill --serve-only` prints)")
+    return str(running[-1].data["server_url"]).rstrip("/")
+
+
+def _control(ctx: click.Context, request: dict) -> None:
+    import httpx
+
+    url = _drill_url(ctx.obj)
+    try:
+        response = httpx.post(f"{url}/drill/control", json=request, timeout=5.0)
+    except httpx.HTTPError as err:
+        raise click.ClickException(f"the drill at {url} did not answer ({err.__class__.__name__}); "
+                                   "is it still running?") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code == 400:
+        raise UsageError(f"the drill refused it: {answer.get('error', response.text)}")
+    if response.status_code != 200:
+        raise click.ClickException(f"the drill at {url} answered HTTP {response.status_code}; is it a drill server?")
+    click.echo(f"{answer.get('done', 'done')} (drill time {answer.get('at', '?')})")
+
+
+@drill_ctl.command("pause")
+@click.pass_context
+def drill_ctl_pause(ctx: click.Context) -> None:
+    """Stop simulated time (the console's timers stop with it)."""
+    _control(ctx, {"action": "pause"})
+
+
+@drill_ctl.command("resume")
+@click.pass_context
+def drill_ctl_resume(ctx: click.Context) -> None:
+    """Let simulated time run again at its speed."""
+    _control(ctx, {"action": "resume"})
+
+
+@drill_ctl.command("speed")
+@click.argument("speed", type=click.FloatRange(min=0.01, max=1000))
+@click.pass_context
+def drill_ctl_speed(ctx: click.Context, speed: float) -> None:
+    """Run simulated time SPEED times faster than the wall clock."""
+    _control(ctx, {"action": "speed", "speed": speed})
+
+
+@drill_ctl.command("note")
+@click.argument("text", nargs=-1, required=True)
+@click.pass_context
+def drill_ctl_note(ctx: click.Context, text: tuple[str, ...]) -> None:
+    """Tell the trainee something (shown on screen and in the timeline)."""
+    _control(ctx, {"action": "note", "text": " ".join(text)})
+
+
+@drill_ctl.command("fact")
+@click.argument("assignments", nargs=-1, required=True)
+@click.pass_context
+def drill_ctl_fact(ctx: click.Context, assignments: tuple[str, ...]) -> None:
+    """Reveal facts: NAME=VALUE ... (data_corruption=true, migration_name=0042_x)."""
+    import yaml
+
+    facts = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{item!r} is not NAME=VALUE (for example data_corruption=true)")
+        facts[name.strip()] = yaml.safe_load(value) if value.strip() else None
+    _control(ctx, {"action": "facts", "facts": facts})
+
+
+@drill_ctl.command("outage")
+@click.argument("service")
+@click.option("--recovered", is_flag=True, help="The dependency recovers (default: it starts failing).")
+@click.option("--dependency", default=None, help="What fails (it appears in the logs).")
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=None, help="Fraction of requests failing (default 0.12).")
+@click.pass_context
+def drill_ctl_outage(ctx: click.Context, service: str, recovered: bool, dependency: str | None, error_rate: float | None) -> None:
+    """An external dependency of SERVICE fails (or recovers with --recovered)."""
+    request: dict = {"action": "outage", "service": service, "active": not recovered}
+    if dependency:
+        request["dependency"] = dependency
+    if error_rate is not None:
+        request["error_rate"] = error_rate
+    _control(ctx, request)
 
 
 @cli.command()

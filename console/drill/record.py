@@ -99,6 +99,8 @@ def create_record(scenario: Scenario, started_at: datetime, speed: float, wall_n
         "speed": speed,
         "trainer": [],
         "debrief": None,
+        # While the drill runs: where its server listens (drill-ctl finds it here).
+        "server_url": None,
     })
     record.save()
     return record
@@ -183,6 +185,9 @@ class DrillLink:
         with self._lock:
             self.record.data["debrief"] = result.to_data()
             self.record.data["story"] = [{"at": at.isoformat(), "text": text} for at, text in self.story()]
+            with self.world.store.lock:
+                trainer = list(self.world.trainer_log)
+            self.record.data["trainer"] = [{"at": at.isoformat(), "text": text} for at, text in trainer]
             self.record.save()
         return result
 

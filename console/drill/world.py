@@ -240,6 +240,9 @@ class World:
         )
         self.facts: dict[str, Any] = scenario.facts.model_dump()
         self.notes: list[tuple[datetime, str]] = []
+        # Trainer controls applied (console.drill.control), and the speed to resume at while paused.
+        self.trainer_log: list[tuple[datetime, str]] = []
+        self.paused_speed: float | None = None
         self.outages: dict[str, Any] = {}
         # Every outage window per service, [start, end) (end None while it lasts):
         # what a sample or a log line stamped at some time saw then.
@@ -412,6 +415,15 @@ class World:
             when = self.start + timedelta(seconds=event.at)
             actions.append((when, 1_000_000 + i, lambda e=event: self._apply_event(e)))
         return actions
+
+    def apply_now(self, event: Any) -> None:
+        """Apply a timeline event at the current simulated time (a trainer's
+        injection): the world runs up to now first, then changes."""
+        with self.store.lock:
+            self.advance()
+            self._apply_event(event)
+            self._settled_rv = -1  # the next advance() runs the controllers
+            self.advance()
 
     def _apply_event(self, event: Any) -> None:
         kind = event.kind
@@ -1248,6 +1260,9 @@ class World:
                 "notes": [{"at": format_timestamp(at), "text": text} for at, text in self.notes],
                 "expect": {"action": expect.action, "by_seconds": expect.by},
                 "services": self.service_names(),
+                "speed": getattr(self.clock, "speed", None),
+                "paused": self.paused_speed is not None,
+                "trainer": [{"at": format_timestamp(at), "text": text} for at, text in self.trainer_log],
             }
 
     # ------------------------------------------------------------------- logs
