@@ -236,6 +236,7 @@ def serve(
             out(f"ECS API: {running.server.url}/ecs (dummy credentials for a console elsewhere: export {exports})")
         if running.prometheus is not None:
             out(f"prometheus: {running.prometheus.url} (scraping {running.server.url}/metrics)")
+        out(f"trainer: rollback-console drill-ctl --url {running.server.url} pause|resume|speed X|note TEXT|fact NAME=VALUE|outage SERVICE")
         out("ready")
         while not stop.wait(0.5):
             pass
