@@ -38,6 +38,8 @@ class ControlError(ValueError):
 
 
 def _clock(world: World):
+    if world.time_locked:
+        raise ControlError(f"simulated time cannot be paused or sped up here: {world.time_locked}")
     clock = world.clock
     if not hasattr(clock, "set_speed"):
         raise ControlError("this drill's clock cannot be paused or sped up (it is not a simulated clock)")

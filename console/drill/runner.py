@@ -180,6 +180,9 @@ def start(
     if with_prometheus and start_at is None:
         start_at = datetime.now(timezone.utc).replace(microsecond=0)
     world = World.from_scenario(scenario, speed=speed, start=start_at)
+    if with_prometheus:
+        # Trainer controls may not pause or speed up a world a real Prometheus scrapes.
+        world.time_locked = "a real Prometheus scrapes this drill on wall-clock time (--with-prometheus)"
     if any(s.kind == "ecs" for s in scenario.services):
         # Dummy keys (not secrets) so a console in this process can sign ECS requests.
         for name, value in DRILL_CREDENTIAL_ENV.items():

@@ -243,6 +243,8 @@ class World:
         # Trainer controls applied (console.drill.control), and the speed to resume at while paused.
         self.trainer_log: list[tuple[datetime, str]] = []
         self.paused_speed: float | None = None
+        # Why simulated time may not be paused or sped up (None: it may).
+        self.time_locked: str | None = None
         self.outages: dict[str, Any] = {}
         # Every outage window per service, [start, end) (end None while it lasts):
         # what a sample or a log line stamped at some time saw then.

@@ -89,3 +89,12 @@ def test_drill_ctl_without_a_running_drill_says_how_to_start_one(tmp_path, monke
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     result = CliRunner().invoke(cli, ["drill-ctl", "pause"])
     assert result.exit_code == 2 and "no running drill found" in result.output
+
+
+def test_time_cannot_be_steered_when_a_real_prometheus_scrapes_the_drill(served):
+    world, clock, url = served
+    world.time_locked = "a real Prometheus scrapes this drill on wall-clock time (--with-prometheus)"
+    refused = ctl(url, "pause")
+    assert refused.exit_code == 2 and "--with-prometheus" in refused.output
+    assert clock.speed == 4.0 and world.trainer_log == []
+    assert ctl(url, "note", "still fine").exit_code == 0  # a note does not touch time
