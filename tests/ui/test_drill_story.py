@@ -123,3 +123,40 @@ async def test_a_drill_is_marked_tells_its_story_debriefs_and_keeps_its_record(t
 
     missing = CliRunner().invoke(cli, ["export", "--drill", "no-such-drill"])
     assert missing.exit_code == 2 and "There is no drill no-such-drill" in missing.output
+
+
+def test_rollback_console_drill_keeps_its_record_and_debriefs_at_quit(tmp_path, monkeypatch) -> None:
+    """The `drill` command itself, its TUI driven headless (the real app and session)."""
+    import asyncio
+
+    import console.cli as cli_module
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    seen: dict[str, object] = {}
+
+    def headless(session, theme):
+        async def drive() -> None:
+            app = build_app(session, theme=theme, animate=False)
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_for(pilot, lambda: "DRILL: bad-deploy:" in toasts(app), "the description")
+                # A trainer in a second terminal finds the running drill on its own.
+                told = CliRunner().invoke(cli, ["drill-ctl", "note", "The", "on-call", "lead", "joined."])
+                seen["ctl"] = told.output
+                await wait_for(pilot, lambda: "DRILL: The on-call lead joined." in toasts(app), "the trainer's note")
+                seen["running"] = load_record(None, latest=True).data["server_url"]
+                await pilot.press("q")
+
+        asyncio.run(drive())
+
+    monkeypatch.setattr(cli_module, "_run_tui", headless)
+    result = CliRunner().invoke(cli, ["drill", "bad-deploy", "--speed", "20"])
+    assert result.exit_code == 0, result.output
+    assert "note: The on-call lead joined." in str(seen["ctl"])
+    assert str(seen["running"]).startswith("http://127.0.0.1:")
+    assert "DRILL bad-deploy: debrief" in result.output and "**Score: " in result.output
+    kept = load_record(None, latest=True)
+    assert kept.data["server_url"] is None  # over: nothing left to control
+    assert kept.data["debrief"]["decided"]["action"] is None  # quit without deciding
+    assert kept.data["trainer"][0]["text"] == "note: The on-call lead joined."
+    assert f"rollback-console export --drill {kept.id}" in result.output
+    assert kept.store_path.exists() and not locations.default_store_path().exists()
