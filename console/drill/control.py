@@ -128,6 +128,39 @@ def _event(world: World, action: str, request: dict) -> TimelineEvent:
         raise ControlError(f"{action}: {where}: {first['msg']}") from None
 
 
+COMMANDS = "pause | resume | speed X | note TEXT | fact NAME=VALUE ... | outage SERVICE [recovered]"
+
+
+def parse_command(text: str) -> dict[str, Any]:
+    """A trainer's one-line command (the console's trainer key) as a control request."""
+    import yaml
+
+    words = text.split()
+    if not words:
+        raise ControlError(f"type a command: {COMMANDS}")
+    verb, rest = words[0].lower(), words[1:]
+    if verb in ("pause", "resume") and not rest:
+        return {"action": verb}
+    if verb == "speed" and len(rest) == 1:
+        try:
+            return {"action": "speed", "speed": float(rest[0])}
+        except ValueError:
+            raise ControlError(f"speed needs a number from {MIN_SPEED:g} to {MAX_SPEED:g}") from None
+    if verb == "note" and rest:
+        return {"action": "note", "text": text.strip()[len(words[0]):].strip()}
+    if verb == "fact" and rest:
+        facts = {}
+        for item in rest:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise ControlError(f"{item!r} is not NAME=VALUE (for example data_corruption=true)")
+            facts[name] = yaml.safe_load(value) if value else None
+        return {"action": "facts", "facts": facts}
+    if verb == "outage" and len(rest) in (1, 2) and (len(rest) == 1 or rest[1] == "recovered"):
+        return {"action": "outage", "service": rest[0], "active": len(rest) == 1}
+    raise ControlError(f"{text.strip()!r} is not a trainer command: {COMMANDS}")
+
+
 def parse_body(body: bytes) -> Any:
     """The request body as JSON; ControlError when it is not."""
     try:

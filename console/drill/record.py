@@ -174,6 +174,13 @@ class DrillLink:
             notes = list(self.world.notes)
         return [(self.world.start, f"{self.scenario.name}: {opening}"), *notes]
 
+    def control(self, command: str) -> str:
+        """Apply a trainer's one-line command (console.drill.control); returns
+        what was done. Raises ValueError with a sentence when it cannot."""
+        from console.drill import control
+
+        return control.apply(self.world, control.parse_command(command))["done"]
+
     def debrief_due(self, now: datetime) -> bool:
         """The scenario's `by` (or the default window) has passed."""
         window = timedelta(seconds=self.scenario.expect.by) if self.scenario.expect.by else DEFAULT_WINDOW

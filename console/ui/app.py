@@ -103,6 +103,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # Docker Compose services only (check_action hides it elsewhere).
         Binding("R", "quick_rollback", "Quick rollback (keep previous running)", key_display="R",
                 id="quick-rollback", show=False),
+        # Drills only (check_action hides it elsewhere): the trainer's controls.
+        Binding("T", "trainer", "Trainer", key_display="T", id="trainer", show=False),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("t", "change_theme", "Theme", id="theme"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
@@ -272,6 +274,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # The quick rollback is a Docker Compose procedure: not offered (nor run) elsewhere.
         if action == "quick_rollback":
             return self._quick_rollback_offered(self.selected)
+        if action == "trainer":
+            return self.session.drill_link is not None
         return True
 
     def _quick_rollback_offered(self, service: str) -> bool:
@@ -343,6 +347,27 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if not self._debrief_shown and settled and link.debrief_due(self.session.clock.now()):
             self._debrief_shown = True
             self._debrief_worker()
+
+    def action_trainer(self) -> None:
+        """A trainer's command for the running drill: pause, resume, speed, note, fact, outage."""
+        from .screens.note import NoteScreen
+
+        def run(command: str | None) -> None:
+            if command:
+                self._trainer_worker(command)
+
+        self.push_screen(NoteScreen(self.animate, title="Trainer command",
+                                    placeholder="pause | resume | speed X | note TEXT | fact NAME=VALUE | outage SERVICE [recovered]"), run)
+
+    @work(thread=True, group="trainer", exit_on_error=False)
+    def _trainer_worker(self, command: str) -> None:
+        try:
+            done = self.session.drill_link.control(command)
+        except ValueError as err:
+            self.call_from_thread(self.notify, str(err), title="Trainer", severity="warning", timeout=10)
+            return
+        self.call_from_thread(self.notify, f"Trainer: {done}", title="Trainer", timeout=8)
+        self.call_from_thread(self.request_refresh)
 
     @work(thread=True, group="debrief", exit_on_error=False)
     def _debrief_worker(self) -> None:

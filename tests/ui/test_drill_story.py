@@ -31,6 +31,7 @@ from console.ui.app import build_app
 from console.ui.messages import RollbackFinished
 from console.ui.screens.confirm import ConfirmRollbackScreen
 from console.ui.screens.debrief import DebriefScreen
+from console.ui.screens.note import NoteScreen
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +95,18 @@ async def test_a_drill_is_marked_tells_its_story_debriefs_and_keeps_its_record(t
                 assert "**Decided:** rollback now at t+" in shown and "(right)" in shown
                 await pilot.press("escape")
                 await wait_for(pilot, lambda: not isinstance(app.screen, DebriefScreen), "the debrief closed")
+
+                # The trainer key: pause and resume simulated time, a bad command refused.
+                for command, check, what in (
+                    ("pause", lambda: clock.speed == 0, "the pause"),
+                    ("warp 9", lambda: "is not a trainer command" in toasts(app), "the refusal"),
+                    ("resume", lambda: clock.speed == 20.0, "the resume"),
+                ):
+                    await pilot.press("T")
+                    await wait_for(pilot, lambda: isinstance(app.screen, NoteScreen), "the trainer prompt")
+                    await pilot.press(*("space" if c == " " else c for c in command), "enter")
+                    await wait_for(pilot, check, what)
+                assert [text for _, text in world.trainer_log] == ["paused simulated time", "resumed simulated time at speed 20"]
         finally:
             store.close()
 
