@@ -442,7 +442,8 @@ def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output:
         with Store(database) as store:
             chosen = resolve_incident(store, incident_id, latest)
             now = datetime.now(timezone.utc)
-            text = export_incident(store, chosen, fmt, now, checklist=checklist, thresholds=thresholds)
+            text = export_incident(store, chosen, fmt, now, checklist=checklist, thresholds=thresholds,
+                                   drill=_drill_of_store(database))
             if output:
                 try:
                     Path(output).write_text(text, encoding="utf-8")
@@ -457,6 +458,16 @@ def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output:
         raise UsageError(str(err)) from None
     except StoreError as err:
         raise click.ClickException(str(err)) from None
+
+
+def _drill_of_store(database: Path) -> str | None:
+    """The scenario's name when `database` is a drill record's store (its drill.json beside it)."""
+    from console.drill.record import RECORD_FILE
+
+    try:
+        return json.loads((database.parent / RECORD_FILE).read_text(encoding="utf-8")).get("scenario") or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _export_drill(drill_id: str | None, latest: bool, fmt: str, output: str | None, checklist, thresholds) -> None:

@@ -134,6 +134,11 @@ async def test_a_drill_is_marked_tells_its_story_debriefs_and_keeps_its_record(t
     assert f"**Score: {debriefed['score']} / 100**" in markdown.output
     assert "## DRILL bad-deploy: Incident" in markdown.output
 
+    # An incident exported from the drill's store by path is marked too.
+    by_path = CliRunner().invoke(cli, ["export", "--latest", "--store", str(record.store_path)])
+    assert by_path.exit_code == 0, by_path.output
+    assert by_path.output.startswith("# DRILL bad-deploy: Incident ")
+
     missing = CliRunner().invoke(cli, ["export", "--drill", "no-such-drill"])
     assert missing.exit_code == 2 and "There is no drill no-such-drill" in missing.output
 
