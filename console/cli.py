@@ -100,20 +100,33 @@ def _run_tui(session, theme: str) -> None:
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--scenario-file", type=click.Path(dir_okay=False, exists=False), help="A scenario YAML file instead of a shipped one.")
-@click.option("--list", "list_only", is_flag=True, help="List the shipped scenarios, one per line.")
+@click.option("--list", "list_only", is_flag=True, help="List the shipped scenarios: name, the runbook row it drills, its story in one line.")
+@click.option("--check", "check_file", type=click.Path(dir_okay=False), help="Validate a scenario file and exit (0 valid, 2 with the reason), serving nothing.")
 @click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, help="Simulated time runs this many times faster.")
 @click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
 @click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
 @click.option("--with-prometheus", is_flag=True, help="Also start a real Prometheus (the `prometheus` binary) scraping the drill, and read metrics from it (speed 1 only).")
 @click.option("--theme", help="Theme name.")
-def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None) -> None:
+def drill(name: str | None, scenario_file: str | None, list_only: bool, check_file: str | None, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None) -> None:
     """A training drill against a simulated world (default scenario: bad-deploy)."""
     from console.drill import runner
-    from console.drill.scenario import ScenarioError, list_scenarios, load_scenario
+    from console.drill.scenario import ScenarioError, list_scenarios, load_scenario, story_line
 
     if list_only:
         for scenario_name in list_scenarios():
-            click.echo(scenario_name)
+            shipped = load_scenario(scenario_name)
+            row = shipped.expect.row or shipped.expect.action.replace("_", " ")
+            click.echo(f"{scenario_name:<24} {row:<32} {story_line(shipped)}")
+        return
+    if check_file:
+        try:
+            checked = load_scenario(Path(check_file))
+        except ScenarioError as err:
+            raise UsageError(str(err)) from None
+        by = f" by {checked.expect.by:g} s" if checked.expect.by is not None else " at t=0"
+        count = len(checked.services)
+        click.echo(f"{check_file}: valid scenario {checked.name!r} ({count} service{'s' if count != 1 else ''}; "
+                   f"expects {checked.expect.action}{by}" + (f"; drills {checked.expect.row!r}" if checked.expect.row else "") + ")")
         return
     if name and scenario_file:
         raise UsageError("give a scenario NAME or --scenario-file PATH, not both")
@@ -133,12 +146,148 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: f
         running = runner.start(scenario, speed=speed, with_prometheus=with_prometheus)
     except runner.PrometheusUnavailable as err:
         raise UsageError(str(err)) from None
+    from datetime import datetime, timezone
+
+    from console.drill.record import DrillLink, create_record
+
+    link = None
     try:
         config = _load(running.config_path)
-        session = _session(config, clock=running.world.clock, store_path=running.store_path)
+        # The drill's incidents and record stay under the XDG state dir's drills/, after the world is gone.
+        record = create_record(scenario, running.world.start, speed, datetime.now(timezone.utc))
+        record.data["server_url"] = running.server.url  # `drill-ctl` finds the running drill here
+        record.save()
+        link = DrillLink(running.world, record, config.incident.post_rollback_checklist())
+        session = _session(config, clock=running.world.clock, store_path=record.store_path)
+        session.drill_link = link
         _run_tui(session, theme or config.ui.theme)
     finally:
-        running.stop()
+        try:
+            if link is not None:
+                _final_debrief(link, running.world.clock.now())
+        finally:
+            running.stop()
+
+
+def _final_debrief(link, now) -> None:
+    """The drill has ended (the console quit): score it, keep it, show it."""
+    from console.store import Store, StoreError
+
+    link.record.data["server_url"] = None  # the drill is over: nothing to control
+    try:
+        with Store(link.record.store_path) as store:
+            result = link.debrief_now(store, now)
+    except (StoreError, OSError) as err:
+        click.echo(f"rollback-console: the drill's debrief could not be made ({err}); "
+                   f"its record is in {link.record.directory}", err=True)
+        return
+    click.echo(f"DRILL {link.scenario.name}: debrief")
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"Record: {link.record.directory}  ·  rollback-console export --drill {link.record.id}")
+
+
+@cli.group("drill-ctl")
+@click.option("--url", help="The drill server's URL (default: the latest `rollback-console drill` still running; "
+                            "`--serve-only` prints its URL).")
+@click.pass_context
+def drill_ctl(ctx: click.Context, url: str | None) -> None:
+    """Trainer controls of a running drill: pause, resume, speed, note, fact, outage. Each is recorded."""
+    ctx.obj = url
+
+
+def _drill_url(url: str | None) -> str:
+    if url:
+        return url.rstrip("/")
+    from console.drill.record import list_records
+
+    running = [r for r in list_records() if r.data.get("server_url")]
+    if not running:
+        raise UsageError("no running drill found: start one with `rollback-console drill`, "
+                         "or pass --url (the URL `drill --serve-only` prints)")
+    return str(running[-1].data["server_url"]).rstrip("/")
+
+
+def _control(ctx: click.Context, request: dict) -> None:
+    import httpx
+
+    url = _drill_url(ctx.obj)
+    try:
+        response = httpx.post(f"{url}/drill/control", json=request, timeout=5.0)
+    except httpx.HTTPError as err:
+        raise click.ClickException(f"the drill at {url} did not answer ({err.__class__.__name__}); "
+                                   "is it still running?") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code == 400:
+        raise UsageError(f"the drill refused it: {answer.get('error', response.text)}")
+    if response.status_code != 200:
+        raise click.ClickException(f"the drill at {url} answered HTTP {response.status_code}; is it a drill server?")
+    click.echo(f"{answer.get('done', 'done')} (drill time {answer.get('at', '?')})")
+
+
+@drill_ctl.command("pause")
+@click.pass_context
+def drill_ctl_pause(ctx: click.Context) -> None:
+    """Stop simulated time (the console's timers stop with it)."""
+    _control(ctx, {"action": "pause"})
+
+
+@drill_ctl.command("resume")
+@click.pass_context
+def drill_ctl_resume(ctx: click.Context) -> None:
+    """Let simulated time run again at its speed."""
+    _control(ctx, {"action": "resume"})
+
+
+@drill_ctl.command("speed")
+@click.argument("speed", type=click.FloatRange(min=0.01, max=1000))
+@click.pass_context
+def drill_ctl_speed(ctx: click.Context, speed: float) -> None:
+    """Run simulated time SPEED times faster than the wall clock."""
+    _control(ctx, {"action": "speed", "speed": speed})
+
+
+@drill_ctl.command("note")
+@click.argument("text", nargs=-1, required=True)
+@click.pass_context
+def drill_ctl_note(ctx: click.Context, text: tuple[str, ...]) -> None:
+    """Tell the trainee something (shown on screen and in the timeline)."""
+    _control(ctx, {"action": "note", "text": " ".join(text)})
+
+
+@drill_ctl.command("fact")
+@click.argument("assignments", nargs=-1, required=True)
+@click.pass_context
+def drill_ctl_fact(ctx: click.Context, assignments: tuple[str, ...]) -> None:
+    """Reveal facts: NAME=VALUE ... (data_corruption=true, migration_name=0042_x)."""
+    import yaml
+
+    facts = {}
+    for item in assignments:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{item!r} is not NAME=VALUE (for example data_corruption=true)")
+        facts[name.strip()] = yaml.safe_load(value) if value.strip() else None
+    _control(ctx, {"action": "facts", "facts": facts})
+
+
+@drill_ctl.command("outage")
+@click.argument("service")
+@click.option("--recovered", is_flag=True, help="The dependency recovers (default: it starts failing).")
+@click.option("--dependency", default=None, help="What fails (it appears in the logs).")
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=None, help="Fraction of requests failing (default 0.12).")
+@click.pass_context
+def drill_ctl_outage(ctx: click.Context, service: str, recovered: bool, dependency: str | None, error_rate: float | None) -> None:
+    """An external dependency of SERVICE fails (or recovers with --recovered)."""
+    request: dict = {"action": "outage", "service": service, "active": not recovered}
+    if dependency:
+        request["dependency"] = dependency
+    if error_rate is not None:
+        request["error_rate"] = error_rate
+    _control(ctx, request)
 
 
 @cli.command()
@@ -281,12 +430,13 @@ def _revision_for_tag(session, service: str, platform: str, tag: str, to_revisio
 
 @cli.command()
 @click.argument("incident_id", required=False)
-@click.option("--latest", is_flag=True, help="Export the most recently opened incident.")
+@click.option("--latest", is_flag=True, help="Export the most recently opened incident (with --drill: the latest drill).")
+@click.option("--drill", "drill", is_flag=True, help="Export a drill's record instead (INCIDENT_ID is then the drill's ID): DRILL, the debrief and score, the story, its incidents.")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True, help="Markdown for the ticket, JSON for tools.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE instead of standard output.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (its checklist and thresholds; default: the XDG config if present).")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the XDG state dir's; a drill's is DIR/drill-incidents.db).")
-def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, config_path: str | None, store_path: str | None) -> None:
+def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output: str | None, config_path: str | None, store_path: str | None) -> None:
     """Write an incident for the RCA and the ticket: timeline, metrics before
     and after, messages, checklist, decisions with reasons."""
     from datetime import datetime, timezone
@@ -301,6 +451,11 @@ def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, 
     if config_path or path.exists():
         config = _load(path)
         checklist, thresholds = config.incident.post_rollback_checklist(), config.decision_thresholds
+    if drill:
+        if store_path:
+            raise UsageError("--store names an incident database; a drill's record is found by its ID (or --latest)")
+        _export_drill(incident_id, latest, fmt, output, checklist, thresholds)
+        return
     database = Path(store_path) if store_path else locations.default_store_path()
     if not database.exists():
         raise UsageError(f"no incident database at {database}; pass --store PATH (a drill keeps DIR/drill-incidents.db)")
@@ -308,7 +463,8 @@ def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, 
         with Store(database) as store:
             chosen = resolve_incident(store, incident_id, latest)
             now = datetime.now(timezone.utc)
-            text = export_incident(store, chosen, fmt, now, checklist=checklist, thresholds=thresholds)
+            text = export_incident(store, chosen, fmt, now, checklist=checklist, thresholds=thresholds,
+                                   drill=_drill_of_store(database))
             if output:
                 try:
                     Path(output).write_text(text, encoding="utf-8")
@@ -323,6 +479,37 @@ def export(incident_id: str | None, latest: bool, fmt: str, output: str | None, 
         raise UsageError(str(err)) from None
     except StoreError as err:
         raise click.ClickException(str(err)) from None
+
+
+def _drill_of_store(database: Path) -> str | None:
+    """The scenario's name when `database` is a drill record's store (its drill.json beside it)."""
+    from console.drill.record import RECORD_FILE
+
+    try:
+        return json.loads((database.parent / RECORD_FILE).read_text(encoding="utf-8")).get("scenario") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _export_drill(drill_id: str | None, latest: bool, fmt: str, output: str | None, checklist, thresholds) -> None:
+    from datetime import datetime, timezone
+
+    from console.drill.record import DrillRecordError, export_drill, load_record
+    from console.export import ExportError
+
+    try:
+        record = load_record(drill_id, latest)
+        text = export_drill(record, fmt, datetime.now(timezone.utc), checklist=checklist, thresholds=thresholds)
+    except (DrillRecordError, ExportError) as err:
+        raise UsageError(str(err)) from None
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise click.ClickException(f"cannot write {output}: {err.strerror}; choose another --output") from None
+        click.echo(f"drill {record.id} exported to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.group()

@@ -48,6 +48,16 @@ class ScaledClock:
         with self._lock:
             self._offset += seconds
 
+    def set_speed(self, speed: float) -> None:
+        """Run `speed` times faster from now on (0 pauses); the time so far is kept."""
+        if speed < 0:
+            raise ValueError("speed must not be negative")
+        with self._lock:
+            now = time.monotonic()
+            self._offset += (now - self._origin) * self._speed
+            self._origin = now
+            self._speed = speed
+
 
 class FrozenClock:
     """A clock that moves only when told to (tests, snapshots)."""

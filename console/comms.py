@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -85,6 +85,22 @@ class Message:
     def field(self, name: str) -> str | None:
         """The value of one field ("Service" -> "order-service"), None if absent."""
         return next((value for label, value in self.fields if label == name), None)
+
+
+DRILL_MARK = "[DRILL]"
+"""What a drill puts before every message it posts."""
+
+
+def drill_marked(message: Message) -> Message:
+    """The message as a drill posts it: DRILL_MARK before its title (and its
+    text's heading, or before a one-line notice), so no reader takes it for a
+    real incident. Marking twice changes nothing."""
+    title = message.title if message.title.startswith(DRILL_MARK) else f"{DRILL_MARK} {message.title}"
+    text = message.text
+    if DRILL_MARK not in text:
+        heading = f"## {message.title}"
+        text = f"## {title}" + text[len(heading):] if text.startswith(heading) else f"{DRILL_MARK} {text}"
+    return replace(message, title=title, text=text)
 
 
 # --- formatting ----------------------------------------------------------------------

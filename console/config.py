@@ -568,6 +568,10 @@ class Config(_Model):
     rollout_timeout: float = Field(ROLLOUT_TIMEOUT, gt=0)
     """Seconds a rollback may take to become healthy before it is reported failed
     (the console's and `rollback`'s default; `rollback --timeout` overrides it)."""
+    drill: str | None = None
+    """Set by `rollback-console drill` in the configs it writes: the drill scenario's name. A
+    console on such a config is a drill: DRILL in its header, on every message it posts and in
+    its exports. Leave it out for real systems."""
 
     @model_validator(mode="before")
     @classmethod

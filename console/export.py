@@ -184,7 +184,11 @@ def _metric_line(name: str, key: str, fmt, before: dict, after: dict) -> str:
 def to_markdown(data: dict[str, Any]) -> str:
     """The export as Markdown for the incident ticket and the RCA."""
     rb, esc = data["rollback"], data["escalation"]
-    lines = [f"# Incident {data['incident']}: {data['service']}", ""]
+    drill = data.get("drill")
+    mark = f"DRILL {drill}: " if drill else ""
+    lines = [f"# {mark}Incident {data['incident']}: {data['service']}", ""]
+    if drill:
+        lines += ["This incident happened in a training drill against a simulated world.", ""]
     if data["title"]:
         lines += [data["title"], ""]
     lines += [
@@ -271,20 +275,24 @@ def _clock(text: str | None) -> str:
 
 
 def render(record: IncidentRecord, fmt: str, checklist: Checklist = DEFAULT_CHECKLIST,
-           thresholds: Thresholds | None = None) -> str:
-    """The incident in `fmt` ("md" or "json")."""
+           thresholds: Thresholds | None = None, drill: str | None = None) -> str:
+    """The incident in `fmt` ("md" or "json"); `drill`, the scenario's name
+    when the incident happened in a drill, marks it as one."""
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format {fmt!r}: use md or json.")
     data = to_data(record, checklist, thresholds)
+    if drill:
+        data["drill"] = drill
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     return to_markdown(data)
 
 
 def export_incident(store: Store, incident_id: str, fmt: str, now: datetime, *,
-                    checklist: Checklist = DEFAULT_CHECKLIST, thresholds: Thresholds | None = None) -> str:
+                    checklist: Checklist = DEFAULT_CHECKLIST, thresholds: Thresholds | None = None,
+                    drill: str | None = None) -> str:
     """The incident rendered in `fmt`; record_export() once it is written."""
-    return render(gather(store, incident_id, now), fmt, checklist, thresholds)
+    return render(gather(store, incident_id, now), fmt, checklist, thresholds, drill)
 
 
 def record_export(store: Store, incident_id: str, destination: str, now: datetime, actor: str = "console") -> None:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 
 from console import incident as incidents
 from console.checklist import Checklist, ChecklistStatus, Observations, evaluate_checklist, tick, untick
-from console.comms import Message, MessageKind, rollback_complete, rollback_in_progress
+from console.comms import Message, MessageKind, drill_marked, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
 from console.config import ClusterConfig, Config, ServiceConfig
 from console.database import CorruptionResponse, Database, DatabaseError, MigrationRollback, MigrationState
-from console.decision import evaluate
+from console.decision import evaluate, urgency
 from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
 from console.platforms.base import Leased, Platform, PlatformError, Routed, Routing
@@ -264,6 +264,11 @@ class Session:
         self._loop_lock = threading.Lock()
         self._poller: Poller | None = None
         self._poller_lock = threading.Lock()
+        # A drill (the scenario's name from the config): marked on messages and exports.
+        self.drill: str | None = config.drill
+        # Set by `rollback-console drill`: the drill's story and debrief (console.drill.record.DrillLink).
+        self.drill_link: Any = None
+        self._story_told = 0
 
     @property
     def poller(self) -> Poller:
@@ -319,7 +324,25 @@ class Session:
             views.append(view)
             self._escalate(snapshot.service, snapshot.taken_at)
             self._record_checklist(snapshot.service, snapshot.taken_at)
+        self._tell_story()
         return views
+
+    def _tell_story(self) -> None:
+        """A drill's notes revealed since the last refresh go into the timeline
+        (actor "drill") of the most urgent service's incident."""
+        link = self.drill_link
+        if link is None:
+            return
+        story = link.story()
+        if len(story) <= self._story_told:
+            return
+        views = list(self._views.values())
+        service = max(views, key=lambda v: urgency(v.decision.action)).snapshot.service if views else None
+        for index in range(self._story_told, len(story)):
+            text = story[index][1]
+            self.record(incidents.NewEvent(incidents.NOTE, f"DRILL: {text}", {"drill_note": index}),
+                        service=service, actor="drill")
+        self._story_told = len(story)
 
     def view(self, service: str) -> ServiceView | None:
         return self._views.get(service)
@@ -737,13 +760,17 @@ class Session:
         if kind is MessageKind.ROLLBACK_IN_PROGRESS:
             before = self.metrics_before(service) or (view.snapshot.metrics if view else None)
             eta = timedelta(minutes=self.config.incident.message_eta_minutes)
-            return rollback_in_progress(state, plan, self.operator, now, before=before, eta=eta)
+            return self._marked(rollback_in_progress(state, plan, self.operator, now, before=before, eta=eta))
         if kind is MessageKind.ROLLBACK_COMPLETE:
-            return rollback_complete(
+            return self._marked(rollback_complete(
                 state, self.metrics_before(service), view.snapshot.metrics if view else None,
                 view.snapshot.health if view else None, now, ticket=self.ticket(service),
-            )
+            ))
         raise ValueError(f"{kind.label} is not one of the runbook's two messages.")
+
+    def _marked(self, message: Message) -> Message:
+        """In a drill, the message marked as one (comms.drill_marked)."""
+        return drill_marked(message) if self.drill else message
 
     @property
     def slack_channel(self) -> str:
@@ -776,6 +803,7 @@ class Session:
         message = self.compose_message(service, kind, plan)
         if text is not None and text.strip() != message.text.strip():
             message = Message(kind=kind, title=message.title, text=markdown_to_mrkdwn(text))
+        message = self._marked(message)
         if kind is MessageKind.ROLLBACK_COMPLETE:
             after = self._metrics_now(service)
             if after:

@@ -28,6 +28,37 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(text: str) -> object:
-    """Parse YAML like `yaml.safe_load`, refusing duplicate keys."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+class SourceInt(int):
+    """An int read from YAML that remembers how the file wrote it."""
+
+    source: str = ""
+
+
+class SourceFloat(float):
+    """A float read from YAML that remembers how the file wrote it ("1.10", which is 1.1)."""
+
+    source: str = ""
+
+
+class _SourceNumberLoader(_StrictLoader):
+    def construct_yaml_int(self, node):  # type: ignore[override]
+        value = SourceInt(super().construct_yaml_int(node))
+        value.source = node.value
+        return value
+
+    def construct_yaml_float(self, node):  # type: ignore[override]
+        value = SourceFloat(super().construct_yaml_float(node))
+        value.source = node.value
+        return value
+
+
+_SourceNumberLoader.add_constructor("tag:yaml.org,2002:int", _SourceNumberLoader.construct_yaml_int)
+_SourceNumberLoader.add_constructor("tag:yaml.org,2002:float", _SourceNumberLoader.construct_yaml_float)
+
+
+def load_yaml(text: str, keep_number_text: bool = False) -> object:
+    """Parse YAML like `yaml.safe_load`, refusing duplicate keys. With
+    `keep_number_text`, numbers are SourceInt/SourceFloat carrying the text the
+    file wrote, so a caller can refuse `version: 1.10` quoting it as written."""
+    loader = _SourceNumberLoader if keep_number_text else _StrictLoader
+    return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass

@@ -105,6 +105,8 @@ def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, promet
         "ui": {"theme": "default"},
         "slack": {"webhook_url_env": DRILL_SLACK_ENV, "channel": "#incidents-drill", "timeout": 2.0},
         "escalation": {"contacts": DRILL_CONTACTS},
+        # Marks the console as a drill: its header, messages and exports say DRILL.
+        "drill": scenario.name,
     }
 
 
@@ -178,6 +180,9 @@ def start(
     if with_prometheus and start_at is None:
         start_at = datetime.now(timezone.utc).replace(microsecond=0)
     world = World.from_scenario(scenario, speed=speed, start=start_at)
+    if with_prometheus:
+        # Trainer controls may not pause or speed up a world a real Prometheus scrapes.
+        world.time_locked = "a real Prometheus scrapes this drill on wall-clock time (--with-prometheus)"
     if any(s.kind == "ecs" for s in scenario.services):
         # Dummy keys (not secrets) so a console in this process can sign ECS requests.
         for name, value in DRILL_CREDENTIAL_ENV.items():
@@ -234,6 +239,7 @@ def serve(
             out(f"ECS API: {running.server.url}/ecs (dummy credentials for a console elsewhere: export {exports})")
         if running.prometheus is not None:
             out(f"prometheus: {running.prometheus.url} (scraping {running.server.url}/metrics)")
+        out(f"trainer: rollback-console drill-ctl --url {running.server.url} pause|resume|speed X|note TEXT|fact NAME=VALUE|outage SERVICE")
         out("ready")
         while not stop.wait(0.5):
             pass

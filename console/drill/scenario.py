@@ -15,7 +15,10 @@ Scenario file reference
 Durations ("offsets", "ages") are a number of seconds or a string of
 ``<number><unit>`` parts with units ``s``, ``m``, ``h``, ``d`` ("90s", "2m",
 "1h30m"). Versions are strings: quote them in YAML when they could read as a
-number ("1.2", not 1.2).
+number ("1.2", not 1.2); an unquoted number is refused ("quote it"), since YAML
+has already changed it (1.10 reads as 1.1). Fields that apply to some kinds
+of service only (the canary's, the Kubernetes Deployment's) are refused on
+the others.
 
 Top level
 ---------
@@ -46,6 +49,8 @@ Top level
     ``healthy``; ``by`` (optional offset): the decision should be that action
     by then (at t=0 without ``by``). With several services, the most urgent
     service's decision counts. Facts revealed by then are assumed declared.
+    ``row`` (optional): the runbook row the drill trains, in the runbook's
+    words ("Error rate > 5%"); ``drill --list`` shows it.
 
 Service
 -------
@@ -182,6 +187,18 @@ _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 ACTIONS = ("rollback_now", "investigate", "fix_forward", "hotfix", "wait_external", "healthy")
 
+KIND_ONLY_FIELDS: dict[str, tuple[str, ...]] = {
+    "canary_replicas": ("canary",),
+    "canary_weight": ("canary",),
+    "strategy": ("deployment", "blue-green", "canary"),
+    "progress_deadline_seconds": ("deployment", "blue-green", "canary"),
+    "revision_history_limit": ("deployment", "blue-green", "canary"),
+    "label": ("deployment", "blue-green", "canary"),
+    "health_path": ("deployment", "blue-green", "canary"),
+}
+"""Service fields that only mean something for some kinds: given on another
+kind they are refused, never silently ignored."""
+
 
 class ScenarioError(Exception):
     """A scenario could not be loaded; str() is a sentence naming the file,
@@ -206,8 +223,14 @@ def parse_duration(value: Any) -> float:
 
 
 def _version_str(value: Any) -> Any:
+    """Versions are strings: a number is refused, because YAML has already
+    changed it (`1.10` reads as 1.1, `1.0` as 1.0, `010` as 8)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
+        written = getattr(value, "source", "") or str(value)
+        raise ValueError(
+            f"the version {written} reads as the number {value!r} in YAML: quote it (\"{written}\") "
+            "so it stays the version you wrote"
+        )
     return value
 
 
@@ -365,6 +388,12 @@ class Service(_Model):
             raise ValueError("history[0] of a canary service must be a stable deploy")
         if self.kind != "ecs" and "ecs" in self.model_fields_set:
             raise ValueError("ecs settings are for services of kind ecs")
+        for field, kinds in KIND_ONLY_FIELDS.items():
+            if field in self.model_fields_set and self.kind not in kinds:
+                raise ValueError(
+                    f"{field} applies to services of kind {' or '.join(kinds)}, and this one is {self.kind}: "
+                    f"remove {field} or change the kind"
+                )
         return self
 
     @property
@@ -479,11 +508,33 @@ class Expect(_Model):
 
     action: Literal["rollback_now", "investigate", "fix_forward", "hotfix", "wait_external", "healthy"]
     by: float | None = None
+    row: str | None = None
+
+    @field_validator("row")
+    @classmethod
+    def _row(cls, value: str | None) -> str | None:
+        from console.decision import ROWS_BY_CONDITION
+
+        if value is not None and value not in ROWS_BY_CONDITION:
+            raise ValueError(f"row must be a condition of the runbook's decision tables: {', '.join(ROWS_BY_CONDITION)}")
+        return value
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _action(cls, value: Any) -> Any:
+        if value not in ACTIONS:
+            raise ValueError(f"expect.action must be one of the runbook's actions: {', '.join(ACTIONS)}")
+        return value
 
     @field_validator("by", mode="before")
     @classmethod
     def _by(cls, value: Any) -> float | None:
-        return None if value is None else parse_duration(value)
+        if value is None:
+            return None
+        seconds = parse_duration(value)
+        if seconds < 0:
+            raise ValueError("by must not be negative (it is an offset from t=0)")
+        return seconds
 
 
 class Scenario(_Model):
@@ -525,6 +576,10 @@ class Scenario(_Model):
                 raise ValueError(f"timeline[{i}] switches {service_name!r}, which is not blue-green")
             if event.canary_weight and service.kind != "canary":
                 raise ValueError(f"timeline[{i}] sets a canary weight on {service_name!r}, which is not canary")
+            if event.deploy and event.deploy.environment is not None and service.kind != "blue-green":
+                raise ValueError(f"timeline[{i}] deploys to an environment of {service_name!r}, which is not blue-green")
+            if event.deploy and event.deploy.track is not None and service.kind != "canary":
+                raise ValueError(f"timeline[{i}] deploys to a track of {service_name!r}, which is not canary")
         return self
 
     def service(self, name: str) -> Service:
@@ -541,6 +596,15 @@ class Scenario(_Model):
             if event.deploy and event.deploy.service == service.name:
                 versions.add(event.deploy.version)
         return versions
+
+
+def story_line(scenario: Scenario) -> str:
+    """The scenario's story in one line: the first sentence of its description."""
+    text = " ".join(scenario.description.split())
+    if not text:
+        return "(no description)"
+    end = re.search(r"[.!?](\s|$)", text)
+    return text[: end.start() + 1] if end else text
 
 
 def list_scenarios() -> list[str]:
@@ -579,7 +643,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             f"Scenario {str(name_or_path)!r} was not found: give a path to a YAML file or one of the shipped names ({shipped})."
         )
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"), keep_number_text=True)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -588,6 +652,17 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     except OSError as exc:
         raise ScenarioError(f"Scenario file {path} could not be read ({exc.strerror}): check the path and its permissions.") from None
     return parse_scenario(data, source=str(path))
+
+
+def _plain(value: Any) -> Any:
+    """A number read with its source text, shown as the plain number."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
@@ -603,7 +678,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
         got = first.get("input")
-        got_text = "" if first["type"] == "missing" or isinstance(got, (dict, list)) else f" (got {got!r})"
+        quiet = first["type"] == "missing" or isinstance(got, (dict, list)) or "quote it" in message
+        got_text = "" if quiet else f" (got {_plain(got)!r})"
         more = len(exc.errors()) - 1
         extra = f"; {more} more problem{'s' if more > 1 else ''} after this one" if more else ""
         raise ScenarioError(

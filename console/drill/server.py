@@ -14,6 +14,8 @@ It serves, side by side:
   nor logged);
 - `GET /drill/state`: the scenario, simulated time, facts and notes.
 - `GET /drill/requests`: the request log, as (method, path, status) lists.
+- `POST /drill/control`: a trainer's control (pause, resume, speed, note,
+  facts, outage), see `console/drill/control.py`.
 
 Every request lands in `DrillServer.requests` as (method, path, status) so
 benchmarks can count them; nothing is written to stderr per request.
@@ -239,6 +241,8 @@ class DrillServer:
         if path == "/drill/state":
             self.world.advance()
             return _json(200, self.world.state())
+        if path == "/drill/control":
+            return self._control(method, body)
         if path == "/drill/requests":
             # Read-only: what was asked of the drill so far, e.g. to prove a rollback was issued once.
             with self._lock:
@@ -246,6 +250,17 @@ class DrillServer:
         if is_ecs_request(method, path, headers):
             return self.ecs.handle(method, path, query, headers, body)
         return self.kube.handle(method, path, query, headers, body)
+
+    def _control(self, method: str, body: bytes) -> Response:
+        """A trainer's control (console.drill.control): 200 with what was done, 400 with why not."""
+        from console.drill import control
+
+        if method != "POST":
+            return _json(405, {"error": "use POST with a JSON body, e.g. {\"action\": \"pause\"}"})
+        try:
+            return _json(200, control.apply(self.world, control.parse_body(body)))
+        except control.ControlError as err:
+            return _json(400, {"error": str(err)})
 
     def _health(self, method: str, name: str) -> Response:
         if method not in ("GET", "HEAD"):

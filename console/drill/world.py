@@ -240,7 +240,15 @@ class World:
         )
         self.facts: dict[str, Any] = scenario.facts.model_dump()
         self.notes: list[tuple[datetime, str]] = []
+        # Trainer controls applied (console.drill.control), and the speed to resume at while paused.
+        self.trainer_log: list[tuple[datetime, str]] = []
+        self.paused_speed: float | None = None
+        # Why simulated time may not be paused or sped up (None: it may).
+        self.time_locked: str | None = None
         self.outages: dict[str, Any] = {}
+        # Every outage window per service, [start, end) (end None while it lasts):
+        # what a sample or a log line stamped at some time saw then.
+        self._outage_spans: dict[str, list[list[Any]]] = {}
         self._by_image = {svc.image: svc for svc in scenario.services}
         self._known = {svc.name: scenario.known_versions(svc) for svc in scenario.services}
         self._pod_born: dict[tuple[str, str], datetime] = {}
@@ -410,6 +418,15 @@ class World:
             actions.append((when, 1_000_000 + i, lambda e=event: self._apply_event(e)))
         return actions
 
+    def apply_now(self, event: Any) -> None:
+        """Apply a timeline event at the current simulated time (a trainer's
+        injection): the world runs up to now first, then changes."""
+        with self.store.lock:
+            self.advance()
+            self._apply_event(event)
+            self._settled_rv = -1  # the next advance() runs the controllers
+            self.advance()
+
     def _apply_event(self, event: Any) -> None:
         kind = event.kind
         if kind == "deploy":
@@ -434,8 +451,12 @@ class World:
             self.facts.update(event.facts)
         elif kind == "external_outage":
             outage = event.external_outage
+            spans = self._outage_spans.setdefault(outage.service, [])
+            if spans and spans[-1][1] is None:
+                spans[-1][1] = self._t  # the last window ends here (a new one may start at once)
             if outage.active:
                 self.outages[outage.service] = outage
+                spans.append([self._t, None, outage])
             else:
                 self.outages.pop(outage.service, None)
             self.facts["external_service_issue"] = bool(self.outages)
@@ -1066,10 +1087,17 @@ class World:
             rate = wave.high if position < wave.duty * wave.period_s else wave.low
         else:
             rate = behaviour.error_rate
-        outage = self.outages.get(svc.name)
+        outage = self._outage_at(svc.name, at)
         if outage is not None:
             rate = 1 - (1 - rate) * (1 - outage.error_rate)
         return rate
+
+    def _outage_at(self, service: str, at: datetime) -> Any:
+        """The external outage `service` was in at `at` (None if none)."""
+        for start, end, outage in reversed(self._outage_spans.get(service, ())):
+            if start <= at and (end is None or at < end):
+                return outage
+        return None
 
     def _latency_parts(self, svc: Service, mix: _Mix) -> list[tuple[float, float]]:
         """(median seconds, share) of the serving versions' log-normal latencies."""
@@ -1234,6 +1262,9 @@ class World:
                 "notes": [{"at": format_timestamp(at), "text": text} for at, text in self.notes],
                 "expect": {"action": expect.action, "by_seconds": expect.by},
                 "services": self.service_names(),
+                "speed": getattr(self.clock, "speed", None),
+                "paused": self.paused_speed is not None,
+                "trainer": [{"at": format_timestamp(at), "text": text} for at, text in self.trainer_log],
             }
 
     # ------------------------------------------------------------------- logs
@@ -1293,10 +1324,11 @@ class World:
         count = int(span // LOG_INTERVAL)
         first = max(1, count - MAX_LOG_LINES + 1)
         routes = self._route_shares(svc) if svc else [("/", 1.0)]
-        p95 = behaviour.latency_p95_ms
-        outage = self.outages.get(svc.name) if svc else None
         for i in range(first, count + 1):
             at = run_start + timedelta(seconds=i * LOG_INTERVAL)
+            # Each line as it was written then: the outage of that moment, not of now.
+            outage = self._outage_at(svc.name, at) if svc else None
+            p95 = max(behaviour.latency_p95_ms, outage.latency_p95_ms) if outage is not None else behaviour.latency_p95_ms
             pick = _unit(self.scenario.seed, "route", name, i)
             route = routes[-1][0]
             acc = 0.0
@@ -1432,6 +1464,7 @@ class _DeploymentSync:
             before = dict(annotations)
             self.copy_annotations(annotations)
             current = _revision(new_rs)
+            rollout_onto_reused = current < revision
             if current < revision:
                 if current > 0:
                     history = annotations.get(_REVISION_HISTORY)
@@ -1444,7 +1477,13 @@ class _DeploymentSync:
                 new_rs = self.store.update("replicasets", self.ns, new_rs, check_version=False)
             self.set_revision(_revision(new_rs))
             status = self.d["status"]
-            if self.d["spec"].get("progressDeadlineSeconds") is not None and self.condition(status, "Progressing") is None:
+            # A rollout onto a reused ReplicaSet starts its progress clock now, as a new
+            # one does: the last rollout's "NewReplicaSetAvailable" was about another
+            # ReplicaSet, and left standing (Recreate observes no step in between) a
+            # crash-looping reused ReplicaSet would never reach ProgressDeadlineExceeded.
+            if self.d["spec"].get("progressDeadlineSeconds") is not None and (
+                self.condition(status, "Progressing") is None or rollout_onto_reused
+            ):
                 self.set_condition(status, "Progressing", "True", "FoundNewReplicaSet", f'Found new replica set "{new_rs["metadata"]["name"]}"')
             return new_rs
         if not create:

@@ -55,6 +55,7 @@ from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceList
 from .panes.timeline import ERROR, TimelinePane
 from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
+from .screens.debrief import DebriefScreen
 from .screens.decide import DecideScreen
 from .screens.facts import FactsScreen
 from .screens.message import MessageScreen
@@ -102,6 +103,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # Docker Compose services only (check_action hides it elsewhere).
         Binding("R", "quick_rollback", "Quick rollback (keep previous running)", key_display="R",
                 id="quick-rollback", show=False),
+        # Drills only (check_action hides it elsewhere): the trainer's controls.
+        Binding("T", "trainer", "Trainer", key_display="T", id="trainer", show=False),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("t", "change_theme", "Theme", id="theme"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
@@ -144,6 +147,10 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # The investigation deadline the operator was last asked to decide at (asked once per deadline).
         self._asked_at: datetime | None = None
         self._checklist_shown: bool | None = None  # None: automatic (shown once the rollback completed)
+        # A drill's notes already shown, its last verdicts (settled when they agree), its debrief shown once.
+        self._drill_notes_shown: set[tuple[datetime, str]] = set()
+        self._drill_verdicts: list[tuple[str, ...]] = []
+        self._debrief_shown = False
         self._install_themes(theme, user_themes_dir)
 
     # -- themes ----------------------------------------------------------
@@ -177,6 +184,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="titlebar"):
+            if self.session.drill:
+                yield Static(f"DRILL · {self.session.drill}", id="title-drill", markup=False)
             yield Static("", id="title-left", markup=False)
             yield Static("", id="title-right", markup=False)
         yield EscalationStrip("", id="escalation", markup=False)
@@ -265,6 +274,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # The quick rollback is a Docker Compose procedure: not offered (nor run) elsewhere.
         if action == "quick_rollback":
             return self._quick_rollback_offered(self.selected)
+        if action == "trainer":
+            return self.session.drill_link is not None
         return True
 
     def _quick_rollback_offered(self, service: str) -> bool:
@@ -317,6 +328,52 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._check_investigation()
         self._retry_unsent()
         self._fetch_platform_extras()
+        self._follow_drill(message)
+
+    # -- a drill: its story and its debrief ------------------------------------------
+
+    def _follow_drill(self, message: Refreshed) -> None:
+        """Show each drill note once as it is revealed; once the scenario's time
+        is up and the signals have settled, show the debrief (once)."""
+        link = self.session.drill_link
+        if link is None:
+            return
+        for event in sorted((e for e in message.events if e.actor == "drill"), key=lambda e: e.at):
+            if (event.at, event.text) not in self._drill_notes_shown:
+                self._drill_notes_shown.add((event.at, event.text))
+                self.notify(event.text.removeprefix("DRILL: "), title="DRILL", timeout=30)
+        self._drill_verdicts = [*self._drill_verdicts[-2:], tuple(sorted(v.decision.action.value for v in message.views))]
+        settled = len(self._drill_verdicts) == 3 and len(set(self._drill_verdicts)) == 1 and self.rolling_back is None
+        if not self._debrief_shown and settled and link.debrief_due(self.session.clock.now()):
+            self._debrief_shown = True
+            self._debrief_worker()
+
+    def action_trainer(self) -> None:
+        """A trainer's command for the running drill: pause, resume, speed, note, fact, outage."""
+        from .screens.note import NoteScreen
+
+        def run(command: str | None) -> None:
+            if command:
+                self._trainer_worker(command)
+
+        self.push_screen(NoteScreen(self.animate, title="Trainer command",
+                                    placeholder="pause | resume | speed X | note TEXT | fact NAME=VALUE | outage SERVICE [recovered]"), run)
+
+    @work(thread=True, group="trainer", exit_on_error=False)
+    def _trainer_worker(self, command: str) -> None:
+        try:
+            done = self.session.drill_link.control(command)
+        except ValueError as err:
+            self.call_from_thread(self.notify, str(err), title="Trainer", severity="warning", timeout=10)
+            return
+        self.call_from_thread(self.notify, f"Trainer: {done}", title="Trainer", timeout=8)
+        self.call_from_thread(self.request_refresh)
+
+    @work(thread=True, group="debrief", exit_on_error=False)
+    def _debrief_worker(self) -> None:
+        link = self.session.drill_link
+        result = link.debrief_now(self.session.store, self.session.clock.now())
+        self.call_from_thread(self.push_screen, DebriefScreen(f"{link.label}: debrief", result.lines()))
 
     def _show_selected(self) -> None:
         view = self.views.get(self.selected)
@@ -535,12 +592,15 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if state is None:
             self.post_message(OperationFailed("Exporting the incident", f"{service} has no open incident to export"))
             return
-        folder = locations.ensure_parent(locations.state_dir() / "exports" / "x").parent
+        link = self.session.drill_link
+        # A drill's exports stay with its record, beside its incidents.
+        exports = link.record.directory / "exports" if link is not None else locations.state_dir() / "exports"
+        folder = locations.ensure_parent(exports / "x").parent
         now = self.session.clock.now()
         written = []
         for fmt in ("md", "json"):
-            text = export_incident(self.session.store, state.id, fmt, now,
-                                   checklist=self.session.checklist_definition, thresholds=self.thresholds)
+            text = export_incident(self.session.store, state.id, fmt, now, checklist=self.session.checklist_definition,
+                                   thresholds=self.thresholds, drill=self.session.drill)
             path = folder / f"{state.id}.{fmt}"
             path.write_text(text, encoding="utf-8")
             written.append(path)

@@ -30,11 +30,28 @@ def served(tmp_path):
         yield directory
 
 
-def test_drill_list_names_one_scenario_per_line():
+def test_drill_list_names_one_scenario_per_line_with_its_row_and_story():
+    from console.drill.scenario import list_scenarios
+
     result = run("drill", "--list")
     assert result.returncode == 0
-    names = result.stdout.split()
-    assert "bad-deploy" in names and len(names) == len(set(names)) >= 10
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == list_scenarios()
+    bad_deploy = next(line for line in lines if line.startswith("bad-deploy "))
+    assert "Error rate > 5%" in bad_deploy and "order-service 1.2.3 was deployed two minutes ago." in bad_deploy
+
+
+def test_drill_check_validates_without_serving(tmp_path):
+    from console.drill.scenario import SCENARIO_DIR
+
+    good = run("drill", "--check", str(SCENARIO_DIR / "canary.yaml"))
+    assert good.returncode == 0, good.stderr
+    assert "valid scenario 'canary'" in good.stdout and "rollback_now" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((SCENARIO_DIR / "bad-deploy.yaml").read_text().replace('version: "1.2.3", age: 2m', "version: 1.10, age: 2m"))
+    refused = run("drill", "--check", str(bad))
+    assert refused.returncode == 2
+    assert 'quote it ("1.10")' in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_unknown_scenario_is_a_usage_error():

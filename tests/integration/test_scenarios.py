@@ -65,6 +65,8 @@ ROW_DRILLED = {
     "security-vulnerability": "Security vulnerability active",
     "service-down": "Service completely down",
     "single-endpoint": "Single endpoint failing",
+    "fleet": "Error rate > 5%",
+    "previous-also-bad": "Error rate > 5%",
 }
 """The runbook row each shipped scenario drills: it must be among the reasons
 of the decision at `expect.by`."""
@@ -166,8 +168,55 @@ async def test_scenario_plays_to_its_expected_action(name: str, tmp_path: Path, 
         assert any(text.startswith(expected.headline) for text in recorded), recorded
 
 
+async def test_the_fleet_has_twenty_services_or_more_and_one_failing(tmp_path: Path, monkeypatch) -> None:
+    scenario = load_scenario("fleet")
+    assert len(scenario.services) >= 20
+    clock = ScaledClock(scenario.start, speed=0)
+    world = World(scenario, clock=clock)
+    with DrillServer(world) as server:
+        monkeypatch.setenv(runner.DRILL_SLACK_ENV, runner.slack_webhook_url(server.url))
+        observer = _Observer(scenario, world, server.url, tmp_path)
+        try:
+            seen = await observer.look()
+        finally:
+            await observer.aclose()
+    failing = [s.snapshot.service for s in seen if s.decision.action != Action.HEALTHY]
+    assert failing == ["pricing-service"], failing
+
+
+async def test_previous_also_bad_one_back_still_fails_two_back_heals(tmp_path: Path, monkeypatch) -> None:
+    # The scenario's point: the previous revision (1.4.1) is bad too; the right target is two back (1.4.0).
+    scenario = load_scenario("previous-also-bad")
+    running = runner.start(scenario, speed=50, directory=tmp_path / "drill")
+    session = Session(load(running.config_path), Store(tmp_path / "db"), clock=running.world.clock,
+                      operator="trainee@drill")
+    try:
+        [view] = await session.refresh()
+        assert view.decision.action == Action.ROLLBACK_NOW
+        assert view.snapshot.current_revision.versions == ("1.4.2",)
+        progress = list(session.execute(session.plan_rollback("checkout-service"), timeout=120))
+        assert progress[-1].done and not progress[-1].failed
+        running.world.clock.advance(120)
+        [view] = await session.refresh()
+        assert view.snapshot.current_revision.versions == ("1.4.1",)
+        assert view.decision.action == Action.ROLLBACK_NOW  # one back is still failing
+
+        two_back = next(r for r in view.snapshot.history if r.versions == ("1.4.0",))
+        progress = list(session.execute(session.plan_rollback("checkout-service", two_back.number), timeout=120))
+        assert progress[-1].done and not progress[-1].failed
+        running.world.clock.advance(120)
+        [view] = await session.refresh()
+        assert view.snapshot.current_revision.versions == ("1.4.0",)
+        assert view.decision.action == Action.HEALTHY
+    finally:
+        await session.aclose()
+        running.stop()
+
+
 def test_every_runbook_row_has_a_scenario() -> None:
     assert set(ROW_DRILLED) == set(list_scenarios()), "a shipped scenario needs its row in ROW_DRILLED"
+    for name, row in ROW_DRILLED.items():
+        assert load_scenario(name).expect.row == row, f"{name}: expect.row (shown by drill --list) is not {row!r}"
     assert {row.condition for row in DECISION_ROWS} <= set(ROW_DRILLED.values())
 
 

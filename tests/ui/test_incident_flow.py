@@ -262,7 +262,8 @@ async def test_after_the_rollback_message_checklist_and_export(drill, tmp_path) 
         # Composed in a worker (it reads the store), then shown.
         await wait_for(pilot, lambda: bool(screen.text), "the composed message")
         text = screen.text
-        assert text.startswith("## ✅ Rollback Complete")
+        # A drill's message says so, in the preview and as posted.
+        assert text.startswith("## [DRILL] ✅ Rollback Complete")
         assert "**Service:** order-service" in text and "**Rolled back to:** 1.2.2" in text
         assert "(was 8%)" in text and "Do not re-deploy 1.2.3 without fix" in text
         screen.query_one("TextArea").text = text.replace("RCA scheduled for tomorrow", "RCA Thursday 10:00 UTC")
@@ -270,7 +271,7 @@ async def test_after_the_rollback_message_checklist_and_export(drill, tmp_path) 
         await wait_for(pilot, lambda: bool(screen.results), "the send")
         assert screen.results[-1].ok, screen.results[-1].error
         posted = d.server.slack_messages[-1]["payload"]["text"]
-        assert "*✅ Rollback Complete*" in posted and "• RCA Thursday 10:00 UTC" in posted
+        assert "*[DRILL] ✅ Rollback Complete*" in posted and "• RCA Thursday 10:00 UTC" in posted
         assert "*Rolled back to:* 1.2.2" in posted
         await pilot.press("escape")
         await wait_for(pilot, lambda: checklist.status.item("team-notified").done, "team notified")
@@ -379,7 +380,7 @@ async def test_a_failing_webhook_keeps_the_message_and_the_retry_sends_it(drill,
             assert d.session.pending_messages("cart-service") == []
             assert len(webhook.posts) == 3
             assert webhook.posts[0] == webhook.posts[2]  # the same message, never lost or changed
-            assert "*🚨 Rollback in Progress*" in webhook.posts[2]["text"]
+            assert "*[DRILL] 🚨 Rollback in Progress*" in webhook.posts[2]["text"]
             kinds = [e.kind for e in d.events("cart-service")]
             assert kinds.count(incident.MESSAGE_FAILED) == 2 and kinds.count(incident.MESSAGE_SENT) == 1
             # The webhook URL (the secret) is nowhere in the timeline.

@@ -141,6 +141,9 @@ class RecordedSession:
     # No incident is ever open in a recording, so nothing reaches a store (export stops before it).
     store = None
     slack_channel = "#incidents"
+    # Not a drill: no DRILL mark, no story, no debrief.
+    drill = None
+    drill_link = None
 
     def __init__(self, services: tuple[str, ...] = ("order-service",), now: datetime = NOW) -> None:
         self.clock = FrozenClock(now)

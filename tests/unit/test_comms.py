@@ -260,3 +260,19 @@ def test_messages_are_frozen():
     notice = comms.rolling_back("order-service", "x")
     with pytest.raises(AttributeError):
         notice.text = "changed"  # type: ignore[misc]
+
+
+def test_a_drill_marks_every_message_once():
+    from console.comms import DRILL_MARK, Message, MessageKind, drill_marked
+
+    templated = Message(MessageKind.ROLLBACK_COMPLETE, "✅ Rollback Complete", "## ✅ Rollback Complete\n\n**Service:** api\n",
+                        fields=(("Service", "api"),))
+    marked = drill_marked(templated)
+    assert marked.title == f"{DRILL_MARK} ✅ Rollback Complete"
+    assert marked.text.startswith(f"## {DRILL_MARK} ✅ Rollback Complete\n") and "**Service:** api" in marked.text
+    assert drill_marked(marked) == marked
+    notice = drill_marked(Message(MessageKind.ROLLING_BACK, "Rolling back api", "Rolling back api to 1.2.2"))
+    assert notice.text == f"{DRILL_MARK} Rolling back api to 1.2.2"
+    # An operator's edit that dropped the mark gets it back.
+    edited = drill_marked(Message(MessageKind.ROLLBACK_COMPLETE, marked.title, "all good now"))
+    assert edited.text == f"{DRILL_MARK} all good now"

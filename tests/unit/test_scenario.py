@@ -111,3 +111,53 @@ def test_a_scenario_key_given_twice_is_named(tmp_path):
     path.write_text("name: a\nname: b\nservices: []\nexpect: {action: healthy}\n")
     with pytest.raises(ScenarioError, match="'name' is given twice"):
         load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "written"),
+    [
+        ('{version: "1.0.0", age: 1d}', "{version: 1.10, age: 1d}", "1.10"),
+        ('{version: "1.0.0", age: 1d}', "{version: 2, age: 1d}", "2"),
+        ("    history:", "    versions: {1.10: {error_rate: 0.5}}\n    history:", "1.10"),
+    ],
+)
+def test_a_version_yaml_reads_as_a_number_is_refused_as_written(tmp_path, old, new, written):
+    text = BASE.replace(old, new)
+    with pytest.raises(ScenarioError) as error:
+        load_scenario(write(tmp_path, text))
+    message = str(error.value)
+    assert f"the version {written} reads as the number" in message
+    assert f'quote it ("{written}")' in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "kind", "words"),
+    [
+        ("canary_weight: 30", "deployment", "canary_weight applies to services of kind canary"),
+        ("canary_replicas: 2", "blue-green", "canary_replicas applies to services of kind canary"),
+        ("strategy: Recreate", "ecs", "strategy applies to services of kind deployment"),
+        ("progress_deadline_seconds: 60", "ecs", "progress_deadline_seconds applies"),
+        ("ecs: {cluster: shop}", "deployment", "ecs settings are for services of kind ecs"),
+    ],
+)
+def test_fields_of_one_kind_are_refused_on_another(tmp_path, extra, kind, words):
+    history = '{version: "1.0.0", age: 1d, environment: blue}' if kind == "blue-green" else '{version: "1.0.0", age: 1d}'
+    text = BASE.replace("    image:", f"    kind: {kind}\n    {extra}\n    image:").replace('{version: "1.0.0", age: 1d}', history)
+    with pytest.raises(ScenarioError, match=words):
+        load_scenario(write(tmp_path, text))
+    # The same field on its own kind is fine.
+    load_scenario(write(tmp_path, BASE.replace("    image:", f"    kind: {kind}\n    image:").replace('{version: "1.0.0", age: 1d}', history)))
+
+
+def test_a_deploy_event_with_a_track_or_environment_of_another_kind_is_refused(tmp_path):
+    for key, words in (("track: canary", "not canary"), ("environment: blue", "not blue-green")):
+        text = BASE.replace("expect:", f"timeline:\n  - {{at: 1m, deploy: {{service: api, version: '2', {key}}}}}\nexpect:")
+        with pytest.raises(ScenarioError, match=words):
+            load_scenario(write(tmp_path, text))
+
+
+def test_a_bad_expected_action_names_the_runbook_actions(tmp_path):
+    with pytest.raises(ScenarioError, match="one of the runbook's actions: rollback_now, investigate"):
+        load_scenario(write(tmp_path, BASE.replace("{action: healthy}", "{action: rollback}")))
+    with pytest.raises(ScenarioError, match="by must not be negative"):
+        load_scenario(write(tmp_path, BASE.replace("{action: healthy}", "{action: healthy, by: -5m}")))

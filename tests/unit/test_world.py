@@ -171,6 +171,35 @@ def test_a_version_that_never_becomes_ready_exceeds_the_progress_deadline():
     assert world.health("api")[0] == 200, "the old version still serves"
 
 
+@pytest.mark.parametrize("strategy", ["RollingUpdate", "Recreate"])
+def test_a_rollout_onto_a_reused_crash_looping_replicaset_exceeds_the_progress_deadline(strategy):
+    # 2.0.0 crash-looped an hour before 1.0.0 replaced it; rolling back onto its ReplicaSet
+    # (reused, not new) must time out like a new one would.
+    scenario = crash_scenario(strategy=strategy, history=[{"version": "2.0.0", "age": "2h"}, {"version": "1.0.0", "age": "1h"}])
+    scenario = scenario.model_copy(update={"timeline": []})
+    world, clock = make_world(scenario)
+    world.advance()
+    deployment = world.store.get("deployments", "shop", "api")
+    assert condition(deployment, "Progressing")["reason"] == "NewReplicaSetAvailable"
+    items, _ = world.store.list("replicasets", "shop")
+    crashing = next(rs for rs in items if rs["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0.0"))
+    template = copy.deepcopy(crashing["spec"]["template"])
+    del template["metadata"]["labels"]["pod-template-hash"]
+    deployment["spec"]["template"] = template
+    world.store.update("deployments", "shop", deployment)
+    world.advance()
+    run(world, clock, 30, step=5)
+    progressing = condition(world.store.get("deployments", "shop", "api"), "Progressing")
+    assert progressing["status"] == "True" and progressing["reason"] in ("FoundNewReplicaSet", "ReplicaSetUpdated")
+    run(world, clock, 40, step=5)
+    deployment = world.store.get("deployments", "shop", "api")
+    progressing = condition(deployment, "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
+    assert progressing["message"] == f'ReplicaSet "{crashing["metadata"]["name"]}" has timed out progressing.'
+    # The reused ReplicaSet kept its name and took the next revision.
+    assert deployment["metadata"]["annotations"][REVISION] == "3"
+
+
 def test_recreate_with_a_crashing_version_takes_the_service_down():
     world, clock = make_world(crash_scenario(strategy="Recreate"))
     world.advance()
@@ -290,6 +319,40 @@ def test_timeline_external_outage_sets_the_fact_and_raises_errors():
     assert world.samples("order-service")[-1].error_rate == pytest.approx(1 - 0.999 * 0.91)
     assert any("payment provider" in note for _, note in world.notes)
     assert world.state()["external_outages"] == {"order-service": "payments-provider.example.net"}
+
+
+def _log_by_offset(world: World, service_start) -> list[tuple[float, str]]:
+    from datetime import datetime
+
+    pods, _ = world.store.list("pods", "shop")
+    text = world.pod_log("shop", pods[0]["metadata"]["name"], "app", None)
+    out = []
+    for line in text.splitlines():
+        stamp = datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+        out.append(((stamp - service_start).total_seconds(), line))
+    return out
+
+
+def test_logs_stay_true_to_the_time_they_were_written():
+    # external-outage: payments-provider.example.net fails from 30 s to 15 min (error rate 0.09).
+    world, clock = make_world(load_scenario("external-outage"))
+    dependency = "payments-provider.example.net unavailable"
+    run(world, clock, 300, step=60)
+    during = _log_by_offset(world, world.start)
+    assert not any(dependency in line for at, line in during if at < 30), "lines before the outage name it"
+    assert any(dependency in line for at, line in during if 30 <= at)
+
+    run(world, clock, 720, step=60)  # recovered at 15 min; now 17 min
+    assert world.facts["external_service_issue"] is False
+    after = _log_by_offset(world, world.start)
+    window = [line for at, line in after if 30 <= at < 900]
+    errors = [line for line in window if " ERROR " in line]
+    assert len(window) > 400
+    # The outage window's lines still say what happened then, at the rate Prometheus saw.
+    assert all(dependency in line for line in errors)
+    assert 0.05 < len(errors) / len(window) < 0.14
+    assert world.sample_at("order-service", world.start + timedelta(minutes=5)).error_rate == pytest.approx(1 - 0.999 * 0.91)
+    assert not any(dependency in line for at, line in after if at >= 900 or at < 30)
 
 
 def test_intermittent_errors_oscillate_deterministically():

@@ -15,18 +15,21 @@ class NoteScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="note.cancel")]
 
-    def __init__(self, animate: bool = True) -> None:
+    def __init__(self, animate: bool = True, title: str = "Add a note to the timeline",
+                 placeholder: str = "What did you see or do?") -> None:
         super().__init__()
         self.animate = animate
+        self.title_text = title
+        self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(Content.styled("Add a note to the timeline", "bold"), classes="dialog-title")
+            yield Static(Content.styled(self.title_text, "bold"), classes="dialog-title")
             yield Static(
                 Content.styled("Enter saves · Esc cancels · it is stored with your name and the time; no secrets", "$sev-muted"),
                 markup=False,
             )
-            yield Input(placeholder="What did you see or do?", id="note-input", max_length=500)
+            yield Input(placeholder=self.placeholder, id="note-input", max_length=500)
 
     def on_mount(self) -> None:
         note = self.query_one(Input)
