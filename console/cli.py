@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 the operation failed or the service is unhealthy
 after it; 2 usage or configuration error (a revision, service or previous
 container that does not exist included); 3 the runbook says not to roll back
-(`--force` overrides), or the migration state could not be read.
+(`--force` overrides), or the migration state could not be read; 4 (`status`)
+a signal the decision needs is missing or stale (SIGNALS UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import click
 
 from console import __version__
 from console.config import Config, ConfigError, load
-from console.exitcodes import EXIT_FAILED, EXIT_USAGE
+from console.exitcodes import EXIT_FAILED, EXIT_SIGNALS_UNAVAILABLE, EXIT_USAGE
+from console.model import Action
 
 
 class UsageError(click.ClickException):
@@ -157,9 +159,12 @@ def status(service: str | None, config_path: str | None, as_json: bool) -> None:
     views = asyncio.run(_refresh_once(session, service))
     if as_json:
         click.echo(json.dumps([_status_json(v) for v in views], indent=2))
-        return
-    for view in views:
-        click.echo(_status_line(view))
+    else:
+        for view in views:
+            click.echo(_status_line(view))
+    # Unknown is not healthy: a script checking `status` must not read it as fine.
+    if any(v.decision.action is Action.SIGNALS_UNAVAILABLE for v in views):
+        sys.exit(EXIT_SIGNALS_UNAVAILABLE)
 
 
 async def _refresh_once(session, only: str | None = None):
@@ -213,6 +218,10 @@ def _status_json(view) -> dict:
             "alternatives": list(decision.alternatives),
             "deadline": decision.deadline.isoformat() if decision.deadline else None,
             "freeze_writes": decision.freeze_writes,
+            "unavailable": [
+                {"signal": m.signal, "why": m.why, "since": m.since.isoformat() if m.since else None}
+                for m in decision.unavailable
+            ],
         },
     }
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from console.clock import Clock
 from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
-from console.model import Health, Metrics, Point, Revision, Signals, Snapshot
+from console.model import Health, Metrics, Missing, Point, Revision, Signals, Snapshot
 from console.platforms.base import Platform, PlatformError
 from console.signals import health as health_check
 from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
@@ -84,6 +84,10 @@ class ServiceSource:
     current_since: tuple[int, datetime | None] | None = None
     # When this console last changed the rollout (a rollback it ran), if it did.
     changed_at: datetime | None = None
+    # When the platform last answered (pod counts), and when each signal last
+    # had a value: the "since when" of a signal that went missing.
+    pods_read_at: datetime | None = None
+    good_at: dict[str, datetime] = field(default_factory=dict)
 
     def deployed_at(self, current: Revision, now: datetime) -> datetime | None:
         """When `current` went live: when this console changed the rollout (or
@@ -265,6 +269,8 @@ class Poller:
             if problem and problem not in errors:
                 errors.append(problem)
         health = replace(pods, **endpoint, checked_at=now)
+        if source.platform is not None and pods.error is None:
+            source.pods_read_at = now
         return Snapshot(
             service=source.name,
             taken_at=now,
@@ -274,7 +280,27 @@ class Poller:
             signals=self._signals(source, metrics, now),
             stale=self._is_stale(metrics, asked_at),
             errors=tuple(errors),
+            unavailable=self._unavailable(source, pods, readings, asked_at),
         )
+
+    def _unavailable(
+        self, source: ServiceSource, pods: Health, readings: dict[str, _Reading], asked_at: datetime
+    ) -> tuple[Missing, ...]:
+        """The signals the decision needs that this cycle could not read fresh:
+        the pod counts (when the service has a platform) and the error rate
+        (when Prometheus and its query are configured)."""
+        missing = []
+        if source.platform is not None and pods.error is not None:
+            missing.append(Missing("pod counts", source.pods_read_at, "no answer"))
+        if self.prometheus is not None and source.query(ERROR_RATE):
+            reading = readings.get(ERROR_RATE) or _Reading()
+            if reading.error is not None:
+                missing.append(Missing("error rate", source.good_at.get(ERROR_RATE), "query failed"))
+            elif reading.value is None or reading.at is None:
+                missing.append(Missing("error rate", source.good_at.get(ERROR_RATE), "no data"))
+            elif asked_at - reading.at > self.settings.stale_after:
+                missing.append(Missing("error rate", reading.at, "stale"))
+        return tuple(missing)
 
     # -- platform and health endpoint ---------------------------------------
 
@@ -500,6 +526,8 @@ class Poller:
             else:
                 value, at = reading.value, reading.at
                 source.last[signal] = (value, at)
+                if value not in (None, ()) and at is not None:
+                    source.good_at[signal] = at
             values[signal] = value
             if at is not None and value not in (None, ()):
                 sampled.append((signal, at))
