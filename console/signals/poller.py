@@ -321,6 +321,9 @@ class Poller:
                 pods = source.platform.health()
         except PlatformError as err:
             pods, errors = Health(error=str(err)), [str(err)]
+        except Exception as err:  # the cycle never raises: an unexpected answer is a sentence too
+            problem = _unexpected(source, "read the pod counts of", err)
+            pods, errors = Health(error=problem), [problem]
         seen = (pods.desired, pods.updated, pods.ready, pods.available)
         moved = seen != source.pods_seen
         source.pods_seen = seen
@@ -331,10 +334,11 @@ class Poller:
             try:
                 source.revisions = source.platform.history()
                 source.revisions_cycle = cycle
-            except PlatformError as err:
+            except Exception as err:  # PlatformError, or an answer of an unexpected shape
                 source.revisions_cycle = None  # try again next cycle
-                if str(err) not in errors:
-                    errors.append(str(err))
+                problem = str(err) if isinstance(err, PlatformError) else _unexpected(source, "read the rollout history of", err)
+                if problem not in errors:
+                    errors.append(problem)
         return pods, errors
 
     async def _endpoint(self, source: ServiceSource) -> dict:
@@ -592,6 +596,14 @@ class Poller:
             self._threads = None
         if self.prometheus is not None:
             await self.prometheus.aclose()
+
+
+def _unexpected(source: ServiceSource, doing: str, err: BaseException) -> str:
+    platform = getattr(source.platform, "platform", "platform")
+    return (
+        f"Could not {doing} {source.name} from its {platform} platform: it answered in an unexpected way "
+        f"({type(err).__name__}); check that the config points at the right API."
+    )
 
 
 def count_crossings(values: Iterable[float], line: float) -> int:
