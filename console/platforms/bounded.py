@@ -69,10 +69,11 @@ class Bound:
 
 
 @contextmanager
-def bounded(seconds: float, max_bytes: int = MAX_RESPONSE_BYTES) -> Iterator[Bound]:
+def bounded(seconds: float, max_bytes: int | None = None) -> Iterator[Bound]:
     """Bound every request this thread makes inside the block (through a pool
-    manager `install`ed here) to `seconds` in total and `max_bytes` read."""
-    bound = Bound(seconds, max_bytes)
+    manager `install`ed here) to `seconds` in total and `max_bytes` read
+    (default MAX_RESPONSE_BYTES)."""
+    bound = Bound(seconds, max_bytes or MAX_RESPONSE_BYTES)
     previous = getattr(_local, "bound", None)
     _local.bound = bound
     with _lock:
@@ -134,10 +135,17 @@ class _CappedReader:
         self._fp = fp
         self._bound = bound
 
-    def read(self, *args: Any) -> bytes:
-        data = self._fp.read(*args)
-        self._bound.count(len(data))
-        return data
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size >= 0:
+            data = self._fp.read(size)
+            self._bound.count(len(data))
+            return data
+        # "Read to the end" in pieces, so an endless answer hits the cap.
+        parts = []
+        while chunk := self._fp.read(65536):
+            self._bound.count(len(chunk))
+            parts.append(chunk)
+        return b"".join(parts)
 
     def read1(self, *args: Any) -> bytes:
         data = self._fp.read1(*args)

@@ -460,7 +460,7 @@ class KubernetesPlatform:
         uid = deployment["metadata"].get("uid")
         return [
             rs
-            for rs in listing.get("items") or []
+            for rs in _items(listing)
             if any(
                 ref.get("controller") and ref.get("uid") == uid
                 for ref in rs["metadata"].get("ownerReferences") or []
@@ -480,7 +480,7 @@ class KubernetesPlatform:
                 _request_timeout=self._timeout,
             ),
         )
-        return sorted(listing.get("items") or [], key=lambda p: p["metadata"]["name"])
+        return sorted(_items(listing), key=lambda p: p["metadata"]["name"])
 
     @staticmethod
     def _current_replica_set(deployment: dict, replica_sets: list[dict]) -> dict | None:
@@ -564,10 +564,10 @@ class KubernetesPlatform:
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
         return Health(
-            desired=deployment.get("spec", {}).get("replicas"),
-            ready=status.get("readyReplicas") or 0,
-            updated=status.get("updatedReplicas") or 0,
-            available=status.get("availableReplicas") or 0,
+            desired=_count(deployment.get("spec", {}).get("replicas"), allow_none=True),
+            ready=_count(status.get("readyReplicas") or 0),
+            updated=_count(status.get("updatedReplicas") or 0),
+            available=_count(status.get("availableReplicas") or 0),
             checked_at=self._clock.now(),
         )
 
@@ -1023,6 +1023,23 @@ for _method in ("history", "template", "health", "observe", "plan_rollback", "ex
                 "replicas", "scale", "pods", "logs"):
     setattr(KubernetesPlatform, _method, shape_checked("Kubernetes API", getattr(KubernetesPlatform, _method)))
 del _method
+
+
+def _items(listing: dict) -> list:
+    """The `items` of a list answer (ValueError when it has none: not a list answer)."""
+    if "items" not in listing or not isinstance(listing["items"], (list, type(None))):
+        raise ValueError("a list answer without an items list")
+    return listing["items"] or []
+
+
+def _count(value: Any, allow_none: bool = False) -> Any:
+    """A replica count from the API: a whole number (ValueError otherwise,
+    which `shape_checked` turns into a sentence)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"a replica count is {type(value).__name__}, not a whole number")
+    return value
 
 
 def _versions(images: tuple[str, ...]) -> str:
