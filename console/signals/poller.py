@@ -442,7 +442,10 @@ class Poller:
         out = []
         for sample in samples:
             stamp = times.get(_key(sample.labels))
-            at = sample.at if stamp is None or not math.isfinite(stamp) else datetime.fromtimestamp(stamp, sample.at.tzinfo)
+            try:
+                at = sample.at if stamp is None or not math.isfinite(stamp) else datetime.fromtimestamp(stamp, sample.at.tzinfo)
+            except (OverflowError, OSError, ValueError):  # a sample time no clock can show
+                at = sample.at
             out.append((sample, min(at, sample.at)))
         return out
 

@@ -143,3 +143,83 @@ def test_rollback_against_a_trickling_cluster_stops_with_a_sentence_and_changes_
         with Store(db) as store:
             kinds = [e.kind for i in store.incidents() for e in store.events(i.id)]
         assert not any(k.startswith("rollback") for k in kinds), kinds
+
+
+# --- Prometheus and the health endpoints ------------------------------------------
+
+PROMETHEUS_SHAPES = WRONG_SHAPES + (
+    b'{"status": "success", "data": {"resultType": "vector", "result": {"a": 1}}}',
+    b'{"status": "success", "data": {"resultType": "vector", "result": [{"value": [1e300, "1"]}]}}',
+    b'{"status": "success", "data": {"resultType": "vector", "result": [5, "x"]}}',
+    b'{"status": "success", "data": []}',
+    b"[" * 100000 + b"]" * 100000,
+)
+
+
+def _prometheus_cases():
+    for mode in MODES:
+        bodies = PROMETHEUS_SHAPES if mode == "wrong_shape" else (b"",)
+        for body in bodies:
+            yield pytest.param(mode, body, id=f"{mode}-{body[:20].decode()}")
+
+
+@pytest.mark.parametrize(("mode", "body"), list(_prometheus_cases()))
+def test_prometheus_faults_are_sentences_within_the_bound(faulty_server, mode, body):
+    from console.signals.prometheus import PrometheusClient, SignalError
+
+    server = faulty_server(mode, body)
+
+    async def ask():
+        async with PrometheusClient(server.url, timeout=TIMEOUT) as client:
+            return await client.query('service:error_rate:ratio{service="order-service"}')
+
+    started = time.monotonic()
+    with pytest.raises(SignalError) as caught:
+        asyncio.run(ask())
+    assert time.monotonic() - started < BOUND
+    assert "Prometheus" in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "wrong_shape"] + ["wrong_shape"])
+def test_health_check_faults_are_a_failed_check_within_the_bound(faulty_server, mode):
+    from console.signals import health
+
+    server = faulty_server(mode, b'{"status": [[[]]]}')
+
+    async def check():
+        session = health.new_session(4)
+        try:
+            return await health.check(session, f"{server.url}/health", timeout=TIMEOUT)
+        finally:
+            await session.close()
+
+    started = time.monotonic()
+    result = asyncio.run(check())
+    assert time.monotonic() - started < BOUND
+    assert result.ok is False
+    assert result.status  # a short reason, never empty
+
+
+def test_status_with_a_silent_prometheus_is_signals_unavailable_not_healthy(tmp_path, faulty_server):
+    """The issue's first probe: prometheus.url at a server that never answers,
+    on a drill failing 8 %: never `HEALTHY`, never exit 0."""
+    from support import served_drill
+
+    silent = faulty_server("silent")
+    directory = tmp_path / "drill"
+    with served_drill("bad-deploy", "--write-config", str(directory)):
+        config = yaml.safe_load((directory / "config.yaml").read_text())
+        config["prometheus"]["url"] = silent.url
+        config["prometheus"]["timeout"] = TIMEOUT
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = _cli("status", "order-service", "--config", str(path), "--json", tmp_path=tmp_path)
+        text = _cli("status", "order-service", "--config", str(path), tmp_path=tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [service] = json.loads(result.stdout)
+    assert service["decision"]["action"] == "signals_unavailable"
+    assert service["decision"]["unavailable"] == [{"signal": "error rate", "why": "query failed", "since": None}]
+    assert any("Prometheus" in e and "did not answer" in e for e in service["errors"])
+    assert text.returncode == 4
+    assert "order-service: SIGNALS UNAVAILABLE" in text.stdout
+    assert "HEALTHY" not in text.stdout
