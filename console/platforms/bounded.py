@@ -194,11 +194,10 @@ def _connection_class(base: type) -> type:
 
 def install(pool_manager: Any) -> None:
     """Make `pool_manager`'s connections honour `bounded()` (new pools only:
-    call it before the first request)."""
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
+    call it before the first request). Its own pool and connection classes
+    (botocore's, say) are kept, only extended."""
     classes = {}
-    for scheme, pool in (("http", HTTPConnectionPool), ("https", HTTPSConnectionPool)):
+    for scheme, pool in list(pool_manager.pool_classes_by_scheme.items()):
         connection = _connection_class(pool.ConnectionCls)
         classes[scheme] = type(f"Bounded{pool.__name__}", (pool,), {"ConnectionCls": connection})
     pool_manager.pool_classes_by_scheme = classes

@@ -13,8 +13,8 @@ naming the backend, within its time bound, having done nothing half-way:
 - `error500`: answers HTTP 500 with a short JSON body;
 - `reset`: reads the request and resets the connection (RST).
 
-It records the request lines it received (`requests`), so a test can say
-that no change was sent.
+It records the request heads it received (`requests`: request line and
+headers), so a test can say that no change was sent.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class FaultyServer:
                 if not chunk:
                     return
                 head += chunk
-            self.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+            self.requests.append(head.decode("latin-1"))
             conn.settimeout(None)
             getattr(self, f"_{self.mode}")(conn)
         except OSError:

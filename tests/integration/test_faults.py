@@ -223,3 +223,40 @@ def test_status_with_a_silent_prometheus_is_signals_unavailable_not_healthy(tmp_
     assert text.returncode == 4
     assert "order-service: SIGNALS UNAVAILABLE" in text.stdout
     assert "HEALTHY" not in text.stdout
+
+
+# --- Slack and ECS -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_slack_faults_are_a_failed_send_within_the_bound(faulty_server, mode):
+    from console.slack import SlackNotifier
+
+    server = faulty_server(mode, b"[[[")
+    notifier = SlackNotifier(f"{server.url}/services/T000/B000/SECRETPATH", timeout=TIMEOUT, retries=1,
+                             backoff=0.01, sleep=lambda _s: None)
+    started = time.monotonic()
+    result = notifier.send({"text": "probe"})
+    assert time.monotonic() - started < BOUND
+    # An answer that starts with 200 means Slack took the message, whatever follows.
+    assert result.ok is (mode in ("wrong_shape", "trickle", "huge"))
+    if not result.ok:
+        assert "Slack" in result.error and "SECRETPATH" not in result.error
+
+
+@pytest.mark.parametrize(("mode", "body"), list(_mode_cases()))
+def test_ecs_faults_are_sentences_within_the_bound(faulty_server, monkeypatch, mode, body):
+    from console.platforms.ecs import EcsPlatform
+
+    server = faulty_server(mode, body)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAULTSUITE000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fault-suite-secret")
+    platform = EcsPlatform("order-service", "shop", region="us-east-1", endpoint_url=server.url,
+                           timeout=TIMEOUT, max_attempts=2)
+    started = time.monotonic()
+    with pytest.raises(PlatformError) as caught:
+        platform.plan_rollback()
+    assert time.monotonic() - started < BOUND * 2
+    assert "ECS" in str(caught.value)
+    assert "fault-suite-secret" not in str(caught.value)
+    assert not [line for line in server.requests if "UpdateService" in line]
