@@ -31,9 +31,22 @@ class UsageError(click.ClickException):
         click.echo(f"rollback-console: {self.message}", err=True)
 
 
+def _finite(param: click.Parameter, value: float | None) -> float | None:
+    """Infinity and NaN pass click's range checks (NaN compares false): refuse them."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise UsageError(f"--{param.name}: {value} is not a finite number; give a finite number")
+    return value
+
+
 def _load(path: str | Path) -> Config:
+    from console.config import check_kubeconfigs
+
     try:
-        return load(path)
+        config = load(path)
+        check_kubeconfigs(config, str(path))
+        return config
     except ConfigError as err:
         raise UsageError(str(err)) from None
 
@@ -103,7 +116,7 @@ def _run_tui(session, theme: str) -> None:
 @click.argument("name", required=False)
 @click.option("--scenario-file", type=click.Path(dir_okay=False, exists=False), help="A scenario YAML file instead of a shipped one.")
 @click.option("--list", "list_only", is_flag=True, help="List the shipped scenarios, one per line.")
-@click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, help="Simulated time runs this many times faster.")
+@click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, callback=lambda ctx, param, value: _finite(param, value), help="Simulated time runs this many times faster.")
 @click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
 @click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
 @click.option("--with-prometheus", is_flag=True, help="Also start a real Prometheus (the `prometheus` binary) scraping the drill, and read metrics from it (speed 1 only).")
@@ -242,7 +255,7 @@ def _status_line(view) -> str:
 @click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Roll back even when the runbook says not to.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, callback=lambda ctx, param, value: _finite(param, value),
               help="Seconds to wait for the rollout (default: the config's rollout_timeout).")
 @click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
 def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float | None, quick: bool) -> None:
