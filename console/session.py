@@ -336,17 +336,23 @@ class Session:
             return
         if old is None and new.action == Action.HEALTHY:
             return
-        self.record(incidents.decided(new), service=after.snapshot.service, actor="console")
+        # Checked again against the store in the write's own transaction: other
+        # consoles (20 `status` runs at once) may have recorded this verdict already.
+        service = after.snapshot.service
+        event = incidents.decided(new)
+        stored = self.store.append_if_changed(
+            service, event.kind, event.text, at=self.clock.now(), key="action", actor="console", data=event.data,
+            open_incident=new.action != Action.HEALTHY,
+        )
+        if stored is not None:
+            self._apply(service, stored[0], stored[1])
 
     # -- the timeline ----------------------------------------------------
 
     def incident_id(self, service: str) -> str:
         """The open incident for `service`, opened now if there is none."""
         with self._lock:
-            found = self.store.open_incident_for(service)
-            if found:
-                return found
-            return self.store.open_incident(service, self.clock.now())
+            return self.store.ensure_open_incident(service, self.clock.now())
 
     def record(self, event: NewEvent, service: str | None = None, actor: str | None = None) -> Event:
         """Store one timeline event in `service`'s incident (the first service's by
