@@ -264,6 +264,7 @@ class Session:
         self._loop_lock = threading.Lock()
         self._poller: Poller | None = None
         self._poller_lock = threading.Lock()
+        self._slack_lock = threading.Lock()
 
     @property
     def poller(self) -> Poller:
@@ -793,7 +794,8 @@ class Session:
         if notifier is None:
             return None, SendResult(ok=False, error=self.slack_problem())
         incident_id = self.incident_id(service)
-        entry, result = deliver(self.store, notifier, incident_id, message, self.clock, actor=self.operator)
+        with self._slack_lock:  # a resend running meanwhile must not post this entry too
+            entry, result = deliver(self.store, notifier, incident_id, message, self.clock, actor=self.operator)
         self.reload_incident(service)  # "Team notified" is recorded before anyone sees it ticked
         return entry, result
 
@@ -810,7 +812,10 @@ class Session:
         incident_id = self.store.open_incident_for(service)
         if notifier is None or incident_id is None:
             return []
-        results = resend_pending(self.store, notifier, self.clock, incident_id, actor="console")
+        # One resend at a time (the message screen's and the app's periodic one):
+        # the second reads the outbox after the first and never posts an entry twice.
+        with self._slack_lock:
+            results = resend_pending(self.store, notifier, self.clock, incident_id, actor="console")
         if results:
             self.reload_incident(service)
         return results
