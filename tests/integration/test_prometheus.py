@@ -289,7 +289,11 @@ async def test_prometheus_stopped_mid_run_then_back(prometheus_drill, tmp_path):
         # The last values stay on screen with their old sample times.
         assert down.snapshot.metrics.error_rate == fresh.snapshot.metrics.error_rate
         assert down.snapshot.metrics.sampled == fresh.snapshot.metrics.sampled
-        assert down.decision.action is not Action.ROLLBACK_NOW
+        assert down.decision.action is Action.SIGNALS_UNAVAILABLE
+        (missing,) = down.decision.unavailable
+        # What is missing, and since when: the last good sample's time.
+        assert (missing.signal, missing.why) == ("error rate", "query failed")
+        assert missing.since == dict(fresh.snapshot.metrics.sampled)["error_rate"]
 
         prometheus.start()
         # Back: no error, and new samples (the rules run again) keep it fresh.
