@@ -470,3 +470,28 @@ def test_a_health_endpoint_failing_twice_in_a_row_is_completely_down():
 def test_a_failing_endpoint_with_no_ready_pods_is_down_at_once():
     assert Health(desired=3, ready=0, endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down
     assert Health(endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down  # pods unknown
+
+
+missing_strategy = st.lists(
+    st.builds(Missing, signal=st.sampled_from(["error rate", "pod counts", "metrics"]),
+              since=st.none() | st.just(NOW - timedelta(minutes=2)), why=st.sampled_from(["no answer", "stale", "no data"])),
+    min_size=1, max_size=2,
+)
+
+
+@settings(database=None, deadline=None, max_examples=300)
+@given(facts=facts_strategy, rate=st.none() | rate, down=st.booleans(), missing=missing_strategy,
+       spike=st.booleans(), single=st.sampled_from([None, "/orders"]), intermittent=st.booleans())
+def test_a_missing_signal_is_never_healthy_and_a_service_seen_down_still_rolls_back(
+    facts, rate, down, missing, spike, single, intermittent
+):
+    health = Health(desired=3, ready=0 if down else 3)
+    signals = Signals(latency_spike=spike, single_endpoint=single, intermittent=intermittent)
+    d = evaluate(replace(snap(rate, health=health, signals=signals), unavailable=tuple(missing)), facts, NOW)
+    assert d.action is not Action.HEALTHY
+    assert d.unavailable == tuple(missing)
+    if down and not facts.migration_applied and not facts.external_service_issue:
+        assert d.action is Action.ROLLBACK_NOW
+    if d.action not in (Action.ROLLBACK_NOW, Action.FIX_FORWARD, Action.WAIT_EXTERNAL):
+        assert d.action is Action.SIGNALS_UNAVAILABLE
+        assert d.reasons[0].condition == "Signals unavailable"
