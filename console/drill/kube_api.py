@@ -1633,6 +1633,10 @@ class KubeApi:
 
     def _validate(self, rtype: ResourceType, obj: dict, current: dict | None) -> None:
         name = (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName", "")
+        shape = _shape_causes(rtype, obj)
+        if shape:
+            # The world reads these fields every tick: a wrong type stored here would break it for everyone.
+            raise invalid(rtype, str(name), shape)
         if rtype.name not in ("deployments", "replicasets"):
             return
         spec = obj.get("spec") or {}
@@ -1678,10 +1682,81 @@ class KubeApi:
             raise invalid(rtype, name, causes)
 
 
-MAX_REPLICAS = 1000
+def _is_labels(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()))
+
+
+def _is_list_of_objects(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(item, dict) for item in value))
+
+
+def _shape_causes(rtype: ResourceType, obj: dict) -> list[tuple[str, str]]:
+    """Fields the drill world reads, of the wrong type: labels and selectors
+    must map text to text, containers be objects with text images, ports and
+    routes be lists of objects, weights whole numbers."""
+    causes: list[tuple[str, str]] = []
+    metadata = obj.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        if not _is_labels(metadata.get(field)):
+            causes.append((f"metadata.{field}", "Invalid value: must map text to text"))
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        return causes
+    if rtype.name in ("deployments", "replicasets"):
+        selector = spec.get("selector")
+        if isinstance(selector, dict) and not _is_labels(selector.get("matchLabels")):
+            causes.append(("spec.selector.matchLabels", "Invalid value: must map text to text"))
+        if isinstance(selector, dict) and not _is_list_of_objects(selector.get("matchExpressions")):
+            causes.append(("spec.selector.matchExpressions", "Invalid value: must be a list of objects"))
+        template = spec.get("template")
+        if isinstance(template, dict):
+            meta = template.get("metadata")
+            if isinstance(meta, dict):
+                for field in ("labels", "annotations"):
+                    if not _is_labels(meta.get(field)):
+                        causes.append((f"spec.template.metadata.{field}", "Invalid value: must map text to text"))
+            pod = template.get("spec")
+            if isinstance(pod, dict) and isinstance(pod.get("containers"), list):
+                for index, container in enumerate(pod["containers"]):
+                    if not isinstance(container, dict):
+                        continue
+                    for field in ("image", "name"):
+                        if container.get(field) is not None and not isinstance(container.get(field), str):
+                            causes.append((f"spec.template.spec.containers[{index}].{field}", "Invalid value: must be text"))
+                    if not _is_list_of_objects(container.get("ports")) or not _is_list_of_objects(container.get("env")):
+                        causes.append((f"spec.template.spec.containers[{index}]", "Invalid value: ports and env must be lists of objects"))
+    elif rtype.name == "services":
+        if not _is_labels(spec.get("selector")):
+            causes.append(("spec.selector", "Invalid value: must map text to text"))
+        if not _is_list_of_objects(spec.get("ports")):
+            causes.append(("spec.ports", "Invalid value: must be a list of objects"))
+    elif rtype.name == "virtualservices":
+        http = spec.get("http")
+        if not _is_list_of_objects(http):
+            causes.append(("spec.http", "Invalid value: must be a list of objects"))
+        else:
+            for i, rule in enumerate(http or []):
+                routes = rule.get("route")
+                if not _is_list_of_objects(routes):
+                    causes.append((f"spec.http[{i}].route", "Invalid value: must be a list of objects"))
+                    continue
+                for j, route in enumerate(routes or []):
+                    destination, weight = route.get("destination"), route.get("weight")
+                    if destination is not None and not (isinstance(destination, dict) and all(
+                            isinstance(destination.get(k), (str, type(None))) for k in ("host", "subset"))):
+                        causes.append((f"spec.http[{i}].route[{j}].destination", "Invalid value: must be an object of text"))
+                    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100):
+                        causes.append((f"spec.http[{i}].route[{j}].weight", "Invalid value: must be a whole number from 0 to 100"))
+    elif rtype.name == "destinationrules":
+        if not _is_list_of_objects(spec.get("subsets")):
+            causes.append(("spec.subsets", "Invalid value: must be a list of objects"))
+    return causes
+
+
+MAX_REPLICAS = 100
 """The most replicas one workload may ask for in the drill world: an admission
 limit (a real cluster has quotas), so `--replicas=100000` is refused at once
-instead of simulating 100 000 pods."""
+instead of simulating 100 000 pods (a drill needs a handful)."""
 
 _SCALE = ResourceType("autoscaling", ("v1",), "scale", "scale", "Scale", True)
 
