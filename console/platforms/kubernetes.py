@@ -431,6 +431,20 @@ class KubernetesPlatform:
         return self.connection.json(verb, resource, name, self.namespace, request)
 
     def _get_deployment(self) -> dict:
+        deployment = self._read_deployment()
+        # A Deployment from an API server says what it is and carries its spec (replicas defaulted):
+        # anything else is a wrong-shaped answer, not a deployment with no pods.
+        metadata, spec = deployment.get("metadata"), deployment.get("spec")
+        if deployment.get("kind", "Deployment") != "Deployment" or not isinstance(metadata, dict) \
+                or metadata.get("name", self.deployment) != self.deployment or not isinstance(spec, dict) \
+                or "replicas" not in spec:
+            raise Unavailable(
+                f"The Kubernetes API at {self.server} answered get deployments \"{self.deployment}\" with something "
+                "that is not that Deployment; check that the kubeconfig points at an API server."
+            )
+        return deployment
+
+    def _read_deployment(self) -> dict:
         return self._json(
             "get",
             "deployments",
@@ -564,7 +578,7 @@ class KubernetesPlatform:
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
         return Health(
-            desired=_count(deployment.get("spec", {}).get("replicas"), allow_none=True),
+            desired=_count(deployment.get("spec", {}).get("replicas")),
             ready=_count(status.get("readyReplicas") or 0),
             updated=_count(status.get("updatedReplicas") or 0),
             available=_count(status.get("availableReplicas") or 0),

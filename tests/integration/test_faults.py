@@ -30,7 +30,9 @@ BOUND = 8.0
 """Seconds any one faulty exchange may take at most (TIMEOUT, retries, start-up, a loaded machine)."""
 
 # Answers of the wrong shape: a number, a list, objects whose fields are the wrong kind.
-WRONG_SHAPES = (b"42", b"[1, 2]", b'{"spec": [1], "metadata": []}', b'{"metadata": {"name": 5}, "spec": {"replicas": "x", "template": 3}, "status": []}')
+WRONG_SHAPES = (b"42", b"[1, 2]", b'{"spec": [1], "metadata": []}', b'{"metadata": {"name": 5}, "spec": {"replicas": "x", "template": 3}, "status": []}',
+                # A list where the Deployment belongs: no pods seen is not "no pods wanted".
+                b'{"kind": "DeploymentList", "metadata": {}, "items": []}')
 
 
 def _kubernetes(tmp_path: Path, server: FaultyServer) -> KubernetesPlatform:
