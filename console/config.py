@@ -33,6 +33,8 @@ class ConfigError(Exception):
     """A configuration that cannot be used, with a sentence saying where and why."""
 
 
+MAX_PROBLEMS_SHOWN = 10
+"""At most this many problems are listed for one config (the first ones, then a count)."""
 MAX_CONFIG_BYTES = 1024 * 1024
 """A config file larger than this (1 MiB) is refused unread: no hand-written config comes close."""
 
@@ -690,7 +692,10 @@ def parse(data: object, source: str = "<config>", base_dir: Path | None = None) 
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        lines = [f"{source}: {_location(e['loc'])}: {_explain(e)}" for e in err.errors()]
+        problems = err.errors()
+        lines = [f"{source}: {_location(e['loc'])}: {_explain(e)}" for e in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"{source}: and {len(problems) - MAX_PROBLEMS_SHOWN} more problems like these")
         raise ConfigError("\n".join(lines)) from None
     if base_dir is not None:
         clusters = {
@@ -778,17 +783,24 @@ def load(path: str | os.PathLike[str]) -> Config:
     return parse(data, str(file), file.parent)
 
 
-def _refuse_non_finite(data: object, source: str, where: str = "") -> None:
+def _refuse_non_finite(data: object, source: str, where: str = "", seen: set[int] | None = None) -> None:
     """Infinity or NaN anywhere (`.inf`, `.nan`) is refused, naming the field:
-    every number in a config is finite, and an infinite one fails later, mid-rollback."""
+    every number in a config is finite, and an infinite one fails later, mid-rollback.
+    A collection shared through YAML aliases is looked at once (a "billion
+    laughs" document is a handful of shared lists)."""
+    seen = set() if seen is None else seen
     if isinstance(data, float) and not math.isfinite(data):
         raise ConfigError(f"{source}: {where or '(top level)'}: {data} is not a finite number; give a number")
+    if isinstance(data, (dict, list)):
+        if id(data) in seen:
+            return
+        seen.add(id(data))
     if isinstance(data, dict):
         for key, value in data.items():
-            _refuse_non_finite(value, source, f"{where}.{key}" if where else str(key))
+            _refuse_non_finite(value, source, f"{where}.{key}" if where else str(key), seen)
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            _refuse_non_finite(value, source, f"{where}[{index}]")
+            _refuse_non_finite(value, source, f"{where}[{index}]", seen)
 
 
 def check_kubeconfigs(config: Config, source: str) -> None:

@@ -267,3 +267,13 @@ def test_any_mutated_config_loads_or_is_one_sentence(tmp_path, where, new):
 def test_any_bytes_spliced_into_a_config_load_or_are_one_sentence(tmp_path, data, cut):
     text = yaml.safe_dump(BASE).encode()
     _load_or_sentence(write(tmp_path, text[:cut] + data + text[cut:]))
+
+
+def test_a_billion_laughs_document_is_refused_quickly(tmp_path):
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join(f"*{previous}" for _ in range(9)) + "]")
+    lines.append("services: [*i]")
+    message = refused(write(tmp_path, "\n".join(lines) + "\n"))
+    assert "services[0]" in message
+    assert message.count("\n") <= 10  # the first problems and a count, not one line per problem
