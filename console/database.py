@@ -255,6 +255,43 @@ class CommandResult:
         return f"`{self.command}` exited with status {self.returncode}" + (f": {said}" if said else "")
 
 
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+"""Of a command's output (each of stdout and stderr), at most this much is kept."""
+OUTPUT_GRACE_SECONDS = 5.0
+"""After a command ends, how long its output may still take to arrive."""
+
+
+class _BoundedReader:
+    """Drains one pipe in a daemon thread, keeping its first MAX_OUTPUT_BYTES."""
+
+    def __init__(self, pipe) -> None:
+        self._pipe = pipe
+        self._kept = bytearray()
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while chunk := self._pipe.read1(65536):
+                room = MAX_OUTPUT_BYTES - len(self._kept)
+                self._kept += chunk[:max(0, room)]
+                self._dropped += max(0, len(chunk) - max(0, room))
+        except (OSError, ValueError):
+            pass
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._pipe.close()
+
+    def data(self) -> bytes:
+        kept = bytes(self._kept)
+        if self._dropped:
+            kept += f"\n[{self._dropped} more bytes of output not kept]".encode()
+        return kept
+
+
 def run_command(
     argv: Sequence[str],
     *,
@@ -283,15 +320,24 @@ def run_command(
     except OSError as err:
         return CommandResult(shown, None, "", "", 0.0, f"`{shown}` could not be started: {err.strerror}.")
     error = None
+    # The output is drained as it comes (a full pipe would stall the command)
+    # and kept up to MAX_OUTPUT_BYTES per stream, so a query printing gigabytes
+    # costs no memory beyond that.
+    readers = [_BoundedReader(process.stdout), _BoundedReader(process.stderr)]
     try:
-        out, err = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        out, err = process.communicate()
+        process.wait()
         error = f"`{shown}` did not finish within {timeout:g} s and was stopped; check the database and try again."
+    # Something the command started in another session may still hold the pipes:
+    # wait a little for the rest of the output, never for ever.
+    for reader in readers:
+        reader.join(OUTPUT_GRACE_SECONDS)
+    out, err = (reader.data() for reader in readers)
     seconds = time.monotonic() - started
     decode = lambda data: _mask(data.decode("utf-8", "replace"), secrets)  # noqa: E731
     return CommandResult(shown, process.returncode, decode(out), decode(err), seconds, error)

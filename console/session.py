@@ -269,6 +269,7 @@ class Session:
         # Set by `rollback-console drill`: the drill's story and debrief (console.drill.record.DrillLink).
         self.drill_link: Any = None
         self._story_told = 0
+        self._slack_lock = threading.Lock()
 
     @property
     def poller(self) -> Poller:
@@ -359,17 +360,23 @@ class Session:
             return
         if old is None and new.action == Action.HEALTHY:
             return
-        self.record(incidents.decided(new), service=after.snapshot.service, actor="console")
+        # Checked again against the store in the write's own transaction: other
+        # consoles (20 `status` runs at once) may have recorded this verdict already.
+        service = after.snapshot.service
+        event = incidents.decided(new)
+        stored = self.store.append_if_changed(
+            service, event.kind, event.text, at=self.clock.now(), key="action", actor="console", data=event.data,
+            open_incident=new.action != Action.HEALTHY,
+        )
+        if stored is not None:
+            self._apply(service, stored[0], stored[1])
 
     # -- the timeline ----------------------------------------------------
 
     def incident_id(self, service: str) -> str:
         """The open incident for `service`, opened now if there is none."""
         with self._lock:
-            found = self.store.open_incident_for(service)
-            if found:
-                return found
-            return self.store.open_incident(service, self.clock.now())
+            return self.store.ensure_open_incident(service, self.clock.now())
 
     def record(self, event: NewEvent, service: str | None = None, actor: str | None = None) -> Event:
         """Store one timeline event in `service`'s incident (the first service's by
@@ -815,7 +822,8 @@ class Session:
         if notifier is None:
             return None, SendResult(ok=False, error=self.slack_problem())
         incident_id = self.incident_id(service)
-        entry, result = deliver(self.store, notifier, incident_id, message, self.clock, actor=self.operator)
+        with self._slack_lock:  # a resend running meanwhile must not post this entry too
+            entry, result = deliver(self.store, notifier, incident_id, message, self.clock, actor=self.operator)
         self.reload_incident(service)  # "Team notified" is recorded before anyone sees it ticked
         return entry, result
 
@@ -832,7 +840,10 @@ class Session:
         incident_id = self.store.open_incident_for(service)
         if notifier is None or incident_id is None:
             return []
-        results = resend_pending(self.store, notifier, self.clock, incident_id, actor="console")
+        # One resend at a time (the message screen's and the app's periodic one):
+        # the second reads the outbox after the first and never posts an entry twice.
+        with self._slack_lock:
+            results = resend_pending(self.store, notifier, self.clock, incident_id, actor="console")
         if results:
             self.reload_incident(service)
         return results

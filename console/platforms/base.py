@@ -294,3 +294,42 @@ def kubernetes_error(
         f"Cannot reach the Kubernetes API{where}: {phrase}. "
         "Check the kubeconfig context and VPN."
     )
+
+
+from typing import Any, Callable  # noqa: E402  (kept beside its only user, for easy merging)
+
+_SHAPE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, RecursionError)
+
+
+def shape_checked(backend: str, method: Callable) -> Callable:
+    """`method` with a backend answer of the wrong shape (a number where an
+    object belongs, a missing field) turned into an Unavailable sentence
+    naming `backend`, never a traceback. Generators are checked as they run."""
+    import functools
+    import inspect
+
+    def problem(self: Any, exc: BaseException) -> Unavailable:
+        where = getattr(self, "server", "") or ""
+        return Unavailable(
+            f"The {backend}{' at ' + where if where else ''} answered in an unexpected shape "
+            f"({type(exc).__name__} reading it); check that the config points at a real {backend}."
+        )
+
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return (yield from method(self, *args, **kwargs))
+            except _SHAPE_ERRORS as exc:
+                raise problem(self, exc) from None
+
+        return generator
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _SHAPE_ERRORS as exc:
+            raise problem(self, exc) from None
+
+    return checked

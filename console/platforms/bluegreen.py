@@ -443,3 +443,11 @@ def _pod_ready(pod: dict) -> bool:
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (pod.get("status") or {}).get("conditions") or []
     )
+
+
+# A wrong-shaped answer is a sentence naming the API, never a traceback.
+from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
+
+for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'replicas', 'scale'):
+    setattr(BlueGreenPlatform, _method, _shape_checked("Kubernetes API", getattr(BlueGreenPlatform, _method)))
+del _method

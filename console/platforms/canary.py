@@ -395,3 +395,11 @@ class CanaryPlatform:
 
 def _versions(images: tuple[str, ...]) -> str:
     return ", ".join(image_tag(i) for i in images) or "no images"
+
+
+# A wrong-shaped answer is a sentence naming the API, never a traceback.
+from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
+
+for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'replicas', 'scale'):
+    setattr(CanaryPlatform, _method, _shape_checked("Kubernetes API", getattr(CanaryPlatform, _method)))
+del _method

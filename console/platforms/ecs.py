@@ -33,7 +33,8 @@ from typing import Any, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
-from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable
+from console.platforms import bounded
+from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable, shape_checked
 
 PLATFORM = "ecs"
 REQUEST_TIMEOUT = 10.0
@@ -231,7 +232,12 @@ class EcsPlatform:
                 retries={"mode": self._retry_mode, "max_attempts": self._max_attempts},
                 user_agent_extra="rollback-console",
             )
-            return session.client("ecs", endpoint_url=self.endpoint_url, config=config)
+            client = session.client("ecs", endpoint_url=self.endpoint_url, config=config)
+            try:  # every call bounded in total time and size (bounded.py), not just per read
+                bounded.install(client._endpoint.http_session._manager)
+            except AttributeError:
+                pass
+            return client
         except BotoCoreError as exc:
             raise self._translate(exc, "connect to") from None
 
@@ -240,10 +246,29 @@ class EcsPlatform:
         from botocore.exceptions import BotoCoreError, ClientError
 
         client = self._ecs()
-        try:
-            return getattr(client, operation)(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._translate(exc, verb) from None
+        # Each attempt may take `timeout`; botocore retries inside the call.
+        with bounded.bounded(self._timeout * self._max_attempts) as bound:
+            try:
+                answer = getattr(client, operation)(**params)
+            except (ClientError, BotoCoreError) as exc:
+                if bound.expired or bound.too_large:
+                    raise self._out_of_bounds(bound, verb) from None
+                raise self._translate(exc, verb) from None
+        if not isinstance(answer, dict):
+            raise Unavailable(f"The ECS API answered {operation} in an unexpected shape; check `endpoint_url` in the console config.")
+        return answer
+
+    def _out_of_bounds(self, bound: bounded.Bound, verb: str) -> PlatformError:
+        endpoint = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        if bound.too_large:
+            return Unavailable(
+                f"The ECS API{endpoint} answered with more than {bound.max_bytes // (1024 * 1024)} MiB when trying "
+                f"to {verb} {self.where}; the answer was refused. Check `endpoint_url` in the console config."
+            )
+        return Timeout(
+            f"The ECS API{endpoint} did not answer within {bound.seconds:g} s when trying to {verb} {self.where} "
+            "(all attempts together); check the network (VPN, proxy) and try again."
+        )
 
     def _translate(self, exc: BaseException, verb: str) -> PlatformError:
         """A botocore error as a typed PlatformError. Only the error code and
@@ -649,3 +674,9 @@ def _counts(service: dict, ours: dict) -> dict[str, int | None]:
 
 def _versions(images: tuple[str, ...]) -> str:
     return ", ".join(image_tag(i) for i in images) or "no images"
+
+
+# A wrong-shaped answer (a list where the service belongs) is a sentence naming the API.
+for _method in ("history", "health", "verify", "plan_rollback", "execute"):
+    setattr(EcsPlatform, _method, shape_checked("ECS API", getattr(EcsPlatform, _method)))
+del _method

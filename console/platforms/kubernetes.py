@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.platforms import bounded
 from console.platforms.base import (
     ROLLOUT_TIMEOUT,
     Conflict,
@@ -36,7 +37,9 @@ from console.platforms.base import (
     PodLogs,
     Timeout,
     Unavailable,
+    describe_target,
     kubernetes_error,
+    shape_checked,
 )
 
 if TYPE_CHECKING:
@@ -240,7 +243,10 @@ class KubeConnection:
         configuration.connection_pool_maxsize = POOL_SIZE
         from kubernetes.client import ApiClient
 
-        return ApiClient(configuration=configuration)
+        client = ApiClient(configuration=configuration)
+        # Every request made inside `bounded()` gets a total deadline and a size cap.
+        bounded.install(client.rest_client.pool_manager)
+        return client
 
     @property
     def server(self) -> str:
@@ -248,15 +254,30 @@ class KubeConnection:
         return self._client.configuration.host if self._client is not None else ""
 
     def call(
-        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any]
+        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any],
+        read_body: bool = False,
     ) -> Any:
-        """Run one request and translate its failure into a PlatformError."""
+        """Run one request and translate its failure into a PlatformError
+        (`read_body`: return the body, read within the same bounds). The
+        whole exchange is bounded to `timeout` seconds (urllib3's own timeouts
+        are per read: a trickling server would never trip them) and its
+        answer to `bounded.MAX_RESPONSE_BYTES`."""
+        with bounded.bounded(self.timeout) as bound:
+            return self._bounded_call(verb, resource, name, namespace, request, bound, read_body)
+
+    def _bounded_call(
+        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any],
+        bound: bounded.Bound, read_body: bool = False,
+    ) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            return request()
+            response = request()
+            return response.data if read_body else response
         except (ApiException, HTTPError, OSError) as exc:
+            if bound.expired or bound.too_large:
+                raise self._out_of_bounds(bound, verb, resource, name, namespace) from None
             raise kubernetes_error(
                 exc,
                 verb=verb,
@@ -267,18 +288,41 @@ class KubeConnection:
                 timeout=self.timeout,
             ) from None
 
+    def _out_of_bounds(
+        self, bound: bounded.Bound, verb: str, resource: str, name: str | None, namespace: str | None
+    ) -> PlatformError:
+        target = describe_target(resource, name, namespace)
+        where = f" at {self.server}" if self.server else ""
+        if bound.too_large:
+            return Unavailable(
+                f"The Kubernetes API{where} answered {verb} {target} with more than "
+                f"{bound.max_bytes // (1024 * 1024)} MiB; the request was abandoned. Check that the "
+                "kubeconfig points at an API server."
+            )
+        return Timeout(
+            f"The Kubernetes API{where} did not answer within {bound.seconds:g} s when trying to {verb} "
+            f"{target} (the whole answer must arrive in that time); the request was abandoned. Check the "
+            "connection (VPN) and the cluster's health, then try again."
+        )
+
     def json(
         self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any]
     ) -> Any:
-        """Run one request (`_preload_content=False`) and parse its JSON answer."""
-        response = self.call(verb, resource, name, namespace, request)
+        """Run one request (`_preload_content=False`) and parse its JSON answer,
+        the body read within the same total deadline and size cap. Kubernetes
+        answers objects: anything else is an error sentence, not a traceback."""
+        with bounded.bounded(self.timeout) as bound:
+            data = self._bounded_call(verb, resource, name, namespace, request, bound, read_body=True)
         try:
-            return json.loads(response.data)
-        except ValueError:
+            parsed = json.loads(data)
+        except (ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
             raise Unavailable(
                 f"The Kubernetes API at {self.server} answered {verb} {resource} with something "
-                "that is not JSON; check that the kubeconfig points at an API server."
-            ) from None
+                "that is not a JSON object; check that the kubeconfig points at an API server."
+            )
+        return parsed
 
     def request(
         self,
@@ -378,15 +422,29 @@ class KubernetesPlatform:
         return CoreV1Api(self._api_client())
 
     def _call(
-        self, verb: str, resource: str, name: str | None, request: Callable[[], Any]
+        self, verb: str, resource: str, name: str | None, request: Callable[[], Any], read_body: bool = False
     ) -> Any:
         """Run one request and translate its failure into a PlatformError."""
-        return self.connection.call(verb, resource, name, self.namespace, request)
+        return self.connection.call(verb, resource, name, self.namespace, request, read_body)
 
     def _json(self, verb: str, resource: str, name: str | None, request: Callable[[], Any]) -> Any:
         return self.connection.json(verb, resource, name, self.namespace, request)
 
     def _get_deployment(self) -> dict:
+        deployment = self._read_deployment()
+        # A Deployment from an API server says what it is and carries its spec (replicas defaulted):
+        # anything else is a wrong-shaped answer, not a deployment with no pods.
+        metadata, spec = deployment.get("metadata"), deployment.get("spec")
+        if deployment.get("kind", "Deployment") != "Deployment" or not isinstance(metadata, dict) \
+                or metadata.get("name", self.deployment) != self.deployment or not isinstance(spec, dict) \
+                or "replicas" not in spec:
+            raise Unavailable(
+                f"The Kubernetes API at {self.server} answered get deployments \"{self.deployment}\" with something "
+                "that is not that Deployment; check that the kubeconfig points at an API server."
+            )
+        return deployment
+
+    def _read_deployment(self) -> dict:
         return self._json(
             "get",
             "deployments",
@@ -416,7 +474,7 @@ class KubernetesPlatform:
         uid = deployment["metadata"].get("uid")
         return [
             rs
-            for rs in listing.get("items") or []
+            for rs in _items(listing)
             if any(
                 ref.get("controller") and ref.get("uid") == uid
                 for ref in rs["metadata"].get("ownerReferences") or []
@@ -436,7 +494,7 @@ class KubernetesPlatform:
                 _request_timeout=self._timeout,
             ),
         )
-        return sorted(listing.get("items") or [], key=lambda p: p["metadata"]["name"])
+        return sorted(_items(listing), key=lambda p: p["metadata"]["name"])
 
     @staticmethod
     def _current_replica_set(deployment: dict, replica_sets: list[dict]) -> dict | None:
@@ -520,10 +578,10 @@ class KubernetesPlatform:
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
         return Health(
-            desired=deployment.get("spec", {}).get("replicas"),
-            ready=status.get("readyReplicas") or 0,
-            updated=status.get("updatedReplicas") or 0,
-            available=status.get("availableReplicas") or 0,
+            desired=_count(deployment.get("spec", {}).get("replicas")),
+            ready=_count(status.get("readyReplicas") or 0),
+            updated=_count(status.get("updatedReplicas") or 0),
+            available=_count(status.get("availableReplicas") or 0),
             checked_at=self._clock.now(),
         )
 
@@ -654,36 +712,52 @@ class KubernetesPlatform:
         from urllib3.exceptions import HTTPError
 
         patch = json.loads(plan.calls[0].body)
-        try:
-            response = self._apps().patch_namespaced_deployment(
-                self.deployment,
-                self.namespace,
-                body=patch,
-                _content_type=JSON_PATCH,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-        except (ApiException, HTTPError, OSError) as exc:
-            # A failed `test` op is HTTP 422 from a real apiserver (409 from
-            # some); either way, if the version moved, that is the reason.
-            if getattr(exc, "status", None) in (409, 422):
-                now_version = self._get_deployment()["metadata"].get("resourceVersion")
-                if now_version != plan.resource_version:
-                    raise Conflict(
-                        f"deployment/{self.deployment} changed since you looked (resourceVersion "
-                        f"{plan.resource_version} → {now_version}); review the new state and "
-                        "try again"
+        with bounded.bounded(self._timeout) as bound:
+            try:
+                response = self._apps().patch_namespaced_deployment(
+                    self.deployment,
+                    self.namespace,
+                    body=patch,
+                    _content_type=JSON_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                )
+                data = response.data
+            except (ApiException, HTTPError, OSError) as exc:
+                if bound.expired or bound.too_large:
+                    raise self.connection._out_of_bounds(
+                        bound, "patch", "deployments", self.deployment, self.namespace
                     ) from None
-            raise kubernetes_error(
-                exc,
-                verb="patch",
-                resource="deployments",
-                name=self.deployment,
-                namespace=self.namespace,
-                server=self.server,
-                timeout=self._timeout,
-            ) from None
-        return json.loads(response.data)
+                # A failed `test` op is HTTP 422 from a real apiserver (409 from
+                # some); either way, if the version moved, that is the reason.
+                if getattr(exc, "status", None) in (409, 422):
+                    now_version = self._get_deployment()["metadata"].get("resourceVersion")
+                    if now_version != plan.resource_version:
+                        raise Conflict(
+                            f"deployment/{self.deployment} changed since you looked (resourceVersion "
+                            f"{plan.resource_version} → {now_version}); review the new state and "
+                            "try again"
+                        ) from None
+                raise kubernetes_error(
+                    exc,
+                    verb="patch",
+                    resource="deployments",
+                    name=self.deployment,
+                    namespace=self.namespace,
+                    server=self.server,
+                    timeout=self._timeout,
+                ) from None
+        try:
+            patched = json.loads(data)
+        except ValueError:
+            patched = None
+        if not isinstance(patched, dict):
+            raise Unavailable(
+                f"The Kubernetes API at {self.server} accepted the patch of deployment/{self.deployment} "
+                "but answered with something that is not a JSON object; check the rollout with "
+                f"`kubectl rollout status deployment/{self.deployment}`."
+            )
+        return patched
 
     def _follow(self, deployment: dict, deadline: datetime) -> Iterator[Progress]:
         last_message = None
@@ -732,6 +806,10 @@ class KubernetesPlatform:
                 return
             window = max(1, min(WATCH_WINDOW_SECONDS, math.ceil(remaining)))
             stream = watch.Watch()
+            # The server ends a watch after its window; one that does not (or
+            # trickles) is cut a request timeout later and polling takes over.
+            window_bound = bounded.bounded(window + self._timeout)
+            window_bound.__enter__()
             try:
                 for event in stream.stream(
                     self._apps().list_namespaced_deployment,
@@ -770,10 +848,12 @@ class KubernetesPlatform:
             except ReadTimeoutError:
                 yield last, True  # quiet for STALL_SECONDS: look at the pods, watch again
                 continue
-            except (HTTPError, OSError, ValueError, KeyError):
+            except (HTTPError, OSError, ValueError, KeyError, AttributeError, TypeError):
                 # KeyError: the client's own handling of an ERROR event breaks
                 # with deserialize=False; polling is the safe way on.
                 watching = False
+            finally:
+                window_bound.__exit__(None, None, None)
         quiet_since = time.monotonic()
         while self._clock.now() < deadline:
             time.sleep(POLL_INTERVAL_SECONDS)
@@ -942,13 +1022,38 @@ class KubernetesPlatform:
                         _preload_content=False,
                         _request_timeout=self._timeout,
                     ),
+                    read_body=True,
                 )
             except PlatformError as err:
                 result.append(PodLogs(pod=name, lines=(), error=str(err)))
                 continue
-            text = response.data.decode("utf-8", "replace")
+            text = response.decode("utf-8", "replace")
             result.append(PodLogs(pod=name, lines=tuple(text.splitlines())))
         return tuple(result)
+
+
+# A wrong-shaped answer (a number where the deployment belongs) is a sentence naming the API.
+for _method in ("history", "template", "health", "observe", "plan_rollback", "execute", "verify", "follow",
+                "replicas", "scale", "pods", "logs"):
+    setattr(KubernetesPlatform, _method, shape_checked("Kubernetes API", getattr(KubernetesPlatform, _method)))
+del _method
+
+
+def _items(listing: dict) -> list:
+    """The `items` of a list answer (ValueError when it has none: not a list answer)."""
+    if "items" not in listing or not isinstance(listing["items"], (list, type(None))):
+        raise ValueError("a list answer without an items list")
+    return listing["items"] or []
+
+
+def _count(value: Any, allow_none: bool = False) -> Any:
+    """A replica count from the API: a whole number (ValueError otherwise,
+    which `shape_checked` turns into a sentence)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"a replica count is {type(value).__name__}, not a whole number")
+    return value
 
 
 def _versions(images: tuple[str, ...]) -> str:

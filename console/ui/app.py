@@ -552,6 +552,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         now = self.session.clock.now()
         if self.session.slack_problem():
             return
+        if isinstance(self.screen, MessageScreen):
+            return  # the operator is sending and resending by hand: no second sender behind their back
         due = [e for e in self._pending.get(self.selected, ())
                if e.last_attempt_at is None or (now - e.last_attempt_at).total_seconds() >= RESEND_EVERY_SECONDS]
         if due:

@@ -88,6 +88,18 @@ def slow_drill(tmp_path: Path):
             proc.kill()
 
 
+def rollout_progress_stored(tmp_path: Path) -> bool:
+    """The running rollback has recorded a step of its rollout in the incident store."""
+    store_path = tmp_path / "state" / "rollback-console" / "incidents.db"
+    if not store_path.exists():
+        return False
+    with Store(store_path) as store:
+        incident_id = store.open_incident_for("order-service")
+        return incident_id is not None and any(
+            e.kind == incident.ROLLBACK_PROGRESS for e in store.events(incident_id, newest_first=False)
+        )
+
+
 def rollback_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "console", "rollback", "order-service", "--config", str(config),
             "--reason", "Error rate spiked to 8%", "--yes", "--timeout", "120"]
@@ -103,7 +115,11 @@ def test_sigkill_mid_rollback_then_restart_watches_it_without_a_second_patch(slo
             assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
             assert time.monotonic() < deadline, "the rollback never patched the deployment"
             time.sleep(0.1)
-        time.sleep(0.5)  # mid-rollback: patched, pods still rolling
+        # Mid-rollback: the console has stored the rollout's progress while pods are still rolling.
+        while not rollout_progress_stored(tmp_path):
+            assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
+            assert time.monotonic() < deadline, "the rollback never recorded its progress"
+            time.sleep(0.05)
         assert first.poll() is None
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)

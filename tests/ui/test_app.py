@@ -226,3 +226,25 @@ async def test_the_ui_thread_never_waits_for_the_store(bad_deploy) -> None:
         await wait_for(pilot, lambda: screen.text.startswith("## "), "the message, composed in a worker")
         await pilot.press("escape")
         await pilot.press("q")
+
+
+async def test_the_banner_says_signals_unavailable_when_prometheus_is_gone(tmp_path: Path, closed_port) -> None:
+    """No data is never healthy: with Prometheus unreachable the banner says
+    SIGNALS UNAVAILABLE and names what is missing, not HEALTHY."""
+    running = runner.start(load_scenario("bad-deploy"), speed=DRILL_SPEED, directory=tmp_path / "drill")
+    store = Store(tmp_path / "incidents.db")
+    try:
+        config = load(running.config_path)
+        prometheus = config.prometheus.model_copy(update={"url": f"http://127.0.0.1:{closed_port}", "timeout": 0.5})
+        config = config.model_copy(update={"refresh_interval": 0.5, "prometheus": prometheus})
+        session = Session(config, store, clock=running.world.clock, operator="trainee@drill")
+        app = build_app(session, animate=False)
+        async with app.run_test(size=(140, 45)) as pilot:
+            banner = app.query_one(DecisionBanner)
+            await wait_for(pilot, lambda: banner.headline_text == "SIGNALS UNAVAILABLE", "the SIGNALS UNAVAILABLE banner")
+            assert "Signals unavailable: error rate (query failed, never read)" in banner_text(app)
+            assert "no error rate" in str(app.query_one("#banner-service").render())
+            await pilot.press("q")
+    finally:
+        store.close()
+        running.stop()
