@@ -232,11 +232,12 @@ def _status_line(view) -> str:
 @click.option("--to-revision", type=click.IntRange(min=1), help="Roll back to this revision (default: the previous one).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Roll back even when the runbook says not to.")
+@click.option("--force", is_flag=True, help="Override the gate (the runbook says not to, or the target was rolled back from); --reason is recorded as the override's reason.")
+@click.option("--approved-by", help="The Level 2 approver of a --force override, where the config names approvers (gate.approvers).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds to wait for the rollout (default: the config's rollout_timeout).")
 @click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
-def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float | None, quick: bool) -> None:
+def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, approved_by: str | None, timeout: float | None, quick: bool) -> None:
     """The runbook's automated rollback: record, roll back, wait, verify."""
     from console.rollback import run_headless_rollback
 
@@ -248,12 +249,16 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
     if quick and platform != "compose":
         raise UsageError(f"--quick is the Docker Compose quick rollback; {service} runs on {platform}: "
                          "roll it back without --quick")
+    if approved_by is not None and not force:
+        raise UsageError("--approved-by goes with --force: it names who approved the override")
+    if not reason.strip():
+        raise UsageError("--reason is empty: say why (it goes in the timeline, the messages and the override record)")
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise UsageError("no terminal to confirm on: pass --yes to roll back without a prompt, or --dry-run to see the plan")
     code = run_headless_rollback(
         _session(config), service, reason=reason, to_revision=to_revision, dry_run=dry_run,
         confirm=None if yes else (lambda text: click.confirm(text, default=False)),
-        force=force, timeout=timeout, out=click.echo, quick=quick,
+        force=force, timeout=timeout, out=click.echo, quick=quick, approved_by=approved_by,
     )
     sys.exit(code)
 

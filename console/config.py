@@ -487,6 +487,24 @@ class EscalationConfig(_Model):
     (omit for the runbook's 30 minutes)."""
 
 
+class GateConfig(_Model):
+    """The rollback gate's numbers and names (README "The rollback gate")."""
+
+    rolled_back_hours: float = Field(24.0, ge=0)
+    """A version rolled back from within this many hours is never the target of a
+    rollback without an override (runbook default of the console: 24)."""
+    approvers: list[str] = []
+    """Level 2 approvers (the runbook's Team Lead: "approve non-standard actions").
+    When set, an override (`rollback --force`, the TUI's override dialog) also
+    needs `--approved-by` one of these names."""
+
+    def policy(self):
+        """The gate's policy (`console.gate.GatePolicy`)."""
+        from console.gate import GatePolicy
+
+        return GatePolicy(timedelta(hours=self.rolled_back_hours), tuple(self.approvers))
+
+
 class ChecklistGroupConfig(_Model):
     """One group of the post-rollback checklist."""
 
@@ -561,6 +579,8 @@ class Config(_Model):
     """Where the runbook's messages are posted."""
     escalation: EscalationConfig = EscalationConfig()
     """Who to contact at each escalation level."""
+    gate: GateConfig = GateConfig()
+    """The rollback gate: how long a version rolled back from stays off limits, who approves overrides."""
     incident: IncidentConfig = IncidentConfig()
     """Incident ticket, message defaults and the post-rollback checklist."""
     operator: str | None = None

@@ -105,6 +105,8 @@ class MigrationView:
     migration: str | None = None
     # A migration known reversible was applied since the deploy.
     reversible_applied: bool = False
+    # The runbook's options when blocked ("Option 1: Fix forward ...: run ...").
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def decide(
             Rule.NEVER_READY, f"the pods of {target} never became ready (its rollout passed its progress deadline)."))
     if migration.blocked:
         objections.append(Objection(Rule.MIGRATION, migration.explanation or "the target crosses a migration that "
-                                    "cannot be undone; rolling back could cause data loss."))
+                                    "cannot be undone; rolling back could cause data loss.", migration.options))
     partial = decision.action is Action.FIX_FORWARD and migration.migration is not None and not migration.blocked
     if decision.action is not Action.ROLLBACK_NOW and not partial:
         because = "; ".join(str(r) for r in decision.reasons)

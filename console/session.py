@@ -24,7 +24,10 @@ from console.database import CorruptionResponse, Database, DatabaseError, Migrat
 from console.decision import evaluate
 from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
-from console.platforms.base import Leased, Platform, PlatformError, Routed, Routing
+from console.gate import Ask, LeaseView, MigrationView, Verdict, decide as gate_decide
+from console.model import Reason, Table
+from console.platforms.base import Leased, Platform, PlatformError, Recorded, Routed, Routing
+from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
 
@@ -264,6 +267,8 @@ class Session:
         self._loop_lock = threading.Lock()
         self._poller: Poller | None = None
         self._poller_lock = threading.Lock()
+        # Each service's provenance as the gate last read it (the records a rollback keeps).
+        self._provenance: dict[str, Provenance] = {}
 
     @property
     def poller(self) -> Poller:
@@ -415,6 +420,7 @@ class Session:
                 raise
         rollout_started_at = self.clock.now()
         try:
+            plan = self._with_record(plan, reason)
             started = incidents.rollback_started(plan)
             if reason:
                 started = replace(started, text=f"{started.text} (reason: {reason})", data={**started.data, "reason": reason})
@@ -448,6 +454,86 @@ class Session:
                 lease.__exit__(None, None, None)
                 if lost:
                     self.note(f"{service}: {lost}", service=service, actor="console")
+
+    # -- the gate: may this rollback go ahead --------------------------------
+
+    def provenance(self, service: str) -> Provenance:
+        """What the objects say about `service`'s past rollbacks (read fresh:
+        call from a worker), plus the open incident's completed rollback (for
+        platforms whose objects carry no record)."""
+        platform = self.platform(service)
+        found = platform.provenance() if isinstance(platform, Recorded) else Provenance()
+        state = self.incident_state(service)
+        if state is not None and state.rollback.status is incidents.RollbackStatus.COMPLETED and state.rollback.to_versions:
+            started = [e for e in self.events(service) if e.kind == incidents.ROLLBACK_STARTED]
+            by = started[-1].actor if started else self.operator
+            found = found.merged(Provenance((RollbackRecord(
+                by, state.rollback.from_versions, state.rollback.to_versions, state.rollback.finished_at,
+                state.rollback.reason, self.ticket(service), INCIDENT),)))
+        self._provenance[service] = found
+        return found
+
+    def migration_view(self, service: str, plan: RollbackPlan) -> MigrationView:
+        """The migration check for the plan's target, as the gate takes it: the
+        configured migration source, else the facts declared or detected."""
+        check = self.rollback_check(service, plan.to_revision)
+        facts = self.facts(service)
+        blocked, explanation = check.blocked, check.explanation
+        if not check.blocked and check.migration is None and facts.migration_applied and facts.migration_reversible is not True:
+            from console.procedures import DATA_LOSS_RISK
+
+            known = "not reversible" if facts.migration_reversible is False else "not known to be reversible"
+            blocked = True
+            explanation = (f"A migration applied since the deploy ({facts.migration_name or 'declared in the facts'}) "
+                           f"is {known}. " + DATA_LOSS_RISK)
+        return MigrationView(
+            blocked=blocked,
+            explanation=explanation,
+            migration=check.migration.name if check.migration else None,
+            reversible_applied=facts.migration_applied and facts.migration_reversible is True,
+            options=tuple(f"{o.title}: {o.detail}" for o in check.options),
+        )
+
+    def gate(self, plan: RollbackPlan, ask: Ask) -> Verdict:
+        """Ask the gate whether `plan` may go ahead (`console.gate.decide`), from
+        the last refresh's decision and a fresh read of the objects' records and
+        the lease. Makes requests: call from a worker."""
+        service = plan.service
+        view = self._views.get(service)
+        decision = view.decision if view is not None else Decision(
+            Action.INVESTIGATE, (Reason(Table.INVESTIGATE_FIRST, "No signals read yet", "refresh first"),))
+        holder = self.lease_holder(service)
+        lease = LeaseView(holder.holder, holder.expired) if holder is not None else None
+        return gate_decide(service, decision, plan, self.provenance(service), ask, self.clock.now(),
+                           self.migration_view(service, plan), lease, self.config.gate.policy())
+
+    def record_verdict(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
+        """Put a refusal, or an override with its reason and approver, in the timeline."""
+        service = plan.service
+        if verdict.overridden:
+            approved = f", approved by {ask.approved_by}" if ask.approved_by else ""
+            self.record(incidents.NewEvent(
+                incidents.NOTE,
+                f"{service}: rollback override by {ask.operator}{approved} (reason: {ask.reason.strip()}); "
+                "overriding: " + " ".join(o.sentence for o in verdict.overridden),
+                {"override": True, "reason": ask.reason.strip(), "approved_by": ask.approved_by or "",
+                 "rules": [o.rule.value for o in verdict.overridden]}), service=service)
+        elif verdict.objections and verdict.outcome.value in ("refuse", "go only with override"):
+            self.record(incidents.NewEvent(
+                incidents.NOTE, f"{service}: rollback refused: {verdict.sentence}",
+                {"refused": True, "rules": [o.rule.value for o in verdict.objections]}), service=service)
+
+    def _with_record(self, plan: RollbackPlan, reason: str) -> RollbackPlan:
+        """The plan, writing this rollback's record on the object (platforms that keep one)."""
+        platform = self.platform(plan.service)
+        if not isinstance(platform, Recorded) or plan.skip_reason:
+            return plan
+        existing = self._provenance.get(plan.service)
+        if existing is None:
+            existing = self.provenance(plan.service)
+        record = RollbackRecord(self.operator, plan.from_versions, plan.to_versions, self.clock.now(), reason,
+                                self.ticket(plan.service))
+        return platform.with_record(plan, record, existing.records)
 
     def rollback_lease(self, service: str):
         """The service's rollback lease held by this console's operator (a

@@ -150,6 +150,21 @@ class Leased(Protocol):
         """The service's rollback lease, held by `holder` (`user@host`) while it is used."""
 
 
+@runtime_checkable
+class Recorded(Protocol):
+    """A platform whose objects carry the rollback records (annotations, tags):
+    every console reads them, and writes its own with each rollback."""
+
+    def provenance(self):  # -> provenance.Provenance
+        """What the objects say about past rollbacks (console records, the
+        rollout history's undos, who set a selector), read fresh."""
+
+    def with_record(self, plan: RollbackPlan, record, existing=()) -> RollbackPlan:
+        """`plan` whose change also writes `record` (a `provenance.RollbackRecord`,
+        kept with the `existing` ones) on the object, in the same request where the
+        platform allows it, so the change and its record never part."""
+
+
 # --- Kubernetes error translation -------------------------------------------
 # Lives here rather than in kubernetes.py because the Istio-based platforms
 # (blue-green, canary) talk to the same API and fail the same ways.

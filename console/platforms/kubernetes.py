@@ -18,6 +18,7 @@ exactly as the server returned it.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import json
 import math
 import threading
@@ -27,6 +28,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.provenance import (
+    FIELD_MANAGER,
+    REVISION_HISTORY_ANNOTATION,
+    ROLLBACKS_ANNOTATION,
+    Provenance,
+    ReplicaSetView,
+    RollbackRecord,
+    encode,
+    field_owner,
+    from_annotations,
+    parse_revision_history,
+    undo_records,
+)
 from console.platforms.base import (
     ROLLOUT_TIMEOUT,
     Conflict,
@@ -299,6 +313,9 @@ class KubeConnection:
         Plans show their requests as ApiCalls; sending them through here sends
         exactly what was shown."""
         headers = {"Accept": "application/json"}
+        if method in ("POST", "PUT", "PATCH") and not any(k == "fieldManager" for k, _ in query or ()):
+            # The apiserver records who wrote what (managedFields): the console writes as itself.
+            query = [*(query or ()), ("fieldManager", FIELD_MANAGER)]
         if content_type:
             headers["Content-Type"] = content_type
         client = self.api_client()
@@ -649,6 +666,29 @@ class KubernetesPlatform:
                 f"app={self.name}`) and decide whether to wait or escalate."
             )
 
+    # --- provenance: the rollbacks the objects record ------------------------
+
+    def provenance(self) -> Provenance:
+        """The console's records on the deployment and its ReplicaSets, the
+        undos its rollout history shows, and the revision whose pods never
+        became ready (the rollout past its progress deadline)."""
+        deployment = self._get_deployment()
+        return provenance_of(deployment, self._replica_sets(deployment))
+
+    def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
+        """The plan whose patch also writes `record` into the deployment's
+        ROLLBACKS_ANNOTATION (one request: the change and its record never part)."""
+        if plan.skip_reason or len(plan.calls) != 1:
+            return plan
+        patch = json.loads(plan.calls[0].body)
+        for op in patch:
+            if op.get("path") == "/metadata/annotations" and op.get("op") == "replace":
+                value = dict(op.get("value") or {})
+                value[ROLLBACKS_ANNOTATION] = encode(existing, record)
+                op["value"] = value
+        call = plan.calls[0]
+        return replace(plan, calls=(ApiCall(call.method, call.target, body=json.dumps(patch, indent=2)),))
+
     def _apply(self, plan: RollbackPlan) -> dict:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -659,6 +699,7 @@ class KubernetesPlatform:
                 self.deployment,
                 self.namespace,
                 body=patch,
+                field_manager=FIELD_MANAGER,
                 _content_type=JSON_PATCH,
                 _preload_content=False,
                 _request_timeout=self._timeout,
@@ -949,6 +990,41 @@ class KubernetesPlatform:
             text = response.data.decode("utf-8", "replace")
             result.append(PodLogs(pod=name, lines=tuple(text.splitlines())))
         return tuple(result)
+
+
+def _tags(template: dict) -> tuple[str, ...]:
+    return tuple(image_tag(i) for i in template_images(template))
+
+
+def provenance_of(deployment: dict, replica_sets: list[dict]) -> Provenance:
+    """`KubernetesPlatform.provenance` from objects already read."""
+    recorded = from_annotations(
+        (deployment.get("metadata") or {}).get("annotations"),
+        *((rs.get("metadata") or {}).get("annotations") for rs in replica_sets),
+    )
+    views = []
+    for rs in replica_sets:
+        number = revision_of(rs)
+        if number is None:
+            continue
+        annotations = rs["metadata"].get("annotations") or {}
+        views.append(ReplicaSetView(number, _tags((rs.get("spec") or {}).get("template") or {}),
+                                    parse_revision_history(annotations.get(REVISION_HISTORY_ANNOTATION))))
+    owner = field_owner((deployment.get("metadata") or {}).get("managedFields"), "spec", "template")
+    manager, at = owner if owner else ("kubectl rollout undo", None)
+    current = KubernetesPlatform._current_replica_set(deployment, replica_sets)
+    undos = undo_records(views, by=manager, current_at=at, current_revision=revision_of(current) if current else None)
+    moves = {(r.from_versions, r.to_versions) for r in recorded.records}
+    # The console's own rollbacks are recorded with who and why: keep those, not their echo in the history.
+    undos = tuple(u for u in undos if not (u.by == FIELD_MANAGER and (u.from_versions, u.to_versions) in moves))
+    never_ready: list[tuple[str, ...]] = []
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            message = condition.get("message") or ""
+            for rs in replica_sets:
+                if f'"{rs["metadata"]["name"]}"' in message:
+                    never_ready.append(_tags((rs.get("spec") or {}).get("template") or {}))
+    return Provenance(recorded.records, tuple(never_ready), recorded.problems).merged(Provenance(undos))
 
 
 def _versions(images: tuple[str, ...]) -> str:
