@@ -239,6 +239,7 @@ class Session:
         self.clock = clock or SystemClock()
         self.operator = operator or config.operator or default_operator()
         self.thresholds = config.decision_thresholds
+        self.gate_policy = config.gate.policy()
         self.services: tuple[str, ...] = tuple(s.name for s in config.services)
         self.refresh_interval = config.refresh_interval
         connections: dict = {}
@@ -505,7 +506,7 @@ class Session:
         holder = self.lease_holder(service)
         lease = LeaseView(holder.holder, holder.expired) if holder is not None else None
         return gate_decide(service, decision, plan, self.provenance(service), ask, self.clock.now(),
-                           self.migration_view(service, plan), lease, self.config.gate.policy())
+                           self.migration_view(service, plan), lease, self.gate_policy)
 
     def record_verdict(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
         """Put a refusal, or an override with its reason and approver, in the timeline."""
@@ -906,21 +907,6 @@ class Session:
         """The versions the platform runs now (its current revision's image tags)."""
         current = next((r for r in self.platform(service).history() if r.current), None)
         return current.versions if current else ()
-
-    def already_on_target(self, service: str) -> str | None:
-        """When the open incident's rollback completed and the platform still runs its
-        target: a sentence saying so (a second `rollout undo` would toggle back to the
-        bad version). None otherwise."""
-        state = self.incident_state(service)
-        if state is None or state.rollback.status is not incidents.RollbackStatus.COMPLETED:
-            return None
-        target = state.rollback.to_versions
-        if not target or self.current_versions(service) != target:
-            return None
-        when = state.rollback.finished_at
-        return (f"{service} is already on the target {', '.join(target)}: incident {state.id} rolled it back "
-                f"from {', '.join(state.rollback.from_versions) or '?'}"
-                + (f" at {when:%H:%M:%S} UTC" if when else "") + "; nothing to do.")
 
     def resume_rollback(self, service: str, timeout: float | None = None) -> Iterator[Progress]:
         """Watch the rollback a crashed console left in flight, without issuing it

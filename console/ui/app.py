@@ -29,12 +29,12 @@ from console import incident, locations
 from console.comms import MessageKind
 from console.decision import Thresholds
 from console.incident import RollbackStatus
+from console.gate import Ask
 from console.model import Action, Event, ServiceView
 from console.platforms.base import PlatformError
 
 from . import themes as theme_files
 from .messages import (
-    AlreadyOnTarget,
     OperationFailed,
     PlanReady,
     Refreshed,
@@ -625,29 +625,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def _plan_worker(self, service: str, to_revision: int | None, quick: bool = False) -> None:
         try:
-            # The headless command's guard: after a completed rollback the previous
-            # revision is the bad deploy, and `r` must not offer to go back to it.
-            if to_revision is None and self.session.already_on_target(service):
-                self.post_message(AlreadyOnTarget(service, self._on_target_sentence(service)))
-                return
             plan = self.session.plan_rollback(service, to_revision, quick=quick)
+            # The gate decides whether it may go ahead; the UI adds no rule of its own.
+            self._gate_plan(plan, Ask(self.session.operator, to_revision, quick=quick))
         except PlatformError as err:
             self.post_message(OperationFailed(f"Planning the rollback of {service}", str(err)))
-            return
-        if self._database_route(service, to_revision, plan):
-            return  # a migration changes the way: refused with options, or the three-step plan
-        self.post_message(PlanReady(plan))
-
-    def _on_target_sentence(self, service: str) -> str:
-        state = self.session.incident_state(service)
-        target = ", ".join(state.rollback.to_versions) if state else "its target"
-        incident_id = state.id if state else "the open incident"
-        return (f"{service} is already on {target}, the version incident {incident_id} rolled back to; "
-                "choose a revision in the history to go further.")
-
-    @on(AlreadyOnTarget)
-    def _already_on_target(self, message: AlreadyOnTarget) -> None:
-        self.notify(message.sentence, title="Nothing to roll back", severity="warning", timeout=15)
 
     @on(PlanReady)
     def _confirm_plan(self, message: PlanReady) -> None:
