@@ -26,7 +26,7 @@ from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
 from console.gate import Ask, LeaseView, MigrationView, Verdict, decide as gate_decide
 from console.model import Reason, Table
-from console.platforms.base import Leased, Platform, PlatformError, Recorded, Routed, Routing
+from console.platforms.base import Leased, Platform, PlatformError, Recorded, Routed, Routing, Usage
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
@@ -389,7 +389,7 @@ class Session:
         if not quick:
             return platform.plan_rollback(to_revision)
         if "quick" not in inspect.signature(platform.plan_rollback).parameters:
-            raise PlatformError(
+            raise Usage(
                 f"Quick rollback is the Docker Compose procedure; {service} runs on "
                 f"{getattr(platform, 'platform', type(platform).__name__)}: roll it back the usual way."
             )

@@ -39,6 +39,11 @@ class NotFound(PlatformError):
     """The service, deployment or revision does not exist."""
 
 
+class Usage(PlatformError):
+    """What was asked does not fit this platform (a quick rollback off Compose,
+    a revision a canary cannot go to): the command's usage error, exit 2."""
+
+
 class Conflict(PlatformError):
     """The target changed since the operator looked, or is in a state that
     forbids the change (a paused deployment)."""

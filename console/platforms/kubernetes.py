@@ -677,7 +677,8 @@ class KubernetesPlatform:
             raise Timeout(
                 f"deployment/{self.deployment} did not finish rolling out within {timeout:g} s "
                 f"(last status: {status}); check the pods (`kubectl get pods -l "
-                f"app={self.name}`) and decide whether to wait or escalate."
+                f"{label_selector((patched.get('spec') or {}).get('selector')) or 'app=' + self.name}`) "
+                "and decide whether to wait or escalate."
             )
 
     # --- provenance: the rollbacks the objects record ------------------------
