@@ -170,6 +170,14 @@ class Recorded(Protocol):
         platform allows it, so the change and its record never part."""
 
 
+@runtime_checkable
+class Observed(Protocol):
+    """A platform whose refresh reads (`observe`) also yield its provenance, at no extra request."""
+
+    def recorded(self):  # -> provenance.Provenance | None
+        """The provenance read with the last refresh that read the history (None before one)."""
+
+
 # --- Kubernetes error translation -------------------------------------------
 # Lives here rather than in kubernetes.py because the Istio-based platforms
 # (blue-green, canary) talk to the same API and fail the same ways.

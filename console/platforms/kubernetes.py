@@ -542,7 +542,15 @@ class KubernetesPlatform:
         replica_sets = self._replica_sets(deployment)
         with self._reads_lock:
             self._observed = (time.monotonic(), deployment, replica_sets)
+            # What the objects record, from the same reads: another console's or a person's rollback
+            # shows in the timeline within one refresh.
+            self._recorded = provenance_of(deployment, replica_sets)
         return health, self._history(deployment, replica_sets)
+
+    def recorded(self) -> Provenance | None:
+        """The provenance read with the last `observe` that read the history (None before one)."""
+        with self._reads_lock:
+            return getattr(self, "_recorded", None)
 
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
