@@ -291,3 +291,12 @@ def test_the_drill_serves_its_migration_ledger_and_fix_forward_needs_no_declarat
         assert result.returncode == 3, result.stdout + result.stderr
         assert "0042_split_address" in result.stdout and "data loss" in result.stdout
         assert drill.image("billing", "invoice-service").endswith(":5.0.0")
+
+
+def test_a_reversible_migration_in_the_drill_gets_the_three_step_plan_with_nothing_declared(tmp_path):
+    with serve(tmp_path, None, name="reversible-migration") as drill:
+        status = drill.console("hank", "status", "--config", drill.config, "--json")
+        assert status.returncode == 0, status.stderr
+        [service] = json.loads(status.stdout)
+        assert service["decision"]["action"] != "fix_forward", service["decision"]
+        assert any("reversible" in reason for reason in service["decision"]["reasons"]), service["decision"]
