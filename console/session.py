@@ -351,6 +351,22 @@ class Session:
             self.record(incidents.NewEvent(incidents.NOTE, record.sentence(service), {"record": key}),
                         service=service, actor=record.by)
 
+    def cluster_rollback(self, service: str) -> RollbackRecord | None:
+        """The newest recent rollback the objects record (by anyone) that brought
+        the service to what it runs now, from the last refresh (no request): the
+        banner follows the cluster, not this console's memory."""
+        platform = self._platforms.get(service)
+        provenance = platform.recorded() if isinstance(platform, Observed) else None
+        view = self._views.get(service)
+        current = view.snapshot.current_revision if view is not None else None
+        if provenance is None or current is None:
+            return None
+        from console.gate import recent
+
+        now = self.clock.now()
+        hits = [r for r in provenance.records if r.to_versions == current.versions and recent(r, now, self.gate_policy)]
+        return hits[-1] if hits else None
+
     def _recorded_keys(self, service: str) -> set[str]:
         """The records the open incident's timeline already mentions."""
         incident_id = self.store.open_incident_for(service)
