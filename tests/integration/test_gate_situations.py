@@ -165,6 +165,11 @@ def test_two_consoles_see_each_others_rollback_on_the_deployment(tmp_path):
         assert (record["by"], record["from"], record["to"], record["why"]) == (
             f"alice@{HOST}", ["1.2.3"], ["1.2.2"], "error rate 8%")
         assert record["incident"].startswith("INC-")
+        # As a real controller does, the drill copies the Deployment's annotation onto its current ReplicaSet.
+        replica_sets = drill.get("/apis/apps/v1/namespaces/shop/replicasets")["items"]
+        [current] = [rs for rs in replica_sets if rs["metadata"]["annotations"].get(
+            "deployment.kubernetes.io/revision") == "4" and rs["metadata"]["name"].startswith("order-service-")]
+        assert json.loads(current["metadata"]["annotations"]["rollback-console.io/rollbacks"]) == [record]
 
         # Bob, on his own laptop (his own state directory), still sees the error rate of a minute ago.
         bob = drill.console("bob", "rollback", "order-service", "--config", drill.config, "--reason",
@@ -338,3 +343,21 @@ def test_an_override_needs_the_configured_approver_and_a_no_op_posts_nothing(tmp
         records = json.loads(drill.get("/apis/apps/v1/namespaces/shop/deployments/order-service")
                              ["metadata"]["annotations"]["rollback-console.io/rollbacks"])
         assert records[-1]["by"] == f"ivan@{HOST}" and records[-1]["why"] == "1.2.2 corrupts invoices"
+
+
+def test_a_revision_an_aborted_canary_cannot_go_to_is_a_usage_error(tmp_path):
+    with serve(tmp_path, None, name="canary") as drill:
+        result = drill.console("jo", "rollback", "search", "--config", drill.config, "--reason", "x",
+                               "--to-revision", "1", "--yes")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "A canary is rolled back by aborting it to the stable revision" in result.stdout
+        aborted = drill.console("jo", "rollback", "search", "--config", drill.config, "--reason", "canary errors",
+                                "--yes", "--timeout", "60")
+        assert aborted.returncode == 0, aborted.stdout + aborted.stderr  # the canary fails: ROLLBACK NOW
+        # The abort is recorded on the VirtualService, where every console reads it.
+        vs = drill.get("/apis/networking.istio.io/v1beta1/namespaces/shop/virtualservices/search")
+        [record] = json.loads(vs["metadata"]["annotations"]["rollback-console.io/rollbacks"])
+        assert (record["by"], record["to"], record["why"]) == (f"jo@{HOST}", ["3.1.0"], "canary errors")
+        again = drill.console("jo", "rollback", "search", "--config", drill.config, "--reason", "x",
+                              "--to-revision", "1", "--yes")
+        assert again.returncode == 2, again.stdout + again.stderr
