@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -403,12 +404,13 @@ def _status_line(view) -> str:
 @click.option("--to-revision", type=click.IntRange(min=1), help="Roll back to this revision (default: the previous one).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Roll back even when the runbook says not to.")
+@click.option("--force", is_flag=True, help="Override the gate (the runbook says not to, or the target was rolled back from); --reason is recorded as the override's reason.")
+@click.option("--approved-by", help="The Level 2 approver of a --force override, where the config names approvers (gate.approvers).")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None, callback=lambda ctx, param, value: _finite(param, value),
               help="Seconds to wait for the rollout (default: the config's rollout_timeout).")
 @click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
 @click.option("--to-tag", help="Docker Compose: roll back to this image tag (default: the previous version).")
-def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float | None, quick: bool, to_tag: str | None) -> None:
+def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, approved_by: str | None, timeout: float | None, quick: bool, to_tag: str | None) -> None:
     """The runbook's automated rollback: record, roll back, wait, verify."""
     from console.rollback import run_headless_rollback
 
@@ -420,6 +422,10 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
     if quick and platform != "compose":
         raise UsageError(f"--quick is the Docker Compose quick rollback; {service} runs on {platform}: "
                          "roll it back without --quick")
+    if approved_by is not None and not force:
+        raise UsageError("--approved-by goes with --force: it names who approved the override")
+    if not reason.strip():
+        raise UsageError("--reason is empty: say why (it goes in the timeline, the messages and the override record)")
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise UsageError("no terminal to confirm on: pass --yes to roll back without a prompt, or --dry-run to see the plan")
     session = _session(config)
@@ -428,7 +434,7 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
     code = run_headless_rollback(
         session, service, reason=reason, to_revision=to_revision, dry_run=dry_run,
         confirm=None if yes else (lambda text: click.confirm(text, default=False)),
-        force=force, timeout=timeout, out=click.echo, quick=quick,
+        force=force, timeout=timeout, out=click.echo, quick=quick, approved_by=approved_by,
     )
     sys.exit(code)
 
@@ -448,6 +454,62 @@ def _revision_for_tag(session, service: str, platform: str, tag: str, to_revisio
     except PlatformError as err:
         click.echo(f"Cannot look up {tag}: {err}")
         sys.exit(EXIT_FAILED)
+_FACT_VALUES = {"true": True, "yes": True, "false": False, "no": False, "unknown": None, "none": None, "": None}
+
+
+def _fact_value(name: str, text: str):
+    """A `--set` value as the Facts field `name` takes it; UsageError naming what is wrong."""
+    from dataclasses import fields
+
+    from console.model import Facts
+
+    kinds = {f.name: str(f.type) for f in fields(Facts)}
+    if name not in kinds:
+        raise UsageError(f"--set {name}=...: {name} is not a fact; the facts are {', '.join(kinds)}")
+    kind = kinds[name]
+    if "datetime" in kind:
+        if text.strip().lower() in ("", "none", "unknown"):
+            return None
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--set {name}={text}: not a time; give one like 2026-12-04T14:21:00Z") from None
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if "bool" in kind:
+        key = text.strip().lower()
+        if key not in _FACT_VALUES or (_FACT_VALUES[key] is None and "None" not in kind):
+            allowed = "true or false" + (" or unknown" if "None" in kind else "")
+            raise UsageError(f"--set {name}={text}: {name} is {allowed}")
+        return _FACT_VALUES[key]
+    return text.strip() or None
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Declare a fact (repeatable): migration_applied=true, migration_reversible=false, "
+                   "external_service_issue=true ...; recorded in the incident with your name.")
+def facts(service: str, config_path: str | None, assignments: tuple[str, ...]) -> None:
+    """Show (and with --set, declare) what the operator knows about SERVICE."""
+    from dataclasses import asdict
+
+    config = _load(_config_path(config_path))
+    try:
+        config.service(service)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    changes = []
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep:
+            raise UsageError(f"--set {assignment}: write KEY=VALUE, e.g. migration_applied=true")
+        changes.append((name.strip(), _fact_value(name.strip(), text)))
+    session = _session(config)
+    for name, value in changes:  # all parsed first: nothing half-done
+        session.declare(service, name, value)
+    for name, value in asdict(session.facts(service)).items():
+        click.echo(f"{name}: {value.isoformat() if isinstance(value, datetime) else value}")
 
 
 @cli.command()

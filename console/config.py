@@ -225,11 +225,16 @@ class CommandOrSql(_Model):
     the DSN on the command line."""
     sql: str | None = None
     """A SQL query run with `psql` against the DSN in `database.dsn_env`."""
+    url: str | None = None
+    """migration_status only: an HTTP(S) URL answering JSON, either Spring Boot
+    Actuator's `/actuator/flyway` shape (`contexts.*.flywayBeans.*.migrations`,
+    applied ones have `installedOn`) or a list of objects with name, applied_at,
+    reversible. Read with the database's `timeout`."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CommandOrSql:
-        if (self.command is None) == (self.sql is None):
-            raise ValueError("give exactly one of command (an argv list) or sql")
+        if sum(v is not None for v in (self.command, self.sql, self.url)) != 1:
+            raise ValueError("give exactly one of command (an argv list), sql or url")
         return self
 
 
@@ -531,6 +536,24 @@ class EscalationConfig(_Model):
     (omit for the runbook's 30 minutes)."""
 
 
+class GateConfig(_Model):
+    """The rollback gate's numbers and names (README "The rollback gate")."""
+
+    rolled_back_hours: float = Field(24.0, ge=0)
+    """A version rolled back from within this many hours is never the target of a
+    rollback without an override (runbook default of the console: 24)."""
+    approvers: list[str] = []
+    """Level 2 approvers (the runbook's Team Lead: "approve non-standard actions").
+    When set, an override (`rollback --force`, the TUI's override dialog) also
+    needs `--approved-by` one of these names."""
+
+    def policy(self):
+        """The gate's policy (`console.gate.GatePolicy`)."""
+        from console.gate import GatePolicy
+
+        return GatePolicy(timedelta(hours=self.rolled_back_hours), tuple(self.approvers))
+
+
 class ChecklistGroupConfig(_Model):
     """One group of the post-rollback checklist."""
 
@@ -605,6 +628,8 @@ class Config(_Model):
     """Where the runbook's messages are posted."""
     escalation: EscalationConfig = EscalationConfig()
     """Who to contact at each escalation level."""
+    gate: GateConfig = GateConfig()
+    """The rollback gate: how long a version rolled back from stays off limits, who approves overrides."""
     incident: IncidentConfig = IncidentConfig()
     """Incident ticket, message defaults and the post-rollback checklist."""
     operator: str | None = None

@@ -17,9 +17,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import yaml
@@ -36,7 +37,9 @@ from console.drill.objects import (
     parse_field_selector,
     parse_label_selector,
     parse_timestamp,
+    format_timestamp,
 )
+from console.drill import managed_fields
 
 _log = logging.getLogger(__name__)
 
@@ -892,6 +895,7 @@ class KubeApi:
         self.store: ObjectStore = world.store
         # (verb, resource) pairs RBAC denies, e.g. ("patch", "deployments/scale").
         self.forbidden: set[tuple[str, str]] = set()
+        self._request = threading.local()
 
     # -- RBAC, simulated ---------------------------------------------------
 
@@ -939,6 +943,8 @@ class KubeApi:
     ) -> Response:
         """Answer one request; every error becomes a Status object."""
         headers = {k.lower(): v for k, v in headers.items()}
+        # The write's field manager, for managedFields (one request per thread at a time).
+        self._request.manager = managed_fields.manager_of(query, headers)
         try:
             return self._route(method.upper(), path, query, headers, body or b"")
         except ApiError as error:
@@ -1361,6 +1367,7 @@ class KubeApi:
         if target.rtype.name in ("deployments", "replicasets"):
             obj["status"] = {}
         self._validate(target.rtype, obj, None)
+        self._track(target, None, obj)
         if self._dry_run(query):
             return _json_response(201, obj)
         try:
@@ -1503,6 +1510,8 @@ class KubeApi:
             updated["metadata"]["namespace"] = target.namespace
         _default(target.rtype, updated)
         self._validate(target.rtype, updated, current)
+        if target.subresource != "status":
+            self._track(target, current, updated)
         if self._dry_run(query):
             return updated
         try:
@@ -1511,6 +1520,15 @@ class KubeApi:
             raise conflict(target.rtype, target.name or "") from None
         except NotFound:
             raise not_found(target.rtype, target.name or "") from None
+
+    def _track(self, target: Target, current: dict | None, updated: dict) -> None:
+        """managedFields as the apiserver keeps them for an Update by this request's manager."""
+        manager = getattr(self._request, "manager", None) or "unknown"
+        now = getattr(self.world, "now", None)  # a property of the world; a store-only test world has none
+        if not isinstance(now, datetime):
+            now = datetime.now(timezone.utc)
+        managed_fields.track(current, updated, manager, format_timestamp(now),
+                             target.rtype.api_version(target.version))
 
     def _delete(self, target: Target, query: dict[str, list[str]], body: bytes) -> Response:
         if target.subresource is not None:

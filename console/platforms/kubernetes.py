@@ -18,6 +18,7 @@ exactly as the server returned it.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import json
 import math
 import threading
@@ -28,6 +29,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from console.clock import Clock, SystemClock
 from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms import bounded
+from console.provenance import (
+    FIELD_MANAGER,
+    REVISION_HISTORY_ANNOTATION,
+    ROLLBACKS_ANNOTATION,
+    Provenance,
+    ReplicaSetView,
+    RollbackRecord,
+    encode,
+    field_owner,
+    from_annotations,
+    parse_revision_history,
+    undo_records,
+)
 from console.platforms.base import (
     ROLLOUT_TIMEOUT,
     Conflict,
@@ -161,19 +175,29 @@ def label_selector(selector: dict | None) -> str:
     return ",".join(parts)
 
 
-def rollout_status(deployment: dict) -> tuple[str, bool, bool]:
-    """kubectl's DeploymentStatusViewer.Status: (message, done, failed)."""
+def deadline_exceeded(deployment: dict) -> str | None:
+    """The lastUpdateTime of the deployment's ProgressDeadlineExceeded condition
+    ("" when it has none), None when its rollout has not passed its deadline."""
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return str(condition.get("lastUpdateTime") or "")
+    return None
+
+
+def rollout_status(deployment: dict, stale_deadline: str | None = None) -> tuple[str, bool, bool]:
+    """kubectl's DeploymentStatusViewer.Status: (message, done, failed).
+    `stale_deadline`: the lastUpdateTime of a ProgressDeadlineExceeded
+    condition left by the rollout before ours; that condition does not fail
+    ours (the controller keeps it until the new rollout makes progress)."""
     name = deployment["metadata"]["name"]
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     generation = deployment["metadata"].get("generation") or 0
     if generation > (status.get("observedGeneration") or 0):
         return "Waiting for deployment spec update to be observed...", False, False
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and (
-            condition.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            return f'deployment "{name}" exceeded its progress deadline', True, True
+    exceeded = deadline_exceeded(deployment)
+    if exceeded is not None and (stale_deadline is None or exceeded != stale_deadline):
+        return f'deployment "{name}" exceeded its progress deadline', True, True
     desired = spec.get("replicas")
     replicas = status.get("replicas") or 0
     updated = status.get("updatedReplicas") or 0
@@ -343,6 +367,9 @@ class KubeConnection:
         Plans show their requests as ApiCalls; sending them through here sends
         exactly what was shown."""
         headers = {"Accept": "application/json"}
+        if method in ("POST", "PUT", "PATCH") and not any(k == "fieldManager" for k, _ in query or ()):
+            # The apiserver records who wrote what (managedFields): the console writes as itself.
+            query = [*(query or ()), ("fieldManager", FIELD_MANAGER)]
         if content_type:
             headers["Content-Type"] = content_type
         client = self.api_client()
@@ -573,7 +600,15 @@ class KubernetesPlatform:
         replica_sets = self._replica_sets(deployment)
         with self._reads_lock:
             self._observed = (time.monotonic(), deployment, replica_sets)
+            # What the objects record, from the same reads: another console's or a person's rollback
+            # shows in the timeline within one refresh.
+            self._recorded = provenance_of(deployment, replica_sets)
         return health, self._history(deployment, replica_sets)
+
+    def recorded(self) -> Provenance | None:
+        """The provenance read with the last `observe` that read the history (None before one)."""
+        with self._reads_lock:
+            return getattr(self, "_recorded", None)
 
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
@@ -621,6 +656,8 @@ class KubernetesPlatform:
             )
 
         template = deployment.get("spec", {}).get("template") or {}
+        # The patch tests this resourceVersion: the deployment before it is the one read here.
+        self._planned_deadline = (deployment["metadata"].get("resourceVersion"), deadline_exceeded(deployment))
         current = self._current_replica_set(deployment, replica_sets)
         from_revision = revision_of(current) if current is not None else revision_of(deployment)
         target_template = target.get("spec", {}).get("template") or {}
@@ -684,6 +721,8 @@ class KubernetesPlatform:
         if len(plan.calls) != 1:
             raise PlatformError("This plan has no patch to apply; plan the rollback again.")
         deadline = self._clock.now() + timedelta(seconds=timeout)
+        # A rollback of a rollout past its deadline: that condition is the old rollout's, not ours.
+        stale = self._observed_deadline(plan)
         patched = self._apply(plan)
         yield Progress(
             message=f"deployment.apps/{self.deployment} rolled back",
@@ -692,7 +731,7 @@ class KubernetesPlatform:
         )
         last: Progress | None = None
         try:
-            for last in self._follow(patched, deadline):
+            for last in self._follow(patched, deadline, stale if stale is not None else deadline_exceeded(patched)):
                 yield last
         except PlatformError as err:
             raise type(err)(
@@ -704,8 +743,42 @@ class KubernetesPlatform:
             raise Timeout(
                 f"deployment/{self.deployment} did not finish rolling out within {timeout:g} s "
                 f"(last status: {status}); check the pods (`kubectl get pods -l "
-                f"app={self.name}`) and decide whether to wait or escalate."
+                f"{label_selector((patched.get('spec') or {}).get('selector')) or 'app=' + self.name}`) "
+                "and decide whether to wait or escalate."
             )
+
+    # --- provenance: the rollbacks the objects record ------------------------
+
+    def provenance(self) -> Provenance:
+        """The console's records on the deployment and its ReplicaSets, the
+        undos its rollout history shows, and the revision whose pods never
+        became ready (the rollout past its progress deadline)."""
+        deployment = self._get_deployment()
+        return provenance_of(deployment, self._replica_sets(deployment))
+
+    def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
+        """The plan whose patch also writes `record` into the deployment's
+        ROLLBACKS_ANNOTATION (one request: the change and its record never part)."""
+        if plan.skip_reason or len(plan.calls) != 1:
+            return plan
+        patch = json.loads(plan.calls[0].body)
+        for op in patch:
+            if op.get("path") == "/metadata/annotations" and op.get("op") == "replace":
+                value = dict(op.get("value") or {})
+                value[ROLLBACKS_ANNOTATION] = encode(existing, record)
+                op["value"] = value
+        call = plan.calls[0]
+        return replace(plan, calls=(ApiCall(call.method, call.target, body=json.dumps(patch, indent=2)),))
+
+    def _observed_deadline(self, plan: RollbackPlan) -> str | None:
+        """The ProgressDeadlineExceeded condition the deployment had before the patch (None: none)."""
+        planned = getattr(self, "_planned_deadline", None)
+        if planned is not None and planned[0] == plan.resource_version:
+            return planned[1]
+        try:
+            return deadline_exceeded(self._get_deployment())
+        except PlatformError:
+            return None
 
     def _apply(self, plan: RollbackPlan) -> dict:
         from kubernetes.client.exceptions import ApiException
@@ -718,6 +791,7 @@ class KubernetesPlatform:
                     self.deployment,
                     self.namespace,
                     body=patch,
+                    field_manager=FIELD_MANAGER,
                     _content_type=JSON_PATCH,
                     _preload_content=False,
                     _request_timeout=self._timeout,
@@ -759,13 +833,20 @@ class KubernetesPlatform:
             )
         return patched
 
-    def _follow(self, deployment: dict, deadline: datetime) -> Iterator[Progress]:
+    def _follow(self, deployment: dict, deadline: datetime, stale_deadline: str | None = None) -> Iterator[Progress]:
+        """Follow the rollout until it is done, fails or `deadline` passes.
+        `stale_deadline`: a ProgressDeadlineExceeded condition (its lastUpdateTime)
+        the rollout before this one left; it fails this rollout only once this
+        rollout's own progress deadline (progressDeadlineSeconds from now) has passed."""
         last_message = None
         status_message, warning = None, None
+        seconds = (deployment.get("spec") or {}).get("progressDeadlineSeconds")
+        own_deadline = self._clock.now() + timedelta(seconds=int(seconds)) if seconds else None
         for current, quiet in self._updates(deployment, deadline):
             with self._reads_lock:
                 self._followed = (time.monotonic(), current)
-            message, done, failed = rollout_status(current)
+            inherited = stale_deadline if own_deadline is None or self._clock.now() < own_deadline else None
+            message, done, failed = rollout_status(current, inherited)
             if message != status_message:
                 status_message, warning = message, None  # it moved: an old warning is stale
             if quiet and not done:
@@ -1033,7 +1114,7 @@ class KubernetesPlatform:
 
 
 # A wrong-shaped answer (a number where the deployment belongs) is a sentence naming the API.
-for _method in ("history", "template", "health", "observe", "plan_rollback", "execute", "verify", "follow",
+for _method in ("history", "template", "health", "observe", "plan_rollback", "execute", "verify", "follow", "provenance",
                 "replicas", "scale", "pods", "logs"):
     setattr(KubernetesPlatform, _method, shape_checked("Kubernetes API", getattr(KubernetesPlatform, _method)))
 del _method
@@ -1054,6 +1135,39 @@ def _count(value: Any, allow_none: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"a replica count is {type(value).__name__}, not a whole number")
     return value
+def _tags(template: dict) -> tuple[str, ...]:
+    return tuple(image_tag(i) for i in template_images(template))
+
+
+def provenance_of(deployment: dict, replica_sets: list[dict]) -> Provenance:
+    """`KubernetesPlatform.provenance` from objects already read."""
+    recorded = from_annotations(
+        (deployment.get("metadata") or {}).get("annotations"),
+        *((rs.get("metadata") or {}).get("annotations") for rs in replica_sets),
+    )
+    views = []
+    for rs in replica_sets:
+        number = revision_of(rs)
+        if number is None:
+            continue
+        annotations = rs["metadata"].get("annotations") or {}
+        views.append(ReplicaSetView(number, _tags((rs.get("spec") or {}).get("template") or {}),
+                                    parse_revision_history(annotations.get(REVISION_HISTORY_ANNOTATION))))
+    owner = field_owner((deployment.get("metadata") or {}).get("managedFields"), "spec", "template")
+    manager, at = owner if owner else ("kubectl rollout undo", None)
+    current = KubernetesPlatform._current_replica_set(deployment, replica_sets)
+    undos = undo_records(views, by=manager, current_at=at, current_revision=revision_of(current) if current else None)
+    moves = {(r.from_versions, r.to_versions) for r in recorded.records}
+    # The console's own rollbacks are recorded with who and why: keep those, not their echo in the history.
+    undos = tuple(u for u in undos if not (u.by == FIELD_MANAGER and (u.from_versions, u.to_versions) in moves))
+    never_ready: list[tuple[str, ...]] = []
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            message = condition.get("message") or ""
+            for rs in replica_sets:
+                if f'"{rs["metadata"]["name"]}"' in message:
+                    never_ready.append(_tags((rs.get("spec") or {}).get("template") or {}))
+    return Provenance(recorded.records, tuple(never_ready), recorded.problems).merged(Provenance(undos))
 
 
 def _versions(images: tuple[str, ...]) -> str:
