@@ -264,6 +264,23 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
 
 
 @cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (with an autopilot: section).")
+@click.option("--shadow", is_flag=True, help="Record and post what it would do, and change nothing.")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the XDG state dir's; a drill's is DIR/drill-incidents.db).")
+def autopilot(config_path: str | None, shadow: bool, store_path: str | None) -> None:
+    """Receive Alertmanager's webhooks and roll back through the gate (README "Autopilot")."""
+    from console import locations
+    from console.autopilot.service import AutopilotError, serve
+
+    config = _load(_config_path(config_path))
+    try:
+        serve(config, Path(store_path) if store_path else locations.default_store_path(), shadow=shadow,
+              out=lambda line: click.echo(line))
+    except AutopilotError as err:
+        raise UsageError(str(err)) from None
+
+
+@cli.command()
 @click.argument("incident_id", required=False)
 @click.option("--latest", is_flag=True, help="Export the most recently opened incident.")
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True, help="Markdown for the ticket, JSON for tools.")
