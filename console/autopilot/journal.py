@@ -131,9 +131,13 @@ class Journal:
             self._db.execute("INSERT INTO autopilot_rollbacks (service, at, fingerprint, starts_at) VALUES (?, ?, ?, ?)",
                              (service, _text(now), fingerprint, starts_at))
 
-    def past_rollbacks(self) -> list[PastRollback]:
+    def past_rollbacks(self, besides: tuple[str, str] | None = None) -> list[PastRollback]:
+        """The automatic rollbacks started, oldest first; `besides` (fingerprint,
+        startsAt) leaves out the one that alert started (resuming it)."""
+        fingerprint, starts_at = besides or ("", "")
         with self._lock:
-            rows = self._db.execute("SELECT service, at FROM autopilot_rollbacks ORDER BY id").fetchall()
+            rows = self._db.execute("SELECT service, at FROM autopilot_rollbacks WHERE NOT (fingerprint = ? AND "
+                                    "starts_at = ?) ORDER BY id", (fingerprint, starts_at)).fetchall()
         return [PastRollback(service, datetime.fromisoformat(at)) for service, at in rows]
 
     def switch(self) -> Switch | None:

@@ -225,7 +225,8 @@ class Autopilot:
                          + (f": {work.summary}" if work.summary else "") + mode, service=service)
         now = session.clock.now()
         if not session.rollback_in_flight(service):
-            refusal = before_gate(service, now, self.journal.past_rollbacks(), self.policy, self.paused(),
+            past = self.journal.past_rollbacks(besides=(work.fingerprint, work.starts_at))
+            refusal = before_gate(service, now, past, self.policy, self.paused(),
                                   parse_time(work.starts_at, "startsAt"))
             if refusal is not None:
                 return self._refuse(service, refusal)

@@ -40,6 +40,8 @@ READY_TIMEOUT = 30.0
 """Seconds to wait for Prometheus to answer /-/ready after it starts."""
 STOP_TIMEOUT = 10.0
 """Seconds to wait for Prometheus to exit after SIGTERM before killing it."""
+ALERT_RESEND_DELAY = "2s"
+"""How often the drill's Prometheus re-sends firing alerts to its Alertmanager."""
 RULES_FILE = "rollback-console.rules.yaml"
 CONFIG_FILE = "prometheus.yaml"
 
@@ -141,6 +143,7 @@ class RunningPrometheus:
     binary: str
     process: subprocess.Popen | None = None
     _owned_dir: bool = field(default=False, repr=False)
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -172,6 +175,7 @@ class RunningPrometheus:
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--web.enable-lifecycle",
                     "--log.level=warn",
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -253,7 +257,10 @@ def start(
     owned = directory is None
     directory = Path(tempfile.mkdtemp(prefix="rollback-prometheus-")) if directory is None else directory
     config = write_files(directory, target_url, window, interval, alertmanager_url)
-    running = RunningPrometheus(directory, config, port or _free_port(), binary, _owned_dir=owned)
+    # Firing alerts are re-sent every ALERT_RESEND_DELAY (Prometheus's default: 1m), so a restarted
+    # Alertmanager hears of them again within seconds.
+    extra = (f"--rules.alert.resend-delay={ALERT_RESEND_DELAY}",) if alertmanager_url else ()
+    running = RunningPrometheus(directory, config, port or _free_port(), binary, _owned_dir=owned, extra_args=extra)
     try:
         return running.start(ready_timeout)
     except BaseException:
