@@ -81,9 +81,10 @@ def base(running) -> str:
 
 
 def timeline(store_path: Path, service: str) -> list:
+    """The service's open incident's events, oldest first ([] before there is one)."""
     with Store(store_path) as store:
-        incident = store.open_incident_for(service) or store.latest_incident().id
-        return store.events(incident, newest_first=False)
+        incident = store.open_incident_for(service)
+        return store.events(incident, newest_first=False) if incident else []
 
 
 # --- the whole chain ----------------------------------------------------------
