@@ -105,8 +105,9 @@ def _run_tui(session, theme: str) -> None:
 @click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
 @click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
 @click.option("--with-prometheus", is_flag=True, help="Also start a real Prometheus (the `prometheus` binary) scraping the drill, and read metrics from it (speed 1 only).")
+@click.option("--with-alertmanager", is_flag=True, help="Also start a real Alertmanager with the runbook's AutoRollbackTrigger routed to the autopilot, and run the autopilot (implies --with-prometheus).")
 @click.option("--theme", help="Theme name.")
-def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None) -> None:
+def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None, with_alertmanager: bool = False) -> None:
     """A training drill against a simulated world (default scenario: bad-deploy)."""
     from console.drill import runner
     from console.drill.scenario import ScenarioError, list_scenarios, load_scenario
@@ -123,15 +124,24 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, speed: f
         scenario = load_scenario(scenario_file or name or "bad-deploy")
     except ScenarioError as err:
         raise UsageError(str(err)) from None
-    if with_prometheus and speed != 1.0:
-        raise UsageError("--with-prometheus runs at --speed 1 only: a real Prometheus scrapes on wall-clock time")
+    if (with_prometheus or with_alertmanager) and speed != 1.0:
+        raise UsageError("--with-prometheus and --with-alertmanager run at --speed 1 only: "
+                         "a real Prometheus scrapes on wall-clock time")
     try:
         if serve_only:
             directory = Path(write_dir) if write_dir else None
-            runner.serve(scenario, speed=speed, directory=directory, out=click.echo, with_prometheus=with_prometheus)
+            runner.serve(scenario, speed=speed, directory=directory, out=click.echo, with_prometheus=with_prometheus,
+                         with_alertmanager=with_alertmanager)
             return
-        running = runner.start(scenario, speed=speed, with_prometheus=with_prometheus)
-    except runner.PrometheusUnavailable as err:
+        running = runner.start(scenario, speed=speed, with_prometheus=with_prometheus,
+                               with_alertmanager=with_alertmanager)
+        if with_alertmanager:
+            try:
+                running.start_autopilot()  # the TUI shows what it does: it writes the drill's store
+            except BaseException:
+                running.stop()
+                raise
+    except (runner.PrometheusUnavailable, runner.AlertmanagerUnavailable) as err:
         raise UsageError(str(err)) from None
     try:
         config = _load(running.config_path)

@@ -262,7 +262,8 @@ def start(
 
 
 def serve(
-    scenario: Scenario, speed: float, directory: Path | None, out: Callable[[str], None], with_prometheus: bool = False
+    scenario: Scenario, speed: float, directory: Path | None, out: Callable[[str], None], with_prometheus: bool = False,
+    with_alertmanager: bool = False,
 ) -> None:
     """Serve until SIGINT or SIGTERM (the `--serve-only` mode); prints `ready`.
 
@@ -270,7 +271,14 @@ def serve(
     kubectl, `rollback-console status` and a real Prometheus run on the wall
     clock and would otherwise see every timestamp years old and every metric stale."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    running = start(scenario, speed=speed, directory=directory, start_at=now, with_prometheus=with_prometheus)
+    running = start(scenario, speed=speed, directory=directory, start_at=now, with_prometheus=with_prometheus,
+                    with_alertmanager=with_alertmanager)
+    if with_alertmanager:
+        try:
+            running.start_autopilot()
+        except BaseException:
+            running.stop()
+            raise
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -285,6 +293,10 @@ def serve(
             out(f"ECS API: {running.server.url}/ecs (dummy credentials for a console elsewhere: export {exports})")
         if running.prometheus is not None:
             out(f"prometheus: {running.prometheus.url} (scraping {running.server.url}/metrics)")
+        if running.alertmanager is not None:
+            out(f"alertmanager: {running.alertmanager.url} (routing AutoRollbackTrigger to {running.autopilot_url})")
+            out(f"autopilot: {running.autopilot_url} (token in {running.directory / 'env'}, "
+                f"log {running.directory / 'autopilot.log'})")
         out("ready")
         while not stop.wait(0.5):
             pass

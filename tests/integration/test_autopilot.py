@@ -260,3 +260,46 @@ def test_two_autopilots_one_acts_and_the_other_takes_over(tmp_path):
             runner.stop_process(second)
     finally:
         running.stop()
+
+
+# --- the commands ---------------------------------------------------------------
+
+
+def test_drill_with_alertmanager_serves_the_chain(tmp_path):
+    from support import served_drill
+
+    with served_drill("bad-deploy", "--with-alertmanager", "--write-config", str(tmp_path), timeout=90) as lines:
+        alertmanager = next(line for line in lines if line.startswith("alertmanager: "))
+        url = alertmanager.split()[1]
+        assert httpx.get(f"{url}/-/ready", timeout=5).status_code == 200
+        config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+        section = config["autopilot"]
+        assert section["token_env"] == runner.DRILL_AUTOPILOT_TOKEN_ENV and "token" not in section
+        env = dict(line.split("=", 1) for line in (tmp_path / "env").read_text().splitlines())
+        token = env[runner.DRILL_AUTOPILOT_TOKEN_ENV]
+        assert token and token not in (tmp_path / "config.yaml").read_text()
+        autopilot = f"http://{section['listen']}"
+        assert httpx.get(f"{autopilot}/healthz", timeout=5).text == "ok\n"
+        # Alertmanager's receiver carries the token from a file, never inline.
+        am_config = (tmp_path / "alertmanager" / "alertmanager.yaml").read_text()
+        assert token not in am_config and "credentials_file" in am_config
+        answer = httpx.post(f"{autopilot}/alertmanager", content=b"{}",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert answer.status_code == 400
+
+
+def test_autopilot_command_refuses_a_config_it_cannot_run(tmp_path):
+    from click.testing import CliRunner
+
+    from console.cli import cli
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"services": [{"name": "order-service", "namespace": "shop"}]}))
+    result = CliRunner().invoke(cli, ["autopilot", "--config", str(path), "--store", str(tmp_path / "db")])
+    assert result.exit_code == 2
+    assert "no autopilot: section" in result.output
+    path.write_text(yaml.safe_dump({"services": [{"name": "order-service", "namespace": "shop"}],
+                                    "autopilot": {"token_env": "NOT_SET_ANYWHERE_14"}}))
+    result = CliRunner().invoke(cli, ["autopilot", "--config", str(path), "--store", str(tmp_path / "db")])
+    assert result.exit_code == 2
+    assert "NOT_SET_ANYWHERE_14 (autopilot.token_env)" in result.output
