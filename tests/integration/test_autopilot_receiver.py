@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -35,10 +36,12 @@ def receiver(tmp_path_factory):
     pilot = Autopilot(config, session, journal, out=lambda line: None)
     server = Receiver(("127.0.0.1", 0), pilot, TOKEN, config.autopilot.max_body_bytes)
     server.serve_in_thread()
+    pilot.start()
     try:
         yield server, running
     finally:
         server.close()
+        pilot.stop()
         session.close()
         journal.close()
         running.stop()
@@ -113,3 +116,26 @@ def test_bad_payloads_get_4xx_never_a_traceback_nor_a_rollback(receiver, capfd, 
     assert server.pilot.counters.value("rollbacks_started") == 0
     requests = httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
     assert not [r for r in requests if r[0] == "PATCH"]
+
+
+def test_paused_from_the_store_records_announces_and_rolls_nothing_back(receiver):
+    from console.autopilot.switch import toggle_pause
+
+    server, running = receiver
+    session = server.pilot.session
+    assert toggle_pause(session).paused
+    alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
+                                      "auto_rollback": "true"}, "fingerprint": "paused1"}
+    answer = post(server, json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode())
+    assert answer.status_code == 200 and answer.json()["queued"] == 1
+    deadline = time.monotonic() + 30
+    texts: list[str] = []
+    while time.monotonic() < deadline and not texts:
+        body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
+        texts = [m["payload"]["text"] for m in body["messages"] if "Autopilot did not roll back" in m["payload"]["text"]]
+        time.sleep(0.1)
+    assert texts and f"paused by {session.operator}" in texts[0] and "Level 1" in texts[0], texts
+    assert server.pilot.counters.value("rollbacks_started") == 0
+    assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                if r[0] == "PATCH"]
+    assert not toggle_pause(session).paused
