@@ -26,6 +26,7 @@ from console.autopilot.policy import AutopilotPolicy, Reason, Refusal, after_gat
 from console.comms import autopilot_notice
 from console.config import Config, ServiceConfig
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_OK
+from console.rollback import rollback_procedure
 from console.session import Session
 
 
@@ -242,8 +243,6 @@ class Autopilot:
             return refusal.sentence if refusal is not None else None
 
         lines: list[str] = []
-        from console.rollback import rollback_procedure
-
         reason = f"autopilot: {work.alertname}" + (f" ({work.summary})" if work.summary else "")
         code = session.run(rollback_procedure(session, service, reason=reason, dry_run=self.shadow,
                                               out=lines.append, vet=vet))

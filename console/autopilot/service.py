@@ -50,6 +50,7 @@ def serve(config: Config, store_path: Path, *, shadow: bool = False, out: Callab
         raise AutopilotError(f"cannot listen on {settings.listen} (autopilot.listen): {err.strerror}; "
                              "choose a free address") from None
     stop = stop or _signals()
+    _warm_up(session, out)
     pilot.start()
     if leadership is None:
         pilot.resume()
@@ -69,6 +70,19 @@ def serve(config: Config, store_path: Path, *, shadow: bool = False, out: Callab
         pilot.stop()
         session.close()
         journal.close()
+
+
+def _warm_up(session, out: Callable[[str], None]) -> None:
+    """One refresh before `ready`: the clients, the kubeconfig and the rollout
+    histories are loaded then, not while an alert waits (a cold first alert
+    took seconds)."""
+    try:
+        views = session.run(session.refresh())
+    except Exception as err:  # the sources answer later: the alert's own refresh will say
+        out(f"autopilot: the first refresh failed ({err}); continuing")
+        return
+    for view in views:
+        out(f"autopilot: {view.snapshot.service}: {view.decision.headline}")
 
 
 class _ClusterRef:
