@@ -11,7 +11,7 @@ from collections.abc import Callable
 from console.comms import MessageKind
 from console.gate import Ask, Outcome, Procedure, Verdict
 from console.model import Decision, RollbackPlan
-from console.platforms.base import NotFound, PlatformError
+from console.platforms.base import NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
 
@@ -98,7 +98,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     except PlatformError as err:
         out(f"Cannot plan the rollback: {err}")
         # No such revision, service or container: the command asked for something that is not there.
-        return EXIT_USAGE if isinstance(err, NotFound) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(err, (NotFound, Usage)) else EXIT_FAILED
     ask = Ask(session.operator, to_revision, force, reason, approved_by, quick)
     try:
         verdict = session.gate(plan, ask)
@@ -136,7 +136,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         return EXIT_FAILED
 
     if reversible:
-        code = _reversible_plan(session, service, to_revision, confirm, out)
+        code = _reversible_plan(session, service, to_revision, confirm, out, ask)
         if code != EXIT_OK:
             return code
     else:
@@ -209,14 +209,14 @@ async def _verify_and_report(session: Session, service: str, out: Callable[[str]
     return EXIT_OK
 
 
-def _reversible_plan(session, service, to_revision, confirm, out) -> int:
+def _reversible_plan(session, service, to_revision, confirm, out, ask=None) -> int:
     """The runbook's order when the migration is reversible: the application
     first, then the migration rollback command, then the data integrity check."""
     from console.database import DatabaseError
 
     out("The migration since the deploy is reversible: the application first, then the migration, then the data check.")
     try:
-        runner = session.migration_rollback(service, to_revision)
+        runner = session.migration_rollback(service, to_revision, ask)
     except (DatabaseError, PlatformError) as err:
         out(f"Cannot run the migration rollback plan: {err}")
         return EXIT_FAILED
