@@ -262,8 +262,11 @@ class Autopilot:
             return "rolled back"
         if code == EXIT_DO_NOT_ROLL_BACK:
             return self._refuse(service, Refusal(Reason.GATE, lines[-1] if lines else "the gate refused."))
-        self.counters.add("rollbacks_failed")
         last = next((line for line in reversed(lines) if line.strip()), "the rollback failed.")
+        if "plan" not in seen and not work.resumed:
+            # Stopped before the gate: the plan or the records could not be read; nothing was changed.
+            return self._refuse(service, Refusal(Reason.GATE, f"the rollback could not be planned: {last}"))
+        self.counters.add("rollbacks_failed")
         return self._refuse(service, Refusal(Reason.FAILED, f"the rollback did not end healthy: {last}"))
 
     def _refuse(self, service: str, refusal: Refusal) -> str:
