@@ -193,6 +193,8 @@ class Autopilot:
 
     def handle(self, work: _Work) -> None:
         if work.resolved:
+            if self.session.store.open_incident_for(work.service) is None:
+                return  # nothing to close: no incident was opened for it
             self.session.note(f"AUTOPILOT: {work.alertname} resolved for {work.service} "
                               f"(firing since {work.starts_at[11:19]} UTC)", service=work.service)
             return

@@ -113,6 +113,10 @@ def test_bad_deploy_rolled_back_with_nobody_at_the_keys(tmp_path):
         assert counters["rollback_console_autopilot_rollbacks_started_total"] == 1
         assert counters["rollback_console_autopilot_rollbacks_completed_total"] == 1
         assert counters["rollback_console_autopilot_alerts_received_total"] >= 1
+        # The errors stop, the alert resolves, and the timeline closes the loop.
+        wait_until(lambda: any(e.text.startswith("AUTOPILOT: AutoRollbackTrigger resolved for order-service")
+                               for e in timeline(running.store_path, "order-service")), "the resolved notification")
+        assert len(patches(running, "order-service")) == 1
     finally:
         running.stop()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 import httpx
 import pytest
@@ -27,7 +28,9 @@ TOKEN = "s3cret-token-for-the-test"
 @pytest.fixture(scope="module")
 def receiver(tmp_path_factory):
     directory = tmp_path_factory.mktemp("receiver")
-    running = runner.start(load_scenario("bad-deploy"), directory=directory / "drill")
+    # The world on the wall clock, as the autopilot reads it (the scenario's own start would look years stale).
+    running = runner.start(load_scenario("bad-deploy"), directory=directory / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
     data = runner.console_config(running.world.scenario, running.server.url, running.kubeconfig_path)
     data["autopilot"] = {"token_env": "TEST_AUTOPILOT_TOKEN", "max_body_bytes": 4096}
     config = parse_config(data)
@@ -139,3 +142,30 @@ def test_paused_from_the_store_records_announces_and_rolls_nothing_back(receiver
     assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
                 if r[0] == "PATCH"]
     assert not toggle_pause(session).paused
+
+
+def test_shadow_records_and_posts_what_it_would_do_and_changes_nothing(receiver):
+    server, running = receiver
+    live = server.pilot
+    shadow = Autopilot(live.config, live.session, live.journal, shadow=True, out=lambda line: None)
+    shadow.start()
+    try:
+        alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
+                                          "auto_rollback": "true"}, "fingerprint": "shadow1"}
+        from console.autopilot.payload import parse
+
+        accepted = shadow.accept(parse(json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()))
+        assert accepted.queued == 1
+        deadline = time.monotonic() + 30
+        texts: list[str] = []
+        while time.monotonic() < deadline and not texts:
+            body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
+            texts = [m["payload"]["text"] for m in body["messages"] if "(shadow) would roll back" in m["payload"]["text"]]
+            time.sleep(0.1)
+    finally:
+        shadow.stop()
+    assert texts and "order-service from 1.2.3 to 1.2.2" in texts[0] and "Nothing was changed." in texts[0]
+    assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                if r[0] == "PATCH"]
+    assert shadow.counters.value("rollbacks_started") == 0
+    assert not any(e.kind == "rollback.started" for e in live.session.events("order-service"))
