@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from console import incident as incidents
 from console.autopilot.journal import Journal
 from console.autopilot.payload import Alert, Notification, parse_time
-from console.autopilot.policy import AutopilotPolicy, Reason, Refusal, after_gate, before_gate
+from console.autopilot.policy import AutopilotPolicy, PastRollback, Reason, Refusal, after_gate, before_gate
 from console.comms import autopilot_notice
 from console.config import Config, ServiceConfig
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_OK
+from console.platforms.base import PlatformError
 from console.rollback import rollback_procedure
 from console.session import Session
 
@@ -228,7 +229,7 @@ class Autopilot:
                          + (f": {work.summary}" if work.summary else "") + mode, service=service)
         now = session.clock.now()
         if not session.rollback_in_flight(service):
-            past = self.journal.past_rollbacks(besides=(work.fingerprint, work.starts_at))
+            past = self.journal.past_rollbacks(besides=(work.fingerprint, work.starts_at)) + self._recorded(service)
             refusal = before_gate(service, now, past, self.policy, self.paused(),
                                   parse_time(work.starts_at, "startsAt"))
             if refusal is not None:
@@ -270,6 +271,16 @@ class Autopilot:
             return self._refuse(service, Refusal(Reason.GATE, f"the rollback could not be planned: {last}"))
         self.counters.add("rollbacks_failed")
         return self._refuse(service, Refusal(Reason.FAILED, f"the rollback did not end healthy: {last}"))
+
+    def _recorded(self, service: str) -> list[PastRollback]:
+        """This autopilot's rollbacks of `service` as the cluster records them on
+        the objects: another replica's, with another store, count for the cooldown too."""
+        try:
+            provenance = self.session.provenance(service)
+        except PlatformError:
+            return []  # the gate reads the records again, and refuses when it cannot
+        return [PastRollback(service, r.at) for r in provenance.records
+                if r.by == self.session.operator and r.at is not None]
 
     def _refuse(self, service: str, refusal: Refusal) -> str:
         """Record and announce why the autopilot did not roll back, escalating to the level it implies."""

@@ -169,3 +169,44 @@ def test_shadow_records_and_posts_what_it_would_do_and_changes_nothing(receiver)
                 if r[0] == "PATCH"]
     assert shadow.counters.value("rollbacks_started") == 0
     assert not any(e.kind == "rollback.started" for e in live.session.events("order-service"))
+
+
+def _wait_for_message(running, words: str) -> list[str]:
+    deadline = time.monotonic() + 60
+    texts: list[str] = []
+    while time.monotonic() < deadline and not texts:
+        body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
+        texts = [m["payload"]["text"] for m in body["messages"] if words in m["payload"]["text"]]
+        time.sleep(0.1)
+    return texts
+
+
+def test_a_replica_with_another_store_reads_the_cooldown_from_the_cluster(receiver, tmp_path):
+    """Last in the module: it rolls order-service back for real."""
+    server, running = receiver
+    alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
+                                      "auto_rollback": "true"}, "fingerprint": "real1",
+             "startsAt": datetime.now(timezone.utc).isoformat()}
+    answer = post(server, json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode())
+    assert answer.status_code == 200 and answer.json()["queued"] == 1
+    assert _wait_for_message(running, "Rollback Complete")
+
+    # A second autopilot with a store of its own: its journal knows nothing of that rollback.
+    live = server.pilot
+    other_session = Session(live.config, Store(tmp_path / "other.db"), operator="autopilot")
+    other_journal = Journal(tmp_path / "other.db")
+    other = Autopilot(live.config, other_session, other_journal, out=lambda line: None)
+    other.start()
+    try:
+        later = {**alert, "fingerprint": "real2", "startsAt": datetime.now(timezone.utc).isoformat()}
+        from console.autopilot.payload import parse
+
+        assert other.accept(parse(json.dumps({"version": "4", "status": "firing", "alerts": [later]}).encode())).queued == 1
+        texts = _wait_for_message(running, "was rolled back automatically at")
+    finally:
+        other.stop()
+        other_session.close()
+        other_journal.close()
+    assert texts and "Escalating to Level 2" in texts[0], texts
+    assert len([r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                if r[0] == "PATCH" and r[1].endswith("/deployments/order-service")]) == 1
