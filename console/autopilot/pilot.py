@@ -247,8 +247,11 @@ class Autopilot:
 
         lines: list[str] = []
         reason = f"autopilot: {work.alertname}" + (f" ({work.summary})" if work.summary else "")
-        code = session.run(rollback_procedure(session, service, reason=reason, dry_run=self.shadow,
-                                              out=lines.append, vet=vet))
+        def out(line: str) -> None:
+            lines.append(line)
+            self.out(f"autopilot: {service}: {line}")  # the procedure's own lines, in the autopilot's log
+
+        code = session.run(rollback_procedure(session, service, reason=reason, dry_run=self.shadow, out=out, vet=vet))
         refusal = seen.get("refusal")
         if isinstance(refusal, Refusal):
             return self._refuse(service, refusal)
