@@ -115,6 +115,9 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         return EXIT_DO_NOT_ROLL_BACK
     for objection in verdict.overridden:
         out(f"WARNING (--force): {objection.sentence}")
+    if not dry_run and session.investigation_deadline(service) is not None:
+        # As in the TUI: a rollback that goes ahead ends the investigation's countdown.
+        session.end_investigation(service, f"a rollback of {service} was started (headless)")
     if verdict.overridden and not dry_run:
         session.record_verdict(plan, verdict, ask)
     if verdict.procedure is Procedure.PARTIAL:

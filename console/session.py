@@ -26,7 +26,7 @@ from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
 from console.gate import Ask, LeaseView, MigrationView, Verdict, decide as gate_decide
 from console.model import Reason, Table
-from console.platforms.base import Leased, Observed, Platform, PlatformError, Recorded, Routed, Routing, Usage
+from console.platforms.base import Followed, Leased, Observed, Platform, PlatformError, Recorded, Routed, Routing, Usage
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
@@ -350,6 +350,22 @@ class Session:
             seen.add(key)
             self.record(incidents.NewEvent(incidents.NOTE, record.sentence(service), {"record": key}),
                         service=service, actor=record.by)
+
+    def cluster_rollback(self, service: str) -> RollbackRecord | None:
+        """The newest recent rollback the objects record (by anyone) that brought
+        the service to what it runs now, from the last refresh (no request): the
+        banner follows the cluster, not this console's memory."""
+        platform = self._platforms.get(service)
+        provenance = platform.recorded() if isinstance(platform, Observed) else None
+        view = self._views.get(service)
+        current = view.snapshot.current_revision if view is not None else None
+        if provenance is None or current is None:
+            return None
+        from console.gate import recent
+
+        now = self.clock.now()
+        hits = [r for r in provenance.records if r.to_versions == current.versions and recent(r, now, self.gate_policy)]
+        return hits[-1] if hits else None
 
     def _recorded_keys(self, service: str) -> set[str]:
         """The records the open incident's timeline already mentions."""
@@ -962,9 +978,8 @@ class Session:
                 self.record(incidents.rollback_failed(error), service=service, actor="console")
                 yield Progress(message=error, at=self.clock.now(), failed=True)
                 return
-            follow = getattr(platform, "follow", None)
             last = None
-            progresses = follow(timeout=timeout) if follow is not None else iter(
+            progresses = platform.follow(timeout=timeout) if isinstance(platform, Followed) else iter(
                 [Progress(message="rollout state read from the platform", at=self.clock.now(), done=True)])
             for progress in progresses:
                 if progress.message != last:

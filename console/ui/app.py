@@ -330,6 +330,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             hint = ""
         elif self.selected in self._rolled_back:
             hint = "Rolled back in this session: watch the signals recover before acting again"
+        elif view.decision.action == Action.ROLLBACK_NOW and (record := self.session.cluster_rollback(self.selected)):
+            # Another console, the autopilot or kubectl already rolled back: the metrics may not show it yet.
+            when = f" at {clock_time(record.at)} UTC" if record.at else ""
+            hint = (f"{record.by} rolled back to {', '.join(record.to_versions)}{when}: the signals may lag; "
+                    "r asks the gate")
         elif view.decision.action == Action.ROLLBACK_NOW and self._on_rollback_target(view):
             # After a restart `_rolled_back` is empty: the incident still says where the rollback went.
             hint = "Already rolled back to this version: choose a revision in the history to go further"

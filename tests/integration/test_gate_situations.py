@@ -165,6 +165,11 @@ def test_two_consoles_see_each_others_rollback_on_the_deployment(tmp_path):
         assert (record["by"], record["from"], record["to"], record["why"]) == (
             f"alice@{HOST}", ["1.2.3"], ["1.2.2"], "error rate 8%")
         assert record["incident"].startswith("INC-")
+        # As a real controller does, the drill copies the Deployment's annotation onto its current ReplicaSet.
+        replica_sets = drill.get("/apis/apps/v1/namespaces/shop/replicasets")["items"]
+        [current] = [rs for rs in replica_sets if rs["metadata"]["annotations"].get(
+            "deployment.kubernetes.io/revision") == "4" and rs["metadata"]["name"].startswith("order-service-")]
+        assert json.loads(current["metadata"]["annotations"]["rollback-console.io/rollbacks"]) == [record]
 
         # Bob, on his own laptop (his own state directory), still sees the error rate of a minute ago.
         bob = drill.console("bob", "rollback", "order-service", "--config", drill.config, "--reason",
@@ -272,3 +277,87 @@ def test_an_irreversible_migration_refuses_a_plain_rollback(tmp_path):
         assert result.returncode == 3, result.stdout + result.stderr
         assert "is not reversible" in result.stdout and "DO NOT ROLL BACK: FIX FORWARD" in result.stdout
         assert drill.image("shop", "order-service").endswith(":1.2.3")
+
+
+def test_the_drill_serves_its_migration_ledger_and_fix_forward_needs_no_declaration(tmp_path):
+    with serve(tmp_path, None, name="migration-applied") as drill:
+        config = yaml.safe_load((drill.directory / "config.yaml").read_text())
+        url = config["services"][0]["database"]["migration_status"]["url"]
+        flyway = httpx.get(url, timeout=10).json()  # Spring Boot Actuator's /actuator/flyway shape
+        migrations = flyway["contexts"]["invoice-service"]["flywayBeans"]["flyway"]["migrations"]
+        assert [(m["version"], m["description"], m.get("reversible")) for m in migrations] == [
+            ("0001", "baseline", None), ("0042", "split_address", False)]
+        status = drill.console("gina", "status", "invoice-service", "--config", drill.config, "--json")
+        assert status.returncode == 0, status.stderr
+        decision = json.loads(status.stdout)[0]["decision"]
+        assert decision["action"] == "fix_forward", decision
+        result = drill.console("gina", "rollback", "invoice-service", "--config", drill.config, "--reason",
+                               "errors", "--yes")
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "0042_split_address" in result.stdout and "data loss" in result.stdout
+        assert drill.image("billing", "invoice-service").endswith(":5.0.0")
+
+
+def test_a_reversible_migration_in_the_drill_gets_the_three_step_plan_with_nothing_declared(tmp_path):
+    with serve(tmp_path, None, name="reversible-migration") as drill:
+        status = drill.console("hank", "status", "--config", drill.config, "--json")
+        assert status.returncode == 0, status.stderr
+        [service] = json.loads(status.stdout)
+        assert service["decision"]["action"] != "fix_forward", service["decision"]
+        assert any("reversible" in reason for reason in service["decision"]["reasons"]), service["decision"]
+
+
+def test_an_override_needs_the_configured_approver_and_a_no_op_posts_nothing(tmp_path):
+    with serve(tmp_path, None, name="bad-deploy") as drill:
+        config = yaml.safe_load((drill.directory / "config.yaml").read_text())
+        config["gate"] = {"approvers": ["dana@lead"], "rolled_back_hours": 48}
+        approved = tmp_path / "approved.yaml"
+        approved.write_text(yaml.safe_dump(config))
+        # --to-revision of the current revision: nothing to do, and no message is posted.
+        noop = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason", "x",
+                             "--to-revision", "3", "--yes")
+        assert noop.returncode == 0, noop.stdout + noop.stderr
+        assert "skipped rollback (current template already matches revision 3)" in noop.stdout
+        assert "Rollback Complete" not in noop.stdout and "Rollback in Progress" not in noop.stdout
+
+        alice = drill.console("alice", "rollback", "order-service", "--config", str(approved), "--reason", "errors",
+                              "--yes", "--timeout", "60")
+        assert alice.returncode == 0, alice.stdout + alice.stderr
+        # Ivan's override of Alice's rollback needs a Level 2 approver named in the config.
+        forced = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason",
+                               "1.2.2 corrupts invoices", "--force", "--yes")
+        assert forced.returncode == 3, forced.stdout + forced.stderr
+        assert "this needs approval by a Level 2 approver: --approved-by one of dana@lead" in forced.stdout
+        wrong = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason",
+                              "1.2.2 corrupts invoices", "--force", "--approved-by", "eve", "--yes")
+        assert wrong.returncode == 3 and "eve is not one" in wrong.stdout, wrong.stdout
+        assert drill.image("shop", "order-service").endswith(":1.2.2")
+        usage = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason", "x",
+                              "--approved-by", "dana@lead", "--yes")
+        assert usage.returncode == 2 and "--approved-by goes with --force" in usage.stderr
+        approved_run = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason",
+                                     "1.2.2 corrupts invoices", "--force", "--approved-by", "dana@lead", "--yes",
+                                     "--timeout", "60")
+        assert approved_run.returncode in (0, 1), approved_run.stdout + approved_run.stderr  # 1.2.3 may be unhealthy
+        assert drill.image("shop", "order-service").endswith(":1.2.3")
+        records = json.loads(drill.get("/apis/apps/v1/namespaces/shop/deployments/order-service")
+                             ["metadata"]["annotations"]["rollback-console.io/rollbacks"])
+        assert records[-1]["by"] == f"ivan@{HOST}" and records[-1]["why"] == "1.2.2 corrupts invoices"
+
+
+def test_a_revision_an_aborted_canary_cannot_go_to_is_a_usage_error(tmp_path):
+    with serve(tmp_path, None, name="canary") as drill:
+        result = drill.console("jo", "rollback", "search", "--config", drill.config, "--reason", "x",
+                               "--to-revision", "1", "--yes")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "A canary is rolled back by aborting it to the stable revision" in result.stdout
+        aborted = drill.console("jo", "rollback", "search", "--config", drill.config, "--reason", "canary errors",
+                                "--yes", "--timeout", "60")
+        assert aborted.returncode == 0, aborted.stdout + aborted.stderr  # the canary fails: ROLLBACK NOW
+        # The abort is recorded on the VirtualService, where every console reads it.
+        vs = drill.get("/apis/networking.istio.io/v1beta1/namespaces/shop/virtualservices/search")
+        [record] = json.loads(vs["metadata"]["annotations"]["rollback-console.io/rollbacks"])
+        assert (record["by"], record["to"], record["why"]) == (f"jo@{HOST}", ["3.1.0"], "canary errors")
+        again = drill.console("jo", "rollback", "search", "--config", drill.config, "--reason", "x",
+                              "--to-revision", "1", "--yes")
+        assert again.returncode == 2, again.stdout + again.stderr

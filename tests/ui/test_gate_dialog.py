@@ -108,6 +108,11 @@ async def test_bobs_console_names_alices_rollback_read_from_the_deployment(bad_d
         # Within one refresh, Bob's timeline names what Alice did, from the deployment's record.
         await wait_for(pilot, lambda: any(e.actor == "alice@laptop" and "rolled order-service back from 1.2.3 to "
                                           "1.2.2" in e.text for e in app.events), "Alice's rollback in the timeline")
+        # The banner follows the cluster: what runs now is where Alice's rollback went.
+        record = bob.cluster_rollback("order-service")
+        assert record is not None and (record.by, record.to_versions) == ("alice@laptop", ("1.2.2",))
+        if app.views["order-service"].decision.action is Action.ROLLBACK_NOW:  # the metrics may still lag
+            assert "alice@laptop rolled back to 1.2.2 at" in str(app.query_one("#detail").render())
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, OverrideScreen), "the override dialog")
         text = dialog_text(app)

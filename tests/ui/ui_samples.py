@@ -253,6 +253,9 @@ class RecordedSession:
 
     gate_policy = GatePolicy()
 
+    def cluster_rollback(self, service: str):
+        return None  # the recording keeps no rollback records
+
     def gate(self, plan: RollbackPlan, ask: Ask) -> Verdict:
         """The real (pure) gate over the recorded decision; the recording keeps no rollback records."""
         view = next(v for v in self._views if v.snapshot.service == plan.service)
