@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from console.comms import MessageKind
 from console.gate import Ask, Outcome, Procedure, Verdict
+from console.model import Decision, RollbackPlan
 from console.platforms.base import NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
@@ -49,8 +50,26 @@ async def _run(session, service, reason, to_revision, dry_run, confirm, force, t
         await session.aclose()
 
 
+async def rollback_procedure(
+    session: Session,
+    service: str,
+    *,
+    reason: str,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    out: Callable[[str], None] = print,
+    vet: Callable[[RollbackPlan, Verdict, Decision], str | None] | None = None,
+) -> int:
+    """The same procedure on a session that stays open (the autopilot's: it
+    awaits this on the session's loop, one rollback after the other), never
+    forced. `vet(plan, verdict, decision)` sees every verdict of the gate; a
+    sentence it returns stops a GO (recorded as a refusal, exit 3): a caller's
+    own limits on top of the gate, never a way around it."""
+    return await _procedure(session, service, reason, None, dry_run, None, False, timeout, out, vet=vet)
+
+
 async def _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False,
-                     approved_by=None) -> int:
+                     approved_by=None, vet=None) -> int:
     view = (await session.refresh(only=service))[0]
     decision = view.decision
     out(f"Starting rollback for {service}")
@@ -86,8 +105,14 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     except PlatformError as err:
         out(f"Cannot read what the cluster records about {service}'s rollbacks: {err}")
         return EXIT_FAILED
+    stop = vet(plan, verdict, decision) if vet is not None else None
     if verdict.outcome is not Outcome.GO:
         return _not_going(session, plan, verdict, ask, dry_run, out)
+    if stop:
+        out(f"Not rolling back {service}: {stop}")
+        if not dry_run:
+            session.note(f"{service}: rollback refused: {stop}", service=service)
+        return EXIT_DO_NOT_ROLL_BACK
     for objection in verdict.overridden:
         out(f"WARNING (--force): {objection.sentence}")
     if not dry_run and session.investigation_deadline(service) is not None:

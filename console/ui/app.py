@@ -105,6 +105,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 id="quick-rollback", show=False),
         # Drills only (check_action hides it elsewhere): the trainer's controls.
         Binding("T", "trainer", "Trainer", key_display="T", id="trainer", show=False),
+        Binding("A", "autopilot_pause", "Pause/resume the autopilot (for everyone)", key_display="A",
+                id="autopilot", show=False),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("t", "change_theme", "Theme", id="theme"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
@@ -802,6 +804,19 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self.post_message(timeline_changed(self.session))
 
     # -- other keys ------------------------------------------------------
+
+    def action_autopilot_pause(self) -> None:
+        """The autopilot's kill switch: pause it for everyone on this incident store, or resume it."""
+        self._autopilot_pause_worker(self.selected)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _autopilot_pause_worker(self, service: str) -> None:
+        from console.autopilot.switch import toggle_pause
+
+        switch = toggle_pause(self.session, service)
+        words = "AUTOPILOT PAUSED for everyone: it rolls nothing back" if switch.paused else "Autopilot resumed"
+        self.call_from_thread(self.notify, words, severity="warning" if switch.paused else "information", timeout=8)
+        self.post_message(timeline_changed(self.session))
 
     def action_refresh(self) -> None:
         """Refresh now."""
