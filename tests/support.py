@@ -77,9 +77,21 @@ def served_drill(*drill_args: str, timeout: float = 30.0) -> Iterator[list[str]]
 
 
 async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Let a Textual app run until `condition()` holds; fail naming `what` after `timeout` s."""
+    """Let a Textual app run until `condition()` holds; fail naming `what` after `timeout` s.
+
+    A query that finds no widget yet (a screen pushed but not composed) counts
+    as "not yet", so a condition may reach into a screen that is still mounting.
+    """
+    from textual.css.query import NoMatches
+
+    def holds() -> bool:
+        try:
+            return bool(condition())
+        except NoMatches:
+            return False
+
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not holds():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         await pilot.pause(0.05)
