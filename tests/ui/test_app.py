@@ -26,6 +26,7 @@ from console.ui.app import RollbackConsoleApp, build_app
 from console.ui.messages import RollbackFinished, RollbackProgress
 from console.ui.panes.banner import DecisionBanner
 from console.ui.panes.history import HistoryTable
+from console.ui.screens.override import OverrideScreen
 from console.ui.screens.confirm import ConfirmRollbackScreen
 
 pytestmark = pytest.mark.integration
@@ -156,10 +157,16 @@ async def test_after_the_rollback_r_does_not_offer_the_bad_version_again(bad_dep
         assert history.get_cell("4", "current").plain == "●"
         assert history.get_cell("3", "current").plain == ""
 
-        expected = (f"order-service is already on 1.2.2, the version incident {incident_id} rolled back to; "
-                    "choose a revision in the history to go further.")
+        ticket = session.ticket("order-service")
+        expected = "order-service is already on the target 1.2.2: "
         await pilot.press("r")
-        await wait_for(pilot, lambda: expected in notifications(app), "the already-on-target notice", timeout=15)
+        await wait_for(pilot, lambda: any(n.startswith(expected) for n in notifications(app)),
+                       "the already-on-target notice", timeout=15)
+        [notice] = [n for n in notifications(app) if n.startswith(expected)]
+        # Named from the record the rollback wrote on the deployment, with the incident.
+        assert f"{session.operator} rolled order-service back from 1.2.3 to 1.2.2 at " in notice
+        assert ticket in notice and "Pass --to-revision N to roll back further." in notice
+        assert incident_id
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmRollbackScreen)
@@ -168,9 +175,12 @@ async def test_after_the_rollback_r_does_not_offer_the_bad_version_again(bad_dep
         history.focus()
         history.move_cursor(row=history.get_row_index("1"))
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan to revision 1")
+        # Planned, and judged by the gate: the plan, or the override dialog once the runbook no longer says
+        # ROLLBACK NOW (the metrics of 1.2.2 come in).
+        await wait_for(pilot, lambda: isinstance(app.screen, (ConfirmRollbackScreen, OverrideScreen)),
+                       "the plan to revision 1")
         assert (app.screen.plan.to_revision, app.screen.plan.to_versions) == (1, ("1.2.1",))
-        await pilot.press("n")
+        await pilot.press("escape")
         await pilot.press("q")
     assert template_image(running).endswith(":1.2.2")
 
@@ -180,7 +190,8 @@ async def test_after_the_rollback_r_does_not_offer_the_bad_version_again(bad_dep
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, lambda: "order-service" in app.views, "the first refresh")
         await pilot.press("r")
-        await wait_for(pilot, lambda: expected in notifications(app), "the notice after the restart", timeout=15)
+        await wait_for(pilot, lambda: any(n.startswith(expected) for n in notifications(app)),
+                       "the notice after the restart", timeout=15)
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmRollbackScreen)
