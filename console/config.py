@@ -505,6 +505,21 @@ class GateConfig(_Model):
         return GatePolicy(timedelta(hours=self.rolled_back_hours), tuple(self.approvers))
 
 
+class GitOpsConfig(_Model):
+    """Services deployed by Argo CD or Flux (README "GitOps (Argo CD and Flux)")."""
+
+    hold_seconds: float = Field(10.0, ge=0)
+    """After rolling back a service whose owner self-heals (paused first), how long
+    the console watches, once the owner reconciled, that the rollback held
+    (default 10: twice Argo CD's 5-second self-heal timeout)."""
+    max_paused_hours: float = Field(24.0, gt=0)
+    """An owner the console paused is due to be turned back on within this many
+    hours of the rollback (the checklist's GitOps group); past it, the incident
+    escalates to level 2 naming the paused owner."""
+    argocd_namespace: str = "argocd"
+    """The namespace of Argo CD's Applications when the tracking annotation does not name one."""
+
+
 class ChecklistGroupConfig(_Model):
     """One group of the post-rollback checklist."""
 
@@ -581,6 +596,8 @@ class Config(_Model):
     """Who to contact at each escalation level."""
     gate: GateConfig = GateConfig()
     """The rollback gate: how long a version rolled back from stays off limits, who approves overrides."""
+    gitops: GitOpsConfig = GitOpsConfig()
+    """Argo CD and Flux owners: how long a rollback is watched, how long an owner may stay paused."""
     incident: IncidentConfig = IncidentConfig()
     """Incident ticket, message defaults and the post-rollback checklist."""
     operator: str | None = None

@@ -47,10 +47,12 @@ class Owner:
     parent_self_heal: bool = False
     # Why the console cannot pause it ("" when it can): RBAC, a parent it cannot reach.
     pause_problem: str = ""
+    # Flux: the Kustomization or HelmRelease.
+    flux_kind: str = "Kustomization"
 
     @property
     def kind(self) -> str:
-        return "Application" if self.tool == ARGOCD else "Kustomization"
+        return "Application" if self.tool == ARGOCD else self.flux_kind
 
     @property
     def ref(self) -> str:
@@ -83,7 +85,7 @@ class Owner:
     def resume_hint(self) -> str:
         """How to turn it back on, in its own tool's words."""
         if self.tool == FLUX:
-            return f"flux resume kustomization {self.name} -n {self.namespace}"
+            return f"flux resume {self.flux_kind.lower()} {self.name} -n {self.namespace}"
         hint = f"argocd app set {self.namespace}/{self.name} --sync-policy automated --self-heal"
         if self.parent:
             hint += f" (and its parent {self.parent})"
@@ -96,7 +98,8 @@ def pause_items(paused: Paused) -> tuple[Item, Item]:
         again = f"Resume {paused.ref} once the fix is merged ({paused.resume})"
     else:
         again = f"Re-enable automated sync of {paused.ref} once the fix is merged ({paused.resume})"
-    commit = f" {paused.revision[:12]}" if paused.revision else ""
+    # Flux says "main@sha1:<sha>", Argo CD the bare sha.
+    commit = f" {paused.revision.rsplit(':', 1)[-1][:12]}" if paused.revision else ""
     fix = f"Revert or fix the commit{commit} in git, so {paused.ref} does not deploy it again"
     return Item(_slug(again), again, GROUP), Item(_slug(fix), fix, GROUP)
 

@@ -8,6 +8,7 @@ Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
 from __future__ import annotations
 
 import enum
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -260,6 +261,10 @@ class RollbackPlan:
     # The state the operator saw; the change is refused if it moved since.
     resource_version: str | None = None
     summary: str = ""
+    # Requests made before `calls`: pausing the service's GitOps owner (README "GitOps (Argo CD and Flux)").
+    pre_calls: tuple[ApiCall, ...] = ()
+    # The service's GitOps owner (`console.gitops.Owner`), None when nothing deploys it from git.
+    owner: Any = None
 
     @property
     def from_versions(self) -> tuple[str, ...]:
