@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -261,6 +262,64 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
         force=force, timeout=timeout, out=click.echo, quick=quick, approved_by=approved_by,
     )
     sys.exit(code)
+
+
+_FACT_VALUES = {"true": True, "yes": True, "false": False, "no": False, "unknown": None, "none": None, "": None}
+
+
+def _fact_value(name: str, text: str):
+    """A `--set` value as the Facts field `name` takes it; UsageError naming what is wrong."""
+    from dataclasses import fields
+
+    from console.model import Facts
+
+    kinds = {f.name: str(f.type) for f in fields(Facts)}
+    if name not in kinds:
+        raise UsageError(f"--set {name}=...: {name} is not a fact; the facts are {', '.join(kinds)}")
+    kind = kinds[name]
+    if "datetime" in kind:
+        if text.strip().lower() in ("", "none", "unknown"):
+            return None
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--set {name}={text}: not a time; give one like 2026-12-04T14:21:00Z") from None
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if "bool" in kind:
+        key = text.strip().lower()
+        if key not in _FACT_VALUES or (_FACT_VALUES[key] is None and "None" not in kind):
+            allowed = "true or false" + (" or unknown" if "None" in kind else "")
+            raise UsageError(f"--set {name}={text}: {name} is {allowed}")
+        return _FACT_VALUES[key]
+    return text.strip() or None
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Declare a fact (repeatable): migration_applied=true, migration_reversible=false, "
+                   "external_service_issue=true ...; recorded in the incident with your name.")
+def facts(service: str, config_path: str | None, assignments: tuple[str, ...]) -> None:
+    """Show (and with --set, declare) what the operator knows about SERVICE."""
+    from dataclasses import asdict
+
+    config = _load(_config_path(config_path))
+    try:
+        config.service(service)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    changes = []
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep:
+            raise UsageError(f"--set {assignment}: write KEY=VALUE, e.g. migration_applied=true")
+        changes.append((name.strip(), _fact_value(name.strip(), text)))
+    session = _session(config)
+    for name, value in changes:  # all parsed first: nothing half-done
+        session.declare(service, name, value)
+    for name, value in asdict(session.facts(service)).items():
+        click.echo(f"{name}: {value.isoformat() if isinstance(value, datetime) else value}")
 
 
 @cli.command()

@@ -856,9 +856,12 @@ class MigrationRollback(_Runner):
 
     procedure = MIGRATION_ROLLBACK
 
-    def __init__(self, session: Session, service: str, to_revision: int | None = None) -> None:
+    def __init__(self, session: Session, service: str, to_revision: int | None = None, ask=None) -> None:
         super().__init__(session, service)
         self.to_revision = to_revision
+        # The operator's ask (a `gate.Ask`, with an override when one was given): the gate is asked again
+        # before the application step runs, which may be long after the plan was shown.
+        self.ask = ask
         self._planned: RollbackPlan | None = None
 
     def _on_failure(self, step: StepState, error: str) -> None:
@@ -893,8 +896,17 @@ class MigrationRollback(_Runner):
 
     def _execute(self, step: StepState, choice: str | None, progress: Callable[[str], None]) -> tuple[bool, str, str]:
         if step.id == "app_rollback":
+            from console.gate import Ask, Outcome
+
             plan = self._app_plan()
             self._planned = None  # a retry plans again against the state then
+            ask = self.ask or Ask(self.session.operator, self.to_revision)
+            verdict = self.session.gate(plan, ask)
+            if verdict.outcome is Outcome.NOTHING:
+                return True, verdict.sentence, ""
+            if verdict.outcome is not Outcome.GO:
+                self.session.record_verdict(plan, verdict, ask)
+                return False, f"The gate refuses the application rollback: {verdict.sentence}", ""
             last: Progress | None = None
             try:
                 for last in self.session.execute(plan, reason="roll back the application before its migration"):

@@ -112,7 +112,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         return EXIT_FAILED
 
     if reversible:
-        code = _reversible_plan(session, service, to_revision, confirm, out)
+        code = _reversible_plan(session, service, to_revision, confirm, out, ask)
         if code != EXIT_OK:
             return code
     else:
@@ -190,14 +190,14 @@ async def _verify_and_report(session: Session, service: str, out: Callable[[str]
     return EXIT_OK
 
 
-def _reversible_plan(session, service, to_revision, confirm, out) -> int:
+def _reversible_plan(session, service, to_revision, confirm, out, ask=None) -> int:
     """The runbook's order when the migration is reversible: the application
     first, then the migration rollback command, then the data integrity check."""
     from console.database import DatabaseError
 
     out("The migration since the deploy is reversible: the application first, then the migration, then the data check.")
     try:
-        runner = session.migration_rollback(service, to_revision)
+        runner = session.migration_rollback(service, to_revision, ask)
     except (DatabaseError, PlatformError) as err:
         out(f"Cannot run the migration rollback plan: {err}")
         return EXIT_FAILED

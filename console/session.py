@@ -1036,10 +1036,12 @@ class Session:
         self.platform(service)
         return CorruptionResponse(self, service)
 
-    def migration_rollback(self, service: str, to_revision: int | None = None) -> MigrationRollback:
-        """The reversible-migration plan (application, migration, integrity check), resumed from its timeline."""
+    def migration_rollback(self, service: str, to_revision: int | None = None, ask: Ask | None = None) -> MigrationRollback:
+        """The reversible-migration plan (application, migration, integrity check), resumed from its timeline.
+        `ask`: the operator's ask as the gate saw it (an override included); the gate is asked again before
+        the application step."""
         self.platform(service)
-        return MigrationRollback(self, service, to_revision)
+        return MigrationRollback(self, service, to_revision, ask)
 
     def rollback_check(self, service: str, to_revision: int | None = None):
         """Whether a rollback to `to_revision` (default: the previous revision)

@@ -177,19 +177,29 @@ def label_selector(selector: dict | None) -> str:
     return ",".join(parts)
 
 
-def rollout_status(deployment: dict) -> tuple[str, bool, bool]:
-    """kubectl's DeploymentStatusViewer.Status: (message, done, failed)."""
+def deadline_exceeded(deployment: dict) -> str | None:
+    """The lastUpdateTime of the deployment's ProgressDeadlineExceeded condition
+    ("" when it has none), None when its rollout has not passed its deadline."""
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return str(condition.get("lastUpdateTime") or "")
+    return None
+
+
+def rollout_status(deployment: dict, stale_deadline: str | None = None) -> tuple[str, bool, bool]:
+    """kubectl's DeploymentStatusViewer.Status: (message, done, failed).
+    `stale_deadline`: the lastUpdateTime of a ProgressDeadlineExceeded
+    condition left by the rollout before ours; that condition does not fail
+    ours (the controller keeps it until the new rollout makes progress)."""
     name = deployment["metadata"]["name"]
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     generation = deployment["metadata"].get("generation") or 0
     if generation > (status.get("observedGeneration") or 0):
         return "Waiting for deployment spec update to be observed...", False, False
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and (
-            condition.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            return f'deployment "{name}" exceeded its progress deadline', True, True
+    exceeded = deadline_exceeded(deployment)
+    if exceeded is not None and (stale_deadline is None or exceeded != stale_deadline):
+        return f'deployment "{name}" exceeded its progress deadline', True, True
     desired = spec.get("replicas")
     replicas = status.get("replicas") or 0
     updated = status.get("updatedReplicas") or 0
@@ -590,6 +600,8 @@ class KubernetesPlatform:
             )
 
         template = deployment.get("spec", {}).get("template") or {}
+        # The patch tests this resourceVersion: the deployment before it is the one read here.
+        self._planned_deadline = (deployment["metadata"].get("resourceVersion"), deadline_exceeded(deployment))
         current = self._current_replica_set(deployment, replica_sets)
         from_revision = revision_of(current) if current is not None else revision_of(deployment)
         target_template = target.get("spec", {}).get("template") or {}
@@ -675,6 +687,8 @@ class KubernetesPlatform:
         if len(plan.calls) != 1:
             raise PlatformError("This plan has no patch to apply; plan the rollback again.")
         deadline = self._clock.now() + timedelta(seconds=timeout)
+        # A rollback of a rollout past its deadline: that condition is the old rollout's, not ours.
+        stale = self._observed_deadline(plan)
         for line in self.owners.pause(plan.pre_calls):
             yield Progress(message=line, at=self._clock.now())
         patched = self._apply(plan)
@@ -685,7 +699,7 @@ class KubernetesPlatform:
         )
         last: Progress | None = None
         try:
-            for last in self._follow(patched, deadline):
+            for last in self._follow(patched, deadline, stale if stale is not None else deadline_exceeded(patched)):
                 if last.done and not last.failed and plan.owner is not None and plan.pre_calls:
                     yield replace(last, done=False)
                     last = self._held(plan, last)
@@ -749,6 +763,16 @@ class KubernetesPlatform:
         call = plan.calls[0]
         return replace(plan, calls=(ApiCall(call.method, call.target, body=json.dumps(patch, indent=2)),))
 
+    def _observed_deadline(self, plan: RollbackPlan) -> str | None:
+        """The ProgressDeadlineExceeded condition the deployment had before the patch (None: none)."""
+        planned = getattr(self, "_planned_deadline", None)
+        if planned is not None and planned[0] == plan.resource_version:
+            return planned[1]
+        try:
+            return deadline_exceeded(self._get_deployment())
+        except PlatformError:
+            return None
+
     def _apply(self, plan: RollbackPlan) -> dict:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -786,13 +810,20 @@ class KubernetesPlatform:
             ) from None
         return json.loads(response.data)
 
-    def _follow(self, deployment: dict, deadline: datetime) -> Iterator[Progress]:
+    def _follow(self, deployment: dict, deadline: datetime, stale_deadline: str | None = None) -> Iterator[Progress]:
+        """Follow the rollout until it is done, fails or `deadline` passes.
+        `stale_deadline`: a ProgressDeadlineExceeded condition (its lastUpdateTime)
+        the rollout before this one left; it fails this rollout only once this
+        rollout's own progress deadline (progressDeadlineSeconds from now) has passed."""
         last_message = None
         status_message, warning = None, None
+        seconds = (deployment.get("spec") or {}).get("progressDeadlineSeconds")
+        own_deadline = self._clock.now() + timedelta(seconds=int(seconds)) if seconds else None
         for current, quiet in self._updates(deployment, deadline):
             with self._reads_lock:
                 self._followed = (time.monotonic(), current)
-            message, done, failed = rollout_status(current)
+            inherited = stale_deadline if own_deadline is None or self._clock.now() < own_deadline else None
+            message, done, failed = rollout_status(current, inherited)
             if message != status_message:
                 status_message, warning = message, None  # it moved: an old warning is stale
             if quiet and not done:

@@ -50,10 +50,11 @@ class Gated(Message):
 class MigrationPlanReady(Message):
     """The rollback crosses a reversible migration: run the runbook's three-step plan."""
 
-    def __init__(self, plan: RollbackPlan, to_revision: int | None) -> None:
+    def __init__(self, plan: RollbackPlan, to_revision: int | None, ask: Ask | None = None) -> None:
         super().__init__()
         self.plan = plan
         self.to_revision = to_revision
+        self.ask = ask
 
 
 class WritesReady(Message):
@@ -178,7 +179,7 @@ class PlatformActions:
             else:
                 self._ask_override(plan, verdict, ask)
         elif verdict.procedure is Procedure.MIGRATION_PLAN:
-            self.post_message(MigrationPlanReady(plan, ask.to_revision))
+            self.post_message(MigrationPlanReady(plan, ask.to_revision, ask))
         else:
             self.post_message(PlanReady(plan))
 
@@ -242,7 +243,7 @@ class PlatformActions:
     def on_migration_plan_ready(self, message: MigrationPlanReady) -> None:
         service = message.plan.service
         try:
-            runner = self.session.migration_rollback(service, message.to_revision)
+            runner = self.session.migration_rollback(service, message.to_revision, message.ask)
         except _FAILURES as err:
             self.notify(str(err), title="Migration rollback", severity="error", timeout=15)
             return

@@ -264,7 +264,7 @@ class RecordedSession:
     def migration_facts(self, service: str) -> MigrationFacts:
         return MigrationFacts()
 
-    def _no_database(self, service: str, to_revision: int | None = None):
+    def _no_database(self, service: str, *args):
         raise DatabaseError(f"No database is configured for {service} in this recording.")
 
     corruption_response = migration_rollback = freeze_writes = resume_writes = _no_database
