@@ -107,3 +107,28 @@ def test_a_forbidden_pause_is_refused_by_the_gate(drill, tmp_path: Path) -> None
     assert result.returncode == 3, result.stdout + result.stderr
     assert "cannot be paused" in result.stdout and "Forbidden" in result.stdout
     assert image(drill) == f"{IMAGE}:1.2.3"
+
+
+def test_an_app_of_apps_parent_is_paused_first_and_an_unreachable_one_refuses(tmp_path: Path) -> None:
+    from console.gate import GitOpsView
+    from console.platforms.kubernetes import KubernetesPlatform
+
+    data = load_scenario("gitops-argocd").model_dump(mode="json", exclude_unset=True)
+    data["services"][0]["gitops"]["parent"] = "shop-apps"
+    from console.drill.scenario import parse_scenario
+
+    running = runner.start(parse_scenario(data), speed=SPEED, directory=tmp_path / "drill")
+    try:
+        platform = KubernetesPlatform("order-service", "shop", "order-service",
+                                      kubeconfig=str(running.kubeconfig_path), gitops_hold=0.5)
+        plan = platform.plan_rollback()
+        assert plan.owner.parent == "argocd/shop-apps" and plan.owner.pause_problem == ""
+        assert [c.target.rsplit("/", 1)[-1] for c in plan.pre_calls] == ["shop-apps", "order-service"]
+        progress = [p.message for p in platform.execute(plan, timeout=120)]
+        assert "held:" in progress[-1]
+        running.world.store.delete("applications", "argocd", "shop-apps")
+        owner = platform.plan_rollback(to_revision=1).owner
+        assert "its app-of-apps parent argocd/shop-apps cannot be reached" in owner.pause_problem
+        assert GitOpsView(owner.ref, owner.self_healing, owner.pause_problem).pause_problem
+    finally:
+        running.stop()
