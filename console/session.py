@@ -27,7 +27,7 @@ from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
 from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide
 from console.model import Reason, Table
-from console.platforms.base import Leased, Platform, PlatformError, Recorded, Routed, Routing
+from console.platforms.base import Leased, Owned, Platform, PlatformError, Recorded, Routed, Routing
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
@@ -567,6 +567,12 @@ class Session:
         is or the platform has no lease. Makes a request: call from a worker."""
         lease = self.rollback_lease(service)
         return lease.current() if lease is not None else None
+
+    def gitops_owner(self, service: str):
+        """Who deploys `service` from git (a `console.gitops.Owner`: Argo CD, Flux),
+        None when nothing does or the platform cannot tell. Makes requests: call from a worker."""
+        platform = self.platform(service)
+        return platform.owner() if isinstance(platform, Owned) else None
 
     def routing(self, service: str) -> Routing | None:
         """Where `service`'s traffic goes (the live blue-green colour, the canary

@@ -51,6 +51,7 @@ from .panes.health import HealthPane
 from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
+from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceList
 from .panes.timeline import ERROR, TimelinePane
@@ -188,6 +189,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         lease = LeaseStrip("", id="lease", markup=False)
         lease.display = False
         yield lease
+        owner = OwnerStrip("", id="gitops-owner", markup=False)
+        owner.display = False
+        yield owner
         with Horizontal(id="body"):
             services = ServiceList(self.session.services, id="services")
             services.border_title = "Services"
