@@ -544,7 +544,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         written = []
         for fmt in ("md", "json"):
             text = export_incident(self.session.store, state.id, fmt, now,
-                                   checklist=self.session.checklist_definition, thresholds=self.thresholds)
+                                   checklist=self.session.checklist_for(service), thresholds=self.thresholds)
             path = folder / f"{state.id}.{fmt}"
             path.write_text(text, encoding="utf-8")
             written.append(path)

@@ -89,6 +89,10 @@ def test_rollback_pauses_the_owner_and_sticks(drill, tmp_path: Path) -> None:
     else:
         assert spec["suspend"] is True
         assert "Resume Flux Kustomization flux-system/order-service" in result.stdout
+    exported = console(drill, "export", "--latest", tmp_path=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "paused so that the rollback sticks" in exported.stdout
+    assert "Revert or fix the commit" in exported.stdout
 
 
 def test_rollout_undo_alone_is_put_back(drill) -> None:
