@@ -518,6 +518,11 @@ class GitOpsConfig(_Model):
     escalates to level 2 naming the paused owner."""
     argocd_namespace: str = "argocd"
     """The namespace of Argo CD's Applications when the tracking annotation does not name one."""
+    method: Literal["pause", "revision"] = "pause"
+    """How a service whose Argo CD Application self-heals is rolled back: `pause`
+    (pause it, then `kubectl rollout undo`), or `revision` (pause it, then sync it
+    to the previous revision of its `status.history`, as `argocd app rollback`
+    does). Flux owners are always paused, then rolled back."""
 
 
 class ChecklistGroupConfig(_Model):

@@ -102,6 +102,7 @@ def _kubernetes(config: Config, service: ServiceConfig, clock: Clock, connection
         connection=_connection(config, service, connections),
         gitops_hold=config.gitops.hold_seconds,
         argocd_namespace=config.gitops.argocd_namespace,
+        gitops_method=config.gitops.method,
     )
 
 

@@ -261,6 +261,8 @@ class GitOpsControllers:
             owner = self._owner(svc)
             if owner is None:
                 continue
+            if gitops.tool == "argocd" and (owner.get("operation") or {}).get("sync"):
+                owner = self._operate(svc, gitops, owner, now)
             commit = self.desired(svc, owner)
             deployment, image, replicas = self._live(svc)
             if commit is None or deployment is None:
@@ -281,6 +283,28 @@ class GitOpsControllers:
                 else:
                     pending = healing
             self._report(svc, gitops, owner, drift, pending, now)
+
+    def _operate(self, svc: Service, gitops: GitOps, owner: dict, now: datetime) -> dict:
+        """A sync operation (`argocd app sync --revision`, `argocd app rollback`):
+        deploy that commit now, record it, and report the operation's result."""
+        revision = str(owner["operation"]["sync"].get("revision") or "")
+        commits = self.commits[svc.name]
+        commit = next((c for c in reversed(commits) if revision and c.sha.startswith(revision)), None)
+        stamp = format_timestamp(now)
+        if commit is not None:
+            self._apply(svc, commit)
+            self._record_sync(svc, gitops, commit, now)
+            owner = self._owner(svc) or owner
+            result = {"phase": "Succeeded", "message": "successfully synced (all tasks run)",
+                      "syncResult": {"revision": commit.sha}}
+        else:
+            result = {"phase": "Failed", "message": f"revision {revision!r} is not in the repository"}
+        owner.pop("operation", None)
+        owner.setdefault("status", {})["operationState"] = {
+            **result, "operation": {"sync": {"revision": revision}}, "startedAt": stamp, "finishedAt": stamp}
+        self.store.update("applications", gitops.owner_namespace, owner, check_version=False)
+        self._drift_since.pop(svc.name, None)
+        return self._owner(svc) or owner
 
     def next_wakeup(self, now: datetime) -> datetime | None:
         """When a pending self-heal is due."""

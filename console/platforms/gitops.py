@@ -215,6 +215,20 @@ class GitOpsOwners:
             what = "automated sync off" if resource == "applications" else "suspended"
             yield f"{resource[:-1]}.{call.target.split('/')[2]}/{name} in {namespace}: {what}"
 
+    def revision_call(self, owner: Owner) -> ApiCall | None:
+        """Argo CD's own rollback (`argocd app rollback`): a sync operation to the
+        previous revision of `status.history`; None when there is none."""
+        if owner.tool != ARGOCD or not owner.previous_revision:
+            return None
+        body = {"operation": {"initiatedBy": {"username": "rollback-console"},
+                              "sync": {"revision": owner.previous_revision}}}
+        return ApiCall("PATCH", application_path(owner.namespace, owner.name), json.dumps(body, indent=2))
+
+    def send(self, call: ApiCall) -> dict:
+        """Send one of the owner's calls (a merge patch)."""
+        resource, name, namespace = self._names(call)
+        return self._patch(call, resource, name, namespace)
+
     # --- did it hold ---------------------------------------------------------
 
     def request_reconcile(self, owner: Owner) -> str:

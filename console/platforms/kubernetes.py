@@ -370,6 +370,7 @@ class KubernetesPlatform:
         connection: KubeConnection | None = None,
         gitops_hold: float = GITOPS_HOLD_SECONDS,
         argocd_namespace: str = "argocd",
+        gitops_method: str = "pause",
     ) -> None:
         self.name = service
         self.namespace = namespace
@@ -384,6 +385,7 @@ class KubernetesPlatform:
         # The GitOps owner (Argo CD, Flux) that would undo a rollback: paused first, then watched.
         self.owners = GitOpsOwners(self.connection, argocd_namespace)
         self.gitops_hold = gitops_hold
+        self.gitops_method = gitops_method
 
     def _take(self, attribute: str) -> tuple | None:
         """Take (and forget) a reusable read if it is fresh enough."""
@@ -670,7 +672,29 @@ class KubernetesPlatform:
                  + f" ({owner.resume_hint().split(' (')[0]} turns it back on), or it puts "
                  f"{', '.join(plan.from_versions)} back. ")
         held = f" Then check, after {owner.kind} reconciles, that the rollback held."
+        revision = self.owners.revision_call(owner) if self.gitops_method == "revision" else None
+        if revision is not None:
+            # Argo CD's own rollback: it deploys the previous synced revision itself.
+            summary = (f"{first}Then sync it to its previous synced revision {owner.previous_revision[:12]}, as "
+                       f"`argocd app rollback {owner.name}` would ({_versions(plan.from_images)} → "
+                       f"{_versions(plan.to_images)} expected).{held}")
+            return replace(plan, owner=owner, pre_calls=calls, calls=(revision,), summary=summary)
         return replace(plan, owner=owner, pre_calls=calls, summary=first + plan.summary + held)
+
+    def _synced_by_owner(self, plan: RollbackPlan, deadline: datetime) -> dict:
+        """Wait until the owner's sync has put the target's template on the Deployment."""
+        while True:
+            deployment = self._get_deployment()
+            if template_images((deployment.get("spec") or {}).get("template") or {}) == plan.to_images:
+                return deployment
+            if self._clock.now() >= deadline:
+                raise Timeout(f"{plan.owner.ref} did not sync {_versions(plan.to_images)} in time; look at its "
+                              "sync status (`argocd app get`) and decide whether to wait or roll back by hand.")
+            time.sleep(POLL_INTERVAL_SECONDS)
+
+    def _by_owner(self, plan: RollbackPlan) -> bool:
+        """The plan's change is the owner's own rollback (config `gitops.method: revision`)."""
+        return bool(plan.calls) and "/deployments/" not in plan.calls[0].target
 
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Apply the plan's patch, then follow the rollout like `kubectl rollout
@@ -691,9 +715,14 @@ class KubernetesPlatform:
         stale = self._observed_deadline(plan)
         for line in self.owners.pause(plan.pre_calls):
             yield Progress(message=line, at=self._clock.now())
-        patched = self._apply(plan)
+        if self._by_owner(plan):
+            self.owners.send(plan.calls[0])
+            patched = self._synced_by_owner(plan, deadline)
+        else:
+            patched = self._apply(plan)
         yield Progress(
-            message=f"deployment.apps/{self.deployment} rolled back",
+            message=f"deployment.apps/{self.deployment} rolled back"
+            + (f" by {plan.owner.ref} (sync to {plan.owner.previous_revision[:12]})" if self._by_owner(plan) else ""),
             at=self._clock.now(),
             desired=patched.get("spec", {}).get("replicas"),
         )
@@ -752,7 +781,7 @@ class KubernetesPlatform:
     def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
         """The plan whose patch also writes `record` into the deployment's
         ROLLBACKS_ANNOTATION (one request: the change and its record never part)."""
-        if plan.skip_reason or len(plan.calls) != 1:
+        if plan.skip_reason or len(plan.calls) != 1 or self._by_owner(plan):
             return plan
         patch = json.loads(plan.calls[0].body)
         for op in patch:

@@ -136,3 +136,26 @@ def test_an_app_of_apps_parent_is_paused_first_and_an_unreachable_one_refuses(tm
         assert GitOpsView(owner.ref, owner.self_healing, owner.pause_problem).pause_problem
     finally:
         running.stop()
+
+
+def test_the_gitops_native_way_syncs_the_previous_revision(tmp_path: Path) -> None:
+    running = runner.start(load_scenario("gitops-argocd"), speed=SPEED, directory=tmp_path / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
+    running.scenario_name = "gitops-argocd"  # type: ignore[attr-defined]
+    try:
+        config = yaml.safe_load(running.config_path.read_text())
+        config["gitops"] = {"hold_seconds": 1, "method": "revision"}
+        running.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        previous = owner(running)["status"]["history"][-2]["revision"]
+        result = console(running, "rollback", "order-service", "--reason", "errors 8%", "--yes", "--timeout", "120",
+                         tmp_path=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"argocd app rollback order-service" in result.stdout and "held:" in result.stdout
+        run_for(running, 60)
+        assert image(running) == f"{IMAGE}:1.2.2"
+        app = owner(running)
+        assert app["status"]["sync"]["revision"] == previous
+        assert app["status"]["operationState"]["phase"] == "Succeeded"
+        assert app["spec"]["syncPolicy"]["automated"]["enabled"] is False
+    finally:
+        running.stop()
