@@ -94,6 +94,18 @@ def test_rollback_pauses_the_owner_and_sticks(drill, tmp_path: Path) -> None:
     assert "paused so that the rollback sticks" in exported.stdout
     assert "Revert or fix the commit" in exported.stdout
 
+    # Left paused past gitops.max_paused_hours (24), the escalation names it.
+    from console.clock import FrozenClock
+    from console.config import load
+    from console.session import Session
+    from console.store import Store
+
+    with Store(tmp_path / "state" / "rollback-console" / "incidents.db") as store:
+        later = Session(load(drill.config_path), store,
+                        clock=FrozenClock(datetime.now(timezone.utc) + timedelta(hours=25)))
+        escalation = later.escalation("order-service")
+        assert escalation.level >= 2 and "has stayed paused for more than 24 hours" in escalation.why
+
 
 def test_rollout_undo_alone_is_put_back(drill) -> None:
     kubectl = require_binary("kubectl", "kubernetes-client")
