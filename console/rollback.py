@@ -11,7 +11,7 @@ from collections.abc import Callable
 from console.comms import MessageKind
 from console.gate import Ask, Outcome, Procedure, Verdict
 from console.gitops import GROUP as GITOPS_GROUP
-from console.platforms.base import NotFound, PlatformError
+from console.platforms.base import NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
 
@@ -80,7 +80,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     except PlatformError as err:
         out(f"Cannot plan the rollback: {err}")
         # No such revision, service or container: the command asked for something that is not there.
-        return EXIT_USAGE if isinstance(err, NotFound) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(err, (NotFound, Usage)) else EXIT_FAILED
     ask = Ask(session.operator, to_revision, force, reason, approved_by, quick)
     try:
         verdict = session.gate(plan, ask)

@@ -27,7 +27,7 @@ from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
 from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide
 from console.model import Reason, Table
-from console.platforms.base import Leased, Owned, Platform, PlatformError, Recorded, Routed, Routing
+from console.platforms.base import Leased, Observed, Owned, Platform, PlatformError, Recorded, Routed, Routing, Usage
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
@@ -274,6 +274,8 @@ class Session:
         self._poller_lock = threading.Lock()
         # Each service's provenance as the gate last read it (the records a rollback keeps).
         self._provenance: dict[str, Provenance] = {}
+        # Records of others' rollbacks already put in the timeline (keys), per service.
+        self._seen_records: dict[str, set[str]] = {}
 
     @property
     def poller(self) -> Poller:
@@ -325,11 +327,41 @@ class Session:
         for snapshot in snapshots:
             view = ServiceView(snapshot, self.decide(snapshot))
             self._note_change(self._views.get(snapshot.service), view)
+            self._note_records(snapshot.service, snapshot.taken_at)
             self._views[snapshot.service] = view
             views.append(view)
             self._escalate(snapshot.service, snapshot.taken_at)
             self._record_checklist(snapshot.service, snapshot.taken_at)
         return views
+
+    def _note_records(self, service: str, now: datetime) -> None:
+        """Put in the timeline, once, each recent rollback another console, the
+        autopilot or a person made on the service, as the objects record it
+        (read with the refresh; the entry's actor is who did it)."""
+        platform = self._platforms.get(service)
+        provenance = platform.recorded() if isinstance(platform, Observed) else None
+        if provenance is None:
+            return
+        from console.gate import recent
+
+        seen = self._seen_records.setdefault(service, self._recorded_keys(service))
+        for record in provenance.records:
+            key = "|".join((record.by, ",".join(record.from_versions), ",".join(record.to_versions),
+                            record.at.isoformat() if record.at else ""))
+            if key in seen or record.by == self.operator or not recent(record, now, self.gate_policy):
+                seen.add(key)
+                continue
+            seen.add(key)
+            self.record(incidents.NewEvent(incidents.NOTE, record.sentence(service), {"record": key}),
+                        service=service, actor=record.by)
+
+    def _recorded_keys(self, service: str) -> set[str]:
+        """The records the open incident's timeline already mentions."""
+        incident_id = self.store.open_incident_for(service)
+        if incident_id is None:
+            return set()
+        return {str(incidents.payload(e).get("record")) for e in self.store.events(incident_id)
+                if incidents.payload(e).get("record")}
 
     def view(self, service: str) -> ServiceView | None:
         return self._views.get(service)
@@ -393,7 +425,7 @@ class Session:
         if not quick:
             return platform.plan_rollback(to_revision)
         if "quick" not in inspect.signature(platform.plan_rollback).parameters:
-            raise PlatformError(
+            raise Usage(
                 f"Quick rollback is the Docker Compose procedure; {service} runs on "
                 f"{getattr(platform, 'platform', type(platform).__name__)}: roll it back the usual way."
             )

@@ -39,6 +39,11 @@ class NotFound(PlatformError):
     """The service, deployment or revision does not exist."""
 
 
+class Usage(PlatformError):
+    """What was asked does not fit this platform (a quick rollback off Compose,
+    a revision a canary cannot go to): the command's usage error, exit 2."""
+
+
 class Conflict(PlatformError):
     """The target changed since the operator looked, or is in a state that
     forbids the change (a paused deployment)."""
@@ -171,6 +176,14 @@ class Recorded(Protocol):
         """`plan` whose change also writes `record` (a `provenance.RollbackRecord`,
         kept with the `existing` ones) on the object, in the same request where the
         platform allows it, so the change and its record never part."""
+
+
+@runtime_checkable
+class Observed(Protocol):
+    """A platform whose refresh reads (`observe`) also yield its provenance, at no extra request."""
+
+    def recorded(self):  # -> provenance.Provenance | None
+        """The provenance read with the last refresh that read the history (None before one)."""
 
 
 # --- Kubernetes error translation -------------------------------------------

@@ -27,13 +27,14 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable
+from console.provenance import Provenance, RollbackRecord, decode, merge
 
 PLATFORM = "ecs"
 REQUEST_TIMEOUT = 10.0
@@ -511,6 +512,46 @@ class EcsPlatform:
             summary=summary,
         )
 
+    # --- provenance: tags on the service ------------------------------------
+
+    def provenance(self) -> Provenance:
+        """The console's records in the service's tags (one tag per rollback,
+        `TAG_PREFIX` + time: a tag value holds at most 256 characters)."""
+        arn = self._describe().get("serviceArn", "")
+        tags = self._call("list_tags_for_resource", "list tags of", resourceArn=arn).get("tags") or []
+        records, problems = [], []
+        for tag in tags:
+            if str(tag.get("key", "")).startswith(TAG_PREFIX):
+                found, wrong = decode("[" + str(tag.get("value") or "") + "]")
+                records.extend(found)
+                problems.extend(wrong)
+        return Provenance(merge(tuple(records), ()), (), tuple(problems))
+
+    def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
+        """The plan with a TagResource request after its UpdateService, writing `record` on the service."""
+        if plan.skip_reason or len(plan.calls) != 1:
+            return plan
+        value = _tag_value(record)
+        key = f"{TAG_PREFIX}{record.at:%Y%m%dT%H%M%S}" if record.at else f"{TAG_PREFIX}unknown"
+        endpoint = plan.calls[0].target.split(" ", 1)[0]
+        body = {"resourceArn": self._service_arn(), "tags": [{"key": key, "value": value}]}
+        return replace(plan, calls=(*plan.calls, ApiCall("POST", f"{endpoint} {TARGET}.TagResource",
+                                                           body=json.dumps(body, indent=2))))
+
+    def _service_arn(self) -> str:
+        return self._describe().get("serviceArn", "")
+
+    def _tag(self, call: ApiCall) -> Progress:
+        """Write the rollback's record; a failure is said, not fatal (the rollback is applied)."""
+        body = json.loads(call.body)
+        try:
+            self._call("tag_resource", "tag", resourceArn=body["resourceArn"], tags=body["tags"])
+        except PlatformError as err:
+            return Progress(message=f"the rollback record was not written on the service's tags: {err}",
+                            at=self._clock.now())
+        return Progress(message=f"rollback recorded in the service's tags ({body['tags'][0]['key']})",
+                        at=self._clock.now())
+
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """UpdateService, then wait like `aws ecs wait services-stable` (one
         deployment, running == desired), reporting the deployments as they
@@ -523,7 +564,7 @@ class EcsPlatform:
         if plan.skip_reason:
             yield Progress(message=plan.skip_reason, at=self._clock.now(), done=True)
             return
-        if len(plan.calls) != 1:
+        if not plan.calls or not plan.calls[0].target.endswith(".UpdateService"):
             raise PlatformError("This plan has no UpdateService request; plan the rollback again.")
         request = json.loads(plan.calls[0].body)
         before = self._describe()
@@ -543,6 +584,9 @@ class EcsPlatform:
             at=self._clock.now(),
             desired=updated.get("desiredCount"),
         )
+        for call in plan.calls[1:]:
+            if call.target.endswith(".TagResource"):
+                yield self._tag(call)
         try:
             yield from self._wait(ours, request["taskDefinition"], deadline, deadline_seconds)
         except PlatformError as err:
@@ -645,6 +689,21 @@ def _counts(service: dict, ours: dict) -> dict[str, int | None]:
         "ready": mine.get("runningCount") if mine else None,
         "desired": service.get("desiredCount"),
     }
+
+
+TAG_PREFIX = "rollback-console.io/rollback-"
+"""The key prefix of the console's rollback records in an ECS service's tags."""
+
+
+def _tag_value(record: RollbackRecord) -> str:
+    """The record as one tag value (at most 256 characters: the reason is shortened to fit)."""
+    data = record.to_json()
+    for length in (200, 100, 40, 0):
+        data["why"] = record.why[:length]
+        value = json.dumps(data, separators=(",", ":"))
+        if len(value) <= 256:
+            return value
+    return json.dumps({**data, "why": "", "incident": ""}, separators=(",", ":"))[:256]
 
 
 def _versions(images: tuple[str, ...]) -> str:

@@ -554,7 +554,15 @@ class KubernetesPlatform:
         replica_sets = self._replica_sets(deployment)
         with self._reads_lock:
             self._observed = (time.monotonic(), deployment, replica_sets)
+            # What the objects record, from the same reads: another console's or a person's rollback
+            # shows in the timeline within one refresh.
+            self._recorded = provenance_of(deployment, replica_sets)
         return health, self._history(deployment, replica_sets)
+
+    def recorded(self) -> Provenance | None:
+        """The provenance read with the last `observe` that read the history (None before one)."""
+        with self._reads_lock:
+            return getattr(self, "_recorded", None)
 
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
@@ -743,7 +751,8 @@ class KubernetesPlatform:
             raise Timeout(
                 f"deployment/{self.deployment} did not finish rolling out within {timeout:g} s "
                 f"(last status: {status}); check the pods (`kubectl get pods -l "
-                f"app={self.name}`) and decide whether to wait or escalate."
+                f"{label_selector((patched.get('spec') or {}).get('selector')) or 'app=' + self.name}`) "
+                "and decide whether to wait or escalate."
             )
 
     def _held(self, plan: RollbackPlan, done: Progress) -> Progress:

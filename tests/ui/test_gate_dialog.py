@@ -105,6 +105,9 @@ async def test_bobs_console_names_alices_rollback_read_from_the_deployment(bad_d
     app = build_app(bob, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "order-service" in app.views, "the first refresh")
+        # Within one refresh, Bob's timeline names what Alice did, from the deployment's record.
+        await wait_for(pilot, lambda: any(e.actor == "alice@laptop" and "rolled order-service back from 1.2.3 to "
+                                          "1.2.2" in e.text for e in app.events), "Alice's rollback in the timeline")
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, OverrideScreen), "the override dialog")
         text = dialog_text(app)
