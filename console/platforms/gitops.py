@@ -118,11 +118,14 @@ class GitOpsOwners:
         by_tracking = ARGO_TRACKING in ((deployment.get("metadata") or {}).get("annotations") or {})
         try:
             app = self._get(application_path(namespace, name), "applications", name, namespace)
-        except NotFound:
+        except (NotFound, Forbidden) as err:
             if not by_tracking:
-                return None
-            return Owner(ARGOCD, name, namespace, automated=True, self_heal=True, pause_problem=(
-                f"its Application {namespace}/{name} is not in this cluster (managed by another Argo CD?)"))
+                return None  # the instance label alone: Helm sets it too
+            # Tracked by an Application the console cannot see: the safe reading is that it self-heals.
+            why = "is not in this cluster (managed by another Argo CD?)" if isinstance(err, NotFound) \
+                else f"cannot be read ({err})"
+            return Owner(ARGOCD, name, namespace, automated=True, self_heal=True,
+                         pause_problem=f"its Application {namespace}/{name} {why}")
         return self._argo(app, namespace, name)
 
     def _flux(self, kind: str, namespace: str, name: str) -> Owner:
