@@ -78,7 +78,8 @@ class Owner:
 
     def header(self) -> str:
         """One line for the service's header and the plan."""
-        revision = f", synced at {self.revision[:12]}" if self.revision else ""
+        # Flux says "main@sha1:<sha>", Argo CD the bare sha.
+        revision = f", synced at {self.revision.rsplit(':', 1)[-1][:12]}" if self.revision else ""
         parent = f", managed by app-of-apps {self.parent}" if self.parent else ""
         return f"owned by {self.ref} ({self.policy}{revision}{parent})"
 
