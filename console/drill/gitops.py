@@ -32,7 +32,7 @@ import copy
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from console.drill.objects import NotFound, ObjectStore, format_timestamp
 from console.drill.scenario import GitOps, Scenario, Service
@@ -71,10 +71,14 @@ class GitOpsControllers:
     """Argo CD's application controller and Flux's kustomize-controller, for the
     scenario's owned services. `step(now)` runs inside the world's settle loop."""
 
-    def __init__(self, scenario: Scenario, store: ObjectStore, clock_now: Any) -> None:
+    def __init__(self, scenario: Scenario, store: ObjectStore, clock_now: Any,
+                 note: Callable[[str], None] | None = None) -> None:
         self.scenario = scenario
         self.store = store
         self._clock_now = clock_now
+        # Tells the trainee (the drill state's notes) what the controller undid.
+        self._note = note or (lambda text: None)
+        self._events = 0
         self.owned: dict[str, Service] = {svc.name: svc for svc in scenario.services if svc.gitops is not None}
         self.commits: dict[str, list[Commit]] = {name: [] for name in self.owned}
         # When each drifted object (service name, or "parent:" + child) was first seen drifted.
@@ -275,6 +279,7 @@ class GitOpsControllers:
             else:
                 since = self._drifted(svc.name, now)
                 if healing and now >= since + timedelta(seconds=gitops.self_heal_seconds):
+                    self._healed(svc, gitops, image, commit, now)
                     self._apply(svc, commit)
                     self._record_sync(svc, gitops, commit, now)
                     self._drift_since.pop(svc.name, None)
@@ -316,6 +321,30 @@ class GitOpsControllers:
             times.append(since + timedelta(seconds=svc.gitops.self_heal_seconds))
         future = [t for t in times if t > now]
         return min(future) if future else None
+
+    def _healed(self, svc: Service, gitops: GitOps, image: str | None, commit: Commit, now: datetime) -> None:
+        """Say what self-heal undid: a drill note and an Event on the owner, as the controllers emit one."""
+        tool, kind = ("Argo CD", "Application") if gitops.tool == "argocd" else ("Flux", "Kustomization")
+        ref = f"{kind} {gitops.owner_namespace}/{gitops.owner_name(svc)}"
+        was = (image or "").rpartition(":")[2] or "?"
+        self._note(f"{tool} {ref} reverted drift of deployment/{svc.name} ({was} is not what git says): "
+                   f"{commit.version} is back. Pause it before rolling back.")
+        self._events += 1
+        stamp = format_timestamp(now)
+        message = (f"Initiated automated sync to '{commit.sha}'" if gitops.tool == "argocd"
+                   else f"Deployment/{svc.namespace}/{svc.name} configured (drift corrected)")
+        self.store.create("events", gitops.owner_namespace, {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": f"{gitops.owner_name(svc)}.{self._events:016x}", "namespace": gitops.owner_namespace},
+            "involvedObject": {"kind": kind, "namespace": gitops.owner_namespace, "name": gitops.owner_name(svc),
+                               "apiVersion": "argoproj.io/v1alpha1" if gitops.tool == "argocd"
+                               else "kustomize.toolkit.fluxcd.io/v1"},
+            "reason": "OperationStarted" if gitops.tool == "argocd" else "ReconciliationSucceeded",
+            "message": message, "type": "Normal", "count": 1,
+            "firstTimestamp": stamp, "lastTimestamp": stamp,
+            "source": {"component": "argocd-application-controller" if gitops.tool == "argocd"
+                       else "kustomize-controller"},
+        })
 
     def _apply(self, svc: Service, commit: Commit) -> None:
         """Sync: the Deployment as git has it (image, replicas, change cause)."""

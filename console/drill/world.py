@@ -257,7 +257,8 @@ class World:
         # Amazon ECS services (kind ecs) live beside the Kubernetes objects.
         self.ecs = EcsWorld(scenario, on_change=self._ecs_changed)
         # Argo CD Applications and Flux Kustomizations owning services (scenario `gitops:`).
-        self.gitops = GitOpsControllers(scenario, self.store, lambda: self.clock.now())
+        self.gitops = GitOpsControllers(scenario, self.store, lambda: self.clock.now(),
+                                        note=lambda text: self.notes.append((self._t, text)))
 
         actions = self._history_actions() + self._timeline_actions()
         actions.sort(key=lambda a: (a[0], a[1]))

@@ -111,6 +111,10 @@ def test_rollout_undo_alone_is_reverted_by_the_controller(drill: Drill) -> None:
     drill.wait(lambda: drill.image() == f"{IMAGE}:1.2.3", "the self-heal", simulated=30)
     drill.run_for(60)
     assert drill.image() == f"{IMAGE}:1.2.3"
+    # The drill says why, and the controller's Event is there for `kubectl get events`.
+    assert any("reverted drift of deployment/order-service" in note["text"] for note in drill.world.state()["notes"])
+    _, namespace = OWNERS[drill.scenario]
+    assert "order-service" in drill.kubectl("get", "events", namespace=namespace)
 
 
 def test_paused_the_tools_way_the_undo_holds(drill: Drill) -> None:
