@@ -181,11 +181,16 @@ class CommandOrSql(_Model):
     the DSN on the command line."""
     sql: str | None = None
     """A SQL query run with `psql` against the DSN in `database.dsn_env`."""
+    url: str | None = None
+    """migration_status only: an HTTP(S) URL answering JSON, either Spring Boot
+    Actuator's `/actuator/flyway` shape (`contexts.*.flywayBeans.*.migrations`,
+    applied ones have `installedOn`) or a list of objects with name, applied_at,
+    reversible. Read with the database's `timeout`."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CommandOrSql:
-        if (self.command is None) == (self.sql is None):
-            raise ValueError("give exactly one of command (an argv list) or sql")
+        if sum(v is not None for v in (self.command, self.sql, self.url)) != 1:
+            raise ValueError("give exactly one of command (an argv list), sql or url")
         return self
 
 

@@ -415,6 +415,49 @@ def parse_migration_output(stdout: str) -> tuple[Migration, ...]:
     return tuple(found)
 
 
+_APPLIED_STATES = frozenset({"SUCCESS", "OUT_OF_ORDER", "FUTURE_SUCCESS", "BASELINE"})
+
+
+def parse_migration_document(data: Any) -> tuple[Migration, ...]:
+    """A migration status answer as JSON data: Spring Boot Actuator's
+    `/actuator/flyway` (applied migrations are those with `installedOn`, named
+    VERSION_DESCRIPTION; a `reversible` field is read when present), else what
+    `parse_migration_output` reads."""
+    if isinstance(data, dict) and isinstance(data.get("contexts"), dict):
+        found = []
+        for context in data["contexts"].values():
+            for bean in ((context or {}).get("flywayBeans") or {}).values():
+                for item in (bean or {}).get("migrations") or []:
+                    if not isinstance(item, dict) or not item.get("installedOn"):
+                        continue
+                    if item.get("state") and str(item["state"]).upper() not in _APPLIED_STATES:
+                        continue
+                    description = str(item.get("description") or "").strip().replace(" ", "_")
+                    name = "_".join(p for p in (str(item.get("version") or ""), description) if p) or \
+                        str(item.get("script") or "?")
+                    found.append(Migration(name, _parse_time(item["installedOn"]), _parse_bool(item.get("reversible"))))
+        return tuple(found)
+    return parse_migration_output(json.dumps(data))
+
+
+def read_migration_url(url: str, timeout: float) -> tuple[Migration, ...]:
+    """GET `url` (JSON) and parse it; DatabaseError with a sentence when it fails."""
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=timeout, headers={"Accept": "application/json"})
+    except httpx.TimeoutException:
+        raise DatabaseError(f"GET {url} did not answer within {timeout:g} s") from None
+    except httpx.HTTPError as err:
+        raise DatabaseError(f"GET {url} failed: {err}") from None
+    if response.status_code != 200:
+        raise DatabaseError(f"GET {url} answered HTTP {response.status_code}")
+    try:
+        return parse_migration_document(response.json())
+    except ValueError:
+        raise DatabaseError(f"GET {url} did not answer JSON") from None
+
+
 def _newest_first(migrations: Sequence[Migration]) -> tuple[Migration, ...]:
     if all(m.applied_at is not None for m in migrations):
         return tuple(sorted(migrations, key=lambda m: m.applied_at, reverse=True))
@@ -535,6 +578,9 @@ class Database:
                     if row and row[0]
                 ]
                 source = answer.command
+            elif status.url is not None:
+                found = list(read_migration_url(status.url, min(self.config.timeout, MIGRATION_STATUS_TIMEOUT)))
+                source = f"GET {status.url}"
             else:
                 result = self.run(status.command, timeout=min(self.config.timeout, MIGRATION_STATUS_TIMEOUT))
                 if not result.ok:

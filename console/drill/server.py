@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from console.drill import migrations_api
 from console.drill.ecs_api import EcsApi, is_ecs_request
 from console.drill.kube_api import KubeApi, Response
 from console.drill.prom_api import PromApi
@@ -231,6 +232,8 @@ class DrillServer:
             return self.prom.handle(method, path, query, headers, body)
         if path.startswith("/health/"):
             return self._health(method, path[len("/health/"):])
+        if path.startswith(migrations_api.PREFIX) and method in ("GET", "HEAD"):
+            return _json(*migrations_api.ledger(self.world, path[len(migrations_api.PREFIX):].strip("/")))
         if path.startswith(SLACK_PREFIX):
             return self._slack_post(method, body)
         if path == "/slack/messages":

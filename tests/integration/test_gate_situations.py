@@ -272,3 +272,31 @@ def test_an_irreversible_migration_refuses_a_plain_rollback(tmp_path):
         assert result.returncode == 3, result.stdout + result.stderr
         assert "is not reversible" in result.stdout and "DO NOT ROLL BACK: FIX FORWARD" in result.stdout
         assert drill.image("shop", "order-service").endswith(":1.2.3")
+
+
+def test_the_drill_serves_its_migration_ledger_and_fix_forward_needs_no_declaration(tmp_path):
+    with serve(tmp_path, None, name="migration-applied") as drill:
+        config = yaml.safe_load((drill.directory / "config.yaml").read_text())
+        url = config["services"][0]["database"]["migration_status"]["url"]
+        flyway = httpx.get(url, timeout=10).json()  # Spring Boot Actuator's /actuator/flyway shape
+        migrations = flyway["contexts"]["invoice-service"]["flywayBeans"]["flyway"]["migrations"]
+        assert [(m["version"], m["description"], m.get("reversible")) for m in migrations] == [
+            ("0001", "baseline", None), ("0042", "split_address", False)]
+        status = drill.console("gina", "status", "invoice-service", "--config", drill.config, "--json")
+        assert status.returncode == 0, status.stderr
+        decision = json.loads(status.stdout)[0]["decision"]
+        assert decision["action"] == "fix_forward", decision
+        result = drill.console("gina", "rollback", "invoice-service", "--config", drill.config, "--reason",
+                               "errors", "--yes")
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "0042_split_address" in result.stdout and "data loss" in result.stdout
+        assert drill.image("billing", "invoice-service").endswith(":5.0.0")
+
+
+def test_a_reversible_migration_in_the_drill_gets_the_three_step_plan_with_nothing_declared(tmp_path):
+    with serve(tmp_path, None, name="reversible-migration") as drill:
+        status = drill.console("hank", "status", "--config", drill.config, "--json")
+        assert status.returncode == 0, status.stderr
+        [service] = json.loads(status.stdout)
+        assert service["decision"]["action"] != "fix_forward", service["decision"]
+        assert any("reversible" in reason for reason in service["decision"]["reasons"]), service["decision"]
