@@ -121,6 +121,13 @@ def with_pauses(checklist: Checklist, pauses: tuple[Paused, ...], max_paused: ti
     return replace(checklist, groups=groups, items=tuple(items))
 
 
+def pause_deadline(pauses: tuple[Paused, ...], resumed: set[str],
+                   max_paused: timedelta = DEFAULT_MAX_PAUSED) -> datetime | None:
+    """When the earliest owner still paused must be turned back on (None when none is paused)."""
+    due = [p.at + max_paused for p in pauses if pause_items(p)[0].id not in resumed]
+    return min(due) if due else None
+
+
 def overdue_pause(pauses: tuple[Paused, ...], resumed: set[str], now: datetime,
                   max_paused: timedelta = DEFAULT_MAX_PAUSED) -> str:
     """Why the incident escalates because an owner stayed paused too long ("" when none did).

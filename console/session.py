@@ -825,6 +825,11 @@ class Session:
         overdue = gitops.overdue_pause(state.paused_owners, resumed, now, self._max_paused)
         if overdue and level < 2:
             return 2, overdue, next_at
+        if level < 2:
+            # A paused owner raises the level by time alone too.
+            due = gitops.pause_deadline(state.paused_owners, resumed, self._max_paused)
+            if due is not None and (next_at is None or due < next_at):
+                next_at = due
         return level, why, next_at
 
     def _escalate(self, service: str, now: datetime) -> None:

@@ -12,7 +12,7 @@ from console.checklist import DEFAULT_CHECKLIST, evaluate_checklist
 from console.clock import ScaledClock
 from console.drill.scenario import load_scenario, parse_scenario
 from console.drill.world import World
-from console.gitops import ARGOCD, FLUX, GROUP, Owner, overdue_pause, pause_items, with_pauses
+from console.gitops import ARGOCD, FLUX, GROUP, Owner, overdue_pause, pause_deadline, pause_items, with_pauses
 from console.model import Event
 from console.platforms.gitops import marks
 
@@ -79,6 +79,8 @@ def test_an_owner_paused_too_long_escalates_until_turned_back_on():
     why = overdue_pause(pauses, set(), NOW + timedelta(hours=25))
     assert "Argo CD Application argocd/order-service has stayed paused for more than 24 hours" in why
     assert overdue_pause(pauses, {pause_items(pauses[0])[0].id}, NOW + timedelta(hours=25)) == ""
+    assert pause_deadline(pauses, set()) == NOW + timedelta(hours=24)
+    assert pause_deadline(pauses, {pause_items(pauses[0])[0].id}) is None
 
 
 # --- the drill's controllers --------------------------------------------------------
