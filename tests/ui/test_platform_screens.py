@@ -245,6 +245,7 @@ async def test_freezing_writes_names_the_replica_count_and_remembers_it(drill) -
 
 
 async def test_a_gitops_owner_is_named_under_the_banner_and_paused_in_the_plan(drill) -> None:
+    from console.ui.panes.incident import ChecklistPane
     from console.ui.panes.owner import OwnerStrip
 
     running, session = drill("gitops-argocd")
@@ -258,3 +259,15 @@ async def test_a_gitops_owner_is_named_under_the_banner_and_paused_in_the_plan(d
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
         calls = "\n".join(str(s.render()) for s in app.screen.query("#plan-calls Static"))
         assert calls.index("applications/order-service") < calls.index("deployments/order-service")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(isinstance(m, RollbackFinished) for m in messages), "the rollback",
+                       timeout=TIMEOUT * 2)
+        finished = next(m for m in messages if isinstance(m, RollbackFinished))
+        assert finished.ok, finished.error
+        checklist = app.query_one(ChecklistPane)
+        await wait_for(pilot, lambda: checklist.display and checklist.status is not None and any(
+            s.item.text.startswith("Re-enable automated sync") for s in checklist.status.items), "the GitOps items")
+        with running.world.store.lock:
+            app_spec = running.world.store.get("applications", "argocd", "order-service")["spec"]
+        assert app_spec["syncPolicy"]["automated"]["enabled"] is False
+        assert any("paused so that the rollback sticks" in e.text for e in app.events)
