@@ -39,7 +39,7 @@ from console import incident as incidents
 from console import procedures
 from console.config import CommandOrLink, DatabaseConfig
 from console.model import ApiCall, Event, Progress, RollbackPlan
-from console.platforms.base import PlatformError, Scalable
+from console.platforms.base import PlatformError, Scalable, lacks
 from console.procedures import (
     DATA_CORRUPTION,
     MIGRATION_ROLLBACK,
@@ -762,9 +762,8 @@ class _Runner:
 
 
 def _scale_call(platform: Any, replicas: int) -> ApiCall:
-    describe, current = getattr(platform, "scale_call", None), getattr(platform, "replicas", None)
-    if describe is not None and current is not None:
-        return describe(replicas, current())
+    if isinstance(platform, Scalable):
+        return platform.scale_call(replicas, platform.replicas())
     return ApiCall("scale", f"{platform.name} to {replicas} replicas")
 
 
@@ -890,10 +889,7 @@ class CorruptionResponse(_Runner):
 
 def _scaler(platform: Any) -> Callable[[int], int]:
     if not isinstance(platform, Scalable):
-        raise PlatformError(
-            f"The {getattr(platform, 'platform', 'service')} platform of {platform.name} cannot scale from the "
-            "console; stop writes by hand and skip this step with a reason."
-        )
+        raise PlatformError(f"{lacks(platform, Scalable)[:-1]}: stop writes by hand and skip this step with a reason.")
     return platform.scale
 
 

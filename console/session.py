@@ -27,7 +27,7 @@ from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
 from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide
 from console.model import Reason, Table
-from console.platforms.base import Leased, Observed, Owned, Platform, PlatformError, Recorded, Routed, Routing, Usage
+from console.platforms.base import Followed, Leased, Observed, Owned, Platform, PlatformError, Recorded, Routed, Routing, Usage
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
@@ -1012,9 +1012,8 @@ class Session:
                 self.record(incidents.rollback_failed(error), service=service, actor="console")
                 yield Progress(message=error, at=self.clock.now(), failed=True)
                 return
-            follow = getattr(platform, "follow", None)
             last = None
-            progresses = follow(timeout=timeout) if follow is not None else iter(
+            progresses = platform.follow(timeout=timeout) if isinstance(platform, Followed) else iter(
                 [Progress(message="rollout state read from the platform", at=self.clock.now(), done=True)])
             for progress in progresses:
                 if progress.message != last:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator, Protocol, runtime_checkable
 
-from console.model import Health, Progress, Revision, RollbackPlan
+from console.model import ApiCall, Health, Progress, Revision, RollbackPlan
 
 ROLLOUT_TIMEOUT = 300.0
 """Seconds a rollback may take to become healthy before it is reported failed
@@ -131,12 +131,82 @@ class Routing:
         return " / ".join(f"{name} {weight}" for name, weight in self.weights)
 
 
+# --- optional capabilities: one Protocol each, one refusal sentence each ------------
+# Callers check `isinstance(platform, Capability)`, or call `capable(...)`,
+# never probe with getattr.
+
+
 @runtime_checkable
 class Scalable(Protocol):
     """A platform whose serving deployment can be scaled (freezing writes)."""
 
     def scale(self, replicas: int) -> int:
         """Set the replica count; returns the count it replaced."""
+
+    def replicas(self) -> int:
+        """The desired replica count now."""
+
+    def scale_call(self, replicas: int, current: int) -> ApiCall:
+        """The request `scale` makes, to show before it is made."""
+
+
+@runtime_checkable
+class Templated(Protocol):
+    """A platform whose revisions have pod templates to show and compare."""
+
+    def template(self, revision: int | None = None) -> dict:
+        """The pod template of `revision` (the current one when None)."""
+
+
+@runtime_checkable
+class WithPods(Protocol):
+    """A platform that lists its pods and reads their logs."""
+
+    def pods(self) -> tuple[PodInfo, ...]:
+        """`kubectl get pods -l ...`."""
+
+    def logs(self, tail: int = 50) -> tuple[PodLogs, ...]:
+        """`kubectl logs -l ... --tail=N`."""
+
+
+@runtime_checkable
+class Followed(Protocol):
+    """A platform whose rollout can be followed after the fact (`kubectl rollout status`)."""
+
+    def follow(self, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
+        """The rollout's progress from now until it is done or fails."""
+
+
+@runtime_checkable
+class Observable(Protocol):
+    """A platform that reads health and history in one go (the refresh's call)."""
+
+    def observe(self, history: bool = True) -> tuple[Health, list[Revision] | None]:
+        """Health and, when asked, the history, from one read."""
+
+
+REFUSALS: dict[type, str] = {
+    Scalable: "cannot scale from the console; do it by hand",
+    Templated: "has no pod templates to show",
+    WithPods: "does not list pods or read their logs",
+    Followed: "cannot follow a rollout after the fact",
+    Observable: "reads health and history separately",
+}
+"""The one sentence each capability's absence gives (after "The PLATFORM platform of SERVICE")."""
+
+
+def lacks(platform: object, capability: type) -> str:
+    """The sentence saying `platform` lacks `capability`."""
+    kind = getattr(platform, "platform", None) or type(platform).__name__
+    name = getattr(platform, "name", "the service")
+    return f"The {kind} platform of {name} {REFUSALS[capability]}."
+
+
+def capable(platform: object, capability: type):
+    """`platform` if it has `capability`, else PlatformError with its one sentence."""
+    if not isinstance(platform, capability):
+        raise PlatformError(lacks(platform, capability))
+    return platform
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ from console.clock import Clock
 from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
 from console.model import Health, Metrics, Point, Revision, Signals, Snapshot
-from console.platforms.base import Platform, PlatformError
+from console.platforms.base import Observable, Platform, PlatformError
 from console.signals import health as health_check
 from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
 
@@ -286,11 +286,10 @@ class Poller:
         scheduled = source.revisions_cycle is None or cycle - source.revisions_cycle >= self.settings.rollout_history_every
         # A platform that can read both from one request (Kubernetes: one GET of
         # the deployment, not two) says so with `observe`.
-        observe = getattr(source.platform, "observe", None)
         revisions = None
         try:
-            if observe is not None:
-                pods, revisions = observe(scheduled)
+            if isinstance(source.platform, Observable):
+                pods, revisions = source.platform.observe(scheduled)
             else:
                 pods = source.platform.health()
         except PlatformError as err:

@@ -20,7 +20,7 @@ from console import incident
 from console.database import DatabaseError, StepPreview
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict
 from console.model import RollbackPlan
-from console.platforms.base import PlatformError
+from console.platforms.base import PlatformError, Scalable
 from console.procedures import ProcedureError, RollbackCheck
 
 from .messages import OperationFailed, PlanReady, timeline_changed
@@ -274,8 +274,8 @@ class PlatformActions:
             preview = response.preview("freeze" if freeze else "resume")
             replicas = frozen
             if freeze:
-                reader = getattr(self.session.platform(service), "replicas", None)
-                replicas = reader() if reader is not None else None
+                platform = self.session.platform(service)
+                replicas = platform.replicas() if isinstance(platform, Scalable) else None
         except _FAILURES as err:
             self.post_message(OperationFailed(f"Reading the replica count of {service}", str(err)))
             return

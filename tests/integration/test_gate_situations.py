@@ -300,3 +300,41 @@ def test_a_reversible_migration_in_the_drill_gets_the_three_step_plan_with_nothi
         [service] = json.loads(status.stdout)
         assert service["decision"]["action"] != "fix_forward", service["decision"]
         assert any("reversible" in reason for reason in service["decision"]["reasons"]), service["decision"]
+
+
+def test_an_override_needs_the_configured_approver_and_a_no_op_posts_nothing(tmp_path):
+    with serve(tmp_path, None, name="bad-deploy") as drill:
+        config = yaml.safe_load((drill.directory / "config.yaml").read_text())
+        config["gate"] = {"approvers": ["dana@lead"], "rolled_back_hours": 48}
+        approved = tmp_path / "approved.yaml"
+        approved.write_text(yaml.safe_dump(config))
+        # --to-revision of the current revision: nothing to do, and no message is posted.
+        noop = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason", "x",
+                             "--to-revision", "3", "--yes")
+        assert noop.returncode == 0, noop.stdout + noop.stderr
+        assert "skipped rollback (current template already matches revision 3)" in noop.stdout
+        assert "Rollback Complete" not in noop.stdout and "Rollback in Progress" not in noop.stdout
+
+        alice = drill.console("alice", "rollback", "order-service", "--config", str(approved), "--reason", "errors",
+                              "--yes", "--timeout", "60")
+        assert alice.returncode == 0, alice.stdout + alice.stderr
+        # Ivan's override of Alice's rollback needs a Level 2 approver named in the config.
+        forced = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason",
+                               "1.2.2 corrupts invoices", "--force", "--yes")
+        assert forced.returncode == 3, forced.stdout + forced.stderr
+        assert "this needs approval by a Level 2 approver: --approved-by one of dana@lead" in forced.stdout
+        wrong = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason",
+                              "1.2.2 corrupts invoices", "--force", "--approved-by", "eve", "--yes")
+        assert wrong.returncode == 3 and "eve is not one" in wrong.stdout, wrong.stdout
+        assert drill.image("shop", "order-service").endswith(":1.2.2")
+        usage = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason", "x",
+                              "--approved-by", "dana@lead", "--yes")
+        assert usage.returncode == 2 and "--approved-by goes with --force" in usage.stderr
+        approved_run = drill.console("ivan", "rollback", "order-service", "--config", str(approved), "--reason",
+                                     "1.2.2 corrupts invoices", "--force", "--approved-by", "dana@lead", "--yes",
+                                     "--timeout", "60")
+        assert approved_run.returncode in (0, 1), approved_run.stdout + approved_run.stderr  # 1.2.3 may be unhealthy
+        assert drill.image("shop", "order-service").endswith(":1.2.3")
+        records = json.loads(drill.get("/apis/apps/v1/namespaces/shop/deployments/order-service")
+                             ["metadata"]["annotations"]["rollback-console.io/rollbacks"])
+        assert records[-1]["by"] == f"ivan@{HOST}" and records[-1]["why"] == "1.2.2 corrupts invoices"
