@@ -612,6 +612,24 @@ class AutopilotConfig(_Model):
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host or "127.0.0.1", int(port)
+class GitOpsConfig(_Model):
+    """Services deployed by Argo CD or Flux (README "GitOps (Argo CD and Flux)")."""
+
+    hold_seconds: float = Field(10.0, ge=0)
+    """After rolling back a service whose owner self-heals (paused first), how long
+    the console watches, once the owner reconciled, that the rollback held
+    (default 10: twice Argo CD's 5-second self-heal timeout)."""
+    max_paused_hours: float = Field(24.0, gt=0)
+    """An owner the console paused is due to be turned back on within this many
+    hours of the rollback (the checklist's GitOps group); past it, the incident
+    escalates to level 2 naming the paused owner."""
+    argocd_namespace: str = "argocd"
+    """The namespace of Argo CD's Applications when the tracking annotation does not name one."""
+    method: Literal["pause", "revision"] = "pause"
+    """How a service whose Argo CD Application self-heals is rolled back: `pause`
+    (pause it, then `kubectl rollout undo`), or `revision` (pause it, then sync it
+    to the previous revision of its `status.history`, as `argocd app rollback`
+    does). Flux owners are always paused, then rolled back."""
 
 
 class ChecklistGroupConfig(_Model):
@@ -690,6 +708,8 @@ class Config(_Model):
     """Who to contact at each escalation level."""
     gate: GateConfig = GateConfig()
     """The rollback gate: how long a version rolled back from stays off limits, who approves overrides."""
+    gitops: GitOpsConfig = GitOpsConfig()
+    """Argo CD and Flux owners: how long a rollback is watched, how long an owner may stay paused."""
     incident: IncidentConfig = IncidentConfig()
     """Incident ticket, message defaults and the post-rollback checklist."""
     autopilot: AutopilotConfig | None = None

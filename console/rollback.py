@@ -11,6 +11,7 @@ from collections.abc import Callable
 from console.comms import MessageKind
 from console.gate import Ask, Outcome, Procedure, Verdict
 from console.model import Decision, RollbackPlan
+from console.gitops import GROUP as GITOPS_GROUP
 from console.platforms.base import NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
@@ -129,7 +130,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     if plan.summary:
         # Says what the numbers mean per platform (a blue-green "revision" is a colour).
         out(plan.summary)
-    for call in plan.calls:
+    for call in (*plan.pre_calls, *plan.calls):  # pre_calls: pausing a GitOps owner first
         out(str(call))
     if dry_run:
         out("Dry run: nothing was changed.")
@@ -209,6 +210,11 @@ async def _verify_and_report(session: Session, service: str, out: Callable[[str]
         due = [s.due_at for s in status.items if s.due_at is not None and not s.done]
         out(f"Post-rollback checklist: {status.done} of {len(status.items)} done"
             + (f"; next items due by {min(due):%H:%M} UTC." if due else "."))
+        for item in status.items:
+            if item.group.name == GITOPS_GROUP and not item.done:
+                # A paused GitOps owner: what must not be forgotten, said at once.
+                by = f" (due by {item.due_at:%Y-%m-%d %H:%M} UTC)" if item.due_at else ""
+                out(f"  [ ] {item.item.text}{by}")
     return EXIT_OK
 
 

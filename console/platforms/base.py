@@ -226,6 +226,14 @@ class Leased(Protocol):
 
 
 @runtime_checkable
+class Owned(Protocol):
+    """A platform whose service may be deployed by a GitOps owner (Argo CD, Flux)."""
+
+    def owner(self):  # -> gitops.Owner | None
+        """Who deploys the service from git, None when nothing does (read fresh)."""
+
+
+@runtime_checkable
 class Recorded(Protocol):
     """A platform whose objects carry the rollback records (annotations, tags):
     every console reads them, and writes its own with each rollback."""

@@ -51,6 +51,7 @@ from .panes.health import HealthPane
 from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
+from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceList
 from .panes.timeline import ERROR, TimelinePane
@@ -199,6 +200,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         lease = LeaseStrip("", id="lease", markup=False)
         lease.display = False
         yield lease
+        owner = OwnerStrip("", id="gitops-owner", markup=False)
+        owner.display = False
+        yield owner
         with Horizontal(id="body"):
             services = ServiceList(self.session.services, id="services")
             services.border_title = "Services"
@@ -608,8 +612,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         now = self.session.clock.now()
         written = []
         for fmt in ("md", "json"):
-            text = export_incident(self.session.store, state.id, fmt, now, checklist=self.session.checklist_definition,
-                                   thresholds=self.thresholds, drill=self.session.drill)
+            text = export_incident(self.session.store, state.id, fmt, now,
+                                   checklist=self.session.checklist_for(service), thresholds=self.thresholds,
+                                   drill=self.session.drill)
             path = folder / f"{state.id}.{fmt}"
             path.write_text(text, encoding="utf-8")
             written.append(path)
