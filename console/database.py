@@ -22,10 +22,7 @@ import glob as globbing
 import io
 import json
 import os
-import shlex
 import shutil
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from console import incident as incidents
-from console import procedures
+from console import commands, procedures
+from console.commands import CommandResult, mask, show
 from console.config import CommandOrLink, DatabaseConfig
 from console.model import ApiCall, Event, Progress, RollbackPlan
 from console.platforms.base import PlatformError, Scalable, lacks
@@ -48,7 +46,6 @@ from console.procedures import (
     ProcedureState,
     StepState,
 )
-from console.redact import MASK, redact
 
 if TYPE_CHECKING:
     from console.session import Session
@@ -207,52 +204,9 @@ def pg_binary(name: str) -> str:
     )
 
 
-def _mask(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
-    return redact(text)
+_mask = mask  # the shared masking (console.commands)
 
 
-def show(argv: Sequence[str], secrets: Sequence[str] = ()) -> str:
-    """An argv as it is shown to the operator (shell-quoted, secrets masked); never executed."""
-    return _mask(shlex.join(argv), secrets)
-
-
-# Lines that say what went wrong in psql's and pg_restore's output.
-_ERROR_PREFIXES = ("ERROR:", "FATAL:", "psql: error:", "pg_restore: error:")
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """A finished (or stopped) command; output already redacted."""
-
-    command: str  # as shown
-    returncode: int | None
-    stdout: str
-    stderr: str
-    seconds: float
-    # Set when the command did not run or did not finish: the operator sentence.
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.returncode == 0
-
-    @property
-    def output(self) -> str:
-        """What it printed, stdout then stderr."""
-        return "\n".join(part.rstrip("\n") for part in (self.stdout, self.stderr) if part.strip())
-
-    def failure(self) -> str:
-        """Why it failed, as a sentence (with its last line of error output)."""
-        if self.error:
-            return self.error
-        lines = [line.strip() for line in (self.stderr or self.stdout).splitlines() if line.strip()]
-        # PostgreSQL's own error line, not the caret under the statement that follows it.
-        said = next((line for line in lines if line.startswith(_ERROR_PREFIXES)), None) or next(
-            (line for line in reversed(lines) if any(c.isalnum() for c in line)), "")
-        return f"`{self.command}` exited with status {self.returncode}" + (f": {said}" if said else "")
 
 
 def run_command(
@@ -263,38 +217,9 @@ def run_command(
     cwd: str | None = None,
     secrets: Sequence[str] = (),
 ) -> CommandResult:
-    """Run an argv list (no shell) and wait at most `timeout` seconds; on
-    timeout the whole process group is killed. Never raises for a failing command."""
-    shown = show(argv, secrets)
-    started = time.monotonic()
-    try:
-        process = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            # Its own process group, so a timeout also stops what it started (npm -> node).
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        return CommandResult(shown, None, "", "", 0.0, f"`{argv[0]}` was not found: install it, or fix the command in the config.")
-    except OSError as err:
-        return CommandResult(shown, None, "", "", 0.0, f"`{shown}` could not be started: {err.strerror}.")
-    error = None
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = process.communicate()
-        error = f"`{shown}` did not finish within {timeout:g} s and was stopped; check the database and try again."
-    seconds = time.monotonic() - started
-    decode = lambda data: _mask(data.decode("utf-8", "replace"), secrets)  # noqa: E731
-    return CommandResult(shown, process.returncode, decode(out), decode(err), seconds, error)
+    """The shared runner (`console.commands.run_command`) for database commands."""
+    return commands.run_command(argv, timeout=timeout, env=env, cwd=cwd, secrets=secrets,
+                                what="check the database and try again")
 
 
 # --- the database --------------------------------------------------------------------------
