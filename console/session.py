@@ -20,7 +20,7 @@ from console.checklist import Checklist, ChecklistStatus, Observations, evaluate
 from console.comms import Message, MessageKind, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
 from console.config import ClusterConfig, Config, ServiceConfig
-from console.database import CorruptionResponse, Database, DatabaseError, MigrationRollback, MigrationState
+from console.database import Database, DatabaseError, MigrationState
 from console.decision import evaluate
 from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
@@ -32,6 +32,7 @@ from console.procedures import MigrationFacts, migration_facts, migrations_since
 from console.store import OutboxEntry, Store
 
 if TYPE_CHECKING:
+    from console.runbook import CorruptionResponse, MigrationRollback
     from console.signals.poller import Poller
     from console.slack import SendResult, SlackNotifier
 
@@ -1043,6 +1044,8 @@ class Session:
     def corruption_response(self, service: str) -> CorruptionResponse:
         """The runbook's Data Corruption Response for `service`, resumed from its timeline."""
         self.platform(service)
+        from console.runbook import CorruptionResponse
+
         return CorruptionResponse(self, service)
 
     def migration_rollback(self, service: str, to_revision: int | None = None, ask: Ask | None = None) -> MigrationRollback:
@@ -1050,13 +1053,15 @@ class Session:
         `ask`: the operator's ask as the gate saw it (an override included); the gate is asked again before
         the application step."""
         self.platform(service)
+        from console.runbook import MigrationRollback
+
         return MigrationRollback(self, service, to_revision, ask)
 
     def rollback_check(self, service: str, to_revision: int | None = None):
         """Whether a rollback to `to_revision` (default: the previous revision)
         crosses a migration that cannot be undone, with the runbook's three
         options when it does (a `procedures.RollbackCheck`; from the last refresh)."""
-        from console.database import check_rollback
+        from console.runbook import check_rollback
 
         return check_rollback(self, service, to_revision)
 
