@@ -23,9 +23,10 @@ from console.config import ClusterConfig, Config, ServiceConfig
 from console.database import Database, DatabaseError, MigrationState
 from console.decision import evaluate
 from console.incident import NewEvent
-from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
-from console.gate import Ask, LeaseView, MigrationView, Verdict, decide as gate_decide
-from console.model import Reason, Table
+from console.gate import Ask, LeaseView, MigrationView, Verdict, decide as gate_decide, recent
+from console.model import (
+    Action, Decision, Event, Facts, Metrics, Progress, Reason, RollbackPlan, ServiceView, Snapshot, Table,
+)
 from console.platforms.base import Followed, Leased, Observed, Platform, PlatformError, Recorded, Routed, Routing, Usage
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
@@ -339,8 +340,6 @@ class Session:
         provenance = platform.recorded() if isinstance(platform, Observed) else None
         if provenance is None:
             return
-        from console.gate import recent
-
         seen = self._seen_records.setdefault(service, self._recorded_keys(service))
         for record in provenance.records:
             key = "|".join((record.by, ",".join(record.from_versions), ",".join(record.to_versions),
@@ -362,8 +361,6 @@ class Session:
         current = view.snapshot.current_revision if view is not None else None
         if provenance is None or current is None:
             return None
-        from console.gate import recent
-
         now = self.clock.now()
         hits = [r for r in provenance.records if r.to_versions == current.versions and recent(r, now, self.gate_policy)]
         return hits[-1] if hits else None
