@@ -21,18 +21,20 @@ from console.checklist import Checklist, ChecklistStatus, Observations, evaluate
 from console.comms import Message, MessageKind, drill_marked, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
 from console.config import ClusterConfig, Config, ServiceConfig
-from console.database import CorruptionResponse, Database, DatabaseError, MigrationRollback, MigrationState
+from console.database import Database, DatabaseError, MigrationState
 from console.decision import evaluate, urgency
 from console.incident import NewEvent
-from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
-from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide
-from console.model import Reason, Table
+from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide, recent
+from console.model import (
+    Action, Decision, Event, Facts, Metrics, Progress, Reason, RollbackPlan, ServiceView, Snapshot, Table,
+)
 from console.platforms.base import Followed, Leased, Observed, Owned, Platform, PlatformError, Recorded, Routed, Routing, Usage
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
 
 if TYPE_CHECKING:
+    from console.runbook import CorruptionResponse, MigrationRollback
     from console.signals.poller import Poller
     from console.slack import SendResult, SlackNotifier
 
@@ -365,8 +367,6 @@ class Session:
         provenance = platform.recorded() if isinstance(platform, Observed) else None
         if provenance is None:
             return
-        from console.gate import recent
-
         seen = self._seen_records.setdefault(service, self._recorded_keys(service))
         for record in provenance.records:
             key = "|".join((record.by, ",".join(record.from_versions), ",".join(record.to_versions),
@@ -388,8 +388,6 @@ class Session:
         current = view.snapshot.current_revision if view is not None else None
         if provenance is None or current is None:
             return None
-        from console.gate import recent
-
         now = self.clock.now()
         hits = [r for r in provenance.records if r.to_versions == current.versions and recent(r, now, self.gate_policy)]
         return hits[-1] if hits else None
@@ -1131,6 +1129,8 @@ class Session:
     def corruption_response(self, service: str) -> CorruptionResponse:
         """The runbook's Data Corruption Response for `service`, resumed from its timeline."""
         self.platform(service)
+        from console.runbook import CorruptionResponse
+
         return CorruptionResponse(self, service)
 
     def migration_rollback(self, service: str, to_revision: int | None = None, ask: Ask | None = None) -> MigrationRollback:
@@ -1138,13 +1138,15 @@ class Session:
         `ask`: the operator's ask as the gate saw it (an override included); the gate is asked again before
         the application step."""
         self.platform(service)
+        from console.runbook import MigrationRollback
+
         return MigrationRollback(self, service, to_revision, ask)
 
     def rollback_check(self, service: str, to_revision: int | None = None):
         """Whether a rollback to `to_revision` (default: the previous revision)
         crosses a migration that cannot be undone, with the runbook's three
         options when it does (a `procedures.RollbackCheck`; from the last refresh)."""
-        from console.database import check_rollback
+        from console.runbook import check_rollback
 
         return check_rollback(self, service, to_revision)
 

@@ -56,6 +56,7 @@ from console.platforms.base import (
     describe_target,
     kubernetes_error,
     shape_checked,
+    parse_time,
 )
 
 if TYPE_CHECKING:
@@ -110,17 +111,6 @@ _WARN_REASONS = frozenset(
         "CreateContainerError",
     }
 )
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 timestamp from the API as an aware datetime."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _prune(value: Any) -> Any:

@@ -17,7 +17,8 @@ from textual.css.query import NoMatches
 from textual.message import Message
 
 from console import incident
-from console.database import DatabaseError, StepPreview
+from console.database import DatabaseError
+from console.runbook import StepPreview
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict
 from console.model import RollbackPlan
 from console.platforms.base import PlatformError, Scalable
