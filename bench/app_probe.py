@@ -42,6 +42,16 @@ if "--peer" not in sys.argv:  # the bare-Textual peer imports Textual only
 T_CLI = time.monotonic()
 
 
+async def _wait(seconds: float) -> None:
+    """Let the app run for `seconds`. Not `pilot.pause()`: that waits for the
+    screen to be idle by posting a callback to every widget on it, work the
+    probe would add to the app's own at every poll (the console has hundreds
+    of widgets, the bare peer three)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 def _status_kib(field: str) -> int | None:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -109,18 +119,18 @@ async def main(args: argparse.Namespace) -> dict:
     probe = FrameProbe(app, on_frame)  # before the app runs: its first frame counts
     async with app.run_test(headless=True, size=(args.width, args.height)) as pilot:
         while first["data"] is None:
-            await pilot.pause(0.005)
+            await _wait(0.005)
         out.update(t_first_frame=first["frame"], t_first_data=first["data"])
         if args.mode == "startup" and args.steady_cycles:
             deadline = time.monotonic() + args.timeout
             while len(cycles) < 1 + args.steady_cycles and time.monotonic() < deadline:
-                await pilot.pause(0.05)
+                await _wait(0.05)
         elif args.mode == "idle":
             out.update(await _idle(args))
         if args.mode == "memory":
             started = session.clock.now()
             while (session.clock.now() - started).total_seconds() < args.sim_seconds:
-                await pilot.pause(0.2)
+                await _wait(0.2)
             out["sim_seconds"] = (session.clock.now() - started).total_seconds()
         elif args.mode == "keys":
             await _keys(app, pilot, args, refreshing, pending, latencies)
@@ -175,7 +185,7 @@ async def peer(args: argparse.Namespace) -> dict:
     probe = FrameProbe(app, on_frame)
     async with app.run_test(headless=True, size=(args.width, args.height)) as pilot:
         while first["frame"] is None:
-            await pilot.pause(0.005)
+            await _wait(0.005)
         out.update(t_first_frame=first["frame"], t_first_data=first["frame"], cycles=[])
         if args.mode == "keys":
             await _keys(app, pilot, args, never, pending, latencies, idle_only=True)
@@ -238,7 +248,7 @@ async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: boo
     thread.start()
     deadline = time.monotonic() + args.timeout
     while not loop_done.is_set() and time.monotonic() < deadline:
-        await pilot.pause(0.05)
+        await _wait(0.05)
     stop.set()
 
 
