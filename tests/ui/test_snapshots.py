@@ -119,3 +119,24 @@ def test_incident_war_room(snap_compare):
 
     app = build_app(IncidentRecording(), animate=False)
     assert snap_compare(app, terminal_size=WAR_ROOM, run_before=show_checklist)
+
+
+def test_override_dialog_after_fix_forward(snap_compare):
+    """After FIX FORWARD, `r` opens the gate's override dialog: red, the runbook's reason, the reason to type,
+    Cancel focused."""
+    session = RecordedSession()
+    facts = Facts(migration_applied=True, migration_reversible=False, migration_name="0042_split_address")
+    session._views = [ServiceView(v.snapshot, evaluate(v.snapshot, facts, v.snapshot.taken_at, Thresholds()))
+                      for v in session._views]
+
+    async def press_r(pilot) -> None:
+        await _first_refresh(pilot)
+        await pilot.press("r")
+        for _ in range(100):
+            if pilot.app.screen.__class__.__name__ == "OverrideScreen":
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    app = build_app(session, animate=False)
+    assert snap_compare(app, terminal_size=WAR_ROOM, run_before=press_r)
