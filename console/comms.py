@@ -35,6 +35,8 @@ class MessageKind(str, enum.Enum):
     ROLLING_BACK = "rolling_back"
     COMPLETE_UNHEALTHY = "complete_unhealthy"
     COMPLETE_HEALTHY = "complete_healthy"
+    # The autopilot's notice when it does not roll back (or, in shadow mode, what it would do).
+    AUTOPILOT = "autopilot"
 
     @property
     def label(self) -> str:
@@ -48,6 +50,7 @@ _LABELS = {
     MessageKind.ROLLING_BACK: "Rolling back",
     MessageKind.COMPLETE_UNHEALTHY: "Rollback complete but service unhealthy",
     MessageKind.COMPLETE_HEALTHY: "Rollback complete, service healthy",
+    MessageKind.AUTOPILOT: "Autopilot",
 }
 
 _ICONS = {
@@ -56,6 +59,7 @@ _ICONS = {
     MessageKind.ROLLING_BACK: "🚨",
     MessageKind.COMPLETE_UNHEALTHY: "⚠️",
     MessageKind.COMPLETE_HEALTHY: "✅",
+    MessageKind.AUTOPILOT: "🤖",
 }
 
 
@@ -364,3 +368,8 @@ def slack_payload(message: Message) -> dict[str, Any]:
             {"type": "section", "text": {"type": "mrkdwn", "text": part}} for part in _slack_blocks_text(message)
         ]
     return payload
+
+
+def autopilot_notice(words: str) -> Message:
+    """The autopilot's one-line notice: "🤖 Autopilot did not roll back ...", or what it would do in shadow mode."""
+    return _notice(MessageKind.AUTOPILOT, words)

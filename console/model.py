@@ -8,6 +8,7 @@ Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
 from __future__ import annotations
 
 import enum
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -312,10 +313,18 @@ class RollbackPlan:
     # The state the operator saw; the change is refused if it moved since.
     resource_version: str | None = None
     summary: str = ""
+    # The rollback this plan completes, as a sentence ("" when none): Compose's full
+    # rollback after a quick one. The decision to roll back was taken (and gated)
+    # when the quick rollback went ahead; this plan only finishes it.
+    finishes: str = ""
     # What the target could have been (platforms that search for it: Compose),
     # newest first, and why the target was picked among them.
     candidates: tuple[TargetCandidate, ...] = ()
     choice: str = ""
+    # Requests made before `calls`: pausing the service's GitOps owner (README "GitOps (Argo CD and Flux)").
+    pre_calls: tuple[ApiCall, ...] = ()
+    # The service's GitOps owner (`console.gitops.Owner`), None when nothing deploys it from git.
+    owner: Any = None
 
     @property
     def from_versions(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterator, Protocol, runtime_checkable
 
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan
@@ -185,12 +185,22 @@ class Observable(Protocol):
         """Health and, when asked, the history, from one read."""
 
 
+@runtime_checkable
+class QuickRollback(Protocol):
+    """A platform with the runbook's quick rollback (Docker Compose: keep the
+    previous container and start it)."""
+
+    def quick_rollback_to_finish(self) -> str | None:
+        """After a quick rollback, what the full rollback still has to do (None when nothing)."""
+
+
 REFUSALS: dict[type, str] = {
     Scalable: "cannot scale from the console; do it by hand",
     Templated: "has no pod templates to show",
     WithPods: "does not list pods or read their logs",
     Followed: "cannot follow a rollout after the fact",
     Observable: "reads health and history separately",
+    QuickRollback: "has no quick rollback (it is the Docker Compose procedure); roll it back the usual way",
 }
 """The one sentence each capability's absence gives (after "The PLATFORM platform of SERVICE")."""
 
@@ -226,6 +236,14 @@ class Leased(Protocol):
 
 
 @runtime_checkable
+class Owned(Protocol):
+    """A platform whose service may be deployed by a GitOps owner (Argo CD, Flux)."""
+
+    def owner(self):  # -> gitops.Owner | None
+        """Who deploys the service from git, None when nothing does (read fresh)."""
+
+
+@runtime_checkable
 class Recorded(Protocol):
     """A platform whose objects carry the rollback records (annotations, tags):
     every console reads them, and writes its own with each rollback."""
@@ -246,6 +264,17 @@ class Observed(Protocol):
 
     def recorded(self):  # -> provenance.Provenance | None
         """The provenance read with the last refresh that read the history (None before one)."""
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp from the API as an aware datetime."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 # --- Kubernetes error translation -------------------------------------------

@@ -221,3 +221,20 @@ async def test_an_unknown_theme_falls_back_to_the_default(bad_deploy) -> None:
         await refreshed(pilot)
         assert app.theme == "default"
         assert any("'no-such-theme' was not found" in n for n in notifications(app))
+
+
+async def test_shift_a_pauses_the_autopilot_for_everyone_and_records_it(bad_deploy) -> None:
+    from console.autopilot.switch import autopilot_switch
+
+    _, session = bad_deploy
+    app = build_app(session, animate=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        await pilot.press("A")
+        await settle(pilot)
+        switch = autopilot_switch(session)
+        assert switch is not None and switch.paused and switch.by == session.operator
+        assert any("AUTOPILOT PAUSED" in text for text in notifications(app))
+        await pilot.press("A")
+        await settle(pilot)
+        assert autopilot_switch(session).paused is False
