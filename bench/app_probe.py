@@ -12,6 +12,14 @@ Modes:
   keys     while refresh cycles run, send arrow keys the way a terminal
            driver does (from another thread) and time each key until the
            frame that shows its effect (the selected service changes).
+  idle     after the first data and a warm-up, the process's CPU time
+           (every thread) over a window of wall time: % of one core.
+
+`--peer` runs the bare-Textual peer (bench/bare_textual.py: one 500-row
+DataTable and one Static) instead of the console, under the same probe,
+terminal size and key sender (no refresh cycles: every key is idle).
+`--steady-cycles N` (startup) waits for N cycles after the first before
+exiting, so the steady cycle of the same process is known.
 
 Usage: python bench/app_probe.py MODE --config PATH [--speed X --drill-url URL] ...
 """
@@ -28,9 +36,20 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import console.cli as cli  # noqa: E402  (what the console script imports first)
+if "--peer" not in sys.argv:  # the bare-Textual peer imports Textual only
+    import console.cli as cli  # noqa: E402  (what the console script imports first)
 
 T_CLI = time.monotonic()
+
+
+async def _wait(seconds: float) -> None:
+    """Let the app run for `seconds`. Not `pilot.pause()`: that waits for the
+    screen to be idle by posting a callback to every widget on it, work the
+    probe would add to the app's own at every poll (the console has hundreds
+    of widgets, the bare peer three)."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 def _status_kib(field: str) -> int | None:
@@ -55,6 +74,8 @@ def _synced_clock(drill_url: str, speed: float):
 async def main(args: argparse.Namespace) -> dict:
     from bench.common import FrameProbe
 
+    if args.peer:
+        return await peer(args)
     config = cli._load(args.config)
     clock = _synced_clock(args.drill_url, args.speed) if args.speed != 1.0 else None
     session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None)
@@ -98,12 +119,18 @@ async def main(args: argparse.Namespace) -> dict:
     probe = FrameProbe(app, on_frame)  # before the app runs: its first frame counts
     async with app.run_test(headless=True, size=(args.width, args.height)) as pilot:
         while first["data"] is None:
-            await pilot.pause(0.005)
+            await _wait(0.005)
         out.update(t_first_frame=first["frame"], t_first_data=first["data"])
+        if args.mode == "startup" and args.steady_cycles:
+            deadline = time.monotonic() + args.timeout
+            while len(cycles) < 1 + args.steady_cycles and time.monotonic() < deadline:
+                await _wait(0.05)
+        elif args.mode == "idle":
+            out.update(await _idle(args))
         if args.mode == "memory":
             started = session.clock.now()
             while (session.clock.now() - started).total_seconds() < args.sim_seconds:
-                await pilot.pause(0.2)
+                await _wait(0.2)
             out["sim_seconds"] = (session.clock.now() - started).total_seconds()
         elif args.mode == "keys":
             await _keys(app, pilot, args, refreshing, pending, latencies)
@@ -116,14 +143,70 @@ async def main(args: argparse.Namespace) -> dict:
     return out
 
 
-async def _keys(app, pilot, args, refreshing, pending, latencies) -> None:
+async def _idle(args) -> dict:
+    """CPU time of this process (all threads) over `--window` seconds of wall
+    time, after `--warmup` seconds; the probe itself only sleeps meanwhile."""
+    import asyncio
+    import resource
+
+    await asyncio.sleep(args.warmup)
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    wall, used = time.monotonic(), cpu()
+    await asyncio.sleep(args.window)
+    wall, used = time.monotonic() - wall, cpu() - used
+    return {"idle_window_s": wall, "idle_cpu_s": used, "idle_cpu_percent": 100 * used / wall}
+
+
+async def peer(args: argparse.Namespace) -> dict:
+    """The bare-Textual peer under the same probe (see the module's docstring)."""
+    from bench.bare_textual import BareTextualApp
+    from bench.common import FrameProbe
+
+    app = BareTextualApp()
+    out: dict = {"t_start": T_START, "t_cli_imported": T_CLI, "t_app_built": time.monotonic(), "peer": True}
+    first = {"frame": None}
+    pending = {"key": None, "target": None, "done": None}
+    latencies: list[dict] = []
+    never = {"since": None}
+
+    def on_frame(now: float) -> None:
+        if first["frame"] is None:
+            first["frame"] = now
+        key = pending["key"]
+        if key is not None and app.selected == pending["target"]:
+            latencies.append({"ms": (now - key) * 1000, "during_cycle": False})
+            pending["key"] = None
+            pending["done"].set()
+
+    probe = FrameProbe(app, on_frame)
+    async with app.run_test(headless=True, size=(args.width, args.height)) as pilot:
+        while first["frame"] is None:
+            await _wait(0.005)
+        out.update(t_first_frame=first["frame"], t_first_data=first["frame"], cycles=[])
+        if args.mode == "keys":
+            await _keys(app, pilot, args, never, pending, latencies, idle_only=True)
+        elif args.mode == "idle":
+            out.update(await _idle(args))
+        out["frames"] = len(probe.frames)
+        out["latencies"] = latencies
+        out["vm_hwm_kib"] = _status_kib("VmHWM")
+        out["vm_rss_kib"] = _status_kib("VmRSS")
+        app.exit()
+    return out
+
+
+async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: bool = False) -> None:
     """Arrow keys from a thread (as the terminal driver sends them), while a cycle runs."""
     import random
     import threading
 
     from textual import events
 
-    services = list(app.session.services)
+    services = list(app.services if idle_only else app.session.services)
     app.query_one("#services").focus()
     await pilot.pause(0.1)
     state = {"index": services.index(app.selected)}
@@ -136,7 +219,7 @@ async def _keys(app, pilot, args, refreshing, pending, latencies) -> None:
             sent = 0
             while sent < args.keys and not stop.is_set():
                 since = refreshing["since"]
-                want_cycle = sent % 4 != 3  # one key in four while idle, for comparison
+                want_cycle = sent % 4 != 3 and not idle_only  # one key in four while idle, for comparison
                 if (since is not None) != want_cycle:
                     time.sleep(0.002)
                     continue
@@ -165,7 +248,7 @@ async def _keys(app, pilot, args, refreshing, pending, latencies) -> None:
     thread.start()
     deadline = time.monotonic() + args.timeout
     while not loop_done.is_set() and time.monotonic() < deadline:
-        await pilot.pause(0.05)
+        await _wait(0.05)
     stop.set()
 
 
@@ -173,8 +256,12 @@ if __name__ == "__main__":
     import asyncio
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("startup", "memory", "keys"))
-    parser.add_argument("--config", required=True)
+    parser.add_argument("mode", choices=("startup", "memory", "keys", "idle"))
+    parser.add_argument("--peer", action="store_true")
+    parser.add_argument("--steady-cycles", type=int, default=0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--config")
     parser.add_argument("--store")
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--drill-url")

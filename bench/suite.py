@@ -42,16 +42,28 @@ FLOORS = {
     "peak_rss_mb": 150.0,
 }
 
+FLOORS_17 = {
+    "key_idle_ratio": 2.0,
+    "key_cycle_ratio": 3.0,
+    "first_frame_ratio": 1.5,
+    "first_data_ratio": 1.5,
+    "idle_cpu_percent": 5.0,
+    "peak_rss_mb": 120.0,
+}
+"""Issue 17's floors: ratios against the bare-Textual peer measured in the same run."""
+
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _probe(mode: str, config: Path, store: Path, *extra: str, timeout: float = 600) -> dict:
-    """Run bench/app_probe.py in a child process; its result with times relative to the spawn."""
+def _probe(mode: str, config: Path | None, store: Path | None, *extra: str, timeout: float = 600) -> dict:
+    """Run bench/app_probe.py in a child process; its result with times relative to the spawn.
+    Without a config, the bare-Textual peer runs under the same probe."""
     spawned = time.monotonic()
+    where = ["--config", str(config), "--store", str(store)] if config is not None else ["--peer"]
     result = subprocess.run(
-        [PYTHON, str(ROOT / "bench" / "app_probe.py"), mode, "--config", str(config), "--store", str(store), *extra],
+        [PYTHON, str(ROOT / "bench" / "app_probe.py"), mode, *where, *extra],
         capture_output=True, text=True, env=bench_env(), cwd=ROOT, timeout=timeout,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
@@ -98,21 +110,30 @@ def startup(sizes: list[int], runs: int, work: Path) -> dict:
         drill = served_drill(scenario, work / f"startup-{n}" / "drill")
         try:
             samples = []
+            # At 20 services (issue 17) the same process goes on for 3 more cycles: its steady cycle.
+            steady = ["--steady-cycles", "3"] if n == 20 else []
             for i in range(runs):
-                data = _probe("startup", drill.config_path, work / f"startup-{n}" / f"store-{i}.db")
+                data = _probe("startup", drill.config_path, work / f"startup-{n}" / f"store-{i}.db", *steady)
+                cycles = [c["seconds"] for c in data["cycles"]]
                 samples.append({
                     "cli_imported_s": data["t_cli_imported"],
                     "app_built_s": data["t_app_built"],
                     "first_frame_s": data["t_first_frame"],
                     "first_data_s": data["t_first_data"],
-                    "first_cycle_s": data["cycles"][0]["seconds"] if data["cycles"] else None,
+                    "first_cycle_s": cycles[0] if cycles else None,
+                    "steady_cycle_s": median(cycles[1:]) if len(cycles) > 1 else None,
                 })
+                if n == 20:
+                    # The peer's cold start right beside the console's, at the same moment's load.
+                    peer = _probe("startup", None, None)
+                    samples[-1]["peer_first_frame_s"] = peer["t_first_frame"]
         finally:
             drill.stop()
         results[str(n)] = {
             "runs": samples,
-            **{f"median_{k}": median([s[k] for s in samples if s[k] is not None])
-               for k in ("cli_imported_s", "app_built_s", "first_frame_s", "first_data_s", "first_cycle_s")},
+            **{f"median_{k}": median([s[k] for s in samples if s.get(k) is not None])
+               for k in ("cli_imported_s", "app_built_s", "first_frame_s", "first_data_s", "first_cycle_s",
+                         "steady_cycle_s", "peer_first_frame_s")},
         }
     return results
 
@@ -369,6 +390,11 @@ def refresh_scale(sizes: list[int], cycles: int, work: Path, with_prometheus: bo
                     "idle_p95_ms": percentile(idle, 95), "lost": sum(1 for x in data["latencies"] if x["ms"] is None),
                     "app_cycles_median_s": median(app_cycles[1:]), "app_first_cycle_s": app_cycles[0] if app_cycles else None,
                 }
+                log(f"keys: {keys} arrow keys in the bare-Textual peer")
+                peer = _probe("keys", None, None, "--keys", str(keys), "--timeout", "300")
+                peer_ms = [x["ms"] for x in peer["latencies"] if x["ms"] is not None]
+                entry["keys"]["peer_ms"] = peer_ms
+                entry["keys"]["peer_p95_ms"] = percentile(peer_ms, 95)
         finally:
             drill.stop()
         out[str(n)] = entry
@@ -409,7 +435,28 @@ def _run_refresh_scale(module) -> Any:
     return json.loads(path.read_text())
 
 
-# -- 5. memory -----------------------------------------------------------------------------
+# -- 5. idle CPU -----------------------------------------------------------------------------
+
+
+def idle_cpu(services: int, interval: float, work: Path, window: float) -> dict:
+    """CPU of the console process (all threads) at rest: N services, refresh
+    every `interval` s, after the first data and a warm-up; beside it the peer's."""
+    log(f"idle CPU: {services} services, refresh {interval:g} s, {window:g} s window")
+    directory = work / f"idle-{services}"
+    scenario = write_scenario(directory, scenario_data(services))
+    drill = served_drill(scenario, directory / "drill", timeout=600)
+    try:
+        set_refresh_interval(drill.config_path, interval)
+        data = _probe("idle", drill.config_path, directory / "incidents.db", "--window", str(window), timeout=600)
+        peer = _probe("idle", None, None, "--window", str(window), timeout=600)
+    finally:
+        drill.stop()
+    return {"services": services, "refresh_interval_s": interval, "window_s": data["idle_window_s"],
+            "cpu_s": data["idle_cpu_s"], "cpu_percent": data["idle_cpu_percent"],
+            "cycles": len(data["cycles"]), "peer_cpu_percent": peer["idle_cpu_percent"]}
+
+
+# -- 6. memory -----------------------------------------------------------------------------
 
 
 def memory(services: int, sim_seconds: float, speed: float, work: Path) -> dict:
@@ -440,9 +487,50 @@ def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
     return f"{value}{unit}"
 
 
-def table(results: dict) -> list[tuple[str, str, str, str]]:
-    """(measure, value, floor, verdict) rows."""
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def table_17(results: dict) -> list[tuple[str, str, str, str]]:
+    """Issue 17's rows, with its names and floors, absolute figures beside them."""
     rows = []
+
+    def row(name: str, value: float | None, floor: float, unit: str, absolute: str, digits: int = 2) -> None:
+        verdict = "" if value is None else ("met" if value <= floor else "MISSED")
+        rows.append((name, _fmt(value, unit, digits) + f" ({absolute})", f"≤ {_fmt(float(floor), unit, digits)}", verdict))
+
+    sizes = [n for n in results.get("refresh", {}) if n.isdigit()]
+    largest = max(sizes, key=int) if sizes else None
+    keys = (results["refresh"][largest].get("keys") or {}) if largest else {}
+    peer = keys.get("peer_p95_ms")
+    if keys:
+        row("key-to-render idle (p95) ÷ bare Textual", _ratio(keys.get("idle_p95_ms"), peer), FLOORS_17["key_idle_ratio"], "×",
+            f"{_fmt(keys.get('idle_p95_ms'), ' ms', 1)} vs {_fmt(peer, ' ms', 1)}")
+        row(f"key-to-render during a {largest}-service cycle (p95) ÷ bare Textual", _ratio(keys.get("p95_ms"), peer),
+            FLOORS_17["key_cycle_ratio"], "×", f"{_fmt(keys.get('p95_ms'), ' ms', 1)} vs {_fmt(peer, ' ms', 1)}")
+    start = results.get("startup", {}).get("20")
+    if start:
+        frame, bare = start.get("median_first_frame_s"), start.get("median_peer_first_frame_s")
+        row("first frame, 20 services ÷ bare Textual", _ratio(frame, bare), FLOORS_17["first_frame_ratio"], "×",
+            f"{_fmt(frame, ' s')} vs {_fmt(bare, ' s')}")
+        data, steady = start.get("median_first_data_s"), start.get("median_steady_cycle_s")
+        gap = data - frame if data is not None and frame is not None else None
+        row("first live data − first frame, 20 services ÷ steady cycle", _ratio(gap, steady), FLOORS_17["first_data_ratio"], "×",
+            f"{_fmt(gap, ' s')} vs {_fmt(steady, ' s', 3)}; first data {_fmt(data, ' s')}")
+    idle = results.get("idle")
+    if idle:
+        row(f"idle CPU, {idle['services']} services", idle["cpu_percent"], FLOORS_17["idle_cpu_percent"], " %",
+            f"of one core, {idle['refresh_interval_s']:g} s refresh; bare Textual {idle['peer_cpu_percent']:.1f} %", 1)
+    mem = results.get("memory")
+    if mem and mem["services"] >= 500:
+        row(f"peak RSS, {mem['services']} services", mem["peak_rss_mb"], FLOORS_17["peak_rss_mb"], " MB",
+            f"{mem['sim_seconds']:.0f} s simulated", 0)
+    return rows
+
+
+def table(results: dict) -> list[tuple[str, str, str, str]]:
+    """(measure, value, floor, verdict) rows: issue 17's first, then issue 9's."""
+    rows = table_17(results)
 
     def row(name: str, value: float | None, floor: float | None, unit: str, digits: int = 2, note: str = "") -> None:
         verdict = "" if floor is None or value is None else ("met" if value <= floor else "MISSED")
@@ -508,17 +596,17 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Small sizes, one run each: a smoke test in seconds.")
-    parser.add_argument("--only", help="Comma-separated measures: startup,detection,rollback,confirm,refresh,memory.")
+    parser.add_argument("--only", help="Comma-separated measures: startup,detection,rollback,confirm,refresh,idle,memory.")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Where to write the results (JSON).")
     args = parser.parse_args(argv)
     quick = args.quick
-    chosen = set((args.only or "startup,detection,rollback,confirm,refresh,memory").split(","))
+    chosen = set((args.only or "startup,detection,rollback,confirm,refresh,idle,memory").split(","))
     work = Path(tempfile.mkdtemp(prefix="rollback-bench-"))
     results: dict[str, Any] = {"quick": quick, "machine": machine(), "started": utc_now().isoformat()}
     began = time.monotonic()
     try:
         if "startup" in chosen:
-            results["startup"] = startup([1, 5] if quick else [1, 20, 200], 1 if quick else 3, work)
+            results["startup"] = startup([1, 20] if quick else [1, 20, 200], 1 if quick else 3, work)
             if not quick:
                 results["importtime"] = importtime_offenders()
         if "detection" in chosen:
@@ -530,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
         if "refresh" in chosen:
             results["refresh"] = refresh_scale([10] if quick else [50, 200, 500], 3 if quick else 6, work,
                                                with_prometheus=not quick, keys=6 if quick else 60)
+        if "idle" in chosen:
+            results["idle"] = idle_cpu(10 if quick else 40, 2.0, work, window=8.0 if quick else 20.0)
         if "memory" in chosen:
             results["memory"] = (memory(10, 30, 20.0, work) if quick else memory(500, 600, 10.0, work))
     finally:

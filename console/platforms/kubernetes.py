@@ -235,6 +235,9 @@ class KubeConnection:
             return self._client
 
     def _load_client(self) -> Any:
+        from .kube_client import slim
+
+        slim()  # the client without its 40 MB of generated models (kube_client.py)
         from kubernetes import config
         from kubernetes.client import Configuration
         from urllib3.util.retry import Retry
@@ -288,6 +291,9 @@ class KubeConnection:
         self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any],
         bound: bounded.Bound, read_body: bool = False,
     ) -> Any:
+        from .kube_client import slim
+
+        slim()  # before the first import of `kubernetes` (kube_client.py)
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 

@@ -62,6 +62,7 @@ from .screens.facts import FactsScreen
 from .screens.message import MessageScreen
 from .screens.note import NoteScreen
 from .platform_actions import PlatformActions
+from .updates import set_content
 
 if TYPE_CHECKING:
     from console.session import Session
@@ -408,7 +409,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self.query_one(LatencyPane).show(view, now)
             self.query_one(HistoryTable).show(view.snapshot.service, view.snapshot.history, now)
             errors = self.query_one("#source-errors", Static)
-            errors.update(Content("\n").join(Content.styled(f"⚠ {e}", "$sev-warning") for e in view.snapshot.errors))
+            set_content(errors, Content("\n").join(Content.styled(f"⚠ {e}", "$sev-warning") for e in view.snapshot.errors))
             errors.display = bool(view.snapshot.errors)
 
     def _on_rollback_target(self, view: ServiceView) -> bool:
@@ -630,8 +631,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             parts.append(Content(self.sub_title))
         if self.session.operator:
             parts.append(Content.styled(f"operator {self.session.operator}", "$sev-muted"))
-        self.query_one("#title-left", Static).update(Content("  ·  ").join(parts))
-        self.query_one("#title-right", Static).update(
+        set_content(self.query_one("#title-left", Static), Content("  ·  ").join(parts))
+        set_content(self.query_one("#title-right", Static),
             Content.assemble(
                 ("updated ", "$sev-muted"), clock_time(self._updated_at),
                 ("  ·  now ", "$sev-muted"), (f"{clock_time(now)} UTC", "bold"),
@@ -641,8 +642,12 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @on(OptionList.OptionHighlighted, "#services")
     def _select_service(self, event: OptionList.OptionHighlighted) -> None:
         if event.option_id and event.option_id != self.selected:
+            offered = self._quick_rollback_offered(self.selected)
             self.selected = event.option_id
-            self.refresh_bindings()  # the quick rollback follows the service's platform
+            if self._quick_rollback_offered(self.selected) != offered:
+                # The quick rollback follows the service's platform. Only then:
+                # refreshing the bindings rebuilds the whole footer (most of a key's cost).
+                self.refresh_bindings()
             self._show_selected()
             self._fetch_platform_extras()
 

@@ -15,6 +15,7 @@ from textual.widgets import Static
 
 from console.model import Action, Decision, ServiceView, image_tag
 
+from ..updates import set_content
 from .bigtext import big_lines, big_width, can_draw, spaced
 from .format import SEVERITY, clock_time, countdown
 
@@ -74,16 +75,16 @@ class DecisionBanner(Vertical):
             side.append(Content.styled(f"no {missing}", "bold"))
         elif view.decision.stale:
             side.append(Content.styled("signals stale", "bold"))
-        self.query_one("#banner-service", Static).update(Content("\n").join(side))
+        set_content(self.query_one("#banner-service", Static), Content("\n").join(side))
         reasons = view.decision.reasons
         if reasons:
             lines = [
                 Content.assemble((str(reason), "bold"), (f"   — runbook: {reason.table.value}", ""))
                 for reason in reasons[:3]
             ]
-            self.query_one("#reasons", Static).update(Content("\n").join(lines))
+            set_content(self.query_one("#reasons", Static), Content("\n").join(lines))
         else:
-            self.query_one("#reasons", Static).update("No runbook row fired.")
+            set_content(self.query_one("#reasons", Static), "No runbook row fired.")
         self._render_detail()
 
     def set_progress(self, text: str | None) -> None:
@@ -106,13 +107,13 @@ class DecisionBanner(Vertical):
         if big_width(big) > available and ": " in big:
             big, sub = big.split(": ", 1)
         if can_draw(big) and big_width(big) <= available:
-            self.query_one("#headline", Static).update("\n".join(big_lines(big)))
+            set_content(self.query_one("#headline", Static), "\n".join(big_lines(big)))
         else:
             big = spaced(headline) if len(spaced(headline)) <= available else headline
             sub = ""
-            self.query_one("#headline", Static).update(Content.styled(big, "bold"))
+            set_content(self.query_one("#headline", Static), Content.styled(big, "bold"))
         subheadline = self.query_one("#subheadline", Static)
-        subheadline.update(Content.styled(sub, "bold"))
+        set_content(subheadline, Content.styled(sub, "bold"))
         subheadline.display = bool(sub)
 
     def _render_detail(self) -> None:
@@ -129,4 +130,4 @@ class DecisionBanner(Vertical):
                 parts.append(self._hint)
             if decision.alternatives:
                 parts.append("Alternatives: " + "; ".join(decision.alternatives))
-        self.query_one("#detail", Static).update("   ·   ".join(parts))
+        set_content(self.query_one("#detail", Static), "   ·   ".join(parts))

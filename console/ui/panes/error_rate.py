@@ -14,6 +14,7 @@ from textual.widgets import Digits, Static
 
 from console.model import Point, ServiceView
 
+from ..updates import set_content
 from .format import age, rate_number
 
 _EIGHTHS = " ▁▂▃▄▅▆▇█"
@@ -148,5 +149,5 @@ class ErrorRatePane(Vertical):
             caption.append(Content.styled("stale: values are old", "bold $sev-warning"))
         elif value is None:
             caption.append(Content.styled("no value", "$sev-muted"))
-        self.query_one("#error-rate-caption", Static).update(Content("\n").join(caption))
+        set_content(self.query_one("#error-rate-caption", Static), Content("\n").join(caption))
         self.query_one(ThresholdChart).set_points(metrics.error_rate_history, now)

@@ -11,6 +11,7 @@ from textual.widgets import Digits, Static
 
 from console.model import Health, ServiceView
 
+from ..updates import set_content
 from .format import NO_VALUE, age, millis
 
 
@@ -37,12 +38,12 @@ class HealthPane(Vertical):
         ready.set_class(health.completely_down, "-sev-critical")
         ready.set_class(not health.completely_down and not all_ready, "-sev-warning")
         ready.set_class(all_ready and not health.completely_down, "-sev-ok")
-        self.query_one("#ready-of", Static).update(f"of {_count(health.desired)} ready")
+        set_content(self.query_one("#ready-of", Static), f"of {_count(health.desired)} ready")
         pods = [Content.styled(f"{_count(health.updated)} updated · {_count(health.available)} available", "$sev-muted")]
         if health.error:
             pods.append(Content.styled(health.error, "$sev-warning"))
-        self.query_one("#pods-caption", Static).update(Content("\n").join(pods))
-        self.query_one("#endpoint", Static).update(self._endpoint(health, now))
+        set_content(self.query_one("#pods-caption", Static), Content("\n").join(pods))
+        set_content(self.query_one("#endpoint", Static), self._endpoint(health, now))
 
     @staticmethod
     def _endpoint(health: Health, now: datetime) -> Content:

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 
 from console.checklist import ChecklistStatus
 
+from ..updates import set_content
 from .format import clock_time
 
 LEVEL_SEVERITY = {1: "sev-info", 2: "sev-warning", 3: "sev-warning", 4: "sev-critical"}
@@ -56,7 +57,7 @@ class EscalationStrip(Static):
             parts.append(Content.styled(f"  ·  ⚠ {unsent} message{'s' if unsent != 1 else ''} not sent (m)",
                                         "bold $sev-critical"))
         parts.append(Content.styled(f"  ·  {escalation.why}", "$sev-muted"))
-        self.update(Content.assemble(*parts))
+        set_content(self, Content.assemble(*parts))
 
 
 class InvestigationCountdown(Horizontal):
@@ -79,8 +80,8 @@ class InvestigationCountdown(Horizontal):
         digits.set_class(expired, "-sev-critical")
         digits.set_class(not expired, "-sev-warning")
         title = "TIME IS UP: DECIDE NOW" if expired else "INVESTIGATING: the runbook allows 5 minutes, then decide"
-        self.query_one("#countdown-title", Static).update(Content.styled(title, "bold"))
-        self.query_one("#countdown-caption", Static).update(Content.assemble(
+        set_content(self.query_one("#countdown-title", Static), Content.styled(title, "bold"))
+        set_content(self.query_one("#countdown-caption", Static), Content.assemble(
             ("Decide by ", "$sev-muted"), (f"{clock_time(deadline)} UTC", "bold"),
             ("  ·  d decide now · r roll back · f facts", "$sev-muted"),
         ))

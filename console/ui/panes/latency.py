@@ -11,6 +11,7 @@ from textual.widgets import Digits, Sparkline, Static
 
 from console.model import ServiceView
 
+from ..updates import set_content
 from .format import NO_VALUE, millis
 
 
@@ -49,5 +50,5 @@ class LatencyPane(Vertical):
                 )
             )
         caption.append(Content.styled(f"(spike at ×{self.spike_factor:g})", "$sev-muted"))
-        self.query_one("#latency-caption", Static).update(Content(" ").join(caption))
+        set_content(self.query_one("#latency-caption", Static), Content(" ").join(caption))
         self.query_one(Sparkline).data = [p.value for p in metrics.latency_history]

@@ -12,6 +12,7 @@ from textual.widgets import Static
 from console import incident
 from console.model import Action, Event
 
+from ..updates import set_content
 from .format import SEVERITY, clock_time
 
 # Label and theme variable per event kind; unknown kinds read as plain notes.
@@ -102,7 +103,7 @@ class TimelinePane(VerticalScroll):
     def _render_events(self) -> None:
         lines = self.query_one("#timeline-lines", Static)
         if not self._events:
-            lines.update("Nothing has happened yet.")
+            set_content(lines, "Nothing has happened yet.")
             return
         width = max(1, self.scrollable_content_region.width)
-        lines.update(Content("\n").join(line for e in self._events for line in event_lines(e, width)))
+        set_content(lines, Content("\n").join(line for e in self._events for line in event_lines(e, width)))
