@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from console.model import Action, Decision, Facts, Reason, Snapshot, Table
+from console.model import Action, Decision, Facts, Reason, ServiceView, Snapshot, Table
 
 
 @dataclass(frozen=True)
@@ -272,6 +272,25 @@ def urgency(action: Action) -> int:
     """How urgent an action is: higher is more urgent, ROLLBACK_NOW the most,
     HEALTHY the least (the order of `Action`)."""
     return _URGENCY[action]
+
+
+def triage_key(view: ServiceView) -> tuple:
+    """Sort key of the war room's service table, most urgent first: the
+    decision, then the error rate, then the p95 latency (higher first), then the
+    share of pods ready (lower first), then the newest deploy, then the name.
+    Unknown figures sort after known ones of the same decision."""
+    metrics, health = view.snapshot.metrics, view.snapshot.health
+    error = metrics.error_rate if metrics.error_rate is not None else -1.0
+    p95 = metrics.latency_p95_ms if metrics.latency_p95_ms is not None else -1.0
+    ready = health.ready / health.desired if health.desired and health.ready is not None else 1.0
+    current = view.snapshot.current_revision
+    deployed = current.created.timestamp() if current is not None and current.created is not None else 0.0
+    return (-urgency(view.decision.action), -error, -p95, ready, -deployed, view.snapshot.service)
+
+
+def needs_action(view: ServiceView) -> bool:
+    """The service's decision asks the operator for something (anything but HEALTHY)."""
+    return urgency(view.decision.action) > urgency(Action.HEALTHY)
 
 
 def evaluate(

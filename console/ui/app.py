@@ -22,7 +22,7 @@ from textual.content import Content
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from console import incident, locations
@@ -52,7 +52,7 @@ from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
 from .panes.routing import LeaseStrip, RoutingPane
-from .panes.services import ServiceList
+from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
 from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
 from .screens.debrief import DebriefScreen
@@ -95,6 +95,10 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         Binding("c", "checklist", "Checklist", id="checklist"),
         Binding("x", "export", "Export", id="export"),
         Binding("n", "note", "Note", id="note"),
+        # Triage: filter the service table, move in it, pin the highlighted service (Enter on the table).
+        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
+        Binding("j", "cursor('down')", "Next service", show=False, id="next-service"),
+        Binding("k", "cursor('up')", "Previous service", show=False, id="previous-service"),
         # The footer is full at 140 columns: these four are in the keys panel (?) and the palette.
         Binding("v", "revision", "Revision diff", id="revision", show=False),
         Binding("p", "pods", "Pods & logs", id="pods", show=False),
@@ -198,10 +202,16 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         lease.display = False
         yield lease
         with Horizontal(id="body"):
-            services = ServiceList(self.session.services, id="services")
-            services.border_title = "Services"
-            services.display = len(self.session.services) > 1
-            yield services
+            with Vertical(id="services-box") as box:
+                box.display = len(self.session.services) > 1
+                service_filter = ServiceFilter(placeholder="filter: name or decision (Enter keeps, Esc clears)",
+                                       id="service-filter")
+                service_filter.display = False
+                service_filter.disabled = True  # not focused while hidden (the footer would lose the keys)
+                yield service_filter
+                services = ServiceTable(self.session.services, id="services")
+                services.border_title = "Services (Enter pins)"
+                yield services
             with Vertical(id="main"):
                 with Horizontal(id="signals"):
                     health = HealthPane(id="health")
@@ -316,10 +326,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self.events = message.events
         self._pending = message.pending
         try:
-            services = self.query_one(ServiceList)
+            services = self.query_one(ServiceTable)
         except NoMatches:
             return  # a refresh that finished while the app shut down
-        services.show(message.views)
+        services.show(message.views, self._updated_at)
+        self._follow_lead()
         self._show_selected()
         self.query_one(TimelinePane).show(message.events)
         self._note_source_errors(message.views)
@@ -391,7 +402,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         elif view.decision.action == Action.ROLLBACK_NOW:
             hint = "Press r to review the rollback plan" + _undo_target(view)
         with self.batch_update():
-            self.query_one(DecisionBanner).show(view, now, hint)
+            self.query_one(DecisionBanner).show(view, now, hint, self._lead_reason())
             self.query_one(HealthPane).show(view, now)
             self.query_one(ErrorRatePane).show(view, now)
             self.query_one(LatencyPane).show(view, now)
@@ -614,6 +625,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         parts = [Content.styled(self.title.upper(), "bold")]
         if self.sub_title:
             parts.append(Content(self.sub_title))
+        if len(self.session.services) > 1 and self.views:
+            urgent = self.query_one(ServiceTable).needing_action
+            total = len(self.session.services)
+            parts.append(Content.styled(f"▲ {urgent} of {total} services need action", "bold $sev-warning")
+                         if urgent else Content.styled(f"✔ all {total} services healthy", "$sev-ok"))
         if self.session.operator:
             parts.append(Content.styled(f"operator {self.session.operator}", "$sev-muted"))
         self.query_one("#title-left", Static).update(Content("  ·  ").join(parts))
@@ -624,13 +640,74 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             )
         )
 
-    @on(OptionList.OptionHighlighted, "#services")
-    def _select_service(self, event: OptionList.OptionHighlighted) -> None:
-        if event.option_id and event.option_id != self.selected:
-            self.selected = event.option_id
+    # -- triage: which service the banner leads with ----------------------------
+
+    def _lead(self) -> str:
+        """The pinned service, else the one being rolled back, else the most urgent."""
+        table = self.query_one(ServiceTable)
+        return table.pinned or self.rolling_back or table.most_urgent or self.selected
+
+    def _follow_lead(self) -> None:
+        """Point the banner and the panes at the lead service if it changed."""
+        lead = self._lead()
+        if lead != self.selected:
+            self.selected = lead
             self.refresh_bindings()  # the quick rollback follows the service's platform
             self._show_selected()
+            self._show_incident()
+            self.query_one(TimelinePane).show(self.events)
             self._fetch_platform_extras()
+
+    def _lead_reason(self) -> str:
+        """Why the banner shows this service: "⚑ PINNED", or "most urgent" among several."""
+        if len(self.session.services) < 2:
+            return ""
+        table = self.query_one(ServiceTable)
+        if table.pinned == self.selected:
+            return "⚑ PINNED (Enter on it unpins)"
+        if self.rolling_back == self.selected:
+            return "being rolled back"
+        return "most urgent of " + str(len(self.session.services))
+
+    @on(DataTable.RowSelected, "#services")
+    def _pin_service(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row pins it (the banner stays on it); Enter on the pinned row unpins."""
+        table = self.query_one(ServiceTable)
+        name = event.row_key.value
+        table.set_pinned(None if table.pinned == name else name)
+        self._follow_lead()
+        self._show_selected()
+        self._render_titlebar()
+
+    def action_cursor(self, direction: str) -> None:
+        """j / k: move in the service table (and focus it)."""
+        table = self.query_one(ServiceTable)
+        if not self.query_one("#services-box").display:
+            return
+        table.focus()
+        table.action_cursor_down() if direction == "down" else table.action_cursor_up()
+
+    def action_filter(self) -> None:
+        """/: filter the service table by name or decision."""
+        box = self.query_one("#services-box")
+        if not box.display:
+            self.notify("One service is watched: there is nothing to filter.", timeout=4)
+            return
+        field = self.query_one("#service-filter", Input)
+        field.display = True
+        field.disabled = False
+        field.focus()
+
+    @on(Input.Changed, "#service-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(ServiceTable).set_filter(event.value)
+
+    @on(Input.Submitted, "#service-filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        field = self.query_one("#service-filter", Input)
+        field.display = bool(field.value)
+        field.disabled = not field.value
+        self.query_one(ServiceTable).focus()
 
     # -- workers' ends -----------------------------------------------------
 

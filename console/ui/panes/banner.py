@@ -54,8 +54,9 @@ class DecisionBanner(Vertical):
         # After the resize settles: an update made during layout keeps a stale height.
         self.call_after_refresh(self._render_headline)
 
-    def show(self, view: ServiceView, now: datetime, hint: str = "") -> None:
-        """Show the decision of `view`; `hint` says which key acts on it."""
+    def show(self, view: ServiceView, now: datetime, hint: str = "", lead: str = "") -> None:
+        """Show the decision of `view`; `hint` says which key acts on it; `lead`
+        says why this service leads (pinned, or the most urgent of several)."""
         self._decision = view.decision
         self._service = view.snapshot.service
         self._hint = hint
@@ -71,6 +72,8 @@ class DecisionBanner(Vertical):
             side.append(Content(f"revision {current.number} · {versions}"))
         if view.decision.stale:
             side.append(Content.styled("signals stale", "bold"))
+        if lead:
+            side.append(Content.styled(lead, "bold"))
         self.query_one("#banner-service", Static).update(Content("\n").join(side))
         reasons = view.decision.reasons
         if reasons:
