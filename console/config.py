@@ -117,6 +117,9 @@ class ThresholdsConfig(_Model):
     """How long to investigate before deciding (runbook: 5 minutes)."""
     latency_spike_factor: float | None = Field(None, gt=1)
     """p95 now divided by p95 before the deploy that counts as a latency spike."""
+    rollback_settle_minutes: float | None = Field(None, gt=0)
+    """After a completed rollback, minutes the banner shows ROLLED BACK (watching) before
+    trusting the signals again: the longest window of your queries (default 2)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> ThresholdsConfig:
@@ -137,6 +140,8 @@ class ThresholdsConfig(_Model):
             overrides["investigate_window"] = timedelta(minutes=self.investigate_minutes)
         if self.latency_spike_factor is not None:
             overrides["latency_spike_factor"] = self.latency_spike_factor
+        if self.rollback_settle_minutes is not None:
+            overrides["rollback_settle"] = timedelta(minutes=self.rollback_settle_minutes)
         return Thresholds(**overrides)
 
 

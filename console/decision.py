@@ -76,6 +76,11 @@ class Thresholds:
     """Customer impact lasting longer than this escalates to management
     (the runbook's Level 4: "Customer-impacting > 30 min")."""
 
+    rollback_settle: timedelta = timedelta(minutes=2)
+    """After a completed rollback, how long the signals' windows still hold the
+    bad version's requests: until then the banner says ROLLED BACK (watching)
+    instead of the signals' verdict."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.investigate_error_rate <= self.rollback_error_rate <= 1:
             raise ValueError(
@@ -116,13 +121,18 @@ class Row:
 def percent(fraction: float) -> str:
     """A fraction as the runbook writes rates, one decimal: 0.08 -> "8.0 %",
     0.053667 -> "5.4 %". A value that would round onto a whole percent it is
-    not (0.050001 -> "5.0001 %") keeps its decimals, so a reading never looks
-    like it sits exactly on a threshold when it does not."""
+    not (0.050001 -> "5.0001 %", 0.0603333 -> "6.03 %") keeps as many decimals as
+    it takes, so a reading never looks like it sits exactly on a threshold when
+    it does not, and never more (no "6.033333 %")."""
     value = fraction * 100
     short = f"{value:.1f}"
     if short.endswith(".0") and value != float(short):
-        text = f"{value:.6f}".rstrip("0")
-        return f"{text}0 %" if text.endswith(".") else f"{text} %"
+        # Only as many decimals as it takes to show it is not whole: 6.033333 -> "6.03 %".
+        for digits in range(2, 7):
+            text = f"{value:.{digits}f}".rstrip("0")
+            if not text.endswith("."):
+                return f"{text} %"
+        return f"{short} %"
     return f"{short} %"
 
 

@@ -576,3 +576,64 @@ def escalation_level(
     if facts.migration_applied and facts.migration_reversible is not True:
         return 2, "Data issue: a migration that is not known reversible is applied", next_at
     return 1, "Alert", next_at
+
+
+# --- where the incident is in its lifecycle (what the banner leads with) ---------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What the banner says instead of the signals' verdict while a rollback
+    runs or has just finished (the signals still describe the bad version)."""
+
+    headline: str  # "ROLLING BACK", "VERIFYING", "ROLLED BACK (watching)"
+    detail: str
+    # Until when the phase lasts at the latest (None: while its condition holds).
+    until: datetime | None = None
+
+
+def rollback_phase(
+    state: IncidentState | None,
+    now: datetime,
+    ready: int | None = None,
+    desired: int | None = None,
+    settle: timedelta = Thresholds().rollback_settle,
+) -> Phase | None:
+    """The lifecycle phase to show, None when the signals' decision applies.
+
+    ROLLING BACK while the rollback is in progress; VERIFYING once it completed
+    while pods are not all ready; ROLLED BACK (watching) until the signals are
+    read over windows that start after the rollback (`settle` after it
+    finished). A failed rollback shows the signals again (they are the truth)."""
+    if state is None:
+        return None
+    rollback = state.rollback
+    versions = " → ".join(", ".join(v) or "?" for v in (rollback.from_versions, rollback.to_versions))
+    if rollback.status is RollbackStatus.IN_PROGRESS:
+        step = rollback.last_message or "starting"
+        return Phase("ROLLING BACK", f"{versions}: {step}")
+    if rollback.status is not RollbackStatus.COMPLETED or rollback.finished_at is None:
+        return None
+    if desired and (ready or 0) < desired:
+        return Phase("VERIFYING", f"{versions}: {ready or 0}/{desired} pods ready")
+    settled_at = rollback.finished_at + settle
+    if now < settled_at:
+        left = int((settled_at - now).total_seconds())
+        return Phase("ROLLED BACK (watching)",
+                     f"{versions}: signals settle on windows after the rollback in {left // 60}:{left % 60:02d}",
+                     until=settled_at)
+    return None
+
+
+def investigate_since(state: IncidentState | None) -> datetime | None:
+    """When the runbook's current "investigate first" began: the first
+    INVESTIGATE verdict of the latest run of them (the decide-by clock starts
+    there, not when `i` is pressed). None when the latest verdict is not INVESTIGATE."""
+    if state is None or not state.decisions or state.decisions[-1].action is not Action.INVESTIGATE:
+        return None
+    since = state.decisions[-1].at
+    for record in reversed(state.decisions):
+        if record.action is not Action.INVESTIGATE:
+            break
+        since = record.at
+    return since

@@ -309,7 +309,13 @@ class Session:
         return self._facts[service]
 
     def decide(self, snapshot: Snapshot) -> Decision:
-        return evaluate(snapshot, self._facts[snapshot.service], snapshot.taken_at, self.thresholds)
+        facts = self._facts[snapshot.service]
+        if facts.investigation_started_at is None:
+            # "Decide by" counts from the first INVESTIGATE verdict of this run, not from each refresh.
+            since = incidents.investigate_since(self.incident_state(snapshot.service))
+            if since is not None:
+                facts = replace(facts, investigation_started_at=since)
+        return evaluate(snapshot, facts, snapshot.taken_at, self.thresholds)
 
     async def refresh(self, only: str | None = None) -> list[ServiceView]:
         """One refresh cycle; decision changes are recorded before they are returned."""

@@ -192,6 +192,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 yield Static(f"DRILL · {self.session.drill}", id="title-drill", markup=False)
             yield Static("", id="title-left", markup=False)
             yield Static("", id="title-right", markup=False)
+        writes = Static("", id="writes-frozen", markup=False)
+        writes.display = False
+        yield writes
         yield EscalationStrip("", id="escalation", markup=False)
         yield DecisionBanner(id="banner")
         countdown = InvestigationCountdown(id="countdown")
@@ -402,6 +405,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         elif view.decision.action == Action.ROLLBACK_NOW:
             hint = "Press r to review the rollback plan" + _undo_target(view)
         with self.batch_update():
+            self._show_lifecycle(view, now)
             self.query_one(DecisionBanner).show(view, now, hint, self._lead_reason())
             self.query_one(HealthPane).show(view, now)
             self.query_one(ErrorRatePane).show(view, now)
@@ -410,6 +414,24 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             errors = self.query_one("#source-errors", Static)
             errors.update(Content("\n").join(Content.styled(f"⚠ {e}", "$sev-warning") for e in view.snapshot.errors))
             errors.display = bool(view.snapshot.errors)
+
+    def _show_lifecycle(self, view: ServiceView | None, now: datetime) -> None:
+        """The rollback's phase in the banner and the writes-frozen strip at the top (from the incident)."""
+        if view is None:
+            return
+        state = self.session.incident_state(view.snapshot.service)
+        health = view.snapshot.health
+        phase = incident.rollback_phase(state, now, health.ready, health.desired, self.thresholds.rollback_settle)
+        if phase is None and self.rolling_back == view.snapshot.service:
+            phase = incident.Phase("ROLLING BACK", self.last_progress or "starting…")
+        frozen = state is not None and state.writes_frozen
+        self.query_one(DecisionBanner).set_phase(phase, frozen)
+        strip = self.query_one("#writes-frozen", Static)
+        if frozen:
+            strip.update(Content.styled(
+                f"■ WRITES FROZEN · {view.snapshot.service} scaled to 0 (was {state.frozen_replicas} replicas)"
+                " · w resumes writes", "bold"))
+        strip.display = frozen
 
     def _on_rollback_target(self, view: ServiceView) -> bool:
         """The open incident's rollback completed and the service runs its target
@@ -431,7 +453,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         try:
             self._render_titlebar()
             if self.selected in self.views:
-                self.query_one(DecisionBanner).tick(self.session.clock.now())
+                now = self.session.clock.now()
+                self._show_lifecycle(self.views[self.selected], now)
+                self.query_one(DecisionBanner).tick(now)
             self._show_incident()
         except NoMatches:
             return  # the app is shutting down: the panes are gone

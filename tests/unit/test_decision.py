@@ -211,6 +211,7 @@ def test_threshold_overrides_move_the_boundaries():
 def test_percent_keeps_the_digits_that_matter():
     assert percent(0.08) == "8.0 %"
     assert percent(0.050001) == "5.0001 %"
+    assert percent(0.0603333333) == "6.03 %"  # rounded for reading, still not "6.0 %"
     assert percent(0.00999) == "0.999 %"
     assert percent(0.0) == "0.0 %"
 

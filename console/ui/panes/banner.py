@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Static
 
+from console.incident import Phase
 from console.model import Action, Decision, ServiceView, image_tag
 
 from .bigtext import big_lines, big_width, can_draw, spaced
@@ -31,6 +32,8 @@ class DecisionBanner(Vertical):
         self._progress: str | None = None
         self._hint = ""
         self._now: datetime | None = None
+        self._phase: Phase | None = None
+        self._writes_frozen = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="banner-top"):
@@ -45,14 +48,36 @@ class DecisionBanner(Vertical):
         """The headline in plain words (what the big letters say)."""
         if self._decision is None:
             return ""
+        if self._phase is not None:
+            return self._phase.headline
         headline = self._decision.headline
-        if self._decision.freeze_writes:
+        if self._decision.freeze_writes and not self._writes_frozen:
             headline += " + FREEZE WRITES"
         return headline
 
     def on_resize(self) -> None:
         # After the resize settles: an update made during layout keeps a stale height.
         self.call_after_refresh(self._render_headline)
+
+    def set_phase(self, phase: Phase | None, writes_frozen: bool = False) -> None:
+        """The rollback's lifecycle phase, which leads over the signals' verdict
+        while it lasts (None: the verdict leads); `writes_frozen`: writes are
+        already frozen, so the headline does not ask for it again."""
+        changed = (phase is None) != (self._phase is None) or (phase and self._phase and
+                                                                phase.headline != self._phase.headline)
+        self._phase, self._writes_frozen = phase, writes_frozen
+        if changed and self._decision is not None:
+            self._set_severity()
+            self._render_headline()
+        self._render_detail()
+
+    def _set_severity(self) -> None:
+        if self._decision is None:
+            return
+        severity = "sev-warning" if self._phase is not None and self._phase.headline == "ROLLING BACK" else (
+            "sev-info" if self._phase is not None else SEVERITY[self._decision.action])
+        for cls in _SEVERITY_CLASSES:
+            self.set_class(cls == f"-{severity}", cls)
 
     def show(self, view: ServiceView, now: datetime, hint: str = "", lead: str = "") -> None:
         """Show the decision of `view`; `hint` says which key acts on it; `lead`
@@ -61,9 +86,7 @@ class DecisionBanner(Vertical):
         self._service = view.snapshot.service
         self._hint = hint
         self._now = now
-        severity = SEVERITY[view.decision.action]
-        for cls in _SEVERITY_CLASSES:
-            self.set_class(cls == f"-{severity}", cls)
+        self._set_severity()
         self._render_headline()
         current = view.snapshot.current_revision
         side = [Content.styled(view.snapshot.service, "bold")]
@@ -120,7 +143,10 @@ class DecisionBanner(Vertical):
         if decision is None:
             return
         parts: list[str] = []
-        if self._progress:
+        if self._phase is not None:
+            parts.append(self._phase.detail if not self._progress else f"Rolling back: {self._progress}")
+            parts.append("the signals below still include the bad version")
+        elif self._progress:
             parts.append(f"Rolling back: {self._progress}")
         else:
             if decision.action == Action.INVESTIGATE and decision.deadline is not None and now is not None:
