@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
@@ -283,7 +283,16 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                                 "Docker Compose: scale the service to 0 and start the previous container",
                                 self.action_quick_rollback)
 
+    # Keys that act on the main screen: hidden from the footer and refused while a dialog is in front.
+    _MAIN_SCREEN_ACTIONS = frozenset({
+        "rollback", "investigate", "decide", "facts", "messages", "checklist", "export", "note", "filter",
+        "cursor", "revision", "pods", "writes", "corruption", "quick_rollback", "trainer", "refresh",
+        "change_theme", "roles",
+    })
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self._MAIN_SCREEN_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False
         # The quick rollback is a Docker Compose procedure: not offered (nor run) elsewhere.
         if action == "quick_rollback":
             return self._quick_rollback_offered(self.selected)

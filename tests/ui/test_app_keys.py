@@ -225,7 +225,7 @@ async def test_themes_come_from_files_and_switch(bad_deploy, tmp_path: Path) -> 
         await refreshed(pilot)
         assert set(app.available_themes) == {"default", "high-contrast", "light"}
         assert app.theme == "high-contrast"
-        assert app.get_css_variables()["sev-critical"].lower() == "#ff3030"
+        assert app.get_css_variables()["sev-critical"].lower() == "#ff7070"
         assert any("broken.yaml was skipped" in n for n in notifications(app))
         app.theme = "light"
         await pilot.pause()

@@ -19,6 +19,9 @@ from console.model import Action, Decision, ServiceView, image_tag
 from .bigtext import big_lines, big_width, can_draw, spaced
 from .format import SEVERITY, clock_time, countdown
 
+TALL_SCREEN_ROWS = 50
+"""From this many terminal rows the banner's letters are five rows tall instead of three."""
+
 _SEVERITY_CLASSES = tuple(sorted(f"-{name}" for name in set(SEVERITY.values())))
 
 
@@ -124,12 +127,16 @@ class DecisionBanner(Vertical):
         if not headline:
             return
         available = self.content_size.width - 24  # room left of the service name
+        # The banner grows with the screen: five-row letters once the terminal is tall enough.
+        scale = 2 if self.app.size.height >= TALL_SCREEN_ROWS else 1
         sub = ""
         big = headline
-        if big_width(big) > available and ": " in big:
+        if big_width(big, scale) > available and ": " in big:
             big, sub = big.split(": ", 1)
-        if can_draw(big) and big_width(big) <= available:
-            self.query_one("#headline", Static).update("\n".join(big_lines(big)))
+        if scale > 1 and not (can_draw(big) and big_width(big, scale) <= available):
+            scale = 1
+        if can_draw(big) and big_width(big, scale) <= available:
+            self.query_one("#headline", Static).update("\n".join(big_lines(big, scale)))
         else:
             big = spaced(headline) if len(spaced(headline)) <= available else headline
             sub = ""
