@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 
 # If the theme files cannot be found at all, the TCSS variables still need
 # values; plain named colours keep the console usable (theme files override).
+COMPACT_ROWS = 36
+"""Below this many terminal rows the signals and the history/timeline share the space (h switches)."""
+
 RESEND_EVERY_SECONDS = 30.0
 """How often (console clock) kept messages are resent while Slack keeps failing."""
 
@@ -109,6 +112,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 id="quick-rollback", show=False),
         # Drills only (check_action hides it elsewhere): the trainer's controls.
         Binding("T", "trainer", "Trainer", key_display="T", id="trainer", show=False),
+        Binding("h", "toggle_lower", "History/timeline", id="history-timeline"),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("t", "change_theme", "Theme", id="theme"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
@@ -251,6 +255,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self.notify(note, title="Themes", severity="warning", timeout=10)
         self._render_titlebar()
         self._show_incident()
+        self._fit_to_size(self.size.width, self.size.height)
         self.set_interval(1.0, self._tick)
         # Paint the first frame, then start the first cycle (it imports and
         # connects the sources, which would only delay that frame).
@@ -287,7 +292,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     _MAIN_SCREEN_ACTIONS = frozenset({
         "rollback", "investigate", "decide", "facts", "messages", "checklist", "export", "note", "filter",
         "cursor", "revision", "pods", "writes", "corruption", "quick_rollback", "trainer", "refresh",
-        "change_theme", "roles",
+        "change_theme", "roles", "toggle_lower",
     })
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -298,6 +303,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             return self._quick_rollback_offered(self.selected)
         if action == "trainer":
             return self.session.drill_link is not None
+        if action == "toggle_lower":
+            # Only small screens hide a row; on large ones everything is in sight.
+            return bool(self.screen_stack) and self.screen_stack[0].has_class("-compact")
         return True
 
     def _quick_rollback_offered(self, service: str) -> bool:
@@ -927,6 +935,29 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def action_refresh(self) -> None:
         """Refresh now."""
         self.request_refresh()
+
+    def on_resize(self, event) -> None:
+        self._fit_to_size(event.size.width, event.size.height)
+
+    def _fit_to_size(self, width: int, height: int) -> None:
+        """Compact layout on small terminals; a compact footer on narrow ones."""
+        if not self.screen_stack:
+            return
+        main = self.screen_stack[0]
+        compact = height < COMPACT_ROWS
+        if main.has_class("-compact") != compact:
+            main.set_class(compact, "-compact")
+            self.refresh_bindings()
+        for footer in main.query(Footer):
+            footer.compact = width < 120
+
+    def action_toggle_lower(self) -> None:
+        """Small screens: switch between the signals and the history with the timeline."""
+        main = self.screen_stack[0]
+        main.toggle_class("-show-lower")
+        showing = main.has_class("-show-lower")
+        self.notify("History and timeline (h: back to the signals)" if showing else
+                    "Signals (h: history and timeline)", timeout=3)
 
     def action_toggle_keys(self) -> None:
         """Show or hide the keys panel."""
