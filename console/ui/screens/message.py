@@ -69,8 +69,8 @@ class MessageScreen(ModalScreen[None]):
             with Horizontal(classes="buttons"):
                 yield Button("Send (F2)", id="send", variant="primary")
                 yield Button("Copy (F3)", id="copy")
-                yield Button("Other message (F4)", id="switch")
-                yield Button("Resend unsent (F5)", id="resend")
+                yield Button("Other (F4)", id="switch", tooltip="Another of the runbook's messages")
+                yield Button("Resend (F5)", id="resend", tooltip="Resend the unsent messages")
                 yield Button("Close (esc)", id="close")
 
     def on_mount(self) -> None:
