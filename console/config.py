@@ -508,10 +508,13 @@ class IncidentConfig(_Model):
     """Incident records and messages."""
 
     ticket_prefix: str = Field("INC", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-    """Prefix of the incident ticket named in the Rollback Complete message and the export
-    (PREFIX-YYYY-MMDD-HHMM, the runbook's INC-2024-0117 with the time added)."""
+    """Prefix of the incident id (PREFIX-YYYYMMDD-HHMM-SERVICE): the one id the messages,
+    the export and the timeline all name."""
     message_eta_minutes: float = Field(5.0, gt=0)
     """The ETA the Rollback in Progress message announces (runbook: 5 minutes)."""
+    status_update_minutes: float | None = Field(30.0, gt=0)
+    """How often the console reminds you to post a Status Update (m offers it) while an
+    incident is open; null turns the reminder off."""
     checklist: list[ChecklistGroupConfig] | None = None
     """The post-rollback checklist; omit it for the runbook's four groups
     (Immediate < 5 min, Short-term < 1 h, Investigation < 24 h, Long-term)."""

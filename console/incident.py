@@ -637,3 +637,15 @@ def investigate_since(state: IncidentState | None) -> datetime | None:
             break
         since = record.at
     return since
+
+
+def status_update_due(state: IncidentState | None, now: datetime, every: timedelta | None) -> datetime | None:
+    """When the next status update was due, if it is due now: `every` after the
+    last message sent (any of them tells the channel where things stand), or
+    after the incident opened. None when not due, no incident is open, or
+    reminders are off (`every` None)."""
+    if state is None or every is None or state.closed_at is not None:
+        return None
+    sent = [m.at for m in state.messages if m.sent]
+    due = max(sent, default=state.opened_at) + every
+    return due if now >= due else None

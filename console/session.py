@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 
 from console import incident as incidents
 from console.checklist import Checklist, ChecklistStatus, Observations, evaluate_checklist, tick, untick
+from console import comms
 from console.comms import Message, MessageKind, drill_marked, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
 from console.config import ClusterConfig, Config, ServiceConfig
@@ -375,7 +376,7 @@ class Session:
             found = self.store.open_incident_for(service)
             if found:
                 return found
-            return self.store.open_incident(service, self.clock.now())
+            return self.store.open_incident(service, self.clock.now(), prefix=self.config.incident.ticket_prefix)
 
     def record(self, event: NewEvent, service: str | None = None, actor: str | None = None) -> Event:
         """Store one timeline event in `service`'s incident (the first service's by
@@ -753,10 +754,9 @@ class Session:
     # messages: the runbook's Communication During Rollback
 
     def ticket(self, service: str) -> str:
-        """The incident ticket named in messages: PREFIX-YYYY-MMDD-HHMM."""
-        state = self.incident_state(service)
-        opened = state.opened_at if state else self.clock.now()
-        return f"{self.config.incident.ticket_prefix}-{opened:%Y-%m%d-%H%M}"
+        """The incident ticket named in messages: the incident's own id, the one
+        the export, the store and the timeline use (one id everywhere)."""
+        return self.incident_id(service)
 
     def compose_message(self, service: str, kind: MessageKind, plan: RollbackPlan | None = None) -> Message:
         """The runbook's message `kind` filled from the incident and the latest signals."""
@@ -772,7 +772,27 @@ class Session:
                 state, self.metrics_before(service), view.snapshot.metrics if view else None,
                 view.snapshot.health if view else None, now, ticket=self.ticket(service),
             ))
-        raise ValueError(f"{kind.label} is not one of the runbook's two messages.")
+        metrics = view.snapshot.metrics if view else None
+        current = view.snapshot.current_revision if view else None
+        version = ", ".join(current.versions) if current is not None else None
+        last = state.decision
+        reason = "; ".join(last.reasons[:2]) if last and last.reasons else "see the incident timeline"
+        if kind is MessageKind.FIX_FORWARD:
+            return self._marked(comms.fix_forward(state, self.operator, now, reason=reason, version=version,
+                                                  metrics=metrics))
+        if kind is MessageKind.WAITING_EXTERNAL:
+            return self._marked(comms.waiting_external(state, self.operator, now, reason=reason, version=version,
+                                                       metrics=metrics))
+        if kind is MessageKind.ESCALATION:
+            level = self.escalation(service, now)
+            return self._marked(comms.escalation(state, self.operator, now, level=level.level, role=level.role,
+                                                 why=level.why, contacts=level.contacts))
+        if kind is MessageKind.STATUS_UPDATE:
+            decision = view.decision.headline if view else (last.action.headline if last else "unknown")
+            every = self.config.incident.status_update_minutes
+            return self._marked(comms.status_update(state, self.operator, now, decision=decision, metrics=metrics,
+                                                    next_update=timedelta(minutes=every) if every else None))
+        raise ValueError(f"{kind.label} is not one of the console's messages.")
 
     def _marked(self, message: Message) -> Message:
         """In a drill, the message marked as one (comms.drill_marked)."""

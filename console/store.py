@@ -201,10 +201,11 @@ class Store:
 
     # --- incidents ------------------------------------------------------------------
 
-    def open_incident(self, service: str, now: datetime, title: str = "") -> str:
+    def open_incident(self, service: str, now: datetime, title: str = "", prefix: str = "INC") -> str:
         """Open an incident for `service` and return its id, e.g.
-        "INC-20240117-1445-order-service". Its first event is INCIDENT_OPENED."""
-        base = f"INC-{now.astimezone(timezone.utc):%Y%m%d-%H%M}-{_slug(service)}"
+        "INC-20240117-1445-order-service" (`prefix` is the config's ticket
+        prefix). Its first event is INCIDENT_OPENED."""
+        base = f"{prefix}-{now.astimezone(timezone.utc):%Y%m%d-%H%M}-{_slug(service)}"
         title = redact(title)
         opening = incident.opened(service, title)
         with self._lock, self._errors("open an incident"), self._transaction():

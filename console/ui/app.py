@@ -10,7 +10,7 @@ messages; handlers here apply them to the panes. Workers never touch widgets.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -159,6 +159,10 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._drill_notes_shown: set[tuple[datetime, str]] = set()
         self._drill_verdicts: list[tuple[str, ...]] = []
         self._debrief_shown = False
+        # The operator's last choice per service (d): which message m offers first.
+        self._choices: dict[str, str] = {}
+        # When the operator was last reminded to post a status update (console clock).
+        self._status_reminded_at: datetime | None = None
         self._install_themes(theme, user_themes_dir)
 
     # -- themes ----------------------------------------------------------
@@ -477,6 +481,17 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         except NoMatches:
             return  # the app is shutting down: the panes are gone
         self._check_investigation()
+        self._remind_status_update()
+
+    def _remind_status_update(self) -> None:
+        """Once per due time: remind the operator to post the periodic status update."""
+        minutes = getattr(getattr(getattr(self.session, "config", None), "incident", None), "status_update_minutes", None)
+        every = timedelta(minutes=minutes) if minutes else None
+        due = incident.status_update_due(self.session.incident_state(self.selected), self.session.clock.now(), every)
+        if due is not None and due != self._status_reminded_at:
+            self._status_reminded_at = due
+            self.notify(f"A status update for {self.selected} is due: press m, then F4 to Status Update.",
+                        title="Status update", severity="warning", timeout=20)
 
     # -- the guided incident ---------------------------------------------------
 
@@ -554,6 +569,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if result is None:
             return
         choice, reason = result
+        self._choices[self.selected] = choice
         self._choose_worker(self.selected, choice, reason or "the runbook says so")
         if choice == "rollback":
             self.action_rollback()
@@ -584,9 +600,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def action_messages(self) -> None:
         """Preview, edit and send the runbook's messages."""
         state = self.session.incident_state(self.selected)
-        done = state is not None and state.rollback.status is RollbackStatus.COMPLETED
-        kind = MessageKind.ROLLBACK_COMPLETE if done else MessageKind.ROLLBACK_IN_PROGRESS
-        self.push_screen(MessageScreen(self.session, self.selected, kind))
+        view = self.views.get(self.selected)
+        choice = self._choices.get(self.selected)
+        self.push_screen(MessageScreen(self.session, self.selected, message_for(state, view, choice)))
 
     @on(MessageScreen.Sent)
     def _message_sent(self, message: MessageScreen.Sent) -> None:
@@ -841,10 +857,24 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 self.rolling_back = plan.service
                 self.query_one(DecisionBanner).set_progress("starting…")
                 self._rollback_worker(plan, reason)
+                if screen.announce:
+                    self._announce_worker(plan)
             else:
                 self.notify("Rollback cancelled: nothing was changed.", timeout=4)
 
-        self.push_screen(ConfirmRollbackScreen(plan, reason), confirmed)
+        screen = ConfirmRollbackScreen(plan, reason)
+        self.push_screen(screen, confirmed)
+
+    @work(thread=True, group="message", exit_on_error=False)
+    def _announce_worker(self, plan) -> None:
+        """Post "Rollback in Progress" for a rollback just confirmed with `a`."""
+        _, result = self.session.send_message(plan.service, MessageKind.ROLLBACK_IN_PROGRESS, plan=plan)
+        if result.ok:
+            self.call_from_thread(self.notify, "Rollback in Progress posted.", title="Slack", timeout=6)
+        else:
+            self.call_from_thread(self.notify, f"Rollback in Progress not sent: {result.error}", title="Slack",
+                                  severity="error", timeout=15)
+        self.post_message(timeline_changed(self.session))
 
     @work(thread=True, exclusive=True, group="rollback", exit_on_error=False)
     def _resume_worker(self, service: str) -> None:
@@ -977,6 +1007,29 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 self.exit()
 
         self.push_screen(ConfirmQuitScreen(self.rolling_back), answer)
+
+
+def message_for(state, view: ServiceView | None, choice: str | None = None) -> MessageKind:
+    """The message `m` offers first, from where the incident stands: the
+    rollback's own messages around a rollback, else the one for the decision
+    taken (fix forward, waiting on an external fix), else a status update."""
+    status = state.rollback.status if state is not None else RollbackStatus.NONE
+    if status is RollbackStatus.COMPLETED:
+        return MessageKind.ROLLBACK_COMPLETE
+    if status is RollbackStatus.IN_PROGRESS:
+        return MessageKind.ROLLBACK_IN_PROGRESS
+    if choice in ("fix_forward", "hotfix"):
+        return MessageKind.FIX_FORWARD
+    if choice == "wait":
+        return MessageKind.WAITING_EXTERNAL
+    action = view.decision.action if view is not None else None
+    if action in (Action.FIX_FORWARD, Action.HOTFIX):
+        return MessageKind.FIX_FORWARD
+    if action is Action.WAIT_EXTERNAL:
+        return MessageKind.WAITING_EXTERNAL
+    if action is Action.ROLLBACK_NOW:
+        return MessageKind.ROLLBACK_IN_PROGRESS
+    return MessageKind.STATUS_UPDATE
 
 
 def _undo_target(view: ServiceView) -> str:
