@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 the operation failed or the service is unhealthy
 after it; 2 usage or configuration error (a revision, service or previous
 container that does not exist included); 3 the runbook says not to roll back
-(`--force` overrides), or the migration state could not be read.
+(`--force` overrides), or the migration state could not be read; 4 (`status`)
+a signal the decision needs is missing or stale (SIGNALS UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from console import __version__
 from console.config import Config, ConfigError, load
-from console.exitcodes import EXIT_FAILED, EXIT_USAGE
+from console.exitcodes import EXIT_FAILED, EXIT_SIGNALS_UNAVAILABLE, EXIT_USAGE
+from console.model import Action
 
 
 class UsageError(click.ClickException):
@@ -29,9 +32,22 @@ class UsageError(click.ClickException):
         click.echo(f"rollback-console: {self.message}", err=True)
 
 
+def _finite(param: click.Parameter, value: float | None) -> float | None:
+    """Infinity and NaN pass click's range checks (NaN compares false): refuse them."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise UsageError(f"--{param.name}: {value} is not a finite number; give a finite number")
+    return value
+
+
 def _load(path: str | Path) -> Config:
+    from console.config import check_kubeconfigs
+
     try:
-        return load(path)
+        config = load(path)
+        check_kubeconfigs(config, str(path))
+        return config
     except ConfigError as err:
         raise UsageError(str(err)) from None
 
@@ -102,7 +118,7 @@ def _run_tui(session, theme: str) -> None:
 @click.option("--scenario-file", type=click.Path(dir_okay=False, exists=False), help="A scenario YAML file instead of a shipped one.")
 @click.option("--list", "list_only", is_flag=True, help="List the shipped scenarios: name, the runbook row it drills, its story in one line.")
 @click.option("--check", "check_file", type=click.Path(dir_okay=False), help="Validate a scenario file and exit (0 valid, 2 with the reason), serving nothing.")
-@click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, help="Simulated time runs this many times faster.")
+@click.option("--speed", type=click.FloatRange(min=0.01, max=1000), default=1.0, show_default=True, callback=lambda ctx, param, value: _finite(param, value), help="Simulated time runs this many times faster.")
 @click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
 @click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
 @click.option("--with-prometheus", is_flag=True, help="Also start a real Prometheus (the `prometheus` binary) scraping the drill, and read metrics from it (speed 1 only).")
@@ -243,7 +259,7 @@ def drill_ctl_resume(ctx: click.Context) -> None:
 
 
 @drill_ctl.command("speed")
-@click.argument("speed", type=click.FloatRange(min=0.01, max=1000))
+@click.argument("speed", type=click.FloatRange(min=0.01, max=1000), callback=lambda ctx, param, value: _finite(param, value))
 @click.pass_context
 def drill_ctl_speed(ctx: click.Context, speed: float) -> None:
     """Run simulated time SPEED times faster than the wall clock."""
@@ -278,7 +294,7 @@ def drill_ctl_fact(ctx: click.Context, assignments: tuple[str, ...]) -> None:
 @click.argument("service")
 @click.option("--recovered", is_flag=True, help="The dependency recovers (default: it starts failing).")
 @click.option("--dependency", default=None, help="What fails (it appears in the logs).")
-@click.option("--error-rate", type=click.FloatRange(0, 1), default=None, help="Fraction of requests failing (default 0.12).")
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=None, callback=lambda ctx, param, value: _finite(param, value), help="Fraction of requests failing (default 0.12).")
 @click.pass_context
 def drill_ctl_outage(ctx: click.Context, service: str, recovered: bool, dependency: str | None, error_rate: float | None) -> None:
     """An external dependency of SERVICE fails (or recovers with --recovered)."""
@@ -306,9 +322,12 @@ def status(service: str | None, config_path: str | None, as_json: bool) -> None:
     views = asyncio.run(_refresh_once(session, service))
     if as_json:
         click.echo(json.dumps([_status_json(v) for v in views], indent=2))
-        return
-    for view in views:
-        click.echo(_status_line(view))
+    else:
+        for view in views:
+            click.echo(_status_line(view))
+    # Unknown is not healthy: a script checking `status` must not read it as fine.
+    if any(v.decision.action is Action.SIGNALS_UNAVAILABLE for v in views):
+        sys.exit(EXIT_SIGNALS_UNAVAILABLE)
 
 
 async def _refresh_once(session, only: str | None = None):
@@ -362,6 +381,10 @@ def _status_json(view) -> dict:
             "alternatives": list(decision.alternatives),
             "deadline": decision.deadline.isoformat() if decision.deadline else None,
             "freeze_writes": decision.freeze_writes,
+            "unavailable": [
+                {"signal": m.signal, "why": m.why, "since": m.since.isoformat() if m.since else None}
+                for m in decision.unavailable
+            ],
         },
     }
 
@@ -381,12 +404,13 @@ def _status_line(view) -> str:
 @click.option("--to-revision", type=click.IntRange(min=1), help="Roll back to this revision (default: the previous one).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Roll back even when the runbook says not to.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+@click.option("--force", is_flag=True, help="Override the gate (the runbook says not to, or the target was rolled back from); --reason is recorded as the override's reason.")
+@click.option("--approved-by", help="The Level 2 approver of a --force override, where the config names approvers (gate.approvers).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, callback=lambda ctx, param, value: _finite(param, value),
               help="Seconds to wait for the rollout (default: the config's rollout_timeout).")
 @click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
 @click.option("--to-tag", help="Docker Compose: roll back to this image tag (default: the previous version).")
-def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, timeout: float | None, quick: bool, to_tag: str | None) -> None:
+def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, approved_by: str | None, timeout: float | None, quick: bool, to_tag: str | None) -> None:
     """The runbook's automated rollback: record, roll back, wait, verify."""
     from console.rollback import run_headless_rollback
 
@@ -398,6 +422,10 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
     if quick and platform != "compose":
         raise UsageError(f"--quick is the Docker Compose quick rollback; {service} runs on {platform}: "
                          "roll it back without --quick")
+    if approved_by is not None and not force:
+        raise UsageError("--approved-by goes with --force: it names who approved the override")
+    if not reason.strip():
+        raise UsageError("--reason is empty: say why (it goes in the timeline, the messages and the override record)")
     if not (yes or dry_run) and not sys.stdin.isatty():
         raise UsageError("no terminal to confirm on: pass --yes to roll back without a prompt, or --dry-run to see the plan")
     session = _session(config)
@@ -406,7 +434,7 @@ def rollback(service: str, config_path: str | None, reason: str, to_revision: in
     code = run_headless_rollback(
         session, service, reason=reason, to_revision=to_revision, dry_run=dry_run,
         confirm=None if yes else (lambda text: click.confirm(text, default=False)),
-        force=force, timeout=timeout, out=click.echo, quick=quick,
+        force=force, timeout=timeout, out=click.echo, quick=quick, approved_by=approved_by,
     )
     sys.exit(code)
 
@@ -426,6 +454,62 @@ def _revision_for_tag(session, service: str, platform: str, tag: str, to_revisio
     except PlatformError as err:
         click.echo(f"Cannot look up {tag}: {err}")
         sys.exit(EXIT_FAILED)
+_FACT_VALUES = {"true": True, "yes": True, "false": False, "no": False, "unknown": None, "none": None, "": None}
+
+
+def _fact_value(name: str, text: str):
+    """A `--set` value as the Facts field `name` takes it; UsageError naming what is wrong."""
+    from dataclasses import fields
+
+    from console.model import Facts
+
+    kinds = {f.name: str(f.type) for f in fields(Facts)}
+    if name not in kinds:
+        raise UsageError(f"--set {name}=...: {name} is not a fact; the facts are {', '.join(kinds)}")
+    kind = kinds[name]
+    if "datetime" in kind:
+        if text.strip().lower() in ("", "none", "unknown"):
+            return None
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--set {name}={text}: not a time; give one like 2026-12-04T14:21:00Z") from None
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if "bool" in kind:
+        key = text.strip().lower()
+        if key not in _FACT_VALUES or (_FACT_VALUES[key] is None and "None" not in kind):
+            allowed = "true or false" + (" or unknown" if "None" in kind else "")
+            raise UsageError(f"--set {name}={text}: {name} is {allowed}")
+        return _FACT_VALUES[key]
+    return text.strip() or None
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Declare a fact (repeatable): migration_applied=true, migration_reversible=false, "
+                   "external_service_issue=true ...; recorded in the incident with your name.")
+def facts(service: str, config_path: str | None, assignments: tuple[str, ...]) -> None:
+    """Show (and with --set, declare) what the operator knows about SERVICE."""
+    from dataclasses import asdict
+
+    config = _load(_config_path(config_path))
+    try:
+        config.service(service)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    changes = []
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep:
+            raise UsageError(f"--set {assignment}: write KEY=VALUE, e.g. migration_applied=true")
+        changes.append((name.strip(), _fact_value(name.strip(), text)))
+    session = _session(config)
+    for name, value in changes:  # all parsed first: nothing half-done
+        session.declare(service, name, value)
+    for name, value in asdict(session.facts(service)).items():
+        click.echo(f"{name}: {value.isoformat() if isinstance(value, datetime) else value}")
 
 
 @cli.command()

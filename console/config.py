@@ -9,14 +9,17 @@ environment variables whose *names* the file gives.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
+import stat
 import string
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from console.decision import Thresholds
 from console.platforms.base import ROLLOUT_TIMEOUT
@@ -30,10 +33,51 @@ class ConfigError(Exception):
     """A configuration that cannot be used, with a sentence saying where and why."""
 
 
+MAX_PROBLEMS_SHOWN = 10
+"""At most this many problems are listed for one config (the first ones, then a count)."""
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file larger than this (1 MiB) is refused unread: no hand-written config comes close."""
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_AWS_KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{16}")
+
+
+def _not_a_name(value: str) -> str | None:
+    """What an `*_env` value looks like when it is not an environment variable's
+    name (None when it is one). The value itself is never put in a message."""
+    text = value.strip()
+    if "://" in text or text.startswith(("http:", "https:", "postgres")):
+        return "a URL"
+    if text.count(".") == 2 and text.startswith("eyJ"):
+        return "a token (a JWT)"
+    if not _ENV_NAME.fullmatch(text):
+        return "a value, not a name (a name has only letters, digits and _)"
+    if _AWS_KEY_ID.fullmatch(text):
+        return "an AWS access key id"
+    if len(text) >= 24 and "_" not in text and any(c.isdigit() for c in text) and any(c.islower() for c in text) \
+            and any(c.isupper() for c in text):
+        return "a secret (a long random string)"
+    return None
+
+
 class _Model(BaseModel):
     # No use_attribute_docstrings: it tokenizes this module's source at import
     # (a seventh of start-up). tests/unit/test_config_docs.py checks every field has one.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` or `1e400` would pass and overflow later, mid-rollback.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _env_names_only(cls, value: object, info: ValidationInfo) -> object:
+        """Fields named `*_env` hold the NAME of an environment variable, never the secret itself."""
+        if info.field_name and info.field_name.endswith("_env") and isinstance(value, str):
+            looks = _not_a_name(value)
+            if looks:
+                raise ValueError(
+                    f"name the environment variable, not its value: this looks like {looks}. Put the value in "
+                    "an environment variable and write that variable's name here (e.g. SLACK_WEBHOOK_URL)"
+                )
+        return value
 
 
 class PrometheusConfig(_Model):
@@ -186,11 +230,16 @@ class CommandOrSql(_Model):
     the DSN on the command line."""
     sql: str | None = None
     """A SQL query run with `psql` against the DSN in `database.dsn_env`."""
+    url: str | None = None
+    """migration_status only: an HTTP(S) URL answering JSON, either Spring Boot
+    Actuator's `/actuator/flyway` shape (`contexts.*.flywayBeans.*.migrations`,
+    applied ones have `installedOn`) or a list of objects with name, applied_at,
+    reversible. Read with the database's `timeout`."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CommandOrSql:
-        if (self.command is None) == (self.sql is None):
-            raise ValueError("give exactly one of command (an argv list) or sql")
+        if sum(v is not None for v in (self.command, self.sql, self.url)) != 1:
+            raise ValueError("give exactly one of command (an argv list), sql or url")
         return self
 
 
@@ -492,6 +541,24 @@ class EscalationConfig(_Model):
     (omit for the runbook's 30 minutes)."""
 
 
+class GateConfig(_Model):
+    """The rollback gate's numbers and names (README "The rollback gate")."""
+
+    rolled_back_hours: float = Field(24.0, ge=0)
+    """A version rolled back from within this many hours is never the target of a
+    rollback without an override (runbook default of the console: 24)."""
+    approvers: list[str] = []
+    """Level 2 approvers (the runbook's Team Lead: "approve non-standard actions").
+    When set, an override (`rollback --force`, the TUI's override dialog) also
+    needs `--approved-by` one of these names."""
+
+    def policy(self):
+        """The gate's policy (`console.gate.GatePolicy`)."""
+        from console.gate import GatePolicy
+
+        return GatePolicy(timedelta(hours=self.rolled_back_hours), tuple(self.approvers))
+
+
 class ChecklistGroupConfig(_Model):
     """One group of the post-rollback checklist."""
 
@@ -569,6 +636,8 @@ class Config(_Model):
     """Where the runbook's messages are posted."""
     escalation: EscalationConfig = EscalationConfig()
     """Who to contact at each escalation level."""
+    gate: GateConfig = GateConfig()
+    """The rollback gate: how long a version rolled back from stays off limits, who approves overrides."""
     incident: IncidentConfig = IncidentConfig()
     """Incident ticket, message defaults and the post-rollback checklist."""
     operator: str | None = None
@@ -647,6 +716,8 @@ def _explain(error: dict) -> str:
         return "this field is required"
     if kind == "extra_forbidden":
         return "unknown field (check the spelling against config.example.yaml)"
+    if kind == "finite_number":
+        return "give a finite number (not infinity or NaN)"
     message = str(error.get("msg", "invalid value"))
     return message.removeprefix("Value error, ")
 
@@ -658,7 +729,10 @@ def parse(data: object, source: str = "<config>", base_dir: Path | None = None) 
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
-        lines = [f"{source}: {_location(e['loc'])}: {_explain(e)}" for e in err.errors()]
+        problems = err.errors()
+        lines = [f"{source}: {_location(e['loc'])}: {_explain(e)}" for e in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            lines.append(f"{source}: and {len(problems) - MAX_PROBLEMS_SHOWN} more problems like these")
         raise ConfigError("\n".join(lines)) from None
     if base_dir is not None:
         clusters = {
@@ -697,15 +771,42 @@ def _resolve(path: str | None, base_dir: Path) -> str | None:
     return str(expanded if expanded.is_absolute() else (base_dir / expanded).resolve())
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a config file; raises ConfigError naming what is wrong."""
-    file = Path(path)
+def read_config_text(file: Path, limit: int = MAX_CONFIG_BYTES, what: str = "config") -> str:
+    """The text of a hand-written file, read safely: a regular file only (a
+    FIFO would block, /dev/zero never ends), at most `limit` bytes, UTF-8.
+    ConfigError with one sentence otherwise."""
     try:
-        text = file.read_text(encoding="utf-8")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file; copy config.example.yaml there and edit it") from None
     except OSError as err:
         raise ConfigError(f"{file}: cannot read it: {err.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise ConfigError(f"{file}: not a regular file ({kind}); point it at the YAML {what} file itself")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise ConfigError(f"{file}: cannot read it: {err.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ConfigError(f"{file}: larger than {limit // 1024} KiB, too large for a {what} file; check the path")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{file}: not UTF-8 text (byte {err.start} cannot be read); save the file as UTF-8 and try again"
+        ) from None
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raises ConfigError naming what is wrong."""
+    file = Path(path)
+    text = read_config_text(file)
     try:
         data = load_yaml(text)
     except yaml.YAMLError as err:
@@ -713,4 +814,59 @@ def load(path: str | os.PathLike[str]) -> Config:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise ConfigError(f"{file}:{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: nested too deeply to be a config; check the file") from None
+    _refuse_non_finite(data, str(file))
     return parse(data, str(file), file.parent)
+
+
+def _refuse_non_finite(data: object, source: str, where: str = "", seen: set[int] | None = None) -> None:
+    """Infinity or NaN anywhere (`.inf`, `.nan`) is refused, naming the field:
+    every number in a config is finite, and an infinite one fails later, mid-rollback.
+    A collection shared through YAML aliases is looked at once (a "billion
+    laughs" document is a handful of shared lists)."""
+    seen = set() if seen is None else seen
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{source}: {where or '(top level)'}: {data} is not a finite number; give a number")
+    if isinstance(data, (dict, list)):
+        if id(data) in seen:
+            return
+        seen.add(id(data))
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _refuse_non_finite(value, source, f"{where}.{key}" if where else str(key), seen)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _refuse_non_finite(value, source, f"{where}[{index}]", seen)
+
+
+def check_kubeconfigs(config: Config, source: str) -> None:
+    """Every kubeconfig the config names exists, and holds the context it names
+    (the command line checks this after `load`: a config about a cluster this
+    machine cannot reach is a usage error, exit 2, before anything is done)."""
+    for name, cluster in config.clusters.items():
+        field = f"clusters.{name}"
+        if cluster.kubeconfig is None:
+            continue
+        path = Path(cluster.kubeconfig)
+        if not path.is_file():
+            raise ConfigError(
+                f"{source}: {field}.kubeconfig: {path} does not exist or is not a file; "
+                "fix the path (relative paths are relative to the config file)"
+            )
+        if cluster.context is None:
+            continue
+        try:
+            kube = load_yaml(read_config_text(path, what="kubeconfig"))
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {field}.kubeconfig: {err}") from None
+        except (yaml.YAMLError, RecursionError):
+            raise ConfigError(f"{source}: {field}.kubeconfig: {path} is not valid YAML; fix or replace it") from None
+        contexts = kube.get("contexts") if isinstance(kube, dict) else None
+        names = [c.get("name") for c in contexts if isinstance(c, dict)] if isinstance(contexts, list) else []
+        if cluster.context not in names:
+            known = ", ".join(str(n) for n in names) or "none"
+            raise ConfigError(
+                f"{source}: {field}.context: {path} has no context {cluster.context!r} (it has: {known}); "
+                "fix the context name"
+            )

@@ -39,7 +39,7 @@ from console import incident as incidents
 from console import procedures
 from console.config import CommandOrLink, DatabaseConfig
 from console.model import ApiCall, Event, Progress, RollbackPlan
-from console.platforms.base import PlatformError, Scalable
+from console.platforms.base import PlatformError, Scalable, lacks
 from console.procedures import (
     DATA_CORRUPTION,
     MIGRATION_ROLLBACK,
@@ -255,6 +255,43 @@ class CommandResult:
         return f"`{self.command}` exited with status {self.returncode}" + (f": {said}" if said else "")
 
 
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+"""Of a command's output (each of stdout and stderr), at most this much is kept."""
+OUTPUT_GRACE_SECONDS = 5.0
+"""After a command ends, how long its output may still take to arrive."""
+
+
+class _BoundedReader:
+    """Drains one pipe in a daemon thread, keeping its first MAX_OUTPUT_BYTES."""
+
+    def __init__(self, pipe) -> None:
+        self._pipe = pipe
+        self._kept = bytearray()
+        self._dropped = 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while chunk := self._pipe.read1(65536):
+                room = MAX_OUTPUT_BYTES - len(self._kept)
+                self._kept += chunk[:max(0, room)]
+                self._dropped += max(0, len(chunk) - max(0, room))
+        except (OSError, ValueError):
+            pass
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._pipe.close()
+
+    def data(self) -> bytes:
+        kept = bytes(self._kept)
+        if self._dropped:
+            kept += f"\n[{self._dropped} more bytes of output not kept]".encode()
+        return kept
+
+
 def run_command(
     argv: Sequence[str],
     *,
@@ -283,15 +320,24 @@ def run_command(
     except OSError as err:
         return CommandResult(shown, None, "", "", 0.0, f"`{shown}` could not be started: {err.strerror}.")
     error = None
+    # The output is drained as it comes (a full pipe would stall the command)
+    # and kept up to MAX_OUTPUT_BYTES per stream, so a query printing gigabytes
+    # costs no memory beyond that.
+    readers = [_BoundedReader(process.stdout), _BoundedReader(process.stderr)]
     try:
-        out, err = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        out, err = process.communicate()
+        process.wait()
         error = f"`{shown}` did not finish within {timeout:g} s and was stopped; check the database and try again."
+    # Something the command started in another session may still hold the pipes:
+    # wait a little for the rest of the output, never for ever.
+    for reader in readers:
+        reader.join(OUTPUT_GRACE_SECONDS)
+    out, err = (reader.data() for reader in readers)
     seconds = time.monotonic() - started
     decode = lambda data: _mask(data.decode("utf-8", "replace"), secrets)  # noqa: E731
     return CommandResult(shown, process.returncode, decode(out), decode(err), seconds, error)
@@ -415,6 +461,49 @@ def parse_migration_output(stdout: str) -> tuple[Migration, ...]:
     return tuple(found)
 
 
+_APPLIED_STATES = frozenset({"SUCCESS", "OUT_OF_ORDER", "FUTURE_SUCCESS", "BASELINE"})
+
+
+def parse_migration_document(data: Any) -> tuple[Migration, ...]:
+    """A migration status answer as JSON data: Spring Boot Actuator's
+    `/actuator/flyway` (applied migrations are those with `installedOn`, named
+    VERSION_DESCRIPTION; a `reversible` field is read when present), else what
+    `parse_migration_output` reads."""
+    if isinstance(data, dict) and isinstance(data.get("contexts"), dict):
+        found = []
+        for context in data["contexts"].values():
+            for bean in ((context or {}).get("flywayBeans") or {}).values():
+                for item in (bean or {}).get("migrations") or []:
+                    if not isinstance(item, dict) or not item.get("installedOn"):
+                        continue
+                    if item.get("state") and str(item["state"]).upper() not in _APPLIED_STATES:
+                        continue
+                    description = str(item.get("description") or "").strip().replace(" ", "_")
+                    name = "_".join(p for p in (str(item.get("version") or ""), description) if p) or \
+                        str(item.get("script") or "?")
+                    found.append(Migration(name, _parse_time(item["installedOn"]), _parse_bool(item.get("reversible"))))
+        return tuple(found)
+    return parse_migration_output(json.dumps(data))
+
+
+def read_migration_url(url: str, timeout: float) -> tuple[Migration, ...]:
+    """GET `url` (JSON) and parse it; DatabaseError with a sentence when it fails."""
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=timeout, headers={"Accept": "application/json"})
+    except httpx.TimeoutException:
+        raise DatabaseError(f"GET {url} did not answer within {timeout:g} s") from None
+    except httpx.HTTPError as err:
+        raise DatabaseError(f"GET {url} failed: {err}") from None
+    if response.status_code != 200:
+        raise DatabaseError(f"GET {url} answered HTTP {response.status_code}")
+    try:
+        return parse_migration_document(response.json())
+    except ValueError:
+        raise DatabaseError(f"GET {url} did not answer JSON") from None
+
+
 def _newest_first(migrations: Sequence[Migration]) -> tuple[Migration, ...]:
     if all(m.applied_at is not None for m in migrations):
         return tuple(sorted(migrations, key=lambda m: m.applied_at, reverse=True))
@@ -535,6 +624,9 @@ class Database:
                     if row and row[0]
                 ]
                 source = answer.command
+            elif status.url is not None:
+                found = list(read_migration_url(status.url, min(self.config.timeout, MIGRATION_STATUS_TIMEOUT)))
+                source = f"GET {status.url}"
             else:
                 result = self.run(status.command, timeout=min(self.config.timeout, MIGRATION_STATUS_TIMEOUT))
                 if not result.ok:
@@ -716,9 +808,8 @@ class _Runner:
 
 
 def _scale_call(platform: Any, replicas: int) -> ApiCall:
-    describe, current = getattr(platform, "scale_call", None), getattr(platform, "replicas", None)
-    if describe is not None and current is not None:
-        return describe(replicas, current())
+    if isinstance(platform, Scalable):
+        return platform.scale_call(replicas, platform.replicas())
     return ApiCall("scale", f"{platform.name} to {replicas} replicas")
 
 
@@ -844,10 +935,7 @@ class CorruptionResponse(_Runner):
 
 def _scaler(platform: Any) -> Callable[[int], int]:
     if not isinstance(platform, Scalable):
-        raise PlatformError(
-            f"The {getattr(platform, 'platform', 'service')} platform of {platform.name} cannot scale from the "
-            "console; stop writes by hand and skip this step with a reason."
-        )
+        raise PlatformError(f"{lacks(platform, Scalable)[:-1]}: stop writes by hand and skip this step with a reason.")
     return platform.scale
 
 
@@ -856,9 +944,12 @@ class MigrationRollback(_Runner):
 
     procedure = MIGRATION_ROLLBACK
 
-    def __init__(self, session: Session, service: str, to_revision: int | None = None) -> None:
+    def __init__(self, session: Session, service: str, to_revision: int | None = None, ask=None) -> None:
         super().__init__(session, service)
         self.to_revision = to_revision
+        # The operator's ask (a `gate.Ask`, with an override when one was given): the gate is asked again
+        # before the application step runs, which may be long after the plan was shown.
+        self.ask = ask
         self._planned: RollbackPlan | None = None
 
     def _on_failure(self, step: StepState, error: str) -> None:
@@ -893,8 +984,17 @@ class MigrationRollback(_Runner):
 
     def _execute(self, step: StepState, choice: str | None, progress: Callable[[str], None]) -> tuple[bool, str, str]:
         if step.id == "app_rollback":
+            from console.gate import Ask, Outcome
+
             plan = self._app_plan()
             self._planned = None  # a retry plans again against the state then
+            ask = self.ask or Ask(self.session.operator, self.to_revision)
+            verdict = self.session.gate(plan, ask)
+            if verdict.outcome is Outcome.NOTHING:
+                return True, verdict.sentence, ""
+            if verdict.outcome is not Outcome.GO:
+                self.session.record_verdict(plan, verdict, ask)
+                return False, f"The gate refuses the application rollback: {verdict.sentence}", ""
             last: Progress | None = None
             try:
                 for last in self.session.execute(plan, reason="roll back the application before its migration"):

@@ -34,12 +34,16 @@ order (the first rule that applies decides):
 7. Minor bug, workaround exists -> HOTFIX.
 8. Otherwise HEALTHY.
 
-Stale data: when `Snapshot.stale` (the metrics are old or Prometheus failed),
-a ROLLBACK NOW that rule 5 derived from the error rate alone is downgraded to
-INVESTIGATE FIRST, with a "Data stale" reason first: the console never rolls
-back on numbers it cannot trust. "Service completely down" is not downgraded:
-pods and the health endpoint are read fresh every cycle. Rows driven by
-facts (rules 1-4, 7) still apply. Missing metrics (None) never fire a row.
+Unknown is its own state: when a signal the decision needs is missing or
+stale (`Snapshot.unavailable`, filled by the poller, which knows what is
+configured; or `Snapshot.stale`: the metrics are old or a query failed), the
+decision is SIGNALS UNAVAILABLE, saying what is missing and since when,
+never HEALTHY, INVESTIGATE or HOTFIX on numbers it cannot see. What is known
+still counts: the facts (rules 1-4) decide as before, and a service seen down
+(pods or the health endpoint, read fresh) is rolled back (rule 5). An error
+rate above 5 % that is stale does not roll back: it is listed as the last
+known value under SIGNALS UNAVAILABLE. Missing metrics (None) never fire a
+row.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from console.model import Action, Decision, Facts, Reason, ServiceView, Snapshot, Table
+from console.model import Action, Decision, Facts, Missing, Reason, ServiceView, Snapshot, Table
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,13 @@ CORRUPTION_ALTERNATIVES: tuple[str, ...] = (
     "Or run a data fix script",
 )
 HOTFIX = "Hotfix (a workaround exists)"
-STALE_CONDITION = "Data stale"
+UNAVAILABLE_CONDITION = "Signals unavailable"
+METRIC_SIGNALS = frozenset({"error rate", "metrics"})
+"""`Missing.signal` names that mean the error rate cannot be trusted."""
+UNAVAILABLE_ALTERNATIVES: tuple[str, ...] = (
+    "Rollback now once fresh data confirms it (or the service is seen down)",
+    "Check the signal sources: the errors say which one failed and why",
+)
 
 _URGENCY = {action: len(Action) - index for index, action in enumerate(Action)}
 
@@ -322,8 +332,10 @@ def evaluate(
         tail = [row for row in fired.values() if row not in head]
         return first + tuple(row.reason(snapshot, facts, thresholds) for row in head + tail)
 
+    missing = unavailable(snapshot)
+
     def decide(action: Action, why: tuple[Reason, ...], alternatives: tuple[str, ...] = (), **kw) -> Decision:
-        return Decision(action, why, alternatives, stale=snapshot.stale, **kw)
+        return Decision(action, why, alternatives, stale=snapshot.stale, unavailable=missing, **kw)
 
     migration_blocks = _migration_blocks(facts)
     hotfix = (HOTFIX,) if facts.minor_bug_workaround else ()
@@ -363,24 +375,20 @@ def evaluate(
     investigate_rows = [row.condition for row in ROWS if row.table is Table.INVESTIGATE_FIRST and row.condition in fired]
     deadline = (facts.investigation_started_at or now) + thresholds.investigate_window
 
-    # 5. Down or failing more than 5 %; stale metrics only justify a look. Pods
-    # and the health endpoint are read fresh every cycle (`Snapshot.stale` is
-    # about the metrics), so a service seen down is rolled back whatever
-    # Prometheus says.
+    # 5. Down or failing more than 5 %. Pods and the health endpoint are read
+    # fresh every cycle (`Snapshot.stale` is about the metrics), so a service
+    # seen down is rolled back whatever Prometheus says; an error rate that
+    # cannot be trusted (stale, or its query failed) rolls nothing back.
+    gap = (Reason(Table.INVESTIGATE_FIRST, UNAVAILABLE_CONDITION, "; ".join(str(m) for m in missing)),) if missing else ()
+    if snapshot.stale or any(m.signal in METRIC_SIGNALS for m in missing):
+        signal_rollback = [c for c in signal_rollback if c != "Error rate > 5%"]
     if signal_rollback:
-        if snapshot.stale and "Service completely down" not in signal_rollback:
-            stale = Reason(
-                Table.INVESTIGATE_FIRST,
-                STALE_CONDITION,
-                "the metrics are older than the staleness limit; confirm with fresh data before rolling back",
-            )
-            return decide(
-                Action.INVESTIGATE,
-                reasons(*signal_rollback, first=(stale,)),
-                ("Rollback now once fresh data confirms it",) + hotfix,
-                deadline=deadline,
-            )
-        return decide(Action.ROLLBACK_NOW, reasons(*signal_rollback, "Database migration applied"), hotfix)
+        head = reasons(*signal_rollback, "Database migration applied")
+        return decide(Action.ROLLBACK_NOW, head[: len(signal_rollback)] + gap + head[len(signal_rollback):], hotfix)
+
+    # 5b. Unknown is not healthy: what the decision needs and does not have.
+    if missing:
+        return decide(Action.SIGNALS_UNAVAILABLE, reasons(first=gap), UNAVAILABLE_ALTERNATIVES + hotfix)
 
     # 6. The softer signals: investigate, then decide.
     if investigate_rows:
@@ -392,3 +400,12 @@ def evaluate(
 
     # 8. Nothing fired, or only a reversible migration.
     return decide(Action.HEALTHY, reasons())
+
+
+def unavailable(snapshot: Snapshot) -> tuple[Missing, ...]:
+    """What the decision needs and cannot trust in `snapshot`: the poller's
+    list, and the metrics when they are stale without the poller naming them."""
+    missing = snapshot.unavailable
+    if snapshot.stale and not missing:
+        missing = (Missing("metrics", snapshot.metrics.sampled_at, "stale or a query failed"),)
+    return missing

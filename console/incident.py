@@ -460,6 +460,8 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
         record = DecisionRecord(event.at, action, tuple(data.get("reasons", ())), _time(data.get("deadline")))
         if action is Action.HEALTHY:
             impact = None
+        elif action is Action.SIGNALS_UNAVAILABLE:
+            impact = state.impact_seen_since  # unknown neither starts nor ends an impact
         else:
             impact = state.impact_seen_since or event.at
         return replace(state, decisions=state.decisions + (record,), impact_seen_since=impact)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 
 class Action(str, enum.Enum):
     """What the runbook's decision framework calls for, most urgent first."""
 
     ROLLBACK_NOW = "rollback_now"
+    # A signal the decision needs is missing or stale: the console cannot say
+    # the service is healthy, and does not roll back on what it cannot see.
+    SIGNALS_UNAVAILABLE = "signals_unavailable"
     INVESTIGATE = "investigate"
     FIX_FORWARD = "fix_forward"
     HOTFIX = "hotfix"
@@ -30,6 +33,7 @@ class Action(str, enum.Enum):
 
 _HEADLINES = {
     Action.ROLLBACK_NOW: "ROLLBACK NOW",
+    Action.SIGNALS_UNAVAILABLE: "SIGNALS UNAVAILABLE",
     Action.INVESTIGATE: "INVESTIGATE FIRST",
     Action.FIX_FORWARD: "DO NOT ROLL BACK: FIX FORWARD",
     Action.HOTFIX: "DO NOT ROLL BACK: HOTFIX",
@@ -167,6 +171,21 @@ class Signals:
 
 
 @dataclass(frozen=True)
+class Missing:
+    """A signal the decision needs that this refresh could not read fresh."""
+
+    signal: str  # "error rate", "pod counts"
+    # When a good value was last read (its sample time); None: never.
+    since: datetime | None = None
+    # Why, in a few words: "no answer", "no data", "stale", "not read yet".
+    why: str = ""
+
+    def __str__(self) -> str:
+        when = f"last read {self.since.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC" if self.since else "never read"
+        return f"{self.signal} ({self.why + ', ' if self.why else ''}{when})"
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything known about one service at one refresh."""
 
@@ -180,6 +199,9 @@ class Snapshot:
     stale: bool = False
     # Source failures as operator sentences.
     errors: tuple[str, ...] = ()
+    # Signals the decision needs that are missing or stale (set by the poller,
+    # which knows what is configured).
+    unavailable: tuple[Missing, ...] = ()
 
     @property
     def current_revision(self) -> Revision | None:
@@ -229,6 +251,8 @@ class Decision:
     freeze_writes: bool = False
     # The signals were stale: the decision says so and does not roll back on them alone.
     stale: bool = False
+    # What the decision needed and did not have (SIGNALS UNAVAILABLE says so).
+    unavailable: tuple[Missing, ...] = ()
 
     @property
     def headline(self) -> str:

@@ -9,13 +9,10 @@ import asyncio
 from collections.abc import Callable
 
 from console.comms import MessageKind
-from console.model import Action
-from console.platforms.base import NotFound, PlatformError
+from console.gate import Ask, Outcome, Procedure, Verdict
+from console.platforms.base import NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
-
-DO_NOT_ROLL_BACK = (Action.FIX_FORWARD, Action.HOTFIX, Action.WAIT_EXTERNAL)
-
 
 def run_headless_rollback(
     session: Session,
@@ -29,23 +26,31 @@ def run_headless_rollback(
     timeout: float | None = None,
     out: Callable[[str], None] = print,
     quick: bool = False,
+    approved_by: str | None = None,
 ) -> int:
-    """Roll `service` back; returns the command's exit code. `quick`: the
-    Docker Compose quick rollback (start the previous container). `timeout`:
-    seconds the rollout may take; default: the config's `rollout_timeout`."""
-    return asyncio.run(_run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick))
+    """Roll `service` back if the gate lets it (`console.gate`); returns the
+    command's exit code: 0 done or nothing to do, 1 failed, 2 usage, 3 refused
+    (the runbook says not to, or the target was rolled back from: `force` with
+    `reason`, and `approved_by` where the config names approvers, overrides).
+    `quick`: the Docker Compose quick rollback (start the previous container).
+    `timeout`: seconds the rollout may take; default: the config's `rollout_timeout`."""
+    return asyncio.run(_run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick,
+                            approved_by))
 
 
-async def _run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False) -> int:
+async def _run(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False,
+               approved_by=None) -> int:
     # One event loop for the whole command: the session's HTTP clients live on it.
     # The platform calls block it, which is fine here: nothing else runs.
     try:
-        return await _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick)
+        return await _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick,
+                                approved_by)
     finally:
         await session.aclose()
 
 
-async def _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False) -> int:
+async def _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False,
+                     approved_by=None) -> int:
     view = (await session.refresh(only=service))[0]
     decision = view.decision
     out(f"Starting rollback for {service}")
@@ -69,82 +74,52 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
             out(f"Rollback failed: {err}")
             return EXIT_FAILED
         return await _verify_and_report(session, service, out)
-    if to_revision is None:
-        try:
-            done = session.already_on_target(service)
-        except PlatformError as err:
-            out(f"Cannot read the rollout history: {err}")
-            return EXIT_USAGE if isinstance(err, NotFound) else EXIT_FAILED
-        if done:
-            out(done)
-            out("Pass --to-revision N to roll back further.")
-            return EXIT_OK
-    check = session.rollback_check(service, to_revision)
-    if check.blocked:
-        if not force:
-            out(f"Not rolling back: {check.explanation}")
-            out("The runbook's options (DO NOT roll back the migration):")
-            for option in check.options:
-                out(f"  - {option.title}: {option.detail}")
-            out("Pass --force to roll back anyway, accepting the risk of data loss.")
-            if not dry_run:
-                why = (f"it would cross migration {check.migration.name}, which cannot be undone" if check.migration
-                       else "the migration state could not be read")
-                session.note(f"{service}: headless rollback refused: {why}", service=service)
-            return EXIT_DO_NOT_ROLL_BACK
-        out(f"WARNING (--force): {check.explanation}")
-        if not dry_run:
-            session.note(f"{service}: rollback forced past " + ("a migration that cannot be undone" if check.migration
-                         else "a migration state that could not be read"), service=service)
-    # The runbook's option 3: a revision that works with the new schema may be rolled back to.
-    partial = decision.action is Action.FIX_FORWARD and check.migration is not None and not check.blocked
-    if partial:
-        out(f"Partial rollback: the target works with migration {check.migration.name} (the runbook's option 3).")
-    if decision.action in DO_NOT_ROLL_BACK and not force and not partial:
-        out(f"Not rolling back: the runbook says {decision.headline.lower()}.")
-        for alternative in decision.alternatives:
-            out(f"  - {alternative}")
-        out("Pass --force to roll back anyway.")
-        if not dry_run:
-            session.note(f"{service}: headless rollback refused: {decision.headline}", service=service)
-        return EXIT_DO_NOT_ROLL_BACK
-
     try:
         plan = session.plan_rollback(service, to_revision, quick=quick)
     except PlatformError as err:
         out(f"Cannot plan the rollback: {err}")
         # No such revision, service or container: the command asked for something that is not there.
-        return EXIT_USAGE if isinstance(err, NotFound) else EXIT_FAILED
-    migration = session.migration_facts(service)
-    reversible = migration.migration_applied and migration.migration_reversible is True and plan.skip_reason is None
-    if quick and reversible:
-        out("Not rolling back: a reversible migration was applied since the deploy, and its plan (the application, "
-            "then the migration, then the data check) uses the full rollback; run it again without --quick.")
-        return EXIT_USAGE
-    if plan.skip_reason:
-        out(plan.skip_reason)
-    else:
-        out(f"Plan: revision {plan.from_revision} → {plan.to_revision} "
-            f"({', '.join(plan.from_versions)} → {', '.join(plan.to_versions)})")
-        if plan.summary:
-            # Says what the numbers mean per platform (a blue-green "revision" is a colour).
-            out(plan.summary)
-        for call in plan.calls:
-            out(str(call))
+        return EXIT_USAGE if isinstance(err, (NotFound, Usage)) else EXIT_FAILED
+    ask = Ask(session.operator, to_revision, force, reason, approved_by, quick)
+    try:
+        verdict = session.gate(plan, ask)
+    except PlatformError as err:
+        out(f"Cannot read what the cluster records about {service}'s rollbacks: {err}")
+        return EXIT_FAILED
+    if verdict.outcome is not Outcome.GO:
+        return _not_going(session, plan, verdict, ask, dry_run, out)
+    for objection in verdict.overridden:
+        out(f"WARNING (--force): {objection.sentence}")
+    if not dry_run and session.investigation_deadline(service) is not None:
+        # As in the TUI: a rollback that goes ahead ends the investigation's countdown.
+        session.end_investigation(service, f"a rollback of {service} was started (headless)")
+    if verdict.overridden and not dry_run:
+        session.record_verdict(plan, verdict, ask)
+    if verdict.procedure is Procedure.PARTIAL:
+        migration = session.migration_view(service, plan).migration
+        out(f"Partial rollback: the target works with migration {migration} (the runbook's option 3).")
+    reversible = verdict.procedure is Procedure.MIGRATION_PLAN
+    out(f"Plan: revision {plan.from_revision} → {plan.to_revision} "
+        f"({', '.join(plan.from_versions)} → {', '.join(plan.to_versions)})")
+    if plan.summary:
+        # Says what the numbers mean per platform (a blue-green "revision" is a colour).
+        out(plan.summary)
+    for call in plan.calls:
+        out(str(call))
     if dry_run:
         out("Dry run: nothing was changed.")
         return EXIT_OK
-    if plan.skip_reason is None and confirm is not None and not confirm(f"Roll back {service}?"):
+    if confirm is not None and not confirm(f"Roll back {service}?"):
         out("Aborted: nothing was changed.")
         return EXIT_FAILED
 
     if reversible:
-        code = _reversible_plan(session, service, to_revision, confirm, out)
+        code = _reversible_plan(session, service, to_revision, confirm, out, ask)
         if code != EXIT_OK:
             return code
     else:
         try:
-            announced = plan.skip_reason is not None
+            announced = False
             for progress in session.execute(plan, reason=reason, timeout=timeout):
                 out(progress.message)
                 if not announced:
@@ -158,6 +133,28 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
             return EXIT_FAILED
 
     return await _verify_and_report(session, service, out)
+
+
+def _not_going(session: Session, plan, verdict: Verdict, ask: Ask, dry_run: bool, out: Callable[[str], None]) -> int:
+    """Say why the gate stops here (recorded unless a dry run); the exit code."""
+    if verdict.outcome is Outcome.NOTHING:
+        for objection in verdict.objections:
+            out(objection.sentence)
+            for option in objection.options:
+                out(option)
+        if not dry_run:
+            session.note(f"{plan.service}: nothing to roll back: {verdict.sentence}", service=plan.service)
+        return EXIT_OK
+    out(f"Not rolling back {plan.service} to {', '.join(plan.to_versions) or plan.to_revision}:")
+    for objection in verdict.objections:
+        out(f"  - {objection.sentence}")
+        for option in objection.options:
+            out(f"      {option}")
+    if verdict.outcome is Outcome.OVERRIDE:
+        out(f"Pass --force to roll back anyway (this needs {verdict.missing}); the override is recorded.")
+    if not dry_run:
+        session.record_verdict(plan, verdict, ask)
+    return EXIT_USAGE if verdict.usage else EXIT_DO_NOT_ROLL_BACK
 
 
 def _post(session: Session, service: str, kind: MessageKind, out: Callable[[str], None], plan=None) -> None:
@@ -190,14 +187,14 @@ async def _verify_and_report(session: Session, service: str, out: Callable[[str]
     return EXIT_OK
 
 
-def _reversible_plan(session, service, to_revision, confirm, out) -> int:
+def _reversible_plan(session, service, to_revision, confirm, out, ask=None) -> int:
     """The runbook's order when the migration is reversible: the application
     first, then the migration rollback command, then the data integrity check."""
     from console.database import DatabaseError
 
     out("The migration since the deploy is reversible: the application first, then the migration, then the data check.")
     try:
-        runner = session.migration_rollback(service, to_revision)
+        runner = session.migration_rollback(service, to_revision, ask)
     except (DatabaseError, PlatformError) as err:
         out(f"Cannot run the migration rollback plan: {err}")
         return EXIT_FAILED

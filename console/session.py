@@ -25,7 +25,10 @@ from console.database import CorruptionResponse, Database, DatabaseError, Migrat
 from console.decision import evaluate, urgency
 from console.incident import NewEvent
 from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
-from console.platforms.base import Leased, Platform, PlatformError, Routed, Routing
+from console.gate import Ask, LeaseView, MigrationView, Verdict, decide as gate_decide
+from console.model import Reason, Table
+from console.platforms.base import Followed, Leased, Observed, Platform, PlatformError, Recorded, Routed, Routing, Usage
+from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
 
@@ -237,6 +240,7 @@ class Session:
         self.clock = clock or SystemClock()
         self.operator = operator or config.operator or default_operator()
         self.thresholds = config.decision_thresholds
+        self.gate_policy = config.gate.policy()
         self.services: tuple[str, ...] = tuple(s.name for s in config.services)
         self.refresh_interval = config.refresh_interval
         connections: dict = {}
@@ -270,6 +274,11 @@ class Session:
         # Set by `rollback-console drill`: the drill's story and debrief (console.drill.record.DrillLink).
         self.drill_link: Any = None
         self._story_told = 0
+        self._slack_lock = threading.Lock()
+        # Each service's provenance as the gate last read it (the records a rollback keeps).
+        self._provenance: dict[str, Provenance] = {}
+        # Records of others' rollbacks already put in the timeline (keys), per service.
+        self._seen_records: dict[str, set[str]] = {}
 
     @property
     def poller(self) -> Poller:
@@ -327,6 +336,7 @@ class Session:
         for snapshot in snapshots:
             view = ServiceView(snapshot, self.decide(snapshot))
             self._note_change(self._views.get(snapshot.service), view)
+            self._note_records(snapshot.service, snapshot.taken_at)
             self._views[snapshot.service] = view
             views.append(view)
             self._escalate(snapshot.service, snapshot.taken_at)
@@ -350,6 +360,50 @@ class Session:
             self.record(incidents.NewEvent(incidents.NOTE, f"DRILL: {text}", {"drill_note": index}),
                         service=service, actor="drill")
         self._story_told = len(story)
+    def _note_records(self, service: str, now: datetime) -> None:
+        """Put in the timeline, once, each recent rollback another console, the
+        autopilot or a person made on the service, as the objects record it
+        (read with the refresh; the entry's actor is who did it)."""
+        platform = self._platforms.get(service)
+        provenance = platform.recorded() if isinstance(platform, Observed) else None
+        if provenance is None:
+            return
+        from console.gate import recent
+
+        seen = self._seen_records.setdefault(service, self._recorded_keys(service))
+        for record in provenance.records:
+            key = "|".join((record.by, ",".join(record.from_versions), ",".join(record.to_versions),
+                            record.at.isoformat() if record.at else ""))
+            if key in seen or record.by == self.operator or not recent(record, now, self.gate_policy):
+                seen.add(key)
+                continue
+            seen.add(key)
+            self.record(incidents.NewEvent(incidents.NOTE, record.sentence(service), {"record": key}),
+                        service=service, actor=record.by)
+
+    def cluster_rollback(self, service: str) -> RollbackRecord | None:
+        """The newest recent rollback the objects record (by anyone) that brought
+        the service to what it runs now, from the last refresh (no request): the
+        banner follows the cluster, not this console's memory."""
+        platform = self._platforms.get(service)
+        provenance = platform.recorded() if isinstance(platform, Observed) else None
+        view = self._views.get(service)
+        current = view.snapshot.current_revision if view is not None else None
+        if provenance is None or current is None:
+            return None
+        from console.gate import recent
+
+        now = self.clock.now()
+        hits = [r for r in provenance.records if r.to_versions == current.versions and recent(r, now, self.gate_policy)]
+        return hits[-1] if hits else None
+
+    def _recorded_keys(self, service: str) -> set[str]:
+        """The records the open incident's timeline already mentions."""
+        incident_id = self.store.open_incident_for(service)
+        if incident_id is None:
+            return set()
+        return {str(incidents.payload(e).get("record")) for e in self.store.events(incident_id)
+                if incidents.payload(e).get("record")}
 
     def view(self, service: str) -> ServiceView | None:
         return self._views.get(service)
@@ -366,17 +420,24 @@ class Session:
             return
         if old is None and new.action == Action.HEALTHY:
             return
-        self.record(incidents.decided(new), service=after.snapshot.service, actor="console")
+        # Checked again against the store in the write's own transaction: other
+        # consoles (20 `status` runs at once) may have recorded this verdict already.
+        service = after.snapshot.service
+        event = incidents.decided(new)
+        stored = self.store.append_if_changed(
+            service, event.kind, event.text, at=self.clock.now(), key="action", actor="console", data=event.data,
+            open_incident=new.action != Action.HEALTHY,
+        )
+        if stored is not None:
+            self._apply(service, stored[0], stored[1])
 
     # -- the timeline ----------------------------------------------------
 
     def incident_id(self, service: str) -> str:
         """The open incident for `service`, opened now if there is none."""
         with self._lock:
-            found = self.store.open_incident_for(service)
-            if found:
-                return found
-            return self.store.open_incident(service, self.clock.now(), prefix=self.config.incident.ticket_prefix)
+            return self.store.ensure_open_incident(service, self.clock.now(),
+                                                   prefix=self.config.incident.ticket_prefix)
 
     def record(self, event: NewEvent, service: str | None = None, actor: str | None = None) -> Event:
         """Store one timeline event in `service`'s incident (the first service's by
@@ -413,7 +474,7 @@ class Session:
         if not quick:
             return platform.plan_rollback(to_revision)
         if "quick" not in inspect.signature(platform.plan_rollback).parameters:
-            raise PlatformError(
+            raise Usage(
                 f"Quick rollback is the Docker Compose procedure; {service} runs on "
                 f"{getattr(platform, 'platform', type(platform).__name__)}: roll it back the usual way."
             )
@@ -445,6 +506,7 @@ class Session:
                 raise
         rollout_started_at = self.clock.now()
         try:
+            plan = self._with_record(plan, reason)
             started = incidents.rollback_started(plan)
             if reason:
                 started = replace(started, text=f"{started.text} (reason: {reason})", data={**started.data, "reason": reason})
@@ -478,6 +540,86 @@ class Session:
                 lease.__exit__(None, None, None)
                 if lost:
                     self.note(f"{service}: {lost}", service=service, actor="console")
+
+    # -- the gate: may this rollback go ahead --------------------------------
+
+    def provenance(self, service: str) -> Provenance:
+        """What the objects say about `service`'s past rollbacks (read fresh:
+        call from a worker), plus the open incident's completed rollback (for
+        platforms whose objects carry no record)."""
+        platform = self.platform(service)
+        found = platform.provenance() if isinstance(platform, Recorded) else Provenance()
+        state = self.incident_state(service)
+        if state is not None and state.rollback.status is incidents.RollbackStatus.COMPLETED and state.rollback.to_versions:
+            started = [e for e in self.events(service) if e.kind == incidents.ROLLBACK_STARTED]
+            by = started[-1].actor if started else self.operator
+            found = found.merged(Provenance((RollbackRecord(
+                by, state.rollback.from_versions, state.rollback.to_versions, state.rollback.finished_at,
+                state.rollback.reason, self.ticket(service), INCIDENT),)))
+        self._provenance[service] = found
+        return found
+
+    def migration_view(self, service: str, plan: RollbackPlan) -> MigrationView:
+        """The migration check for the plan's target, as the gate takes it: the
+        configured migration source, else the facts declared or detected."""
+        check = self.rollback_check(service, plan.to_revision)
+        facts = self.facts(service)
+        blocked, explanation = check.blocked, check.explanation
+        if not check.blocked and check.migration is None and facts.migration_applied and facts.migration_reversible is not True:
+            from console.procedures import DATA_LOSS_RISK
+
+            known = "not reversible" if facts.migration_reversible is False else "not known to be reversible"
+            blocked = True
+            explanation = (f"A migration applied since the deploy ({facts.migration_name or 'declared in the facts'}) "
+                           f"is {known}. " + DATA_LOSS_RISK)
+        return MigrationView(
+            blocked=blocked,
+            explanation=explanation,
+            migration=check.migration.name if check.migration else None,
+            reversible_applied=facts.migration_applied and facts.migration_reversible is True,
+            options=tuple(f"{o.title}: {o.detail}" for o in check.options),
+        )
+
+    def gate(self, plan: RollbackPlan, ask: Ask) -> Verdict:
+        """Ask the gate whether `plan` may go ahead (`console.gate.decide`), from
+        the last refresh's decision and a fresh read of the objects' records and
+        the lease. Makes requests: call from a worker."""
+        service = plan.service
+        view = self._views.get(service)
+        decision = view.decision if view is not None else Decision(
+            Action.INVESTIGATE, (Reason(Table.INVESTIGATE_FIRST, "No signals read yet", "refresh first"),))
+        holder = self.lease_holder(service)
+        lease = LeaseView(holder.holder, holder.expired) if holder is not None else None
+        return gate_decide(service, decision, plan, self.provenance(service), ask, self.clock.now(),
+                           self.migration_view(service, plan), lease, self.gate_policy)
+
+    def record_verdict(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
+        """Put a refusal, or an override with its reason and approver, in the timeline."""
+        service = plan.service
+        if verdict.overridden:
+            approved = f", approved by {ask.approved_by}" if ask.approved_by else ""
+            self.record(incidents.NewEvent(
+                incidents.NOTE,
+                f"{service}: rollback override by {ask.operator}{approved} (reason: {ask.reason.strip()}); "
+                "overriding: " + " ".join(o.sentence for o in verdict.overridden),
+                {"override": True, "reason": ask.reason.strip(), "approved_by": ask.approved_by or "",
+                 "rules": [o.rule.value for o in verdict.overridden]}), service=service)
+        elif verdict.objections and verdict.outcome.value in ("refuse", "go only with override"):
+            self.record(incidents.NewEvent(
+                incidents.NOTE, f"{service}: rollback refused: {verdict.sentence}",
+                {"refused": True, "rules": [o.rule.value for o in verdict.objections]}), service=service)
+
+    def _with_record(self, plan: RollbackPlan, reason: str) -> RollbackPlan:
+        """The plan, writing this rollback's record on the object (platforms that keep one)."""
+        platform = self.platform(plan.service)
+        if not isinstance(platform, Recorded) or plan.skip_reason:
+            return plan
+        existing = self._provenance.get(plan.service)
+        if existing is None:
+            existing = self.provenance(plan.service)
+        record = RollbackRecord(self.operator, plan.from_versions, plan.to_versions, self.clock.now(), reason,
+                                self.ticket(plan.service))
+        return platform.with_record(plan, record, existing.records)
 
     def rollback_lease(self, service: str):
         """The service's rollback lease held by this console's operator (a
@@ -841,7 +983,8 @@ class Session:
         if notifier is None:
             return None, SendResult(ok=False, error=self.slack_problem())
         incident_id = self.incident_id(service)
-        entry, result = deliver(self.store, notifier, incident_id, message, self.clock, actor=self.operator)
+        with self._slack_lock:  # a resend running meanwhile must not post this entry too
+            entry, result = deliver(self.store, notifier, incident_id, message, self.clock, actor=self.operator)
         self.reload_incident(service)  # "Team notified" is recorded before anyone sees it ticked
         return entry, result
 
@@ -858,7 +1001,10 @@ class Session:
         incident_id = self.store.open_incident_for(service)
         if notifier is None or incident_id is None:
             return []
-        results = resend_pending(self.store, notifier, self.clock, incident_id, actor="console")
+        # One resend at a time (the message screen's and the app's periodic one):
+        # the second reads the outbox after the first and never posts an entry twice.
+        with self._slack_lock:
+            results = resend_pending(self.store, notifier, self.clock, incident_id, actor="console")
         if results:
             self.reload_incident(service)
         return results
@@ -874,25 +1020,6 @@ class Session:
         """The versions the platform runs now (its current revision's image tags)."""
         current = next((r for r in self.platform(service).history() if r.current), None)
         return current.versions if current else ()
-
-    def already_on_target(self, service: str) -> str | None:
-        """When the open incident's rollback completed and the platform still runs its
-        target: a sentence saying so (a second `rollout undo` would toggle back to the
-        bad version). None otherwise."""
-        state = self.incident_state(service)
-        if state is None or state.rollback.status is not incidents.RollbackStatus.COMPLETED:
-            return None
-        target = state.rollback.to_versions
-        if not target or self.current_versions(service) != target:
-            return None
-        # Compose after a quick rollback: the full rollback is the next step, not nothing.
-        finish = getattr(self.platform(service), "quick_rollback_to_finish", None)
-        if finish is not None and finish():
-            return None
-        when = state.rollback.finished_at
-        return (f"{service} is already on the target {', '.join(target)}: incident {state.id} rolled it back "
-                f"from {', '.join(state.rollback.from_versions) or '?'}"
-                + (f" at {when:%H:%M:%S} UTC" if when else "") + "; nothing to do.")
 
     def resume_rollback(self, service: str, timeout: float | None = None) -> Iterator[Progress]:
         """Watch the rollback a crashed console left in flight, without issuing it
@@ -916,9 +1043,8 @@ class Session:
                 self.record(incidents.rollback_failed(error), service=service, actor="console")
                 yield Progress(message=error, at=self.clock.now(), failed=True)
                 return
-            follow = getattr(platform, "follow", None)
             last = None
-            progresses = follow(timeout=timeout) if follow is not None else iter(
+            progresses = platform.follow(timeout=timeout) if isinstance(platform, Followed) else iter(
                 [Progress(message="rollout state read from the platform", at=self.clock.now(), done=True)])
             for progress in progresses:
                 if progress.message != last:
@@ -984,10 +1110,12 @@ class Session:
         self.platform(service)
         return CorruptionResponse(self, service)
 
-    def migration_rollback(self, service: str, to_revision: int | None = None) -> MigrationRollback:
-        """The reversible-migration plan (application, migration, integrity check), resumed from its timeline."""
+    def migration_rollback(self, service: str, to_revision: int | None = None, ask: Ask | None = None) -> MigrationRollback:
+        """The reversible-migration plan (application, migration, integrity check), resumed from its timeline.
+        `ask`: the operator's ask as the gate saw it (an override included); the gate is asked again before
+        the application step."""
         self.platform(service)
-        return MigrationRollback(self, service, to_revision)
+        return MigrationRollback(self, service, to_revision, ask)
 
     def rollback_check(self, service: str, to_revision: int | None = None):
         """Whether a rollback to `to_revision` (default: the previous revision)

@@ -37,6 +37,53 @@ log = logging.getLogger(__name__)
 CHANNEL = "Slack"
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ANSWER_BYTES = 64 * 1024
+"""Of Slack's answer, at most this much is read (its error text is a few words)."""
+
+
+class _Deadline:
+    """A network backend for httpx that bounds a whole attempt, not just each
+    read: every read and write gets at most the time left, so a server that
+    trickles one byte a second is cut at the deadline (httpx's own timeouts
+    are per read)."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self.until = float("inf")
+
+    def start(self, seconds: float) -> None:
+        self.until = time.monotonic() + seconds
+
+    def left(self, timeout: float | None) -> float:
+        import httpcore
+
+        remaining = self.until - time.monotonic()
+        if remaining <= 0:
+            raise httpcore.ReadTimeout("the attempt's deadline passed")
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def connect_tcp(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        return _DeadlineStream(self._backend.connect_tcp(*args, timeout=self.left(timeout), **kwargs), self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+class _DeadlineStream:
+    def __init__(self, stream: Any, deadline: _Deadline) -> None:
+        self._stream, self._deadline = stream, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, timeout=self._deadline.left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, timeout=self._deadline.left(timeout))
+
+    def start_tls(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        return _DeadlineStream(self._stream.start_tls(*args, timeout=self._deadline.left(timeout), **kwargs), self._deadline)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 @dataclass(frozen=True)
@@ -107,21 +154,32 @@ class SlackNotifier:
             return SendResult(ok=False, error=self._problem)
         attempts, status, error = 0, None, None
         try:
-            with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+            transport = httpx.HTTPTransport()
+            deadline = _Deadline(transport._pool._network_backend)
+            transport._pool._network_backend = deadline
+            with httpx.Client(timeout=self.timeout, follow_redirects=False, transport=transport) as client:
                 while True:
                     attempts += 1
                     retry_after = None
+                    deadline.start(self.timeout)
                     try:
-                        response = client.post(self._url, json=payload)
+                        with client.stream("POST", self._url, json=payload) as response:
+                            status = response.status_code
+                            answer = b""
+                            if not 200 <= status < 300:
+                                for chunk in response.iter_bytes():
+                                    answer += chunk
+                                    if len(answer) >= MAX_ANSWER_BYTES:
+                                        break
                     except httpx.TimeoutException:
                         status, error = None, f"Slack did not answer within {self.timeout:g} s"
                     except httpx.TransportError as err:
                         status, error = None, f"Slack could not be reached ({self._scrub(_describe(err))})"
                     else:
-                        status = response.status_code
                         if 200 <= status < 300:
                             return SendResult(ok=True, status=status, attempts=attempts)
-                        body = self._scrub(response.text.strip())[:200]
+                        text = answer[:MAX_ANSWER_BYTES].decode("utf-8", "replace")
+                        body = self._scrub(text.strip())[:200]
                         error = f"Slack answered HTTP {status}" + (f" ({body})" if body else "")
                         if status not in _RETRY_STATUSES:
                             return SendResult(ok=False, status=status, attempts=attempts, error=(

@@ -205,19 +205,23 @@ class Store:
         """Open an incident for `service` and return its id, e.g.
         "INC-20240117-1445-order-service" (`prefix` is the config's ticket
         prefix). Its first event is INCIDENT_OPENED."""
+        with self._lock, self._errors("open an incident"), self._transaction():
+            return self._open_incident(service, now, title, prefix)
+
+    def _open_incident(self, service: str, now: datetime, title: str, prefix: str = "INC") -> str:
+        """Open an incident inside the caller's transaction."""
         base = f"{prefix}-{now.astimezone(timezone.utc):%Y%m%d-%H%M}-{_slug(service)}"
         title = redact(title)
         opening = incident.opened(service, title)
-        with self._lock, self._errors("open an incident"), self._transaction():
-            incident_id, n = base, 1
-            while self._db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone():
-                n += 1
-                incident_id = f"{base}-{n}"
-            self._db.execute(
-                "INSERT INTO incidents (id, service, opened_at, title) VALUES (?, ?, ?, ?)",
-                (incident_id, service, _utc_text(now), title),
-            )
-            self._insert_event(incident_id, opening.kind, opening.text, now, "console", opening.data)
+        incident_id, n = base, 1
+        while self._db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone():
+            n += 1
+            incident_id = f"{base}-{n}"
+        self._db.execute(
+            "INSERT INTO incidents (id, service, opened_at, title) VALUES (?, ?, ?, ?)",
+            (incident_id, service, _utc_text(now), title),
+        )
+        self._insert_event(incident_id, opening.kind, opening.text, now, "console", opening.data)
         return incident_id
 
     def open_incident_for(self, service: str) -> str | None:
@@ -281,6 +285,57 @@ class Store:
             if not self._exists(incident_id):
                 raise StoreError(f"There is no incident {incident_id} in {self.path}; the event was not recorded.")
             return self._insert_event(incident_id, kind, text, at, actor, data)
+
+    def append_if_changed(
+        self,
+        service: str,
+        kind: str,
+        text: str,
+        at: datetime,
+        key: str,
+        actor: str = "console",
+        data: dict[str, Any] | None = None,
+        open_incident: bool = True,
+    ) -> tuple[str, Event] | None:
+        """Record an event in `service`'s open incident unless the last event of
+        the same `kind` there has the same `data[key]` (a verdict that did not
+        change). Checked and written in ONE transaction, so consoles racing on
+        one store (20 `status` runs at once) record a change once, not once
+        each. With no open incident, one is opened first when `open_incident`,
+        else nothing is recorded. Returns (incident id, the stored event), or
+        None when nothing was recorded."""
+        value = (data or {}).get(key)
+        with self._lock, self._errors("record the event"), self._transaction():
+            row = self._db.execute(
+                "SELECT id FROM incidents WHERE service = ? AND closed_at IS NULL "
+                "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
+                (service,),
+            ).fetchone()
+            if row is None:
+                if not open_incident:
+                    return None
+                incident_id = self._open_incident(service, at, "")
+            else:
+                incident_id = row[0]
+                last = self._db.execute(
+                    "SELECT data FROM events WHERE incident_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+                    (incident_id, kind),
+                ).fetchone()
+                if last is not None and json.loads(last[0]).get(key) == value:
+                    return None
+            return incident_id, self._insert_event(incident_id, kind, text, at, actor, data)
+
+    def ensure_open_incident(self, service: str, now: datetime, title: str = "", prefix: str = "INC") -> str:
+        """The open incident of `service`, opened now if there is none, in one
+        transaction (two consoles racing open one incident, not two); `prefix`
+        is the config's ticket prefix."""
+        with self._lock, self._errors("open an incident"), self._transaction():
+            row = self._db.execute(
+                "SELECT id FROM incidents WHERE service = ? AND closed_at IS NULL "
+                "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
+                (service,),
+            ).fetchone()
+            return row[0] if row else self._open_incident(service, now, title, prefix)
 
     def events(self, incident_id: str, newest_first: bool = True, limit: int | None = None) -> list[Event]:
         """The incident's timeline (the last `limit` events when given)."""

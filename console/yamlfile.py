@@ -10,10 +10,32 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
     """A mapping names the same key twice."""
 
 
+MAX_DEPTH = 64
+"""Collections nested deeper than this are refused (5000 levels would exhaust the stack)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
+    _depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels; no setting needs that", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         seen: dict[object, yaml.Node] = {}
         for key_node, _value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value (a name or a number), not a list or a mapping",
+                    key_node.start_mark,
+                )
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 first = seen[key].start_mark

@@ -8,7 +8,7 @@ import pytest
 # The fixture modules of tests/integration (on the pythonpath, see pyproject.toml),
 # registered once for the whole run: a session-scoped fixture (the Docker world,
 # PostgreSQL) imported into several test modules would start once per module.
-pytest_plugins = ["conftest_adapters", "docker_fixture", "postgres_fixture"]
+pytest_plugins = ["conftest_adapters", "docker_fixture", "postgres_fixture", "fault_server"]
 
 
 @pytest.fixture(autouse=True)

@@ -84,6 +84,8 @@ class EcsApi:
             "UpdateService": self._update_service,
             "ListTasks": self._list_tasks,
             "DescribeTasks": self._describe_tasks,
+            "TagResource": self._tag_resource,
+            "ListTagsForResource": self._list_tags_for_resource,
         }
 
     def handle(self, method: str, path: str, query: dict, headers: dict[str, str], body: bytes) -> Response:
@@ -213,6 +215,33 @@ class EcsApi:
             force_new_deployment=bool(body.get("forceNewDeployment")),
         )
         return {"service": self.ecs.service_json(updated)}
+
+    def _tagged_service(self, body: dict) -> EcsService:
+        """The service a resourceArn names (the drill tags services only)."""
+        arn = str(body.get("resourceArn") or "")
+        for service in self.ecs.services.values():
+            if service.arn == arn:
+                return service
+        raise EcsError("InvalidParameterException", f"The specified resource {arn or '(none)'} is not a service here.")
+
+    def _tag_resource(self, body: dict) -> dict:
+        service = self._tagged_service(body)
+        tags = body.get("tags")
+        if not isinstance(tags, list) or not tags:
+            raise EcsError("InvalidParameterException", "Tags cannot be empty.")
+        for tag in tags:
+            key, value = (tag or {}).get("key"), (tag or {}).get("value", "")
+            if not isinstance(key, str) or not 1 <= len(key) <= 128 or not isinstance(value, str) or len(value) > 256:
+                raise EcsError("InvalidParameterException", "Tag keys are 1-128 characters, values at most 256.")
+        merged = {**service.tags, **{t["key"]: t.get("value", "") for t in tags}}
+        if len(merged) > 50:
+            raise EcsError("InvalidParameterException", "A resource has at most 50 tags.")
+        service.tags = merged
+        return {}
+
+    def _list_tags_for_resource(self, body: dict) -> dict:
+        service = self._tagged_service(body)
+        return {"tags": [{"key": k, "value": v} for k, v in service.tags.items()]}
 
     def _list_tasks(self, body: dict) -> dict:
         cluster = self.ecs.cluster(body.get("cluster"))

@@ -17,9 +17,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 import yaml
@@ -36,7 +37,9 @@ from console.drill.objects import (
     parse_field_selector,
     parse_label_selector,
     parse_timestamp,
+    format_timestamp,
 )
+from console.drill import managed_fields
 
 _log = logging.getLogger(__name__)
 
@@ -892,6 +895,7 @@ class KubeApi:
         self.store: ObjectStore = world.store
         # (verb, resource) pairs RBAC denies, e.g. ("patch", "deployments/scale").
         self.forbidden: set[tuple[str, str]] = set()
+        self._request = threading.local()
 
     # -- RBAC, simulated ---------------------------------------------------
 
@@ -939,10 +943,19 @@ class KubeApi:
     ) -> Response:
         """Answer one request; every error becomes a Status object."""
         headers = {k.lower(): v for k, v in headers.items()}
+        # The write's field manager, for managedFields (one request per thread at a time).
+        self._request.manager = managed_fields.manager_of(query, headers)
         try:
             return self._route(method.upper(), path, query, headers, body or b"")
         except ApiError as error:
             return _json_response(error.code, error.status())
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError, RecursionError) as error:
+            # A body of the wrong shape that got past the checks: the client's
+            # mistake (400, as the apiserver's decoder would say), not a server failure.
+            _log.info("kube api: %s %s: malformed request: %r", method, path, error)
+            return _json_response(400, bad_request(
+                f"the request could not be applied: a field has the wrong type or shape ({type(error).__name__})"
+            ).status())
         except Exception as error:  # noqa: BLE001 - a bug here must still answer like an apiserver
             _log.exception("kube api: %s %s failed", method, path)
             return _json_response(500, ApiError(
@@ -1334,8 +1347,7 @@ class KubeApi:
         if target.name is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         obj = self._decode(body)
-        if not isinstance(obj, dict):
-            raise bad_request("the body of the request must be an object")
+        check_object_shape(target.rtype, obj)
         obj = drop_nulls(obj)
         metadata = obj.setdefault("metadata", {})
         if target.namespace and metadata.get("namespace") not in (None, "", target.namespace):
@@ -1355,6 +1367,7 @@ class KubeApi:
         if target.rtype.name in ("deployments", "replicasets"):
             obj["status"] = {}
         self._validate(target.rtype, obj, None)
+        self._track(target, None, obj)
         if self._dry_run(query):
             return _json_response(201, obj)
         try:
@@ -1368,8 +1381,7 @@ class KubeApi:
         if target.name is None or target.subresource == "log":
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         obj = self._decode(body)
-        if not isinstance(obj, dict):
-            raise bad_request("the body of the request must be an object")
+        check_object_shape(target.rtype, obj)
         obj = drop_nulls(obj)
         name = (obj.get("metadata") or {}).get("name")
         if name and name != target.name:
@@ -1452,6 +1464,7 @@ class KubeApi:
                 ) from None
             if not isinstance(patched, dict):
                 raise bad_request("the patched object is not an object")
+            check_object_shape(target.rtype, patched)
             patched = drop_nulls(patched)
             if (patched.get("metadata") or {}).get("name", target.name) != target.name:
                 raise invalid(target.rtype, target.name, [
@@ -1465,8 +1478,7 @@ class KubeApi:
 
     def _apply_create(self, target: Target, query: dict[str, list[str]], obj: Any) -> Response:
         """Server-side apply of an object that does not exist yet creates it."""
-        if not isinstance(obj, dict):
-            raise bad_request("the body of the request must be an object")
+        check_object_shape(target.rtype, obj)
         obj.setdefault("metadata", {})["name"] = target.name
         return self._create(target, query, json.dumps(obj).encode())
 
@@ -1498,6 +1510,8 @@ class KubeApi:
             updated["metadata"]["namespace"] = target.namespace
         _default(target.rtype, updated)
         self._validate(target.rtype, updated, current)
+        if target.subresource != "status":
+            self._track(target, current, updated)
         if self._dry_run(query):
             return updated
         try:
@@ -1506,6 +1520,15 @@ class KubeApi:
             raise conflict(target.rtype, target.name or "") from None
         except NotFound:
             raise not_found(target.rtype, target.name or "") from None
+
+    def _track(self, target: Target, current: dict | None, updated: dict) -> None:
+        """managedFields as the apiserver keeps them for an Update by this request's manager."""
+        manager = getattr(self._request, "manager", None) or "unknown"
+        now = getattr(self.world, "now", None)  # a property of the world; a store-only test world has none
+        if not isinstance(now, datetime):
+            now = datetime.now(timezone.utc)
+        managed_fields.track(current, updated, manager, format_timestamp(now),
+                             target.rtype.api_version(target.version))
 
     def _delete(self, target: Target, query: dict[str, list[str]], body: bytes) -> Response:
         if target.subresource is not None:
@@ -1605,7 +1628,10 @@ class KubeApi:
         }
 
     def _apply_scale(self, target: Target, current: dict, scale: dict) -> dict:
-        replicas = (scale.get("spec") or {}).get("replicas", 0)
+        spec = scale.get("spec") if isinstance(scale, dict) else None
+        replicas = (spec if isinstance(spec, dict) else {}).get("replicas", 0)
+        if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas > MAX_REPLICAS:
+            raise invalid(_SCALE, target.name, [("spec.replicas", _too_many(replicas))])
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise ApiError(
                 422, "Invalid",
@@ -1625,14 +1651,34 @@ class KubeApi:
 
     def _validate(self, rtype: ResourceType, obj: dict, current: dict | None) -> None:
         name = (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName", "")
+        shape = _shape_causes(rtype, obj)
+        if shape:
+            # The world reads these fields every tick: a wrong type stored here would break it for everyone.
+            raise invalid(rtype, str(name), shape)
         if rtype.name not in ("deployments", "replicasets"):
             return
         spec = obj.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise invalid(rtype, name, [("spec", f"Invalid value: {_kind_of(spec)}: must be an object")])
         causes: list[tuple[str, str]] = []
         replicas = spec.get("replicas", 1)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             causes.append(("spec.replicas", f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0"))
+        elif replicas > MAX_REPLICAS:
+            causes.append(("spec.replicas", _too_many(replicas)))
+        template = spec.get("template") or {}
+        template_spec = template.get("spec") if isinstance(template, dict) else None
+        if not isinstance(template, dict) or not isinstance(template.get("metadata") or {}, dict) \
+                or not isinstance(template_spec or {}, dict):
+            raise invalid(rtype, name, [("spec.template", "Invalid value: must be a pod template object")])
+        containers = (template_spec or {}).get("containers")
+        if containers is not None and (not isinstance(containers, list)
+                                       or not all(isinstance(c, dict) for c in containers)):
+            raise invalid(rtype, name, [("spec.template.spec.containers",
+                                         f"Invalid value: {_kind_of(containers)}: must be a list of containers")])
         selector = spec.get("selector")
+        if selector is not None and not isinstance(selector, dict):
+            raise invalid(rtype, name, [("spec.selector", f"Invalid value: {_kind_of(selector)}: must be an object")])
         template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
             causes.append(("spec.selector", "Required value"))
@@ -1652,6 +1698,107 @@ class KubeApi:
                     causes.append((f"spec.template.spec.containers[{index}].image", "Required value"))
         if causes:
             raise invalid(rtype, name, causes)
+
+
+def _is_labels(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()))
+
+
+def _is_list_of_objects(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(item, dict) for item in value))
+
+
+def _shape_causes(rtype: ResourceType, obj: dict) -> list[tuple[str, str]]:
+    """Fields the drill world reads, of the wrong type: labels and selectors
+    must map text to text, containers be objects with text images, ports and
+    routes be lists of objects, weights whole numbers."""
+    causes: list[tuple[str, str]] = []
+    metadata = obj.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        if not _is_labels(metadata.get(field)):
+            causes.append((f"metadata.{field}", "Invalid value: must map text to text"))
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        return causes
+    if rtype.name in ("deployments", "replicasets"):
+        selector = spec.get("selector")
+        if isinstance(selector, dict) and not _is_labels(selector.get("matchLabels")):
+            causes.append(("spec.selector.matchLabels", "Invalid value: must map text to text"))
+        if isinstance(selector, dict) and not _is_list_of_objects(selector.get("matchExpressions")):
+            causes.append(("spec.selector.matchExpressions", "Invalid value: must be a list of objects"))
+        template = spec.get("template")
+        if isinstance(template, dict):
+            meta = template.get("metadata")
+            if isinstance(meta, dict):
+                for field in ("labels", "annotations"):
+                    if not _is_labels(meta.get(field)):
+                        causes.append((f"spec.template.metadata.{field}", "Invalid value: must map text to text"))
+            pod = template.get("spec")
+            if isinstance(pod, dict) and isinstance(pod.get("containers"), list):
+                for index, container in enumerate(pod["containers"]):
+                    if not isinstance(container, dict):
+                        continue
+                    for field in ("image", "name"):
+                        if container.get(field) is not None and not isinstance(container.get(field), str):
+                            causes.append((f"spec.template.spec.containers[{index}].{field}", "Invalid value: must be text"))
+                    if not _is_list_of_objects(container.get("ports")) or not _is_list_of_objects(container.get("env")):
+                        causes.append((f"spec.template.spec.containers[{index}]", "Invalid value: ports and env must be lists of objects"))
+    elif rtype.name == "services":
+        if not _is_labels(spec.get("selector")):
+            causes.append(("spec.selector", "Invalid value: must map text to text"))
+        if not _is_list_of_objects(spec.get("ports")):
+            causes.append(("spec.ports", "Invalid value: must be a list of objects"))
+    elif rtype.name == "virtualservices":
+        http = spec.get("http")
+        if not _is_list_of_objects(http):
+            causes.append(("spec.http", "Invalid value: must be a list of objects"))
+        else:
+            for i, rule in enumerate(http or []):
+                routes = rule.get("route")
+                if not _is_list_of_objects(routes):
+                    causes.append((f"spec.http[{i}].route", "Invalid value: must be a list of objects"))
+                    continue
+                for j, route in enumerate(routes or []):
+                    destination, weight = route.get("destination"), route.get("weight")
+                    if destination is not None and not (isinstance(destination, dict) and all(
+                            isinstance(destination.get(k), (str, type(None))) for k in ("host", "subset"))):
+                        causes.append((f"spec.http[{i}].route[{j}].destination", "Invalid value: must be an object of text"))
+                    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100):
+                        causes.append((f"spec.http[{i}].route[{j}].weight", "Invalid value: must be a whole number from 0 to 100"))
+    elif rtype.name == "destinationrules":
+        if not _is_list_of_objects(spec.get("subsets")):
+            causes.append(("spec.subsets", "Invalid value: must be a list of objects"))
+    return causes
+
+
+MAX_REPLICAS = 100
+"""The most replicas one workload may ask for in the drill world: an admission
+limit (a real cluster has quotas), so `--replicas=100000` is refused at once
+instead of simulating 100 000 pods (a drill needs a handful)."""
+
+_SCALE = ResourceType("autoscaling", ("v1",), "scale", "scale", "Scale", True)
+
+
+def _too_many(replicas: int) -> str:
+    return (f"Invalid value: {replicas}: must be no more than {MAX_REPLICAS} "
+            "(the drill world's admission limit on replicas per workload)")
+
+
+def _kind_of(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def check_object_shape(rtype: ResourceType, obj: Any) -> None:
+    """An object's top-level shape, checked before anything is stored: an
+    object, whose metadata, spec and status (when present) are objects. 422
+    Invalid otherwise, as the apiserver's decoder would refuse it."""
+    if not isinstance(obj, dict):
+        raise bad_request("the body of the request must be an object")
+    for field in ("metadata", "spec", "status"):
+        if field in obj and obj[field] is not None and not isinstance(obj[field], dict):
+            name = (obj.get("metadata") or {}).get("name", "") if isinstance(obj.get("metadata"), dict) else ""
+            raise invalid(rtype, str(name), [(field, f"Invalid value: {_kind_of(obj[field])}: must be an object")])
 
 
 def _default(rtype: ResourceType, obj: dict) -> None:

@@ -210,6 +210,8 @@ def parse_time(text: str) -> datetime:
     text = text.strip()
     try:
         return datetime.fromtimestamp(float(text), timezone.utc)
+    except (OverflowError, OSError):
+        raise BadData(f'cannot parse "{text}" to a valid timestamp: out of range') from None
     except ValueError:
         pass
     try:
@@ -305,6 +307,8 @@ class PromApi:
             return _json(200, self.query_range(params))
         except BadData as error:
             return _error(400, "bad_data", str(error))
+        except (OverflowError, ValueError) as error:  # a time or duration no clock can hold
+            return _error(400, "bad_data", f"invalid parameter: {error}")
 
     def query(self, params: dict[str, list[str]]) -> dict:
         """The /api/v1/query response for these parameters."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from console.drill import prometheus_runner
+from console.drill import migrations_api, prometheus_runner
 from console.drill.ecs import DRILL_CREDENTIAL_ENV
 from console.drill.prometheus_runner import PrometheusUnavailable, RunningPrometheus
 from console.drill.scenario import Scenario
@@ -51,7 +51,11 @@ def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, promet
             "health_url": f"{server_url}/health/{service.name}",
         }
         if service.kind == "deployment":
-            services.append({**common, "platform": "kubernetes", "deployment": service.name})
+            entry = {**common, "platform": "kubernetes", "deployment": service.name}
+            if migrations_api.mentions_migrations(scenario):
+                # The service's migration ledger through the ordinary HTTP source (Actuator's flyway shape).
+                entry["database"] = {"migration_status": {"url": f"{server_url}{migrations_api.PREFIX}{service.name}"}}
+            services.append(entry)
         elif service.kind == "blue-green":
             # The world's shape: NAME-blue and NAME-green behind Service NAME selecting `version`.
             services.append(

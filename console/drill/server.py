@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from console.drill import migrations_api
 from console.drill.ecs_api import EcsApi, is_ecs_request
 from console.drill.kube_api import KubeApi, Response
 from console.drill.prom_api import PromApi
@@ -43,6 +44,12 @@ from console.drill.world import World
 
 IDLE_CONNECTION_TIMEOUT = 60.0
 """Seconds a kept-alive connection may sit idle before the server closes it."""
+REQUEST_READ_TIMEOUT = 10.0
+"""Seconds a client has to send the rest of a request (headers and body) once
+its first line arrived: a client that trickles or stops half-way is cut off,
+and its thread freed."""
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""The largest request body the drill accepts (413 beyond: a real apiserver's limit is 3 MiB)."""
 SLACK_PREFIX = "/slack/webhook/"
 REDACTED = "/slack/webhook/[redacted]"
 
@@ -59,6 +66,14 @@ class _HttpServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that goes away mid-request is normal (watch streams, timeouts).
         pass
+
+
+class _BadRequest(Exception):
+    """A request the HTTP layer cannot read: answered 4xx, the connection closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -96,19 +111,70 @@ class _Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         self._dispatch("OPTIONS")
 
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            self._end_read_deadline()
+
+    def parse_request(self) -> bool:
+        # The first line arrived: the rest of the request must follow within
+        # REQUEST_READ_TIMEOUT in total, or the connection is cut.
+        from console.platforms import bounded
+
+        self._read_deadline = bounded.bounded(REQUEST_READ_TIMEOUT)
+        self._read_deadline.__enter__().track(self.connection)
+        words = self.raw_requestline.decode("latin-1", "replace").split()
+        if len(words) == 2:  # HTTP/0.9 ("GET /"): no headers would ever come
+            self.close_connection = True
+            self.request_version = "HTTP/1.1"
+            self.command, self.path = words
+            self.requestline = " ".join(words)
+            self.send_error(400, "HTTP/0.9 is not supported: send an HTTP/1.x request")
+            return False
+        return super().parse_request()
+
+    def _end_read_deadline(self) -> None:
+        deadline = getattr(self, "_read_deadline", None)
+        if deadline is not None:
+            self._read_deadline = None
+            deadline.__exit__(None, None, None)
+
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             data = bytearray()
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline(1024)
+                try:
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    raise _BadRequest(400, "the chunk size is not a hexadecimal number") from None
+                if size < 0:
+                    raise _BadRequest(400, "the chunk size is negative")
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
                     return bytes(data)
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+                if len(data) + size > MAX_BODY_BYTES:
+                    raise _BadRequest(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+                chunk = self.rfile.read(size)
+                if len(chunk) < size:
+                    raise _BadRequest(400, "the request body ended early")
+                data += chunk
+                self.rfile.readline(1024)
+        raw = self.headers.get("Content-Length")
+        try:
+            length = int(raw) if raw is not None else 0
+        except ValueError:
+            raise _BadRequest(400, "Content-Length is not a whole number") from None
+        if length < 0:
+            raise _BadRequest(400, "Content-Length is negative")
+        if length > MAX_BODY_BYTES:
+            raise _BadRequest(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        body = self.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            raise _BadRequest(400, "the request body ended before Content-Length bytes")
+        return body
 
     def _dispatch(self, method: str) -> None:
         drill = self.server.drill
@@ -117,6 +183,18 @@ class _Handler(BaseHTTPRequestHandler):
         logged_path = REDACTED if path.startswith(SLACK_PREFIX) else path
         try:
             body = self._read_body()
+        except (_BadRequest, OSError) as err:
+            # Cut off by the read deadline, or unreadable: nothing was done; close the connection.
+            self._end_read_deadline()
+            self.close_connection = True
+            status = err.status if isinstance(err, _BadRequest) else 408
+            drill._log(method, logged_path, status)
+            self._write(Response(status, {"Content-Type": "application/json", "Connection": "close"},
+                                 json.dumps({"error": str(err) or "the request was not complete in time"}).encode()),
+                        head=method == "HEAD")
+            return
+        self._end_read_deadline()
+        try:
             query = parse_qs(split.query, keep_blank_values=True)
             headers = {k: v for k, v in self.headers.items()}
             response = drill.route(method, path, query, headers, body)
@@ -233,6 +311,8 @@ class DrillServer:
             return self.prom.handle(method, path, query, headers, body)
         if path.startswith("/health/"):
             return self._health(method, path[len("/health/"):])
+        if path.startswith(migrations_api.PREFIX) and method in ("GET", "HEAD"):
+            return _json(*migrations_api.ledger(self.world, path[len(migrations_api.PREFIX):].strip("/")))
         if path.startswith(SLACK_PREFIX):
             return self._slack_post(method, body)
         if path == "/slack/messages":

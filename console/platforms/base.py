@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator, Protocol, runtime_checkable
 
-from console.model import Health, Progress, Revision, RollbackPlan
+from console.model import ApiCall, Health, Progress, Revision, RollbackPlan
 
 ROLLOUT_TIMEOUT = 300.0
 """Seconds a rollback may take to become healthy before it is reported failed
@@ -37,6 +37,11 @@ class Forbidden(PlatformError):
 
 class NotFound(PlatformError):
     """The service, deployment or revision does not exist."""
+
+
+class Usage(PlatformError):
+    """What was asked does not fit this platform (a quick rollback off Compose,
+    a revision a canary cannot go to): the command's usage error, exit 2."""
 
 
 class Conflict(PlatformError):
@@ -126,12 +131,82 @@ class Routing:
         return " / ".join(f"{name} {weight}" for name, weight in self.weights)
 
 
+# --- optional capabilities: one Protocol each, one refusal sentence each ------------
+# Callers check `isinstance(platform, Capability)`, or call `capable(...)`,
+# never probe with getattr.
+
+
 @runtime_checkable
 class Scalable(Protocol):
     """A platform whose serving deployment can be scaled (freezing writes)."""
 
     def scale(self, replicas: int) -> int:
         """Set the replica count; returns the count it replaced."""
+
+    def replicas(self) -> int:
+        """The desired replica count now."""
+
+    def scale_call(self, replicas: int, current: int) -> ApiCall:
+        """The request `scale` makes, to show before it is made."""
+
+
+@runtime_checkable
+class Templated(Protocol):
+    """A platform whose revisions have pod templates to show and compare."""
+
+    def template(self, revision: int | None = None) -> dict:
+        """The pod template of `revision` (the current one when None)."""
+
+
+@runtime_checkable
+class WithPods(Protocol):
+    """A platform that lists its pods and reads their logs."""
+
+    def pods(self) -> tuple[PodInfo, ...]:
+        """`kubectl get pods -l ...`."""
+
+    def logs(self, tail: int = 50) -> tuple[PodLogs, ...]:
+        """`kubectl logs -l ... --tail=N`."""
+
+
+@runtime_checkable
+class Followed(Protocol):
+    """A platform whose rollout can be followed after the fact (`kubectl rollout status`)."""
+
+    def follow(self, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
+        """The rollout's progress from now until it is done or fails."""
+
+
+@runtime_checkable
+class Observable(Protocol):
+    """A platform that reads health and history in one go (the refresh's call)."""
+
+    def observe(self, history: bool = True) -> tuple[Health, list[Revision] | None]:
+        """Health and, when asked, the history, from one read."""
+
+
+REFUSALS: dict[type, str] = {
+    Scalable: "cannot scale from the console; do it by hand",
+    Templated: "has no pod templates to show",
+    WithPods: "does not list pods or read their logs",
+    Followed: "cannot follow a rollout after the fact",
+    Observable: "reads health and history separately",
+}
+"""The one sentence each capability's absence gives (after "The PLATFORM platform of SERVICE")."""
+
+
+def lacks(platform: object, capability: type) -> str:
+    """The sentence saying `platform` lacks `capability`."""
+    kind = getattr(platform, "platform", None) or type(platform).__name__
+    name = getattr(platform, "name", "the service")
+    return f"The {kind} platform of {name} {REFUSALS[capability]}."
+
+
+def capable(platform: object, capability: type):
+    """`platform` if it has `capability`, else PlatformError with its one sentence."""
+    if not isinstance(platform, capability):
+        raise PlatformError(lacks(platform, capability))
+    return platform
 
 
 @runtime_checkable
@@ -148,6 +223,29 @@ class Leased(Protocol):
 
     def rollback_lease(self, holder: str, ttl: float | None = None):  # -> lease.RollbackLease
         """The service's rollback lease, held by `holder` (`user@host`) while it is used."""
+
+
+@runtime_checkable
+class Recorded(Protocol):
+    """A platform whose objects carry the rollback records (annotations, tags):
+    every console reads them, and writes its own with each rollback."""
+
+    def provenance(self):  # -> provenance.Provenance
+        """What the objects say about past rollbacks (console records, the
+        rollout history's undos, who set a selector), read fresh."""
+
+    def with_record(self, plan: RollbackPlan, record, existing=()) -> RollbackPlan:
+        """`plan` whose change also writes `record` (a `provenance.RollbackRecord`,
+        kept with the `existing` ones) on the object, in the same request where the
+        platform allows it, so the change and its record never part."""
+
+
+@runtime_checkable
+class Observed(Protocol):
+    """A platform whose refresh reads (`observe`) also yield its provenance, at no extra request."""
+
+    def recorded(self):  # -> provenance.Provenance | None
+        """The provenance read with the last refresh that read the history (None before one)."""
 
 
 # --- Kubernetes error translation -------------------------------------------
@@ -294,3 +392,42 @@ def kubernetes_error(
         f"Cannot reach the Kubernetes API{where}: {phrase}. "
         "Check the kubeconfig context and VPN."
     )
+
+
+from typing import Any, Callable  # noqa: E402  (kept beside its only user, for easy merging)
+
+_SHAPE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, RecursionError)
+
+
+def shape_checked(backend: str, method: Callable) -> Callable:
+    """`method` with a backend answer of the wrong shape (a number where an
+    object belongs, a missing field) turned into an Unavailable sentence
+    naming `backend`, never a traceback. Generators are checked as they run."""
+    import functools
+    import inspect
+
+    def problem(self: Any, exc: BaseException) -> Unavailable:
+        where = getattr(self, "server", "") or ""
+        return Unavailable(
+            f"The {backend}{' at ' + where if where else ''} answered in an unexpected shape "
+            f"({type(exc).__name__} reading it); check that the config points at a real {backend}."
+        )
+
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generator(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return (yield from method(self, *args, **kwargs))
+            except _SHAPE_ERRORS as exc:
+                raise problem(self, exc) from None
+
+        return generator
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _SHAPE_ERRORS as exc:
+            raise problem(self, exc) from None
+
+    return checked

@@ -20,14 +20,26 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing
+from console.provenance import (
+    FIELD_MANAGER,
+    MANAGED_FIELDS,
+    ROLLBACKS_ANNOTATION,
+    Provenance,
+    RollbackRecord,
+    encode,
+    field_owner,
+    from_annotations,
+)
 from console.platforms.kubernetes import (
     API_TIMEOUT,
+    parse_time,
     POLL_INTERVAL_SECONDS,
     KubeConnection,
     KubernetesPlatform,
@@ -246,6 +258,42 @@ class BlueGreenPlatform:
             summary=summary,
         )
 
+    # --- provenance: who switched the traffic, and from what ------------------
+
+    def provenance(self) -> Provenance:
+        """The console's records on the Service, and the last switch made by
+        anyone else: the manager of the selector's colour in the Service's
+        managedFields (a person's `kubectl patch` shows as `kubectl-patch`),
+        from the other colour to the live one, at that entry's time."""
+        service = self._get_service()
+        metadata = service.get("metadata") or {}
+        found = from_annotations(metadata.get("annotations"))
+        live = self._live(service)
+        owner = field_owner(metadata.get("managedFields"), "spec", "selector", self.selector_key)
+        others = [c for c in self.colours if c != live]
+        if owner is None or live is None or len(others) != 1:
+            return found
+        manager, at = owner
+        created = parse_time(metadata.get("creationTimestamp"))
+        if manager == FIELD_MANAGER or at is None or (created is not None and at <= created):
+            return found  # ours (recorded with who and why), or the selector the Service was created with
+        switch = RollbackRecord(manager, self._tags(others[0]), self._tags(live), at,
+                                f"service/{self.k8s_service} selector set to {self.selector_key}={live}",
+                                source=MANAGED_FIELDS)
+        return found.merged(Provenance((switch,)))
+
+    def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
+        """The plan whose selector patch also writes `record` into the Service's annotation."""
+        if plan.skip_reason or len(plan.calls) != 1:
+            return plan
+        patch = json.loads(plan.calls[0].body)
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[ROLLBACKS_ANNOTATION] = encode(existing, record)
+        call = plan.calls[0]
+        return replace(plan, calls=(ApiCall(call.method, call.target, body=json.dumps(patch, indent=2)),))
+
+    def _tags(self, colour: str) -> tuple[str, ...]:
+        return tuple(image_tag(i) for i in self._images(colour))
+
     def _images(self, colour: str | None) -> tuple[str, ...]:
         if colour is None:
             return ()
@@ -443,3 +491,11 @@ def _pod_ready(pod: dict) -> bool:
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in (pod.get("status") or {}).get("conditions") or []
     )
+
+
+# A wrong-shaped answer is a sentence naming the API, never a traceback.
+from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
+
+for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'replicas', 'scale'):
+    setattr(BlueGreenPlatform, _method, _shape_checked("Kubernetes API", getattr(BlueGreenPlatform, _method)))
+del _method

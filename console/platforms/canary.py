@@ -17,20 +17,33 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
-from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing, Timeout
+from console.platforms.base import (
+    ROLLOUT_TIMEOUT,
+    Conflict,
+    NotFound,
+    PlatformError,
+    PodInfo,
+    PodLogs,
+    Routing,
+    Timeout,
+    Usage,
+)
 from console.platforms.kubernetes import (
     API_TIMEOUT,
     CHANGE_CAUSE_ANNOTATION,
     JSON_PATCH,
     KubeConnection,
     KubernetesPlatform,
+    label_selector,
     template_images,
 )
+from console.provenance import ROLLBACKS_ANNOTATION, Provenance, RollbackRecord, encode, from_annotations
 
 PLATFORM = "canary"
 MERGE_PATCH = "application/merge-patch+json"
@@ -187,7 +200,8 @@ class CanaryPlatform:
         stable_history = self.stable.history()
         stable_current = next((r for r in stable_history if r.current), None)
         if to_revision and (stable_current is None or to_revision != stable_current.number):
-            raise PlatformError(
+            # What was asked does not fit a canary (aborted or not): a usage error, exit 2.
+            raise Usage(
                 f"A canary is rolled back by aborting it to the stable revision "
                 f"({stable_current.number if stable_current else 'unknown'}); to roll the stable "
                 f"deployment/{self.stable.deployment} back to revision {to_revision}, abort the canary "
@@ -230,6 +244,27 @@ class CanaryPlatform:
         )
         return RollbackPlan(**base, calls=tuple(calls), summary=summary)
 
+    # --- provenance ------------------------------------------------------------
+
+    def provenance(self) -> Provenance:
+        """The console's records on the VirtualService, and what the stable
+        deployment records (its undos, its own console records)."""
+        vs = self._get_vs()
+        return from_annotations((vs.get("metadata") or {}).get("annotations")).merged(self.stable.provenance())
+
+    def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
+        """The plan whose VirtualService patch also writes `record` into its annotation
+        (an abort that only scales the canary keeps no record on the object)."""
+        calls = []
+        for call in plan.calls:
+            if call.target == self._vs_path:
+                patch = json.loads(call.body)
+                patch.setdefault("metadata", {}).setdefault("annotations", {})[ROLLBACKS_ANNOTATION] = \
+                    encode(existing, record)
+                call = ApiCall(call.method, call.target, body=json.dumps(patch, indent=2))
+            calls.append(call)
+        return replace(plan, calls=tuple(calls))
+
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Send the plan's patches in order, checking each took effect, then
         wait for the canary's pods to be gone."""
@@ -255,10 +290,14 @@ class CanaryPlatform:
                 if not step.done:
                     yield step
         except Timeout:
+            try:
+                selector = label_selector((self.canary._get_deployment().get("spec") or {}).get("selector"))
+            except PlatformError:
+                selector = ""
             raise Timeout(
                 f"The canary of {self.name} gets no traffic now, but deployment/{self.canary.deployment} "
-                f"still had pods after {timeout:g} s; check them with `kubectl get pods -l "
-                f"app={self.name}` before declaring the abort done."
+                f"still had pods after {timeout:g} s; check them with `kubectl get pods -n {self.namespace} -l "
+                f"{selector or 'app=' + self.name}` before declaring the abort done."
             ) from None
         yield self._final_check()
 
@@ -395,3 +434,11 @@ class CanaryPlatform:
 
 def _versions(images: tuple[str, ...]) -> str:
     return ", ".join(image_tag(i) for i in images) or "no images"
+
+
+# A wrong-shaped answer is a sentence naming the API, never a traceback.
+from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
+
+for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'replicas', 'scale'):
+    setattr(CanaryPlatform, _method, _shape_checked("Kubernetes API", getattr(CanaryPlatform, _method)))
+del _method

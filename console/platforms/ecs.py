@@ -27,13 +27,15 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
-from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable
+from console.platforms import bounded
+from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable, shape_checked
+from console.provenance import Provenance, RollbackRecord, decode, merge
 
 PLATFORM = "ecs"
 REQUEST_TIMEOUT = 10.0
@@ -231,7 +233,12 @@ class EcsPlatform:
                 retries={"mode": self._retry_mode, "max_attempts": self._max_attempts},
                 user_agent_extra="rollback-console",
             )
-            return session.client("ecs", endpoint_url=self.endpoint_url, config=config)
+            client = session.client("ecs", endpoint_url=self.endpoint_url, config=config)
+            try:  # every call bounded in total time and size (bounded.py), not just per read
+                bounded.install(client._endpoint.http_session._manager)
+            except AttributeError:
+                pass
+            return client
         except BotoCoreError as exc:
             raise self._translate(exc, "connect to") from None
 
@@ -240,10 +247,29 @@ class EcsPlatform:
         from botocore.exceptions import BotoCoreError, ClientError
 
         client = self._ecs()
-        try:
-            return getattr(client, operation)(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._translate(exc, verb) from None
+        # Each attempt may take `timeout`; botocore retries inside the call.
+        with bounded.bounded(self._timeout * self._max_attempts) as bound:
+            try:
+                answer = getattr(client, operation)(**params)
+            except (ClientError, BotoCoreError) as exc:
+                if bound.expired or bound.too_large:
+                    raise self._out_of_bounds(bound, verb) from None
+                raise self._translate(exc, verb) from None
+        if not isinstance(answer, dict):
+            raise Unavailable(f"The ECS API answered {operation} in an unexpected shape; check `endpoint_url` in the console config.")
+        return answer
+
+    def _out_of_bounds(self, bound: bounded.Bound, verb: str) -> PlatformError:
+        endpoint = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        if bound.too_large:
+            return Unavailable(
+                f"The ECS API{endpoint} answered with more than {bound.max_bytes // (1024 * 1024)} MiB when trying "
+                f"to {verb} {self.where}; the answer was refused. Check `endpoint_url` in the console config."
+            )
+        return Timeout(
+            f"The ECS API{endpoint} did not answer within {bound.seconds:g} s when trying to {verb} {self.where} "
+            "(all attempts together); check the network (VPN, proxy) and try again."
+        )
 
     def _translate(self, exc: BaseException, verb: str) -> PlatformError:
         """A botocore error as a typed PlatformError. Only the error code and
@@ -511,6 +537,46 @@ class EcsPlatform:
             summary=summary,
         )
 
+    # --- provenance: tags on the service ------------------------------------
+
+    def provenance(self) -> Provenance:
+        """The console's records in the service's tags (one tag per rollback,
+        `TAG_PREFIX` + time: a tag value holds at most 256 characters)."""
+        arn = self._describe().get("serviceArn", "")
+        tags = self._call("list_tags_for_resource", "list tags of", resourceArn=arn).get("tags") or []
+        records, problems = [], []
+        for tag in tags:
+            if str(tag.get("key", "")).startswith(TAG_PREFIX):
+                found, wrong = decode("[" + str(tag.get("value") or "") + "]")
+                records.extend(found)
+                problems.extend(wrong)
+        return Provenance(merge(tuple(records), ()), (), tuple(problems))
+
+    def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
+        """The plan with a TagResource request after its UpdateService, writing `record` on the service."""
+        if plan.skip_reason or len(plan.calls) != 1:
+            return plan
+        value = _tag_value(record)
+        key = f"{TAG_PREFIX}{record.at:%Y%m%dT%H%M%S}" if record.at else f"{TAG_PREFIX}unknown"
+        endpoint = plan.calls[0].target.split(" ", 1)[0]
+        body = {"resourceArn": self._service_arn(), "tags": [{"key": key, "value": value}]}
+        return replace(plan, calls=(*plan.calls, ApiCall("POST", f"{endpoint} {TARGET}.TagResource",
+                                                           body=json.dumps(body, indent=2))))
+
+    def _service_arn(self) -> str:
+        return self._describe().get("serviceArn", "")
+
+    def _tag(self, call: ApiCall) -> Progress:
+        """Write the rollback's record; a failure is said, not fatal (the rollback is applied)."""
+        body = json.loads(call.body)
+        try:
+            self._call("tag_resource", "tag", resourceArn=body["resourceArn"], tags=body["tags"])
+        except PlatformError as err:
+            return Progress(message=f"the rollback record was not written on the service's tags: {err}",
+                            at=self._clock.now())
+        return Progress(message=f"rollback recorded in the service's tags ({body['tags'][0]['key']})",
+                        at=self._clock.now())
+
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """UpdateService, then wait like `aws ecs wait services-stable` (one
         deployment, running == desired), reporting the deployments as they
@@ -523,7 +589,7 @@ class EcsPlatform:
         if plan.skip_reason:
             yield Progress(message=plan.skip_reason, at=self._clock.now(), done=True)
             return
-        if len(plan.calls) != 1:
+        if not plan.calls or not plan.calls[0].target.endswith(".UpdateService"):
             raise PlatformError("This plan has no UpdateService request; plan the rollback again.")
         request = json.loads(plan.calls[0].body)
         before = self._describe()
@@ -543,6 +609,9 @@ class EcsPlatform:
             at=self._clock.now(),
             desired=updated.get("desiredCount"),
         )
+        for call in plan.calls[1:]:
+            if call.target.endswith(".TagResource"):
+                yield self._tag(call)
         try:
             yield from self._wait(ours, request["taskDefinition"], deadline, deadline_seconds)
         except PlatformError as err:
@@ -647,5 +716,26 @@ def _counts(service: dict, ours: dict) -> dict[str, int | None]:
     }
 
 
+TAG_PREFIX = "rollback-console.io/rollback-"
+"""The key prefix of the console's rollback records in an ECS service's tags."""
+
+
+def _tag_value(record: RollbackRecord) -> str:
+    """The record as one tag value (at most 256 characters: the reason is shortened to fit)."""
+    data = record.to_json()
+    for length in (200, 100, 40, 0):
+        data["why"] = record.why[:length]
+        value = json.dumps(data, separators=(",", ":"))
+        if len(value) <= 256:
+            return value
+    return json.dumps({**data, "why": "", "incident": ""}, separators=(",", ":"))[:256]
+
+
 def _versions(images: tuple[str, ...]) -> str:
     return ", ".join(image_tag(i) for i in images) or "no images"
+
+
+# A wrong-shaped answer (a list where the service belongs) is a sentence naming the API.
+for _method in ("history", "health", "verify", "plan_rollback", "execute", "provenance"):
+    setattr(EcsPlatform, _method, shape_checked("ECS API", getattr(EcsPlatform, _method)))
+del _method

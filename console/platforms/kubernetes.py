@@ -18,6 +18,7 @@ exactly as the server returned it.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import json
 import math
 import threading
@@ -27,6 +28,20 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.platforms import bounded
+from console.provenance import (
+    FIELD_MANAGER,
+    REVISION_HISTORY_ANNOTATION,
+    ROLLBACKS_ANNOTATION,
+    Provenance,
+    ReplicaSetView,
+    RollbackRecord,
+    encode,
+    field_owner,
+    from_annotations,
+    parse_revision_history,
+    undo_records,
+)
 from console.platforms.base import (
     ROLLOUT_TIMEOUT,
     Conflict,
@@ -36,7 +51,9 @@ from console.platforms.base import (
     PodLogs,
     Timeout,
     Unavailable,
+    describe_target,
     kubernetes_error,
+    shape_checked,
 )
 
 if TYPE_CHECKING:
@@ -158,19 +175,29 @@ def label_selector(selector: dict | None) -> str:
     return ",".join(parts)
 
 
-def rollout_status(deployment: dict) -> tuple[str, bool, bool]:
-    """kubectl's DeploymentStatusViewer.Status: (message, done, failed)."""
+def deadline_exceeded(deployment: dict) -> str | None:
+    """The lastUpdateTime of the deployment's ProgressDeadlineExceeded condition
+    ("" when it has none), None when its rollout has not passed its deadline."""
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return str(condition.get("lastUpdateTime") or "")
+    return None
+
+
+def rollout_status(deployment: dict, stale_deadline: str | None = None) -> tuple[str, bool, bool]:
+    """kubectl's DeploymentStatusViewer.Status: (message, done, failed).
+    `stale_deadline`: the lastUpdateTime of a ProgressDeadlineExceeded
+    condition left by the rollout before ours; that condition does not fail
+    ours (the controller keeps it until the new rollout makes progress)."""
     name = deployment["metadata"]["name"]
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     generation = deployment["metadata"].get("generation") or 0
     if generation > (status.get("observedGeneration") or 0):
         return "Waiting for deployment spec update to be observed...", False, False
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and (
-            condition.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            return f'deployment "{name}" exceeded its progress deadline', True, True
+    exceeded = deadline_exceeded(deployment)
+    if exceeded is not None and (stale_deadline is None or exceeded != stale_deadline):
+        return f'deployment "{name}" exceeded its progress deadline', True, True
     desired = spec.get("replicas")
     replicas = status.get("replicas") or 0
     updated = status.get("updatedReplicas") or 0
@@ -240,7 +267,10 @@ class KubeConnection:
         configuration.connection_pool_maxsize = POOL_SIZE
         from kubernetes.client import ApiClient
 
-        return ApiClient(configuration=configuration)
+        client = ApiClient(configuration=configuration)
+        # Every request made inside `bounded()` gets a total deadline and a size cap.
+        bounded.install(client.rest_client.pool_manager)
+        return client
 
     @property
     def server(self) -> str:
@@ -248,15 +278,30 @@ class KubeConnection:
         return self._client.configuration.host if self._client is not None else ""
 
     def call(
-        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any]
+        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any],
+        read_body: bool = False,
     ) -> Any:
-        """Run one request and translate its failure into a PlatformError."""
+        """Run one request and translate its failure into a PlatformError
+        (`read_body`: return the body, read within the same bounds). The
+        whole exchange is bounded to `timeout` seconds (urllib3's own timeouts
+        are per read: a trickling server would never trip them) and its
+        answer to `bounded.MAX_RESPONSE_BYTES`."""
+        with bounded.bounded(self.timeout) as bound:
+            return self._bounded_call(verb, resource, name, namespace, request, bound, read_body)
+
+    def _bounded_call(
+        self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any],
+        bound: bounded.Bound, read_body: bool = False,
+    ) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            return request()
+            response = request()
+            return response.data if read_body else response
         except (ApiException, HTTPError, OSError) as exc:
+            if bound.expired or bound.too_large:
+                raise self._out_of_bounds(bound, verb, resource, name, namespace) from None
             raise kubernetes_error(
                 exc,
                 verb=verb,
@@ -267,18 +312,41 @@ class KubeConnection:
                 timeout=self.timeout,
             ) from None
 
+    def _out_of_bounds(
+        self, bound: bounded.Bound, verb: str, resource: str, name: str | None, namespace: str | None
+    ) -> PlatformError:
+        target = describe_target(resource, name, namespace)
+        where = f" at {self.server}" if self.server else ""
+        if bound.too_large:
+            return Unavailable(
+                f"The Kubernetes API{where} answered {verb} {target} with more than "
+                f"{bound.max_bytes // (1024 * 1024)} MiB; the request was abandoned. Check that the "
+                "kubeconfig points at an API server."
+            )
+        return Timeout(
+            f"The Kubernetes API{where} did not answer within {bound.seconds:g} s when trying to {verb} "
+            f"{target} (the whole answer must arrive in that time); the request was abandoned. Check the "
+            "connection (VPN) and the cluster's health, then try again."
+        )
+
     def json(
         self, verb: str, resource: str, name: str | None, namespace: str | None, request: Callable[[], Any]
     ) -> Any:
-        """Run one request (`_preload_content=False`) and parse its JSON answer."""
-        response = self.call(verb, resource, name, namespace, request)
+        """Run one request (`_preload_content=False`) and parse its JSON answer,
+        the body read within the same total deadline and size cap. Kubernetes
+        answers objects: anything else is an error sentence, not a traceback."""
+        with bounded.bounded(self.timeout) as bound:
+            data = self._bounded_call(verb, resource, name, namespace, request, bound, read_body=True)
         try:
-            return json.loads(response.data)
-        except ValueError:
+            parsed = json.loads(data)
+        except (ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
             raise Unavailable(
                 f"The Kubernetes API at {self.server} answered {verb} {resource} with something "
-                "that is not JSON; check that the kubeconfig points at an API server."
-            ) from None
+                "that is not a JSON object; check that the kubeconfig points at an API server."
+            )
+        return parsed
 
     def request(
         self,
@@ -299,6 +367,9 @@ class KubeConnection:
         Plans show their requests as ApiCalls; sending them through here sends
         exactly what was shown."""
         headers = {"Accept": "application/json"}
+        if method in ("POST", "PUT", "PATCH") and not any(k == "fieldManager" for k, _ in query or ()):
+            # The apiserver records who wrote what (managedFields): the console writes as itself.
+            query = [*(query or ()), ("fieldManager", FIELD_MANAGER)]
         if content_type:
             headers["Content-Type"] = content_type
         client = self.api_client()
@@ -378,15 +449,29 @@ class KubernetesPlatform:
         return CoreV1Api(self._api_client())
 
     def _call(
-        self, verb: str, resource: str, name: str | None, request: Callable[[], Any]
+        self, verb: str, resource: str, name: str | None, request: Callable[[], Any], read_body: bool = False
     ) -> Any:
         """Run one request and translate its failure into a PlatformError."""
-        return self.connection.call(verb, resource, name, self.namespace, request)
+        return self.connection.call(verb, resource, name, self.namespace, request, read_body)
 
     def _json(self, verb: str, resource: str, name: str | None, request: Callable[[], Any]) -> Any:
         return self.connection.json(verb, resource, name, self.namespace, request)
 
     def _get_deployment(self) -> dict:
+        deployment = self._read_deployment()
+        # A Deployment from an API server says what it is and carries its spec (replicas defaulted):
+        # anything else is a wrong-shaped answer, not a deployment with no pods.
+        metadata, spec = deployment.get("metadata"), deployment.get("spec")
+        if deployment.get("kind", "Deployment") != "Deployment" or not isinstance(metadata, dict) \
+                or metadata.get("name", self.deployment) != self.deployment or not isinstance(spec, dict) \
+                or "replicas" not in spec:
+            raise Unavailable(
+                f"The Kubernetes API at {self.server} answered get deployments \"{self.deployment}\" with something "
+                "that is not that Deployment; check that the kubeconfig points at an API server."
+            )
+        return deployment
+
+    def _read_deployment(self) -> dict:
         return self._json(
             "get",
             "deployments",
@@ -416,7 +501,7 @@ class KubernetesPlatform:
         uid = deployment["metadata"].get("uid")
         return [
             rs
-            for rs in listing.get("items") or []
+            for rs in _items(listing)
             if any(
                 ref.get("controller") and ref.get("uid") == uid
                 for ref in rs["metadata"].get("ownerReferences") or []
@@ -436,7 +521,7 @@ class KubernetesPlatform:
                 _request_timeout=self._timeout,
             ),
         )
-        return sorted(listing.get("items") or [], key=lambda p: p["metadata"]["name"])
+        return sorted(_items(listing), key=lambda p: p["metadata"]["name"])
 
     @staticmethod
     def _current_replica_set(deployment: dict, replica_sets: list[dict]) -> dict | None:
@@ -515,15 +600,23 @@ class KubernetesPlatform:
         replica_sets = self._replica_sets(deployment)
         with self._reads_lock:
             self._observed = (time.monotonic(), deployment, replica_sets)
+            # What the objects record, from the same reads: another console's or a person's rollback
+            # shows in the timeline within one refresh.
+            self._recorded = provenance_of(deployment, replica_sets)
         return health, self._history(deployment, replica_sets)
+
+    def recorded(self) -> Provenance | None:
+        """The provenance read with the last `observe` that read the history (None before one)."""
+        with self._reads_lock:
+            return getattr(self, "_recorded", None)
 
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
         return Health(
-            desired=deployment.get("spec", {}).get("replicas"),
-            ready=status.get("readyReplicas") or 0,
-            updated=status.get("updatedReplicas") or 0,
-            available=status.get("availableReplicas") or 0,
+            desired=_count(deployment.get("spec", {}).get("replicas")),
+            ready=_count(status.get("readyReplicas") or 0),
+            updated=_count(status.get("updatedReplicas") or 0),
+            available=_count(status.get("availableReplicas") or 0),
             checked_at=self._clock.now(),
         )
 
@@ -563,6 +656,8 @@ class KubernetesPlatform:
             )
 
         template = deployment.get("spec", {}).get("template") or {}
+        # The patch tests this resourceVersion: the deployment before it is the one read here.
+        self._planned_deadline = (deployment["metadata"].get("resourceVersion"), deadline_exceeded(deployment))
         current = self._current_replica_set(deployment, replica_sets)
         from_revision = revision_of(current) if current is not None else revision_of(deployment)
         target_template = target.get("spec", {}).get("template") or {}
@@ -626,6 +721,8 @@ class KubernetesPlatform:
         if len(plan.calls) != 1:
             raise PlatformError("This plan has no patch to apply; plan the rollback again.")
         deadline = self._clock.now() + timedelta(seconds=timeout)
+        # A rollback of a rollout past its deadline: that condition is the old rollout's, not ours.
+        stale = self._observed_deadline(plan)
         patched = self._apply(plan)
         yield Progress(
             message=f"deployment.apps/{self.deployment} rolled back",
@@ -634,7 +731,7 @@ class KubernetesPlatform:
         )
         last: Progress | None = None
         try:
-            for last in self._follow(patched, deadline):
+            for last in self._follow(patched, deadline, stale if stale is not None else deadline_exceeded(patched)):
                 yield last
         except PlatformError as err:
             raise type(err)(
@@ -646,52 +743,110 @@ class KubernetesPlatform:
             raise Timeout(
                 f"deployment/{self.deployment} did not finish rolling out within {timeout:g} s "
                 f"(last status: {status}); check the pods (`kubectl get pods -l "
-                f"app={self.name}`) and decide whether to wait or escalate."
+                f"{label_selector((patched.get('spec') or {}).get('selector')) or 'app=' + self.name}`) "
+                "and decide whether to wait or escalate."
             )
+
+    # --- provenance: the rollbacks the objects record ------------------------
+
+    def provenance(self) -> Provenance:
+        """The console's records on the deployment and its ReplicaSets, the
+        undos its rollout history shows, and the revision whose pods never
+        became ready (the rollout past its progress deadline)."""
+        deployment = self._get_deployment()
+        return provenance_of(deployment, self._replica_sets(deployment))
+
+    def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
+        """The plan whose patch also writes `record` into the deployment's
+        ROLLBACKS_ANNOTATION (one request: the change and its record never part)."""
+        if plan.skip_reason or len(plan.calls) != 1:
+            return plan
+        patch = json.loads(plan.calls[0].body)
+        for op in patch:
+            if op.get("path") == "/metadata/annotations" and op.get("op") == "replace":
+                value = dict(op.get("value") or {})
+                value[ROLLBACKS_ANNOTATION] = encode(existing, record)
+                op["value"] = value
+        call = plan.calls[0]
+        return replace(plan, calls=(ApiCall(call.method, call.target, body=json.dumps(patch, indent=2)),))
+
+    def _observed_deadline(self, plan: RollbackPlan) -> str | None:
+        """The ProgressDeadlineExceeded condition the deployment had before the patch (None: none)."""
+        planned = getattr(self, "_planned_deadline", None)
+        if planned is not None and planned[0] == plan.resource_version:
+            return planned[1]
+        try:
+            return deadline_exceeded(self._get_deployment())
+        except PlatformError:
+            return None
 
     def _apply(self, plan: RollbackPlan) -> dict:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         patch = json.loads(plan.calls[0].body)
-        try:
-            response = self._apps().patch_namespaced_deployment(
-                self.deployment,
-                self.namespace,
-                body=patch,
-                _content_type=JSON_PATCH,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-        except (ApiException, HTTPError, OSError) as exc:
-            # A failed `test` op is HTTP 422 from a real apiserver (409 from
-            # some); either way, if the version moved, that is the reason.
-            if getattr(exc, "status", None) in (409, 422):
-                now_version = self._get_deployment()["metadata"].get("resourceVersion")
-                if now_version != plan.resource_version:
-                    raise Conflict(
-                        f"deployment/{self.deployment} changed since you looked (resourceVersion "
-                        f"{plan.resource_version} → {now_version}); review the new state and "
-                        "try again"
+        with bounded.bounded(self._timeout) as bound:
+            try:
+                response = self._apps().patch_namespaced_deployment(
+                    self.deployment,
+                    self.namespace,
+                    body=patch,
+                    field_manager=FIELD_MANAGER,
+                    _content_type=JSON_PATCH,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                )
+                data = response.data
+            except (ApiException, HTTPError, OSError) as exc:
+                if bound.expired or bound.too_large:
+                    raise self.connection._out_of_bounds(
+                        bound, "patch", "deployments", self.deployment, self.namespace
                     ) from None
-            raise kubernetes_error(
-                exc,
-                verb="patch",
-                resource="deployments",
-                name=self.deployment,
-                namespace=self.namespace,
-                server=self.server,
-                timeout=self._timeout,
-            ) from None
-        return json.loads(response.data)
+                # A failed `test` op is HTTP 422 from a real apiserver (409 from
+                # some); either way, if the version moved, that is the reason.
+                if getattr(exc, "status", None) in (409, 422):
+                    now_version = self._get_deployment()["metadata"].get("resourceVersion")
+                    if now_version != plan.resource_version:
+                        raise Conflict(
+                            f"deployment/{self.deployment} changed since you looked (resourceVersion "
+                            f"{plan.resource_version} → {now_version}); review the new state and "
+                            "try again"
+                        ) from None
+                raise kubernetes_error(
+                    exc,
+                    verb="patch",
+                    resource="deployments",
+                    name=self.deployment,
+                    namespace=self.namespace,
+                    server=self.server,
+                    timeout=self._timeout,
+                ) from None
+        try:
+            patched = json.loads(data)
+        except ValueError:
+            patched = None
+        if not isinstance(patched, dict):
+            raise Unavailable(
+                f"The Kubernetes API at {self.server} accepted the patch of deployment/{self.deployment} "
+                "but answered with something that is not a JSON object; check the rollout with "
+                f"`kubectl rollout status deployment/{self.deployment}`."
+            )
+        return patched
 
-    def _follow(self, deployment: dict, deadline: datetime) -> Iterator[Progress]:
+    def _follow(self, deployment: dict, deadline: datetime, stale_deadline: str | None = None) -> Iterator[Progress]:
+        """Follow the rollout until it is done, fails or `deadline` passes.
+        `stale_deadline`: a ProgressDeadlineExceeded condition (its lastUpdateTime)
+        the rollout before this one left; it fails this rollout only once this
+        rollout's own progress deadline (progressDeadlineSeconds from now) has passed."""
         last_message = None
         status_message, warning = None, None
+        seconds = (deployment.get("spec") or {}).get("progressDeadlineSeconds")
+        own_deadline = self._clock.now() + timedelta(seconds=int(seconds)) if seconds else None
         for current, quiet in self._updates(deployment, deadline):
             with self._reads_lock:
                 self._followed = (time.monotonic(), current)
-            message, done, failed = rollout_status(current)
+            inherited = stale_deadline if own_deadline is None or self._clock.now() < own_deadline else None
+            message, done, failed = rollout_status(current, inherited)
             if message != status_message:
                 status_message, warning = message, None  # it moved: an old warning is stale
             if quiet and not done:
@@ -732,6 +887,10 @@ class KubernetesPlatform:
                 return
             window = max(1, min(WATCH_WINDOW_SECONDS, math.ceil(remaining)))
             stream = watch.Watch()
+            # The server ends a watch after its window; one that does not (or
+            # trickles) is cut a request timeout later and polling takes over.
+            window_bound = bounded.bounded(window + self._timeout)
+            window_bound.__enter__()
             try:
                 for event in stream.stream(
                     self._apps().list_namespaced_deployment,
@@ -770,10 +929,12 @@ class KubernetesPlatform:
             except ReadTimeoutError:
                 yield last, True  # quiet for STALL_SECONDS: look at the pods, watch again
                 continue
-            except (HTTPError, OSError, ValueError, KeyError):
+            except (HTTPError, OSError, ValueError, KeyError, AttributeError, TypeError):
                 # KeyError: the client's own handling of an ERROR event breaks
                 # with deserialize=False; polling is the safe way on.
                 watching = False
+            finally:
+                window_bound.__exit__(None, None, None)
         quiet_since = time.monotonic()
         while self._clock.now() < deadline:
             time.sleep(POLL_INTERVAL_SECONDS)
@@ -942,13 +1103,71 @@ class KubernetesPlatform:
                         _preload_content=False,
                         _request_timeout=self._timeout,
                     ),
+                    read_body=True,
                 )
             except PlatformError as err:
                 result.append(PodLogs(pod=name, lines=(), error=str(err)))
                 continue
-            text = response.data.decode("utf-8", "replace")
+            text = response.decode("utf-8", "replace")
             result.append(PodLogs(pod=name, lines=tuple(text.splitlines())))
         return tuple(result)
+
+
+# A wrong-shaped answer (a number where the deployment belongs) is a sentence naming the API.
+for _method in ("history", "template", "health", "observe", "plan_rollback", "execute", "verify", "follow", "provenance",
+                "replicas", "scale", "pods", "logs"):
+    setattr(KubernetesPlatform, _method, shape_checked("Kubernetes API", getattr(KubernetesPlatform, _method)))
+del _method
+
+
+def _items(listing: dict) -> list:
+    """The `items` of a list answer (ValueError when it has none: not a list answer)."""
+    if "items" not in listing or not isinstance(listing["items"], (list, type(None))):
+        raise ValueError("a list answer without an items list")
+    return listing["items"] or []
+
+
+def _count(value: Any, allow_none: bool = False) -> Any:
+    """A replica count from the API: a whole number (ValueError otherwise,
+    which `shape_checked` turns into a sentence)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"a replica count is {type(value).__name__}, not a whole number")
+    return value
+def _tags(template: dict) -> tuple[str, ...]:
+    return tuple(image_tag(i) for i in template_images(template))
+
+
+def provenance_of(deployment: dict, replica_sets: list[dict]) -> Provenance:
+    """`KubernetesPlatform.provenance` from objects already read."""
+    recorded = from_annotations(
+        (deployment.get("metadata") or {}).get("annotations"),
+        *((rs.get("metadata") or {}).get("annotations") for rs in replica_sets),
+    )
+    views = []
+    for rs in replica_sets:
+        number = revision_of(rs)
+        if number is None:
+            continue
+        annotations = rs["metadata"].get("annotations") or {}
+        views.append(ReplicaSetView(number, _tags((rs.get("spec") or {}).get("template") or {}),
+                                    parse_revision_history(annotations.get(REVISION_HISTORY_ANNOTATION))))
+    owner = field_owner((deployment.get("metadata") or {}).get("managedFields"), "spec", "template")
+    manager, at = owner if owner else ("kubectl rollout undo", None)
+    current = KubernetesPlatform._current_replica_set(deployment, replica_sets)
+    undos = undo_records(views, by=manager, current_at=at, current_revision=revision_of(current) if current else None)
+    moves = {(r.from_versions, r.to_versions) for r in recorded.records}
+    # The console's own rollbacks are recorded with who and why: keep those, not their echo in the history.
+    undos = tuple(u for u in undos if not (u.by == FIELD_MANAGER and (u.from_versions, u.to_versions) in moves))
+    never_ready: list[tuple[str, ...]] = []
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            message = condition.get("message") or ""
+            for rs in replica_sets:
+                if f'"{rs["metadata"]["name"]}"' in message:
+                    never_ready.append(_tags((rs.get("spec") or {}).get("template") or {}))
+    return Provenance(recorded.records, tuple(never_ready), recorded.problems).merged(Provenance(undos))
 
 
 def _versions(images: tuple[str, ...]) -> str:

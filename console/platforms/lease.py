@@ -64,6 +64,8 @@ class LeaseHolder:
     ttl_seconds: int
     # The holder stopped renewing: the lease may be taken over.
     expired: bool = False
+    # When this console read the lease (None: unknown, the sentence then says less).
+    seen_at: datetime | None = None
 
     @property
     def expires(self) -> datetime | None:
@@ -71,13 +73,42 @@ class LeaseHolder:
         since = self.renewed or self.acquired
         return since + timedelta(seconds=self.ttl_seconds) if since else None
 
+    @property
+    def silent_for(self) -> float | None:
+        """Seconds since the holder last renewed (or took) the lease, when known."""
+        since = self.renewed or self.acquired
+        if since is None or self.seen_at is None:
+            return None
+        return max(0.0, (self.seen_at - since).total_seconds())
+
+    @property
+    def presumed_gone(self) -> bool:
+        """The holder missed two renewals in a row: its console has most likely
+        stopped (crashed, closed laptop), though the lease has not expired yet."""
+        silent = self.silent_for
+        return silent is not None and silent > 2 * RENEW_FRACTION * self.ttl_seconds + 1
+
     def sentence(self) -> str:
-        """Why this console does not roll the service back now."""
+        """Why this console does not roll the service back now: who, since when,
+        when the holder last renewed, when the lease expires, and whether the
+        holder is presumed gone."""
         since = f" since {self.acquired:%H:%M:%S} UTC" if self.acquired else ""
-        return (
-            f"{self.service} is being rolled back by {self.holder}{since} (lease {self.lease}); "
-            "wait for it or coordinate in the war room"
-        )
+        renewed = self.renewed or self.acquired
+        expires = self.expires
+        head = f"{self.service} is being rolled back by {self.holder}{since} (lease {self.lease}"
+        if renewed is not None and expires is not None:
+            head += f"; last renewed {renewed:%H:%M:%S} UTC, expires {expires:%H:%M:%S} UTC unless renewed"
+        head += ")"
+        if self.presumed_gone and expires is not None:
+            left = (expires - self.seen_at).total_seconds() if self.seen_at else 0.0
+            name = self.lease.replace("/", " ", 1).split(" ")
+            return (
+                f"{head}, but the holder has not renewed it for {self.silent_for:.0f} s and is presumed gone "
+                f"(a stopped console); the lease expires in {max(0.0, left):.0f} s, then it can be taken over. "
+                f"To take over sooner, confirm with {self.holder} and delete it: "
+                f"kubectl delete lease -n {name[0]} {name[-1]}"
+            )
+        return f"{head}; wait for it or coordinate in the war room"
 
 
 class RollbackLease:
@@ -159,6 +190,7 @@ class RollbackLease:
             acquired=parse_time(spec.get("acquireTime")),
             renewed=parse_time(spec.get("renewTime")),
             ttl_seconds=ttl,
+            seen_at=now,
         )
         expires = info.expires
         return info if expires is None or expires > now else replace(info, expired=True)
@@ -333,3 +365,10 @@ class RollbackLease:
         except PlatformError:
             pass  # unreachable API: the lease expires on its own after its TTL
 
+
+# A wrong-shaped answer is a sentence naming the API, never a traceback.
+from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
+
+for _method in ('current', 'acquire', 'renew', 'release'):
+    setattr(RollbackLease, _method, _shape_checked("Kubernetes API", getattr(RollbackLease, _method)))
+del _method

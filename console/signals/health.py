@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from console.signals import HEALTH_TIMEOUT
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The most a health endpoint's answer may weigh; a bigger one fails the check."""
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -106,7 +109,11 @@ async def check(
         async with asyncio.timeout(timeout):
             async with session.get(url, headers={"Accept": "application/json"}, allow_redirects=False) as response:
                 status = response.status
-                body = await response.read()
+                body = bytearray()
+                while chunk := await response.content.read(65536):
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        return EndpointCheck(False, f"HTTP {status}, body larger than {MAX_BODY_BYTES // 1024} KiB", None)
     except TimeoutError:
         return EndpointCheck(False, f"timeout after {timeout:.1f} s", None)
     except aiohttp.ClientConnectorError as exc:
@@ -118,7 +125,7 @@ async def check(
         return EndpointCheck(False, f"HTTP {status}", latency_ms)
     try:
         value = _lookup(json.loads(body), json_path)
-    except ValueError:
+    except (ValueError, RecursionError):
         return EndpointCheck(False, f"HTTP {status}, body is not JSON", latency_ms)
     except KeyError:
         return EndpointCheck(False, f'HTTP {status}, no ".{json_path.lstrip(".")}" in the body', latency_ms)

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 from console.clock import Clock
 from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
-from console.model import Health, Metrics, Point, Revision, Signals, Snapshot
-from console.platforms.base import Platform, PlatformError
+from console.model import Health, Metrics, Missing, Point, Revision, Signals, Snapshot
+from console.platforms.base import Observable, Platform, PlatformError
 from console.signals import health as health_check
 from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
 
@@ -84,6 +84,10 @@ class ServiceSource:
     current_since: tuple[int, datetime | None] | None = None
     # When this console last changed the rollout (a rollback it ran), if it did.
     changed_at: datetime | None = None
+    # When the platform last answered (pod counts), and when each signal last
+    # had a value: the "since when" of a signal that went missing.
+    pods_read_at: datetime | None = None
+    good_at: dict[str, datetime] = field(default_factory=dict)
 
     def deployed_at(self, current: Revision, now: datetime) -> datetime | None:
         """When `current` went live: when this console changed the rollout (or
@@ -276,6 +280,8 @@ class Poller:
             if problem and problem not in errors:
                 errors.append(problem)
         health = replace(pods, **endpoint, checked_at=now)
+        if source.platform is not None and pods.error is None:
+            source.pods_read_at = now
         return Snapshot(
             service=source.name,
             taken_at=now,
@@ -285,7 +291,27 @@ class Poller:
             signals=self._signals(source, metrics, now),
             stale=self._is_stale(metrics, asked_at),
             errors=tuple(errors),
+            unavailable=self._unavailable(source, pods, readings, asked_at),
         )
+
+    def _unavailable(
+        self, source: ServiceSource, pods: Health, readings: dict[str, _Reading], asked_at: datetime
+    ) -> tuple[Missing, ...]:
+        """The signals the decision needs that this cycle could not read fresh:
+        the pod counts (when the service has a platform) and the error rate
+        (when Prometheus and its query are configured)."""
+        missing = []
+        if source.platform is not None and pods.error is not None:
+            missing.append(Missing("pod counts", source.pods_read_at, "no answer"))
+        if self.prometheus is not None and source.query(ERROR_RATE):
+            reading = readings.get(ERROR_RATE) or _Reading()
+            if reading.error is not None:
+                missing.append(Missing("error rate", source.good_at.get(ERROR_RATE), "query failed"))
+            elif reading.value is None or reading.at is None:
+                missing.append(Missing("error rate", source.good_at.get(ERROR_RATE), "no data"))
+            elif asked_at - reading.at > self.settings.stale_after:
+                missing.append(Missing("error rate", reading.at, "stale"))
+        return tuple(missing)
 
     # -- platform and health endpoint ---------------------------------------
 
@@ -297,15 +323,17 @@ class Poller:
         scheduled = source.revisions_cycle is None or cycle - source.revisions_cycle >= self.settings.rollout_history_every
         # A platform that can read both from one request (Kubernetes: one GET of
         # the deployment, not two) says so with `observe`.
-        observe = getattr(source.platform, "observe", None)
         revisions = None
         try:
-            if observe is not None:
-                pods, revisions = observe(scheduled)
+            if isinstance(source.platform, Observable):
+                pods, revisions = source.platform.observe(scheduled)
             else:
                 pods = source.platform.health()
         except PlatformError as err:
             pods, errors = Health(error=str(err)), [str(err)]
+        except Exception as err:  # the cycle never raises: an unexpected answer is a sentence too
+            problem = _unexpected(source, "read the pod counts of", err)
+            pods, errors = Health(error=problem), [problem]
         seen = (pods.desired, pods.updated, pods.ready, pods.available)
         moved = seen != source.pods_seen
         source.pods_seen = seen
@@ -316,10 +344,11 @@ class Poller:
             try:
                 source.revisions = source.platform.history()
                 source.revisions_cycle = cycle
-            except PlatformError as err:
+            except Exception as err:  # PlatformError, or an answer of an unexpected shape
                 source.revisions_cycle = None  # try again next cycle
-                if str(err) not in errors:
-                    errors.append(str(err))
+                problem = str(err) if isinstance(err, PlatformError) else _unexpected(source, "read the rollout history of", err)
+                if problem not in errors:
+                    errors.append(problem)
         return pods, errors
 
     async def _endpoint(self, source: ServiceSource) -> dict:
@@ -423,7 +452,10 @@ class Poller:
         out = []
         for sample in samples:
             stamp = times.get(_key(sample.labels))
-            at = sample.at if stamp is None or not math.isfinite(stamp) else datetime.fromtimestamp(stamp, sample.at.tzinfo)
+            try:
+                at = sample.at if stamp is None or not math.isfinite(stamp) else datetime.fromtimestamp(stamp, sample.at.tzinfo)
+            except (OverflowError, OSError, ValueError):  # a sample time no clock can show
+                at = sample.at
             out.append((sample, min(at, sample.at)))
         return out
 
@@ -512,6 +544,8 @@ class Poller:
             else:
                 value, at = reading.value, reading.at
                 source.last[signal] = (value, at)
+                if value not in (None, ()) and at is not None:
+                    source.good_at[signal] = at
             values[signal] = value
             if at is not None and value not in (None, ()):
                 sampled.append((signal, at))
@@ -576,6 +610,14 @@ class Poller:
             self._threads = None
         if self.prometheus is not None:
             await self.prometheus.aclose()
+
+
+def _unexpected(source: ServiceSource, doing: str, err: BaseException) -> str:
+    platform = getattr(source.platform, "platform", "platform")
+    return (
+        f"Could not {doing} {source.name} from its {platform} platform: it answered in an unexpected way "
+        f"({type(err).__name__}); check that the config points at the right API."
+    )
 
 
 def count_crossings(values: Iterable[float], line: float) -> int:

@@ -8,6 +8,7 @@ sentence; credentials never appear in it.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -25,6 +26,8 @@ MAX_CONNECTIONS = 32
 MAX_KEEPALIVE = 16
 # Longer queries go in a POST form body: URLs beyond ~8 KB are refused by proxies.
 MAX_GET_QUERY_CHARS = 2000
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The most one query answer may weigh; a bigger one is refused, not read into memory."""
 
 
 class SignalError(Exception):
@@ -142,7 +145,7 @@ class PrometheusClient:
                 ]
             if kind == "scalar":
                 return [Sample({}, _parse_value(result[1]), _at(result[0]))]
-        except (KeyError, IndexError, TypeError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, OSError):
             raise self._malformed(promql) from None
         if kind == "matrix":
             raise SignalError(
@@ -178,7 +181,7 @@ class PrometheusClient:
                     if value is not None:
                         points.append(Point(at=_at(timestamp), value=value))
                 series.append(Series(dict(item.get("metric") or {}), points))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError, OverflowError, OSError):
             raise self._malformed(promql) from None
         return series
 
@@ -196,9 +199,22 @@ class PrometheusClient:
             # including the wait for a pooled connection.
             async with asyncio.timeout(self.timeout):
                 if len(promql) > MAX_GET_QUERY_CHARS:
-                    response = await client.post(path, data=params)
+                    request = client.build_request("POST", path, data=params)
                 else:
-                    response = await client.get(path, params=params)
+                    request = client.build_request("GET", path, params=params)
+                response = await client.send(request, stream=True)
+                try:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_RESPONSE_BYTES:
+                            raise SignalError(
+                                f"Prometheus at {self._display_url} answered the query `{promql}` with more "
+                                f"than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB; the answer was refused. Check "
+                                "the query (it should select one series per service) and the URL."
+                            )
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
             raise SignalError(
                 f"Prometheus at {self._display_url} did not answer within {self.timeout:.1f} s"
@@ -214,9 +230,9 @@ class PrometheusClient:
                 f"The request to Prometheus at {self._display_url} failed "
                 f"({type(exc).__name__}); check the URL and the network."
             ) from None
-        return self._payload(response, promql)
+        return self._payload(response, bytes(body), promql)
 
-    def _payload(self, response: httpx.Response, promql: str) -> dict:
+    def _payload(self, response: httpx.Response, raw: bytes, promql: str) -> dict:
         status = response.status_code
         if status in (401, 403):
             raise SignalError(
@@ -224,8 +240,8 @@ class PrometheusClient:
                 "check the token or basic-auth settings in the config."
             )
         try:
-            body = response.json()
-        except ValueError:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
             body = None
         # Prometheus answers errors with errorType; anything else (a Kubernetes
         # Status, a proxy's page) means the URL points somewhere else.

@@ -29,12 +29,12 @@ from console import incident, locations
 from console.comms import MessageKind
 from console.decision import Thresholds
 from console.incident import RollbackStatus
+from console.gate import Ask
 from console.model import Action, Event, ServiceView
 from console.platforms.base import PlatformError
 
 from . import themes as theme_files
 from .messages import (
-    AlreadyOnTarget,
     OperationFailed,
     PlanReady,
     Refreshed,
@@ -420,6 +420,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             hint = ""
         elif self.selected in self._rolled_back:
             hint = "Rolled back in this session: watch the signals recover before acting again"
+        elif view.decision.action == Action.ROLLBACK_NOW and (record := self.session.cluster_rollback(self.selected)):
+            # Another console, the autopilot or kubectl already rolled back: the metrics may not show it yet.
+            when = f" at {clock_time(record.at)} UTC" if record.at else ""
+            hint = (f"{record.by} rolled back to {', '.join(record.to_versions)}{when}: the signals may lag; "
+                    "r asks the gate")
         elif view.decision.action == Action.ROLLBACK_NOW and self._on_rollback_target(view):
             # After a restart `_rolled_back` is empty: the incident still says where the rollback went.
             hint = "Already rolled back to this version: choose a revision in the history to go further"
@@ -620,6 +625,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         now = self.session.clock.now()
         if self.session.slack_problem():
             return
+        if isinstance(self.screen, MessageScreen):
+            return  # the operator is sending and resending by hand: no second sender behind their back
         due = [e for e in self._pending.get(self.selected, ())
                if e.last_attempt_at is None or (now - e.last_attempt_at).total_seconds() >= RESEND_EVERY_SECONDS]
         if due:
@@ -819,29 +826,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
     def _plan_worker(self, service: str, to_revision: int | None, quick: bool = False) -> None:
         try:
-            # The headless command's guard: after a completed rollback the previous
-            # revision is the bad deploy, and `r` must not offer to go back to it.
-            if to_revision is None and self.session.already_on_target(service):
-                self.post_message(AlreadyOnTarget(service, self._on_target_sentence(service)))
-                return
             plan = self.session.plan_rollback(service, to_revision, quick=quick)
+            # The gate decides whether it may go ahead; the UI adds no rule of its own.
+            self._gate_plan(plan, Ask(self.session.operator, to_revision, quick=quick))
         except PlatformError as err:
             self.post_message(OperationFailed(f"Planning the rollback of {service}", str(err)))
-            return
-        if self._database_route(service, to_revision, plan):
-            return  # a migration changes the way: refused with options, or the three-step plan
-        self.post_message(PlanReady(plan))
-
-    def _on_target_sentence(self, service: str) -> str:
-        state = self.session.incident_state(service)
-        target = ", ".join(state.rollback.to_versions) if state else "its target"
-        incident_id = state.id if state else "the open incident"
-        return (f"{service} is already on {target}, the version incident {incident_id} rolled back to; "
-                "choose a revision in the history to go further.")
-
-    @on(AlreadyOnTarget)
-    def _already_on_target(self, message: AlreadyOnTarget) -> None:
-        self.notify(message.sentence, title="Nothing to roll back", severity="warning", timeout=15)
 
     @on(PlanReady)
     def _confirm_plan(self, message: PlanReady) -> None:

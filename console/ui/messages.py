@@ -67,16 +67,6 @@ class RollbackProgress(Message):
         self.progress = progress
 
 
-class AlreadyOnTarget(Message):
-    """`r` on a service its open incident already rolled back: another undo
-    would go back to the bad version, so nothing is planned."""
-
-    def __init__(self, service: str, sentence: str) -> None:
-        super().__init__()
-        self.service = service
-        self.sentence = sentence
-
-
 class RollbackFinished(Message):
     """The rollback worker ended: `error` is an operator sentence when it
     failed; `skipped` when the plan had nothing to change."""

@@ -10,14 +10,17 @@ and post messages; the handlers here touch the widgets.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual import work
 from textual.css.query import NoMatches
 from textual.message import Message
 
 from console import incident
 from console.database import DatabaseError, StepPreview
+from console.gate import Ask, Outcome, Procedure, Rule, Verdict
 from console.model import RollbackPlan
-from console.platforms.base import PlatformError
+from console.platforms.base import PlatformError, Scalable
 from console.procedures import ProcedureError, RollbackCheck
 
 from .messages import OperationFailed, PlanReady, timeline_changed
@@ -25,28 +28,33 @@ from .panes.history import HistoryTable
 from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
 from .screens.corruption import CorruptionScreen, DeclareCorruptionScreen, WritesScreen
 from .screens.database import FEATURE_FLAG, FIX_FORWARD, OVERRIDE, PARTIAL, MigrationBlockedScreen, MigrationRollbackScreen
+from .screens.override import OverrideScreen
 from .screens.pods import PodsScreen
 from .screens.revision import RevisionScreen
 
 _FAILURES = (DatabaseError, PlatformError, ProcedureError)
 
 
-class RollbackBlocked(Message):
-    """The planned rollback would cross a migration that cannot be undone."""
+class Gated(Message):
+    """The gate answered for a plan (`console.gate.Verdict`); `check` is the
+    migration check when a migration is among its objections (its options)."""
 
-    def __init__(self, plan: RollbackPlan, check: RollbackCheck) -> None:
+    def __init__(self, plan: RollbackPlan, verdict: Verdict, ask: Ask, check: RollbackCheck | None = None) -> None:
         super().__init__()
         self.plan = plan
+        self.verdict = verdict
+        self.ask = ask
         self.check = check
 
 
 class MigrationPlanReady(Message):
     """The rollback crosses a reversible migration: run the runbook's three-step plan."""
 
-    def __init__(self, plan: RollbackPlan, to_revision: int | None) -> None:
+    def __init__(self, plan: RollbackPlan, to_revision: int | None, ask: Ask | None = None) -> None:
         super().__init__()
         self.plan = plan
         self.to_revision = to_revision
+        self.ask = ask
 
 
 class WritesReady(Message):
@@ -72,9 +80,6 @@ class CorruptionReady(Message):
 
 class PlatformActions:
     """Keys, workers and handlers for issues 4 and 8 (mixed into the app)."""
-
-    # (service, revision) rollbacks the operator forced past a migration that cannot be undone.
-    _overridden: frozenset[tuple[str, int | None]] = frozenset()
 
     # -- routing and the rollback lease, after every refresh -------------------
 
@@ -141,35 +146,78 @@ class PlatformActions:
         """Pods (ready, restarts, age), their last 50 log lines, the rollout status and the health endpoint."""
         self.push_screen(PodsScreen(self.session, self.selected))
 
-    # -- the database checks in front of a rollback -----------------------------
+    # -- the gate in front of every rollback ------------------------------------
 
-    def _database_route(self, service: str, to_revision: int | None, plan: RollbackPlan) -> bool:
-        """In the plan worker: True when a migration changes the way this rollback
-        goes (blocked, or the reversible three-step plan) and a message was posted."""
-        if plan.skip_reason:
-            return False
-        overridden = self._overridden
-        try:
-            check = self.session.rollback_check(service, to_revision)
-        except DatabaseError as err:
-            self.post_message(OperationFailed(f"Checking the migrations of {service}", str(err)))
-            return True
-        if check.blocked and (service, plan.to_revision) not in overridden:
-            self.post_message(RollbackBlocked(plan, check))
-            return True
-        facts = self.session.migration_facts(service)
-        if facts.migration_applied and facts.migration_reversible is True and not check.blocked:
-            self.post_message(MigrationPlanReady(plan, to_revision))
-            return True
-        return False
+    def _gate_plan(self, plan: RollbackPlan, ask: Ask) -> None:
+        """In a worker: ask the gate about `plan` and post its answer (the
+        migration check too when a migration is why, for the runbook's options)."""
+        verdict = self.session.gate(plan, ask)
+        check = None
+        if any(o.rule is Rule.MIGRATION for o in verdict.objections):
+            try:
+                check = self.session.rollback_check(plan.service, plan.to_revision)
+            except DatabaseError:
+                check = None
+        self.post_message(Gated(plan, verdict, ask, check))
 
-    def on_rollback_blocked(self, message: RollbackBlocked) -> None:
-        plan, check = message.plan, message.check
+    def on_gated(self, message: Gated) -> None:
+        plan, verdict, ask = message.plan, message.verdict, message.ask
+        service = plan.service
+        if verdict.outcome is Outcome.NOTHING:
+            if plan.skip_reason:
+                self.post_message(PlanReady(plan))  # the skipped plan says why and offers only to close
+                return
+            options = "".join(f" {o}" for obj in verdict.objections for o in obj.options)
+            self.notify(verdict.sentence + options, title="Nothing to roll back", severity="warning", timeout=15)
+        elif verdict.outcome is Outcome.REFUSE:
+            self.notify(f"Not rolling back {service}: {verdict.sentence}", title="Rollback refused",
+                        severity="error", timeout=20)
+            self._verdict_worker(plan, verdict, ask)
+        elif verdict.outcome is Outcome.OVERRIDE:
+            if message.check is not None and message.check.blocked:
+                self._migration_blocked(plan, verdict, ask, message.check)
+            else:
+                self._ask_override(plan, verdict, ask)
+        elif verdict.procedure is Procedure.MIGRATION_PLAN:
+            self.post_message(MigrationPlanReady(plan, ask.to_revision, ask))
+        else:
+            self.post_message(PlanReady(plan))
+
+    def _ask_override(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
+        """The red override dialog: Cancel focused, the reason typed."""
+
+        def answered(result: tuple[str, str | None] | None) -> None:
+            if result is None:
+                self.notify("Not rolled back: nothing was changed.", timeout=4)
+                self._verdict_worker(plan, verdict, ask)
+                return
+            reason, approver = result
+            self._override_worker(plan, replace(ask, force=True, reason=reason, approved_by=approver))
+
+        approvers = self.session.gate_policy.approvers
+        self.push_screen(OverrideScreen(plan, verdict, approvers), answered)
+
+    @work(thread=True, exclusive=True, group="plan", exit_on_error=False)
+    def _override_worker(self, plan: RollbackPlan, ask: Ask) -> None:
+        verdict = self.session.gate(plan, ask)  # fresh: the cluster may have moved while the dialog was open
+        if verdict.outcome is Outcome.GO and verdict.overridden:
+            self.session.record_verdict(plan, verdict, ask)
+            self.post_message(timeline_changed(self.session))
+        self.post_message(Gated(plan, verdict, ask))
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _verdict_worker(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
+        self.session.record_verdict(plan, verdict, ask)
+        self.post_message(timeline_changed(self.session))
+
+    def _migration_blocked(self, plan: RollbackPlan, verdict: Verdict, ask: Ask, check: RollbackCheck) -> None:
+        """A migration that cannot be undone is in the way: the runbook's options first."""
         service = plan.service
 
         def answered(result: tuple[str, int | None] | None) -> None:
             if result is None:
                 self.notify("Not rolled back: nothing was changed.", timeout=4)
+                self._verdict_worker(plan, verdict, ask)
                 return
             choice, revision = result
             if choice == PARTIAL and revision is not None:
@@ -183,14 +231,7 @@ class PlatformActions:
                 self._decision_worker(service, "fix_forward", f"{migration} cannot be undone: {how}")
                 self.notify(f"{option.title}: {option.detail}", title="Decision recorded", timeout=20)
             elif choice == OVERRIDE:
-                self._overridden = self._overridden | {(service, plan.to_revision)}
-                migration = check.migration.name if check.migration else "a migration"
-                self._record(
-                    incident.NOTE,
-                    f"{service}: rollback to revision {plan.to_revision} forced past {migration}, which cannot be "
-                    "undone (the operator accepted the risk of data loss)",
-                )
-                self.post_message(PlanReady(plan))
+                self._ask_override(plan, verdict, ask)
 
         self.push_screen(MigrationBlockedScreen(plan, check), answered)
 
@@ -202,7 +243,7 @@ class PlatformActions:
     def on_migration_plan_ready(self, message: MigrationPlanReady) -> None:
         service = message.plan.service
         try:
-            runner = self.session.migration_rollback(service, message.to_revision)
+            runner = self.session.migration_rollback(service, message.to_revision, message.ask)
         except _FAILURES as err:
             self.notify(str(err), title="Migration rollback", severity="error", timeout=15)
             return
@@ -223,8 +264,8 @@ class PlatformActions:
             preview = response.preview("freeze" if freeze else "resume")
             replicas = frozen
             if freeze:
-                reader = getattr(self.session.platform(service), "replicas", None)
-                replicas = reader() if reader is not None else None
+                platform = self.session.platform(service)
+                replicas = platform.replicas() if isinstance(platform, Scalable) else None
         except _FAILURES as err:
             self.post_message(OperationFailed(f"Reading the replica count of {service}", str(err)))
             return

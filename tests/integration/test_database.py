@@ -279,7 +279,8 @@ def test_an_unreadable_migration_state_blocks_a_rollback_until_forced(
         result = CliRunner().invoke(cli, ["rollback", "invoice-service", "--config", str(config_file),
                                           "--reason", "errors", *extra])
         assert result.exit_code == EXIT_DO_NOT_ROLL_BACK, result.output
-        assert "Not rolling back: Cannot read the migration state of invoice-service" in result.output
+        assert "Not rolling back invoice-service to 4.9.0:\n  - Cannot read the migration state of invoice-service" \
+            in result.output
         assert "Pass --force to roll back anyway" in result.output
     assert "5.0.0" in _deployment(drill, "billing", "invoice-service")["spec"]["template"]["spec"]["containers"][0]["image"]
 
@@ -289,7 +290,9 @@ def test_an_unreadable_migration_state_blocks_a_rollback_until_forced(
     assert code == EXIT_OK, "\n".join(out)
     assert any(line.startswith("WARNING (--force): Cannot read the migration state") for line in out)
     assert "4.9.0" in _deployment(drill, "billing", "invoice-service")["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert "forced past a migration state that could not be read" in _timeline_text(session, "invoice-service")
+    timeline = _timeline_text(session, "invoice-service")
+    assert "invoice-service: rollback override by" in timeline and "(reason: errors)" in timeline
+    assert "overriding: Cannot read the migration state of invoice-service" in timeline
 
 
 # --- the reversible migration ---------------------------------------------------------------

@@ -385,6 +385,17 @@ def test_headless_rollback_of_an_ecs_service(served):
     endpoint = yaml.safe_load(config.read_text())["services"][0]["endpoint_url"]
     [service] = client(endpoint).describe_services(cluster="shop", services=["order-service"])["services"]
     assert service["taskDefinition"].endswith("task-definition/order-service:2")
+    # The rollback is recorded on the service itself, in its tags, where every console reads it.
+    tags = client(endpoint).list_tags_for_resource(resourceArn=service["serviceArn"])["tags"]
+    [record] = [json.loads(t["value"]) for t in tags if t["key"].startswith("rollback-console.io/rollback-")]
+    assert record["why"] == "x" and record["from"] and record["to"] and record["from"] != record["to"]
+    # Another console (its own state, another user) asked for revision 3 is refused: it was rolled back from.
+    env = {**os.environ, "USER": "bob", "LOGNAME": "bob", "XDG_STATE_HOME": str(served / "bob-state")}
+    again = subprocess.run([*PYTHON, "rollback", "order-service", "--config", str(config), "--reason", "y", "--yes",
+                            "--to-revision", "3"],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert f"rolled order-service back from {', '.join(record['from'])} to {', '.join(record['to'])}" in again.stdout
 
 
 def test_headless_rollback_of_an_unknown_ecs_service_is_a_sentence(tmp_path):

@@ -5,6 +5,7 @@ records that the timeline was exported."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -21,7 +22,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_export_after_a_headless_rollback(tmp_path) -> None:
-    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill")
+    # On the wall clock: the headless command reads the machine's clock, and metrics stamped in the
+    # scenario's past are stale (INVESTIGATE FIRST, which the gate does not roll back on).
+    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
     try:
         result = CliRunner().invoke(cli, ["rollback", "order-service", "--config", str(running.config_path),
                                           "--reason", "Error rate spiked to 8%", "--yes"])

@@ -26,7 +26,8 @@ from console.store import Store
 LEASE = "rollback-console-order-service"
 HELD = re.compile(
     r"^order-service is being rolled back by alice@laptop since \d\d:\d\d:\d\d UTC "
-    r"\(lease shop/rollback-console-order-service\); wait for it or coordinate in the war room$"
+    r"\(lease shop/rollback-console-order-service; last renewed \d\d:\d\d:\d\d UTC, "
+    r"expires \d\d:\d\d:\d\d UTC unless renewed\); wait for it or coordinate in the war room$"
 )
 
 
@@ -139,6 +140,32 @@ def test_an_expired_lease_is_taken_over_and_its_holder_learns_it(drills):
     assert alice.lost and not alice.held
     alice.release()  # never deletes someone else's lease
     assert _world_lease(drill)["spec"]["holderIdentity"] == "bob@desk"
+
+
+def test_a_holder_that_stopped_renewing_is_named_as_presumed_gone_with_the_expiry(drills):
+    drill = drills()
+    _lease(drill, "alice@laptop", ttl=60).acquire()  # and never renewed: a console killed mid-rollback
+    drill.world.clock.advance(45)  # two renewals (every 20 s) missed, 15 s before it expires
+    with pytest.raises(Conflict) as caught:
+        _lease(drill, "bob@desk").acquire()
+    text = str(caught.value)
+    assert re.search(r"last renewed \d\d:\d\d:\d\d UTC, expires \d\d:\d\d:\d\d UTC unless renewed", text), text
+    assert re.search(r"has not renewed it for 4[5-9] s and is presumed gone", text), text
+    assert re.search(r"the lease expires in 1[0-5] s, then it can be taken over", text), text
+    assert text.endswith("confirm with alice@laptop and delete it: kubectl delete lease -n shop " + LEASE)
+
+
+def test_a_renewing_holder_is_not_presumed_gone():
+    from datetime import datetime, timedelta, timezone
+
+    at = datetime(2024, 1, 17, 14, 2, 11, tzinfo=timezone.utc)
+    holder = LeaseHolder("order-service", "alice@laptop", "shop/" + LEASE, at, at + timedelta(seconds=20), 60,
+                         seen_at=at + timedelta(seconds=30))
+    assert not holder.presumed_gone
+    assert holder.sentence() == (
+        "order-service is being rolled back by alice@laptop since 14:02:11 UTC (lease shop/" + LEASE + "; "
+        "last renewed 14:02:31 UTC, expires 14:03:31 UTC unless renewed); wait for it or coordinate in the war room"
+    )
 
 
 def test_takeover_races_are_settled_by_the_resource_version(drills, monkeypatch):

@@ -155,8 +155,21 @@ async def test_latency_spike_against_the_p95_before_the_deploy(prometheus_drill,
     assert any(str(r).startswith("Latency spike: p95") for r in view.decision.reasons)
 
 
+async def _until_prometheus_holds_history(url: str, samples: int = 6, seconds: float = 6.0) -> None:
+    """Wait until Prometheus holds at least `samples` error-rate samples, the
+    oldest `seconds` old: what this test needs, whichever tests ran before it."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        series = _prom_query(url, QUERIES["error_rate"] % "order-service" + "[2m]")
+        values = series[0]["values"] if series else []
+        if len(values) >= samples and time.time() - float(values[0][0]) >= seconds:
+            return
+        assert time.monotonic() < deadline, f"Prometheus held only {len(values)} samples after {WAIT} s"
+        await asyncio.sleep(0.5)
+
+
 async def test_history_fills_from_prometheus_at_start(prometheus_drill, tmp_path):
-    # After the latency test: by now Prometheus holds half a minute and more.
+    await _until_prometheus_holds_history(prometheus_drill.prometheus.url)
     session = _session(_config(prometheus_drill), tmp_path)
     started = datetime.now(timezone.utc)
     try:
@@ -276,7 +289,11 @@ async def test_prometheus_stopped_mid_run_then_back(prometheus_drill, tmp_path):
         # The last values stay on screen with their old sample times.
         assert down.snapshot.metrics.error_rate == fresh.snapshot.metrics.error_rate
         assert down.snapshot.metrics.sampled == fresh.snapshot.metrics.sampled
-        assert down.decision.action is not Action.ROLLBACK_NOW
+        assert down.decision.action is Action.SIGNALS_UNAVAILABLE
+        (missing,) = down.decision.unavailable
+        # What is missing, and since when: the last good sample's time.
+        assert (missing.signal, missing.why) == ("error rate", "query failed")
+        assert missing.since == dict(fresh.snapshot.metrics.sampled)["error_rate"]
 
         prometheus.start()
         # Back: no error, and new samples (the rules run again) keep it fresh.

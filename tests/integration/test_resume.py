@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -88,6 +88,18 @@ def slow_drill(tmp_path: Path):
             proc.kill()
 
 
+def rollout_progress_stored(tmp_path: Path) -> bool:
+    """The running rollback has recorded a step of its rollout in the incident store."""
+    store_path = tmp_path / "state" / "rollback-console" / "incidents.db"
+    if not store_path.exists():
+        return False
+    with Store(store_path) as store:
+        incident_id = store.open_incident_for("order-service")
+        return incident_id is not None and any(
+            e.kind == incident.ROLLBACK_PROGRESS for e in store.events(incident_id, newest_first=False)
+        )
+
+
 def rollback_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "console", "rollback", "order-service", "--config", str(config),
             "--reason", "Error rate spiked to 8%", "--yes", "--timeout", "120"]
@@ -103,7 +115,11 @@ def test_sigkill_mid_rollback_then_restart_watches_it_without_a_second_patch(slo
             assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
             assert time.monotonic() < deadline, "the rollback never patched the deployment"
             time.sleep(0.1)
-        time.sleep(0.5)  # mid-rollback: patched, pods still rolling
+        # Mid-rollback: the console has stored the rollout's progress while pods are still rolling.
+        while not rollout_progress_stored(tmp_path):
+            assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
+            assert time.monotonic() < deadline, "the rollback never recorded its progress"
+            time.sleep(0.05)
         assert first.poll() is None
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -139,7 +155,10 @@ def test_sigkill_mid_rollback_then_restart_watches_it_without_a_second_patch(slo
 
 
 def test_headless_rollback_twice_does_not_toggle_back(tmp_path) -> None:
-    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill")
+    # From the wall-clock now: the headless command reads the clock of the machine, and metrics stamped
+    # in the scenario's past would be stale (INVESTIGATE FIRST, which the gate does not roll back on).
+    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
     try:
         args = ["rollback", "order-service", "--config", str(running.config_path), "--reason", "8% errors", "--yes"]
         first = CliRunner().invoke(cli, args)
@@ -161,9 +180,13 @@ def test_headless_rollback_twice_does_not_toggle_back(tmp_path) -> None:
         texts = [m["payload"]["text"] for m in running.server.slack_messages]
         assert any("Rollback in Progress" in t for t in texts) and any("Rollback Complete" in t for t in texts)
 
-        # --to-revision asks for more: revision 1 (1.2.1) is rolled back to.
-        third = CliRunner().invoke(cli, args + ["--to-revision", "1"])
+        # --to-revision asks for more: the gate asks for it only when the runbook says ROLLBACK NOW,
+        # so after the rollback it takes an override; then revision 1 (1.2.1) is rolled back to.
+        refused = CliRunner().invoke(cli, args + ["--to-revision", "1"])
+        assert refused.exit_code == 3 and "not ROLLBACK NOW" in refused.output, refused.output
+        third = CliRunner().invoke(cli, args + ["--to-revision", "1", "--force"])
         assert third.exit_code == 0, third.output
+        assert "WARNING (--force): the runbook says" in third.output
         assert len([r for r in running.server.requests if r[0] == "PATCH" and r[1] == DEPLOYMENT]) == 2
     finally:
         running.stop()

@@ -263,3 +263,71 @@ def test_resend_stops_at_the_first_failure(tmp_path, closed_port_url):
         results = resend_pending(store, notifier, clock)
         assert len(results) == 1 and not results[0][1].ok
         assert [e.attempts for e in store.outbox_pending()] == [1, 0, 0]
+
+
+class Held:
+    """A webhook whose first post fails (500) and whose later posts wait until released."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                owner.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
+                status = 500 if len(owner.bodies) == 1 else 200
+                if status == 200:
+                    owner.arrived.set()
+                    owner.release.wait(30)
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/services/{TOKEN}"
+
+
+def test_two_resends_at_once_post_a_kept_message_once(tmp_path, monkeypatch):
+    """The message screen's resend and the app's periodic one may run together:
+    the second waits for the first, then finds nothing left to send."""
+    from conftest_adapters import start_drill
+
+    from console.config import load
+    from console.drill import runner
+    from console.session import Session
+
+    webhook = Held()
+    drill = start_drill()
+    try:
+        monkeypatch.setenv(runner.DRILL_SLACK_ENV, webhook.url)
+        session = Session(load(drill.config_path), Store(tmp_path / "incidents.db"), clock=drill.world.clock)
+        slack = session.config.slack.model_copy(update={"retries": 0})
+        session.config = session.config.model_copy(update={"slack": slack})
+        _, first = session.send_message("order-service", comms.MessageKind.ROLLBACK_IN_PROGRESS)
+        assert not first.ok and len(session.pending_messages("order-service")) == 1
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(session.resend_pending("order-service")))
+                   for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        assert webhook.arrived.wait(30), "the resend never reached the webhook"
+        webhook.release.set()
+        for thread in threads:
+            thread.join(30)
+        assert len(webhook.bodies) == 2  # the failed send and ONE resend
+        assert sorted(len(r) for r in results) == [0, 1]
+        assert session.pending_messages("order-service") == []
+    finally:
+        webhook.release.set()
+        webhook.httpd.shutdown()
+        drill.stop()

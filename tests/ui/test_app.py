@@ -26,6 +26,7 @@ from console.ui.app import RollbackConsoleApp, build_app
 from console.ui.messages import RollbackFinished, RollbackProgress
 from console.ui.panes.banner import DecisionBanner
 from console.ui.panes.history import HistoryTable
+from console.ui.screens.override import OverrideScreen
 from console.ui.screens.confirm import ConfirmRollbackScreen
 
 pytestmark = pytest.mark.integration
@@ -156,10 +157,16 @@ async def test_after_the_rollback_r_does_not_offer_the_bad_version_again(bad_dep
         assert history.get_cell("4", "current").plain == "●"
         assert history.get_cell("3", "current").plain == ""
 
-        expected = (f"order-service is already on 1.2.2, the version incident {incident_id} rolled back to; "
-                    "choose a revision in the history to go further.")
+        ticket = session.ticket("order-service")
+        expected = "order-service is already on the target 1.2.2: "
         await pilot.press("r")
-        await wait_for(pilot, lambda: expected in notifications(app), "the already-on-target notice", timeout=15)
+        await wait_for(pilot, lambda: any(n.startswith(expected) for n in notifications(app)),
+                       "the already-on-target notice", timeout=15)
+        [notice] = [n for n in notifications(app) if n.startswith(expected)]
+        # Named from the record the rollback wrote on the deployment, with the incident.
+        assert f"{session.operator} rolled order-service back from 1.2.3 to 1.2.2 at " in notice
+        assert ticket in notice and "Pass --to-revision N to roll back further." in notice
+        assert incident_id
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmRollbackScreen)
@@ -168,9 +175,12 @@ async def test_after_the_rollback_r_does_not_offer_the_bad_version_again(bad_dep
         history.focus()
         history.move_cursor(row=history.get_row_index("1"))
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan to revision 1")
+        # Planned, and judged by the gate: the plan, or the override dialog once the runbook no longer says
+        # ROLLBACK NOW (the metrics of 1.2.2 come in).
+        await wait_for(pilot, lambda: isinstance(app.screen, (ConfirmRollbackScreen, OverrideScreen)),
+                       "the plan to revision 1")
         assert (app.screen.plan.to_revision, app.screen.plan.to_versions) == (1, ("1.2.1",))
-        await pilot.press("n")
+        await pilot.press("escape")
         await pilot.press("q")
     assert template_image(running).endswith(":1.2.2")
 
@@ -180,7 +190,8 @@ async def test_after_the_rollback_r_does_not_offer_the_bad_version_again(bad_dep
     async with app.run_test(size=(140, 45)) as pilot:
         await wait_for(pilot, lambda: "order-service" in app.views, "the first refresh")
         await pilot.press("r")
-        await wait_for(pilot, lambda: expected in notifications(app), "the notice after the restart", timeout=15)
+        await wait_for(pilot, lambda: any(n.startswith(expected) for n in notifications(app)),
+                       "the notice after the restart", timeout=15)
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmRollbackScreen)
@@ -226,3 +237,25 @@ async def test_the_ui_thread_never_waits_for_the_store(bad_deploy) -> None:
         await wait_for(pilot, lambda: screen.text.startswith("## "), "the message, composed in a worker")
         await pilot.press("escape")
         await pilot.press("q")
+
+
+async def test_the_banner_says_signals_unavailable_when_prometheus_is_gone(tmp_path: Path, closed_port) -> None:
+    """No data is never healthy: with Prometheus unreachable the banner says
+    SIGNALS UNAVAILABLE and names what is missing, not HEALTHY."""
+    running = runner.start(load_scenario("bad-deploy"), speed=DRILL_SPEED, directory=tmp_path / "drill")
+    store = Store(tmp_path / "incidents.db")
+    try:
+        config = load(running.config_path)
+        prometheus = config.prometheus.model_copy(update={"url": f"http://127.0.0.1:{closed_port}", "timeout": 0.5})
+        config = config.model_copy(update={"refresh_interval": 0.5, "prometheus": prometheus})
+        session = Session(config, store, clock=running.world.clock, operator="trainee@drill")
+        app = build_app(session, animate=False)
+        async with app.run_test(size=(140, 45)) as pilot:
+            banner = app.query_one(DecisionBanner)
+            await wait_for(pilot, lambda: banner.headline_text == "SIGNALS UNAVAILABLE", "the SIGNALS UNAVAILABLE banner")
+            assert "Signals unavailable: error rate (query failed, never read)" in banner_text(app)
+            assert "no error rate" in str(app.query_one("#banner-service").render())
+            await pilot.press("q")
+    finally:
+        store.close()
+        running.stop()

@@ -24,6 +24,7 @@ from console.store import Store
 from console.ui.app import RollbackConsoleApp, build_app
 from console.ui.screens.confirm import ConfirmRollbackScreen
 from console.ui.screens.corruption import CorruptionScreen, DeclareCorruptionScreen
+from console.ui.screens.override import OverrideScreen
 from console.ui.screens.database import MigrationBlockedScreen, MigrationRollbackScreen
 from console.ui.screens.procedure import StepConfirmScreen
 
@@ -144,9 +145,16 @@ async def test_an_irreversible_migration_blocks_the_rollback_explains_and_offers
         await pilot.pause()
         assert not app.screen.query_one("#override").disabled
         await pilot.click("#override")
+        # Then the gate's override dialog: Cancel focused, the reason typed.
+        await wait_for(pilot, lambda: isinstance(app.screen, OverrideScreen), "the override dialog")
+        assert app.screen.focused.id == "cancel" and app.screen.query_one("#override-go").disabled
+        app.screen.query_one("#override-reason").value = "customers cannot check out; schema checked by hand"
+        await pilot.pause()
+        await pilot.click("#override-go")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the forced plan")
         assert app.screen.plan.to_revision == 1
-        await wait_for(pilot, lambda: any("forced past 0042_split_address" in e.text for e in app.events),
+        await wait_for(pilot, lambda: any("rollback override by" in e.text and "0042_split_address" in e.text
+                                          and "schema checked by hand" in e.text for e in app.events),
                        "the override in the timeline")
         await pilot.press("n")
         await pilot.pause()

@@ -206,14 +206,14 @@ async def test_a_rollback_held_by_another_console_is_shown_and_refused(drill) ->
             await wait_for(pilot, lambda: strip.display, "the lease strip")
             assert "is being rolled back by alice@laptop since" in str(strip.render())
 
+            # The gate refuses before any plan is shown: one rollback at a time, across consoles.
             await pilot.press("r")
-            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
-            await pilot.press("y")
-            await wait_for(pilot, lambda: any(isinstance(m, RollbackFinished) for m in messages), "the refusal")
-            finished = next(m for m in messages if isinstance(m, RollbackFinished))
-            assert not finished.ok and "alice@laptop" in finished.error
-            assert "is being rolled back by alice@laptop" in notifications(app)
-            await wait_for(pilot, lambda: any("alice@laptop" in e.text for e in app.events), "the timeline entry")
+            refusal = "Not rolling back order-service: alice@laptop is rolling order-service back right now"
+            await wait_for(pilot, lambda: refusal in notifications(app), "the refusal")
+            assert not isinstance(app.screen, ConfirmRollbackScreen)
+            assert not any(isinstance(m, RollbackFinished) for m in messages)
+            await wait_for(pilot, lambda: any("rollback refused" in e.text and "alice@laptop" in e.text
+                                              for e in app.events), "the timeline entry")
             assert deployment(running, "shop", "order-service")["spec"]["template"]["spec"]["containers"][0][
                 "image"].endswith(":1.2.3")
     finally:

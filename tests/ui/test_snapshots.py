@@ -205,3 +205,35 @@ def test_every_dialog_at_every_size(snap_compare, dialog, size):
     """Each dialog keeps its action bar (keys on the buttons) in sight; its body scrolls."""
     app = build_app(RecordedSession(), animate=False)
     assert snap_compare(app, terminal_size=SIZES[size], run_before=DIALOGS[dialog])
+
+
+def test_override_dialog_after_fix_forward(snap_compare):
+    """After FIX FORWARD, `r` opens the gate's override dialog: red, the runbook's reason, the reason to type,
+    Cancel focused."""
+    session = RecordedSession()
+    facts = Facts(migration_applied=True, migration_reversible=False, migration_name="0042_split_address")
+    session._views = [ServiceView(v.snapshot, evaluate(v.snapshot, facts, v.snapshot.taken_at, Thresholds()))
+                      for v in session._views]
+
+    async def press_r(pilot) -> None:
+        await _first_refresh(pilot)
+        await pilot.press("r")
+        for _ in range(100):
+            if pilot.app.screen.__class__.__name__ == "OverrideScreen":
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    app = build_app(session, animate=False)
+    assert snap_compare(app, terminal_size=WAR_ROOM, run_before=press_r)
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_override_dialog_at_every_size(snap_compare, size):
+    """The gate's red override dialog keeps Cancel and the override button in sight at every size."""
+    session = RecordedSession()
+    facts = Facts(migration_applied=True, migration_reversible=False, migration_name="0042_split_address")
+    session._views = [ServiceView(v.snapshot, evaluate(v.snapshot, facts, v.snapshot.taken_at, Thresholds()))
+                      for v in session._views]
+    app = build_app(session, animate=False)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=_open_by_key("r", "OverrideScreen"))

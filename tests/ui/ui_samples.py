@@ -22,6 +22,8 @@ from console.clock import FrozenClock
 from console.comms import Message, MessageKind
 from console.database import DatabaseError
 from console.decision import Thresholds, evaluate
+from console.gate import Ask, GatePolicy, Verdict, decide
+from console.provenance import Provenance
 from console.platforms.base import PlatformError
 from console.procedures import MigrationFacts, RollbackCheck
 from console.session import Escalation
@@ -215,9 +217,6 @@ class RecordedSession:
     def resume_rollback(self, service: str, timeout: float | None = None) -> Iterator[Progress]:
         return iter(())
 
-    def already_on_target(self, service: str) -> str | None:
-        return None
-
     def pending_messages(self, service: str) -> list:
         return []
 
@@ -255,10 +254,23 @@ class RecordedSession:
     def rollback_check(self, service: str, to_revision: int | None = None) -> RollbackCheck:
         return RollbackCheck(blocked=False)
 
+    gate_policy = GatePolicy()
+
+    def cluster_rollback(self, service: str):
+        return None  # the recording keeps no rollback records
+
+    def gate(self, plan: RollbackPlan, ask: Ask) -> Verdict:
+        """The real (pure) gate over the recorded decision; the recording keeps no rollback records."""
+        view = next(v for v in self._views if v.snapshot.service == plan.service)
+        return decide(plan.service, view.decision, plan, Provenance(), ask, self.clock.now(), policy=self.gate_policy)
+
+    def record_verdict(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
+        self.note(f"{plan.service}: rollback {verdict.outcome.value}: {verdict.sentence}", service=plan.service)
+
     def migration_facts(self, service: str) -> MigrationFacts:
         return MigrationFacts()
 
-    def _no_database(self, service: str, to_revision: int | None = None):
+    def _no_database(self, service: str, *args):
         raise DatabaseError(f"No database is configured for {service} in this recording.")
 
     corruption_response = migration_rollback = freeze_writes = resume_writes = _no_database

@@ -94,13 +94,21 @@ def test_missing_file_says_what_to_do(tmp_path):
         load(tmp_path / "absent.yaml")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "console", *args], capture_output=True, text=True, timeout=60)
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "console", *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_check_config_exit_codes(tmp_path):
-    ok = run_cli("check-config", str(EXAMPLE))
+    # The example names ~/.kube/config and its context prod-eu-1: check-config checks both exist.
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    (home / ".kube" / "config").write_text(
+        "apiVersion: v1\nkind: Config\ncontexts:\n- name: prod-eu-1\n  context: {cluster: c, user: u}\n"
+    )
+    ok = run_cli("check-config", str(EXAMPLE), env={**os.environ, "HOME": str(home)})
     assert ok.returncode == 0, ok.stderr
+    no_kubeconfig = run_cli("check-config", str(EXAMPLE), env={**os.environ, "HOME": str(tmp_path / "empty")})
+    assert no_kubeconfig.returncode == 2 and "clusters.production.kubeconfig" in no_kubeconfig.stderr
     assert "valid" in ok.stdout
     bad = run_cli("check-config", str(write(tmp_path, "services:\n  - namespace: shop\n")))
     assert bad.returncode == 2

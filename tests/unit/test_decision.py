@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,7 +17,7 @@ from console.decision import (
     percent,
     urgency,
 )
-from console.model import Action, Facts, Health, Metrics, Reason, Signals, Snapshot, Table
+from console.model import Action, Facts, Health, Metrics, Missing, Reason, Signals, Snapshot, Table
 
 NOW = datetime(2024, 1, 17, 14, 45, tzinfo=timezone.utc)
 
@@ -322,19 +323,64 @@ def test_8_reversible_migration_alone_is_healthy_but_reported():
 # --- stale data ------------------------------------------------------------------
 
 
-def test_stale_signals_downgrade_rollback_to_investigate():
+def test_a_stale_error_rate_above_5_percent_is_signals_unavailable_not_a_rollback():
     d = evaluate(snap(0.08, stale=True), Facts(), NOW)
-    assert d.action is Action.INVESTIGATE
+    assert d.action is Action.SIGNALS_UNAVAILABLE
+    assert d.headline == "SIGNALS UNAVAILABLE"
     assert d.stale
-    assert conditions(d) == ["Data stale", "Error rate > 5%"]
-    assert d.deadline == NOW + timedelta(minutes=5)
+    # The last known value still shows, after what is missing.
+    assert conditions(d) == ["Signals unavailable", "Error rate > 5%"]
+
+
+def test_stale_metrics_are_never_healthy():
+    d = evaluate(snap(0.001, stale=True), Facts(), NOW)
+    assert d.action is Action.SIGNALS_UNAVAILABLE
+    assert d.unavailable and d.unavailable[0].signal == "metrics"
+
+
+def test_a_missing_error_rate_says_what_is_missing_and_since_when():
+    since = NOW - timedelta(minutes=3)
+    missing = (Missing("error rate", since, "no answer"),)
+    d = evaluate(replace(snap(None), unavailable=missing), Facts(), NOW)
+    assert d.action is Action.SIGNALS_UNAVAILABLE
+    assert d.unavailable == missing
+    assert str(d.reasons[0]) == "Signals unavailable: error rate (no answer, last read 2024-01-17 14:42:00 UTC)"
+
+
+def test_pod_counts_never_read_are_unavailable_not_healthy():
+    missing = (Missing("pod counts", None, "no answer"),)
+    d = evaluate(replace(snap(0.001, health=Health()), unavailable=missing), Facts(), NOW)
+    assert d.action is Action.SIGNALS_UNAVAILABLE
+    assert "pod counts (no answer, never read)" in str(d.reasons[0])
+
+
+def test_a_fresh_error_rate_above_5_percent_rolls_back_even_when_pods_are_unknown():
+    missing = (Missing("pod counts", None, "no answer"),)
+    d = evaluate(replace(snap(0.08, health=Health()), unavailable=missing), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert conditions(d) == ["Error rate > 5%", "Signals unavailable"]
+
+
+def test_a_service_seen_down_is_rolled_back_when_the_error_rate_is_missing():
+    missing = (Missing("error rate", None, "no answer"),)
+    down = Health(desired=3, ready=0, endpoint_ok=False, endpoint_status="HTTP 503")
+    d = evaluate(replace(snap(None, health=down), unavailable=missing), Facts(), NOW)
+    assert d.action is Action.ROLLBACK_NOW
+    assert conditions(d)[0] == "Service completely down"
+
+
+def test_missing_signals_beat_the_softer_rows_and_the_hotfix():
+    missing = (Missing("error rate", None, "no data"),)
+    spiking = replace(snap(None, latency=900.0), unavailable=missing)
+    d = evaluate(spiking, Facts(minor_bug_workaround=True), NOW)
+    assert d.action is Action.SIGNALS_UNAVAILABLE
+    assert conditions(d) == ["Signals unavailable", "Latency spike", "Minor bug, workaround exists"]
 
 
 def test_a_service_seen_down_is_rolled_back_even_when_the_metrics_are_stale():
     # Pods and the health endpoint are fresh; only Prometheus is behind.
     d = evaluate(snap(None, health=Health(desired=3, ready=0, endpoint_ok=False), stale=True), Facts(), NOW)
     assert d.action is Action.ROLLBACK_NOW
-    assert "Data stale" not in conditions(d)
     assert conditions(d)[0] == "Service completely down"
 
 
@@ -350,14 +396,13 @@ def test_stale_error_rate_alongside_a_fresh_down_service_still_rolls_back():
         (Facts(security_vulnerability=True), Action.ROLLBACK_NOW),
         (Facts(**IRREVERSIBLE), Action.FIX_FORWARD),
         (Facts(external_service_issue=True), Action.WAIT_EXTERNAL),
-        (Facts(minor_bug_workaround=True), Action.HOTFIX),
     ],
 )
 def test_stale_data_leaves_fact_driven_rows_alone(facts, action):
     d = evaluate(snap(0.001, stale=True), facts, NOW)
     assert d.action is action
     assert d.stale
-    assert "Data stale" not in conditions(d)
+    assert "Signals unavailable" not in conditions(d)
 
 
 def test_fresh_decision_is_not_stale():
@@ -370,7 +415,8 @@ def test_fresh_decision_is_not_stale():
 def test_urgency_orders_rollback_first_and_healthy_last():
     ordered = sorted(Action, key=urgency, reverse=True)
     assert ordered[0] is Action.ROLLBACK_NOW
-    assert ordered[1] is Action.INVESTIGATE
+    assert ordered[1] is Action.SIGNALS_UNAVAILABLE
+    assert ordered[2] is Action.INVESTIGATE
     assert ordered[-1] is Action.HEALTHY
     assert urgency(Action.HOTFIX) > urgency(Action.HEALTHY)
 
@@ -448,3 +494,28 @@ def test_triage_order_puts_the_worst_first() -> None:
     order = [v.snapshot.service for v in sorted(views, key=triage_key)]
     assert order == ["burning-b", "burning-a", "degraded", "slow", "quiet", "unknown"]
     assert [v.snapshot.service for v in views if needs_action(v)] == ["slow", "burning-a", "burning-b", "degraded"]
+
+
+missing_strategy = st.lists(
+    st.builds(Missing, signal=st.sampled_from(["error rate", "pod counts", "metrics"]),
+              since=st.none() | st.just(NOW - timedelta(minutes=2)), why=st.sampled_from(["no answer", "stale", "no data"])),
+    min_size=1, max_size=2,
+)
+
+
+@settings(database=None, deadline=None, max_examples=300)
+@given(facts=facts_strategy, rate=st.none() | rate, down=st.booleans(), missing=missing_strategy,
+       spike=st.booleans(), single=st.sampled_from([None, "/orders"]), intermittent=st.booleans())
+def test_a_missing_signal_is_never_healthy_and_a_service_seen_down_still_rolls_back(
+    facts, rate, down, missing, spike, single, intermittent
+):
+    health = Health(desired=3, ready=0 if down else 3)
+    signals = Signals(latency_spike=spike, single_endpoint=single, intermittent=intermittent)
+    d = evaluate(replace(snap(rate, health=health, signals=signals), unavailable=tuple(missing)), facts, NOW)
+    assert d.action is not Action.HEALTHY
+    assert d.unavailable == tuple(missing)
+    if down and not facts.migration_applied and not facts.external_service_issue:
+        assert d.action is Action.ROLLBACK_NOW
+    if d.action not in (Action.ROLLBACK_NOW, Action.FIX_FORWARD, Action.WAIT_EXTERNAL):
+        assert d.action is Action.SIGNALS_UNAVAILABLE
+        assert d.reasons[0].condition == "Signals unavailable"

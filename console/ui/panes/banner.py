@@ -96,7 +96,10 @@ class DecisionBanner(Vertical):
         if current is not None:
             versions = ", ".join(image_tag(i) for i in current.images)
             side.append(Content(f"revision {current.number} · {versions}"))
-        if view.decision.stale:
+        if view.decision.unavailable:
+            missing = ", ".join(m.signal for m in view.decision.unavailable)
+            side.append(Content.styled(f"no {missing}", "bold"))
+        elif view.decision.stale:
             side.append(Content.styled("signals stale", "bold"))
         if lead:
             side.append(Content.styled(lead, "bold"))

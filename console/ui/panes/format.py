@@ -10,6 +10,7 @@ from console.model import Action
 # timeline colour an action the same way.
 SEVERITY = {
     Action.ROLLBACK_NOW: "sev-critical",
+    Action.SIGNALS_UNAVAILABLE: "sev-warning",
     Action.INVESTIGATE: "sev-warning",
     Action.FIX_FORWARD: "sev-info",
     Action.HOTFIX: "sev-info",
@@ -20,6 +21,7 @@ SEVERITY = {
 # Short badge words for the service list, in the runbook's vocabulary.
 BADGE = {
     Action.ROLLBACK_NOW: "ROLLBACK NOW",
+    Action.SIGNALS_UNAVAILABLE: "NO SIGNALS",
     Action.INVESTIGATE: "INVESTIGATE",
     Action.FIX_FORWARD: "FIX FORWARD",
     Action.HOTFIX: "HOTFIX",

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Log, Static
 
-from console.platforms.base import PlatformError, PodInfo, PodLogs
+from console.platforms.base import PlatformError, PodInfo, PodLogs, WithPods, lacks
 
 from ..panes.format import NO_VALUE
 
@@ -128,12 +128,10 @@ class PodsScreen(ModalScreen[None]):
     def _read_pods(self) -> None:
         try:
             platform = self.session.platform(self.service)
-            reader = getattr(platform, "pods", None)
-            if reader is None:
-                self.post_message(self.PodsRead(None, f"The {getattr(platform, 'platform', '')} platform of "
-                                                      f"{self.service} does not list pods.".replace("  ", " ")))
+            if not isinstance(platform, WithPods):
+                self.post_message(self.PodsRead(None, lacks(platform, WithPods)))
                 return
-            self.post_message(self.PodsRead(tuple(reader())))
+            self.post_message(self.PodsRead(tuple(platform.pods())))
         except PlatformError as err:
             self.post_message(self.PodsRead(None, str(err)))
 
@@ -190,11 +188,10 @@ class PodsScreen(ModalScreen[None]):
     def _read_logs(self, pod: str) -> None:
         try:
             platform = self.session.platform(self.service)
-            reader = getattr(platform, "logs", None)
-            if reader is None:
-                self.post_message(self.LogsRead(pod, None, f"{self.service}'s platform has no pod logs to read."))
+            if not isinstance(platform, WithPods):
+                self.post_message(self.LogsRead(pod, None, lacks(platform, WithPods)))
                 return
-            found = next((entry for entry in reader(tail=LOG_TAIL) if entry.pod == pod), None)
+            found = next((entry for entry in platform.logs(tail=LOG_TAIL) if entry.pod == pod), None)
         except PlatformError as err:
             self.post_message(self.LogsRead(pod, None, str(err)))
             return

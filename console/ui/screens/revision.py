@@ -17,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static, TabbedContent, TabPane
 
 from console.model import Revision
-from console.platforms.base import PlatformError
+from console.platforms.base import PlatformError, Templated, lacks
 
 
 def template_yaml(template: dict) -> str:
@@ -125,11 +125,10 @@ class RevisionScreen(ModalScreen[int | None]):
         except PlatformError as err:
             self.post_message(self.Loaded(None, None, str(err)))
             return
-        reader = getattr(platform, "template", None)
-        if reader is None:
-            self.post_message(self.Loaded(None, None, f"The {getattr(platform, 'platform', '')} platform of "
-                                          f"{self.service} has no pod templates to show.".replace("  ", " ")))
+        if not isinstance(platform, Templated):
+            self.post_message(self.Loaded(None, None, lacks(platform, Templated)))
             return
+        reader = platform.template
         try:
             chosen = reader(self.revision.number)
             current = reader(self.current.number) if self.current else reader(None)
