@@ -42,6 +42,7 @@ CHECKLIST_UNTICKED = "checklist.unticked"  # item
 MESSAGE_SENT = "message.sent"  # message (comms kind), label, channel, outbox_id
 MESSAGE_FAILED = "message.failed"  # message, label, channel, outbox_id, error
 TIMELINE_EXPORTED = "timeline.exported"  # path
+ROLE_SET = "role.set"  # role (one of ROLES), who ("" clears it)
 # Guided database procedures (console/procedures.py folds them): procedure
 # ("migration_rollback" or "data_corruption"), step (a step id), title, plus:
 STEP_STARTED = "procedure.step.started"  # commands (what runs, as shown), choice (the backup, for a restore)
@@ -269,6 +270,40 @@ def message_failed(message: str, label: str, error: str, channel: str = "Slack",
                      "error": error})
 
 
+ROLES: dict[str, str] = {
+    "commander": "Incident commander",
+    "comms": "Comms",
+    "operations": "Operations",
+}
+"""The incident roles a war room assigns (key -> the words shown)."""
+
+
+def role_set(role: str, who: str) -> NewEvent:
+    """`who` takes the incident role `role` (one of ROLES); an empty `who` clears it."""
+    if role not in ROLES:
+        raise ValueError(f"Unknown incident role {role!r}: use one of {', '.join(ROLES)}.")
+    words = f"{ROLES[role]}: {who}" if who else f"{ROLES[role]}: nobody"
+    return NewEvent(ROLE_SET, words, {"role": role, "who": who})
+
+
+def parse_roles(text: str) -> dict[str, str]:
+    """"ic=@alice comms=@bob ops=@carol" -> {"commander": "@alice", ...}; short
+    names (ic, commander, comms, ops, operations) accepted. Raise ValueError
+    with a sentence on anything else."""
+    aliases = {"ic": "commander", "commander": "commander", "comms": "comms", "ops": "operations",
+               "operations": "operations"}
+    roles: dict[str, str] = {}
+    for part in text.split():
+        name, sep, who = part.partition("=")
+        if not sep or name.lower() not in aliases:
+            raise ValueError(f"{part!r} is not ROLE=WHO: write e.g. ic=@alice comms=@bob ops=@carol "
+                             "(an empty WHO, as in ops=, clears the role).")
+        roles[aliases[name.lower()]] = who
+    if not roles:
+        raise ValueError("Name at least one role: e.g. ic=@alice comms=@bob ops=@carol.")
+    return roles
+
+
 def timeline_exported(path: str) -> NewEvent:
     """The incident's timeline was written to `path` (logs preserved for investigation)."""
     return NewEvent(TIMELINE_EXPORTED, f"Timeline exported to {path}", {"path": path})
@@ -407,6 +442,12 @@ class IncidentState:
     messages: tuple[MessageRecord, ...] = ()
     # Where the timeline was exported to, oldest first.
     exports: tuple[str, ...] = ()
+    # Who holds each incident role, (role, who) in ROLES order; unset roles are absent.
+    roles: tuple[tuple[str, str], ...] = ()
+
+    def role(self, name: str) -> str | None:
+        """Who holds the role `name` (one of ROLES), None when nobody does."""
+        return dict(self.roles).get(name)
 
     def mark(self, item: str) -> ChecklistMark | None:
         """The latest tick or untick of a checklist item, None if never touched."""
@@ -497,6 +538,16 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
         return replace(state, frozen_replicas=int(data["replicas"]))
     if kind == WRITES_RESUMED:
         return replace(state, frozen_replicas=None)
+    if kind == ROLE_SET:
+        held = dict(state.roles)
+        role, who = str(data.get("role", "")), str(data.get("who", "")).strip()
+        if role not in ROLES:
+            return state
+        if who:
+            held[role] = who
+        else:
+            held.pop(role, None)
+        return replace(state, roles=tuple((r, held[r]) for r in ROLES if r in held))
     if kind == ESCALATED:
         return replace(state, escalated_to=max(state.escalated_to, int(data["level"])))
     if kind in (CHECKLIST_TICKED, CHECKLIST_UNTICKED):

@@ -834,6 +834,12 @@ class Session:
 
     # escalation: the runbook's Rollback Escalation
 
+    def set_roles(self, service: str, roles: dict[str, str]) -> None:
+        """Record who holds which incident role (incident.ROLES); every console
+        reading the store shows them."""
+        for role, who in roles.items():
+            self.record(incidents.role_set(role, who), service=service)
+
     def escalation(self, service: str, now: datetime | None = None) -> Escalation:
         """The level the incident is at, why, who to contact and when it rises by time alone."""
         now = now or self.clock.now()

@@ -46,7 +46,7 @@ from .messages import (
 )
 from .panes.banner import DecisionBanner
 from .panes.error_rate import ErrorRatePane
-from .panes.format import clock_time
+from .panes.format import clock_time, elapsed
 from .panes.health import HealthPane
 from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
@@ -70,6 +70,9 @@ if TYPE_CHECKING:
 # values; plain named colours keep the console usable (theme files override).
 COMPACT_ROWS = 36
 """Below this many terminal rows the signals and the history/timeline share the space (h switches)."""
+
+NARROW_COLUMNS = 110
+"""Below this many columns the service table narrows to its first columns (it scrolls sideways)."""
 
 RESEND_EVERY_SECONDS = 30.0
 """How often (console clock) kept messages are resent while Slack keeps failing."""
@@ -98,6 +101,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         Binding("c", "checklist", "Checklist", id="checklist"),
         Binding("x", "export", "Export", id="export"),
         Binding("n", "note", "Note", id="note"),
+        Binding("o", "roles", "Roles", id="roles"),
         # Triage: filter the service table, move in it, pin the highlighted service (Enter on the table).
         Binding("slash", "filter", "Filter", key_display="/", id="filter"),
         Binding("j", "cursor('down')", "Next service", show=False, id="next-service"),
@@ -200,6 +204,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 yield Static(f"DRILL · {self.session.drill}", id="title-drill", markup=False)
             yield Static("", id="title-left", markup=False)
             yield Static("", id="title-right", markup=False)
+        header = Static("", id="incident-header", markup=False)
+        header.display = False
+        yield header
         writes = Static("", id="writes-frozen", markup=False)
         writes.display = False
         yield writes
@@ -507,6 +514,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         state = session.incident_state(service)
         unsent = len(self._pending.get(service, ())) if state is not None else 0
         self.query_one(EscalationStrip).show(session.escalation(service, now), now, unsent)
+        self._render_incident_header()
         self.query_one(InvestigationCountdown).show(session.investigation_deadline(service), now)
         rolled_back = state is not None and state.rollback.status is RollbackStatus.COMPLETED
         shown = rolled_back if self._checklist_shown is None else self._checklist_shown
@@ -516,6 +524,51 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if checklist.display != shown:
             checklist.display = shown
             self.query_one(HistoryTable).display = not shown
+
+    def _render_incident_header(self) -> None:
+        """Time since impact began, who holds which role, who holds the rollback lease."""
+        state = self.session.incident_state(self.selected)
+        header = self.query_one("#incident-header", Static)
+        holder = getattr(self, "lease_holder", None)
+        if state is None and holder is None:
+            header.display = False
+            return
+        now = self.session.clock.now()
+        parts: list[Content] = []
+        if state is not None:
+            parts.append(Content.assemble(("INCIDENT ", "bold"), state.id))
+            impact = state.customer_impact_since
+            parts.append(Content.assemble(("impact ", "$sev-muted"),
+                                          (elapsed(impact, now), "bold") if impact else ("none seen", "")))
+            for role, words in incident.ROLES.items():
+                who = state.role(role)
+                parts.append(Content.assemble((f"{words} ", "$sev-muted"),
+                                              (who, "bold") if who else ("unset (o)", "$sev-warning")))
+        if holder is not None:
+            parts.append(Content.assemble(("lease ", "$sev-muted"), (str(getattr(holder, "holder", holder)), "bold")))
+        header.update(Content("  ·  ").join(parts))
+        header.display = True
+
+    def action_roles(self) -> None:
+        """Set the incident roles (commander, comms, operations), stored for every console."""
+
+        def save(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                roles = incident.parse_roles(text)
+            except ValueError as err:
+                self.notify(str(err), title="Roles", severity="warning", timeout=10)
+                return
+            self._roles_worker(self.selected, roles)
+
+        self.push_screen(NoteScreen(self.animate, title="Incident roles",
+                                    placeholder="ic=@alice comms=@bob ops=@carol (ops= clears)"), save)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _roles_worker(self, service: str, roles: dict[str, str]) -> None:
+        self.session.set_roles(service, roles)
+        self.post_message(timeline_changed(self.session))
 
     def _check_investigation(self) -> None:
         """Ask for the decision when the investigation's time is up; stop the
@@ -967,6 +1020,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if main.has_class("-compact") != compact:
             main.set_class(compact, "-compact")
             self.refresh_bindings()
+        # Narrow: the service table keeps its first columns (mark, service, decision) and scrolls sideways.
+        main.set_class(width < NARROW_COLUMNS, "-narrow")
         for footer in main.query(Footer):
             footer.compact = width < 120
 

@@ -239,3 +239,31 @@ async def test_an_unknown_theme_falls_back_to_the_default(bad_deploy) -> None:
         await refreshed(pilot)
         assert app.theme == "default"
         assert any("'no-such-theme' was not found" in n for n in notifications(app))
+
+
+async def test_roles_set_by_a_key_reach_every_console(bad_deploy, tmp_path: Path) -> None:
+    """`o` sets the incident roles; they are stored, so a second console on the
+    same store shows them too; the header shows time since impact and the roles."""
+    running, session = bad_deploy
+    app = build_app(session, animate=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteScreen), "the roles prompt")
+        await pilot.press(*"ic=@alice comms=@bob ops=@carol", "enter")
+        state = lambda: session.incident_state("order-service")  # noqa: E731
+        await wait_for(pilot, lambda: state() is not None and state().role("operations") == "@carol", "the roles")
+        header = app.query_one("#incident-header")
+        await wait_for(pilot, lambda: "@alice" in str(header.render()), "the header")
+        text = str(header.render())
+        assert "Incident commander @alice" in text and "Comms @bob" in text and "impact " in text
+    # Another console (a war-room screen) on the same store reads them back.
+    other = Session(load(running.config_path), Store(session.store.path), clock=running.world.clock, operator="viewer")
+    try:
+        incident_id = other.store.open_incident_for("order-service")
+        from console import incident as incidents
+
+        rebuilt = incidents.rebuild(incident_id, other.store.events(incident_id, newest_first=False))
+        assert rebuilt.roles == (("commander", "@alice"), ("comms", "@bob"), ("operations", "@carol"))
+    finally:
+        other.store.close()

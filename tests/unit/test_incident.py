@@ -295,3 +295,18 @@ def test_decide_by_counts_from_the_first_investigate_verdict(clock: FrozenClock)
     first = timeline.add(inc.decided(Decision(Action.INVESTIGATE)), after=30)
     timeline.add(inc.decided(Decision(Action.INVESTIGATE, stale=True)), after=60)
     assert inc.investigate_since(timeline.state()) == first.at
+
+
+def test_roles_are_set_cleared_and_parsed(clock: FrozenClock) -> None:
+    timeline = Timeline(clock)
+    timeline.add(inc.opened("order-service"))
+    for role, who in inc.parse_roles("ic=@alice comms=@bob ops=@carol").items():
+        timeline.add(inc.role_set(role, who))
+    state = timeline.state()
+    assert state.roles == (("commander", "@alice"), ("comms", "@bob"), ("operations", "@carol"))
+    timeline.add(inc.role_set("operations", ""))
+    assert timeline.state().role("operations") is None and timeline.state().role("commander") == "@alice"
+    with pytest.raises(ValueError, match="ROLE=WHO"):
+        inc.parse_roles("boss=@dave")
+    with pytest.raises(ValueError, match="Unknown incident role"):
+        inc.role_set("boss", "@dave")
