@@ -608,6 +608,42 @@ class UiConfig(_Model):
     """Theme name: one shipped in themes/ (default, high-contrast, light) or a file in the user themes dir."""
 
 
+class WebConfig(_Model):
+    """`rollback-console web`: the console served to browsers."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on. Anything but a loopback address also needs
+    `allow_remote: true` and a token (`token_env`)."""
+    port: int = Field(8000, ge=1, le=65535)
+    """Port to listen on (`--port` overrides it)."""
+    allow_remote: bool = False
+    """Allow a non-loopback `host` (the war room's wall screen on another machine)."""
+    token_env: str = "ROLLBACK_CONSOLE_WEB_TOKEN"
+    """Environment variable holding the token browsers must present (`?token=...` once;
+    a cookie after) when `host` is not loopback. Never written in the config itself."""
+    public_url: str | None = None
+    """The URL browsers use to reach the server, when it differs from http://HOST:PORT
+    (behind a proxy)."""
+
+    def is_loopback(self) -> bool:
+        """True for 127.0.0.0/8, ::1 and localhost."""
+        import ipaddress
+
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @model_validator(mode="after")
+    def _remote_allowed(self) -> WebConfig:
+        if not self.is_loopback() and not self.allow_remote:
+            raise ValueError(f"host {self.host!r} is not a loopback address: set web.allow_remote: true "
+                             "to serve the console beyond this machine (a token is then required)")
+        return self
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -632,6 +668,8 @@ class Config(_Model):
     """The services this console watches and can roll back."""
     ui: UiConfig = UiConfig()
     """Look and feel."""
+    web: WebConfig = WebConfig()
+    """The web view (`rollback-console web`): address, remote access and its token."""
     slack: SlackConfig = SlackConfig()
     """Where the runbook's messages are posted."""
     escalation: EscalationConfig = EscalationConfig()

@@ -132,9 +132,12 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         animate: bool = True,
         user_themes_dir: Path | None = None,
         keymap: dict[str, str] | None = None,
+        viewer: bool = False,
     ) -> None:
         super().__init__()
         self.session = session
+        # A war-room viewer (`web --follow`): sees everything, changes nothing.
+        self.viewer = viewer
         self.animate = animate
         if not animate:
             # Snapshots and war-room screens alike: nothing moves on its own.
@@ -306,8 +309,13 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         "change_theme", "roles", "toggle_lower",
     })
 
+    # What a viewer may still do: look around (filter, move, switch panes, theme, refresh).
+    _VIEWER_ACTIONS = frozenset({"filter", "cursor", "toggle_lower", "change_theme", "refresh"})
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self._MAIN_SCREEN_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False
+        if self.viewer and action in self._MAIN_SCREEN_ACTIONS and action not in self._VIEWER_ACTIONS:
             return False
         # The quick rollback is a Docker Compose procedure: not offered (nor run) elsewhere.
         if action == "quick_rollback":
@@ -573,6 +581,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _check_investigation(self) -> None:
         """Ask for the decision when the investigation's time is up; stop the
         countdown at once when the signals call for a rollback."""
+        if self.viewer:
+            return  # the driver decides; a viewer's screen only follows
         service = self.selected
         deadline = self.session.investigation_deadline(service)
         if deadline is None:
@@ -701,7 +711,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     @on(ChecklistPane.Toggled)
     def _toggle_item(self, message: ChecklistPane.Toggled) -> None:
-        self._toggle_worker(self.selected, message.item_id)
+        if not self.viewer:
+            self._toggle_worker(self.selected, message.item_id)
 
     @work(thread=True, group="record", exit_on_error=False)
     def _toggle_worker(self, service: str, item_id: str) -> None:
@@ -740,6 +751,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _render_titlebar(self) -> None:
         now = self.session.clock.now()
         parts = [Content.styled(self.title.upper(), "bold")]
+        if self.viewer:
+            parts.insert(0, Content.styled(" VIEWER · read-only ", "bold reverse $sev-info"))
         if self.sub_title:
             parts.append(Content(self.sub_title))
         if len(self.session.services) > 1 and self.views:
@@ -867,6 +880,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._plan(self.selected, message.revision)
 
     def _plan(self, service: str, to_revision: int | None, quick: bool = False) -> None:
+        if self.viewer:
+            return  # a viewer changes nothing (Enter on a history row included)
         if self.rolling_back is not None:
             self.notify(f"A rollback of {self.rolling_back} is running; wait for it to finish.", severity="warning")
             return
@@ -1097,13 +1112,15 @@ def build_app(
     animate: bool = True,
     user_themes_dir: Path | None = None,
     keymap: dict[str, str] | None = None,
+    viewer: bool = False,
 ) -> RollbackConsoleApp:
     """The console app for `session` (the CLI and the tests build it here).
 
     `theme` names a theme from themes/ or the user themes dir (default:
     $XDG_CONFIG_HOME/rollback-console/themes); `animate=False` turns off
-    animations and cursor blink (snapshots); `keymap` maps binding ids to keys.
+    animations and cursor blink (snapshots); `keymap` maps binding ids to keys;
+    `viewer` makes a read-only console (every action key disabled, a VIEWER mark).
     """
     return RollbackConsoleApp(
-        session, theme=theme, animate=animate, user_themes_dir=user_themes_dir, keymap=keymap
+        session, theme=theme, animate=animate, user_themes_dir=user_themes_dir, keymap=keymap, viewer=viewer
     )
