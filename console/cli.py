@@ -104,7 +104,9 @@ def watch(config_path: str | None, theme: str | None, viewer: bool) -> None:
     """The console against real systems."""
     path = _config_path(config_path)
     config = _load(path)
-    _run_tui(_session(config), theme or config.ui.theme, viewer=viewer)
+    session = _session(config)
+    session.read_only = viewer
+    _run_tui(session, theme or config.ui.theme, viewer=viewer)
 
 
 def _run_tui(session, theme: str, viewer: bool = False) -> None:

@@ -234,6 +234,9 @@ def _metric_words(metrics: dict) -> str:
 class Session:
     """Everything one console (TUI or headless) knows and does."""
 
+    read_only = False
+    """A viewer's session (`watch --viewer`, `web --follow`): `record` stores nothing."""
+
     def __init__(self, config: Config, store: Store, clock: Clock | None = None, operator: str | None = None) -> None:
         self.config = config
         self.store = store
@@ -443,6 +446,10 @@ class Session:
         """Store one timeline event in `service`'s incident (the first service's by
         default) and return it as stored: nothing is shown before it is stored."""
         service = service or self.services[0]
+        if self.read_only:
+            # A viewer writes nothing: the driving console records; this one reads the store.
+            return Event(self.clock.now(), event.kind, event.text, actor=actor or self.operator,
+                         data=incidents.pairs(event.data))
         incident_id = self.incident_id(service)
         stored = self.store.append(
             incident_id, event.kind, event.text, at=self.clock.now(), actor=actor or self.operator, data=event.data

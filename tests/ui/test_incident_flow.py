@@ -357,7 +357,8 @@ async def test_a_failing_webhook_keeps_the_message_and_the_retry_sends_it(drill,
             await pilot.press("m")
             await wait_for(pilot, lambda: isinstance(app.screen, MessageScreen), "the message screen")
             screen = app.screen
-            assert screen.kind.label == "Rollback in Progress"
+            # Investigating, nothing decided yet: m offers the periodic status update first.
+            assert screen.kind.label == "Status Update"
 
             await pilot.press("f2")
             await wait_for(pilot, lambda: len(screen.results) == 1, "the first send")
@@ -381,7 +382,7 @@ async def test_a_failing_webhook_keeps_the_message_and_the_retry_sends_it(drill,
             assert d.session.pending_messages("cart-service") == []
             assert len(webhook.posts) == 3
             assert webhook.posts[0] == webhook.posts[2]  # the same message, never lost or changed
-            assert "*[DRILL] 🚨 Rollback in Progress*" in webhook.posts[2]["text"]
+            assert "*[DRILL] ℹ️ Status Update*" in webhook.posts[2]["text"]
             kinds = [e.kind for e in d.events("cart-service")]
             assert kinds.count(incident.MESSAGE_FAILED) == 2 and kinds.count(incident.MESSAGE_SENT) == 1
             # The webhook URL (the secret) is nowhere in the timeline.
