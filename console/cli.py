@@ -150,8 +150,9 @@ def web(config_path: str | None, port: int | None, follow: bool) -> None:
 @click.option("--serve-only", is_flag=True, help="Serve the drill world without the TUI (practise kubectl against it).")
 @click.option("--write-config", "write_dir", type=click.Path(file_okay=False), help="With --serve-only: write DIR/kubeconfig and DIR/config.yaml.")
 @click.option("--with-prometheus", is_flag=True, help="Also start a real Prometheus (the `prometheus` binary) scraping the drill, and read metrics from it (speed 1 only).")
+@click.option("--with-alertmanager", is_flag=True, help="Also start a real Alertmanager with the runbook's AutoRollbackTrigger routed to the autopilot, and run the autopilot (implies --with-prometheus).")
 @click.option("--theme", help="Theme name.")
-def drill(name: str | None, scenario_file: str | None, list_only: bool, check_file: str | None, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None) -> None:
+def drill(name: str | None, scenario_file: str | None, list_only: bool, check_file: str | None, speed: float, serve_only: bool, write_dir: str | None, with_prometheus: bool, theme: str | None, with_alertmanager: bool = False) -> None:
     """A training drill against a simulated world (default scenario: bad-deploy)."""
     from console.drill import runner
     from console.drill.scenario import ScenarioError, list_scenarios, load_scenario, story_line
@@ -180,15 +181,18 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, check_fi
         scenario = load_scenario(scenario_file or name or "bad-deploy")
     except ScenarioError as err:
         raise UsageError(str(err)) from None
-    if with_prometheus and speed != 1.0:
-        raise UsageError("--with-prometheus runs at --speed 1 only: a real Prometheus scrapes on wall-clock time")
+    if (with_prometheus or with_alertmanager) and speed != 1.0:
+        raise UsageError("--with-prometheus and --with-alertmanager run at --speed 1 only: "
+                         "a real Prometheus scrapes on wall-clock time")
     try:
         if serve_only:
             directory = Path(write_dir) if write_dir else None
-            runner.serve(scenario, speed=speed, directory=directory, out=click.echo, with_prometheus=with_prometheus)
+            runner.serve(scenario, speed=speed, directory=directory, out=click.echo, with_prometheus=with_prometheus,
+                         with_alertmanager=with_alertmanager)
             return
-        running = runner.start(scenario, speed=speed, with_prometheus=with_prometheus)
-    except runner.PrometheusUnavailable as err:
+        running = runner.start(scenario, speed=speed, with_prometheus=with_prometheus,
+                               with_alertmanager=with_alertmanager)
+    except (runner.PrometheusUnavailable, runner.AlertmanagerUnavailable) as err:
         raise UsageError(str(err)) from None
     from datetime import datetime, timezone
 
@@ -204,6 +208,12 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, check_fi
         link = DrillLink(running.world, record, config.incident.post_rollback_checklist())
         session = _session(config, clock=running.world.clock, store_path=record.store_path)
         session.drill_link = link
+        if with_alertmanager:
+            try:
+                # The TUI shows what the autopilot does: it writes the drill record's store.
+                running.start_autopilot(store_path=record.store_path)
+            except runner.AlertmanagerUnavailable as err:
+                raise UsageError(str(err)) from None
         _run_tui(session, theme or config.ui.theme)
     finally:
         try:
@@ -538,6 +548,23 @@ def facts(service: str, config_path: str | None, assignments: tuple[str, ...]) -
         session.declare(service, name, value)
     for name, value in asdict(session.facts(service)).items():
         click.echo(f"{name}: {value.isoformat() if isinstance(value, datetime) else value}")
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (with an autopilot: section).")
+@click.option("--shadow", is_flag=True, help="Record and post what it would do, and change nothing.")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the XDG state dir's; a drill's is DIR/drill-incidents.db).")
+def autopilot(config_path: str | None, shadow: bool, store_path: str | None) -> None:
+    """Receive Alertmanager's webhooks and roll back through the gate (README "Autopilot")."""
+    from console import locations
+    from console.autopilot.service import AutopilotError, serve
+
+    config = _load(_config_path(config_path))
+    try:
+        serve(config, Path(store_path) if store_path else locations.default_store_path(), shadow=shadow,
+              out=lambda line: click.echo(line))
+    except AutopilotError as err:
+        raise UsageError(str(err)) from None
 
 
 @cli.command()

@@ -40,6 +40,8 @@ class MessageKind(str, enum.Enum):
     WAITING_EXTERNAL = "waiting_external"
     ESCALATION = "escalation"
     STATUS_UPDATE = "status_update"
+    # The autopilot's notice when it does not roll back (or, in shadow mode, what it would do).
+    AUTOPILOT = "autopilot"
 
     @property
     def label(self) -> str:
@@ -57,6 +59,7 @@ _LABELS = {
     MessageKind.WAITING_EXTERNAL: "Waiting on an External Fix",
     MessageKind.ESCALATION: "Escalation",
     MessageKind.STATUS_UPDATE: "Status Update",
+    MessageKind.AUTOPILOT: "Autopilot",
 }
 
 _ICONS = {
@@ -69,6 +72,7 @@ _ICONS = {
     MessageKind.WAITING_EXTERNAL: "⏳",
     MessageKind.ESCALATION: "📣",
     MessageKind.STATUS_UPDATE: "ℹ️",
+    MessageKind.AUTOPILOT: "🤖",
 }
 
 
@@ -447,3 +451,8 @@ def slack_payload(message: Message) -> dict[str, Any]:
             {"type": "section", "text": {"type": "mrkdwn", "text": part}} for part in _slack_blocks_text(message)
         ]
     return payload
+
+
+def autopilot_notice(words: str) -> Message:
+    """The autopilot's one-line notice: "🤖 Autopilot did not roll back ...", or what it would do in shadow mode."""
+    return _notice(MessageKind.AUTOPILOT, words)

@@ -559,6 +559,84 @@ class GateConfig(_Model):
         return GatePolicy(timedelta(hours=self.rolled_back_hours), tuple(self.approvers))
 
 
+class LeaderElectionConfig(_Model):
+    """Two autopilots (two replicas), one acting: the one holding a Kubernetes Lease."""
+
+    cluster: str
+    """The `clusters:` entry whose API holds the Lease."""
+    namespace: str = "default"
+    """Namespace of the Lease `rollback-console-autopilot`."""
+    lease_seconds: float = Field(15.0, ge=2)
+    """The Lease's duration: a standby takes over this long after the leader stops renewing it."""
+
+
+class AutopilotConfig(_Model):
+    """The automated rollback trigger: `rollback-console autopilot` receives
+    Alertmanager's webhooks and rolls back through the gate (README "Autopilot")."""
+
+    listen: str = Field("127.0.0.1:9095", pattern=r"^[^:\s]*:[0-9]{1,5}$")
+    """HOST:PORT the receiver listens on (`/alertmanager`, `/healthz`, `/metrics`)."""
+    token_env: str = Field(min_length=1)
+    """Name of the environment variable holding the bearer token Alertmanager sends
+    (`http_config.authorization.credentials`); never put the token itself in this file."""
+    label: str = "auto_rollback"
+    """Only alerts with this label set to `label_value` act."""
+    label_value: str = "true"
+    """The value of `label` that asks for an automatic rollback (the runbook's `auto_rollback: "true"`)."""
+    service_label: str = "service"
+    """The alert label naming the service (a service's `name` or its `deployment`)."""
+    namespace_label: str = "namespace"
+    """The alert label that tells services of the same name apart by namespace."""
+    cooldown_minutes: float = Field(30.0, ge=0)
+    """A service rolled back automatically is not rolled back again automatically for this many minutes (it escalates)."""
+    window_minutes: float = Field(10.0, ge=0)
+    """Blast radius: at most `max_rollbacks` automatic rollbacks across all services within this many minutes."""
+    max_rollbacks: int = Field(1, ge=1)
+    """How many automatic rollbacks the window allows; a further bad service escalates instead."""
+    paused: bool = False
+    """Kill switch: the autopilot records and announces alerts and rolls nothing back."""
+    pause_file: str | None = None
+    """Kill switch: while this file exists the autopilot is paused (`touch` it to stop it)."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """A webhook body larger than this is refused with 413."""
+    operator: str = "autopilot"
+    """The actor the timeline, the rollback records and the messages name."""
+    leader_election: LeaderElectionConfig | None = None
+    """Run two autopilots, one acting; omit for a single one."""
+
+    def cooldown(self) -> timedelta:
+        return timedelta(minutes=self.cooldown_minutes)
+
+    def window(self) -> timedelta:
+        return timedelta(minutes=self.window_minutes)
+
+    def token(self) -> str | None:
+        """The bearer token from the environment (None when the variable is unset or empty)."""
+        return os.environ.get(self.token_env) or None
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host or "127.0.0.1", int(port)
+class GitOpsConfig(_Model):
+    """Services deployed by Argo CD or Flux (README "GitOps (Argo CD and Flux)")."""
+
+    hold_seconds: float = Field(10.0, ge=0)
+    """After rolling back a service whose owner self-heals (paused first), how long
+    the console watches, once the owner reconciled, that the rollback held
+    (default 10: twice Argo CD's 5-second self-heal timeout)."""
+    max_paused_hours: float = Field(24.0, gt=0)
+    """An owner the console paused is due to be turned back on within this many
+    hours of the rollback (the checklist's GitOps group); past it, the incident
+    escalates to level 2 naming the paused owner."""
+    argocd_namespace: str = "argocd"
+    """The namespace of Argo CD's Applications when the tracking annotation does not name one."""
+    method: Literal["pause", "revision"] = "pause"
+    """How a service whose Argo CD Application self-heals is rolled back: `pause`
+    (pause it, then `kubectl rollout undo`), or `revision` (pause it, then sync it
+    to the previous revision of its `status.history`, as `argocd app rollback`
+    does). Flux owners are always paused, then rolled back."""
+
+
 class ChecklistGroupConfig(_Model):
     """One group of the post-rollback checklist."""
 
@@ -676,8 +754,12 @@ class Config(_Model):
     """Who to contact at each escalation level."""
     gate: GateConfig = GateConfig()
     """The rollback gate: how long a version rolled back from stays off limits, who approves overrides."""
+    gitops: GitOpsConfig = GitOpsConfig()
+    """Argo CD and Flux owners: how long a rollback is watched, how long an owner may stay paused."""
     incident: IncidentConfig = IncidentConfig()
     """Incident ticket, message defaults and the post-rollback checklist."""
+    autopilot: AutopilotConfig | None = None
+    """The automated rollback trigger (Alertmanager webhooks); omit to run without it."""
     operator: str | None = None
     """Who is at the keyboard (shown in the timeline); default: $USER@host."""
     rollout_timeout: float = Field(ROLLOUT_TIMEOUT, gt=0)
@@ -714,6 +796,10 @@ class Config(_Model):
                 raise ValueError(
                     f"services[{index}].cluster: {cluster!r} is not under clusters: ({known})"
                 )
+        election = self.autopilot.leader_election if self.autopilot else None
+        if election is not None and election.cluster not in self.clusters:
+            known = ", ".join(sorted(self.clusters)) or "none defined"
+            raise ValueError(f"autopilot.leader_election.cluster: {election.cluster!r} is not under clusters: ({known})")
         return self
 
     @property

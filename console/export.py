@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from console import incident
+from console import gitops
 from console.checklist import DEFAULT_CHECKLIST, Checklist, evaluate_checklist
 from console.comms import milliseconds, minutes, rate
 from console.decision import Thresholds
@@ -130,7 +131,8 @@ def to_data(record: IncidentRecord, checklist: Checklist = DEFAULT_CHECKLIST,
     level = max(level, state.escalated_to)
     rb = state.rollback
     before, after = _metrics(record.events)
-    status = evaluate_checklist(state, now, None, checklist, thresholds)
+    # A paused GitOps owner's items (README "GitOps (Argo CD and Flux)") belong in the export too.
+    status = evaluate_checklist(state, now, None, gitops.with_pauses(checklist, state.paused_owners), thresholds)
     facts = {f.name: getattr(state.facts, f.name) for f in fields(Facts)}
     return {
         "incident": state.id,

@@ -10,6 +10,9 @@ The rules, in order (the first that applies decides; README "The rollback gate")
 
 1. The platform has nothing to change (the target is what runs) -> NOTHING TO DO.
 2. Another console holds the service's rollback lease -> REFUSE: wait for it.
+2b. A GitOps owner (Argo CD, Flux) would undo the rollback and the console
+   cannot pause it (RBAC, a parent it cannot reach) -> REFUSE: the rollback
+   would not stick (README "GitOps (Argo CD and Flux)").
 3. A quick rollback across a reversible migration -> REFUSE (usage): its
    three-step plan needs the full rollback.
 4. This operator's own recent rollback brought the service to where it is,
@@ -81,6 +84,7 @@ class Rule(str, enum.Enum):
     NEVER_READY = "never became ready"
     MIGRATION = "irreversible migration"
     RUNBOOK = "runbook decision"
+    GITOPS = "self-healing owner that cannot be paused"
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,16 @@ class LeaseView:
 
     holder: str
     expired: bool = False
+
+
+@dataclass(frozen=True)
+class GitOpsView:
+    """The GitOps owner of the plan's service, when it would undo a plain rollback."""
+
+    owner: str  # "Argo CD Application argocd/order-service"
+    self_healing: bool = True
+    # Why the console cannot pause it ("" when it can).
+    pause_problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,7 @@ def decide(
     migration: MigrationView = MigrationView(),
     lease: LeaseView | None = None,
     policy: GatePolicy = GatePolicy(),
+    gitops: GitOpsView | None = None,
 ) -> Verdict:
     """May `plan` go ahead? The rules are the module docstring's list, in order."""
     # 1. Nothing to change.
@@ -214,6 +229,14 @@ def decide(
         return Verdict(Outcome.REFUSE, (Objection(
             Rule.LEASE,
             f"{lease.holder} is rolling {service} back right now; wait for it to finish and look again."),))
+
+    # 2b. A rollback its GitOps owner puts back is not a rollback.
+    if gitops is not None and gitops.self_healing and gitops.pause_problem:
+        return Verdict(Outcome.REFUSE, (Objection(
+            Rule.GITOPS,
+            f"{gitops.owner} would put the bad version back, and it cannot be paused: {gitops.pause_problem}",
+            ("Pause it yourself (Argo CD: argocd app set NAME --sync-policy none; Flux: flux suspend "
+             "kustomization NAME), or revert the commit in git.",)),),)
 
     # 3. The quick rollback cannot run the migration's three steps.
     if ask.quick and migration.reversible_applied and not migration.blocked:

@@ -43,6 +43,7 @@ MESSAGE_SENT = "message.sent"  # message (comms kind), label, channel, outbox_id
 MESSAGE_FAILED = "message.failed"  # message, label, channel, outbox_id, error
 TIMELINE_EXPORTED = "timeline.exported"  # path
 ROLE_SET = "role.set"  # role (one of ROLES), who ("" clears it)
+GITOPS_PAUSED = "gitops.paused"  # ref, tool, revision, resume, parent (README "GitOps (Argo CD and Flux)")
 # Guided database procedures (console/procedures.py folds them): procedure
 # ("migration_rollback" or "data_corruption"), step (a step id), title, plus:
 STEP_STARTED = "procedure.step.started"  # commands (what runs, as shown), choice (the backup, for a restore)
@@ -68,6 +69,7 @@ KINDS: tuple[str, ...] = (
     MESSAGE_SENT,
     MESSAGE_FAILED,
     TIMELINE_EXPORTED,
+    GITOPS_PAUSED,
     STEP_STARTED,
     STEP_DONE,
     STEP_FAILED,
@@ -304,6 +306,12 @@ def parse_roles(text: str) -> dict[str, str]:
     return roles
 
 
+def gitops_paused(ref: str, tool: str, revision: str = "", resume: str = "", parent: str = "") -> NewEvent:
+    """The console paused a GitOps owner so that a rollback sticks."""
+    return NewEvent(GITOPS_PAUSED, f"{ref} paused so that the rollback sticks (turn it back on: {resume})",
+                    {"ref": ref, "tool": tool, "revision": revision, "resume": resume, "parent": parent})
+
+
 def timeline_exported(path: str) -> NewEvent:
     """The incident's timeline was written to `path` (logs preserved for investigation)."""
     return NewEvent(TIMELINE_EXPORTED, f"Timeline exported to {path}", {"path": path})
@@ -418,6 +426,18 @@ class MessageRecord:
 
 
 @dataclass(frozen=True)
+class OwnerPause:
+    """A GitOps owner (Argo CD Application, Flux Kustomization) the console paused."""
+
+    at: datetime
+    ref: str  # "Argo CD Application argocd/order-service"
+    tool: str  # "argocd" or "flux"
+    revision: str = ""  # the synced revision it would deploy again
+    resume: str = ""  # how to turn it back on, in its own tool's words
+    parent: str = ""  # the app-of-apps parent paused with it
+
+
+@dataclass(frozen=True)
 class IncidentState:
     """Everything the timeline says about one incident."""
 
@@ -448,6 +468,8 @@ class IncidentState:
     def role(self, name: str) -> str | None:
         """Who holds the role `name` (one of ROLES), None when nobody does."""
         return dict(self.roles).get(name)
+    # The GitOps owners the console paused to make a rollback stick, oldest first.
+    paused_owners: tuple[OwnerPause, ...] = ()
 
     def mark(self, item: str) -> ChecklistMark | None:
         """The latest tick or untick of a checklist item, None if never touched."""
@@ -572,6 +594,10 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
         return replace(state, messages=state.messages + (record,))
     if kind == TIMELINE_EXPORTED:
         return replace(state, exports=state.exports + (str(data.get("path", "")),))
+    if kind == GITOPS_PAUSED:
+        pause = OwnerPause(event.at, str(data.get("ref", "")), str(data.get("tool", "")), str(data.get("revision", "")),
+                           str(data.get("resume", "")), str(data.get("parent", "")))
+        return replace(state, paused_owners=state.paused_owners + (pause,))
     return state
 
 

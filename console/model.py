@@ -8,6 +8,7 @@ Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
 from __future__ import annotations
 
 import enum
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -316,6 +317,10 @@ class RollbackPlan:
     # newest first, and why the target was picked among them.
     candidates: tuple[TargetCandidate, ...] = ()
     choice: str = ""
+    # Requests made before `calls`: pausing the service's GitOps owner (README "GitOps (Argo CD and Flux)").
+    pre_calls: tuple[ApiCall, ...] = ()
+    # The service's GitOps owner (`console.gitops.Owner`), None when nothing deploys it from git.
+    owner: Any = None
 
     @property
     def from_versions(self) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from console.comms import MessageKind
 from console.gate import Ask, Outcome, Procedure, Verdict
+from console.model import Decision, RollbackPlan
+from console.gitops import GROUP as GITOPS_GROUP
 from console.platforms.base import NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
@@ -49,8 +51,26 @@ async def _run(session, service, reason, to_revision, dry_run, confirm, force, t
         await session.aclose()
 
 
+async def rollback_procedure(
+    session: Session,
+    service: str,
+    *,
+    reason: str,
+    dry_run: bool = False,
+    timeout: float | None = None,
+    out: Callable[[str], None] = print,
+    vet: Callable[[RollbackPlan, Verdict, Decision], str | None] | None = None,
+) -> int:
+    """The same procedure on a session that stays open (the autopilot's: it
+    awaits this on the session's loop, one rollback after the other), never
+    forced. `vet(plan, verdict, decision)` sees every verdict of the gate; a
+    sentence it returns stops a GO (recorded as a refusal, exit 3): a caller's
+    own limits on top of the gate, never a way around it."""
+    return await _procedure(session, service, reason, None, dry_run, None, False, timeout, out, vet=vet)
+
+
 async def _procedure(session, service, reason, to_revision, dry_run, confirm, force, timeout, out, quick=False,
-                     approved_by=None) -> int:
+                     approved_by=None, vet=None) -> int:
     view = (await session.refresh(only=service))[0]
     decision = view.decision
     out(f"Starting rollback for {service}")
@@ -86,8 +106,14 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     except PlatformError as err:
         out(f"Cannot read what the cluster records about {service}'s rollbacks: {err}")
         return EXIT_FAILED
+    stop = vet(plan, verdict, decision) if vet is not None else None
     if verdict.outcome is not Outcome.GO:
         return _not_going(session, plan, verdict, ask, dry_run, out)
+    if stop:
+        out(f"Not rolling back {service}: {stop}")
+        if not dry_run:
+            session.note(f"{service}: rollback refused: {stop}", service=service)
+        return EXIT_DO_NOT_ROLL_BACK
     for objection in verdict.overridden:
         out(f"WARNING (--force): {objection.sentence}")
     if not dry_run and session.investigation_deadline(service) is not None:
@@ -104,7 +130,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     if plan.summary:
         # Says what the numbers mean per platform (a blue-green "revision" is a colour).
         out(plan.summary)
-    for call in plan.calls:
+    for call in (*plan.pre_calls, *plan.calls):  # pre_calls: pausing a GitOps owner first
         out(str(call))
     if dry_run:
         out("Dry run: nothing was changed.")
@@ -184,6 +210,11 @@ async def _verify_and_report(session: Session, service: str, out: Callable[[str]
         due = [s.due_at for s in status.items if s.due_at is not None and not s.done]
         out(f"Post-rollback checklist: {status.done} of {len(status.items)} done"
             + (f"; next items due by {min(due):%H:%M} UTC." if due else "."))
+        for item in status.items:
+            if item.group.name == GITOPS_GROUP and not item.done:
+                # A paused GitOps owner: what must not be forgotten, said at once.
+                by = f" (due by {item.due_at:%Y-%m-%d %H:%M} UTC)" if item.due_at else ""
+                out(f"  [ ] {item.item.text}{by}")
     return EXIT_OK
 
 

@@ -15,24 +15,27 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 
+from console import gitops
 from console import incident as incidents
 from console.checklist import Checklist, ChecklistStatus, Observations, evaluate_checklist, tick, untick
 from console import comms
 from console.comms import Message, MessageKind, drill_marked, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
 from console.config import ClusterConfig, Config, ServiceConfig
-from console.database import CorruptionResponse, Database, DatabaseError, MigrationRollback, MigrationState
+from console.database import Database, DatabaseError, MigrationState
 from console.decision import evaluate, urgency
 from console.incident import NewEvent
-from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, ServiceView, Snapshot
-from console.gate import Ask, LeaseView, MigrationView, Verdict, decide as gate_decide
-from console.model import Reason, Table
-from console.platforms.base import Followed, Leased, Observed, Platform, PlatformError, Recorded, Routed, Routing, Usage
+from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide, recent
+from console.model import (
+    Action, Decision, Event, Facts, Metrics, Progress, Reason, RollbackPlan, ServiceView, Snapshot, Table,
+)
+from console.platforms.base import Followed, Leased, Observed, Owned, Platform, PlatformError, Recorded, Routed, Routing, Usage
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
 
 if TYPE_CHECKING:
+    from console.runbook import CorruptionResponse, MigrationRollback
     from console.signals.poller import Poller
     from console.slack import SendResult, SlackNotifier
 
@@ -100,6 +103,9 @@ def _kubernetes(config: Config, service: ServiceConfig, clock: Clock, connection
         deployment=service.deployment_name,
         clock=clock,
         connection=_connection(config, service, connections),
+        gitops_hold=config.gitops.hold_seconds,
+        argocd_namespace=config.gitops.argocd_namespace,
+        gitops_method=config.gitops.method,
     )
 
 
@@ -371,8 +377,6 @@ class Session:
         provenance = platform.recorded() if isinstance(platform, Observed) else None
         if provenance is None:
             return
-        from console.gate import recent
-
         seen = self._seen_records.setdefault(service, self._recorded_keys(service))
         for record in provenance.records:
             key = "|".join((record.by, ",".join(record.from_versions), ",".join(record.to_versions),
@@ -394,8 +398,6 @@ class Session:
         current = view.snapshot.current_revision if view is not None else None
         if provenance is None or current is None:
             return None
-        from console.gate import recent
-
         now = self.clock.now()
         hits = [r for r in provenance.records if r.to_versions == current.versions and recent(r, now, self.gate_policy)]
         return hits[-1] if hits else None
@@ -523,8 +525,13 @@ class Session:
                 started = replace(started, data={**started.data, "before": before})
             self.record(started, service=service)
             last = None
+            paused = not plan.pre_calls
             try:
                 for progress in platform.execute(plan, timeout=timeout):
+                    if not paused:
+                        # The platform pauses the GitOps owner before anything else.
+                        self._record_pause(plan)
+                        paused = True
                     if lease is not None:
                         lease.renew_if_due()
                     if progress.message != last:
@@ -547,6 +554,12 @@ class Session:
                 lease.__exit__(None, None, None)
                 if lost:
                     self.note(f"{service}: {lost}", service=service, actor="console")
+
+    def _record_pause(self, plan: RollbackPlan) -> None:
+        """The timeline's record of a paused GitOps owner (checklist items and escalation follow from it)."""
+        owner = plan.owner
+        self.record(incidents.gitops_paused(owner.ref, owner.tool, owner.revision, owner.resume_hint(), owner.parent),
+                    service=plan.service, actor="console")
 
     # -- the gate: may this rollback go ahead --------------------------------
 
@@ -597,8 +610,10 @@ class Session:
             Action.INVESTIGATE, (Reason(Table.INVESTIGATE_FIRST, "No signals read yet", "refresh first"),))
         holder = self.lease_holder(service)
         lease = LeaseView(holder.holder, holder.expired) if holder is not None else None
+        owner = plan.owner
+        gitops = GitOpsView(owner.ref, owner.self_healing, owner.pause_problem) if owner is not None else None
         return gate_decide(service, decision, plan, self.provenance(service), ask, self.clock.now(),
-                           self.migration_view(service, plan), lease, self.gate_policy)
+                           self.migration_view(service, plan), lease, self.gate_policy, gitops)
 
     def record_verdict(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
         """Put a refusal, or an override with its reason and approver, in the timeline."""
@@ -643,6 +658,12 @@ class Session:
         is or the platform has no lease. Makes a request: call from a worker."""
         lease = self.rollback_lease(service)
         return lease.current() if lease is not None else None
+
+    def gitops_owner(self, service: str):
+        """Who deploys `service` from git (a `console.gitops.Owner`: Argo CD, Flux),
+        None when nothing does or the platform cannot tell. Makes requests: call from a worker."""
+        platform = self.platform(service)
+        return platform.owner() if isinstance(platform, Owned) else None
 
     def routing(self, service: str) -> Routing | None:
         """Where `service`'s traffic goes (the live blue-green colour, the canary
@@ -854,17 +875,32 @@ class Session:
         if state is None:
             return Escalation(1, incidents.ESCALATION_ROLES[1], "No incident open", None,
                               tuple(self.config.escalation.contacts.get(1, ())))
-        level, why, next_at = incidents.escalation_level(state, now, self.thresholds.customer_impact_escalation)
+        level, why, next_at = self._escalation_level(state, now)
         if state.escalated_to > level:
             level, why = state.escalated_to, f"Escalated earlier to level {state.escalated_to}"
         return Escalation(level, incidents.ESCALATION_ROLES[level], why, next_at,
                           tuple(self.config.escalation.contacts.get(level, ())))
 
+    def _escalation_level(self, state: incidents.IncidentState, now: datetime) -> tuple[int, str, datetime | None]:
+        """The runbook's escalation, raised to level 2 when a GitOps owner the
+        console paused stays paused past `gitops.max_paused_hours`."""
+        level, why, next_at = incidents.escalation_level(state, now, self.thresholds.customer_impact_escalation)
+        resumed = {m.item for m in state.checklist if m.ticked}
+        overdue = gitops.overdue_pause(state.paused_owners, resumed, now, self._max_paused)
+        if overdue and level < 2:
+            return 2, overdue, next_at
+        if level < 2:
+            # A paused owner raises the level by time alone too.
+            due = gitops.pause_deadline(state.paused_owners, resumed, self._max_paused)
+            if due is not None and (next_at is None or due < next_at):
+                next_at = due
+        return level, why, next_at
+
     def _escalate(self, service: str, now: datetime) -> None:
         state = self.incident_state(service)
         if state is None:
             return
-        level, why, _ = incidents.escalation_level(state, now, self.thresholds.customer_impact_escalation)
+        level, why, _ = self._escalation_level(state, now)
         if level > state.escalated_to:
             self.record(incidents.escalated(level, why), service=service, actor="console")
 
@@ -885,7 +921,18 @@ class Session:
             metrics=view.snapshot.metrics if view else None,
             before=self.metrics_before(service),
         )
-        return evaluate_checklist(state, now or self.clock.now(), seen, self.checklist_definition, self.thresholds)
+        return evaluate_checklist(state, now or self.clock.now(), seen, self.checklist_for(service), self.thresholds)
+
+    def checklist_for(self, service: str) -> Checklist:
+        """The checklist of `service`'s incident: the configured one, plus the
+        items a paused GitOps owner adds (`console.gitops.with_pauses`)."""
+        state = self.incident_state(service)
+        pauses = state.paused_owners if state is not None else ()
+        return gitops.with_pauses(self.checklist_definition, pauses, self._max_paused)
+
+    @property
+    def _max_paused(self) -> timedelta:
+        return timedelta(hours=self.config.gitops.max_paused_hours)
 
     def _record_checklist(self, service: str, now: datetime) -> None:
         """Record the ticks the console can make itself (actor "console", with why)."""
@@ -902,7 +949,8 @@ class Session:
             self.incident_id(service)
             status = self.checklist(service)
         done = status.item(item_id).done if status is not None else False
-        event = untick(self.checklist_definition, item_id) if done else tick(self.checklist_definition, item_id)
+        checklist = self.checklist_for(service)
+        event = untick(checklist, item_id) if done else tick(checklist, item_id)
         self.record(event, service=service)
         return not done
 
@@ -1121,6 +1169,8 @@ class Session:
     def corruption_response(self, service: str) -> CorruptionResponse:
         """The runbook's Data Corruption Response for `service`, resumed from its timeline."""
         self.platform(service)
+        from console.runbook import CorruptionResponse
+
         return CorruptionResponse(self, service)
 
     def migration_rollback(self, service: str, to_revision: int | None = None, ask: Ask | None = None) -> MigrationRollback:
@@ -1128,13 +1178,15 @@ class Session:
         `ask`: the operator's ask as the gate saw it (an override included); the gate is asked again before
         the application step."""
         self.platform(service)
+        from console.runbook import MigrationRollback
+
         return MigrationRollback(self, service, to_revision, ask)
 
     def rollback_check(self, service: str, to_revision: int | None = None):
         """Whether a rollback to `to_revision` (default: the previous revision)
         crosses a migration that cannot be undone, with the runbook's three
         options when it does (a `procedures.RollbackCheck`; from the last refresh)."""
-        from console.database import check_rollback
+        from console.runbook import check_rollback
 
         return check_rollback(self, service, to_revision)
 

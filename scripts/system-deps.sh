@@ -14,6 +14,8 @@ else
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 # The real Prometheus the signal tests (and `drill --with-prometheus`) start themselves.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# The real Alertmanager the autopilot tests (and `drill --with-alertmanager`) start by hand.
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 # The real PostgreSQL the database tests start (initdb + pg_ctl, on PATH or in
 # Debian's /usr/lib/postgresql/N/bin) and the client tools the console runs.
 if ! { command -v initdb && command -v pg_ctl; } >/dev/null 2>&1 \

@@ -127,6 +127,16 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         "networking.istio.io", ("v1", "v1beta1"), "destinationrules", "destinationrule",
         "DestinationRule", True, ("dr",), ("istio-io", "networking-istio-io"), ("status",), False,
     ),
+    # GitOps owners (README "GitOps (Argo CD and Flux)"): Argo CD's Application
+    # CRD has no subresources; Flux's Kustomization has status.
+    ResourceType(
+        "argoproj.io", ("v1alpha1",), "applications", "application", "Application", True,
+        ("app", "apps"), (), (), False,
+    ),
+    ResourceType(
+        "kustomize.toolkit.fluxcd.io", ("v1", "v1beta2"), "kustomizations", "kustomization", "Kustomization",
+        True, ("ks",), (), ("status",), False,
+    ),
 )
 
 
@@ -827,7 +837,47 @@ TABLES: dict[str, TableSpec] = {
             _age(vs, now),
         ],
     ),
+    # The CRDs' additionalPrinterColumns.
+    "applications": (
+        [
+            _NAME,
+            _column("Sync Status", description="status.sync.status"),
+            _column("Health Status", description="status.health.status"),
+            _column("Revision", priority=10, description="status.sync.revision"),
+            _column("Project", priority=10, description="spec.project"),
+            _AGE,
+        ],
+        lambda app, now: [
+            app["metadata"]["name"],
+            ((app.get("status") or {}).get("sync") or {}).get("status", ""),
+            ((app.get("status") or {}).get("health") or {}).get("status", ""),
+            ((app.get("status") or {}).get("sync") or {}).get("revision", ""),
+            (app.get("spec") or {}).get("project", ""),
+            _age(app, now),
+        ],
+    ),
+    "kustomizations": (
+        [
+            _NAME,
+            _AGE,
+            _column("Ready", description='status.conditions[?(@.type=="Ready")].status'),
+            _column("Status", description='status.conditions[?(@.type=="Ready")].message'),
+        ],
+        lambda ks, now: [
+            ks["metadata"]["name"],
+            _age(ks, now),
+            *_ready_condition(ks),
+        ],
+    ),
 }
+
+
+def _ready_condition(obj: dict) -> list[str]:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return [condition.get("status", ""), condition.get("message", "")]
+    return ["", ""]
+
 
 _DEFAULT_TABLE: TableSpec = ([_NAME, _AGE], lambda obj, now: [obj["metadata"]["name"], _age(obj, now)])
 

@@ -40,6 +40,8 @@ READY_TIMEOUT = 30.0
 """Seconds to wait for Prometheus to answer /-/ready after it starts."""
 STOP_TIMEOUT = 10.0
 """Seconds to wait for Prometheus to exit after SIGTERM before killing it."""
+ALERT_RESEND_DELAY = "2s"
+"""How often the drill's Prometheus re-sends firing alerts to its Alertmanager."""
 RULES_FILE = "rollback-console.rules.yaml"
 CONFIG_FILE = "prometheus.yaml"
 
@@ -78,12 +80,18 @@ def recording_rules(window: str = RATE_WINDOW, interval: str = SCRAPE_INTERVAL) 
     }
 
 
-def prometheus_config(target_url: str, rules_path: Path, interval: str = SCRAPE_INTERVAL) -> dict:
-    """A prometheus.yml (as data) scraping `target_url` (e.g. http://127.0.0.1:PORT/metrics)."""
+def prometheus_config(target_url: str, rules_path: Path, interval: str = SCRAPE_INTERVAL,
+                      alertmanager_url: str | None = None, alert_rules_path: Path | None = None) -> dict:
+    """A prometheus.yml (as data) scraping `target_url` (e.g. http://127.0.0.1:PORT/metrics);
+    with `alertmanager_url`, its alerts (`alert_rules_path`) go to that Alertmanager."""
     parts = urlsplit(target_url)
+    alerting = {}
+    if alertmanager_url:
+        alerting = {"alerting": {"alertmanagers": [{"static_configs": [{"targets": [urlsplit(alertmanager_url).netloc]}]}]}}
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
-        "rule_files": [str(rules_path)],
+        "rule_files": [str(rules_path)] + ([str(alert_rules_path)] if alert_rules_path else []),
+        **alerting,
         "scrape_configs": [
             {
                 "job_name": "drill",
@@ -95,13 +103,22 @@ def prometheus_config(target_url: str, rules_path: Path, interval: str = SCRAPE_
     }
 
 
-def write_files(directory: Path, target_url: str, window: str = RATE_WINDOW, interval: str = SCRAPE_INTERVAL) -> Path:
-    """Write DIR/prometheus.yaml and DIR/rollback-console.rules.yaml; returns the config path."""
+def write_files(directory: Path, target_url: str, window: str = RATE_WINDOW, interval: str = SCRAPE_INTERVAL,
+                alertmanager_url: str | None = None) -> Path:
+    """Write DIR/prometheus.yaml and DIR/rollback-console.rules.yaml (and, with
+    `alertmanager_url`, the runbook's AutoRollbackTrigger rules); returns the config path."""
     directory.mkdir(parents=True, exist_ok=True)
     rules = directory / RULES_FILE
     rules.write_text(yaml.safe_dump(recording_rules(window, interval), sort_keys=False))
+    alert_rules_path = None
+    if alertmanager_url:
+        from console.drill.alertmanager_runner import ALERT_RULES_FILE, auto_rollback_rules
+
+        alert_rules_path = directory / ALERT_RULES_FILE
+        alert_rules_path.write_text(yaml.safe_dump(auto_rollback_rules(interval), sort_keys=False))
     config = directory / CONFIG_FILE
-    config.write_text(yaml.safe_dump(prometheus_config(target_url, rules, interval), sort_keys=False))
+    config.write_text(yaml.safe_dump(
+        prometheus_config(target_url, rules, interval, alertmanager_url, alert_rules_path), sort_keys=False))
     return config
 
 
@@ -126,6 +143,7 @@ class RunningPrometheus:
     binary: str
     process: subprocess.Popen | None = None
     _owned_dir: bool = field(default=False, repr=False)
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -157,6 +175,7 @@ class RunningPrometheus:
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--web.enable-lifecycle",
                     "--log.level=warn",
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -223,9 +242,12 @@ def start(
     interval: str = SCRAPE_INTERVAL,
     port: int | None = None,
     ready_timeout: float = READY_TIMEOUT,
+    alertmanager_url: str | None = None,
 ) -> RunningPrometheus:
     """Start Prometheus scraping `target_url` (a /metrics URL), its config,
-    rules and data under `directory` (a temporary one by default)."""
+    rules and data under `directory` (a temporary one by default); with
+    `alertmanager_url`, evaluating the AutoRollbackTrigger rules and sending
+    their alerts there."""
     binary = find_binary()
     if binary is None:
         raise PrometheusUnavailable(
@@ -234,8 +256,11 @@ def start(
         )
     owned = directory is None
     directory = Path(tempfile.mkdtemp(prefix="rollback-prometheus-")) if directory is None else directory
-    config = write_files(directory, target_url, window, interval)
-    running = RunningPrometheus(directory, config, port or _free_port(), binary, _owned_dir=owned)
+    config = write_files(directory, target_url, window, interval, alertmanager_url)
+    # Firing alerts are re-sent every ALERT_RESEND_DELAY (Prometheus's default: 1m), so a restarted
+    # Alertmanager hears of them again within seconds.
+    extra = (f"--rules.alert.resend-delay={ALERT_RESEND_DELAY}",) if alertmanager_url else ()
+    running = RunningPrometheus(directory, config, port or _free_port(), binary, _owned_dir=owned, extra_args=extra)
     try:
         return running.start(ready_timeout)
     except BaseException:

@@ -4,8 +4,12 @@ point a console (and kubectl) at it."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
+import subprocess
+import sys
+import time
 import tempfile
 import threading
 from collections.abc import Callable
@@ -17,6 +21,7 @@ import yaml
 
 from console.drill import migrations_api, prometheus_runner
 from console.drill.ecs import DRILL_CREDENTIAL_ENV
+from console.drill.alertmanager_runner import AlertmanagerUnavailable, RunningAlertmanager
 from console.drill.prometheus_runner import PrometheusUnavailable, RunningPrometheus
 from console.drill.scenario import Scenario
 from console.drill.server import DrillServer, write_kubeconfig
@@ -34,11 +39,14 @@ DRILL_CONTACTS = {
     4: ["@drill-incident-manager"],
 }
 """Pretend contacts per escalation level, so the escalation strip shows who to call."""
+DRILL_AUTOPILOT_TOKEN_ENV = "ROLLBACK_CONSOLE_DRILL_AUTOPILOT_TOKEN"
+"""The environment variable the drill's autopilot reads Alertmanager's bearer token from (also in DIR/env)."""
 DRILL_ECS_POLL_INTERVAL = 1.0
 """Seconds between ECS stability checks in a drill (deployments take simulated seconds, not minutes)."""
 
 
-def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, prometheus_url: str | None = None) -> dict:
+def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, prometheus_url: str | None = None,
+                   autopilot: dict | None = None) -> dict:
     """A console config (as data) for the drill world served at `server_url`;
     metrics from a real Prometheus at `prometheus_url` when given, else from
     the drill's own query API."""
@@ -113,6 +121,7 @@ def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, promet
         "operator": "trainee",
         # Marks the console as a drill: its header, messages and exports say DRILL.
         "drill": scenario.name,
+        **({"autopilot": autopilot} if autopilot else {}),
     }
 
 
@@ -122,7 +131,8 @@ def slack_webhook_url(server_url: str) -> str:
 
 
 def write_configs(
-    scenario: Scenario, server_url: str, directory: Path, prometheus_url: str | None = None
+    scenario: Scenario, server_url: str, directory: Path, prometheus_url: str | None = None,
+    autopilot: dict | None = None, autopilot_token: str | None = None,
 ) -> tuple[Path, Path]:
     """Write DIR/kubeconfig and DIR/config.yaml; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -136,10 +146,15 @@ def write_configs(
     )
     if prometheus_url:
         header += f"# Metrics from a real Prometheus at {prometheus_url} scraping {server_url}/metrics.\n"
-    config = console_config(scenario, server_url, kubeconfig, prometheus_url)
+    config = console_config(scenario, server_url, kubeconfig, prometheus_url, autopilot)
     config_path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     # The config names the variable; DIR/env gives its value for a console started elsewhere.
-    (directory / "env").write_text(f"{DRILL_SLACK_ENV}={slack_webhook_url(server_url)}\n")
+    env = f"{DRILL_SLACK_ENV}={slack_webhook_url(server_url)}\n"
+    if autopilot_token:
+        env += f"{DRILL_AUTOPILOT_TOKEN_ENV}={autopilot_token}\n"
+    env_path = directory / "env"
+    env_path.touch(mode=0o600)
+    env_path.write_text(env)
     return kubeconfig, config_path
 
 
@@ -154,9 +169,25 @@ class RunningDrill:
     kubeconfig_path: Path
     store_path: Path
     prometheus: RunningPrometheus | None = None
+    alertmanager: RunningAlertmanager | None = None
+    # The address the Alertmanager routes to (the autopilot's /alertmanager).
+    autopilot_url: str | None = None
+    autopilot: subprocess.Popen | None = None
     _owned_dir: bool = field(default=False, repr=False)
 
+    def start_autopilot(self, *extra: str, store_path: Path | None = None) -> subprocess.Popen:
+        """Run `rollback-console autopilot` on this drill's config and store (a subprocess,
+        its output in DIR/autopilot.log); returns once it printed `ready`. `store_path`:
+        another incident store (the console drill's record), default the drill's own."""
+        self.autopilot = start_autopilot(self.config_path, store_path or self.store_path,
+                                         self.directory / "autopilot.log", *extra)
+        return self.autopilot
+
     def stop(self) -> None:
+        if self.autopilot is not None:
+            stop_process(self.autopilot)
+        if self.alertmanager is not None:
+            self.alertmanager.close()
         if self.prometheus is not None:
             self.prometheus.close()
         self.server.stop()
@@ -170,6 +201,7 @@ def start(
     directory: Path | None = None,
     start_at: datetime | None = None,
     with_prometheus: bool = False,
+    with_alertmanager: bool = False,
 ) -> RunningDrill:
     """Build the world, serve it, write the console's files; the caller stops it.
 
@@ -178,7 +210,12 @@ def start(
     (DIR/prometheus holds its config, recording rules and data) and points
     the console config at it; that needs speed 1 and a start at the wall-clock
     now, because Prometheus stamps samples with wall-clock time.
-    Raises PrometheusUnavailable when it cannot start."""
+    `with_alertmanager` (implies `with_prometheus`) also starts a real
+    Alertmanager (DIR/alertmanager) that Prometheus sends the runbook's
+    AutoRollbackTrigger to and that routes it to the address in the written
+    config's `autopilot:` section (the autopilot itself: `start_autopilot()`).
+    Raises PrometheusUnavailable (or AlertmanagerUnavailable) when it cannot start."""
+    with_prometheus = with_prometheus or with_alertmanager
     if with_prometheus and speed != 1.0:
         raise PrometheusUnavailable(
             "A real Prometheus scrapes on wall-clock time, so --with-prometheus runs at --speed 1 only."
@@ -198,16 +235,30 @@ def start(
     os.environ[DRILL_SLACK_ENV] = slack_webhook_url(server.url)
     owned = directory is None
     directory = Path(tempfile.mkdtemp(prefix="rollback-drill-")) if directory is None else directory
-    prometheus = None
-    if with_prometheus:
-        try:
-            prometheus = prometheus_runner.start(f"{server.url}/metrics", directory / "prometheus")
-        except BaseException:
-            server.stop()
-            if owned:
-                shutil.rmtree(directory, ignore_errors=True)
-            raise
-    kubeconfig, config_path = write_configs(scenario, server.url, directory, prometheus.url if prometheus else None)
+    prometheus = alertmanager = None
+    autopilot = token = autopilot_url = None
+    try:
+        if with_alertmanager:
+            from console.drill import alertmanager_runner
+
+            port = alertmanager_runner.free_port()
+            token = secrets.token_urlsafe(24)
+            os.environ[DRILL_AUTOPILOT_TOKEN_ENV] = token
+            autopilot = {"listen": f"127.0.0.1:{port}", "token_env": DRILL_AUTOPILOT_TOKEN_ENV}
+            autopilot_url = f"http://127.0.0.1:{port}/alertmanager"
+            alertmanager = alertmanager_runner.start([autopilot_url], token, directory / "alertmanager")
+        if with_prometheus:
+            prometheus = prometheus_runner.start(f"{server.url}/metrics", directory / "prometheus",
+                                                 alertmanager_url=alertmanager.url if alertmanager else None)
+    except BaseException:
+        if alertmanager is not None:
+            alertmanager.close()
+        server.stop()
+        if owned:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    kubeconfig, config_path = write_configs(scenario, server.url, directory, prometheus.url if prometheus else None,
+                                            autopilot, token)
     return RunningDrill(
         world=world,
         server=server,
@@ -217,12 +268,15 @@ def start(
         # Drill incidents stay beside the drill, out of the real incident store.
         store_path=directory / "drill-incidents.db",
         prometheus=prometheus,
+        alertmanager=alertmanager,
+        autopilot_url=autopilot_url,
         _owned_dir=owned,
     )
 
 
 def serve(
-    scenario: Scenario, speed: float, directory: Path | None, out: Callable[[str], None], with_prometheus: bool = False
+    scenario: Scenario, speed: float, directory: Path | None, out: Callable[[str], None], with_prometheus: bool = False,
+    with_alertmanager: bool = False,
 ) -> None:
     """Serve until SIGINT or SIGTERM (the `--serve-only` mode); prints `ready`.
 
@@ -230,7 +284,14 @@ def serve(
     kubectl, `rollback-console status` and a real Prometheus run on the wall
     clock and would otherwise see every timestamp years old and every metric stale."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    running = start(scenario, speed=speed, directory=directory, start_at=now, with_prometheus=with_prometheus)
+    running = start(scenario, speed=speed, directory=directory, start_at=now, with_prometheus=with_prometheus,
+                    with_alertmanager=with_alertmanager)
+    if with_alertmanager:
+        try:
+            running.start_autopilot()
+        except BaseException:
+            running.stop()
+            raise
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -246,8 +307,49 @@ def serve(
         if running.prometheus is not None:
             out(f"prometheus: {running.prometheus.url} (scraping {running.server.url}/metrics)")
         out(f"trainer: rollback-console drill-ctl --url {running.server.url} pause|resume|speed X|note TEXT|fact NAME=VALUE|outage SERVICE")
+        if running.alertmanager is not None:
+            out(f"alertmanager: {running.alertmanager.url} (routing AutoRollbackTrigger to {running.autopilot_url})")
+            out(f"autopilot: {running.autopilot_url} (token in {running.directory / 'env'}, "
+                f"log {running.directory / 'autopilot.log'})")
         out("ready")
         while not stop.wait(0.5):
             pass
     finally:
         running.stop()
+
+
+AUTOPILOT_READY_TIMEOUT = 30.0
+"""Seconds to wait for a drill's autopilot to print `ready`."""
+
+
+def start_autopilot(config_path: Path, store_path: Path, log_path: Path, *extra: str) -> subprocess.Popen:
+    """`rollback-console autopilot --config CONFIG --store STORE` as a subprocess
+    (output appended to `log_path`); returns once the log says `ready`."""
+    with log_path.open("ab") as log:
+        start_at = log.tell()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "console", "autopilot", "--config", str(config_path), "--store", str(store_path),
+             *extra], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + AUTOPILOT_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        with log_path.open("rb") as log:
+            log.seek(start_at)
+            if b"\nready\n" in b"\n" + log.read():
+                return process
+        if process.poll() is not None:
+            raise AlertmanagerUnavailable(f"the autopilot exited at start (code {process.returncode}); see {log_path}.")
+        time.sleep(0.05)
+    stop_process(process)
+    raise AlertmanagerUnavailable(f"the autopilot did not print ready within {AUTOPILOT_READY_TIMEOUT:.0f} s; see {log_path}.")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, wait, SIGKILL if it will not go."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

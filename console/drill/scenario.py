@@ -102,6 +102,16 @@ Service
     ``UnrecognizedClientException``, ``ThrottlingException``,
     ``ServerException``), ``count`` times (default: always), for drills of
     denied permissions, expired credentials and throttling.
+``gitops`` (kind deployment only; default: no owner)
+    The Argo CD Application or Flux Kustomization that deploys the service
+    from git and heals drift: ``tool`` (``argocd`` or ``flux``, required),
+    ``name`` (default: the service name), ``namespace`` (default ``argocd`` /
+    ``flux-system``), ``automated`` (default true; Argo CD only),
+    ``self_heal`` (default true), ``suspended`` (default false; Flux only),
+    ``self_heal_seconds`` (default 5: drift is reverted this long after it
+    appears), ``interval`` (default 3m), ``repo``, ``path``, ``parent``
+    (Argo CD only: an app-of-apps Application that heals this one). See the
+    README's "GitOps (Argo CD and Flux)".
 ``request_rate`` (default 50)
     Requests per second when the serving versions do not say otherwise.
 ``routes`` (default {"/": 1.0})
@@ -332,6 +342,56 @@ class EcsSettings(_Model):
         return self.family or service.name
 
 
+class GitOps(_Model):
+    """The GitOps controller that owns a service (README "GitOps (Argo CD and Flux)").
+
+    Argo CD: an Application NAME in NAMESPACE (default `argocd`) whose sync
+    policy is automated (with `self_heal`) unless `automated` is false; the
+    Deployment carries the `argocd.argoproj.io/tracking-id` annotation and the
+    `app.kubernetes.io/instance` label. `parent` names an app-of-apps
+    Application that owns this Application and heals it too.
+    Flux: a Kustomization NAME in NAMESPACE (default `flux-system`), suspended
+    when `suspended`; the Deployment carries the
+    `kustomize.toolkit.fluxcd.io/name|namespace` labels.
+    Every deploy of the service (its history and timeline) is a commit the
+    controller synced from git.
+    """
+
+    tool: Literal["argocd", "flux"]
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    automated: bool = True
+    self_heal: bool = True
+    suspended: bool = False
+    # Argo CD's self-heal timeout (its default): drift of an owned object is reverted this long after it appears.
+    self_heal_seconds: float = Field(default=5.0, ge=0)
+    # The reconcile interval (Flux spec.interval; Argo CD's timeout.reconciliation).
+    interval: float = Field(default=180.0, gt=0)
+    repo: str = "https://git.example.com/platform/deploy.git"
+    path: str | None = None
+    parent: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+    @field_validator("self_heal_seconds", "interval", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _fits_tool(self) -> GitOps:
+        if self.tool == "flux" and self.parent is not None:
+            raise ValueError("parent (an app-of-apps Application) is for tool argocd")
+        if self.tool == "flux" and not self.automated:
+            raise ValueError("automated is Argo CD's; a Flux Kustomization is paused with suspended: true")
+        return self
+
+    def owner_name(self, service: Service) -> str:
+        return self.name or service.name
+
+    @property
+    def owner_namespace(self) -> str:
+        return self.namespace or ("argocd" if self.tool == "argocd" else "flux-system")
+
+
 class Service(_Model):
     """One simulated service and the platform objects behind it."""
 
@@ -355,6 +415,7 @@ class Service(_Model):
     history: list[HistoryEntry] = Field(min_length=1)
     versions: dict[str, Behaviour] = Field(default_factory=dict)
     ecs: EcsSettings = Field(default_factory=EcsSettings)
+    gitops: GitOps | None = None
 
     @field_validator("versions", mode="before")
     @classmethod
@@ -394,6 +455,8 @@ class Service(_Model):
                     f"{field} applies to services of kind {' or '.join(kinds)}, and this one is {self.kind}: "
                     f"remove {field} or change the kind"
                 )
+        if self.gitops is not None and self.kind != "deployment":
+            raise ValueError("gitops owners are for services of kind deployment")
         return self
 
     @property

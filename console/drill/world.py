@@ -47,6 +47,7 @@ from console.drill.objects import (
     parse_timestamp,
 )
 from console.drill.ecs import EcsWorld
+from console.drill.gitops import GitOpsControllers
 from console.drill.scenario import Behaviour, Scenario, Service
 
 SAMPLE_INTERVAL = 15.0
@@ -263,6 +264,9 @@ class World:
         self._wakeup: datetime | None = None
         # Amazon ECS services (kind ecs) live beside the Kubernetes objects.
         self.ecs = EcsWorld(scenario, on_change=self._ecs_changed)
+        # Argo CD Applications and Flux Kustomizations owning services (scenario `gitops:`).
+        self.gitops = GitOpsControllers(scenario, self.store, lambda: self.clock.now(),
+                                        note=lambda text: self.notes.append((self._t, text)))
 
         actions = self._history_actions() + self._timeline_actions()
         actions.sort(key=lambda a: (a[0], a[1]))
@@ -349,6 +353,7 @@ class World:
             self._sync_replicasets()
             self._sync_deployments()
             self._sync_endpoints()
+            self.gitops.step(self._t)
             if self.store.resource_version == before:
                 return
         raise RuntimeError("drill world controllers did not settle")  # a controller bug, not an operator error
@@ -365,6 +370,9 @@ class World:
             deadline = self._progress_deadline(deployment)
             if deadline is not None:
                 times.append(deadline)
+        gitops_wakeup = self.gitops.next_wakeup(self._t)
+        if gitops_wakeup is not None:
+            times.append(gitops_wakeup)
         ecs_wakeup = self.ecs.next_wakeup(self._t)
         if ecs_wakeup is not None:
             times.append(ecs_wakeup)
@@ -553,6 +561,7 @@ class World:
         selector = self._labels(svc)
         if svc.kind == "deployment":
             self.store.create("deployments", ns, self._deployment(svc, svc.name, version, cause, svc.replicas, {}))
+            self.gitops.committed(svc, version, cause, self._t, first=True)
         elif svc.kind == "blue-green":
             for colour in ("blue", "green"):
                 self.store.create("deployments", ns, self._deployment(svc, f"{svc.name}-{colour}", version, cause, svc.replicas, {"version": colour}))
@@ -607,6 +616,8 @@ class World:
                 container["image"] = svc.image_of(version)
         deployment["metadata"].setdefault("annotations", {})[_CHANGE_CAUSE] = cause
         self.store.update("deployments", svc.namespace, deployment, check_version=False)
+        if deployment_name == svc.name:
+            self.gitops.committed(svc, version, cause, self._t, first=False)
 
     def _deploy_canary(self, svc: Service, version: str, cause: str) -> None:
         self._set_image(svc, f"{svc.name}-canary", version, cause)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterator, Protocol, runtime_checkable
 
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan
@@ -226,6 +226,14 @@ class Leased(Protocol):
 
 
 @runtime_checkable
+class Owned(Protocol):
+    """A platform whose service may be deployed by a GitOps owner (Argo CD, Flux)."""
+
+    def owner(self):  # -> gitops.Owner | None
+        """Who deploys the service from git, None when nothing does (read fresh)."""
+
+
+@runtime_checkable
 class Recorded(Protocol):
     """A platform whose objects carry the rollback records (annotations, tags):
     every console reads them, and writes its own with each rollback."""
@@ -246,6 +254,17 @@ class Observed(Protocol):
 
     def recorded(self):  # -> provenance.Provenance | None
         """The provenance read with the last refresh that read the history (None before one)."""
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp from the API as an aware datetime."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 # --- Kubernetes error translation -------------------------------------------

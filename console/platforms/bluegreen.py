@@ -82,6 +82,7 @@ class BlueGreenPlatform:
         self.connection = connection or KubeConnection(kubeconfig, context, timeout)
         self.verify_seconds = verify_seconds
         self._clock: Clock = clock or SystemClock()
+        self._recorded: Provenance | None = None
         self._decks = {
             colour: KubernetesPlatform(service, namespace, deployment, clock=self._clock, connection=self.connection)
             for colour, deployment in self.colours.items()
@@ -175,7 +176,8 @@ class BlueGreenPlatform:
 
     def history(self) -> list[Revision]:
         """One entry per colour: what its deployment runs, the live one current."""
-        live = self._live(self._get_service())
+        service = self._get_service()
+        live = self._live(service)
         revisions = []
         for number, (colour, deployment) in enumerate(self.colours.items(), 1):
             running = next((r for r in self._decks[colour].history() if r.current), None)
@@ -192,6 +194,9 @@ class BlueGreenPlatform:
                 )
             )
         revisions.sort(key=lambda r: (r.created is not None, r.created), reverse=True)
+        # Who switched the traffic, from the objects just read: the refresh shows it in every console's timeline.
+        versions = {colour: revision.versions for colour, revision in zip(self.colours, sorted(revisions, key=lambda r: r.number))}
+        self._recorded = self._provenance_of(service, lambda colour: versions.get(colour, ()))
         return revisions
 
     def health(self) -> Health:
@@ -265,7 +270,14 @@ class BlueGreenPlatform:
         anyone else: the manager of the selector's colour in the Service's
         managedFields (a person's `kubectl patch` shows as `kubectl-patch`),
         from the other colour to the live one, at that entry's time."""
-        service = self._get_service()
+        return self._provenance_of(self._get_service(), self._tags)
+
+    def recorded(self) -> Provenance | None:
+        """The provenance read with the last `history()` (None before one): the refresh's, at no extra request."""
+        return self._recorded
+
+    def _provenance_of(self, service: dict, tags) -> Provenance:
+        """`provenance` from the Service already read; `tags(colour)` gives a colour's versions."""
         metadata = service.get("metadata") or {}
         found = from_annotations(metadata.get("annotations"))
         live = self._live(service)
@@ -277,7 +289,7 @@ class BlueGreenPlatform:
         created = parse_time(metadata.get("creationTimestamp"))
         if manager == FIELD_MANAGER or at is None or (created is not None and at <= created):
             return found  # ours (recorded with who and why), or the selector the Service was created with
-        switch = RollbackRecord(manager, self._tags(others[0]), self._tags(live), at,
+        switch = RollbackRecord(manager, tags(others[0]), tags(live), at,
                                 f"service/{self.k8s_service} selector set to {self.selector_key}={live}",
                                 source=MANAGED_FIELDS)
         return found.merged(Provenance((switch,)))

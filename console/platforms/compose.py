@@ -57,10 +57,9 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -77,6 +76,7 @@ from console.model import (
     TargetCandidate,
     image_tag,
 )
+from console.commands import DENIED, MISSING, TIMED_OUT, CommandResult, run_command
 from console.platforms.base import (
     ROLLOUT_TIMEOUT,
     Conflict,
@@ -309,28 +309,6 @@ def text_version(text: str) -> str:
 
 
 # --- commands -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """One finished command: its argv, exit status and what it printed."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def display(self) -> str:
-        return shlex.join(self.argv)
-
-    def summary(self, limit: int = OUTPUT_SUMMARY_LINES) -> str:
-        """The last lines it printed (stderr after stdout: Compose reports progress on stderr)."""
-        lines = [ln.rstrip() for ln in (self.stdout + "\n" + self.stderr).splitlines() if ln.strip()]
-        if len(lines) > limit:
-            return "\n".join([f"... ({len(lines) - limit} more lines)"] + lines[-limit:])
-        return "\n".join(lines)
 
 
 def _clean(text: str) -> str:
@@ -837,41 +815,25 @@ class ComposePlatform:
         return env
 
     def run(self, argv: Sequence[str], timeout: float | None = None, check: bool = True) -> CommandResult:
-        """Run one command (no shell) with a timeout; failures become PlatformErrors."""
+        """Run one command (no shell) with a timeout (the shared runner: the process group is
+        killed when it passes); failures become PlatformErrors."""
         limit = self.command_timeout if timeout is None else max(1.0, timeout)
         display = shlex.join(argv)
-        started = time.monotonic()
-        try:
-            completed = subprocess.run(
-                list(argv),
-                capture_output=True,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                timeout=limit,
-                env=self._env(),
-                cwd=self.compose_file.parent if self.compose_file.parent.is_dir() else None,
-                stdin=subprocess.DEVNULL,
-            )
-        except FileNotFoundError:
+        result = run_command(
+            argv, timeout=limit, env=self._env(),
+            cwd=str(self.compose_file.parent) if self.compose_file.parent.is_dir() else None,
+            what="check the Docker engine (and the registry, for a pull), then try again",
+        )
+        if result.reason == MISSING:
             raise Unavailable(
                 f"`{argv[0]}` is not installed or not on PATH (running `{display}`): install the Docker CLI, "
                 "or set compose_command / docker_command in the console config."
-            ) from None
-        except PermissionError:
-            raise Forbidden(f"`{argv[0]}` is not executable for this user (running `{display}`).") from None
-        except subprocess.TimeoutExpired:
-            raise Timeout(
-                f"`{display}` did not finish within {limit:g} s and was stopped; check the Docker engine "
-                "(and the registry, for a pull), then try again."
-            ) from None
-        result = CommandResult(
-            argv=tuple(argv),
-            returncode=completed.returncode,
-            stdout=_clean(completed.stdout),
-            stderr=_clean(completed.stderr),
-            seconds=time.monotonic() - started,
-        )
+            )
+        if result.reason == DENIED:
+            raise Forbidden(f"`{argv[0]}` is not executable for this user (running `{display}`).")
+        if result.reason == TIMED_OUT:
+            raise Timeout(result.error or f"`{display}` did not finish within {limit:g} s and was stopped.")
+        result = replace(result, stdout=_clean(result.stdout), stderr=_clean(result.stderr))
         if check and result.returncode != 0:
             raise command_error(result)
         return result
@@ -1049,13 +1011,11 @@ class ComposePlatform:
         runner (a timeout kills its whole process group). None when git is not
         installed or the folder is not in a repository; PlatformError when git
         fails otherwise (a repository git refuses, a timeout)."""
-        from console.database import run_command
-
         result = run_command(["git", *args], timeout=self.command_timeout, cwd=str(path.parent),
                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
-        if result.error and result.returncode is None and "was not found" in result.error:
+        if result.reason == MISSING:
             return None  # no git on this machine: no git history, nothing to say
-        if result.error and "did not finish" in result.error:
+        if result.reason == TIMED_OUT:
             raise Timeout(
                 f"`{result.command}` (the compose file's git history) did not finish within "
                 f"{self.command_timeout:g} s; the previous version is found without it."
@@ -1553,7 +1513,7 @@ class ComposePlatform:
         return Progress(message=message, at=self._clock.now(), **kwargs)
 
     def _step(self, result: CommandResult) -> Progress:
-        summary = result.summary()
+        summary = result.summary(OUTPUT_SUMMARY_LINES)
         return self._progress(f"$ {result.display}" + (f"\n{summary}" if summary else ""))
 
     def _execute_full(self, plan: RollbackPlan, deadline: float) -> Iterator[Progress]:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from console.clock import Clock, SystemClock
 from console.model import SCHEMA_ANNOTATION, ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms import bounded
+from console.gitops import Owner as GitOpsOwner
+from console.platforms.gitops import GitOpsOwners
 from console.provenance import (
     FIELD_MANAGER,
     REVISION_HISTORY_ANNOTATION,
@@ -54,6 +56,7 @@ from console.platforms.base import (
     describe_target,
     kubernetes_error,
     shape_checked,
+    parse_time,
 )
 
 if TYPE_CHECKING:
@@ -95,6 +98,9 @@ REUSE_SECONDS = 1.0
 POLL_INTERVAL_SECONDS = 0.5
 # kubectl logs -l asks at most this many pods at once (--max-log-requests).
 MAX_LOG_PODS = 5
+# Seconds a rollback of a GitOps-owned service is watched after its owner
+# reconciled (twice Argo CD's 5-second self-heal timeout); config `gitops.hold_seconds`.
+GITOPS_HOLD_SECONDS = 10.0
 # Container states kubectl rollout status warns about.
 _WARN_REASONS = frozenset(
     {
@@ -105,17 +111,6 @@ _WARN_REASONS = frozenset(
         "CreateContainerError",
     }
 )
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 timestamp from the API as an aware datetime."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _prune(value: Any) -> Any:
@@ -407,6 +402,9 @@ class KubernetesPlatform:
         timeout: float = API_TIMEOUT,
         clock: Clock | None = None,
         connection: KubeConnection | None = None,
+        gitops_hold: float = GITOPS_HOLD_SECONDS,
+        argocd_namespace: str = "argocd",
+        gitops_method: str = "pause",
     ) -> None:
         self.name = service
         self.namespace = namespace
@@ -418,6 +416,10 @@ class KubernetesPlatform:
         self._reads_lock = threading.Lock()
         self._observed: tuple[float, dict, list[dict]] | None = None
         self._followed: tuple[float, dict] | None = None
+        # The GitOps owner (Argo CD, Flux) that would undo a rollback: paused first, then watched.
+        self.owners = GitOpsOwners(self.connection, argocd_namespace)
+        self.gitops_hold = gitops_hold
+        self.gitops_method = gitops_method
 
     def _take(self, attribute: str) -> tuple | None:
         """Take (and forget) a reusable read if it is fresh enough."""
@@ -673,7 +675,7 @@ class KubernetesPlatform:
         )
         if templates_equal(target_template, template):
             reason = f"skipped rollback (current template already matches revision {target_number})"
-            return RollbackPlan(**base, skip_reason=reason, summary=reason)
+            return self._with_owner(RollbackPlan(**base, skip_reason=reason, summary=reason), deployment)
 
         annotations = {
             k: v
@@ -700,11 +702,55 @@ class KubernetesPlatform:
             f"--to-revision={target_number}` would, refused if the deployment changed since "
             f"resourceVersion {resource_version}."
         )
-        return RollbackPlan(
+        return self._with_owner(RollbackPlan(
             **base,
             calls=(ApiCall("PATCH", path, body=json.dumps(patch, indent=2)),),
             summary=summary,
-        )
+        ), deployment)
+
+    # --- GitOps: the owner that would undo the rollback ----------------------
+
+    def owner(self) -> GitOpsOwner | None:
+        """Who deploys this service from git (Argo CD, Flux), None when nothing does."""
+        return self.owners.owner_of(self._get_deployment())
+
+    def _with_owner(self, plan: RollbackPlan, deployment: dict) -> RollbackPlan:
+        """The plan with its GitOps owner and, when that owner self-heals, the
+        requests that pause it first (checked by a server-side dry run)."""
+        owner = self.owners.owner_of(deployment)
+        if owner is None:
+            return plan
+        if plan.skip_reason or not owner.self_healing:
+            return replace(plan, owner=owner, summary=f"{plan.summary} The service is {owner.header()}.")
+        owner = self.owners.check_pause(owner)
+        calls = self.owners.pause_calls(owner)
+        first = (f"{self.name} is {owner.header()}. First pause it" + (f" and its app-of-apps parent {owner.parent}" if owner.parent else "")
+                 + f" ({owner.resume_hint().split(' (')[0]} turns it back on), or it puts "
+                 f"{', '.join(plan.from_versions)} back. ")
+        held = f" Then check, after {owner.kind} reconciles, that the rollback held."
+        revision = self.owners.revision_call(owner) if self.gitops_method == "revision" else None
+        if revision is not None:
+            # Argo CD's own rollback: it deploys the previous synced revision itself.
+            summary = (f"{first}Then sync it to its previous synced revision {owner.previous_revision[:12]}, as "
+                       f"`argocd app rollback {owner.name}` would ({_versions(plan.from_images)} → "
+                       f"{_versions(plan.to_images)} expected).{held}")
+            return replace(plan, owner=owner, pre_calls=calls, calls=(revision,), summary=summary)
+        return replace(plan, owner=owner, pre_calls=calls, summary=first + plan.summary + held)
+
+    def _synced_by_owner(self, plan: RollbackPlan, deadline: datetime) -> dict:
+        """Wait until the owner's sync has put the target's template on the Deployment."""
+        while True:
+            deployment = self._get_deployment()
+            if template_images((deployment.get("spec") or {}).get("template") or {}) == plan.to_images:
+                return deployment
+            if self._clock.now() >= deadline:
+                raise Timeout(f"{plan.owner.ref} did not sync {_versions(plan.to_images)} in time; look at its "
+                              "sync status (`argocd app get`) and decide whether to wait or roll back by hand.")
+            time.sleep(POLL_INTERVAL_SECONDS)
+
+    def _by_owner(self, plan: RollbackPlan) -> bool:
+        """The plan's change is the owner's own rollback (config `gitops.method: revision`)."""
+        return bool(plan.calls) and "/deployments/" not in plan.calls[0].target
 
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Apply the plan's patch, then follow the rollout like `kubectl rollout
@@ -723,15 +769,25 @@ class KubernetesPlatform:
         deadline = self._clock.now() + timedelta(seconds=timeout)
         # A rollback of a rollout past its deadline: that condition is the old rollout's, not ours.
         stale = self._observed_deadline(plan)
-        patched = self._apply(plan)
+        for line in self.owners.pause(plan.pre_calls):
+            yield Progress(message=line, at=self._clock.now())
+        if self._by_owner(plan):
+            self.owners.send(plan.calls[0])
+            patched = self._synced_by_owner(plan, deadline)
+        else:
+            patched = self._apply(plan)
         yield Progress(
-            message=f"deployment.apps/{self.deployment} rolled back",
+            message=f"deployment.apps/{self.deployment} rolled back"
+            + (f" by {plan.owner.ref} (sync to {plan.owner.previous_revision[:12]})" if self._by_owner(plan) else ""),
             at=self._clock.now(),
             desired=patched.get("spec", {}).get("replicas"),
         )
         last: Progress | None = None
         try:
             for last in self._follow(patched, deadline, stale if stale is not None else deadline_exceeded(patched)):
+                if last.done and not last.failed and plan.owner is not None and plan.pre_calls:
+                    yield replace(last, done=False)
+                    last = self._held(plan, last)
                 yield last
         except PlatformError as err:
             raise type(err)(
@@ -747,6 +803,29 @@ class KubernetesPlatform:
                 "and decide whether to wait or escalate."
             )
 
+    def _held(self, plan: RollbackPlan, done: Progress) -> Progress:
+        """After the rollout: ask the owner to reconcile, wait for it, watch the
+        Deployment for `gitops_hold` seconds; the final Progress, or Conflict
+        when the owner put the old version back."""
+        owner = plan.owner
+        token = self.owners.request_reconcile(owner)
+        if not self.owners.wait_reconciled(owner, token, self._timeout * 3):
+            raise Timeout(f"{owner.ref} did not reconcile within {self._timeout * 3:g} s; check with "
+                          f"`kubectl get deployment/{self.deployment} -n {self.namespace}` that the rollback held.")
+        end = time.monotonic() + self.gitops_hold
+        while True:
+            images = template_images((self._get_deployment().get("spec") or {}).get("template") or {})
+            if images != plan.to_images:
+                raise Conflict(
+                    f"{owner.ref} put {_versions(images)} back after the rollback: it was not paused. "
+                    f"Pause it ({'argocd app set --sync-policy none' if owner.tool == 'argocd' else 'flux suspend'}) "
+                    "and roll back again.")
+            if time.monotonic() >= end:
+                break
+            time.sleep(POLL_INTERVAL_SECONDS)
+        return replace(done, message=f"{done.message}; held: {owner.ref} reconciled and left "
+                                     f"{_versions(plan.to_images)} running", at=self._clock.now(), done=True)
+
     # --- provenance: the rollbacks the objects record ------------------------
 
     def provenance(self) -> Provenance:
@@ -759,7 +838,7 @@ class KubernetesPlatform:
     def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
         """The plan whose patch also writes `record` into the deployment's
         ROLLBACKS_ANNOTATION (one request: the change and its record never part)."""
-        if plan.skip_reason or len(plan.calls) != 1:
+        if plan.skip_reason or len(plan.calls) != 1 or self._by_owner(plan):
             return plan
         patch = json.loads(plan.calls[0].body)
         for op in patch:

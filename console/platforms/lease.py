@@ -24,7 +24,7 @@ from typing import Any
 
 from console.clock import Clock, SystemClock
 from console.platforms.base import Conflict, NotFound, PlatformError
-from console.platforms.kubernetes import parse_time  # a MicroTime is an RFC 3339 time
+from console.platforms.base import parse_time  # a MicroTime is an RFC 3339 time
 
 DEFAULT_TTL_SECONDS = 60.0
 """How long a lease outlives its holder's last renewal."""

@@ -51,6 +51,7 @@ from .panes.health import HealthPane
 from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
+from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
@@ -117,6 +118,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # Drills only (check_action hides it elsewhere): the trainer's controls.
         Binding("T", "trainer", "Trainer", key_display="T", id="trainer", show=False),
         Binding("h", "toggle_lower", "History/timeline", id="history-timeline"),
+        Binding("A", "autopilot_pause", "Pause/resume the autopilot (for everyone)", key_display="A",
+                id="autopilot", show=False),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
         Binding("t", "change_theme", "Theme", id="theme"),
         Binding("question_mark", "toggle_keys", "Keys", key_display="?", id="keys"),
@@ -222,6 +225,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         lease = LeaseStrip("", id="lease", markup=False)
         lease.display = False
         yield lease
+        owner = OwnerStrip("", id="gitops-owner", markup=False)
+        owner.display = False
+        yield owner
         with Horizontal(id="body"):
             with Vertical(id="services-box") as box:
                 box.display = len(self.session.services) > 1
@@ -306,7 +312,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     _MAIN_SCREEN_ACTIONS = frozenset({
         "rollback", "investigate", "decide", "facts", "messages", "checklist", "export", "note", "filter",
         "cursor", "revision", "pods", "writes", "corruption", "quick_rollback", "trainer", "refresh",
-        "change_theme", "roles", "toggle_lower",
+        "change_theme", "roles", "toggle_lower", "autopilot_pause",
     })
 
     # What a viewer may still do: look around (filter, move, switch panes, theme, refresh).
@@ -738,8 +744,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         now = self.session.clock.now()
         written = []
         for fmt in ("md", "json"):
-            text = export_incident(self.session.store, state.id, fmt, now, checklist=self.session.checklist_definition,
-                                   thresholds=self.thresholds, drill=self.session.drill)
+            text = export_incident(self.session.store, state.id, fmt, now,
+                                   checklist=self.session.checklist_for(service), thresholds=self.thresholds,
+                                   drill=self.session.drill)
             path = folder / f"{state.id}.{fmt}"
             path.write_text(text, encoding="utf-8")
             written.append(path)
@@ -1018,6 +1025,19 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self.post_message(timeline_changed(self.session))
 
     # -- other keys ------------------------------------------------------
+
+    def action_autopilot_pause(self) -> None:
+        """The autopilot's kill switch: pause it for everyone on this incident store, or resume it."""
+        self._autopilot_pause_worker(self.selected)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _autopilot_pause_worker(self, service: str) -> None:
+        from console.autopilot.switch import toggle_pause
+
+        switch = toggle_pause(self.session, service)
+        words = "AUTOPILOT PAUSED for everyone: it rolls nothing back" if switch.paused else "Autopilot resumed"
+        self.call_from_thread(self.notify, words, severity="warning" if switch.paused else "information", timeout=8)
+        self.post_message(timeline_changed(self.session))
 
     def action_refresh(self) -> None:
         """Refresh now."""

@@ -17,7 +17,8 @@ from textual.css.query import NoMatches
 from textual.message import Message
 
 from console import incident
-from console.database import DatabaseError, StepPreview
+from console.database import DatabaseError
+from console.runbook import StepPreview
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict
 from console.model import RollbackPlan
 from console.platforms.base import PlatformError, Scalable
@@ -25,6 +26,7 @@ from console.procedures import ProcedureError, RollbackCheck
 
 from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable
+from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
 from .screens.corruption import CorruptionScreen, DeclareCorruptionScreen, WritesScreen
 from .screens.database import FEATURE_FLAG, FIX_FORWARD, OVERRIDE, PARTIAL, MigrationBlockedScreen, MigrationRollbackScreen
@@ -99,7 +101,12 @@ class PlatformActions:
             holder = self.session.lease_holder(service)
         except PlatformError as err:
             lease_error = f"Cannot read the rollback lease of {service}: {err}"
-        self.post_message(PlatformExtras(service, routing, holder, routing_error, lease_error))
+        owner = owner_error = None
+        try:
+            owner = self.session.gitops_owner(service)
+        except PlatformError as err:
+            owner_error = f"Cannot read who deploys {service} from git: {err}"
+        self.post_message(PlatformExtras(service, routing, holder, routing_error, lease_error, owner, owner_error))
 
     def on_platform_extras(self, message: PlatformExtras) -> None:
         if message.service != self.selected:
@@ -110,6 +117,10 @@ class PlatformActions:
             return  # the app is shutting down
         self.routing = message.routing
         self.lease_holder = message.holder
+        try:
+            self.query_one(OwnerStrip).show(message.owner, message.owner_error)
+        except NoMatches:
+            pass
         pane.show(message.routing, message.error)
         mine = self.rolling_back == message.service
         if message.lease_error and message.holder is None:

@@ -361,3 +361,56 @@ def test_a_revision_an_aborted_canary_cannot_go_to_is_a_usage_error(tmp_path):
         again = drill.console("jo", "rollback", "search", "--config", drill.config, "--reason", "x",
                               "--to-revision", "1", "--yes")
         assert again.returncode == 2, again.stdout + again.stderr
+
+
+def test_facts_set_names_what_is_wrong_and_changes_nothing(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("services:\n  - name: order-service\n    namespace: shop\n")
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+
+    def facts(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "console", "facts", "order-service", "--config", str(config),
+                               *args], capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+
+    wrong = facts("--set", "migration_applied=true", "--set", "no_such_fact=1")
+    assert wrong.returncode == 2 and "no_such_fact is not a fact; the facts are data_corruption" in wrong.stderr
+    bad = facts("--set", "migration_reversible=maybe")
+    assert bad.returncode == 2 and "migration_reversible is true or false or unknown" in bad.stderr
+    shown = facts()
+    assert shown.returncode == 0 and "migration_applied: False" in shown.stdout  # nothing half-done
+    done = facts("--set", "migration_applied=yes", "--set", "migration_name=0042_split_address")
+    assert done.returncode == 0, done.stderr
+    assert "migration_applied: True" in done.stdout and "migration_name: 0042_split_address" in done.stdout
+    assert "migration_applied: True" in facts().stdout  # kept in the incident store
+
+
+def test_a_hand_switch_shows_in_another_consoles_timeline_within_a_refresh(tmp_path):
+    from datetime import datetime, timezone
+
+    from console.config import load
+    from console.drill import runner
+    from console.drill.scenario import load_scenario
+    from console.session import Session
+    from console.store import Store
+
+    running = runner.start(load_scenario("blue-green"), speed=20.0, directory=tmp_path / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
+    store = Store(tmp_path / "incidents.db")
+    session = Session(load(running.config_path), store, operator="kim@laptop")
+    try:
+        session.refresh_blocking()
+        drill = Drill(running.directory, tmp_path)
+        drill.kubectl("shop", "patch", "service", "checkout", "-p", '{"spec":{"selector":{"version":"blue"}}}')
+
+        def noted() -> bool:
+            session.refresh_blocking()
+            return any(e.actor == "kubectl-patch" and "rolled checkout back from 1.5.0 to 1.4.0" in e.text
+                       for e in session.events("checkout"))
+
+        drill.wait(noted, "the switch in the timeline")
+        session.refresh_blocking()
+        assert len([e for e in session.events("checkout") if e.actor == "kubectl-patch"]) == 1  # once
+    finally:
+        session.close()
+        store.close()
+        running.stop()

@@ -55,6 +55,8 @@ ROW_DRILLED = {
     "canary": "Error rate > 5%",
     "data-corruption": "Data corruption detected",
     "ecs-bad-deploy": "Error rate > 5%",
+    "gitops-argocd": "Error rate > 5%",
+    "gitops-flux": "Error rate > 5%",
     "error-creep": "Error rate 1-5%",
     "external-outage": "External service issue",
     "intermittent": "Intermittent errors",

@@ -267,3 +267,20 @@ async def test_roles_set_by_a_key_reach_every_console(bad_deploy, tmp_path: Path
         assert rebuilt.roles == (("commander", "@alice"), ("comms", "@bob"), ("operations", "@carol"))
     finally:
         other.store.close()
+
+
+async def test_shift_a_pauses_the_autopilot_for_everyone_and_records_it(bad_deploy) -> None:
+    from console.autopilot.switch import autopilot_switch
+
+    _, session = bad_deploy
+    app = build_app(session, animate=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        await pilot.press("A")
+        await settle(pilot)
+        switch = autopilot_switch(session)
+        assert switch is not None and switch.paused and switch.by == session.operator
+        assert any("AUTOPILOT PAUSED" in text for text in notifications(app))
+        await pilot.press("A")
+        await settle(pilot)
+        assert autopilot_switch(session).paused is False

@@ -242,3 +242,32 @@ async def test_freezing_writes_names_the_replica_count_and_remembers_it(drill) -
         await wait_for(pilot, lambda: "cannot run yet" in notifications(app), "the refusal to resume early")
         assert "Press C" in notifications(app)
         assert deployment(running, "shop", "order-service")["spec"]["replicas"] == 0
+
+
+async def test_a_gitops_owner_is_named_under_the_banner_and_paused_in_the_plan(drill) -> None:
+    from console.ui.panes.incident import ChecklistPane
+    from console.ui.panes.owner import OwnerStrip
+
+    running, session = drill("gitops-argocd")
+    messages: list[object] = []
+    app = build_app(session, animate=False)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        strip = app.query_one(OwnerStrip)
+        await wait_for(pilot, lambda: strip.display and "Argo CD" in str(strip.render()), "the owner strip")
+        assert "owned by Argo CD Application argocd/order-service (automated, self-heal, synced at" in str(strip.render())
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
+        calls = "\n".join(str(s.render()) for s in app.screen.query("#plan-calls Static"))
+        assert calls.index("applications/order-service") < calls.index("deployments/order-service")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(isinstance(m, RollbackFinished) for m in messages), "the rollback",
+                       timeout=TIMEOUT * 2)
+        finished = next(m for m in messages if isinstance(m, RollbackFinished))
+        assert finished.ok, finished.error
+        checklist = app.query_one(ChecklistPane)
+        await wait_for(pilot, lambda: checklist.display and checklist.status is not None and any(
+            s.item.text.startswith("Re-enable automated sync") for s in checklist.status.items), "the GitOps items")
+        with running.world.store.lock:
+            app_spec = running.world.store.get("applications", "argocd", "order-service")["spec"]
+        assert app_spec["syncPolicy"]["automated"]["enabled"] is False
+        assert any("paused so that the rollback sticks" in e.text for e in app.events)

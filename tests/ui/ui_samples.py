@@ -251,6 +251,9 @@ class RecordedSession:
     def lease_holder(self, service: str):
         return None
 
+    def gitops_owner(self, service: str):
+        return None
+
     def rollback_check(self, service: str, to_revision: int | None = None) -> RollbackCheck:
         return RollbackCheck(blocked=False)
 

@@ -110,7 +110,8 @@ def test_tags_rank_by_version_and_non_versions_rank_lowest() -> None:
 
 
 def failed(stderr: str, rc: int = 1) -> CommandResult:
-    return CommandResult(("docker", "compose", "pull", "order-service"), rc, "", stderr, 0.1)
+    argv = ("docker", "compose", "pull", "order-service")
+    return CommandResult(" ".join(argv), rc, "", stderr, 0.1, argv=argv)
 
 
 def test_command_failures_become_typed_sentences() -> None:

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from console.gate import Ask, GatePolicy, LeaseView, MigrationView, Outcome, Procedure, Rule, decide, recent
+from console.gate import Ask, GatePolicy, GitOpsView, LeaseView, MigrationView, Outcome, Procedure, Rule, decide, recent
 from console.model import Action, Decision, RollbackPlan
 from console.provenance import (
     ROLLBACKS_ANNOTATION,
@@ -46,6 +46,8 @@ def verdict(decision=ROLLBACK_NOW, the_plan=None, provenance=Provenance(), the_a
 @pytest.mark.parametrize("rule, kwargs, outcome, usage", [
     (Rule.NOTHING_TO_CHANGE, {"the_plan": plan(skip="skipped rollback")}, Outcome.NOTHING, False),
     (Rule.LEASE, {"lease": LeaseView("carol@ops")}, Outcome.REFUSE, False),
+    (Rule.GITOPS, {"gitops": GitOpsView("Argo CD Application argocd/order-service", True, "patch is forbidden")},
+     Outcome.REFUSE, False),
     (Rule.QUICK_MIGRATION, {"the_ask": ask(quick=True, force=True, reason="x"),
                             "migration": MigrationView(reversible_applied=True)}, Outcome.REFUSE, True),
     (Rule.OWN_ROLLBACK, {"the_plan": plan("1.2.2", "1.2.3"), "provenance": Provenance((ALICE,)),
@@ -57,6 +59,13 @@ def test_rules_no_override_passes(rule, kwargs, outcome, usage):
     assert (result.outcome, result.objections[0].rule, result.usage) == (outcome, rule, usage)
     if "the_ask" not in kwargs:  # forcing changes nothing either
         assert verdict(**forced, the_ask=ask(force=True, reason="x")).outcome is outcome
+
+
+def test_a_gitops_owner_that_can_be_paused_or_does_not_heal_does_not_refuse():
+    assert verdict(gitops=GitOpsView("Flux Kustomization flux-system/order-service", True, "")).outcome is Outcome.GO
+    assert verdict(gitops=GitOpsView("Argo CD Application argocd/x", False, "forbidden")).outcome is Outcome.GO
+    refused = verdict(gitops=GitOpsView("Argo CD Application argocd/x", True, "its parent shop-apps is not here"))
+    assert "its parent shop-apps is not here" in refused.sentence
 
 
 def test_an_expired_or_own_lease_does_not_refuse():

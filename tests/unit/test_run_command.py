@@ -6,12 +6,12 @@ from __future__ import annotations
 import sys
 import time
 
-from console import database
+from console import commands
 from console.database import run_command
 
 
 def test_a_command_printing_a_lot_keeps_only_the_cap(monkeypatch):
-    monkeypatch.setattr(database, "MAX_OUTPUT_BYTES", 1000)
+    monkeypatch.setattr(commands, "MAX_OUTPUT_BYTES", 1000)
     result = run_command([sys.executable, "-c", "import sys; sys.stdout.write('x' * 5_000_000)"], timeout=60)
     assert result.returncode == 0 and result.error is None
     assert result.stdout.startswith("x" * 1000)
@@ -27,7 +27,7 @@ def test_a_hanging_command_is_stopped_at_its_timeout_with_a_sentence():
 
 
 def test_a_background_child_holding_the_pipes_does_not_hold_the_console(monkeypatch):
-    monkeypatch.setattr(database, "OUTPUT_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(commands, "OUTPUT_GRACE_SECONDS", 0.5)
     # The child escapes the process group (its own session) and keeps stdout open.
     script = (
         "import os, subprocess, sys, time\n"

@@ -24,8 +24,11 @@ class PlatformExtras(Message):
     `error` and `lease_error` are operator sentences when reading them failed."""
 
     def __init__(self, service: str, routing: Routing | None, holder: object | None, error: str | None = None,
-                 lease_error: str | None = None) -> None:
+                 lease_error: str | None = None, owner: object | None = None, owner_error: str | None = None) -> None:
         super().__init__()
+        # The GitOps owner (`console.gitops.Owner`), for the owner strip.
+        self.owner = owner
+        self.owner_error = owner_error
         self.service = service
         self.routing = routing
         self.holder = holder

@@ -103,11 +103,11 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
             if plan.summary:
                 yield Static(plan.summary, markup=False)
             yield Static(
-                Content.styled(f"The console will make {'this call' if len(plan.calls) == 1 else 'these calls'} ({plan.platform}):", "bold"),
+                Content.styled(f"The console will make {'this call' if len(plan.pre_calls) + len(plan.calls) == 1 else 'these calls'} ({plan.platform}):", "bold"),
                 markup=False,
             )
             with VerticalScroll(id="plan-calls"):
-                yield from call_widgets(plan.calls)
+                yield from call_widgets((*plan.pre_calls, *plan.calls))  # pre_calls: pausing a GitOps owner
             if plan.resource_version and "resourceVersion" not in plan.summary:
                 yield Static(
                     Content.styled(

@@ -1,5 +1,5 @@
 """The runbook's Data Corruption Response, guided: declaring it, its six
-steps (console/database.py's `CorruptionResponse`) with a backup picker for
+steps (console/runbook.py's `CorruptionResponse`) with a backup picker for
 the restore, and freezing or resuming writes from the main screen."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.widgets import Button, Select, Static
 
-from console.database import Backup, DatabaseError, StepPreview
+from console.database import Backup, DatabaseError
+from console.runbook import StepPreview
 
 from .confirm import YesNoScreen, call_widgets
 from .procedure import ProcedureScreen

@@ -23,6 +23,8 @@ class OverrideScreen(ModalScreen[tuple[str, str | None] | None]):
     config names them); None when cancelled."""
 
     BINDINGS = [Binding("escape", "cancel", "Do not roll back", id="override.cancel")]
+    # Cancel has the focus whenever the dialog shows (Enter changes nothing), not the first input.
+    AUTO_FOCUS = "#cancel"
 
     def __init__(self, plan: RollbackPlan, verdict: Verdict, approvers: tuple[str, ...] = ()) -> None:
         super().__init__()

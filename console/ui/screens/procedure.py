@@ -20,7 +20,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Log, OptionList, Static
 from textual.widgets.option_list import Option
 
-from console.database import DatabaseError, StepOutcome, StepPreview
+from console.database import DatabaseError
+from console.runbook import StepOutcome, StepPreview
 from console.platforms.base import PlatformError
 from console.procedures import ProcedureError, ProcedureState, StepState, StepStatus
 

@@ -1,0 +1,212 @@
+"""The autopilot's HTTP receiver against a served drill world: its answers
+(401, 411, 413, 400, 200, /healthz, /metrics), and bad payloads
+(property-based) that get a 4xx and never a traceback nor a rollback."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from console.autopilot.journal import Journal
+from console.autopilot.pilot import Autopilot
+from console.autopilot.receiver import Receiver
+from console.config import parse as parse_config
+from console.drill import runner
+from console.drill.scenario import load_scenario
+from console.session import Session
+from console.store import Store
+
+TOKEN = "s3cret-token-for-the-test"
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("receiver")
+    # The world on the wall clock, as the autopilot reads it (the scenario's own start would look years stale).
+    running = runner.start(load_scenario("bad-deploy"), directory=directory / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
+    data = runner.console_config(running.world.scenario, running.server.url, running.kubeconfig_path)
+    data["autopilot"] = {"token_env": "TEST_AUTOPILOT_TOKEN", "max_body_bytes": 4096}
+    config = parse_config(data)
+    session = Session(config, Store(directory / "incidents.db"), operator="autopilot")
+    journal = Journal(directory / "incidents.db")
+    pilot = Autopilot(config, session, journal, out=lambda line: None)
+    server = Receiver(("127.0.0.1", 0), pilot, TOKEN, config.autopilot.max_body_bytes)
+    server.serve_in_thread()
+    pilot.start()
+    try:
+        yield server, running
+    finally:
+        server.close()
+        pilot.stop()
+        session.close()
+        journal.close()
+        running.stop()
+
+
+def post(server, body: bytes, token: str | None = TOKEN, **headers) -> httpx.Response:
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.post(f"{server.url}/alertmanager", content=body, headers=headers, timeout=5)
+
+
+GOOD_ALERT = {"status": "firing", "labels": {"alertname": "Other", "service": "order-service"},
+              "annotations": {}, "startsAt": "2026-12-04T02:58:01Z", "endsAt": "0001-01-01T00:00:00Z",
+              "fingerprint": "abc"}
+
+
+def test_health_and_metrics(receiver):
+    server, _ = receiver
+    assert httpx.get(f"{server.url}/healthz", timeout=5).text == "ok\n"
+    text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    assert "rollback_console_autopilot_alerts_received_total" in text
+    assert 'rollback_console_autopilot_rollbacks_refused_total{reason="migration"} 0' in text
+    assert "rollback_console_autopilot_leader 1" in text
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x", TOKEN[:-1]])
+def test_a_missing_or_wrong_token_is_401(receiver, token):
+    server, _ = receiver
+    answer = post(server, json.dumps({"version": "4"}).encode(), token=token)
+    assert answer.status_code == 401
+    assert answer.json()["error"].startswith("Missing or wrong bearer token")
+    assert TOKEN not in answer.text
+
+
+def test_an_oversized_body_is_413_and_a_bad_one_400(receiver):
+    server, _ = receiver
+    answer = post(server, b"x" * 5000)
+    assert answer.status_code == 413 and "autopilot.max_body_bytes" in answer.json()["error"]
+    answer = post(server, b'{"version": "4", "status": "firing", "alerts": 7}')
+    assert answer.status_code == 400 and answer.json() == {"error": "alerts must be a non-empty list."}
+
+
+def test_an_alert_without_the_label_is_ignored(receiver):
+    server, running = receiver
+    body = json.dumps({"version": "4", "status": "firing", "alerts": [GOOD_ALERT]}).encode()
+    answer = post(server, body)
+    assert answer.status_code == 200 and answer.json()["ignored"] == 1 and answer.json()["queued"] == 0
+
+
+bad_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=100).map(str.encode),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                 max_leaves=10).map(lambda v: json.dumps({"version": "4", "status": "firing", "alerts": [v]}).encode()),
+    st.sampled_from(["status", "labels", "startsAt", "fingerprint"]).flatmap(
+        lambda key: st.one_of(st.none(), st.integers(), st.lists(st.integers(), max_size=2)).map(
+            lambda value: json.dumps({"version": "4", "status": "firing",
+                                      "alerts": [{**GOOD_ALERT, "labels": {**GOOD_ALERT["labels"], "auto_rollback": "true"},
+                                                  key: value}]}).encode())),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bad_bodies)
+def test_bad_payloads_get_4xx_never_a_traceback_nor_a_rollback(receiver, capfd, body):
+    server, running = receiver
+    answer = post(server, body)
+    assert 400 <= answer.status_code < 500, answer.text
+    assert set(answer.json()) == {"error"} and answer.json()["error"].endswith(".")
+    assert "Traceback" not in capfd.readouterr().err
+    assert server.pilot.counters.value("rollbacks_started") == 0
+    requests = httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+    assert not [r for r in requests if r[0] == "PATCH"]
+
+
+def test_paused_from_the_store_records_announces_and_rolls_nothing_back(receiver):
+    from console.autopilot.switch import toggle_pause
+
+    server, running = receiver
+    session = server.pilot.session
+    assert toggle_pause(session).paused
+    alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
+                                      "auto_rollback": "true"}, "fingerprint": "paused1"}
+    answer = post(server, json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode())
+    assert answer.status_code == 200 and answer.json()["queued"] == 1
+    deadline = time.monotonic() + 30
+    texts: list[str] = []
+    while time.monotonic() < deadline and not texts:
+        body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
+        texts = [m["payload"]["text"] for m in body["messages"] if "Autopilot did not roll back" in m["payload"]["text"]]
+        time.sleep(0.1)
+    assert texts and f"paused by {session.operator}" in texts[0] and "Level 1" in texts[0], texts
+    assert server.pilot.counters.value("rollbacks_started") == 0
+    assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                if r[0] == "PATCH"]
+    assert not toggle_pause(session).paused
+
+
+def test_shadow_records_and_posts_what_it_would_do_and_changes_nothing(receiver):
+    server, running = receiver
+    live = server.pilot
+    shadow = Autopilot(live.config, live.session, live.journal, shadow=True, out=lambda line: None)
+    shadow.start()
+    try:
+        alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
+                                          "auto_rollback": "true"}, "fingerprint": "shadow1"}
+        from console.autopilot.payload import parse
+
+        accepted = shadow.accept(parse(json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()))
+        assert accepted.queued == 1
+        deadline = time.monotonic() + 30
+        texts: list[str] = []
+        while time.monotonic() < deadline and not texts:
+            body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
+            texts = [m["payload"]["text"] for m in body["messages"] if "(shadow) would roll back" in m["payload"]["text"]]
+            time.sleep(0.1)
+    finally:
+        shadow.stop()
+    assert texts and "order-service from 1.2.3 to 1.2.2" in texts[0] and "Nothing was changed." in texts[0]
+    assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                if r[0] == "PATCH"]
+    assert shadow.counters.value("rollbacks_started") == 0
+    assert not any(e.kind == "rollback.started" for e in live.session.events("order-service"))
+
+
+def _wait_for_message(running, words: str) -> list[str]:
+    deadline = time.monotonic() + 60
+    texts: list[str] = []
+    while time.monotonic() < deadline and not texts:
+        body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
+        texts = [m["payload"]["text"] for m in body["messages"] if words in m["payload"]["text"]]
+        time.sleep(0.1)
+    return texts
+
+
+def test_a_replica_with_another_store_reads_the_cooldown_from_the_cluster(receiver, tmp_path):
+    """Last in the module: it rolls order-service back for real."""
+    server, running = receiver
+    alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
+                                      "auto_rollback": "true"}, "fingerprint": "real1",
+             "startsAt": datetime.now(timezone.utc).isoformat()}
+    answer = post(server, json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode())
+    assert answer.status_code == 200 and answer.json()["queued"] == 1
+    assert _wait_for_message(running, "Rollback Complete")
+
+    # A second autopilot with a store of its own: its journal knows nothing of that rollback.
+    live = server.pilot
+    other_session = Session(live.config, Store(tmp_path / "other.db"), operator="autopilot")
+    other_journal = Journal(tmp_path / "other.db")
+    other = Autopilot(live.config, other_session, other_journal, out=lambda line: None)
+    other.start()
+    try:
+        later = {**alert, "fingerprint": "real2", "startsAt": datetime.now(timezone.utc).isoformat()}
+        from console.autopilot.payload import parse
+
+        assert other.accept(parse(json.dumps({"version": "4", "status": "firing", "alerts": [later]}).encode())).queued == 1
+        texts = _wait_for_message(running, "was rolled back automatically at")
+    finally:
+        other.stop()
+        other_session.close()
+        other_journal.close()
+    assert texts and "Escalating to Level 2" in texts[0], texts
+    assert len([r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                if r[0] == "PATCH" and r[1].endswith("/deployments/order-service")]) == 1
