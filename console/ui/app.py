@@ -333,6 +333,21 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             return bool(self.screen_stack) and self.screen_stack[0].has_class("-compact")
         return True
 
+    def push_screen(self, screen, callback=None, wait_for_dismiss: bool = False):
+        """Every dialog gets its own footer: the keys of the screen in front, not the main screen's."""
+        result = super().push_screen(screen, callback, wait_for_dismiss=wait_for_dismiss)
+        if isinstance(screen, ModalScreen):
+            self.call_after_refresh(self._give_footer, screen)
+        return result
+
+    def _give_footer(self, screen: ModalScreen) -> None:
+        if screen.is_attached:
+            # Narrow terminals: the dialog's buttons wrap onto a grid instead of running off the edge.
+            screen.set_class(self.size.width < NARROW_COLUMNS, "-narrow")
+        if screen.is_attached and not screen.query(Footer):
+            screen.mount(Footer(compact=self.size.width < 120))
+            self.call_after_refresh(screen.refresh_bindings)  # the footer lists what is bound once mounted
+
     def _quick_rollback_offered(self, service: str) -> bool:
         """The runbook's "Quick Rollback (Keep Previous Running)" exists for Compose services only."""
         return self.session.platform(service).platform == "compose"

@@ -415,7 +415,7 @@ def test_impact_times_read_as_utc_and_never_in_the_future() -> None:
 async def test_confirm_with_a_posts_in_progress_and_the_banner_follows_the_rollback(drill) -> None:
     """`a` at the plan rolls back and posts Rollback in Progress (signed, one incident
     id); the banner says ROLLING BACK, then ROLLED BACK (watching), never ROLLBACK NOW."""
-    d = drill(load_scenario("bad-deploy"), speed=20.0)
+    d = drill(load_scenario("bad-deploy"), speed=5.0)  # a rollout of a few seconds: ROLLING BACK is seen
     messages: list[object] = []
     headlines: list[str] = []
     app = build_app(d.session, animate=False)
@@ -425,6 +425,8 @@ async def test_confirm_with_a_posts_in_progress_and_the_banner_follows_the_rollb
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
         await pilot.press("a")
+        await wait_for(pilot, lambda: banner.headline_text == "ROLLING BACK", "ROLLING BACK in the banner")
+        headlines.append(banner.headline_text)
 
         def finished() -> bool:
             headlines.append(banner.headline_text)

@@ -118,7 +118,8 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
                 )
             with Horizontal(classes="buttons"):
                 yield Button("Roll back (y)", id="confirm", variant="error")
-                yield Button("Roll back + post in progress (a)", id="announce", variant="warning")
+                yield Button("Roll back + post (a)", id="announce", variant="warning",
+                             tooltip="Roll back and post the runbook's Rollback in Progress message")
                 yield Button("Cancel (n / esc)", id="cancel", variant="default")
 
     def on_mount(self) -> None:
