@@ -24,8 +24,9 @@ The rules, in order (the first that applies decides; README "The rollback gate")
    c. the target crosses a migration that cannot be undone, or whose state is unknown;
    d. the decision is not ROLLBACK NOW (healthy, investigate, fix forward,
       hotfix, wait, or any other): a plain rollback does not follow the
-      runbook. Except the runbook's partial rollback: FIX FORWARD and the
-      target works with the new schema.
+      runbook. Except the runbook's partial rollback (FIX FORWARD and the
+      target works with the new schema), and a plan that finishes a rollback
+      that already went ahead (Compose's full rollback after the quick one).
    With objections the verdict is GO ONLY WITH OVERRIDE; the override is
    `force` plus a reason, plus `approved_by` one of `approvers` when the
    config names Level 2 approvers. Given in full, the verdict is GO with the
@@ -269,7 +270,9 @@ def decide(
         objections.append(Objection(Rule.MIGRATION, migration.explanation or "the target crosses a migration that "
                                     "cannot be undone; rolling back could cause data loss.", migration.options))
     partial = decision.action is Action.FIX_FORWARD and migration.migration is not None and not migration.blocked
-    if decision.action is not Action.ROLLBACK_NOW and not partial:
+    # A plan that finishes a rollback the gate already let through (Compose's full
+    # rollback after the quick one) carries out that decision; it is not a new one.
+    if decision.action is not Action.ROLLBACK_NOW and not partial and not plan.finishes:
         because = "; ".join(str(r) for r in decision.reasons)
         objections.append(Objection(
             Rule.RUNBOOK,

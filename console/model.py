@@ -313,6 +313,10 @@ class RollbackPlan:
     # The state the operator saw; the change is refused if it moved since.
     resource_version: str | None = None
     summary: str = ""
+    # The rollback this plan completes, as a sentence ("" when none): Compose's full
+    # rollback after a quick one. The decision to roll back was taken (and gated)
+    # when the quick rollback went ahead; this plan only finishes it.
+    finishes: str = ""
     # What the target could have been (platforms that search for it: Compose),
     # newest first, and why the target was picked among them.
     candidates: tuple[TargetCandidate, ...] = ()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import inspect
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -29,7 +28,9 @@ from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, dec
 from console.model import (
     Action, Decision, Event, Facts, Metrics, Progress, Reason, RollbackPlan, ServiceView, Snapshot, Table,
 )
-from console.platforms.base import Followed, Leased, Observed, Owned, Platform, PlatformError, Recorded, Routed, Routing, Usage
+from console.platforms.base import (
+    Followed, Leased, Observed, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Usage, lacks,
+)
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
@@ -482,11 +483,8 @@ class Session:
         platform = self.platform(service)
         if not quick:
             return platform.plan_rollback(to_revision)
-        if "quick" not in inspect.signature(platform.plan_rollback).parameters:
-            raise Usage(
-                f"Quick rollback is the Docker Compose procedure; {service} runs on "
-                f"{getattr(platform, 'platform', type(platform).__name__)}: roll it back the usual way."
-            )
+        if not isinstance(platform, QuickRollback):
+            raise Usage(lacks(platform, QuickRollback))
         return platform.plan_rollback(to_revision, quick=True)
 
     def _rollout_timeout(self, timeout: float | None) -> float:

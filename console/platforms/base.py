@@ -185,12 +185,22 @@ class Observable(Protocol):
         """Health and, when asked, the history, from one read."""
 
 
+@runtime_checkable
+class QuickRollback(Protocol):
+    """A platform with the runbook's quick rollback (Docker Compose: keep the
+    previous container and start it)."""
+
+    def quick_rollback_to_finish(self) -> str | None:
+        """After a quick rollback, what the full rollback still has to do (None when nothing)."""
+
+
 REFUSALS: dict[type, str] = {
     Scalable: "cannot scale from the console; do it by hand",
     Templated: "has no pod templates to show",
     WithPods: "does not list pods or read their logs",
     Followed: "cannot follow a rollout after the fact",
     Observable: "reads health and history separately",
+    QuickRollback: "has no quick rollback (it is the Docker Compose procedure); roll it back the usual way",
 }
 """The one sentence each capability's absence gives (after "The PLATFORM platform of SERVICE")."""
 

@@ -1360,6 +1360,8 @@ class ComposePlatform:
             resource_version=text_version(text),
             candidates=candidates,
             choice=f"{image_tag(to_image)}: {choice}",
+            finishes=(f"the quick rollback that left {previous.name} serving {image_tag(previous.image)} while the "
+                      f"compose file still names {image_tag(ev.file_image)}") if finishing else "",
         )
         if not handover and where.image == to_image and set(from_images) == {to_image}:
             reason = f"skipped rollback ({self.name} already runs {image_tag(to_image)} and the compose file names it)"

@@ -524,10 +524,13 @@ def test_after_a_quick_rollback_a_plain_rollback_finishes_it_with_a_hand_over(pr
     assert texts.count("Rollback started: order-service 1.2.3 -> 1.2.2") == 2  # the quick one, then the full one
     assert f"$ docker stop {previous}" in texts and f"$ docker rm {previous}" in texts
 
-    # Now it is done: a third run has nothing to do (and never toggles back to 1.2.3).
+    # Now it is done: a third run never toggles back to 1.2.3, and the gate refuses to go
+    # further back while the runbook says the service is healthy; nothing changes.
     again = headless(project, tmp_path, "--yes", extra=extra)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "already on the target 1.2.2" in again.stdout and "nothing to do" in again.stdout
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert "Not rolling back order-service to 1.2.1" in again.stdout  # further back, not to 1.2.3
+    assert "the runbook says HEALTHY, not ROLLBACK NOW" in again.stdout
+    assert project.compose_file.read_text() == project.original.replace(world.image("1.2.3"), world.image("1.2.2"))
 
 
 def test_a_compose_file_that_cannot_be_edited_is_refused_and_leaves_nothing_behind(project: Project, tmp_path: Path) -> None:

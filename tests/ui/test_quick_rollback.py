@@ -20,6 +20,7 @@ from support import wait_for
 
 from console.clock import SystemClock
 from console.config import load
+from console.model import Action
 from console.session import Session
 from console.store import Store
 from console.ui.app import build_app
@@ -96,7 +97,10 @@ async def test_R_plans_and_runs_the_quick_rollback_of_a_compose_service(compose_
     messages: list[object] = []
     app = build_app(session, animate=False)
     async with app.run_test(size=(140, 45), message_hook=messages.append) as pilot:
-        await wait_for(pilot, lambda: SERVICE in app.views, "the first refresh")
+        # 1.2.3 answers its health check with 500: ROLLBACK NOW once the failure is more than a blip
+        # (the gate lets a rollback through only then).
+        await wait_for(pilot, lambda: SERVICE in app.views and app.views[SERVICE].decision.action is Action.ROLLBACK_NOW,
+                       "ROLLBACK NOW")
         assert "quick_rollback" in {b.binding.action for b in app.active_bindings.values()}
         assert any("Quick rollback" in c.title for c in app.get_system_commands(app.screen))
 
@@ -125,7 +129,10 @@ async def test_after_R_the_r_key_plans_the_full_rollback_that_finishes_it(compos
     finished = lambda: [m for m in messages if isinstance(m, RollbackFinished)]  # noqa: E731
     app = build_app(session, animate=False)
     async with app.run_test(size=(140, 45), message_hook=messages.append) as pilot:
-        await wait_for(pilot, lambda: SERVICE in app.views, "the first refresh")
+        # 1.2.3 answers its health check with 500: ROLLBACK NOW once the failure is more than a blip
+        # (the gate lets a rollback through only then).
+        await wait_for(pilot, lambda: SERVICE in app.views and app.views[SERVICE].decision.action is Action.ROLLBACK_NOW,
+                       "ROLLBACK NOW")
         await pilot.press("R")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the quick plan")
         await pilot.press("y")

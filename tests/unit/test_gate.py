@@ -101,6 +101,18 @@ def test_any_decision_other_than_rollback_now_refuses_even_one_added_later():
     assert verdict(Future()).outcome is Outcome.OVERRIDE
 
 
+@pytest.mark.parametrize("action", [Action.HEALTHY, Action.INVESTIGATE])
+def test_finishing_a_rollback_that_already_went_ahead_is_not_a_new_decision(action):
+    # Compose after --quick: the previous container serves 1.2.2, the file still names 1.2.3.
+    finishing = RollbackPlan("order-service", "compose", 3, 2, ("r/order-service:1.2.3",), ("r/order-service:1.2.2",),
+                             finishes="the quick rollback that left order-service_previous_container serving 1.2.2")
+    assert verdict(Decision(action), the_plan=finishing).outcome is Outcome.GO
+    # What an override may pass still counts: finishing towards a version rolled back from is refused.
+    back = RollbackRecord("carol", ("1.2.2",), ("1.2.1",), NOW - timedelta(minutes=3))
+    refused = verdict(Decision(action), the_plan=finishing, provenance=Provenance((back,)))
+    assert [o.rule for o in refused.objections] == [Rule.ROLLED_BACK_FROM]
+
+
 ROLLED_BACK_TABLE = [
     # (record, plan target, objection?)
     (ALICE, "1.2.3", True),  # Bob's console planning 1.2.2 -> 1.2.3 after Alice's rollback
