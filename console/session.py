@@ -426,6 +426,8 @@ class Session:
             return
         if old is None and new.action == Action.HEALTHY:
             return
+        if self.read_only:
+            return  # a viewer records nothing: the driving console records its verdicts
         # Checked again against the store in the write's own transaction: other
         # consoles (20 `status` runs at once) may have recorded this verdict already.
         service = after.snapshot.service

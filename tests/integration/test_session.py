@@ -55,3 +55,13 @@ def test_the_configs_rollout_timeout_bounds_a_rollback_by_default(tmp_path):
             list(session.execute(session.plan_rollback("order-service")))
     finally:
         running.stop()
+
+
+async def test_a_viewers_session_writes_nothing(drill):
+    """`watch --viewer` / `web --follow`: the viewer decides like the driver but records nothing."""
+    _, session = drill
+    session.read_only = True
+    [view] = await session.refresh()
+    assert view.decision.action == Action.ROLLBACK_NOW
+    assert session.store.open_incident_for("order-service") is None
+    await session.aclose()
