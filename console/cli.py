@@ -99,18 +99,46 @@ def check_config(path: str) -> None:
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (default: XDG config dir).")
 @click.option("--theme", help="Theme name (default, high-contrast, light, or a user theme).")
-def watch(config_path: str | None, theme: str | None) -> None:
+@click.option("--viewer", is_flag=True, help="Read-only: every action key disabled, a VIEWER mark (war-room screens).")
+def watch(config_path: str | None, theme: str | None, viewer: bool) -> None:
     """The console against real systems."""
     path = _config_path(config_path)
     config = _load(path)
-    _run_tui(_session(config), theme or config.ui.theme)
+    session = _session(config)
+    session.read_only = viewer
+    _run_tui(session, theme or config.ui.theme, viewer=viewer)
 
 
-def _run_tui(session, theme: str) -> None:
+def _run_tui(session, theme: str, viewer: bool = False) -> None:
     from console.ui.app import build_app
 
     # The app closes the session (its HTTP clients live on the app's loop) on exit.
-    build_app(session, theme=theme).run()
+    build_app(session, theme=theme, viewer=viewer).run()
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (default: XDG config dir).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: web.port in the config, 8000).")
+@click.option("--follow", is_flag=True, help="Read-only VIEWER consoles following the shared incident store.")
+def web(config_path: str | None, port: int | None, follow: bool) -> None:
+    """Serve the console to browsers (textual-serve): one console per browser tab."""
+    import os
+
+    path = _config_path(config_path)
+    config = _load(path)
+    settings = config.web
+    token = None
+    if not settings.is_loopback():
+        token = os.environ.get(settings.token_env)
+        if not token:
+            raise UsageError(f"web.host {settings.host} is not loopback: export {settings.token_env} with a token "
+                             "that browsers present as ?token=..., or serve on 127.0.0.1.")
+    from console.ui.web import ConsoleWebServer, console_command
+
+    title = "Rollback Console" + (" (viewer)" if follow else "")
+    server = ConsoleWebServer(console_command(path, follow), host=settings.host, port=port or settings.port,
+                              token=token, public_url=settings.public_url, title=title)
+    server.serve()
 
 
 @cli.command()

@@ -35,6 +35,11 @@ class MessageKind(str, enum.Enum):
     ROLLING_BACK = "rolling_back"
     COMPLETE_UNHEALTHY = "complete_unhealthy"
     COMPLETE_HEALTHY = "complete_healthy"
+    # The other ways an incident goes (issue 15): each decision has its message.
+    FIX_FORWARD = "fix_forward"
+    WAITING_EXTERNAL = "waiting_external"
+    ESCALATION = "escalation"
+    STATUS_UPDATE = "status_update"
     # The autopilot's notice when it does not roll back (or, in shadow mode, what it would do).
     AUTOPILOT = "autopilot"
 
@@ -50,6 +55,10 @@ _LABELS = {
     MessageKind.ROLLING_BACK: "Rolling back",
     MessageKind.COMPLETE_UNHEALTHY: "Rollback complete but service unhealthy",
     MessageKind.COMPLETE_HEALTHY: "Rollback complete, service healthy",
+    MessageKind.FIX_FORWARD: "Fixing Forward",
+    MessageKind.WAITING_EXTERNAL: "Waiting on an External Fix",
+    MessageKind.ESCALATION: "Escalation",
+    MessageKind.STATUS_UPDATE: "Status Update",
     MessageKind.AUTOPILOT: "Autopilot",
 }
 
@@ -59,6 +68,10 @@ _ICONS = {
     MessageKind.ROLLING_BACK: "🚨",
     MessageKind.COMPLETE_UNHEALTHY: "⚠️",
     MessageKind.COMPLETE_HEALTHY: "✅",
+    MessageKind.FIX_FORWARD: "🔧",
+    MessageKind.WAITING_EXTERNAL: "⏳",
+    MessageKind.ESCALATION: "📣",
+    MessageKind.STATUS_UPDATE: "ℹ️",
     MessageKind.AUTOPILOT: "🤖",
 }
 
@@ -291,6 +304,76 @@ def rollback_complete(
             )),
         ),
     )
+
+
+def _now_line(metrics: Metrics | None) -> str:
+    """ "Error rate 8%, p95 2000ms" from the latest signals, or that they are unknown."""
+    if metrics is None or (metrics.error_rate is None and metrics.latency_p95_ms is None):
+        return "Signals: unknown"
+    parts = []
+    if metrics.error_rate is not None:
+        parts.append(f"error rate {rate(metrics.error_rate)}")
+    if metrics.latency_p95_ms is not None:
+        parts.append(f"p95 {milliseconds(metrics.latency_p95_ms)}")
+    return "Now: " + ", ".join(parts)
+
+
+def _current_version(state: IncidentState, current: str | None) -> str:
+    return current or ", ".join(state.rollback.from_versions) or "unknown"
+
+
+def fix_forward(state: IncidentState, operator: str, now: datetime, *, reason: str, version: str | None = None,
+                metrics: Metrics | None = None) -> Message:
+    """We are not rolling back: the fix goes forward (a migration, a hotfix), and why."""
+    return _build(
+        MessageKind.FIX_FORWARD,
+        fields=(("Service", state.service), ("Incident", state.id), ("Running", _current_version(state, version)),
+                ("Decision", "Fix forward (no rollback)"), ("Reason", reason), ("Decided", utc_minute(now))),
+        sections=(("Status", (_now_line(metrics),)),
+                  ("Actions", (f"Fix forward led by {mention(operator)}", "Monitoring metrics",
+                               "Will update when the fix is deployed"))),
+    )
+
+
+def waiting_external(state: IncidentState, operator: str, now: datetime, *, reason: str,
+                     version: str | None = None, metrics: Metrics | None = None) -> Message:
+    """The cause is outside this service: we wait on an external fix (no rollback)."""
+    return _build(
+        MessageKind.WAITING_EXTERNAL,
+        fields=(("Service", state.service), ("Incident", state.id), ("Running", _current_version(state, version)),
+                ("Decision", "Wait for the external fix (no rollback)"), ("Reason", reason),
+                ("Decided", utc_minute(now))),
+        sections=(("Status", (_now_line(metrics),)),
+                  ("Actions", (f"Watched by {mention(operator)}", "Monitoring metrics",
+                               "Will update when the external service recovers"))),
+    )
+
+
+def escalation(state: IncidentState, operator: str, now: datetime, *, level: int, role: str, why: str,
+               contacts: Sequence[str] = ()) -> Message:
+    """Escalating to the runbook's next level: who, and why."""
+    return _build(
+        MessageKind.ESCALATION,
+        fields=(("Service", state.service), ("Incident", state.id), ("Level", f"{level} · {role}"),
+                ("Why", why), ("Contacts", ", ".join(contacts) or "see the escalation policy"),
+                ("Escalated", utc_minute(now))),
+        sections=(("Actions", (f"Escalated by {mention(operator)}",)),),
+    )
+
+
+def status_update(state: IncidentState, operator: str, now: datetime, *, decision: str,
+                  metrics: Metrics | None = None, next_update: timedelta | None = None) -> Message:
+    """The periodic status update: where the incident stands now, and when the next update comes."""
+    impact = state.customer_impact_since
+    fields = [("Service", state.service), ("Incident", state.id), ("Decision", decision),
+              ("Rollback", state.rollback.status.value.replace("_", " ")), ("As of", utc_minute(now))]
+    if impact is not None:
+        fields.append(("Impact for", minutes(now - impact)))
+    actions = [f"Update by {mention(operator)}"]
+    if next_update is not None:
+        actions.append(f"Next update in {minutes(next_update)}")
+    return _build(MessageKind.STATUS_UPDATE, fields=tuple(fields),
+                  sections=(("Status", (_now_line(metrics),)), ("Actions", tuple(actions))))
 
 
 def _compare(before: Metrics | None, after: Metrics | None, name: str, fmt) -> str:

@@ -161,6 +161,9 @@ class ThresholdsConfig(_Model):
     """How long to investigate before deciding (runbook: 5 minutes)."""
     latency_spike_factor: float | None = Field(None, gt=1)
     """p95 now divided by p95 before the deploy that counts as a latency spike."""
+    rollback_settle_minutes: float | None = Field(None, gt=0)
+    """After a completed rollback, minutes the banner shows ROLLED BACK (watching) before
+    trusting the signals again: the longest window of your queries (default 2)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> ThresholdsConfig:
@@ -181,6 +184,8 @@ class ThresholdsConfig(_Model):
             overrides["investigate_window"] = timedelta(minutes=self.investigate_minutes)
         if self.latency_spike_factor is not None:
             overrides["latency_spike_factor"] = self.latency_spike_factor
+        if self.rollback_settle_minutes is not None:
+            overrides["rollback_settle"] = timedelta(minutes=self.rollback_settle_minutes)
         return Thresholds(**overrides)
 
 
@@ -648,10 +653,13 @@ class IncidentConfig(_Model):
     """Incident records and messages."""
 
     ticket_prefix: str = Field("INC", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
-    """Prefix of the incident ticket named in the Rollback Complete message and the export
-    (PREFIX-YYYY-MMDD-HHMM, the runbook's INC-2024-0117 with the time added)."""
+    """Prefix of the incident id (PREFIX-YYYYMMDD-HHMM-SERVICE): the one id the messages,
+    the export and the timeline all name."""
     message_eta_minutes: float = Field(5.0, gt=0)
     """The ETA the Rollback in Progress message announces (runbook: 5 minutes)."""
+    status_update_minutes: float | None = Field(30.0, gt=0)
+    """How often the console reminds you to post a Status Update (m offers it) while an
+    incident is open; null turns the reminder off."""
     checklist: list[ChecklistGroupConfig] | None = None
     """The post-rollback checklist; omit it for the runbook's four groups
     (Immediate < 5 min, Short-term < 1 h, Investigation < 24 h, Long-term)."""
@@ -678,6 +686,42 @@ class UiConfig(_Model):
     """Theme name: one shipped in themes/ (default, high-contrast, light) or a file in the user themes dir."""
 
 
+class WebConfig(_Model):
+    """`rollback-console web`: the console served to browsers."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on. Anything but a loopback address also needs
+    `allow_remote: true` and a token (`token_env`)."""
+    port: int = Field(8000, ge=1, le=65535)
+    """Port to listen on (`--port` overrides it)."""
+    allow_remote: bool = False
+    """Allow a non-loopback `host` (the war room's wall screen on another machine)."""
+    token_env: str = "ROLLBACK_CONSOLE_WEB_TOKEN"
+    """Environment variable holding the token browsers must present (`?token=...` once;
+    a cookie after) when `host` is not loopback. Never written in the config itself."""
+    public_url: str | None = None
+    """The URL browsers use to reach the server, when it differs from http://HOST:PORT
+    (behind a proxy)."""
+
+    def is_loopback(self) -> bool:
+        """True for 127.0.0.0/8, ::1 and localhost."""
+        import ipaddress
+
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @model_validator(mode="after")
+    def _remote_allowed(self) -> WebConfig:
+        if not self.is_loopback() and not self.allow_remote:
+            raise ValueError(f"host {self.host!r} is not a loopback address: set web.allow_remote: true "
+                             "to serve the console beyond this machine (a token is then required)")
+        return self
+
+
 class Config(_Model):
     """The whole configuration file."""
 
@@ -702,6 +746,8 @@ class Config(_Model):
     """The services this console watches and can roll back."""
     ui: UiConfig = UiConfig()
     """Look and feel."""
+    web: WebConfig = WebConfig()
+    """The web view (`rollback-console web`): address, remote access and its token."""
     slack: SlackConfig = SlackConfig()
     """Where the runbook's messages are posted."""
     escalation: EscalationConfig = EscalationConfig()

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from console.model import Action, Decision, Facts, Missing, Reason, Snapshot, Table
+from console.model import Action, Decision, Facts, Missing, Reason, ServiceView, Snapshot, Table
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ class Thresholds:
     customer_impact_escalation: timedelta = timedelta(minutes=30)
     """Customer impact lasting longer than this escalates to management
     (the runbook's Level 4: "Customer-impacting > 30 min")."""
+
+    rollback_settle: timedelta = timedelta(minutes=2)
+    """After a completed rollback, how long the signals' windows still hold the
+    bad version's requests: until then the banner says ROLLED BACK (watching)
+    instead of the signals' verdict."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.investigate_error_rate <= self.rollback_error_rate <= 1:
@@ -120,13 +125,18 @@ class Row:
 def percent(fraction: float) -> str:
     """A fraction as the runbook writes rates, one decimal: 0.08 -> "8.0 %",
     0.053667 -> "5.4 %". A value that would round onto a whole percent it is
-    not (0.050001 -> "5.0001 %") keeps its decimals, so a reading never looks
-    like it sits exactly on a threshold when it does not."""
+    not (0.050001 -> "5.0001 %", 0.0603333 -> "6.03 %") keeps as many decimals as
+    it takes, so a reading never looks like it sits exactly on a threshold when
+    it does not, and never more (no "6.033333 %")."""
     value = fraction * 100
     short = f"{value:.1f}"
     if short.endswith(".0") and value != float(short):
-        text = f"{value:.6f}".rstrip("0")
-        return f"{text}0 %" if text.endswith(".") else f"{text} %"
+        # Only as many decimals as it takes to show it is not whole: 6.033333 -> "6.03 %".
+        for digits in range(2, 7):
+            text = f"{value:.{digits}f}".rstrip("0")
+            if not text.endswith("."):
+                return f"{text} %"
+        return f"{short} %"
     return f"{short} %"
 
 
@@ -282,6 +292,25 @@ def urgency(action: Action) -> int:
     """How urgent an action is: higher is more urgent, ROLLBACK_NOW the most,
     HEALTHY the least (the order of `Action`)."""
     return _URGENCY[action]
+
+
+def triage_key(view: ServiceView) -> tuple:
+    """Sort key of the war room's service table, most urgent first: the
+    decision, then the error rate, then the p95 latency (higher first), then the
+    share of pods ready (lower first), then the newest deploy, then the name.
+    Unknown figures sort after known ones of the same decision."""
+    metrics, health = view.snapshot.metrics, view.snapshot.health
+    error = metrics.error_rate if metrics.error_rate is not None else -1.0
+    p95 = metrics.latency_p95_ms if metrics.latency_p95_ms is not None else -1.0
+    ready = health.ready / health.desired if health.desired and health.ready is not None else 1.0
+    current = view.snapshot.current_revision
+    deployed = current.created.timestamp() if current is not None and current.created is not None else 0.0
+    return (-urgency(view.decision.action), -error, -p95, ready, -deployed, view.snapshot.service)
+
+
+def needs_action(view: ServiceView) -> bool:
+    """The service's decision asks the operator for something (anything but HEALTHY)."""
+    return urgency(view.decision.action) > urgency(Action.HEALTHY)
 
 
 def evaluate(

@@ -42,6 +42,7 @@ CHECKLIST_UNTICKED = "checklist.unticked"  # item
 MESSAGE_SENT = "message.sent"  # message (comms kind), label, channel, outbox_id
 MESSAGE_FAILED = "message.failed"  # message, label, channel, outbox_id, error
 TIMELINE_EXPORTED = "timeline.exported"  # path
+ROLE_SET = "role.set"  # role (one of ROLES), who ("" clears it)
 GITOPS_PAUSED = "gitops.paused"  # ref, tool, revision, resume, parent (README "GitOps (Argo CD and Flux)")
 # Guided database procedures (console/procedures.py folds them): procedure
 # ("migration_rollback" or "data_corruption"), step (a step id), title, plus:
@@ -271,6 +272,40 @@ def message_failed(message: str, label: str, error: str, channel: str = "Slack",
                      "error": error})
 
 
+ROLES: dict[str, str] = {
+    "commander": "Incident commander",
+    "comms": "Comms",
+    "operations": "Operations",
+}
+"""The incident roles a war room assigns (key -> the words shown)."""
+
+
+def role_set(role: str, who: str) -> NewEvent:
+    """`who` takes the incident role `role` (one of ROLES); an empty `who` clears it."""
+    if role not in ROLES:
+        raise ValueError(f"Unknown incident role {role!r}: use one of {', '.join(ROLES)}.")
+    words = f"{ROLES[role]}: {who}" if who else f"{ROLES[role]}: nobody"
+    return NewEvent(ROLE_SET, words, {"role": role, "who": who})
+
+
+def parse_roles(text: str) -> dict[str, str]:
+    """"ic=@alice comms=@bob ops=@carol" -> {"commander": "@alice", ...}; short
+    names (ic, commander, comms, ops, operations) accepted. Raise ValueError
+    with a sentence on anything else."""
+    aliases = {"ic": "commander", "commander": "commander", "comms": "comms", "ops": "operations",
+               "operations": "operations"}
+    roles: dict[str, str] = {}
+    for part in text.split():
+        name, sep, who = part.partition("=")
+        if not sep or name.lower() not in aliases:
+            raise ValueError(f"{part!r} is not ROLE=WHO: write e.g. ic=@alice comms=@bob ops=@carol "
+                             "(an empty WHO, as in ops=, clears the role).")
+        roles[aliases[name.lower()]] = who
+    if not roles:
+        raise ValueError("Name at least one role: e.g. ic=@alice comms=@bob ops=@carol.")
+    return roles
+
+
 def gitops_paused(ref: str, tool: str, revision: str = "", resume: str = "", parent: str = "") -> NewEvent:
     """The console paused a GitOps owner so that a rollback sticks."""
     return NewEvent(GITOPS_PAUSED, f"{ref} paused so that the rollback sticks (turn it back on: {resume})",
@@ -427,6 +462,12 @@ class IncidentState:
     messages: tuple[MessageRecord, ...] = ()
     # Where the timeline was exported to, oldest first.
     exports: tuple[str, ...] = ()
+    # Who holds each incident role, (role, who) in ROLES order; unset roles are absent.
+    roles: tuple[tuple[str, str], ...] = ()
+
+    def role(self, name: str) -> str | None:
+        """Who holds the role `name` (one of ROLES), None when nobody does."""
+        return dict(self.roles).get(name)
     # The GitOps owners the console paused to make a rollback stick, oldest first.
     paused_owners: tuple[OwnerPause, ...] = ()
 
@@ -519,6 +560,16 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
         return replace(state, frozen_replicas=int(data["replicas"]))
     if kind == WRITES_RESUMED:
         return replace(state, frozen_replicas=None)
+    if kind == ROLE_SET:
+        held = dict(state.roles)
+        role, who = str(data.get("role", "")), str(data.get("who", "")).strip()
+        if role not in ROLES:
+            return state
+        if who:
+            held[role] = who
+        else:
+            held.pop(role, None)
+        return replace(state, roles=tuple((r, held[r]) for r in ROLES if r in held))
     if kind == ESCALATED:
         return replace(state, escalated_to=max(state.escalated_to, int(data["level"])))
     if kind in (CHECKLIST_TICKED, CHECKLIST_UNTICKED):
@@ -604,3 +655,76 @@ def escalation_level(
     if facts.migration_applied and facts.migration_reversible is not True:
         return 2, "Data issue: a migration that is not known reversible is applied", next_at
     return 1, "Alert", next_at
+
+
+# --- where the incident is in its lifecycle (what the banner leads with) ---------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What the banner says instead of the signals' verdict while a rollback
+    runs or has just finished (the signals still describe the bad version)."""
+
+    headline: str  # "ROLLING BACK", "VERIFYING", "ROLLED BACK (watching)"
+    detail: str
+    # Until when the phase lasts at the latest (None: while its condition holds).
+    until: datetime | None = None
+
+
+def rollback_phase(
+    state: IncidentState | None,
+    now: datetime,
+    ready: int | None = None,
+    desired: int | None = None,
+    settle: timedelta = Thresholds().rollback_settle,
+) -> Phase | None:
+    """The lifecycle phase to show, None when the signals' decision applies.
+
+    ROLLING BACK while the rollback is in progress; VERIFYING once it completed
+    while pods are not all ready; ROLLED BACK (watching) until the signals are
+    read over windows that start after the rollback (`settle` after it
+    finished). A failed rollback shows the signals again (they are the truth)."""
+    if state is None:
+        return None
+    rollback = state.rollback
+    versions = " → ".join(", ".join(v) or "?" for v in (rollback.from_versions, rollback.to_versions))
+    if rollback.status is RollbackStatus.IN_PROGRESS:
+        step = rollback.last_message or "starting"
+        return Phase("ROLLING BACK", f"{versions}: {step}")
+    if rollback.status is not RollbackStatus.COMPLETED or rollback.finished_at is None:
+        return None
+    if desired and (ready or 0) < desired:
+        return Phase("VERIFYING", f"{versions}: {ready or 0}/{desired} pods ready")
+    settled_at = rollback.finished_at + settle
+    if now < settled_at:
+        left = int((settled_at - now).total_seconds())
+        return Phase("ROLLED BACK (watching)",
+                     f"{versions}: signals settle on windows after the rollback in {left // 60}:{left % 60:02d}",
+                     until=settled_at)
+    return None
+
+
+def investigate_since(state: IncidentState | None) -> datetime | None:
+    """When the runbook's current "investigate first" began: the first
+    INVESTIGATE verdict of the latest run of them (the decide-by clock starts
+    there, not when `i` is pressed). None when the latest verdict is not INVESTIGATE."""
+    if state is None or not state.decisions or state.decisions[-1].action is not Action.INVESTIGATE:
+        return None
+    since = state.decisions[-1].at
+    for record in reversed(state.decisions):
+        if record.action is not Action.INVESTIGATE:
+            break
+        since = record.at
+    return since
+
+
+def status_update_due(state: IncidentState | None, now: datetime, every: timedelta | None) -> datetime | None:
+    """When the next status update was due, if it is due now: `every` after the
+    last message sent (any of them tells the channel where things stand), or
+    after the incident opened. None when not due, no incident is open, or
+    reminders are off (`every` None)."""
+    if state is None or every is None or state.closed_at is not None:
+        return None
+    sent = [m.at for m in state.messages if m.sent]
+    due = max(sent, default=state.opened_at) + every
+    return due if now >= due else None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
 from console import gitops
 from console import incident as incidents
 from console.checklist import Checklist, ChecklistStatus, Observations, evaluate_checklist, tick, untick
+from console import comms
 from console.comms import Message, MessageKind, drill_marked, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
 from console.config import ClusterConfig, Config, ServiceConfig
@@ -240,6 +241,9 @@ def _metric_words(metrics: dict) -> str:
 class Session:
     """Everything one console (TUI or headless) knows and does."""
 
+    read_only = False
+    """A viewer's session (`watch --viewer`, `web --follow`): `record` stores nothing."""
+
     def __init__(self, config: Config, store: Store, clock: Clock | None = None, operator: str | None = None) -> None:
         self.config = config
         self.store = store
@@ -325,7 +329,13 @@ class Session:
         return self._facts[service]
 
     def decide(self, snapshot: Snapshot) -> Decision:
-        return evaluate(snapshot, self._facts[snapshot.service], snapshot.taken_at, self.thresholds)
+        facts = self._facts[snapshot.service]
+        if facts.investigation_started_at is None:
+            # "Decide by" counts from the first INVESTIGATE verdict of this run, not from each refresh.
+            since = incidents.investigate_since(self.incident_state(snapshot.service))
+            if since is not None:
+                facts = replace(facts, investigation_started_at=since)
+        return evaluate(snapshot, facts, snapshot.taken_at, self.thresholds)
 
     async def refresh(self, only: str | None = None) -> list[ServiceView]:
         """One refresh cycle; decision changes are recorded before they are returned."""
@@ -416,6 +426,8 @@ class Session:
             return
         if old is None and new.action == Action.HEALTHY:
             return
+        if self.read_only:
+            return  # a viewer records nothing: the driving console records its verdicts
         # Checked again against the store in the write's own transaction: other
         # consoles (20 `status` runs at once) may have recorded this verdict already.
         service = after.snapshot.service
@@ -432,12 +444,17 @@ class Session:
     def incident_id(self, service: str) -> str:
         """The open incident for `service`, opened now if there is none."""
         with self._lock:
-            return self.store.ensure_open_incident(service, self.clock.now())
+            return self.store.ensure_open_incident(service, self.clock.now(),
+                                                   prefix=self.config.incident.ticket_prefix)
 
     def record(self, event: NewEvent, service: str | None = None, actor: str | None = None) -> Event:
         """Store one timeline event in `service`'s incident (the first service's by
         default) and return it as stored: nothing is shown before it is stored."""
         service = service or self.services[0]
+        if self.read_only:
+            # A viewer writes nothing: the driving console records; this one reads the store.
+            return Event(self.clock.now(), event.kind, event.text, actor=actor or self.operator,
+                         data=incidents.pairs(event.data))
         incident_id = self.incident_id(service)
         stored = self.store.append(
             incident_id, event.kind, event.text, at=self.clock.now(), actor=actor or self.operator, data=event.data
@@ -845,6 +862,12 @@ class Session:
 
     # escalation: the runbook's Rollback Escalation
 
+    def set_roles(self, service: str, roles: dict[str, str]) -> None:
+        """Record who holds which incident role (incident.ROLES); every console
+        reading the store shows them."""
+        for role, who in roles.items():
+            self.record(incidents.role_set(role, who), service=service)
+
     def escalation(self, service: str, now: datetime | None = None) -> Escalation:
         """The level the incident is at, why, who to contact and when it rises by time alone."""
         now = now or self.clock.now()
@@ -934,10 +957,9 @@ class Session:
     # messages: the runbook's Communication During Rollback
 
     def ticket(self, service: str) -> str:
-        """The incident ticket named in messages: PREFIX-YYYY-MMDD-HHMM."""
-        state = self.incident_state(service)
-        opened = state.opened_at if state else self.clock.now()
-        return f"{self.config.incident.ticket_prefix}-{opened:%Y-%m%d-%H%M}"
+        """The incident ticket named in messages: the incident's own id, the one
+        the export, the store and the timeline use (one id everywhere)."""
+        return self.incident_id(service)
 
     def compose_message(self, service: str, kind: MessageKind, plan: RollbackPlan | None = None) -> Message:
         """The runbook's message `kind` filled from the incident and the latest signals."""
@@ -953,7 +975,27 @@ class Session:
                 state, self.metrics_before(service), view.snapshot.metrics if view else None,
                 view.snapshot.health if view else None, now, ticket=self.ticket(service),
             ))
-        raise ValueError(f"{kind.label} is not one of the runbook's two messages.")
+        metrics = view.snapshot.metrics if view else None
+        current = view.snapshot.current_revision if view else None
+        version = ", ".join(current.versions) if current is not None else None
+        last = state.decision
+        reason = "; ".join(last.reasons[:2]) if last and last.reasons else "see the incident timeline"
+        if kind is MessageKind.FIX_FORWARD:
+            return self._marked(comms.fix_forward(state, self.operator, now, reason=reason, version=version,
+                                                  metrics=metrics))
+        if kind is MessageKind.WAITING_EXTERNAL:
+            return self._marked(comms.waiting_external(state, self.operator, now, reason=reason, version=version,
+                                                       metrics=metrics))
+        if kind is MessageKind.ESCALATION:
+            level = self.escalation(service, now)
+            return self._marked(comms.escalation(state, self.operator, now, level=level.level, role=level.role,
+                                                 why=level.why, contacts=level.contacts))
+        if kind is MessageKind.STATUS_UPDATE:
+            decision = view.decision.headline if view else (last.action.headline if last else "unknown")
+            every = self.config.incident.status_update_minutes
+            return self._marked(comms.status_update(state, self.operator, now, decision=decision, metrics=metrics,
+                                                    next_update=timedelta(minutes=every) if every else None))
+        raise ValueError(f"{kind.label} is not one of the console's messages.")
 
     def _marked(self, message: Message) -> Message:
         """In a drill, the message marked as one (comms.drill_marked)."""

@@ -201,15 +201,16 @@ class Store:
 
     # --- incidents ------------------------------------------------------------------
 
-    def open_incident(self, service: str, now: datetime, title: str = "") -> str:
+    def open_incident(self, service: str, now: datetime, title: str = "", prefix: str = "INC") -> str:
         """Open an incident for `service` and return its id, e.g.
-        "INC-20240117-1445-order-service". Its first event is INCIDENT_OPENED."""
+        "INC-20240117-1445-order-service" (`prefix` is the config's ticket
+        prefix). Its first event is INCIDENT_OPENED."""
         with self._lock, self._errors("open an incident"), self._transaction():
-            return self._open_incident(service, now, title)
+            return self._open_incident(service, now, title, prefix)
 
-    def _open_incident(self, service: str, now: datetime, title: str) -> str:
+    def _open_incident(self, service: str, now: datetime, title: str, prefix: str = "INC") -> str:
         """Open an incident inside the caller's transaction."""
-        base = f"INC-{now.astimezone(timezone.utc):%Y%m%d-%H%M}-{_slug(service)}"
+        base = f"{prefix}-{now.astimezone(timezone.utc):%Y%m%d-%H%M}-{_slug(service)}"
         title = redact(title)
         opening = incident.opened(service, title)
         incident_id, n = base, 1
@@ -324,16 +325,17 @@ class Store:
                     return None
             return incident_id, self._insert_event(incident_id, kind, text, at, actor, data)
 
-    def ensure_open_incident(self, service: str, now: datetime, title: str = "") -> str:
+    def ensure_open_incident(self, service: str, now: datetime, title: str = "", prefix: str = "INC") -> str:
         """The open incident of `service`, opened now if there is none, in one
-        transaction (two consoles racing open one incident, not two)."""
+        transaction (two consoles racing open one incident, not two); `prefix`
+        is the config's ticket prefix."""
         with self._lock, self._errors("open an incident"), self._transaction():
             row = self._db.execute(
                 "SELECT id FROM incidents WHERE service = ? AND closed_at IS NULL "
                 "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
                 (service,),
             ).fetchone()
-            return row[0] if row else self._open_incident(service, now, title)
+            return row[0] if row else self._open_incident(service, now, title, prefix)
 
     def events(self, incident_id: str, newest_first: bool = True, limit: int | None = None) -> list[Event]:
         """The incident's timeline (the last `limit` events when given)."""

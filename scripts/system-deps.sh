@@ -28,6 +28,8 @@ command -v pg_restore >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+# The real browser of the web view's tests (playwright drives it by executable_path).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 
 if ((${#missing[@]} == 0)); then

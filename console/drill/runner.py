@@ -117,6 +117,8 @@ def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, promet
         "ui": {"theme": "default"},
         "slack": {"webhook_url_env": DRILL_SLACK_ENV, "channel": "#incidents-drill", "timeout": 2.0},
         "escalation": {"contacts": DRILL_CONTACTS},
+        # Messages are signed by the operator: the trainee the escalation strip names at level 1.
+        "operator": "trainee",
         # Marks the console as a drill: its header, messages and exports say DRILL.
         "drill": scenario.name,
         **({"autopilot": autopilot} if autopilot else {}),

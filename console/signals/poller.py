@@ -107,6 +107,17 @@ class ServiceSource:
         return string.Template(template).safe_substitute(service=self.name)
 
 
+def _last_good_until(current: Revision, revisions: Iterable[Revision]) -> datetime | None:
+    """When a rolled-back-to revision last stopped serving: the creation of the
+    first revision made after it. The p95 just before then is the last good
+    version's, the baseline to compare with; the p95 just before the rollback
+    itself would be the bad version's. None when `current` is the newest."""
+    if current.created is None:
+        return None
+    later = [r.created for r in revisions if not r.current and r.created is not None and r.created > current.created]
+    return min(later) if later else None
+
+
 @dataclass(frozen=True)
 class PollSettings:
     """How the poller reads and judges signals (built from the config by `from_config`)."""
@@ -455,12 +466,13 @@ class Poller:
         deployed_at = source.deployed_at(current, self.clock.now()) if current is not None else None
         if self.prometheus is None or not query or current is None or deployed_at is None:
             return None, None
-        key = (current.number, deployed_at)
+        baseline_at = _last_good_until(current, source.revisions) or deployed_at
+        key = (current.number, baseline_at)
         if key in source.before_deploy:
             return source.before_deploy[key], None
         async with bound:
             try:
-                samples = await self.prometheus.query(query, at=deployed_at - self.settings.before_deploy_margin)
+                samples = await self.prometheus.query(query, at=baseline_at - self.settings.before_deploy_margin)
             except SignalError as err:
                 return None, str(err)
         values = [s.value for s in samples if s.value is not None and math.isfinite(s.value)]

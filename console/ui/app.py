@@ -10,7 +10,7 @@ messages; handlers here apply them to the panes. Workers never touch widgets.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -20,9 +20,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from console import incident, locations
@@ -46,14 +46,14 @@ from .messages import (
 )
 from .panes.banner import DecisionBanner
 from .panes.error_rate import ErrorRatePane
-from .panes.format import clock_time
+from .panes.format import clock_time, elapsed
 from .panes.health import HealthPane
 from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
 from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, RoutingPane
-from .panes.services import ServiceList
+from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
 from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
 from .screens.debrief import DebriefScreen
@@ -70,6 +70,12 @@ if TYPE_CHECKING:
 
 # If the theme files cannot be found at all, the TCSS variables still need
 # values; plain named colours keep the console usable (theme files override).
+COMPACT_ROWS = 36
+"""Below this many terminal rows the signals and the history/timeline share the space (h switches)."""
+
+NARROW_COLUMNS = 110
+"""Below this many columns the service table narrows to its first columns (it scrolls sideways)."""
+
 RESEND_EVERY_SECONDS = 30.0
 """How often (console clock) kept messages are resent while Slack keeps failing."""
 
@@ -97,6 +103,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         Binding("c", "checklist", "Checklist", id="checklist"),
         Binding("x", "export", "Export", id="export"),
         Binding("n", "note", "Note", id="note"),
+        Binding("o", "roles", "Roles", id="roles"),
+        # Triage: filter the service table, move in it, pin the highlighted service (Enter on the table).
+        Binding("slash", "filter", "Filter", key_display="/", id="filter"),
+        Binding("j", "cursor('down')", "Next service", show=False, id="next-service"),
+        Binding("k", "cursor('up')", "Previous service", show=False, id="previous-service"),
         # The footer is full at 140 columns: these four are in the keys panel (?) and the palette.
         Binding("v", "revision", "Revision diff", id="revision", show=False),
         Binding("p", "pods", "Pods & logs", id="pods", show=False),
@@ -107,6 +118,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 id="quick-rollback", show=False),
         # Drills only (check_action hides it elsewhere): the trainer's controls.
         Binding("T", "trainer", "Trainer", key_display="T", id="trainer", show=False),
+        Binding("h", "toggle_lower", "History/timeline", id="history-timeline"),
         Binding("A", "autopilot_pause", "Pause/resume the autopilot (for everyone)", key_display="A",
                 id="autopilot", show=False),
         Binding("f5,ctrl+r", "refresh", "Refresh", id="refresh"),
@@ -124,9 +136,12 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         animate: bool = True,
         user_themes_dir: Path | None = None,
         keymap: dict[str, str] | None = None,
+        viewer: bool = False,
     ) -> None:
         super().__init__()
         self.session = session
+        # A war-room viewer (`web --follow`): sees everything, changes nothing.
+        self.viewer = viewer
         self.animate = animate
         if not animate:
             # Snapshots and war-room screens alike: nothing moves on its own.
@@ -155,6 +170,10 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._drill_notes_shown: set[tuple[datetime, str]] = set()
         self._drill_verdicts: list[tuple[str, ...]] = []
         self._debrief_shown = False
+        # The operator's last choice per service (d): which message m offers first.
+        self._choices: dict[str, str] = {}
+        # When the operator was last reminded to post a status update (console clock).
+        self._status_reminded_at: datetime | None = None
         self._install_themes(theme, user_themes_dir)
 
     # -- themes ----------------------------------------------------------
@@ -192,6 +211,12 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 yield Static(f"DRILL · {self.session.drill}", id="title-drill", markup=False)
             yield Static("", id="title-left", markup=False)
             yield Static("", id="title-right", markup=False)
+        header = Static("", id="incident-header", markup=False)
+        header.display = False
+        yield header
+        writes = Static("", id="writes-frozen", markup=False)
+        writes.display = False
+        yield writes
         yield EscalationStrip("", id="escalation", markup=False)
         yield DecisionBanner(id="banner")
         countdown = InvestigationCountdown(id="countdown")
@@ -205,10 +230,16 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         owner.display = False
         yield owner
         with Horizontal(id="body"):
-            services = ServiceList(self.session.services, id="services")
-            services.border_title = "Services"
-            services.display = len(self.session.services) > 1
-            yield services
+            with Vertical(id="services-box") as box:
+                box.display = len(self.session.services) > 1
+                service_filter = ServiceFilter(placeholder="filter: name or decision (Enter keeps, Esc clears)",
+                                       id="service-filter")
+                service_filter.display = False
+                service_filter.disabled = True  # not focused while hidden (the footer would lose the keys)
+                yield service_filter
+                services = ServiceTable(self.session.services, id="services")
+                services.border_title = "Services (Enter pins)"
+                yield services
             with Vertical(id="main"):
                 with Horizontal(id="signals"):
                     health = HealthPane(id="health")
@@ -245,6 +276,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self.notify(note, title="Themes", severity="warning", timeout=10)
         self._render_titlebar()
         self._show_incident()
+        self._fit_to_size(self.size.width, self.size.height)
         self.set_interval(1.0, self._tick)
         # Paint the first frame, then start the first cycle (it imports and
         # connects the sources, which would only delay that frame).
@@ -277,13 +309,45 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                                 "Docker Compose: scale the service to 0 and start the previous container",
                                 self.action_quick_rollback)
 
+    # Keys that act on the main screen: hidden from the footer and refused while a dialog is in front.
+    _MAIN_SCREEN_ACTIONS = frozenset({
+        "rollback", "investigate", "decide", "facts", "messages", "checklist", "export", "note", "filter",
+        "cursor", "revision", "pods", "writes", "corruption", "quick_rollback", "trainer", "refresh",
+        "change_theme", "roles", "toggle_lower", "autopilot_pause",
+    })
+
+    # What a viewer may still do: look around (filter, move, switch panes, theme, refresh).
+    _VIEWER_ACTIONS = frozenset({"filter", "cursor", "toggle_lower", "change_theme", "refresh"})
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self._MAIN_SCREEN_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False
+        if self.viewer and action in self._MAIN_SCREEN_ACTIONS and action not in self._VIEWER_ACTIONS:
+            return False
         # The quick rollback is a Docker Compose procedure: not offered (nor run) elsewhere.
         if action == "quick_rollback":
             return self._quick_rollback_offered(self.selected)
         if action == "trainer":
             return self.session.drill_link is not None
+        if action == "toggle_lower":
+            # Only small screens hide a row; on large ones everything is in sight.
+            return bool(self.screen_stack) and self.screen_stack[0].has_class("-compact")
         return True
+
+    def push_screen(self, screen, callback=None, wait_for_dismiss: bool = False):
+        """Every dialog gets its own footer: the keys of the screen in front, not the main screen's."""
+        result = super().push_screen(screen, callback, wait_for_dismiss=wait_for_dismiss)
+        if isinstance(screen, ModalScreen):
+            self.call_after_refresh(self._give_footer, screen)
+        return result
+
+    def _give_footer(self, screen: ModalScreen) -> None:
+        if screen.is_attached:
+            # Narrow terminals: the dialog's buttons wrap onto a grid instead of running off the edge.
+            screen.set_class(self.size.width < NARROW_COLUMNS, "-narrow")
+        if screen.is_attached and not screen.query(Footer):
+            screen.mount(Footer(compact=self.size.width < 120))
+            self.call_after_refresh(screen.refresh_bindings)  # the footer lists what is bound once mounted
 
     def _quick_rollback_offered(self, service: str) -> bool:
         """The runbook's "Quick Rollback (Keep Previous Running)" exists for Compose services only."""
@@ -323,10 +387,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self.events = message.events
         self._pending = message.pending
         try:
-            services = self.query_one(ServiceList)
+            services = self.query_one(ServiceTable)
         except NoMatches:
             return  # a refresh that finished while the app shut down
-        services.show(message.views)
+        services.show(message.views, self._updated_at)
+        self._follow_lead()
         self._show_selected()
         self.query_one(TimelinePane).show(message.events)
         self._note_source_errors(message.views)
@@ -403,7 +468,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         elif view.decision.action == Action.ROLLBACK_NOW:
             hint = "Press r to review the rollback plan" + _undo_target(view)
         with self.batch_update():
-            self.query_one(DecisionBanner).show(view, now, hint)
+            self._show_lifecycle(view, now)
+            self.query_one(DecisionBanner).show(view, now, hint, self._lead_reason())
             self.query_one(HealthPane).show(view, now)
             self.query_one(ErrorRatePane).show(view, now)
             self.query_one(LatencyPane).show(view, now)
@@ -411,6 +477,24 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             errors = self.query_one("#source-errors", Static)
             set_content(errors, Content("\n").join(Content.styled(f"⚠ {e}", "$sev-warning") for e in view.snapshot.errors))
             errors.display = bool(view.snapshot.errors)
+
+    def _show_lifecycle(self, view: ServiceView | None, now: datetime) -> None:
+        """The rollback's phase in the banner and the writes-frozen strip at the top (from the incident)."""
+        if view is None:
+            return
+        state = self.session.incident_state(view.snapshot.service)
+        health = view.snapshot.health
+        phase = incident.rollback_phase(state, now, health.ready, health.desired, self.thresholds.rollback_settle)
+        if phase is None and self.rolling_back == view.snapshot.service:
+            phase = incident.Phase("ROLLING BACK", self.last_progress or "starting…")
+        frozen = state is not None and state.writes_frozen
+        self.query_one(DecisionBanner).set_phase(phase, frozen)
+        strip = self.query_one("#writes-frozen", Static)
+        if frozen:
+            set_content(strip, Content.styled(
+                f"■ WRITES FROZEN · {view.snapshot.service} scaled to 0 (was {state.frozen_replicas} replicas)"
+                " · w resumes writes", "bold"))
+        strip.display = frozen
 
     def _on_rollback_target(self, view: ServiceView) -> bool:
         """The open incident's rollback completed and the service runs its target
@@ -432,11 +516,24 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         try:
             self._render_titlebar()
             if self.selected in self.views:
-                self.query_one(DecisionBanner).tick(self.session.clock.now())
+                now = self.session.clock.now()
+                self._show_lifecycle(self.views[self.selected], now)
+                self.query_one(DecisionBanner).tick(now)
             self._show_incident()
         except NoMatches:
             return  # the app is shutting down: the panes are gone
         self._check_investigation()
+        self._remind_status_update()
+
+    def _remind_status_update(self) -> None:
+        """Once per due time: remind the operator to post the periodic status update."""
+        minutes = getattr(getattr(getattr(self.session, "config", None), "incident", None), "status_update_minutes", None)
+        every = timedelta(minutes=minutes) if minutes else None
+        due = incident.status_update_due(self.session.incident_state(self.selected), self.session.clock.now(), every)
+        if due is not None and due != self._status_reminded_at:
+            self._status_reminded_at = due
+            self.notify(f"A status update for {self.selected} is due: press m, then F4 to Status Update.",
+                        title="Status update", severity="warning", timeout=20)
 
     # -- the guided incident ---------------------------------------------------
 
@@ -447,6 +544,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         state = session.incident_state(service)
         unsent = len(self._pending.get(service, ())) if state is not None else 0
         self.query_one(EscalationStrip).show(session.escalation(service, now), now, unsent)
+        self._render_incident_header()
         self.query_one(InvestigationCountdown).show(session.investigation_deadline(service), now)
         rolled_back = state is not None and state.rollback.status is RollbackStatus.COMPLETED
         shown = rolled_back if self._checklist_shown is None else self._checklist_shown
@@ -457,9 +555,56 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             checklist.display = shown
             self.query_one(HistoryTable).display = not shown
 
+    def _render_incident_header(self) -> None:
+        """Time since impact began, who holds which role, who holds the rollback lease."""
+        state = self.session.incident_state(self.selected)
+        header = self.query_one("#incident-header", Static)
+        holder = getattr(self, "lease_holder", None)
+        if state is None and holder is None:
+            header.display = False
+            return
+        now = self.session.clock.now()
+        parts: list[Content] = []
+        if state is not None:
+            parts.append(Content.assemble(("INCIDENT ", "bold"), state.id))
+            impact = state.customer_impact_since
+            parts.append(Content.assemble(("impact ", "$sev-muted"),
+                                          (elapsed(impact, now), "bold") if impact else ("none seen", "")))
+            for role, words in incident.ROLES.items():
+                who = state.role(role)
+                parts.append(Content.assemble((f"{words} ", "$sev-muted"),
+                                              (who, "bold") if who else ("unset (o)", "$sev-warning")))
+        if holder is not None:
+            parts.append(Content.assemble(("lease ", "$sev-muted"), (str(getattr(holder, "holder", holder)), "bold")))
+        header.update(Content("  ·  ").join(parts))
+        header.display = True
+
+    def action_roles(self) -> None:
+        """Set the incident roles (commander, comms, operations), stored for every console."""
+
+        def save(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                roles = incident.parse_roles(text)
+            except ValueError as err:
+                self.notify(str(err), title="Roles", severity="warning", timeout=10)
+                return
+            self._roles_worker(self.selected, roles)
+
+        self.push_screen(NoteScreen(self.animate, title="Incident roles",
+                                    placeholder="ic=@alice comms=@bob ops=@carol (ops= clears)"), save)
+
+    @work(thread=True, group="record", exit_on_error=False)
+    def _roles_worker(self, service: str, roles: dict[str, str]) -> None:
+        self.session.set_roles(service, roles)
+        self.post_message(timeline_changed(self.session))
+
     def _check_investigation(self) -> None:
         """Ask for the decision when the investigation's time is up; stop the
         countdown at once when the signals call for a rollback."""
+        if self.viewer:
+            return  # the driver decides; a viewer's screen only follows
         service = self.selected
         deadline = self.session.investigation_deadline(service)
         if deadline is None:
@@ -514,6 +659,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if result is None:
             return
         choice, reason = result
+        self._choices[self.selected] = choice
         self._choose_worker(self.selected, choice, reason or "the runbook says so")
         if choice == "rollback":
             self.action_rollback()
@@ -544,9 +690,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def action_messages(self) -> None:
         """Preview, edit and send the runbook's messages."""
         state = self.session.incident_state(self.selected)
-        done = state is not None and state.rollback.status is RollbackStatus.COMPLETED
-        kind = MessageKind.ROLLBACK_COMPLETE if done else MessageKind.ROLLBACK_IN_PROGRESS
-        self.push_screen(MessageScreen(self.session, self.selected, kind))
+        view = self.views.get(self.selected)
+        choice = self._choices.get(self.selected)
+        self.push_screen(MessageScreen(self.session, self.selected, message_for(state, view, choice)))
 
     @on(MessageScreen.Sent)
     def _message_sent(self, message: MessageScreen.Sent) -> None:
@@ -587,7 +733,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     @on(ChecklistPane.Toggled)
     def _toggle_item(self, message: ChecklistPane.Toggled) -> None:
-        self._toggle_worker(self.selected, message.item_id)
+        if not self.viewer:
+            self._toggle_worker(self.selected, message.item_id)
 
     @work(thread=True, group="record", exit_on_error=False)
     def _toggle_worker(self, service: str, item_id: str) -> None:
@@ -627,8 +774,15 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _render_titlebar(self) -> None:
         now = self.session.clock.now()
         parts = [Content.styled(self.title.upper(), "bold")]
+        if self.viewer:
+            parts.insert(0, Content.styled(" VIEWER · read-only ", "bold reverse $sev-info"))
         if self.sub_title:
             parts.append(Content(self.sub_title))
+        if len(self.session.services) > 1 and self.views:
+            urgent = self.query_one(ServiceTable).needing_action
+            total = len(self.session.services)
+            parts.append(Content.styled(f"▲ {urgent} of {total} services need action", "bold $sev-warning")
+                         if urgent else Content.styled(f"✔ all {total} services healthy", "$sev-ok"))
         if self.session.operator:
             parts.append(Content.styled(f"operator {self.session.operator}", "$sev-muted"))
         set_content(self.query_one("#title-left", Static), Content("  ·  ").join(parts))
@@ -639,17 +793,78 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             )
         )
 
-    @on(OptionList.OptionHighlighted, "#services")
-    def _select_service(self, event: OptionList.OptionHighlighted) -> None:
-        if event.option_id and event.option_id != self.selected:
+    # -- triage: which service the banner leads with ----------------------------
+
+    def _lead(self) -> str:
+        """The pinned service, else the one being rolled back, else the most urgent."""
+        table = self.query_one(ServiceTable)
+        return table.pinned or self.rolling_back or table.most_urgent or self.selected
+
+    def _follow_lead(self) -> None:
+        """Point the banner and the panes at the lead service if it changed."""
+        lead = self._lead()
+        if lead != self.selected:
             offered = self._quick_rollback_offered(self.selected)
-            self.selected = event.option_id
+            self.selected = lead
             if self._quick_rollback_offered(self.selected) != offered:
                 # The quick rollback follows the service's platform. Only then:
                 # refreshing the bindings rebuilds the whole footer (most of a key's cost).
                 self.refresh_bindings()
             self._show_selected()
+            self._show_incident()
+            self.query_one(TimelinePane).show(self.events)
             self._fetch_platform_extras()
+
+    def _lead_reason(self) -> str:
+        """Why the banner shows this service: "⚑ PINNED", or "most urgent" among several."""
+        if len(self.session.services) < 2:
+            return ""
+        table = self.query_one(ServiceTable)
+        if table.pinned == self.selected:
+            return "⚑ PINNED (Enter on it unpins)"
+        if self.rolling_back == self.selected:
+            return "being rolled back"
+        return "most urgent of " + str(len(self.session.services))
+
+    @on(DataTable.RowSelected, "#services")
+    def _pin_service(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row pins it (the banner stays on it); Enter on the pinned row unpins."""
+        table = self.query_one(ServiceTable)
+        name = event.row_key.value
+        table.set_pinned(None if table.pinned == name else name)
+        self._follow_lead()
+        self._show_selected()
+        self._render_titlebar()
+
+    def action_cursor(self, direction: str) -> None:
+        """j / k: move in the service table (and focus it)."""
+        table = self.query_one(ServiceTable)
+        if not self.query_one("#services-box").display:
+            return
+        table.focus()
+        table.action_cursor_down() if direction == "down" else table.action_cursor_up()
+
+    def action_filter(self) -> None:
+        """/: filter the service table by name or decision."""
+        box = self.query_one("#services-box")
+        if not box.display:
+            self.notify("One service is watched: there is nothing to filter.", timeout=4)
+            return
+        field = self.query_one("#service-filter", Input)
+        field.display = True
+        field.disabled = False
+        field.focus()
+
+    @on(Input.Changed, "#service-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(ServiceTable).set_filter(event.value)
+
+    @on(Input.Submitted, "#service-filter")
+    def _filter_kept(self, event: Input.Submitted) -> None:
+        field = self.query_one("#service-filter", Input)
+        field.display = bool(field.value)
+        field.disabled = not field.value
+        self.query_one(ServiceTable).focus()
 
     # -- workers' ends -----------------------------------------------------
 
@@ -692,6 +907,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._plan(self.selected, message.revision)
 
     def _plan(self, service: str, to_revision: int | None, quick: bool = False) -> None:
+        if self.viewer:
+            return  # a viewer changes nothing (Enter on a history row included)
         if self.rolling_back is not None:
             self.notify(f"A rollback of {self.rolling_back} is running; wait for it to finish.", severity="warning")
             return
@@ -724,10 +941,24 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 self.rolling_back = plan.service
                 self.query_one(DecisionBanner).set_progress("starting…")
                 self._rollback_worker(plan, reason)
+                if screen.announce:
+                    self._announce_worker(plan)
             else:
                 self.notify("Rollback cancelled: nothing was changed.", timeout=4)
 
-        self.push_screen(ConfirmRollbackScreen(plan, reason), confirmed)
+        screen = ConfirmRollbackScreen(plan, reason)
+        self.push_screen(screen, confirmed)
+
+    @work(thread=True, group="message", exit_on_error=False)
+    def _announce_worker(self, plan) -> None:
+        """Post "Rollback in Progress" for a rollback just confirmed with `a`."""
+        _, result = self.session.send_message(plan.service, MessageKind.ROLLBACK_IN_PROGRESS, plan=plan)
+        if result.ok:
+            self.call_from_thread(self.notify, "Rollback in Progress posted.", title="Slack", timeout=6)
+        else:
+            self.call_from_thread(self.notify, f"Rollback in Progress not sent: {result.error}", title="Slack",
+                                  severity="error", timeout=15)
+        self.post_message(timeline_changed(self.session))
 
     @work(thread=True, exclusive=True, group="rollback", exit_on_error=False)
     def _resume_worker(self, service: str) -> None:
@@ -832,6 +1063,31 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         """Refresh now."""
         self.request_refresh()
 
+    def on_resize(self, event) -> None:
+        self._fit_to_size(event.size.width, event.size.height)
+
+    def _fit_to_size(self, width: int, height: int) -> None:
+        """Compact layout on small terminals; a compact footer on narrow ones."""
+        if not self.screen_stack:
+            return
+        main = self.screen_stack[0]
+        compact = height < COMPACT_ROWS
+        if main.has_class("-compact") != compact:
+            main.set_class(compact, "-compact")
+            self.refresh_bindings()
+        # Narrow: the service table keeps its first columns (mark, service, decision) and scrolls sideways.
+        main.set_class(width < NARROW_COLUMNS, "-narrow")
+        for footer in main.query(Footer):
+            footer.compact = width < 120
+
+    def action_toggle_lower(self) -> None:
+        """Small screens: switch between the signals and the history with the timeline."""
+        main = self.screen_stack[0]
+        main.toggle_class("-show-lower")
+        showing = main.has_class("-show-lower")
+        self.notify("History and timeline (h: back to the signals)" if showing else
+                    "Signals (h: history and timeline)", timeout=3)
+
     def action_toggle_keys(self) -> None:
         """Show or hide the keys panel."""
         if self.screen.query("HelpPanel"):
@@ -850,6 +1106,29 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 self.exit()
 
         self.push_screen(ConfirmQuitScreen(self.rolling_back), answer)
+
+
+def message_for(state, view: ServiceView | None, choice: str | None = None) -> MessageKind:
+    """The message `m` offers first, from where the incident stands: the
+    rollback's own messages around a rollback, else the one for the decision
+    taken (fix forward, waiting on an external fix), else a status update."""
+    status = state.rollback.status if state is not None else RollbackStatus.NONE
+    if status is RollbackStatus.COMPLETED:
+        return MessageKind.ROLLBACK_COMPLETE
+    if status is RollbackStatus.IN_PROGRESS:
+        return MessageKind.ROLLBACK_IN_PROGRESS
+    if choice in ("fix_forward", "hotfix"):
+        return MessageKind.FIX_FORWARD
+    if choice == "wait":
+        return MessageKind.WAITING_EXTERNAL
+    action = view.decision.action if view is not None else None
+    if action in (Action.FIX_FORWARD, Action.HOTFIX):
+        return MessageKind.FIX_FORWARD
+    if action is Action.WAIT_EXTERNAL:
+        return MessageKind.WAITING_EXTERNAL
+    if action is Action.ROLLBACK_NOW:
+        return MessageKind.ROLLBACK_IN_PROGRESS
+    return MessageKind.STATUS_UPDATE
 
 
 def _undo_target(view: ServiceView) -> str:
@@ -873,13 +1152,15 @@ def build_app(
     animate: bool = True,
     user_themes_dir: Path | None = None,
     keymap: dict[str, str] | None = None,
+    viewer: bool = False,
 ) -> RollbackConsoleApp:
     """The console app for `session` (the CLI and the tests build it here).
 
     `theme` names a theme from themes/ or the user themes dir (default:
     $XDG_CONFIG_HOME/rollback-console/themes); `animate=False` turns off
-    animations and cursor blink (snapshots); `keymap` maps binding ids to keys.
+    animations and cursor blink (snapshots); `keymap` maps binding ids to keys;
+    `viewer` makes a read-only console (every action key disabled, a VIEWER mark).
     """
     return RollbackConsoleApp(
-        session, theme=theme, animate=animate, user_themes_dir=user_themes_dir, keymap=keymap
+        session, theme=theme, animate=animate, user_themes_dir=user_themes_dir, keymap=keymap, viewer=viewer
     )

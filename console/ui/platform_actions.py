@@ -16,7 +16,6 @@ from textual import work
 from textual.css.query import NoMatches
 from textual.message import Message
 
-from console import incident
 from console.database import DatabaseError
 from console.runbook import StepPreview
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict

@@ -110,3 +110,59 @@ def load_themes(*directories: Path | None) -> tuple[dict[str, Theme], list[Theme
                 continue
             themes[theme.name] = theme
     return themes, problems
+
+
+# -- contrast: every pair of text and background colour the console draws ------------
+
+TEXT_VARIABLES = ("foreground", *SEVERITY_VARIABLES)
+"""Colours the console writes text in (TCSS `color:` and styled text)."""
+
+BACKGROUND_VARIABLES = ("background", "surface", "panel")
+"""Colours the console writes that text on."""
+
+SOLID_VARIABLES = ("sev-critical", "sev-warning", "sev-ok", "sev-info")
+"""Colours used as a solid block (the banner, badges, the writes-frozen strip)
+with `color: auto 95%` text on them: the black or white Textual picks."""
+
+HIGH_CONTRAST_RATIO = 7.0
+"""WCAG AAA for normal text: what the high-contrast theme must reach on every pair."""
+
+MINIMUM_RATIO = 4.5
+"""WCAG AA for normal text: what every other theme must reach on every pair."""
+
+
+def _luminance(colour: Color) -> float:
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(colour.r) + 0.7152 * channel(colour.g) + 0.0722 * channel(colour.b)
+
+
+def contrast_ratio(text: Color, background: Color) -> float:
+    """The WCAG 2 contrast ratio of two opaque colours (1 to 21)."""
+    lighter, darker = sorted((_luminance(text), _luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def text_pairs(theme: Theme) -> list[tuple[str, float]]:
+    """Every text-on-background pair the console draws in `theme`, named
+    ("sev-muted on panel"), with its contrast ratio."""
+    colours = theme.to_color_system().generate()
+    colours.update(theme.variables)
+    pairs: list[tuple[str, float]] = []
+    for bg_name in BACKGROUND_VARIABLES:
+        background = Color.parse(colours[bg_name])
+        for fg_name in TEXT_VARIABLES:
+            text = background + Color.parse(colours[fg_name])
+            pairs.append((f"{fg_name} on {bg_name}", contrast_ratio(text, background)))
+    for name in SOLID_VARIABLES:
+        block = Color.parse(colours[name])
+        text = block + block.get_contrast_text(0.95)
+        pairs.append((f"auto text on {name}", contrast_ratio(text, block)))
+    return pairs
+
+
+def required_ratio(theme_name: str) -> float:
+    """7:1 for high-contrast themes, 4.5:1 for the others."""
+    return HIGH_CONTRAST_RATIO if "high-contrast" in theme_name else MINIMUM_RATIO

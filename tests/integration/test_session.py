@@ -23,7 +23,7 @@ def drill(tmp_path):
     running.stop()
 
 
-async def test_after_a_rollback_the_panes_show_the_new_revision_and_the_bad_baseline(drill):
+async def test_after_a_rollback_the_panes_show_the_new_revision_and_the_last_good_baseline(drill):
     running, session = drill
     [view] = await session.refresh()
     assert view.decision.action == Action.ROLLBACK_NOW
@@ -38,8 +38,8 @@ async def test_after_a_rollback_the_panes_show_the_new_revision_and_the_bad_base
     # Read at once (not on the next scheduled history read): the console changed it.
     assert view.snapshot.current_revision.number == 4
     assert view.snapshot.current_revision.versions == ("1.2.2",)
-    # "Before" is now before the rollback went live: the bad version's 2000 ms.
-    assert view.snapshot.metrics.latency_p95_before_ms == pytest.approx(2000)
+    # "Before" stays the last good version's p95 (read before the bad deploy), not the bad one's 2000 ms.
+    assert view.snapshot.metrics.latency_p95_before_ms == pytest.approx(250)
     assert not view.snapshot.signals.latency_spike
     assert view.decision.action == Action.HEALTHY
     await session.aclose()
@@ -55,3 +55,13 @@ def test_the_configs_rollout_timeout_bounds_a_rollback_by_default(tmp_path):
             list(session.execute(session.plan_rollback("order-service")))
     finally:
         running.stop()
+
+
+async def test_a_viewers_session_writes_nothing(drill):
+    """`watch --viewer` / `web --follow`: the viewer decides like the driver but records nothing."""
+    _, session = drill
+    session.read_only = True
+    [view] = await session.refresh()
+    assert view.decision.action == Action.ROLLBACK_NOW
+    assert session.store.open_incident_for("order-service") is None
+    await session.aclose()

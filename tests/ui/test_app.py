@@ -259,3 +259,37 @@ async def test_the_banner_says_signals_unavailable_when_prometheus_is_gone(tmp_p
     finally:
         store.close()
         running.stop()
+
+
+async def test_the_footer_offers_only_the_keys_of_the_screen_in_front() -> None:
+    """Behind a dialog, r Roll back is neither shown nor acted on; the dialog's keys are on its buttons."""
+    from ui_samples import RecordedSession
+
+    from console.ui.screens.note import NoteScreen
+
+    app = build_app(RecordedSession(), animate=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+        actions = lambda: {b.binding.action for b in app.screen.active_bindings.values()}  # noqa: E731
+        assert "rollback" in actions()
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteScreen), "the note dialog")
+        assert "rollback" not in actions() and "decide" not in actions()
+        assert app.check_action("rollback", ()) is False
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, NoteScreen), "the main screen")
+        assert "rollback" in actions()
+
+
+async def test_a_viewer_sees_everything_and_changes_nothing() -> None:
+    from ui_samples import RecordedSession
+
+    app = build_app(RecordedSession(), animate=False, viewer=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+        assert "VIEWER" in str(app.query_one("#title-left").render())
+        for key in ("r", "d", "f", "m", "n", "o", "i", "x"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is app.screen_stack[0], f"{key} opened {app.screen}"
+        assert not any(w.group in ("plan", "record", "export") for w in app.workers)

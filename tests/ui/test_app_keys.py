@@ -19,7 +19,7 @@ from console.session import Session
 from console.store import Store
 from console.ui.app import RollbackConsoleApp, build_app
 from console.ui.panes.history import HistoryTable
-from console.ui.panes.services import ServiceList
+from console.ui.panes.services import ServiceTable
 from console.ui.screens.confirm import ConfirmQuitScreen, ConfirmRollbackScreen
 from console.ui.screens.note import NoteScreen
 
@@ -157,24 +157,42 @@ def two_services() -> object:
     return parse_scenario(data)
 
 
-async def test_several_services_show_badges_and_switch_the_panes(tmp_path: Path) -> None:
-    running = runner.start(two_services(), speed=DRILL_SPEED, directory=tmp_path / "drill")
+async def test_several_services_sorted_by_severity_and_pinned(tmp_path: Path) -> None:
+    """The failing service leads the table and the banner whatever the config's
+    order; moving the cursor changes nothing until Enter pins; Enter again unpins."""
+    scenario = two_services()
+    # The quiet service first in the config: triage must still lead with the failing one.
+    scenario = scenario.model_copy(update={"services": list(reversed(scenario.services))})
+    running = runner.start(scenario, speed=DRILL_SPEED, directory=tmp_path / "drill")
     store = Store(tmp_path / "incidents.db")
     try:
         config = load(running.config_path).model_copy(update={"refresh_interval": 0.5})
         session = Session(config, store, clock=running.world.clock, operator="trainee@drill")
+        assert session.services[0] == "payment-service"
         app = build_app(session, animate=False)
         async with app.run_test(size=SIZE) as pilot:
-            services = app.query_one(ServiceList)
-            await wait_for(pilot, lambda: "ROLLBACK NOW" in str(services.get_option("order-service").prompt),
-                           "order-service's badge")
-            assert services.display
-            assert "HEALTHY" in str(services.get_option("payment-service").prompt)
-            services.focus()
-            await pilot.press("down")
+            services = app.query_one(ServiceTable)
+            banner = app.query_one("DecisionBanner")
+            await wait_for(pilot, lambda: banner.headline_text.startswith("ROLLBACK NOW"), "the failing service leads")
+            assert app.selected == "order-service"
+            assert services.visible() == ["order-service", "payment-service"]
+            assert "1 of 2 services need action" in str(app.query_one("#title-left").render())
+            await pilot.press("j")  # cursor onto the healthy service: the banner stays
             await pilot.pause()
-            assert app.selected == "payment-service"
-            assert app.query_one("DecisionBanner").headline_text == "HEALTHY"
+            assert services.highlighted == "payment-service"
+            assert app.selected == "order-service"
+            await pilot.press("enter")  # pin it
+            await wait_for(pilot, lambda: banner.headline_text == "HEALTHY", "the pinned service in the banner")
+            assert services.pinned == "payment-service"
+            assert "PINNED" in str(app.query_one("#banner-service").render())
+            await pilot.press("slash", *"order", "enter")
+            await wait_for(pilot, lambda: services.visible() == ["order-service"], "the filter")
+            await pilot.press("slash", "escape")
+            await wait_for(pilot, lambda: len(services.visible()) == 2, "the filter cleared")
+            services.move_cursor(row=services.get_row_index("payment-service"))
+            await pilot.press("enter")  # unpin: the most urgent leads again
+            await wait_for(pilot, lambda: app.selected == "order-service", "the most urgent leads again")
+            assert services.pinned is None
     finally:
         store.close()
         running.stop()
@@ -207,7 +225,7 @@ async def test_themes_come_from_files_and_switch(bad_deploy, tmp_path: Path) -> 
         await refreshed(pilot)
         assert set(app.available_themes) == {"default", "high-contrast", "light"}
         assert app.theme == "high-contrast"
-        assert app.get_css_variables()["sev-critical"].lower() == "#ff3030"
+        assert app.get_css_variables()["sev-critical"].lower() == "#ff7070"
         assert any("broken.yaml was skipped" in n for n in notifications(app))
         app.theme = "light"
         await pilot.pause()
@@ -221,6 +239,34 @@ async def test_an_unknown_theme_falls_back_to_the_default(bad_deploy) -> None:
         await refreshed(pilot)
         assert app.theme == "default"
         assert any("'no-such-theme' was not found" in n for n in notifications(app))
+
+
+async def test_roles_set_by_a_key_reach_every_console(bad_deploy, tmp_path: Path) -> None:
+    """`o` sets the incident roles; they are stored, so a second console on the
+    same store shows them too; the header shows time since impact and the roles."""
+    running, session = bad_deploy
+    app = build_app(session, animate=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await refreshed(pilot)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, NoteScreen), "the roles prompt")
+        await pilot.press(*"ic=@alice comms=@bob ops=@carol", "enter")
+        state = lambda: session.incident_state("order-service")  # noqa: E731
+        await wait_for(pilot, lambda: state() is not None and state().role("operations") == "@carol", "the roles")
+        header = app.query_one("#incident-header")
+        await wait_for(pilot, lambda: "@alice" in str(header.render()), "the header")
+        text = str(header.render())
+        assert "Incident commander @alice" in text and "Comms @bob" in text and "impact " in text
+    # Another console (a war-room screen) on the same store reads them back.
+    other = Session(load(running.config_path), Store(session.store.path), clock=running.world.clock, operator="viewer")
+    try:
+        incident_id = other.store.open_incident_for("order-service")
+        from console import incident as incidents
+
+        rebuilt = incidents.rebuild(incident_id, other.store.events(incident_id, newest_first=False))
+        assert rebuilt.roles == (("commander", "@alice"), ("comms", "@bob"), ("operations", "@carol"))
+    finally:
+        other.store.close()
 
 
 async def test_shift_a_pauses_the_autopilot_for_everyone_and_records_it(bad_deploy) -> None:

@@ -37,6 +37,7 @@ from console.model import Action
 from console.session import Session
 from console.store import Store
 from console.ui.app import build_app
+from console.comms import MessageKind
 from console.ui.messages import RollbackFinished
 from console.ui.panes.banner import DecisionBanner
 from console.ui.panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
@@ -356,7 +357,8 @@ async def test_a_failing_webhook_keeps_the_message_and_the_retry_sends_it(drill,
             await pilot.press("m")
             await wait_for(pilot, lambda: isinstance(app.screen, MessageScreen), "the message screen")
             screen = app.screen
-            assert screen.kind.label == "Rollback in Progress"
+            # Investigating, nothing decided yet: m offers the periodic status update first.
+            assert screen.kind.label == "Status Update"
 
             await pilot.press("f2")
             await wait_for(pilot, lambda: len(screen.results) == 1, "the first send")
@@ -380,7 +382,7 @@ async def test_a_failing_webhook_keeps_the_message_and_the_retry_sends_it(drill,
             assert d.session.pending_messages("cart-service") == []
             assert len(webhook.posts) == 3
             assert webhook.posts[0] == webhook.posts[2]  # the same message, never lost or changed
-            assert "*[DRILL] 🚨 Rollback in Progress*" in webhook.posts[2]["text"]
+            assert "*[DRILL] ℹ️ Status Update*" in webhook.posts[2]["text"]
             kinds = [e.kind for e in d.events("cart-service")]
             assert kinds.count(incident.MESSAGE_FAILED) == 2 and kinds.count(incident.MESSAGE_SENT) == 1
             # The webhook URL (the secret) is nowhere in the timeline.
@@ -408,3 +410,41 @@ def test_impact_times_read_as_utc_and_never_in_the_future() -> None:
     assert parse_impact_time("", now) is None
     with pytest.raises(ValueError, match="write HH:MM in UTC"):
         parse_impact_time("ten past", now)
+
+
+async def test_confirm_with_a_posts_in_progress_and_the_banner_follows_the_rollback(drill) -> None:
+    """`a` at the plan rolls back and posts Rollback in Progress (signed, one incident
+    id); the banner says ROLLING BACK, then ROLLED BACK (watching), never ROLLBACK NOW."""
+    d = drill(load_scenario("bad-deploy"), speed=5.0)  # a rollout of a few seconds: ROLLING BACK is seen
+    messages: list[object] = []
+    headlines: list[str] = []
+    app = build_app(d.session, animate=False)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        banner = app.query_one(DecisionBanner)
+        await wait_for(pilot, lambda: action(app, "order-service") == Action.ROLLBACK_NOW, "ROLLBACK NOW")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: banner.headline_text == "ROLLING BACK", "ROLLING BACK in the banner")
+        headlines.append(banner.headline_text)
+
+        def finished() -> bool:
+            headlines.append(banner.headline_text)
+            return any(isinstance(m, RollbackFinished) for m in messages)
+
+        await wait_for(pilot, finished, "the rollback", timeout=TIMEOUT * 2)
+        await wait_for(pilot, lambda: any("Rollback in Progress" in m["payload"]["text"]
+                                          for m in d.server.slack_messages), "the in-progress message")
+        posted = next(m["payload"]["text"] for m in d.server.slack_messages
+                      if "Rollback in Progress" in m["payload"]["text"])
+        assert "1.2.3 (revision 3) → 1.2.2" in posted or "1.2.3 → 1.2.2" in posted, posted
+        assert "@trainee" in posted
+        assert "ROLLING BACK" in headlines
+        await wait_for(pilot, lambda: banner.headline_text in ("VERIFYING", "ROLLED BACK (watching)"),
+                       "the watch after the rollback")
+        after = headlines[headlines.index("ROLLING BACK"):] + [banner.headline_text]
+        assert not any(h.startswith("ROLLBACK NOW") for h in after), after
+        # One incident id: the Rollback Complete message names the store's own id.
+        incident_id = d.store.open_incident_for("order-service")
+        text = d.session.compose_message("order-service", MessageKind.ROLLBACK_COMPLETE).text
+        assert f"Incident ticket: {incident_id}" in text

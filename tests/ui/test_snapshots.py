@@ -121,6 +121,92 @@ def test_incident_war_room(snap_compare):
     assert snap_compare(app, terminal_size=WAR_ROOM, run_before=show_checklist)
 
 
+# -- every size from a laptop split to a war-room wall: the main screen and each dialog ----------
+
+SIZES = {"80x24": (80, 24), "120x40": (120, 40), "200x60": (200, 60)}
+FLEET = ("order-service", "payment-service", "cart-service", "search-service", "auth-service")
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_main_screen_at_every_size(snap_compare, size):
+    """Five services sorted by severity, the banner leading with the failing one;
+    at 80x24 the compact layout (h switches to history and timeline)."""
+    app = build_app(RecordedSession(FLEET), animate=False)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=_first_refresh)
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_history_and_timeline_on_a_small_screen(snap_compare, size):
+    """`h` brings the history and the timeline to a compact screen (a no-op on large ones)."""
+
+    async def press_h(pilot) -> None:
+        await _first_refresh(pilot)
+        await pilot.press("h")
+        await pilot.pause()
+
+    app = build_app(RecordedSession(FLEET), animate=False)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=press_h)
+
+
+def _open_by_key(key: str, screen: str):
+    async def run_before(pilot) -> None:
+        await _first_refresh(pilot)
+        await pilot.press(key)
+        for _ in range(200):
+            if pilot.app.screen.__class__.__name__ == screen:
+                break
+            await pilot.pause(0.02)
+        assert pilot.app.screen.__class__.__name__ == screen
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    return run_before
+
+
+def _open_pushed(make):
+    async def run_before(pilot) -> None:
+        await _first_refresh(pilot)
+        pilot.app.push_screen(make())
+        await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+def _quit_while_rolling_back():
+    from console.ui.screens.confirm import ConfirmQuitScreen
+
+    return ConfirmQuitScreen("order-service")
+
+
+def _debrief():
+    from console.ui.screens.debrief import DebriefScreen
+
+    lines = [f"{i:2d}. the runbook step and what the trainee did at 14:{30 + i:02d}" for i in range(1, 30)]
+    return DebriefScreen("bad-deploy drill: debrief", lines)
+
+
+DIALOGS = {
+    "rollback-confirm": _open_by_key("r", "ConfirmRollbackScreen"),
+    "decide": _open_by_key("d", "DecideScreen"),
+    "facts": _open_by_key("f", "FactsScreen"),
+    "messages": _open_by_key("m", "MessageScreen"),
+    "note": _open_by_key("n", "NoteScreen"),
+    "pods": _open_by_key("p", "PodsScreen"),
+    "revision": _open_by_key("v", "RevisionScreen"),
+    "quit-while-rolling-back": _open_pushed(_quit_while_rolling_back),
+    "debrief": _open_pushed(_debrief),
+}
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+@pytest.mark.parametrize("dialog", sorted(DIALOGS))
+def test_every_dialog_at_every_size(snap_compare, dialog, size):
+    """Each dialog keeps its action bar (keys on the buttons) in sight; its body scrolls."""
+    app = build_app(RecordedSession(), animate=False)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=DIALOGS[dialog])
+
+
 def test_override_dialog_after_fix_forward(snap_compare):
     """After FIX FORWARD, `r` opens the gate's override dialog: red, the runbook's reason, the reason to type,
     Cancel focused."""
@@ -140,3 +226,14 @@ def test_override_dialog_after_fix_forward(snap_compare):
 
     app = build_app(session, animate=False)
     assert snap_compare(app, terminal_size=WAR_ROOM, run_before=press_r)
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_override_dialog_at_every_size(snap_compare, size):
+    """The gate's red override dialog keeps Cancel and the override button in sight at every size."""
+    session = RecordedSession()
+    facts = Facts(migration_applied=True, migration_reversible=False, migration_name="0042_split_address")
+    session._views = [ServiceView(v.snapshot, evaluate(v.snapshot, facts, v.snapshot.taken_at, Thresholds()))
+                      for v in session._views]
+    app = build_app(session, animate=False)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=_open_by_key("r", "OverrideScreen"))

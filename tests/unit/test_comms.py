@@ -276,3 +276,51 @@ def test_a_drill_marks_every_message_once():
     # An operator's edit that dropped the mark gets it back.
     edited = drill_marked(Message(MessageKind.ROLLBACK_COMPLETE, marked.title, "all good now"))
     assert edited.text == f"{DRILL_MARK} all good now"
+
+
+# -- the other paths of an incident: fix forward, waiting, escalation, status updates ------------
+
+T_OPEN = datetime(2024, 1, 17, 14, 45, tzinfo=timezone.utc)
+
+
+def _open_state() -> inc.IncidentState:
+    state = inc.new_state(ID, "order-service", T_OPEN)
+    return inc.apply(state, Event(T_OPEN + timedelta(minutes=1), inc.DECISION, "decided",
+                                  data=inc.pairs({"action": "investigate", "reasons": ["Error rate 1-5%: 3.0 %"]})))
+
+
+def test_every_path_has_its_message_signed_and_naming_the_incident() -> None:
+    state, now = _open_state(), T_OPEN + timedelta(minutes=20)
+    messages = [
+        comms.fix_forward(state, "trainee", now, reason="migration 0042 cannot be undone", version="1.2.3",
+                          metrics=Metrics(error_rate=0.0603333)),
+        comms.waiting_external(state, "trainee", now, reason="payment provider outage", version="1.2.3"),
+        comms.escalation(state, "trainee", now, level=2, role="Team Lead", why="Rollback failed",
+                         contacts=("@team-lead",)),
+        comms.status_update(state, "trainee", now, decision="INVESTIGATE FIRST", metrics=BEFORE,
+                            next_update=timedelta(minutes=30)),
+    ]
+    for message in messages:
+        assert message.field("Incident") == ID, message.text
+        assert "@trainee" in message.text and "@root" not in message.text
+        assert "unknown → unknown" not in message.text
+    fix, wait, escalate, status = messages
+    assert fix.kind is MessageKind.FIX_FORWARD and fix.field("Running") == "1.2.3"
+    assert "6.03%" in fix.text or "6.0%" in fix.text
+    assert wait.field("Reason") == "payment provider outage"
+    assert escalate.field("Level") == "2 · Team Lead" and escalate.field("Contacts") == "@team-lead"
+    assert status.field("Impact for") == "19 minutes"
+    assert "Next update in 30 minutes" in status.text
+
+
+def test_a_status_update_is_due_every_interval_after_the_last_message() -> None:
+    state, every = _open_state(), timedelta(minutes=30)
+    assert inc.status_update_due(state, T_OPEN + timedelta(minutes=29), every) is None
+    assert inc.status_update_due(state, T_OPEN + timedelta(minutes=30), every) == T_OPEN + every
+    sent_at = T_OPEN + timedelta(minutes=31)
+    state = inc.apply(state, Event(sent_at, inc.MESSAGE_SENT, "sent",
+                                   data=inc.pairs({"message": "status_update", "label": "Status Update",
+                                                   "channel": "Slack"})))
+    assert inc.status_update_due(state, T_OPEN + timedelta(minutes=45), every) is None
+    assert inc.status_update_due(state, sent_at + every, every) == sent_at + every
+    assert inc.status_update_due(state, sent_at + every, None) is None

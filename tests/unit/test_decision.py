@@ -212,6 +212,7 @@ def test_threshold_overrides_move_the_boundaries():
 def test_percent_keeps_the_digits_that_matter():
     assert percent(0.08) == "8.0 %"
     assert percent(0.050001) == "5.0001 %"
+    assert percent(0.0603333333) == "6.03 %"  # rounded for reading, still not "6.0 %"
     assert percent(0.00999) == "0.999 %"
     assert percent(0.0) == "0.0 %"
 
@@ -470,6 +471,29 @@ def test_a_health_endpoint_failing_twice_in_a_row_is_completely_down():
 def test_a_failing_endpoint_with_no_ready_pods_is_down_at_once():
     assert Health(desired=3, ready=0, endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down
     assert Health(endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down  # pods unknown
+
+
+def test_triage_order_puts_the_worst_first() -> None:
+    """Decision first, then error rate, then p95, then the share of pods ready."""
+    from console.decision import needs_action, triage_key
+    from console.model import Decision, Health, Metrics, ServiceView, Snapshot
+
+    def view(name, action, error=None, p95=None, ready=3):
+        snapshot = Snapshot(name, NOW, metrics=Metrics(error_rate=error, latency_p95_ms=p95),
+                            health=Health(desired=3, ready=ready))
+        return ServiceView(snapshot, Decision(action))
+
+    views = [
+        view("quiet", Action.HEALTHY, 0.001, 100),
+        view("slow", Action.INVESTIGATE, 0.02, 900),
+        view("burning-a", Action.ROLLBACK_NOW, 0.09, 300),
+        view("burning-b", Action.ROLLBACK_NOW, 0.14, 200),
+        view("degraded", Action.INVESTIGATE, 0.02, 900, ready=1),
+        view("unknown", Action.HEALTHY),
+    ]
+    order = [v.snapshot.service for v in sorted(views, key=triage_key)]
+    assert order == ["burning-b", "burning-a", "degraded", "slow", "quiet", "unknown"]
+    assert [v.snapshot.service for v in views if needs_action(v)] == ["slow", "burning-a", "burning-b", "degraded"]
 
 
 missing_strategy = st.lists(

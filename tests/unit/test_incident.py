@@ -9,7 +9,7 @@ import pytest
 from console import incident as inc
 from console.clock import FrozenClock
 from console.decision import evaluate
-from console.model import Action, Event, Facts, Metrics, Progress, RollbackPlan, Snapshot
+from console.model import Action, Decision, Event, Facts, Metrics, Progress, RollbackPlan, Snapshot
 
 T0 = datetime(2024, 1, 17, 14, 45, tzinfo=timezone.utc)
 ID = "INC-20240117-1445-order-service"
@@ -265,3 +265,48 @@ def test_rollback_started_with_images_gives_versions(tl):
     tl.add(inc.NewEvent(inc.ROLLBACK_STARTED, "started", data))
     rb = tl.state().rollback
     assert (rb.from_versions, rb.to_versions) == (("1.2.3",), ("1.2.2",))
+
+
+def test_the_banner_follows_the_rollback_through_its_phases(clock: FrozenClock) -> None:
+    """ROLLING BACK with its step, VERIFYING until the pods are ready, ROLLED BACK
+    (watching) until the signals' windows start after it, then the signals again."""
+    timeline = Timeline(clock)
+    timeline.add(inc.opened("order-service"))
+    assert inc.rollback_phase(timeline.state(), clock.now()) is None
+    timeline.add(inc.rollback_started(PLAN))
+    timeline.add(inc.rollback_progress(Progress("1 of 3 updated replicas are available", clock.now())), after=5)
+    phase = inc.rollback_phase(timeline.state(), clock.now(), 1, 3)
+    assert phase.headline == "ROLLING BACK" and "1 of 3 updated" in phase.detail
+    timeline.add(inc.rollback_completed(), after=20)
+    settle = timedelta(minutes=2)
+    assert inc.rollback_phase(timeline.state(), clock.now(), 2, 3, settle).headline == "VERIFYING"
+    watching = inc.rollback_phase(timeline.state(), clock.now(), 3, 3, settle)
+    assert watching.headline == "ROLLED BACK (watching)" and watching.until == clock.now() + settle
+    assert "2:00" in watching.detail
+    clock.advance(settle.total_seconds())
+    assert inc.rollback_phase(timeline.state(), clock.now(), 3, 3, settle) is None
+
+
+def test_decide_by_counts_from_the_first_investigate_verdict(clock: FrozenClock) -> None:
+    timeline = Timeline(clock)
+    timeline.add(inc.opened("order-service"))
+    timeline.add(inc.decided(Decision(Action.ROLLBACK_NOW)))
+    assert inc.investigate_since(timeline.state()) is None
+    first = timeline.add(inc.decided(Decision(Action.INVESTIGATE)), after=30)
+    timeline.add(inc.decided(Decision(Action.INVESTIGATE, stale=True)), after=60)
+    assert inc.investigate_since(timeline.state()) == first.at
+
+
+def test_roles_are_set_cleared_and_parsed(clock: FrozenClock) -> None:
+    timeline = Timeline(clock)
+    timeline.add(inc.opened("order-service"))
+    for role, who in inc.parse_roles("ic=@alice comms=@bob ops=@carol").items():
+        timeline.add(inc.role_set(role, who))
+    state = timeline.state()
+    assert state.roles == (("commander", "@alice"), ("comms", "@bob"), ("operations", "@carol"))
+    timeline.add(inc.role_set("operations", ""))
+    assert timeline.state().role("operations") is None and timeline.state().role("commander") == "@alice"
+    with pytest.raises(ValueError, match="ROLE=WHO"):
+        inc.parse_roles("boss=@dave")
+    with pytest.raises(ValueError, match="Unknown incident role"):
+        inc.role_set("boss", "@dave")

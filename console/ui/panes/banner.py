@@ -13,11 +13,15 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Static
 
+from console.incident import Phase
 from console.model import Action, Decision, ServiceView, image_tag
 
 from ..updates import set_content
 from .bigtext import big_lines, big_width, can_draw, spaced
 from .format import SEVERITY, clock_time, countdown
+
+TALL_SCREEN_ROWS = 50
+"""From this many terminal rows the banner's letters are five rows tall instead of three."""
 
 _SEVERITY_CLASSES = tuple(sorted(f"-{name}" for name in set(SEVERITY.values())))
 
@@ -32,6 +36,8 @@ class DecisionBanner(Vertical):
         self._progress: str | None = None
         self._hint = ""
         self._now: datetime | None = None
+        self._phase: Phase | None = None
+        self._writes_frozen = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="banner-top"):
@@ -46,8 +52,10 @@ class DecisionBanner(Vertical):
         """The headline in plain words (what the big letters say)."""
         if self._decision is None:
             return ""
+        if self._phase is not None:
+            return self._phase.headline
         headline = self._decision.headline
-        if self._decision.freeze_writes:
+        if self._decision.freeze_writes and not self._writes_frozen:
             headline += " + FREEZE WRITES"
         return headline
 
@@ -55,15 +63,34 @@ class DecisionBanner(Vertical):
         # After the resize settles: an update made during layout keeps a stale height.
         self.call_after_refresh(self._render_headline)
 
-    def show(self, view: ServiceView, now: datetime, hint: str = "") -> None:
-        """Show the decision of `view`; `hint` says which key acts on it."""
+    def set_phase(self, phase: Phase | None, writes_frozen: bool = False) -> None:
+        """The rollback's lifecycle phase, which leads over the signals' verdict
+        while it lasts (None: the verdict leads); `writes_frozen`: writes are
+        already frozen, so the headline does not ask for it again."""
+        changed = (phase is None) != (self._phase is None) or (phase and self._phase and
+                                                                phase.headline != self._phase.headline)
+        self._phase, self._writes_frozen = phase, writes_frozen
+        if changed and self._decision is not None:
+            self._set_severity()
+            self._render_headline()
+        self._render_detail()
+
+    def _set_severity(self) -> None:
+        if self._decision is None:
+            return
+        severity = "sev-warning" if self._phase is not None and self._phase.headline == "ROLLING BACK" else (
+            "sev-info" if self._phase is not None else SEVERITY[self._decision.action])
+        for cls in _SEVERITY_CLASSES:
+            self.set_class(cls == f"-{severity}", cls)
+
+    def show(self, view: ServiceView, now: datetime, hint: str = "", lead: str = "") -> None:
+        """Show the decision of `view`; `hint` says which key acts on it; `lead`
+        says why this service leads (pinned, or the most urgent of several)."""
         self._decision = view.decision
         self._service = view.snapshot.service
         self._hint = hint
         self._now = now
-        severity = SEVERITY[view.decision.action]
-        for cls in _SEVERITY_CLASSES:
-            self.set_class(cls == f"-{severity}", cls)
+        self._set_severity()
         self._render_headline()
         current = view.snapshot.current_revision
         side = [Content.styled(view.snapshot.service, "bold")]
@@ -75,6 +102,8 @@ class DecisionBanner(Vertical):
             side.append(Content.styled(f"no {missing}", "bold"))
         elif view.decision.stale:
             side.append(Content.styled("signals stale", "bold"))
+        if lead:
+            side.append(Content.styled(lead, "bold"))
         set_content(self.query_one("#banner-service", Static), Content("\n").join(side))
         reasons = view.decision.reasons
         if reasons:
@@ -102,12 +131,16 @@ class DecisionBanner(Vertical):
         if not headline:
             return
         available = self.content_size.width - 24  # room left of the service name
+        # The banner grows with the screen: five-row letters once the terminal is tall enough.
+        scale = 2 if self.app.size.height >= TALL_SCREEN_ROWS else 1
         sub = ""
         big = headline
-        if big_width(big) > available and ": " in big:
+        if big_width(big, scale) > available and ": " in big:
             big, sub = big.split(": ", 1)
-        if can_draw(big) and big_width(big) <= available:
-            set_content(self.query_one("#headline", Static), "\n".join(big_lines(big)))
+        if scale > 1 and not (can_draw(big) and big_width(big, scale) <= available):
+            scale = 1
+        if can_draw(big) and big_width(big, scale) <= available:
+            set_content(self.query_one("#headline", Static), "\n".join(big_lines(big, scale)))
         else:
             big = spaced(headline) if len(spaced(headline)) <= available else headline
             sub = ""
@@ -121,7 +154,10 @@ class DecisionBanner(Vertical):
         if decision is None:
             return
         parts: list[str] = []
-        if self._progress:
+        if self._phase is not None:
+            parts.append(self._phase.detail if not self._progress else f"Rolling back: {self._progress}")
+            parts.append("the signals below still include the bad version")
+        elif self._progress:
             parts.append(f"Rolling back: {self._progress}")
         else:
             if decision.action == Action.INVESTIGATE and decision.deadline is not None and now is not None:

@@ -37,6 +37,8 @@ _FONT_SOURCE = {
     "+": ("...", ".#.", "###", ".#.", "..."),
     "-": ("...", "...", "###", "...", "..."),
     " ": ("..", "..", "..", "..", ".."),
+    "(": (".#", "#.", "#.", "#.", ".#"),
+    ")": ("#.", ".#", ".#", ".#", "#."),
 }
 
 _HALF_BLOCKS = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
@@ -47,14 +49,24 @@ def can_draw(text: str) -> bool:
     return all(ch in _FONT_SOURCE for ch in text.upper())
 
 
-def big_width(text: str) -> int:
-    """Columns `big_lines(text)` takes (glyphs plus one column between them)."""
-    glyphs = [_FONT_SOURCE[ch] for ch in text.upper()]
-    return sum(len(g[0]) for g in glyphs) + max(0, len(glyphs) - 1)
+def big_width(text: str, scale: int = 1) -> int:
+    """Columns `big_lines(text, scale)` takes (glyphs plus one column between
+    them); a character without a glyph counts as a space."""
+    glyphs = [_FONT_SOURCE.get(ch, _FONT_SOURCE[" "]) for ch in text.upper()]
+    return (sum(len(g[0]) for g in glyphs) + max(0, len(glyphs) - 1)) * scale
 
 
-def big_lines(text: str) -> list[str]:
-    """Three lines of half blocks drawing `text` (which `can_draw`)."""
+def big_lines(text: str, scale: int = 1) -> list[str]:
+    """Lines drawing `text` (which `can_draw`): three rows of half blocks, or
+    at `scale` 2 five rows of full blocks two columns per pixel (for a big screen)."""
+    if scale > 1:
+        rows = ["", "", "", "", ""]
+        for index, ch in enumerate(text.upper()):
+            glyph = _FONT_SOURCE[ch]
+            for row in range(5):
+                rows[row] += (" " * scale if index else "") + "".join(
+                    ("█" if px == "#" else " ") * scale for px in glyph[row])
+        return rows
     pixels = ["", "", "", "", "", ""]
     for index, ch in enumerate(text.upper()):
         glyph = _FONT_SOURCE[ch]

@@ -4,7 +4,7 @@ above 5 %, or whatever the config's thresholds say)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -15,10 +15,36 @@ from textual.widgets import Digits, Static
 from console.model import Point, ServiceView
 
 from ..updates import set_content
-from .format import age, rate_number
+from .format import rate_number
 
 _EIGHTHS = " ▁▂▃▄▅▆▇█"
 _AXIS_WIDTH = 6  # "10 % ┤": room for the threshold labels
+
+CHART_WINDOW = timedelta(minutes=15)
+"""The time the chart spans, whatever its width (a wider pane draws finer columns, not more minutes)."""
+
+
+def columns(points: tuple[Point, ...], now: datetime, width: int, window: timedelta = CHART_WINDOW) -> list[float | None]:
+    """The samples of the last `window` in `width` columns of equal time, oldest
+    first: each column the highest rate seen in it (a spike never averages
+    away), the previous sample's where none fell, None before the first."""
+    start = now - window
+    step = window / width
+    out: list[float | None] = [None] * width
+    for point in points:
+        if point.at < start or point.at > now:
+            continue
+        index = min(width - 1, int((point.at - start) / step))
+        current = out[index]
+        out[index] = point.value if current is None else max(current, point.value)
+    # A rate holds until its next sample: columns between samples show the last one (no dotted bars).
+    last: float | None = None
+    for index, value in enumerate(out):
+        if value is None:
+            out[index] = last
+        else:
+            last = value
+    return out
 
 
 def _label(fraction: float) -> str:
@@ -35,8 +61,8 @@ def severity_of(value: float, investigate: float, rollback: float) -> str:
 
 
 class ThresholdChart(Widget):
-    """A bar chart of error-rate samples (one column per sample, newest on
-    the right) on a fixed scale of 0 to twice the rollback threshold, so the
+    """A bar chart of error-rate samples over the last CHART_WINDOW (columns of
+    equal time, newest on the right) on a fixed scale of 0 to twice the rollback threshold, so the
     threshold lines never move between refreshes. Values above the scale are
     drawn full height."""
 
@@ -71,11 +97,9 @@ class ThresholdChart(Widget):
     def render(self) -> Content:
         height = max(1, self.size.height - 1)  # the last row is the time axis
         width = max(1, self.size.width - _AXIS_WIDTH)
-        points = self._points[-width:]
-        if not points:
+        if not self._points or self._now is None:
             return Content.styled("No error-rate history yet.", "$sev-muted")
-        values = [p.value for p in points]
-        pad = width - len(values)
+        values = columns(self._points, self._now, width)
         lines_rows = self.threshold_rows(height)
         band = self.top / height
         lines: list[Content] = []
@@ -88,8 +112,11 @@ class ThresholdChart(Widget):
             else:
                 line_style = ""
                 axis = Content.styled(f"{'':>4} │", "$sev-muted")
-            cells: list[tuple[str, str]] = [(" " if threshold is None else "╌", line_style)] * pad
+            cells: list[tuple[str, str]] = []
             for value in values:
+                if value is None:
+                    cells.append(("╌" if threshold is not None else " ", line_style))
+                    continue
                 filled = (value - floor) / band
                 if filled >= 1:
                     char = "█"
@@ -104,8 +131,7 @@ class ThresholdChart(Widget):
                 else:
                     cells.append((char, f"${severity_of(value, self.investigate, self.rollback)}"))
             lines.append(Content.assemble(axis, *cells))
-        first = points[0].at
-        left = age(first, self._now) if self._now else ""
+        left = f"{int(CHART_WINDOW.total_seconds() // 60)}m ago"
         axis_text = f"{left:<{max(0, width - 3)}}now"
         lines.append(Content.styled(f"{'':>{_AXIS_WIDTH}}{axis_text}", "$sev-muted"))
         return Content("\n").join(lines)

@@ -91,3 +91,11 @@ def countdown(deadline: datetime, now: datetime) -> str:
         return f"overdue by {minutes}:{secs:02d}"
     minutes, secs = divmod(seconds, 60)
     return f"{minutes}:{secs:02d} left"
+
+
+def elapsed(since: datetime, now: datetime) -> str:
+    """How long since `since`, to the second: "4:05", "1:02:03" (a running clock)."""
+    seconds = max(0, int((now - since).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

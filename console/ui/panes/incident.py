@@ -91,7 +91,7 @@ class ChecklistPane(OptionList):
     """The runbook's Post-Rollback Checklist: Enter or space toggles an item;
     items the console ticked say why; overdue items stand out."""
 
-    BINDINGS = [Binding("space", "select", "Toggle", id="checklist.toggle", show=False)]
+    BINDINGS = [Binding("space", "select", "Tick / untick", id="checklist.toggle")]
 
     class Toggled(Message):
         """The operator toggled one item."""
@@ -138,7 +138,8 @@ class ChecklistPane(OptionList):
         done = status.done if status else 0
         total = len(status.items) if status else 0
         overdue = len(status.overdue) if status else 0
-        self.border_subtitle = f"{done}/{total} done" + (f" · {overdue} OVERDUE" if overdue else "")
+        self.border_subtitle = (f"{done}/{total} done" + (f" · {overdue} OVERDUE" if overdue else "")
+                                + " · ↑↓ move · Space ticks")
         self.set_class(bool(overdue), "-overdue")
 
     @staticmethod

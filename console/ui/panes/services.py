@@ -1,48 +1,183 @@
-"""The service list: every watched service with its decision as a badge;
-the highlighted one is what the other panes show."""
+"""The triage table: every watched service, most urgent first.
+
+One row per service (key = service name) with its decision, error rate, p95,
+ready/desired pods, revision and time since deploy. Cells are updated in
+place and the rows re-sorted, so the cursor stays on the service it was on and
+the scroll position survives a refresh. `/` filters by name or decision.
+"""
 
 from __future__ import annotations
 
-from textual.content import Content
-from textual.widgets import OptionList
-from textual.widgets.option_list import Option
+from datetime import datetime
 
-from console.decision import urgency
-from console.model import Action, ServiceView
+from textual.binding import Binding
+from rich.text import Text
+from textual.widgets import DataTable, Input
 
-from .format import BADGE, SEVERITY
+from console.decision import needs_action, triage_key
+from console.model import ServiceView
+
+from .format import BADGE, NO_VALUE, SEVERITY, millis, rate, short_age
+
+# The decision column's symbol, so the state never rests on colour alone.
+SYMBOL = {"sev-critical": "✖", "sev-warning": "▲", "sev-info": "●", "sev-ok": "✔"}
+
+COLUMNS = (("mark", " "), ("service", "Service"), ("decision", "Decision"), ("error", "Errors"),
+           ("p95", "p95"), ("ready", "Ready"), ("revision", "Rev"), ("deployed", "Deployed"))
 
 
-def service_prompt(name: str, view: ServiceView | None) -> Content:
-    """The service name with its decision badge underneath."""
-    if view is None:
-        return Content.assemble((name, "bold"), "\n", ("  waiting…", "$sev-muted"))
-    action = view.decision.action
-    badge = f" {BADGE[action]} "
-    return Content.assemble(
-        (name, "bold"),
-        "\n",
-        (badge, f"bold reverse ${SEVERITY[action]}"),
-        (" stale" if view.snapshot.stale else "", "$sev-warning"),
+def row_cells(view: ServiceView, now: datetime, pinned: bool, colours: dict[str, str]) -> tuple[Text, ...]:
+    """The cells of one service's row; `colours` are the theme's variables
+    (DataTable cells are Rich text, which knows no `$variables`)."""
+    snapshot, decision = view.snapshot, view.decision
+    severity = SEVERITY[decision.action]
+    health, current = snapshot.health, snapshot.current_revision
+    ready = f"{health.ready}/{health.desired}" if health.desired is not None and health.ready is not None else NO_VALUE
+    badge = BADGE[decision.action] + (" (stale)" if snapshot.stale else "")
+    colour = colours.get(severity, "")
+    short = bool(health.desired) and health.ready != health.desired
+    return (
+        Text(("⚑" if pinned else " ") + SYMBOL[severity], f"bold {colour}"),
+        Text(snapshot.service, "bold"),
+        Text(badge, f"bold {colour}"),
+        Text(rate(snapshot.metrics.error_rate)),
+        Text(millis(snapshot.metrics.latency_p95_ms)),
+        Text(ready + (" ▲" if short else ""), f"bold {colours.get('sev-warning', '')}" if short else ""),
+        Text(str(current.number) if current is not None else NO_VALUE),
+        Text(short_age(current.created, now) if current is not None else NO_VALUE),
     )
 
 
-class ServiceList(OptionList):
-    """One option per service, id = service name, updated in place."""
+class ServiceTable(DataTable):
+    """The services sorted by severity; the cursor picks which one to pin."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
 
     def __init__(self, services: tuple[str, ...], **kwargs) -> None:
-        super().__init__(*(Option(service_prompt(s, None), id=s) for s in services), **kwargs)
-        # What each prompt shows (action, stale): with hundreds of services a
-        # cycle changes few badges, and only those are rebuilt and re-measured.
-        self._badges: dict[str, tuple[Action, bool]] = {}
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._services = services
+        self._views: dict[str, ServiceView] = {}
+        self._order: list[str] = list(services)
+        self.filter_text = ""
+        self.pinned: str | None = None
+        self._now: datetime | None = None
 
-    def show(self, views: list[ServiceView]) -> None:
-        """Refresh the badges (the order stays the config's, so keys don't jump)."""
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._sync())
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+        for name in self._services:
+            self.add_row(Text(" …"), name, Text("waiting…"),
+                         *([NO_VALUE] * 5), key=name)
+
+    # -- what the app asks -------------------------------------------------
+
+    @property
+    def order(self) -> list[str]:
+        """Every service (filtered or not), most urgent first."""
+        return list(self._order)
+
+    @property
+    def most_urgent(self) -> str | None:
+        """The service the banner leads with when none is pinned."""
+        return self._order[0] if self._order and self._order[0] in self._views else None
+
+    @property
+    def needing_action(self) -> int:
+        """How many services' decisions ask for something."""
+        return sum(1 for v in self._views.values() if needs_action(v))
+
+    @property
+    def highlighted(self) -> str | None:
+        """The service under the cursor."""
+        if not self.row_count:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+
+    def visible(self) -> list[str]:
+        """The rows shown, in order."""
+        return [row.key.value for row in self.ordered_rows]
+
+    # -- updates -----------------------------------------------------------
+
+    def show(self, views: list[ServiceView], now: datetime) -> None:
+        """Take the latest views: update cells in place and sort again."""
+        self._now = now
         for view in views:
-            name = view.snapshot.service
-            badge = (view.decision.action, view.snapshot.stale)
-            if self._badges.get(name) != badge:
-                self._badges[name] = badge
-                self.replace_option_prompt(name, service_prompt(name, view))
-        urgent = sum(1 for v in views if urgency(v.decision.action) > urgency(Action.HEALTHY))
-        self.border_subtitle = f"{urgent} need attention" if urgent else "all healthy"
+            self._views[view.snapshot.service] = view
+        self._order = sorted(self._services, key=self._sort_key)
+        self._sync()
+        urgent = self.needing_action
+        self.border_subtitle = f"{urgent} of {len(self._services)} need action" if urgent else "all healthy"
+
+    def set_pinned(self, service: str | None) -> None:
+        """Mark `service` as pinned (None: follow the most urgent)."""
+        self.pinned = service
+        self._sync()
+
+    def recolour(self) -> None:
+        """Paint the rows again in the current theme's colours."""
+        self._sync()
+
+    def set_filter(self, text: str) -> None:
+        """Show only the services whose name or decision contains `text` (case-insensitive)."""
+        self.filter_text = text.strip().lower()
+        self._sync()
+
+    def _sort_key(self, name: str) -> tuple:
+        view = self._views.get(name)
+        return (1, name) if view is None else (0, triage_key(view))
+
+    def _matches(self, name: str) -> bool:
+        if not self.filter_text:
+            return True
+        view = self._views.get(name)
+        words = name + " " + (BADGE[view.decision.action] if view else "")
+        return self.filter_text in words.lower()
+
+    def _sync(self) -> None:
+        """Rows to match the filter, cells to match the views, order to match severity;
+        the cursor stays on its service."""
+        keep = self.highlighted
+        wanted = [n for n in self._order if self._matches(n)]
+        shown = set(self.visible())
+        for name in shown - set(wanted):
+            self.remove_row(name)
+        now = self._now
+        colours = self.app.theme_variables
+        for name in wanted:
+            view = self._views.get(name)
+            if name not in shown:
+                self.add_row(*([""] * len(COLUMNS)), key=name)
+            if view is None or now is None:
+                continue
+            for (column, _), cell in zip(COLUMNS, row_cells(view, now, name == self.pinned, colours)):
+                if self.get_cell(name, column) != cell:
+                    self.update_cell(name, column, cell, update_width=True)
+        rank = {n: i for i, n in enumerate(wanted)}
+        if [r.key.value for r in self.ordered_rows] != wanted:
+            self._sort_rows(rank)
+        if keep in rank:
+            row = self.get_row_index(keep)
+            if row != self.cursor_row:
+                self.move_cursor(row=row, animate=False, scroll=False)
+
+    def _sort_rows(self, rank: dict[str, int]) -> None:
+        # DataTable.sort passes the cell values; the service column names the row.
+        self.sort("service", key=lambda name: rank.get(str(name), len(rank)))
+
+
+class ServiceFilter(Input):
+    """The `/` filter: Enter keeps it, Esc clears and closes it."""
+
+    BINDINGS = [Binding("escape", "clear_filter", "Clear filter", show=True)]
+
+    def action_clear_filter(self) -> None:
+        """Clear the filter (every service shows again) and go back to the table."""
+        self.value = ""
+        self.display = False
+        self.disabled = True
+        self.screen.query_one(ServiceTable).focus()

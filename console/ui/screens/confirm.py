@@ -59,6 +59,7 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
 
     BINDINGS = [
         Binding("y", "confirm", "Roll back", id="confirm.yes"),
+        Binding("a", "confirm_and_announce", "Roll back and post Rollback in Progress", id="confirm.announce"),
         Binding("n,escape", "cancel", "Cancel", id="confirm.no"),
     ]
 
@@ -66,6 +67,8 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
         super().__init__()
         self.plan = plan
         self.reason = reason
+        # Set when the operator also wants the runbook's "Rollback in Progress" posted.
+        self.announce = False
 
     def compose(self) -> ComposeResult:
         plan = self.plan
@@ -115,6 +118,8 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
                 )
             with Horizontal(classes="buttons"):
                 yield Button("Roll back (y)", id="confirm", variant="error")
+                yield Button("Roll back + post (a)", id="announce", variant="warning",
+                             tooltip="Roll back and post the runbook's Rollback in Progress message")
                 yield Button("Cancel (n / esc)", id="cancel", variant="default")
 
     def on_mount(self) -> None:
@@ -122,11 +127,20 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
         self.query_one("#confirm" if not self.plan.skip_reason else "#cancel", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "announce":
+            self.action_confirm_and_announce()
+            return
         self.dismiss(event.button.id == "confirm")
 
     def action_confirm(self) -> None:
         """Roll back (only when there is something to roll back)."""
         if not self.plan.skip_reason:
+            self.dismiss(True)
+
+    def action_confirm_and_announce(self) -> None:
+        """Roll back and post the runbook's "Rollback in Progress" message at once."""
+        if not self.plan.skip_reason:
+            self.announce = True
             self.dismiss(True)
 
     def action_cancel(self) -> None:

@@ -14,6 +14,7 @@ from textual.widgets import Button, Checkbox, Static
 from console.model import RollbackPlan
 from console.procedures import RollbackCheck
 
+from ..widgets import MarkedCheckbox
 from .procedure import ProcedureScreen
 
 FIX_FORWARD = "fix_forward"
@@ -61,7 +62,7 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
                         yield button
                     else:
                         yield Button("Record this decision", id=f"option-{index}", variant="default")
-            yield Checkbox(f"I understand that rolling back past {migration} can lose data; roll back anyway",
+            yield MarkedCheckbox(f"I understand that rolling back past {migration} can lose data; roll back anyway",
                            id="override-ack")
             with Horizontal(classes="buttons"):
                 override = Button("Roll back anyway", id="override", variant="error")

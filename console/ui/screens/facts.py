@@ -11,7 +11,10 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
+
 from console.model import Facts
+
+from ..widgets import MarkedCheckbox
 
 # (Facts field, the runbook's words, what declaring it does to the decision)
 FLAGS: tuple[tuple[str, str, str], ...] = (
@@ -66,7 +69,7 @@ class FactsScreen(ModalScreen[dict | None]):
                                         "and the decision follows it. Space toggles · Ctrl+S saves · Esc cancels",
                                         "$sev-muted"), markup=False)
             for name, words, effect in FLAGS:
-                yield Checkbox(Content.assemble(words, (f"  → {effect}", "$sev-muted")), getattr(facts, name),
+                yield MarkedCheckbox(Content.assemble(words, (f"  → {effect}", "$sev-muted")), getattr(facts, name),
                                id=f"fact-{name}")
             with Horizontal(classes="field"):
                 yield Static("Migration reversible?", classes="label", markup=False)

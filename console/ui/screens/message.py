@@ -14,7 +14,9 @@ from textual.widgets import Button, Static, TextArea
 
 from console.comms import MessageKind
 
-KINDS = (MessageKind.ROLLBACK_IN_PROGRESS, MessageKind.ROLLBACK_COMPLETE)
+KINDS = (MessageKind.ROLLBACK_IN_PROGRESS, MessageKind.ROLLBACK_COMPLETE, MessageKind.FIX_FORWARD,
+         MessageKind.WAITING_EXTERNAL, MessageKind.ESCALATION, MessageKind.STATUS_UPDATE)
+"""The messages F4 cycles through, in this order."""
 
 
 class MessageScreen(ModalScreen[None]):
@@ -69,8 +71,8 @@ class MessageScreen(ModalScreen[None]):
             with Horizontal(classes="buttons"):
                 yield Button("Send (F2)", id="send", variant="primary")
                 yield Button("Copy (F3)", id="copy")
-                yield Button("Other message (F4)", id="switch")
-                yield Button("Resend unsent (F5)", id="resend")
+                yield Button("Other (F4)", id="switch", tooltip="Another of the runbook's messages")
+                yield Button("Resend (F5)", id="resend", tooltip="Resend the unsent messages")
                 yield Button("Close (esc)", id="close")
 
     def on_mount(self) -> None:
@@ -169,8 +171,8 @@ class MessageScreen(ModalScreen[None]):
         self._status(Content.styled("Copied to the clipboard (your terminal must allow OSC 52).", "$sev-ok"))
 
     def action_switch(self) -> None:
-        """Show the other runbook message."""
-        self.kind = KINDS[1 - KINDS.index(self.kind)]
+        """Show the next message (F4 cycles through KINDS)."""
+        self.kind = KINDS[(KINDS.index(self.kind) + 1) % len(KINDS)]
         self._load()
         self._status(Content(""))
 

@@ -50,7 +50,7 @@ class OverrideScreen(ModalScreen[tuple[str, str | None] | None]):
             if self.approvers:
                 yield Input(placeholder=f"approved by (Level 2: {', '.join(self.approvers)})", id="override-approver")
             with Horizontal(classes="buttons"):
-                go = Button("Roll back anyway", id="override-go", variant="error")
+                go = Button("Roll back anyway (enter)", id="override-go", variant="error")
                 go.disabled = True
                 yield go
                 yield Button("Cancel (esc)", id="cancel", variant="primary")
