@@ -114,7 +114,7 @@ def test_quick_rollback_is_for_compose_only(served, tmp_path):
     assert "--quick is the Docker Compose quick rollback; order-service runs on kubernetes" in result.stderr
     # The console's own refusal (the UI's quick choice goes through the session).
     session = Session(load(served / "config.yaml"), Store(tmp_path / "incidents.db"))
-    with pytest.raises(PlatformError, match="Quick rollback is the Docker Compose procedure; order-service runs on kubernetes"):
+    with pytest.raises(PlatformError, match=r"The kubernetes platform of order-service has no quick rollback \(it is the Docker Compose procedure\)"):
         session.plan_rollback("order-service", quick=True)
     assert session.plan_rollback("order-service").to_revision == 2
 
