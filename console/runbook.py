@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,7 +252,12 @@ class CorruptionResponse(_Runner):
             remembered = self.state().frozen_replicas
             if remembered is None:
                 # Remember the count first: a crash now still knows what to restore.
-                self._record(incidents.writes_frozen(before), actor="console")
+                frozen = incidents.writes_frozen(before)
+                metrics = self.session.metrics_now(self.service)
+                if metrics:
+                    # The bad version's numbers before the freeze: "was" in the Rollback Complete message.
+                    frozen = replace(frozen, data={**frozen.data, "before": metrics})
+                self._record(frozen, actor="console")
                 remembered = before
             progress(f"Scaled {self.service} to 0 (was {before}); waiting for the pods to stop")
             wait_for_ready(platform, 0, clock, self._database_timeout())

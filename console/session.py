@@ -519,7 +519,7 @@ class Session:
             started = incidents.rollback_started(plan)
             if reason:
                 started = replace(started, text=f"{started.text} (reason: {reason})", data={**started.data, "reason": reason})
-            before = self._metrics_now(service)
+            before = self.metrics_now(service)
             if before:
                 # The bad version's numbers, for the Rollback Complete message and the export.
                 started = replace(started, data={**started.data, "before": before})
@@ -775,10 +775,17 @@ class Session:
             state = incidents.rebuild(incident_id, events)
             self._states[service] = state
             self._facts[service] = state.facts
+            self._before.pop(service, None)
             for event in events:
-                if event.kind == incidents.ROLLBACK_STARTED:
-                    self._before[service] = incidents.payload(event).get("before") or {}
+                self._note_before(service, event)
             return state
+
+    def _note_before(self, service: str, event: Event) -> None:
+        """Keep the metrics of the incident's first mitigation (see `metrics_before`)."""
+        if event.kind in (incidents.ROLLBACK_STARTED, incidents.WRITES_FROZEN) and service not in self._before:
+            before = incidents.payload(event).get("before")
+            if before:
+                self._before[service] = before
 
     def _apply(self, service: str, incident_id: str, event: Event) -> None:
         """Fold one stored event into the cached incident state."""
@@ -790,8 +797,7 @@ class Session:
             state = incidents.apply(state, event)
             self._states[service] = state
             self._facts[service] = state.facts
-            if event.kind == incidents.ROLLBACK_STARTED:
-                self._before[service] = incidents.payload(event).get("before") or {}
+            self._note_before(service, event)
 
     def reload_incident(self, service: str) -> incidents.IncidentState | None:
         """Re-read the service's open incident from the store (after writes made around this
@@ -805,7 +811,8 @@ class Session:
         with self._state_lock:
             return self._states.get(service)
 
-    def _metrics_now(self, service: str) -> dict:
+    def metrics_now(self, service: str) -> dict:
+        """The last refresh's error rate and p95 of `service`, as stored with an event."""
         view = self._views.get(service)
         if view is None:
             return {}
@@ -814,7 +821,8 @@ class Session:
         return {k: v for k, v in values.items() if v is not None}
 
     def metrics_before(self, service: str) -> Metrics | None:
-        """The metrics when the incident's rollback started (the bad version), if recorded."""
+        """The metrics before the incident's first mitigation (writes frozen, or the
+        rollback started): the bad version serving, not a service already scaled to 0."""
         before = self._before.get(service)
         return Metrics(**before) if before else None
 
@@ -1034,7 +1042,7 @@ class Session:
             message = Message(kind=kind, title=message.title, text=markdown_to_mrkdwn(text))
         message = self._marked(message)
         if kind is MessageKind.ROLLBACK_COMPLETE:
-            after = self._metrics_now(service)
+            after = self.metrics_now(service)
             if after:
                 self.record(incidents.NewEvent(incidents.NOTE, "Metrics after the rollback: " + _metric_words(after),
                                                {"metrics_after": after}), service=service, actor="console")

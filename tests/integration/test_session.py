@@ -65,3 +65,25 @@ async def test_a_viewers_session_writes_nothing(drill):
     assert view.decision.action == Action.ROLLBACK_NOW
     assert session.store.open_incident_for("order-service") is None
     await session.aclose()
+
+
+async def test_the_rollback_complete_message_compares_with_the_numbers_before_writes_were_frozen(drill):
+    """After a freeze (scaled to 0: every request fails) the message's "was" is the bad
+    version serving (8 %), not the frozen service's 100 %."""
+    from console import incident as incidents
+    from console.comms import MessageKind
+
+    running, session = drill
+    [view] = await session.refresh()
+    serving = view.snapshot.metrics.error_rate
+    assert serving == pytest.approx(0.08, abs=0.02)
+    outcome = session.corruption_response("order-service").run("freeze")  # the runbook's first step
+    assert outcome.ok, outcome
+    # Later, with the service scaled to 0, the rollback starts at 100 % errors.
+    started = incidents.rollback_started(session.plan_rollback("order-service"))
+    session.record(started.__class__(started.kind, started.text, {**started.data, "before": {"error_rate": 1.0}}),
+                   service="order-service")
+    assert session.metrics_before("order-service").error_rate == pytest.approx(serving)
+    text = session.compose_message("order-service", MessageKind.ROLLBACK_COMPLETE).text
+    assert "(was 100" not in text and f"(was {serving * 100:.0f}" in text.replace(".0 %", " %").replace(".0%", "%")
+    await session.aclose()

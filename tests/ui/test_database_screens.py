@@ -260,6 +260,14 @@ async def test_the_corruption_response_is_declared_then_guided_step_by_step(
         # The restore: the picker offers the dump, the question names the database and the dump.
         await wait_for(pilot, lambda: screen.preview.step.id == "restore", "the restore step")
         await wait_for(pilot, lambda: screen.query_one("#backup-select").display, "the backup picker")
+        # Tab reaches the skip-reason box past the backup picker (and so does the keyboard user).
+        reached = []
+        for _ in range(12):
+            await pilot.press("tab")
+            reached.append(app.focused.id if app.focused else None)
+            if reached[-1] == "skip-reason":
+                break
+        assert "skip-reason" in reached and "backup-select" in reached, reached
         assert screen.choice() == str(dump)
         assert f"database {database}" in screen.preview.confirmation
         assert "backup_before_deploy.dump" in screen.preview.confirmation
