@@ -9,6 +9,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 
+def parse_rfc3339(value: object) -> datetime | None:
+    """An RFC 3339 timestamp (an API's `2026-12-04T14:21:00Z`) as an aware
+    datetime; None when it is absent or not a timestamp (a time without a zone is UTC)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""

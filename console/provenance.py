@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from console.clock import parse_rfc3339
+
 ROLLBACKS_ANNOTATION = "rollback-console.io/rollbacks"
 """The console's record on the object: a JSON list of `RollbackRecord.to_json()`, newest last."""
 REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
@@ -102,14 +104,7 @@ def _join(versions: Sequence[str]) -> str:
     return ", ".join(versions) or "?"
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+_time = parse_rfc3339
 
 
 def decode(value: str | None) -> tuple[tuple[RollbackRecord, ...], tuple[str, ...]]:

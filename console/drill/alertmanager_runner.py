@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from console.drill.prometheus_runner import SCRAPE_INTERVAL, _free_port
+from console.drill.prometheus_runner import SCRAPE_INTERVAL, _free_port, stop_process
 
 ALERT_RULES_FILE = "auto-rollback.rules.yaml"
 CONFIG_FILE = "alertmanager.yaml"
@@ -162,14 +162,8 @@ class RunningAlertmanager:
     def stop(self) -> None:
         """SIGTERM, wait, SIGKILL if it will not go. The data stays for a restart."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
+        if process is not None:
+            stop_process(process, STOP_TIMEOUT)
 
     def close(self) -> None:
         self.stop()

@@ -127,6 +127,19 @@ def find_binary() -> str | None:
     return shutil.which("prometheus")
 
 
+def stop_process(process: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, wait `timeout` s, SIGKILL if it will not go (a drill's Prometheus,
+    Alertmanager or autopilot)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -218,14 +231,8 @@ class RunningPrometheus:
     def stop(self) -> None:
         """SIGTERM, wait, SIGKILL if it will not go. The data stays for a restart."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
+        if process is not None:
+            stop_process(process, STOP_TIMEOUT)
 
     def close(self) -> None:
         """Stop, and remove the directory when this object created it."""

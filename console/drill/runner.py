@@ -344,12 +344,5 @@ def start_autopilot(config_path: Path, store_path: Path, log_path: Path, *extra:
 
 
 def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM, wait, SIGKILL if it will not go."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
+    """SIGTERM, wait (30 s: an autopilot finishing its step), SIGKILL if it will not go."""
+    prometheus_runner.stop_process(process, 30.0)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Iterator, Protocol, runtime_checkable
 
+from console.clock import parse_rfc3339
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan
 
 ROLLOUT_TIMEOUT = 300.0
@@ -268,13 +269,7 @@ class Observed(Protocol):
 
 def parse_time(value: str | None) -> datetime | None:
     """An RFC 3339 timestamp from the API as an aware datetime."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parse_rfc3339(value)
 
 
 # --- Kubernetes error translation -------------------------------------------
