@@ -71,7 +71,8 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
                 yield Button("Do not roll back (esc)", id="cancel", variant="default")
 
     def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+        # Focused without scrolling: the dialog opens at its title, the docked buttons are in sight anyway.
+        self.query_one("#cancel", Button).focus(scroll_visible=False)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self.query_one("#override", Button).disabled = not event.value
