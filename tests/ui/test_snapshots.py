@@ -191,12 +191,9 @@ def _debrief():
 
 
 def _freeze_writes():
-    from ui_samples import scale_call
-
     from console.ui.screens.corruption import WritesScreen
 
-    preview = corruption_runner().preview("freeze")
-    return WritesScreen("order-service", replace(preview, calls=(scale_call(0),)), freeze=True, replicas=3)
+    return WritesScreen("order-service", corruption_runner().preview("freeze"), freeze=True, replicas=3)
 
 
 def _declare_corruption():

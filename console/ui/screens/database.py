@@ -71,8 +71,9 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
                 yield Button("Do not roll back (esc)", id="cancel", variant="default")
 
     def on_mount(self) -> None:
-        # Focused without scrolling: the dialog opens at its title, the docked buttons are in sight anyway.
-        self.query_one("#cancel", Button).focus(scroll_visible=False)
+        self.query_one("#cancel", Button).focus()
+        # Focusing scrolls the body down to the button; open at the title instead (the buttons are docked, in sight).
+        self.call_after_refresh(self.query_one("#dialog").scroll_home, animate=False)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self.query_one("#override", Button).disabled = not event.value
