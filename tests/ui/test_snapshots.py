@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from ui_samples import RecordedSession
+from ui_samples import RecordedSession, blocked_check, corruption_runner, migration_runner, sample_plan
 
 from console.decision import Thresholds, evaluate
 from console.model import Facts, ServiceView, Signals
@@ -166,7 +166,11 @@ def _open_by_key(key: str, screen: str):
 def _open_pushed(make):
     async def run_before(pilot) -> None:
         await _first_refresh(pilot)
-        pilot.app.push_screen(make())
+        screen = make()
+        pilot.app.push_screen(screen)
+        await pilot.pause()
+        # A procedure screen reads its state in a worker: wait for it to land.
+        await screen.workers.wait_for_complete()
         await pilot.pause()
         await pilot.pause()
 
@@ -186,6 +190,42 @@ def _debrief():
     return DebriefScreen("bad-deploy drill: debrief", lines)
 
 
+def _freeze_writes():
+    from console.ui.screens.corruption import WritesScreen
+
+    return WritesScreen("order-service", corruption_runner().preview("freeze"), freeze=True, replicas=3)
+
+
+def _declare_corruption():
+    from console.ui.screens.corruption import DeclareCorruptionScreen
+
+    return DeclareCorruptionScreen("order-service")
+
+
+def _corruption_response():
+    from console.ui.screens.corruption import CorruptionScreen
+
+    return CorruptionScreen(RecordedSession(), "order-service", corruption_runner())
+
+
+def _migration_rollback():
+    from console.ui.screens.database import MigrationRollbackScreen
+
+    return MigrationRollbackScreen(RecordedSession(), "order-service", migration_runner())
+
+
+def _migration_blocked():
+    from console.ui.screens.database import MigrationBlockedScreen
+
+    return MigrationBlockedScreen(sample_plan(), blocked_check())
+
+
+def _step_confirm():
+    from console.ui.screens.procedure import StepConfirmScreen
+
+    return StepConfirmScreen(migration_runner().preview("app_rollback"))
+
+
 DIALOGS = {
     "rollback-confirm": _open_by_key("r", "ConfirmRollbackScreen"),
     "decide": _open_by_key("d", "DecideScreen"),
@@ -196,6 +236,12 @@ DIALOGS = {
     "revision": _open_by_key("v", "RevisionScreen"),
     "quit-while-rolling-back": _open_pushed(_quit_while_rolling_back),
     "debrief": _open_pushed(_debrief),
+    "freeze-writes": _open_pushed(_freeze_writes),
+    "declare-corruption": _open_pushed(_declare_corruption),
+    "corruption-response": _open_pushed(_corruption_response),
+    "migration-rollback": _open_pushed(_migration_rollback),
+    "migration-blocked": _open_pushed(_migration_blocked),
+    "step-confirm": _open_pushed(_step_confirm),
 }
 
 

@@ -20,12 +20,14 @@ from console import incident
 from console.checklist import DEFAULT_CHECKLIST, Checklist
 from console.clock import FrozenClock
 from console.comms import Message, MessageKind
-from console.database import DatabaseError
+from console.database import Backup, DatabaseError
 from console.decision import Thresholds, evaluate
 from console.gate import Ask, GatePolicy, Verdict, decide
 from console.provenance import Provenance
 from console.platforms.base import PlatformError
-from console.procedures import MigrationFacts, RollbackCheck
+from console import procedures
+from console.procedures import MigrationFacts, ProcedureError, ProcedureState, RollbackCheck, StepStatus
+from console.runbook import StepPreview
 from console.session import Escalation
 from console.slack import SendResult
 from console.model import (
@@ -288,3 +290,96 @@ class RecordedSession:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+# -- the guided procedures, recorded -----------------------------------------------------------
+
+SCALE_PATH = "/apis/apps/v1/namespaces/shop/deployments/order-service/scale"
+
+
+def scale_call(replicas: int) -> ApiCall:
+    """The scale request the Kubernetes platform makes to freeze or resume writes."""
+    return ApiCall("PATCH", SCALE_PATH, f'{{"spec": {{"replicas": {replicas}}}}}')
+
+
+def corruption_state(now: datetime = NOW) -> ProcedureState:
+    """The corruption response one minute after writes were frozen (3 replicas remembered): step 2 is next."""
+    state = procedures.new_state(procedures.DATA_CORRUPTION)
+    freeze = replace(state.steps[0], status=StepStatus.DONE, at=now - timedelta(minutes=1), actor="oncall@drill",
+                     commands=(f"PATCH {SCALE_PATH}",), result="scaled order-service 3 -> 0 replicas",
+                     output="deployment.apps/order-service scaled\n0/0 pods running")
+    return replace(state, steps=(freeze,) + state.steps[1:], frozen_replicas=3)
+
+
+class RecordedProcedure:
+    """A guided procedure's runner as the procedure screens read it: a fixed
+    state and, for each step, the calls and question `console.runbook` would
+    show. Nothing runs: run and skip refuse with a sentence."""
+
+    def __init__(self, state: ProcedureState, calls: dict[str, tuple[ApiCall, ...]],
+                 questions: dict[str, str], backups: tuple[Backup, ...] = ()) -> None:
+        self._state = state
+        self._calls = calls
+        self._questions = questions
+        self._backups = list(backups)
+
+    @property
+    def title(self) -> str:
+        return self._state.title
+
+    def state(self) -> ProcedureState:
+        return self._state
+
+    def preview(self, step_id: str, choice: str | None = None) -> StepPreview:
+        step = self._state.step(step_id)
+        before = self._state.blocked_by(step_id)
+        blocked = f"Do {before.label} first (or skip it with a reason)." if before else None
+        return StepPreview(step, self._calls.get(step_id, ()), self._questions.get(step_id, ""), blocked)
+
+    def backups(self) -> list[Backup]:
+        return list(self._backups)
+
+    def run(self, step_id: str, choice: str | None = None, on_progress=None):
+        raise ProcedureError("This recording runs nothing.")
+
+    def skip(self, step_id: str, reason: str):
+        raise ProcedureError("This recording skips nothing.")
+
+
+def corruption_runner(now: datetime = NOW) -> RecordedProcedure:
+    """The data corruption response for order-service, step 2 (assess) highlighted."""
+    psql = "psql --no-psqlrc -h 127.0.0.1 -U shop shop -c"
+    return RecordedProcedure(
+        corruption_state(now),
+        {"freeze": (scale_call(0),),
+         "assess": (ApiCall("exec", f'{psql} "SELECT COUNT(*) FROM orders WHERE corrupted_flag"'),),
+         "verify": (ApiCall("exec", "npm run db:verify"),),
+         "resume": (scale_call(3),)},
+        {"freeze": "Scale order-service to 0 replicas? Every write stops until step 6 resumes the service "
+                   "at its current replica count.",
+         "resume": "Scale order-service back to 3 replicas? Writes resume."},
+        backups=(Backup("/srv/backups/backup_before_deploy.dump", 12_634, now - timedelta(minutes=5)),),
+    )
+
+
+def migration_runner() -> RecordedProcedure:
+    """The reversible-migration plan for order-service: step 1 (the application) next."""
+    plan = sample_plan()
+    return RecordedProcedure(
+        procedures.new_state(procedures.MIGRATION_ROLLBACK),
+        {"app_rollback": plan.calls,
+         "migration_rollback": (ApiCall("exec", "npm run db:migrate:rollback"),),
+         "integrity_check": (ApiCall("exec", "npm run db:verify"),)},
+        {"app_rollback": "Roll back the application order-service from 1.2.3 (revision 3) to 1.2.2 (revision 2)? "
+                         "The migration is rolled back next.",
+         "migration_rollback": "Roll back 0042_split_address?"},
+    )
+
+
+def blocked_check(now: datetime = NOW) -> RollbackCheck:
+    """A rollback to revision 2 crossing an irreversible migration; revision 1 is no better,
+    a hotfix command is configured, no feature flag."""
+    migration = procedures.Migration("0042_split_address", now - timedelta(minutes=3), reversible=False)
+    history = _history(now)
+    return procedures.check_rollback(history[1], (migration,), {}, history,
+                                     hotfix=procedures.Remedy(url="https://runbooks.example.com/order-service/hotfix"))

@@ -72,6 +72,8 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
+        # Focusing scrolls the body down to the button; open at the title instead (the buttons are docked, in sight).
+        self.call_after_refresh(self.query_one("#dialog").scroll_home, animate=False)
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self.query_one("#override", Button).disabled = not event.value
