@@ -66,13 +66,13 @@ def _config_path(path: str | None) -> Path:
     return found
 
 
-def _session(config: Config, clock=None, store_path: Path | None = None):
+def _session(config: Config, clock=None, store_path: Path | None = None, operator: str | None = None):
     from console import locations
     from console.session import Session
     from console.store import Store
 
     store = Store(store_path or locations.default_store_path())
-    return Session(config, store, clock=clock)
+    return Session(config, store, clock=clock, operator=operator)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -206,7 +206,8 @@ def drill(name: str | None, scenario_file: str | None, list_only: bool, check_fi
         record.data["server_url"] = running.server.url  # `drill-ctl` finds the running drill here
         record.save()
         link = DrillLink(running.world, record, config.incident.post_rollback_checklist())
-        session = _session(config, clock=running.world.clock, store_path=record.store_path)
+        session = _session(config, clock=running.world.clock, store_path=record.store_path,
+                           operator=config.operator or runner.DRILL_OPERATOR)
         session.drill_link = link
         if with_alertmanager:
             try:

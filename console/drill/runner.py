@@ -32,6 +32,11 @@ DRILL_REFRESH_INTERVAL = 2.0
 DRILL_SLACK_ENV = "ROLLBACK_CONSOLE_DRILL_SLACK_WEBHOOK"
 """The environment variable a drill console reads its Slack webhook URL from: the
 drill's own sink (`/slack/webhook/drill`), which records what would have been posted."""
+DRILL_OPERATOR = "trainee"
+"""Who sits at the console of `rollback-console drill` (the escalation strip's level-1 contact),
+so its messages are signed like the header. A `--serve-only` config names nobody: each
+console and kubectl user there is who $USER says."""
+
 DRILL_CONTACTS = {
     1: ["@trainee (on-call)"],
     2: ["@drill-team-lead"],
@@ -117,8 +122,6 @@ def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, promet
         "ui": {"theme": "default"},
         "slack": {"webhook_url_env": DRILL_SLACK_ENV, "channel": "#incidents-drill", "timeout": 2.0},
         "escalation": {"contacts": DRILL_CONTACTS},
-        # Messages are signed by the operator: the trainee the escalation strip names at level 1.
-        "operator": "trainee",
         # Marks the console as a drill: its header, messages and exports say DRILL.
         "drill": scenario.name,
         **({"autopilot": autopilot} if autopilot else {}),
