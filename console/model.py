@@ -145,6 +145,14 @@ class Revision:
     # Where a plain rollback goes, when the platform picks it by evidence rather
     # than by revision number (Compose); the UI's hint and history mark it.
     rollback_target: bool = False
+    # Blue-green: the colour whose Deployment this is; its number is that
+    # Deployment's own revision, so two colours may carry the same number.
+    colour: str | None = None
+
+    @property
+    def label(self) -> str:
+        """"revision 3", or "blue · revision 3" for a blue-green colour (as kubectl numbers it)."""
+        return f"{self.colour} · revision {self.number}" if self.colour else f"revision {self.number}"
 
     @property
     def versions(self) -> tuple[str, ...]:
