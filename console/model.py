@@ -160,6 +160,15 @@ class Revision:
         return tuple(image_tag(image) for image in self.images)
 
 
+def older_revisions(history, current: Revision) -> list[Revision]:
+    """What a rollback from `current` can go back to: the revisions numbered
+    below it, or, for blue-green colours (each numbered by its own Deployment),
+    the other colours."""
+    if current.colour is not None:
+        return [r for r in history if r.colour is not None and r.colour != current.colour]
+    return [r for r in history if r.number < current.number]
+
+
 def image_tag(image: str) -> str:
     """The tag of an image reference ("latest" when there is none)."""
     name = image.rsplit("/", 1)[-1]
