@@ -547,6 +547,6 @@ def _pod_ready(pod: dict) -> bool:
 # A wrong-shaped answer is a sentence naming the API, never a traceback.
 from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
 
-for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'replicas', 'scale'):
+for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'colour_template', 'replicas', 'scale'):
     setattr(BlueGreenPlatform, _method, _shape_checked("Kubernetes API", getattr(BlueGreenPlatform, _method)))
 del _method
