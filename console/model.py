@@ -145,11 +145,28 @@ class Revision:
     # Where a plain rollback goes, when the platform picks it by evidence rather
     # than by revision number (Compose); the UI's hint and history mark it.
     rollback_target: bool = False
+    # Blue-green: the colour whose Deployment this is; its number is that
+    # Deployment's own revision, so two colours may carry the same number.
+    colour: str | None = None
+
+    @property
+    def label(self) -> str:
+        """"revision 3", or "blue · revision 3" for a blue-green colour (as kubectl numbers it)."""
+        return f"{self.colour} · revision {self.number}" if self.colour else f"revision {self.number}"
 
     @property
     def versions(self) -> tuple[str, ...]:
         """Image tags, "1.2.3" for "registry/app:1.2.3"."""
         return tuple(image_tag(image) for image in self.images)
+
+
+def older_revisions(history, current: Revision) -> list[Revision]:
+    """What a rollback from `current` can go back to: the revisions numbered
+    below it, or, for blue-green colours (each numbered by its own Deployment),
+    the other colours."""
+    if current.colour is not None:
+        return [r for r in history if r.colour is not None and r.colour != current.colour]
+    return [r for r in history if r.number < current.number]
 
 
 def image_tag(image: str) -> str:

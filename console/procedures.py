@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from console import incident as incidents
-from console.model import SCHEMA_ANNOTATION, Event, Revision
+from console.model import SCHEMA_ANNOTATION, Event, Revision, older_revisions
 
 MIGRATION_ROLLBACK = "migration_rollback"
 DATA_CORRUPTION = "data_corruption"
@@ -303,7 +303,7 @@ def migrations_since_deploy(migrations: Sequence[Migration], history: Sequence[R
     current = next((r for r in history if r.current), None)
     if current is None:
         return ()
-    older = [r for r in history if r.number < current.number]
+    older = older_revisions(history, current)
     previous = max(older, key=lambda r: r.number) if older else None
     boundary = previous.created if previous is not None else None
     if boundary is None:
@@ -383,7 +383,7 @@ def partial_rollback_target(
     current = next((r for r in history if r.current), None)
     if current is None:
         return None
-    older = sorted((r for r in history if r.number < current.number), key=lambda r: r.number, reverse=True)
+    older = sorted(older_revisions(history, current), key=lambda r: r.number, reverse=True)
     return next((r for r in older if works_with_schema(r, requirements, migration)), None)
 
 
@@ -460,6 +460,13 @@ def irreversible_options(
 def rollback_target(history: Sequence[Revision], to_revision: int | None = None) -> Revision | None:
     """The revision a rollback goes to: `to_revision`, else the second-newest
     revision (what `kubectl rollout undo` picks)."""
+    current = next((r for r in history if r.current), None)
+    if current is not None and current.colour is not None:
+        # Blue-green: the other colour (a number alone may be both colours').
+        others = older_revisions(history, current)
+        if to_revision is not None:
+            others = [r for r in history if r.number == to_revision]
+        return others[0] if len(others) == 1 else None
     if to_revision is not None:
         return next((r for r in history if r.number == to_revision), None)
     ordered = sorted(history, key=lambda r: r.number, reverse=True)

@@ -11,9 +11,12 @@ colour with no ready pods, and after the switch checks that the endpoints are
 non-empty and are the target colour's pods; if they are not, it switches back
 at once and says so.
 
-A "revision" of a blue-green service is a colour: number 1 is the first colour
-of the config's `colours` map, 2 the second; `plan_rollback()` without a
-number switches to the other colour.
+A blue-green service's revisions are its colours, each numbered as its own
+Deployment numbers it (the `deployment.kubernetes.io/revision` annotation that
+`kubectl rollout history deployment/checkout-blue` shows), so "blue · revision 3"
+in the console is revision 3 in kubectl. `plan_rollback()` without a number
+switches to the other colour; with a number it switches to the colour whose
+Deployment carries it, and refuses a number both colours carry (naming them).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Iterator
 
 from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
-from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing
+from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing, Usage
 from console.provenance import (
     FIELD_MANAGER,
     MANAGED_FIELDS,
@@ -43,6 +46,7 @@ from console.platforms.kubernetes import (
     POLL_INTERVAL_SECONDS,
     KubeConnection,
     KubernetesPlatform,
+    revision_of,
     template_images,
 )
 
@@ -108,14 +112,24 @@ class BlueGreenPlatform:
         return colour if colour in self.colours else None
 
     def _number(self, colour: str | None) -> int | None:
-        return list(self.colours).index(colour) + 1 if colour in self.colours else None
+        """The revision number colour's Deployment carries (its deployment.kubernetes.io/revision)."""
+        return revision_of(self._deployment(colour)) if colour in self.colours else None
 
     def _colour(self, number: int) -> str:
-        names = list(self.colours)
-        if not 1 <= number <= len(names):
-            listed = ", ".join(f"{i} = {c}" for i, c in enumerate(names, 1))
-            raise NotFound(f"{self.name} has no colour number {number}; its colours are {listed}.")
-        return names[number - 1]
+        """The colour whose Deployment carries revision `number`: NotFound if none does,
+        Usage (exit 2) if more than one does (the number alone does not say which)."""
+        numbers = {colour: self._number(colour) for colour in self.colours}
+        matching = [colour for colour, n in numbers.items() if n == number]
+        listed = ", ".join(f"{c} = revision {n if n is not None else '?'}" for c, n in numbers.items())
+        if not matching:
+            raise NotFound(f"{self.name} has no revision {number}; its colours are {listed}.")
+        if len(matching) > 1:
+            raise Usage(
+                f"{self.name}: revision {number} is ambiguous: both {' and '.join(matching)} carry it "
+                f"({listed}; each colour's Deployment numbers its own revisions). Choose the colour: roll "
+                f"back without a revision number to switch to the other colour than the live one."
+            )
+        return matching[0]
 
     def _colour_pods(self, service: dict, colour: str) -> list[dict]:
         """The pods the Service would select with `colour` live (not terminating)."""
@@ -179,11 +193,12 @@ class BlueGreenPlatform:
         service = self._get_service()
         live = self._live(service)
         revisions = []
-        for number, (colour, deployment) in enumerate(self.colours.items(), 1):
+        for colour, deployment in self.colours.items():
             running = next((r for r in self._decks[colour].history() if r.current), None)
+            number = revision_of(self._deployment(colour))
             revisions.append(
                 Revision(
-                    number=number,
+                    number=number if number is not None else (running.number if running else 0),
                     images=running.images if running else template_images(
                         (self._deployment(colour).get("spec") or {}).get("template") or {}
                     ),
@@ -191,11 +206,13 @@ class BlueGreenPlatform:
                     created=running.created if running else None,
                     current=colour == live,
                     ref=f"{colour} (deployment/{deployment})",
+                    colour=colour,
                 )
             )
+        by_colour = list(revisions)
         revisions.sort(key=lambda r: (r.created is not None, r.created), reverse=True)
         # Who switched the traffic, from the objects just read: the refresh shows it in every console's timeline.
-        versions = {colour: revision.versions for colour, revision in zip(self.colours, sorted(revisions, key=lambda r: r.number))}
+        versions = {colour: revision.versions for colour, revision in zip(self.colours, by_colour)}
         self._recorded = self._provenance_of(service, lambda colour: versions.get(colour, ()))
         return revisions
 
@@ -250,6 +267,7 @@ class BlueGreenPlatform:
             "spec": {"selector": {self.selector_key: target}},
         }
         summary = (
+            f"{_label(live, base['from_revision'])} → {_label(target, base['to_revision'])}: "
             f"Switch service/{self.k8s_service} in namespace {self.namespace} from {live or 'none'} "
             f"({_versions(base['from_images'])}) to {target} ({_versions(base['to_images'])}), as "
             f"`kubectl patch service {self.k8s_service} -p "
@@ -337,7 +355,15 @@ class BlueGreenPlatform:
             return
         if len(plan.calls) != 1 or plan.to_revision is None:
             raise PlatformError("This plan has no switch to apply; plan the rollback again.")
-        target = self._colour(plan.to_revision)
+        # The colour the plan's patch selects: the revision number alone may be both colours'.
+        target = (json.loads(plan.calls[0].body).get("spec") or {}).get("selector", {}).get(self.selector_key)
+        if target not in self.colours:
+            raise PlatformError("This plan switches to no configured colour; plan the rollback again.")
+        if self._number(target) != plan.to_revision:
+            raise Conflict(
+                f"deployment/{self.colours[target]} changed since you looked (revision {plan.to_revision} → "
+                f"{self._number(target)}); review the new state and try again"
+            )
         service = self._get_service()
         previous = self._live(service)
         if service["metadata"].get("resourceVersion") != plan.resource_version:
@@ -472,10 +498,16 @@ class BlueGreenPlatform:
         return self._live_deck().logs(tail)
 
     def template(self, revision: int | None = None) -> dict:
-        """The pod template colour number `revision` runs (the live colour's when None)."""
+        """The pod template of the colour whose Deployment carries revision `revision` (the live colour's when None)."""
         if revision is None:
             return self._live_deck().template()
         return self._decks[self._colour(revision)].template()
+
+    def colour_template(self, colour: str) -> dict:
+        """The pod template `colour`'s Deployment runs (a number may be both colours')."""
+        if colour not in self.colours:
+            raise NotFound(f"{self.name} has no colour {colour}; its colours are {', '.join(self.colours)}.")
+        return self._decks[colour].template()
 
     def replicas(self) -> int:
         """The live colour's desired replica count."""
@@ -494,6 +526,13 @@ class BlueGreenPlatform:
         return self._decks[next(iter(self.colours))].rollback_lease(holder, ttl)
 
 
+def _label(colour: str | None, number: int | None) -> str:
+    """"blue revision 3": a colour with its Deployment's revision number, as kubectl numbers it."""
+    if colour is None:
+        return "no colour"
+    return f"{colour} revision {number}" if number is not None else colour
+
+
 def _versions(images: tuple[str, ...]) -> str:
     return ", ".join(image_tag(i) for i in images) or "no images"
 
@@ -508,6 +547,6 @@ def _pod_ready(pod: dict) -> bool:
 # A wrong-shaped answer is a sentence naming the API, never a traceback.
 from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
 
-for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'replicas', 'scale'):
+for _method in ('routing', 'history', 'health', 'plan_rollback', 'execute', 'verify', 'pods', 'logs', 'template', 'colour_template', 'replicas', 'scale'):
     setattr(BlueGreenPlatform, _method, _shape_checked("Kubernetes API", getattr(BlueGreenPlatform, _method)))
 del _method

@@ -75,13 +75,13 @@ class ServiceSource:
     revisions_cycle: int | None = None
     pods_seen: tuple | None = None
     # (revision number, deployed at) -> p95 seconds before that deploy (None: no data).
-    before_deploy: dict[tuple[int, datetime], float | None] = field(default_factory=dict)
+    before_deploy: dict[tuple[tuple[str | None, int], datetime], float | None] = field(default_factory=dict)
     # Health checks failed in a row (0 after a healthy answer).
     endpoint_failures: int = 0
     # The current revision and when it became current, when this console saw it
     # change (a rollback makes an old ReplicaSet current again: its creation time
     # says nothing about when it went live).
-    current_since: tuple[int, datetime | None] | None = None
+    current_since: tuple[tuple[str | None, int], datetime | None] | None = None
     # When this console last changed the rollout (a rollback it ran), if it did.
     changed_at: datetime | None = None
     # When the platform last answered (pod counts), and when each signal last
@@ -93,10 +93,12 @@ class ServiceSource:
         """When `current` went live: when this console changed the rollout (or
         saw it change), or its creation time if it was current when the console
         started."""
+        # A blue-green switch changes the colour, not always the number (each colour numbers its own).
+        which = (current.colour, current.number)
         if self.current_since is None:
-            self.current_since = (current.number, current.created)
-        elif self.current_since[0] != current.number:
-            self.current_since = (current.number, self.changed_at or now)
+            self.current_since = (which, current.created)
+        elif self.current_since[0] != which:
+            self.current_since = (which, self.changed_at or now)
         return self.current_since[1]
 
     def query(self, signal: str) -> str | None:
@@ -467,7 +469,7 @@ class Poller:
         if self.prometheus is None or not query or current is None or deployed_at is None:
             return None, None
         baseline_at = _last_good_until(current, source.revisions) or deployed_at
-        key = (current.number, baseline_at)
+        key = ((current.colour, current.number), baseline_at)
         if key in source.before_deploy:
             return source.before_deploy[key], None
         async with bound:

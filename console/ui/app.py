@@ -1136,6 +1136,10 @@ def _undo_target(view: ServiceView) -> str:
     current = view.snapshot.current_revision
     if current is None:
         return ""
+    if current.colour is not None:
+        # Blue-green: each colour numbers its own revisions; the rollback goes to the other colour.
+        others = [r for r in view.snapshot.history if not r.current and r.colour is not None]
+        return f" ({current.label} → {others[0].label})" if len(others) == 1 else ""
     older = [r for r in view.snapshot.history if r.number < current.number]
     # A platform that picks the target by evidence (Compose) marks it.
     picked = next((r for r in view.snapshot.history if r.rollback_target), None)

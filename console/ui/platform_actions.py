@@ -19,12 +19,12 @@ from textual.message import Message
 from console.database import DatabaseError
 from console.runbook import StepPreview
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict
-from console.model import RollbackPlan
+from console.model import Revision, RollbackPlan
 from console.platforms.base import PlatformError, Scalable
 from console.procedures import ProcedureError, RollbackCheck
 
 from .messages import OperationFailed, PlanReady, timeline_changed
-from .panes.history import HistoryTable
+from .panes.history import HistoryTable, rollback_number
 from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
 from .screens.corruption import CorruptionScreen, DeclareCorruptionScreen, WritesScreen
@@ -144,9 +144,9 @@ class PlatformActions:
         current = next((r for r in history if r.current), None)
         service = self.selected
 
-        def chosen(number: int | None) -> None:
-            if number is not None:
-                self._plan(service, number)
+        def chosen(picked: Revision | None) -> None:
+            if picked is not None:
+                self._plan(service, rollback_number(picked, history))
 
         self.push_screen(RevisionScreen(self.session, service, revision, current), chosen)
 

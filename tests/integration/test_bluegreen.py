@@ -1,16 +1,19 @@
 """BlueGreenPlatform against the drill world's blue-green scenario over HTTP:
 checkout-blue runs 1.4.0, checkout-green 1.5.0 (failing), Service checkout
-selects version=green."""
+selects version=green. Both Deployments were created with 1.3.2 and changed
+once since, so each carries revision 2 (as `kubectl rollout history` shows)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
+from support import require_binary
 
 from conftest_adapters import start_drill
 
-from console.platforms.base import Conflict, Forbidden, NotFound, Platform, PlatformError
+from console.platforms.base import Conflict, Forbidden, NotFound, Platform, PlatformError, Usage
 from console.platforms.bluegreen import BlueGreenPlatform
 
 SERVICE_PATH = "/api/v1/namespaces/shop/services/checkout"
@@ -47,6 +50,17 @@ def _scale_world(drill, deployment: str, replicas: int) -> None:
     drill.world.advance()
 
 
+def _set_image(drill, deployment: str, version: str) -> None:
+    """Deploy `version` to one colour behind the platform's back: its Deployment's revision goes up."""
+    from kubernetes import client, config
+
+    apps = client.AppsV1Api(config.new_client_from_config(str(drill.kubeconfig_path)))
+    apps.patch_namespaced_deployment(deployment, "shop", {"spec": {"template": {"spec": {"containers": [
+        {"name": "app", "image": IMAGE.format(version)}]}}}})
+    drill.world.clock.advance(60)
+    drill.world.advance()
+
+
 def test_reads_the_live_colour_history_and_health(drill):
     platform = _platform(drill)
     assert isinstance(platform, Platform)
@@ -60,9 +74,10 @@ def test_reads_the_live_colour_history_and_health(drill):
     assert routing.replicas == (("checkout-blue", 3), ("checkout-green", 3))
 
     history = platform.history()
-    assert [(r.number, r.versions, r.current, r.ref) for r in history] == [
-        (2, ("1.5.0",), True, "green (deployment/checkout-green)"),
-        (1, ("1.4.0",), False, "blue (deployment/checkout-blue)"),
+    # Each colour's number is its Deployment's own revision, labelled with the colour.
+    assert [(r.number, r.versions, r.current, r.ref, r.label) for r in history] == [
+        (2, ("1.5.0",), True, "green (deployment/checkout-green)", "green · revision 2"),
+        (2, ("1.4.0",), False, "blue (deployment/checkout-blue)", "blue · revision 2"),
     ]
     assert history[0].change_cause == "deploy 1.5.0 to green, switch"
     health = platform.health()
@@ -76,7 +91,8 @@ def test_plan_is_the_runbooks_selector_patch_with_a_version_precondition(drill):
 
     plan = platform.plan_rollback()
 
-    assert (plan.platform, plan.from_revision, plan.to_revision) == ("blue-green", 2, 1)
+    assert (plan.platform, plan.from_revision, plan.to_revision) == ("blue-green", 2, 2)
+    assert plan.summary.startswith("green revision 2 → blue revision 2: Switch service/checkout")
     assert (plan.from_versions, plan.to_versions) == (("1.5.0",), ("1.4.0",))
     assert plan.resource_version == version
     (call,) = plan.calls
@@ -85,11 +101,65 @@ def test_plan_is_the_runbooks_selector_patch_with_a_version_precondition(drill):
     assert "kubectl patch service checkout -p '{\"spec\":{\"selector\":{\"version\":\"blue\"}}}'" in plan.summary
     assert _selector(drill)["version"] == "green"  # planning changes nothing
 
-    # Colour number 2 is the live one: kubectl would say "(no change)", the console skips.
+    # Both colours carry revision 2: the number alone does not say which; the console asks for the colour.
+    with pytest.raises(Usage) as caught:
+        platform.plan_rollback(to_revision=2)
+    assert str(caught.value) == (
+        "checkout: revision 2 is ambiguous: both blue and green carry it (blue = revision 2, green = revision 2; "
+        "each colour's Deployment numbers its own revisions). Choose the colour: roll back without a revision "
+        "number to switch to the other colour than the live one."
+    )
+    with pytest.raises(NotFound, match="checkout has no revision 3; its colours are blue = revision 2, green = revision 2"):
+        platform.plan_rollback(to_revision=3)
+
+
+def test_a_revision_number_addresses_the_colour_whose_deployment_carries_it(drill):
+    _set_image(drill, "checkout-blue", "1.4.1")  # blue's Deployment goes to revision 3
+    platform = _platform(drill)
+
+    assert [(r.label, r.versions) for r in platform.history()] == [
+        ("blue · revision 3", ("1.4.1",)), ("green · revision 2", ("1.5.0",))]
+    plan = platform.plan_rollback(to_revision=3)
+    assert (plan.from_revision, plan.to_revision, plan.to_versions) == (2, 3, ("1.4.1",))
+    assert json.loads(plan.calls[0].body)["spec"]["selector"] == {"version": "blue"}
+    assert plan.summary.startswith("green revision 2 → blue revision 3: ")
+    # Revision 2 is now green's alone, and green is live: kubectl would say "(no change)", the console skips.
     same = platform.plan_rollback(to_revision=2)
     assert same.skip_reason == "skipped switch (service/checkout already sends traffic to green)"
-    with pytest.raises(NotFound, match="no colour number 3; its colours are 1 = blue, 2 = green"):
-        platform.plan_rollback(to_revision=3)
+    assert platform.colour_template("blue")["spec"]["containers"][0]["image"] == IMAGE.format("1.4.1")
+    assert platform.template(3) == platform.colour_template("blue")
+
+    steps = list(platform.execute(plan))
+    assert steps[-1].done and not steps[-1].failed and _selector(drill)["version"] == "blue"
+
+
+def test_a_plan_is_refused_when_its_colour_was_redeployed_since(drill):
+    platform = _platform(drill)
+    plan = platform.plan_rollback()
+    _set_image(drill, "checkout-blue", "1.4.1")
+
+    with pytest.raises(Conflict, match=r"deployment/checkout-blue changed since you looked \(revision 2 → 3\)"):
+        list(platform.execute(plan))
+    assert _selector(drill)["version"] == "green"
+
+
+def test_the_numbers_are_the_ones_kubectl_rollout_history_shows(drill, tmp_path):
+    kubectl = require_binary("kubectl", "kubernetes-client")
+    _set_image(drill, "checkout-blue", "1.4.1")
+
+    def kubectl_revisions(deployment: str) -> list[int]:
+        out = subprocess.run(
+            [kubectl, "--kubeconfig", str(drill.kubeconfig_path), "--cache-dir", str(tmp_path / "cache"),
+             "--request-timeout=10s", "-n", "shop", "rollout", "history", f"deployment/{deployment}"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        assert out.startswith(f"deployment.apps/{deployment}"), out
+        return [int(line.split()[0]) for line in out.splitlines() if line[:1].isdigit()]
+
+    shown = {r.colour: r.number for r in _platform(drill).history()}
+    # The console's number for each colour is the newest revision kubectl lists for its Deployment.
+    assert shown == {"blue": max(kubectl_revisions("checkout-blue")), "green": max(kubectl_revisions("checkout-green"))}
+    assert shown == {"blue": 3, "green": 2}
 
 
 def test_switch_verifies_the_endpoints_are_the_target_colours_pods(drill):
@@ -112,8 +182,8 @@ def test_switch_verifies_the_endpoints_are_the_target_colours_pods(drill):
     assert platform.active_colour() == "blue"
     health = platform.verify()
     assert (health.desired, health.ready, health.updated) == (3, 3, 3)
-    # And back again: green is colour 2.
-    back = list(platform.execute(platform.plan_rollback(to_revision=2)))
+    # And back again: the other colour.
+    back = list(platform.execute(platform.plan_rollback()))
     assert back[-1].done and not back[-1].failed and _selector(drill)["version"] == "green"
 
 

@@ -215,6 +215,19 @@ def test_a_selector_switched_by_hand_is_not_switched_back(tmp_path):
         assert drill.get("/api/v1/namespaces/shop/services/checkout")["spec"]["selector"]["version"] == "blue"
 
 
+def test_an_ambiguous_blue_green_revision_is_refused_naming_the_colours(tmp_path):
+    # Both colours' Deployments carry revision 2 (`kubectl rollout history deployment/checkout-blue`
+    # and .../checkout-green both end at 2): the number alone does not say which colour.
+    with serve(tmp_path, None, name="blue-green") as drill:
+        result = drill.console("carol", "rollback", "checkout", "--config", drill.config, "--reason", "errors",
+                               "--to-revision", "2", "--yes")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert ("revision 2 is ambiguous: both blue and green carry it (blue = revision 2, green = revision 2; "
+                in result.stdout)
+        assert "Choose the colour: roll back without a revision number" in result.stdout
+        assert drill.get("/api/v1/namespaces/shop/services/checkout")["spec"]["selector"]["version"] == "green"
+
+
 # --- 4. a crash loop past its progress deadline -------------------------------------------------
 
 CRASH_LOOP = """\

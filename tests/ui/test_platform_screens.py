@@ -158,10 +158,36 @@ async def test_blue_green_shows_the_live_colour_and_switches_back(drill) -> None
         await wait_for(pilot, lambda: pane.display and "Live" in str(pane.render()), "the routing pane")
         assert "Live green" in str(pane.render()) and pane.border_title == "Blue-green"
         assert pane.border_subtitle == "blue 0 / green 100"
+        # Each colour with its Deployment's own revision number (both carry 2), as kubectl rollout history shows.
+        history = app.query_one(HistoryTable)
+        await wait_for(pilot, lambda: history.row_count == 2, "the colours in the history")
+        assert sorted(str(history.get_cell(key, "revision")) for key in ("blue:2", "green:2")) == ["blue · 2", "green · 2"]
+        assert history.border_subtitle == "current: green · revision 2 (1.5.0)"
+
+        # The blue row's revision screen reads blue's template, though green carries the same number.
+        history.focus()
+        history.move_cursor(row=history.get_row_index("blue:2"))
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, RevisionScreen), "blue's revision screen")
+        screen = app.screen
+        await wait_for(pilot, lambda: bool(screen.diff_lines), "the diff")
+        assert "--- green · revision 2 (current)" in screen.diff_lines and "+++ blue · revision 2" in screen.diff_lines
+        assert any(line.startswith("+") and line.endswith("checkout:1.4.0") for line in screen.diff_lines)
+        await pilot.press("escape")
+        await pilot.pause()
+        # Enter on the blue row plans the switch to blue (not an ambiguous "revision 2").
+        history.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan from the blue row")
+        assert '"version": "blue"' in app.screen.plan.calls[0].body
+        await pilot.press("n")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmRollbackScreen), "the plan to close")
 
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the switch plan")
         plan = app.screen.plan
+        assert (plan.from_revision, plan.to_revision) == (2, 2)
+        assert plan.summary.startswith("green revision 2 → blue revision 2: ")
         # The exact request: a patch of the Service's selector.
         assert [c.method for c in plan.calls] == ["PATCH"] and plan.calls[0].target.endswith("/services/checkout")
         assert '"version": "blue"' in plan.calls[0].body

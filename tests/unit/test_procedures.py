@@ -179,3 +179,16 @@ def test_an_unreadable_migration_state_blocks_with_the_reason_and_the_options():
     assert check.explanation.startswith("Cannot read the migration state of svc: psql failed; a migration")
     assert "could lose data" in check.explanation
     assert check.options[0].url == "https://ci.example/hotfix" and check.options[2].to_revision is None
+
+
+def test_blue_green_colours_go_back_to_the_other_colour_whatever_their_numbers():
+    # Each colour's Deployment numbers its own revisions: blue may carry a higher number than live green.
+    green = Revision(2, ("checkout:1.5.0",), created=T0 - timedelta(minutes=3), current=True, colour="green")
+    blue = Revision(3, ("checkout:1.4.0",), created=T0 - timedelta(days=3), colour="blue")
+    history = (blue, green)
+    assert rollback_target(history) == blue
+    assert rollback_target(history, 3) == blue
+    assert rollback_target((blue, replace(green, number=3)), 3) is None  # both carry 3: not one revision
+    since = migrations_since_deploy([Migration("0042_split_address", T0 - timedelta(days=1))], history)
+    assert [m.name for m in since] == ["0042_split_address"]  # after blue went live, so crossed going back to it
+    assert (blue.label, green.label) == ("blue · revision 3", "green · revision 2")

@@ -96,7 +96,7 @@ class DecisionBanner(Vertical):
         side = [Content.styled(view.snapshot.service, "bold")]
         if current is not None:
             versions = ", ".join(image_tag(i) for i in current.images)
-            side.append(Content(f"revision {current.number} · {versions}"))
+            side.append(Content(f"{current.label} · {versions}"))
         if view.decision.unavailable:
             missing = ", ".join(m.signal for m in view.decision.unavailable)
             side.append(Content.styled(f"no {missing}", "bold"))

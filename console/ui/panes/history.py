@@ -33,11 +33,28 @@ def _cells(revision: Revision, now: datetime) -> dict[str, Text]:
     return {
         # ↩: where a plain rollback goes, when the platform picked it by evidence (Compose).
         "current": Text("●" if revision.current else "↩" if revision.rollback_target else "", style),
-        "revision": Text(str(revision.number), style, justify="right"),
+        "revision": Text(f"{revision.colour} · {revision.number}" if revision.colour else str(revision.number),
+                         style, justify="right"),
         "image": Text(images, style),
         "cause": Text(revision.change_cause or NO_VALUE, style),
         "age": Text(short_age(revision.created, now)),
     }
+
+
+def rollback_number(revision: Revision, history) -> int | None:
+    """The `to_revision` that plans a rollback to `revision`: its number, or None
+    (the other colour) for a blue-green colour, whose number the other colour's
+    Deployment may carry too."""
+    if revision.colour is not None:
+        others = [r for r in history if not r.current and r.colour is not None]
+        if others == [revision]:
+            return None
+    return revision.number
+
+
+def _key(revision: Revision) -> str:
+    """The row key: the number, with the colour for blue-green (both colours may carry one number)."""
+    return f"{revision.colour}:{revision.number}" if revision.colour else str(revision.number)
 
 
 def _same(old: object, new: Text) -> bool:
@@ -56,14 +73,14 @@ class HistoryTable(DataTable):
     class RollbackToRequested(Message):
         """The operator asked to roll back to a specific revision."""
 
-        def __init__(self, revision: int) -> None:
+        def __init__(self, revision: int | None) -> None:
             super().__init__()
             self.revision = revision
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._service: str | None = None
-        self._revisions: dict[int, Revision] = {}
+        self._revisions: dict[str, Revision] = {}
         self._cursor_placed = False
 
     def on_mount(self) -> None:
@@ -78,41 +95,41 @@ class HistoryTable(DataTable):
             self._revisions = {}
             self._service = service
             self._cursor_placed = False
-        wanted = {r.number: r for r in history}
-        for number in [n for n in self._revisions if n not in wanted]:
-            self.remove_row(str(number))
-            del self._revisions[number]
-        for revision in sorted(history, key=lambda r: r.number):
+        wanted = {_key(r): r for r in history}
+        for key in [k for k in self._revisions if k not in wanted]:
+            self.remove_row(key)
+            del self._revisions[key]
+        for revision in sorted(history, key=lambda r: (r.number, r.colour or "")):
             cells = _cells(revision, now)
-            key = str(revision.number)
-            if revision.number in self._revisions:
+            key = _key(revision)
+            if key in self._revisions:
                 for column, value in cells.items():
                     if not _same(self.get_cell(key, column), value):
                         self.update_cell(key, column, value)
             else:
                 self.add_row(*(cells[c] for c, _ in COLUMNS), key=key)
-            self._revisions[revision.number] = revision
+            self._revisions[key] = revision
         current = next((r for r in history if r.current), None)
         if not self._cursor_placed and current is not None:
             self._cursor_placed = True
             # Start on the running revision: one key up is what an undo goes back to.
-            self.move_cursor(row=self.get_row_index(str(current.number)), animate=False)
+            self.move_cursor(row=self.get_row_index(_key(current)), animate=False)
         self.border_subtitle = self._subtitle()
 
     def _subtitle(self) -> str:
         current = next((r for r in self._revisions.values() if r.current), None)
         if current is None:
             return ""
-        return f"current: revision {current.number} ({', '.join(image_tag(i) for i in current.images)})"
+        return f"current: {current.label} ({', '.join(image_tag(i) for i in current.images)})"
 
     def highlighted_revision(self) -> Revision | None:
         """The revision under the cursor, if any."""
         if not self.row_count:
             return None
         key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return self._revisions.get(int(key)) if key is not None else None
+        return self._revisions.get(key) if key is not None else None
 
     def action_roll_back_to(self) -> None:
         revision = self.highlighted_revision()
         if revision is not None:
-            self.post_message(self.RollbackToRequested(revision.number))
+            self.post_message(self.RollbackToRequested(rollback_number(revision, self._revisions.values())))

@@ -58,7 +58,7 @@ def diff_content(lines: list[str]) -> Content:
     return Content("\n").join(styled)
 
 
-class RevisionScreen(ModalScreen[int | None]):
+class RevisionScreen(ModalScreen[Revision | None]):
     """A revision's pod template and its diff against the current revision.
     Dismisses with the revision number when the operator asks to roll back to it."""
 
@@ -88,7 +88,7 @@ class RevisionScreen(ModalScreen[int | None]):
         rev = self.revision
         with Vertical(id="dialog", classes="-revision"):
             mark = " (current)" if rev.current else ""
-            yield Static(Content.styled(f"{self.service}: revision {rev.number}{mark}", "bold"), classes="dialog-title")
+            yield Static(Content.styled(f"{self.service}: {rev.label}{mark}", "bold"), classes="dialog-title")
             facts = [
                 Content.assemble(("Images   ", "$sev-muted"), ", ".join(rev.images) or "—"),
                 Content.assemble(("Cause    ", "$sev-muted"), rev.change_cause or "—"),
@@ -99,7 +99,7 @@ class RevisionScreen(ModalScreen[int | None]):
                 facts.append(Content.assemble(("Object   ", "$sev-muted"), rev.ref))
             yield Static(Content("\n").join(facts), markup=False)
             with TabbedContent(initial="revision-diff"):
-                against = f"Diff against revision {self.current.number}" if self.current else "Diff"
+                against = f"Diff against {self.current.label}" if self.current else "Diff"
                 with TabPane(against, id="revision-diff"):
                     with VerticalScroll(classes="revision-text"):
                         yield Static(Content.styled("Reading the pod templates…", "$sev-muted"), id="diff-text",
@@ -110,7 +110,7 @@ class RevisionScreen(ModalScreen[int | None]):
                                      markup=False)
             with Horizontal(classes="buttons"):
                 if not rev.current:
-                    yield Button(f"Roll back to revision {rev.number} (r)", id="rollback", variant="error")
+                    yield Button(f"Roll back to {rev.label} (r)", id="rollback", variant="error")
                 yield Button("Close (esc)", id="close", variant="default")
 
     def on_mount(self) -> None:
@@ -130,8 +130,13 @@ class RevisionScreen(ModalScreen[int | None]):
             return
         reader = platform.template
         try:
-            chosen = reader(self.revision.number)
-            current = reader(self.current.number) if self.current else reader(None)
+            # Blue-green: each colour numbers its own revisions, so read by colour (the live one is None).
+            by_colour = getattr(platform, "colour_template", None)
+            if self.revision.colour and by_colour is not None:
+                chosen = by_colour(self.revision.colour)
+            else:
+                chosen = reader(self.revision.number)
+            current = reader(self.current.number) if self.current and not self.current.colour else reader(None)
         except PlatformError as err:
             self.post_message(self.Loaded(None, None, str(err)))
             return
@@ -143,9 +148,9 @@ class RevisionScreen(ModalScreen[int | None]):
             diff.update(Content.styled(message.error, "$sev-warning"))
             template.update(Content.styled(message.error, "$sev-warning"))
             return
-        current_label = f"revision {self.current.number} (current)" if self.current else "current"
+        current_label = f"{self.current.label} (current)" if self.current else "current"
         self.diff_lines = template_diff(message.current or {}, message.chosen or {}, current_label,
-                                        f"revision {self.revision.number}")
+                                        self.revision.label)
         diff.update(diff_content(self.diff_lines))
         template.update(template_yaml(message.chosen or {}))
 
@@ -158,7 +163,7 @@ class RevisionScreen(ModalScreen[int | None]):
     def action_roll_back(self) -> None:
         """Plan a rollback to this revision (the plan is shown before anything changes)."""
         if not self.revision.current:
-            self.dismiss(self.revision.number)
+            self.dismiss(self.revision)
 
     def action_close(self) -> None:
         """Close without planning anything."""
