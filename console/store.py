@@ -174,6 +174,10 @@ class Store:
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self._transaction():
+                # Read again under the write lock: another process opening the same
+                # new database at the same moment may have migrated it already.
+                if self._db.execute("PRAGMA user_version").fetchone()[0] >= target:
+                    continue
                 for statement in _MIGRATIONS[target].split(";\n"):
                     if statement.strip():
                         self._db.execute(statement)
