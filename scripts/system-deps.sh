@@ -12,6 +12,8 @@ if [[ ${1:-all} == python ]]; then
     :
 else
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# git: the Compose tests read a compose file's history from a real repository.
+command -v git >/dev/null 2>&1 || missing+=(git)
 # The real Prometheus the signal tests (and `drill --with-prometheus`) start themselves.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 # The real Alertmanager the autopilot tests (and `drill --with-alertmanager`) start by hand.

@@ -131,12 +131,7 @@ def test_paused_from_the_store_records_announces_and_rolls_nothing_back(receiver
                                       "auto_rollback": "true"}, "fingerprint": "paused1"}
     answer = post(server, json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode())
     assert answer.status_code == 200 and answer.json()["queued"] == 1
-    deadline = time.monotonic() + 30
-    texts: list[str] = []
-    while time.monotonic() < deadline and not texts:
-        body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
-        texts = [m["payload"]["text"] for m in body["messages"] if "Autopilot did not roll back" in m["payload"]["text"]]
-        time.sleep(0.1)
+    texts = _wait_for_message(running, "Autopilot did not roll back")
     assert texts and f"paused by {session.operator}" in texts[0] and "Level 1" in texts[0], texts
     assert server.pilot.counters.value("rollbacks_started") == 0
     assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
@@ -156,12 +151,7 @@ def test_shadow_records_and_posts_what_it_would_do_and_changes_nothing(receiver)
 
         accepted = shadow.accept(parse(json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode()))
         assert accepted.queued == 1
-        deadline = time.monotonic() + 30
-        texts: list[str] = []
-        while time.monotonic() < deadline and not texts:
-            body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
-            texts = [m["payload"]["text"] for m in body["messages"] if "(shadow) would roll back" in m["payload"]["text"]]
-            time.sleep(0.1)
+        texts = _wait_for_message(running, "(shadow) would roll back")
     finally:
         shadow.stop()
     assert texts and "order-service from 1.2.3 to 1.2.2" in texts[0] and "Nothing was changed." in texts[0]

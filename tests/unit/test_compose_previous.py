@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from support import require
 
 from console.model import TargetCandidate
 from console.platforms.base import NotFound, Unavailable
@@ -62,8 +63,7 @@ def git(directory: Path, *args: str) -> str:
 @pytest.fixture
 def repository(tmp_path: Path):
     """A git repository whose compose file went 1.2.1 → 1.2.2 → (comment only) → 1.2.1 (a revert) → 1.2.3."""
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
+    require(shutil.which("git") is not None, "git is not installed (Debian package git)")
     directory = tmp_path / "stack"
     directory.mkdir()
     compose = directory / "docker-compose.yml"
