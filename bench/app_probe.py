@@ -11,7 +11,7 @@ Modes:
            time have passed; report peak RSS (VmHWM) and cycles.
   keys     while refresh cycles run, send arrow keys the way a terminal
            driver does (from another thread) and time each key until the
-           frame that shows its effect (the selected service changes).
+           frame that shows its effect (the cursor on the next row).
   idle     after the first data and a warm-up, the process's CPU time
            (every thread) over a window of wall time: % of one core.
 
@@ -111,7 +111,7 @@ async def main(args: argparse.Namespace) -> dict:
         if first["data"] is None and app.views:
             first["data"] = now
         key = pending["key"]
-        if key is not None and app.selected == pending["target"]:
+        if key is not None and _cursor(app) == pending["target"]:
             latencies.append({"ms": (now - key) * 1000, "during_cycle": pending["during"]})
             pending["key"] = None
             pending["done"].set()
@@ -177,7 +177,7 @@ async def peer(args: argparse.Namespace) -> dict:
         if first["frame"] is None:
             first["frame"] = now
         key = pending["key"]
-        if key is not None and app.selected == pending["target"]:
+        if key is not None and _cursor(app) == pending["target"]:
             latencies.append({"ms": (now - key) * 1000, "during_cycle": False})
             pending["key"] = None
             pending["done"].set()
@@ -199,6 +199,15 @@ async def peer(args: argparse.Namespace) -> dict:
     return out
 
 
+def _cursor(app) -> str | None:
+    """The row key under the service table's cursor: what an arrow key changes
+    (in the console, Enter then pins that service for the banner and panes)."""
+    table = app.query_one("#services")
+    if not table.row_count:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
 async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: bool = False) -> None:
     """Arrow keys from a thread (as the terminal driver sends them), while a cycle runs."""
     import random
@@ -206,10 +215,9 @@ async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: boo
 
     from textual import events
 
-    services = list(app.services if idle_only else app.session.services)
-    app.query_one("#services").focus()
+    table = app.query_one("#services")
+    table.focus()
     await pilot.pause(0.1)
-    state = {"index": services.index(app.selected)}
     stop = threading.Event()
     loop_done = threading.Event()
     rng = random.Random(9)
@@ -227,10 +235,13 @@ async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: boo
                 time.sleep(rng.uniform(0.0, 0.15) if want_cycle else 0.0)
                 if want_cycle and refreshing["since"] is None:
                     continue
-                step = 1 if state["index"] + 1 < len(services) else -1
-                if state["index"] > 0 and rng.random() < 0.3:
+                # The rows in the order shown (the console sorts them by severity).
+                services = [row.key.value for row in table.ordered_rows]
+                index = services.index(_cursor(app))
+                step = 1 if index + 1 < len(services) else -1
+                if index > 0 and rng.random() < 0.3:
                     step = -1
-                target = services[state["index"] + step]
+                target = services[index + step]
                 done = threading.Event()
                 pending.update(target=target, done=done, during=refreshing["since"] is not None)
                 pending["key"] = time.monotonic()
@@ -238,7 +249,6 @@ async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: boo
                 if not done.wait(10):
                     pending["key"] = None
                     latencies.append({"ms": None, "during_cycle": pending["during"]})
-                state["index"] += step
                 sent += 1
                 time.sleep(0.03)
         finally:
