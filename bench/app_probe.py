@@ -79,6 +79,8 @@ async def main(args: argparse.Namespace) -> dict:
     config = cli._load(args.config)
     clock = _synced_clock(args.drill_url, args.speed) if args.speed != 1.0 else None
     session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None)
+    if not args.in_process:
+        session.start_refresh_process()  # as `watch` does (cli._run_tui), before the UI's imports
     from console.ui.app import build_app
 
     app = build_app(session, theme=config.ui.theme)
@@ -268,6 +270,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("startup", "memory", "keys", "idle"))
     parser.add_argument("--peer", action="store_true")
+    parser.add_argument("--in-process", action="store_true", help="The refresh cycle on the UI's interpreter (before issue 17).")
     parser.add_argument("--steady-cycles", type=int, default=0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=20.0)

@@ -87,3 +87,33 @@ class FrozenClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._now += timedelta(seconds=seconds)
+
+
+def rate(clock: Clock) -> float:
+    """How many seconds `clock` advances per wall-clock second: 1 for the
+    system clock, a scaled clock's speed (0 while a drill is paused), 0 for a
+    frozen clock. A process that cannot share the clock object (the refresh
+    process) follows it from one reading and this rate."""
+    if isinstance(clock, FrozenClock):
+        return 0.0
+    return float(getattr(clock, "speed", 1.0))
+
+
+class RelayedClock:
+    """Another process's clock, followed from one reading of it (`now` at the
+    monotonic moment `at`) and its rate; `follow` takes a newer reading.
+    CLOCK_MONOTONIC is system-wide, so `at` from the other process is comparable."""
+
+    def __init__(self, now: datetime, rate: float, at: float) -> None:
+        self._lock = threading.Lock()
+        self.follow(now, rate, at)
+
+    def follow(self, now: datetime, rate: float, at: float) -> None:
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        with self._lock:
+            self._now, self._rate, self._at = now, rate, at
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now + timedelta(seconds=(time.monotonic() - self._at) * self._rate)

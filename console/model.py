@@ -8,9 +8,12 @@ Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+if TYPE_CHECKING:
+    from console.provenance import Provenance
 
 
 class Action(str, enum.Enum):
@@ -220,6 +223,9 @@ class Snapshot:
     # Signals the decision needs that are missing or stale (set by the poller,
     # which knows what is configured).
     unavailable: tuple[Missing, ...] = ()
+    # What the objects record about past rollbacks (console.provenance.Provenance),
+    # read with this refresh; None when the platform records none or has not read it yet.
+    provenance: Provenance | None = None
 
     @property
     def current_revision(self) -> Revision | None:

@@ -9,7 +9,7 @@ import asyncio
 import getpass
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Coroutine, TypeVar
@@ -20,7 +20,7 @@ from console.checklist import Checklist, ChecklistStatus, Observations, evaluate
 from console import comms
 from console.comms import Message, MessageKind, drill_marked, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
-from console.config import ClusterConfig, Config, ServiceConfig
+from console.config import Config
 from console.database import Database, DatabaseError, MigrationState
 from console.decision import evaluate, urgency
 from console.incident import NewEvent
@@ -29,14 +29,16 @@ from console.model import (
     Action, Decision, Event, Facts, Metrics, Progress, Reason, RollbackPlan, ServiceView, Snapshot, Table,
 )
 from console.platforms.base import (
-    Followed, Leased, Observed, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Usage, lacks,
+    Followed, Leased, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Usage, lacks,
 )
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
+from console.sources import PLATFORM_BUILDERS, _cluster_args, _connection, _prometheus, build_platform, build_poller  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from console.runbook import CorruptionResponse, MigrationRollback
+    from console.refresher import PollerProcess
     from console.signals.poller import Poller
     from console.slack import SendResult, SlackNotifier
 
@@ -71,125 +73,6 @@ def default_operator() -> str:
     except Exception:  # no passwd entry in some containers
         user = "operator"
     return f"{user}@{socket.gethostname()}"
-
-
-def _connection(config: Config, service: ServiceConfig, connections: dict):
-    """The service's cluster connection, one per cluster shared by all its
-    services: the kubeconfig is loaded and the API client built once."""
-    from console.platforms.kubernetes import KubeConnection
-
-    args = _cluster_args(config, service)
-    key = (args["kubeconfig"], args["context"], args["timeout"])
-    if key not in connections:
-        connections[key] = KubeConnection(**args)
-    return connections[key]
-
-
-def _cluster_args(config: Config, service: ServiceConfig) -> dict:
-    """kubeconfig, context and timeout of the service's `cluster:` entry."""
-    cluster = config.clusters.get(service.cluster) if service.cluster else None
-    return {
-        "kubeconfig": cluster.kubeconfig if cluster else None,
-        "context": cluster.context if cluster else None,
-        "timeout": cluster.timeout if cluster else ClusterConfig().timeout,
-    }
-
-
-def _kubernetes(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
-    from console.platforms.kubernetes import KubernetesPlatform
-
-    return KubernetesPlatform(
-        service=service.name,
-        namespace=service.namespace,
-        deployment=service.deployment_name,
-        clock=clock,
-        connection=_connection(config, service, connections),
-        gitops_hold=config.gitops.hold_seconds,
-        argocd_namespace=config.gitops.argocd_namespace,
-        gitops_method=config.gitops.method,
-    )
-
-
-def _blue_green(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
-    from console.platforms.bluegreen import BlueGreenPlatform
-
-    return BlueGreenPlatform(
-        service=service.name,
-        namespace=service.namespace,
-        service_object=service.service_name,
-        colours=service.colour_deployments,
-        selector_key=service.selector_key,
-        verify_seconds=service.verify_seconds,
-        clock=clock,
-        connection=_connection(config, service, connections),
-    )
-
-
-def _canary(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
-    from console.platforms.canary import CanaryPlatform
-
-    return CanaryPlatform(
-        service=service.name,
-        namespace=service.namespace,
-        virtualservice=service.virtualservice,
-        deployment=service.deployment_name,
-        canary_deployment=service.canary_deployment_name,
-        stable_subset=service.stable_subset,
-        canary_subset=service.canary_subset,
-        host=service.host,
-        clock=clock,
-        connection=_connection(config, service, connections),
-    )
-
-
-def _compose(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
-    from console.platforms.compose import ComposePlatform
-
-    return ComposePlatform.from_config(service, clock=clock)
-
-
-def _ecs(config: Config, service: ServiceConfig, clock: Clock, connections: dict) -> Platform:
-    from console.platforms.ecs import EcsPlatform
-
-    return EcsPlatform.from_config(service, clock=clock)
-
-
-PLATFORM_BUILDERS: dict[str, Callable[[Config, ServiceConfig, Clock, dict], Platform]] = {
-    "kubernetes": _kubernetes,
-    "compose": _compose,
-    "blue-green": _blue_green,
-    "canary": _canary,
-    "ecs": _ecs,
-}
-"""Platform name (a service's `platform:` in the config) -> builder. A new
-platform adds its config model to config.py and one entry here; builders
-import their client libraries lazily so start-up stays fast. The last
-argument is the session's cluster connections, shared by the services of a
-cluster (platforms without one ignore it)."""
-
-
-def build_platform(config: Config, service: ServiceConfig, clock: Clock, connections: dict | None = None) -> Platform:
-    """The platform adapter for one configured service. Services built with
-    the same `connections` dict share one connection per cluster."""
-    return PLATFORM_BUILDERS[service.platform](config, service, clock, {} if connections is None else connections)
-
-
-def _prometheus(config: Config):
-    if config.prometheus is None:
-        return None
-    from console.signals.prometheus import PrometheusClient
-
-    prom = config.prometheus
-    # httpx loads the CA bundle for every client, even a plain http:// one
-    # (tens of milliseconds, more under load): only https needs it.
-    https = prom.url.startswith("https://")
-    return PrometheusClient(
-        prom.url,
-        timeout=prom.timeout,
-        bearer_token=prom.bearer_token(),
-        basic_auth=prom.basic_auth(),
-        verify=(prom.ca_file or prom.tls_verify) if https else False,
-    )
 
 
 CHOICES: dict[str, str] = {
@@ -291,31 +174,25 @@ class Session:
         self._seen_records: dict[str, set[str]] = {}
 
     @property
-    def poller(self) -> Poller:
+    def poller(self) -> Poller | PollerProcess:
         """The signal poller, built on first use: it brings in the HTTP clients
         (httpx takes a noticeable part of start-up), which the first frame does
         not need."""
         with self._poller_lock:
             if self._poller is None:
-                self._poller = self._build_poller()
+                self._poller = build_poller(self.config, self._platforms, self.clock)
             return self._poller
 
-    def _build_poller(self) -> Poller:
-        from console.signals.poller import SIGNALS, PollSettings, Poller, ServiceSource
+    def start_refresh_process(self) -> None:
+        """Run the refresh cycle's poller in a child process from now on (the
+        TUI does, before it builds its screens): the cycle's HTTP and parsing
+        no longer compete with keys and frames for this interpreter, and the
+        first cycle runs while the UI starts (see console.refresher)."""
+        from console.refresher import PollerProcess
 
-        config = self.config
-        sources = []
-        for s in config.services:
-            queries = config.queries_for(s)
-            sources.append(
-                ServiceSource(
-                    name=s.name,
-                    platform=self._platforms[s.name],
-                    queries={signal: getattr(queries, signal) for signal in SIGNALS} if config.prometheus else {},
-                    health_url=s.health_url,
-                )
-            )
-        return Poller(sources, self.clock, PollSettings.from_config(config), _prometheus(config))
+        with self._poller_lock:
+            if self._poller is None:
+                self._poller = PollerProcess(self.config, self.clock, max_age=self.refresh_interval)
 
     # -- observing -------------------------------------------------------
 
@@ -346,7 +223,7 @@ class Session:
         for snapshot in snapshots:
             view = ServiceView(snapshot, self.decide(snapshot))
             self._note_change(self._views.get(snapshot.service), view)
-            self._note_records(snapshot.service, snapshot.taken_at)
+            self._note_records(snapshot)
             self._views[snapshot.service] = view
             views.append(view)
             self._escalate(snapshot.service, snapshot.taken_at)
@@ -370,12 +247,11 @@ class Session:
             self.record(incidents.NewEvent(incidents.NOTE, f"DRILL: {text}", {"drill_note": index}),
                         service=service, actor="drill")
         self._story_told = len(story)
-    def _note_records(self, service: str, now: datetime) -> None:
+    def _note_records(self, snapshot: Snapshot) -> None:
         """Put in the timeline, once, each recent rollback another console, the
         autopilot or a person made on the service, as the objects record it
         (read with the refresh; the entry's actor is who did it)."""
-        platform = self._platforms.get(service)
-        provenance = platform.recorded() if isinstance(platform, Observed) else None
+        service, now, provenance = snapshot.service, snapshot.taken_at, snapshot.provenance
         if provenance is None:
             return
         seen = self._seen_records.setdefault(service, self._recorded_keys(service))
@@ -393,9 +269,8 @@ class Session:
         """The newest recent rollback the objects record (by anyone) that brought
         the service to what it runs now, from the last refresh (no request): the
         banner follows the cluster, not this console's memory."""
-        platform = self._platforms.get(service)
-        provenance = platform.recorded() if isinstance(platform, Observed) else None
         view = self._views.get(service)
+        provenance = view.snapshot.provenance if view is not None else None
         current = view.snapshot.current_revision if view is not None else None
         if provenance is None or current is None:
             return None

@@ -37,7 +37,7 @@ from console.clock import Clock
 from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
 from console.model import Health, Metrics, Missing, Point, Revision, Signals, Snapshot
-from console.platforms.base import Observable, Platform, PlatformError
+from console.platforms.base import Observable, Observed, Platform, PlatformError
 from console.signals import health as health_check
 from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
 
@@ -202,6 +202,10 @@ class Poller:
         self._http_loop: asyncio.AbstractEventLoop | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._cycle_lock = asyncio.Lock()
+        self.history_in_background = False
+        """True: cycles read instant values only and `load_history` fills the
+        sparklines between them (the refresh process: the first values show
+        before the 30-minute range queries)."""
         self._unbatchable: set[str] = set()
         # None: not known yet whether the server understands timestamp().
         self._timestamps: bool | None = None
@@ -294,6 +298,7 @@ class Poller:
             stale=self._is_stale(metrics, asked_at),
             errors=tuple(errors),
             unavailable=self._unavailable(source, pods, readings, asked_at),
+            provenance=source.platform.recorded() if isinstance(source.platform, Observed) else None,
         )
 
     def _unavailable(
@@ -412,11 +417,24 @@ class Poller:
             await asyncio.gather(*(single(m) for m in members))
 
         # The history load runs beside the instant queries: a silent Prometheus costs one timeout, not two.
+        unloaded = [] if self.history_in_background else [s for s in sources if not s.history_loaded]
         await asyncio.gather(
-            self._load_history([s for s in sources if not s.history_loaded], bound),
+            self._load_history(unloaded, bound),
             *(group(sig, tpl, members) for (sig, tpl), members in groups.items()),
         )
         return out
+
+    @property
+    def history_pending(self) -> bool:
+        """Some sparkline history is not loaded yet (or its load failed)."""
+        return self.prometheus is not None and any(not s.history_loaded for s in self.sources)
+
+    async def load_history(self) -> None:
+        """With `history_in_background`: load the sparkline history of the
+        services that lack it, between cycles (never during one)."""
+        async with self._cycle_lock:
+            bound = asyncio.Semaphore(self.settings.max_concurrency)
+            await self._load_history([s for s in self.sources if not s.history_loaded], bound)
 
     async def _batched(self, template: str, label: str, names: list[str]) -> dict[str, list[tuple[Sample, datetime]]] | None:
         """One query for many services, split by `label`; None when a series

@@ -1,0 +1,354 @@
+"""The refresh cycle in its own process.
+
+The TUI paints frames and answers keys on one interpreter. A refresh cycle of
+hundreds of services (HTTP, JSON, the Kubernetes client, Prometheus parsing)
+run on the same interpreter competes with them for the GIL, so a key pressed
+during a cycle waited for it. `PollerProcess` runs the same Poller
+(console.signals.poller), built from the same config by the same code
+(console.sources), in a child process and streams its frozen Snapshots back.
+It has the Poller's interface (`cycle`, `invalidate`, `aclose`), so the
+Session drives either; decisions, the incident store and the gate stay in
+the console's process.
+
+What crosses the pipe each cycle (pickled, the child's stdout):
+- each Snapshot without its sparklines, rollout history and provenance;
+- the sparklines as changes: how many points left the front and the new
+  points at the back (a whole sparkline when it was reloaded or changed
+  otherwise), so a steady cycle sends two points per service, not 480;
+- the rollout history and the provenance only when they changed.
+
+Start-up: the child starts when the console does (`Session.start_refresh_process`)
+and runs its first cycle at once, overlapping the UI's own imports and first
+frame; the first request gets that cycle if it is younger than the refresh
+interval. Cycles read instant values only: the sparklines' 30-minute history
+loads between cycles, after the first values are on screen.
+
+Time: the child follows the console's clock (a drill's simulated time, paused
+or sped up): every request carries the clock's reading, its rate and the
+monotonic moment of the reading.
+
+Failure: a child that exits, or does not answer a cycle within `timeout`
+seconds, raises RefreshProcessError naming what happened and the last lines
+it wrote to stderr; the next cycle starts a new child. The child exits when
+its stdin closes, so it never outlives the console.
+
+Run as `python -m console.refresher` by PollerProcess only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from console.clock import Clock, RelayedClock, rate
+from console.config import Config
+from console.model import Point, Snapshot
+
+SAME = "same"
+"""In a reply: this field did not change since the snapshot before."""
+
+CYCLE_TIMEOUT = 120.0
+"""Seconds a cycle may take in the child before the console gives up on it
+(every backend call in the cycle is bounded far below this)."""
+
+
+class RefreshProcessError(RuntimeError):
+    """The refresh process exited or did not answer."""
+
+
+# -- sparklines as changes -----------------------------------------------------
+
+
+def sparkline_change(before: tuple[Point, ...] | None, now: tuple[Point, ...]) -> tuple:
+    """How `now` differs from `before` (the sparkline sent last time):
+    ("drop", k, new_points) when k points left the front and `new_points` were
+    appended (the poller's only steady-state changes), else ("all", now).
+    The poller keeps its Point objects, so identity tells the kept ones apart."""
+    if before is None:
+        return ("all", now)
+    newer = 0
+    last_at = before[-1].at if before else None
+    while newer < len(now) and last_at is not None and now[len(now) - 1 - newer].at > last_at:
+        newer += 1
+    if last_at is None:
+        newer = len(now)
+    kept = len(now) - newer
+    dropped = len(before) - kept
+    if dropped < 0 or (kept and not (now[0] is before[dropped] and now[kept - 1] is before[-1])):
+        return ("all", now)
+    return ("drop", dropped, now[kept:])
+
+
+def apply_sparkline_change(points: deque[Point], change: tuple) -> None:
+    """Bring `points` (what was received so far) up to date with `change`."""
+    if change[0] == "all":
+        points.clear()
+        points.extend(change[1])
+        return
+    _, dropped, new = change
+    for _ in range(min(dropped, len(points))):
+        points.popleft()
+    points.extend(new)
+
+
+class Encoder:
+    """The child's side: snapshots into what crosses the pipe."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, tuple] = {}
+
+    def encode(self, snapshots: list[Snapshot]) -> list[tuple]:
+        out = []
+        for snapshot in snapshots:
+            metrics = snapshot.metrics
+            last = self._sent.get(snapshot.service)
+            errors = sparkline_change(last[0] if last else None, metrics.error_rate_history)
+            latency = sparkline_change(last[1] if last else None, metrics.latency_history)
+            history = SAME if last is not None and last[2] == snapshot.history else snapshot.history
+            provenance = SAME if last is not None and last[3] == snapshot.provenance else snapshot.provenance
+            self._sent[snapshot.service] = (metrics.error_rate_history, metrics.latency_history,
+                                            snapshot.history, snapshot.provenance)
+            bare = replace(snapshot, history=(), provenance=None,
+                           metrics=replace(metrics, error_rate_history=(), latency_history=()))
+            out.append((bare, errors, latency, history, provenance))
+        return out
+
+
+class Decoder:
+    """The console's side: what crossed the pipe back into whole snapshots."""
+
+    def __init__(self) -> None:
+        self._errors: dict[str, deque[Point]] = {}
+        self._latency: dict[str, deque[Point]] = {}
+        self._last: dict[str, tuple] = {}
+
+    def decode(self, payload: list[tuple]) -> list[Snapshot]:
+        snapshots = []
+        for bare, errors, latency, history, provenance in payload:
+            name = bare.service
+            error_points = self._errors.setdefault(name, deque())
+            latency_points = self._latency.setdefault(name, deque())
+            apply_sparkline_change(error_points, errors)
+            apply_sparkline_change(latency_points, latency)
+            last_history, last_provenance = self._last.get(name, ((), None))
+            history = last_history if history == SAME else history
+            provenance = last_provenance if provenance == SAME else provenance
+            self._last[name] = (history, provenance)
+            metrics = replace(bare.metrics, error_rate_history=tuple(error_points), latency_history=tuple(latency_points))
+            snapshots.append(replace(bare, metrics=metrics, history=history, provenance=provenance))
+        return snapshots
+
+
+# -- the console's side ---------------------------------------------------------
+
+
+def _reading(clock: Clock) -> tuple[datetime, float, float]:
+    return clock.now(), rate(clock), time.monotonic()
+
+
+class PollerProcess:
+    """The Poller in a child process, with the Poller's interface."""
+
+    def __init__(self, config: Config, clock: Clock, *, max_age: float, timeout: float = CYCLE_TIMEOUT) -> None:
+        self._config = config
+        self._clock = clock
+        self._max_age = max_age
+        self._timeout = timeout
+        self._child: subprocess.Popen | None = None
+        self._write_lock = threading.Lock()
+        self._cycle_lock = threading.Lock()
+        self._stderr: deque[str] = deque(maxlen=20)
+        self._decoder = Decoder()
+        self._invalidated: dict[str, datetime | None] = {}
+        self._closed = False
+        self.cycles = 0
+        self.restarts = 0
+        self._start(prefetch=True)
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    def _start(self, prefetch: bool) -> None:
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "console.refresher"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
+        )
+        self._child = child
+        self._decoder = Decoder()  # a new child sends whole sparklines again
+        threading.Thread(target=self._drain, args=(child,), name="refresher-stderr", daemon=True).start()
+        self._send(("setup", self._config, *_reading(self._clock), prefetch))
+        for service, changed_at in self._invalidated.items():
+            self._send(("invalidate", service, changed_at))
+
+    def _drain(self, child: subprocess.Popen) -> None:
+        assert child.stderr is not None
+        for line in child.stderr:
+            self._stderr.append(line.decode("utf-8", "replace").rstrip())
+
+    def _send(self, message: tuple) -> None:
+        child = self._child
+        if child is None or child.stdin is None:
+            raise RefreshProcessError("the refresh process is not running")
+        with self._write_lock:
+            try:
+                pickle.dump(message, child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                child.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError) as err:
+                raise RefreshProcessError(self._gone(f"could not be written to ({err})")) from None
+
+    def _gone(self, what: str) -> str:
+        child = self._child
+        code = child.poll() if child is not None else None
+        status = f", exit code {code}" if code is not None else ""
+        said = " | ".join(line for line in list(self._stderr)[-5:] if line)
+        return f"The refresh process {what}{status}" + (f": {said}" if said else "") + ". The next refresh starts a new one."
+
+    async def cycle(self, only: str | None = None) -> list[Snapshot]:
+        """One refresh cycle in the child (see Poller.cycle)."""
+        return await asyncio.to_thread(self._cycle, only)
+
+    def _cycle(self, only: str | None) -> list[Snapshot]:
+        with self._cycle_lock:
+            if self._closed:
+                raise RefreshProcessError("The refresh process was closed.")
+            if self._child is None or self._child.poll() is not None:
+                self.restarts += 1
+                self._start(prefetch=False)
+            child = self._child
+            self._send(("cycle", only, *_reading(self._clock), self._max_age))
+            # A watchdog: a child that does not answer in time is killed, so the read ends.
+            timer = threading.Timer(self._timeout, child.kill)
+            timer.daemon = True
+            timer.start()
+            try:
+                reply = pickle.load(child.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as err:
+                late = not timer.is_alive()
+                child.kill()
+                child.wait(5)
+                raise RefreshProcessError(self._gone(
+                    f"did not answer within {self._timeout:g} s and was stopped" if late else f"ended ({type(err).__name__})"
+                )) from None
+            finally:
+                timer.cancel()
+            if reply[0] == "error":
+                raise RefreshProcessError(f"The refresh process failed: {reply[1]}")
+            self.cycles += 1
+            return self._decoder.decode(reply[1])
+
+    def invalidate(self, service: str, changed_at: datetime | None = None) -> None:
+        """See Poller.invalidate; remembered, so a new child is told too."""
+        self._invalidated[service] = changed_at
+        if self._child is not None and self._child.poll() is None:
+            try:
+                self._send(("invalidate", service, changed_at))
+            except RefreshProcessError:
+                pass  # the next cycle starts a new child, which is told then
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Ask the child to close its clients and exit; stop it if it does not."""
+        self._closed = True
+        child, self._child = self._child, None
+        if child is None:
+            return
+        try:
+            if child.poll() is None and child.stdin is not None:
+                with self._write_lock:
+                    pickle.dump(("close",), child.stdin)
+                    child.stdin.flush()
+                    child.stdin.close()
+            child.wait(3)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            child.kill()
+            child.wait(5)
+
+
+# -- the child --------------------------------------------------------------------
+
+
+def main() -> int:
+    """The child: build the poller from the config it is sent, answer cycles."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console stops it (Ctrl-C is the console's key)
+    requests = sys.stdin.buffer
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print goes to stderr, never into the replies
+    try:
+        _, config, now, clock_rate, at, prefetch = pickle.load(requests)
+    except EOFError:
+        return 0
+    clock = RelayedClock(now, clock_rate, at)
+    from console.sources import build_platform, build_poller
+
+    connections: dict = {}
+    platforms = {s.name: build_platform(config, s, clock, connections) for s in config.services}
+    poller = build_poller(config, platforms, clock)
+    poller.history_in_background = True
+    encoder = Encoder()
+    loop = asyncio.new_event_loop()
+
+    def cycle(only: str | None) -> list[Snapshot] | str:
+        try:
+            return loop.run_until_complete(poller.cycle(only))
+        except Exception as err:  # the poller reports failures in snapshots; this is a bug's safety net
+            return f"{type(err).__name__}: {err}"
+
+    # The first cycle, run before anyone asks; encoded only when sent (the encoder remembers what was sent).
+    ready: list[Snapshot] | str | None = None
+    ready_at: datetime | None = None
+    if prefetch:
+        ready_at = clock.now()
+        ready = cycle(None)
+    try:
+        while True:
+            try:
+                message: Any = pickle.load(requests)
+            except EOFError:
+                break
+            if message[0] == "close":
+                break
+            if message[0] == "invalidate":
+                poller.invalidate(message[1], message[2])
+                ready = None  # the prefetched history may be the old one
+                continue
+            _, only, now, clock_rate, at, max_age = message
+            clock.follow(now, clock_rate, at)
+            if ready is not None and only is None and ready_at is not None and (clock.now() - ready_at).total_seconds() <= max_age:
+                result = ready
+            else:
+                result = cycle(only)
+            ready = None
+            reply = ("error", result) if isinstance(result, str) else ("cycle", encoder.encode(result))
+            pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
+            if poller.history_pending:
+                # The sparklines fill between cycles: the first values were shown without waiting for them.
+                try:
+                    loop.run_until_complete(poller.load_history())
+                except Exception as err:  # a failed load is retried after the next cycle
+                    print(f"sparkline history not loaded: {type(err).__name__}: {err}", file=sys.stderr)
+    finally:
+        loop.run_until_complete(poller.aclose())
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
