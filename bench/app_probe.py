@@ -8,12 +8,14 @@ Modes:
            imports, first painted frame and first data frame (monotonic
            clock, comparable with the parent's).
   memory   run refresh cycles until `--sim-seconds` of the drill's simulated
-           time have passed; report peak RSS (VmHWM) and cycles.
+           time have passed; report peak RSS (VmHWM) and cycles: the console
+           process plus its refresh process (each one's peak, added).
   keys     while refresh cycles run, send arrow keys the way a terminal
            driver does (from another thread) and time each key until the
            frame that shows its effect (the cursor on the next row).
-  idle     after the first data and a warm-up, the process's CPU time
-           (every thread) over a window of wall time: % of one core.
+  idle     after the first data and a warm-up, the console's CPU time
+           (every thread, and its refresh process) over a window of wall
+           time: % of one core.
 
 `--peer` runs the bare-Textual peer (bench/bare_textual.py: one 500-row
 DataTable and one Static) instead of the console, under the same probe,
@@ -52,11 +54,49 @@ async def _wait(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def _status_kib(field: str) -> int | None:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _status_kib(field: str, pid: int | str = "self") -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return None
+
+
+def _child_pid(app) -> int | None:
+    """The console's refresh process (console.refresher), if it runs one: its
+    CPU and memory are the console's too, and are counted with it."""
+    session = getattr(app, "session", None)
+    poller = getattr(session, "_poller", None) if session is not None else None
+    return getattr(poller, "pid", None)
+
+
+def _child_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of process `pid` (0 without one)."""
+    if pid is None:
+        return 0.0
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _memory(app) -> dict:
+    """Peak and current RSS of the console: its own process and its refresh process."""
+    child = _child_pid(app)
+    out = {"vm_hwm_kib": _status_kib("VmHWM"), "vm_rss_kib": _status_kib("VmRSS"),
+           "ui_vm_hwm_kib": _status_kib("VmHWM"), "child_vm_hwm_kib": None, "child_vm_rss_kib": None}
+    if child is not None:
+        out["child_vm_hwm_kib"] = _status_kib("VmHWM", child)
+        out["child_vm_rss_kib"] = _status_kib("VmRSS", child)
+        out["vm_hwm_kib"] += out["child_vm_hwm_kib"] or 0
+        out["vm_rss_kib"] += out["child_vm_rss_kib"] or 0
+    return out
 
 
 def _synced_clock(drill_url: str, speed: float):
@@ -128,7 +168,7 @@ async def main(args: argparse.Namespace) -> dict:
             while len(cycles) < 1 + args.steady_cycles and time.monotonic() < deadline:
                 await _wait(0.05)
         elif args.mode == "idle":
-            out.update(await _idle(args))
+            out.update(await _idle(args, _child_pid(app)))
         if args.mode == "memory":
             started = session.clock.now()
             while (session.clock.now() - started).total_seconds() < args.sim_seconds:
@@ -139,13 +179,12 @@ async def main(args: argparse.Namespace) -> dict:
         out["cycles"] = [{"began": b, "seconds": e - b} for b, e in cycles]
         out["frames"] = len(probe.frames)
         out["latencies"] = latencies
-        out["vm_hwm_kib"] = _status_kib("VmHWM")
-        out["vm_rss_kib"] = _status_kib("VmRSS")
+        out.update(_memory(app))
         app.exit()
     return out
 
 
-async def _idle(args) -> dict:
+async def _idle(args, child: int | None = None) -> dict:
     """CPU time of this process (all threads) over `--window` seconds of wall
     time, after `--warmup` seconds; the probe itself only sleeps meanwhile."""
     import asyncio
@@ -155,7 +194,7 @@ async def _idle(args) -> dict:
 
     def cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+        return usage.ru_utime + usage.ru_stime + _child_cpu(child)
 
     wall, used = time.monotonic(), cpu()
     await asyncio.sleep(args.window)
@@ -195,8 +234,7 @@ async def peer(args: argparse.Namespace) -> dict:
             out.update(await _idle(args))
         out["frames"] = len(probe.frames)
         out["latencies"] = latencies
-        out["vm_hwm_kib"] = _status_kib("VmHWM")
-        out["vm_rss_kib"] = _status_kib("VmRSS")
+        out.update(_memory(app))
         app.exit()
     return out
 

@@ -473,7 +473,9 @@ def memory(services: int, sim_seconds: float, speed: float, work: Path) -> dict:
     finally:
         drill.stop()
     return {"services": services, "sim_seconds": data.get("sim_seconds"), "cycles": len(data["cycles"]),
-            "peak_rss_mb": data["vm_hwm_kib"] / 1024, "rss_at_end_mb": data["vm_rss_kib"] / 1024}
+            "peak_rss_mb": data["vm_hwm_kib"] / 1024, "rss_at_end_mb": data["vm_rss_kib"] / 1024,
+            "ui_peak_rss_mb": data["ui_vm_hwm_kib"] / 1024,
+            "refresh_process_peak_rss_mb": data["child_vm_hwm_kib"] / 1024 if data.get("child_vm_hwm_kib") else None}
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -523,8 +525,10 @@ def table_17(results: dict) -> list[tuple[str, str, str, str]]:
             f"of one core, {idle['refresh_interval_s']:g} s refresh; bare Textual {idle['peer_cpu_percent']:.1f} %", 1)
     mem = results.get("memory")
     if mem and mem["services"] >= 500:
+        child = mem.get("refresh_process_peak_rss_mb")
+        split = f"; UI {mem['ui_peak_rss_mb']:.0f} + refresh process {child:.0f}" if child else ""
         row(f"peak RSS, {mem['services']} services", mem["peak_rss_mb"], FLOORS_17["peak_rss_mb"], " MB",
-            f"{mem['sim_seconds']:.0f} s simulated", 0)
+            f"{mem['sim_seconds']:.0f} s simulated{split}", 0)
     return rows
 
 
