@@ -119,7 +119,7 @@ async def main(args: argparse.Namespace) -> dict:
     config = cli._load(args.config)
     clock = _synced_clock(args.drill_url, args.speed) if args.speed != 1.0 else None
     session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None)
-    if not args.in_process:
+    if config.ui.refresh_process and not args.in_process:
         session.start_refresh_process()  # as `watch` does (cli._run_tui), before the UI's imports
     from console.ui.app import build_app
 

@@ -111,7 +111,8 @@ def watch(config_path: str | None, theme: str | None, viewer: bool) -> None:
 
 def _run_tui(session, theme: str, viewer: bool = False) -> None:
     # The refresh process starts first: its imports and first cycle overlap the UI's.
-    session.start_refresh_process()
+    if session.config.ui.refresh_process:
+        session.start_refresh_process()
     from console.ui.app import build_app
 
     # The app closes the session (its HTTP clients live on the app's loop) on exit.

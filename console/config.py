@@ -684,6 +684,10 @@ class IncidentConfig(_Model):
 class UiConfig(_Model):
     theme: str = "default"
     """Theme name: one shipped in themes/ (default, high-contrast, light) or a file in the user themes dir."""
+    refresh_process: bool = True
+    """Run the refresh cycle (Prometheus, health checks, platform reads) in a
+    child process, so keys and frames never wait for it. `false` runs it in
+    the console's own process (one process, slower keys during a cycle)."""
 
 
 class WebConfig(_Model):
