@@ -189,6 +189,10 @@ class Signals:
     single_endpoint: str | None = None
     intermittent: bool = False
     crossings: int = 0
+    # False while the error rate's 30-minute history is not loaded (the refresh
+    # process shows the first values before it; a failed range query): the
+    # crossings, and so "intermittent", count only the points seen so far.
+    history_loaded: bool = True
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,7 @@ class PollerProcess:
         )
         self._child = child
         self._decoder = Decoder()  # a new child sends whole sparklines again
+        self._stderr.clear()
         threading.Thread(target=self._drain, args=(child,), name="refresher-stderr", daemon=True).start()
         self._send(("setup", self._config, *_reading(self._clock), prefetch))
         for service, changed_at in self._invalidated.items():
@@ -226,7 +227,12 @@ class PollerProcess:
         with self._cycle_lock:
             if self._closed:
                 raise RefreshProcessError("The refresh process was closed.")
-            if self._child is None or self._child.poll() is not None:
+            if self._child is not None and self._child.poll() is not None:
+                # It ended between cycles: said once, and the next cycle starts a new one.
+                ended = self._gone("ended")
+                self._child = None
+                raise RefreshProcessError(ended)
+            if self._child is None:
                 self.restarts += 1
                 self._start(prefetch=False)
             child = self._child
@@ -241,9 +247,11 @@ class PollerProcess:
                 late = not timer.is_alive()
                 child.kill()
                 child.wait(5)
-                raise RefreshProcessError(self._gone(
+                failed = self._gone(
                     f"did not answer within {self._timeout:g} s and was stopped" if late else f"ended ({type(err).__name__})"
-                )) from None
+                )
+                self._child = None
+                raise RefreshProcessError(failed) from None
             finally:
                 timer.cancel()
             if reply[0] == "error":

@@ -617,6 +617,7 @@ class Poller:
             single_endpoint=single_failing_route(metrics.route_error_rates, t),
             intermittent=crossings >= self.settings.intermittent_crossings,
             crossings=crossings,
+            history_loaded=source.history_loaded or self.prometheus is None or not source.query(ERROR_RATE),
         )
 
     async def aclose(self) -> None:

@@ -75,6 +75,7 @@ async def test_the_child_sees_what_the_in_process_poller_sees(drill, tmp_path):
         assert far.snapshot.metrics == near.snapshot.metrics  # sparklines included, rebuilt from changes
         assert len(far.snapshot.metrics.error_rate_history) > 10
         assert far.snapshot.provenance == near.snapshot.provenance
+        assert far.snapshot.signals.history_loaded
         assert remote.poller.cycles == 3
     finally:
         await remote.aclose()
@@ -87,6 +88,8 @@ async def test_a_rollback_is_seen_at_once_and_the_clock_followed(drill, tmp_path
         [view] = await session.refresh()
         assert view.decision.action == Action.ROLLBACK_NOW
         assert view.snapshot.current_revision.number == 3
+        # The first values come before the 30-minute history, and say so.
+        assert not view.snapshot.signals.history_loaded and len(view.snapshot.metrics.error_rate_history) <= 1
         progress = list(session.execute(session.plan_rollback("order-service"), timeout=120))
         assert progress[-1].done and not progress[-1].failed
         drill.world.clock.advance(120)  # the console's clock jumps; the child follows it

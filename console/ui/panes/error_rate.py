@@ -175,5 +175,7 @@ class ErrorRatePane(Vertical):
             caption.append(Content.styled("stale: values are old", "bold $sev-warning"))
         elif value is None:
             caption.append(Content.styled("no value", "$sev-muted"))
+        if not view.snapshot.signals.history_loaded:
+            caption.append(Content.styled("30-min history loading: intermittent errors not judged yet", "$sev-muted"))
         set_content(self.query_one("#error-rate-caption", Static), Content("\n").join(caption))
         self.query_one(ThresholdChart).set_points(metrics.error_rate_history, now)
