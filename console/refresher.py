@@ -192,9 +192,24 @@ class PollerProcess:
         self._decoder = Decoder()  # a new child sends whole sparklines again
         self._stderr.clear()
         threading.Thread(target=self._drain, args=(child,), name="refresher-stderr", daemon=True).start()
-        self._send(("setup", self._config, *_reading(self._clock), prefetch))
-        for service, changed_at in self._invalidated.items():
-            self._send(("invalidate", service, changed_at))
+        # The config (hundreds of services: more than a pipe holds) is written
+        # from a thread: the console goes on loading its UI while the child
+        # imports what it needs to read it. The write lock, held until the
+        # setup is written, keeps every later message behind it.
+        messages = [("setup", self._config, *_reading(self._clock), prefetch),
+                    *(("invalidate", service, at) for service, at in self._invalidated.items())]
+        self._write_lock.acquire()
+        threading.Thread(target=self._write_setup, args=(child, messages), name="refresher-setup", daemon=True).start()
+
+    def _write_setup(self, child: subprocess.Popen, messages: list[tuple]) -> None:
+        try:
+            for message in messages:
+                pickle.dump(message, child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            child.stdin.flush()
+        except (OSError, ValueError):
+            pass  # the child is gone: the next cycle's read says so
+        finally:
+            self._write_lock.release()
 
     def _drain(self, child: subprocess.Popen) -> None:
         assert child.stderr is not None
