@@ -256,7 +256,7 @@ def decide(
 
     # 5. What an override may pass.
     objections: list[Objection] = []
-    target = ", ".join(plan.to_versions) or f"revision {plan.to_revision}"
+    target = ", ".join(plan.to_versions) or plan.to_label
     record = _rolled_back_from(plan, provenance, now, policy)
     if record is not None:
         objections.append(Objection(

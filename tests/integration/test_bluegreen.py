@@ -92,7 +92,7 @@ def test_plan_is_the_runbooks_selector_patch_with_a_version_precondition(drill):
     plan = platform.plan_rollback()
 
     assert (plan.platform, plan.from_revision, plan.to_revision) == ("blue-green", 2, 2)
-    assert plan.summary.startswith("green revision 2 → blue revision 2: Switch service/checkout")
+    assert plan.summary.startswith("green · revision 2 → blue · revision 2: Switch service/checkout")
     assert (plan.from_versions, plan.to_versions) == (("1.5.0",), ("1.4.0",))
     assert plan.resource_version == version
     (call,) = plan.calls
@@ -122,7 +122,7 @@ def test_a_revision_number_addresses_the_colour_whose_deployment_carries_it(dril
     plan = platform.plan_rollback(to_revision=3)
     assert (plan.from_revision, plan.to_revision, plan.to_versions) == (2, 3, ("1.4.1",))
     assert json.loads(plan.calls[0].body)["spec"]["selector"] == {"version": "blue"}
-    assert plan.summary.startswith("green revision 2 → blue revision 3: ")
+    assert plan.summary.startswith("green · revision 2 → blue · revision 3: ")
     # Revision 2 is now green's alone, and green is live: kubectl would say "(no change)", the console skips.
     same = platform.plan_rollback(to_revision=2)
     assert same.skip_reason == "skipped switch (service/checkout already sends traffic to green)"

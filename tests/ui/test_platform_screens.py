@@ -187,7 +187,7 @@ async def test_blue_green_shows_the_live_colour_and_switches_back(drill) -> None
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the switch plan")
         plan = app.screen.plan
         assert (plan.from_revision, plan.to_revision) == (2, 2)
-        assert plan.summary.startswith("green revision 2 → blue revision 2: ")
+        assert plan.summary.startswith("green · revision 2 → blue · revision 2: ")
         # The exact request: a patch of the Service's selector.
         assert [c.method for c in plan.calls] == ["PATCH"] and plan.calls[0].target.endswith("/services/checkout")
         assert '"version": "blue"' in plan.calls[0].body

@@ -47,7 +47,7 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
         with Vertical(id="dialog", classes="-blocked"):
             yield Static(Content.styled(f"Rolling {plan.service} back could lose data", "bold"), classes="dialog-title")
             yield Static(Content.assemble(("Target  ", "$sev-muted"),
-                                          f"revision {plan.to_revision} ({', '.join(plan.to_versions) or '?'})"),
+                                          f"{plan.to_label} ({', '.join(plan.to_versions) or '?'})"),
                          markup=False)
             yield Static(Content.styled(check.explanation, "bold $sev-critical"), id="blocked-why", markup=False)
             yield Static(Content.styled("The runbook's options (DO NOT roll back the migration):", "bold"), markup=False)
