@@ -41,7 +41,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from console.model import Action, Decision, RollbackPlan
+from console.model import Action, ColourRevision, Decision, RollbackPlan
 from console.provenance import Provenance, RollbackRecord
 
 
@@ -93,7 +93,8 @@ class Ask:
     """What the operator asked for."""
 
     operator: str
-    to_revision: int | None = None
+    # A revision number, or a blue-green colour (`model.ColourRevision`): an explicit target either way.
+    to_revision: int | ColourRevision | None = None
     force: bool = False
     reason: str = ""
     approved_by: str | None = None

@@ -162,6 +162,11 @@ class Revision:
         colours' Deployments may carry one number)."""
         return ColourRevision(self.colour, self.number) if self.colour else self.number
 
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Image tags, "1.2.3" for "registry/app:1.2.3"."""
+        return tuple(image_tag(image) for image in self.images)
+
 
 # -- how a revision is named: written (labels) and read (`--to-revision`) -----------
 
@@ -255,11 +260,6 @@ def versions_label(versions, number: int | None, colour: str | None = None) -> s
     if shown:
         return shown
     return revision_label(number, colour) if number is not None or colour else "unknown"
-
-    @property
-    def versions(self) -> tuple[str, ...]:
-        """Image tags, "1.2.3" for "registry/app:1.2.3"."""
-        return tuple(image_tag(image) for image in self.images)
 
 
 def older_revisions(history, current: Revision) -> list[Revision]:
