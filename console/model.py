@@ -234,6 +234,13 @@ def revision_label(number: int | None, colour: str | None = None) -> str:
     return f"revision {number}" if number is not None else "unknown revision"
 
 
+def target_label(target: int | ColourRevision | None) -> str:
+    """A `to_revision` written out: "revision 3", "blue · revision 2", "blue"."""
+    if isinstance(target, ColourRevision):
+        return revision_label(target.number, target.colour)
+    return revision_label(target)
+
+
 def revision_cell(number: int | None, colour: str | None = None) -> str:
     """A revision in a table's narrow Rev column: "3", or "blue · 3"."""
     if colour:

@@ -504,7 +504,7 @@ def check_rollback(
         return RollbackCheck(False, migration)
     partial = partial_rollback_target(history, requirements, migration.name)
     known = "not reversible" if migration.reversible is False else "not known to be reversible"
-    target = f"revision {to_revision.number}" if to_revision is not None else "the previous revision"
+    target = to_revision.label if to_revision is not None else "the previous revision"
     explanation = (
         f"Migration {migration.describe()} is {known}, and {target} is not known to work with it. "
         + DATA_LOSS_RISK

@@ -171,3 +171,14 @@ def test_the_rca_export_names_the_colours(tmp_path):
     text = render(record, "md")
     assert "- **Version:** 1.5.0 → 1.4.0 (green · revision 2 → blue · revision 2)" in text
     assert "(revision 2 → 2)" not in text
+
+
+def test_a_target_is_written_as_the_revision_it_names():
+    from console.model import target_label
+
+    assert target_label(3) == "revision 3"
+    assert target_label(ColourRevision("blue", 2)) == "blue · revision 2"
+    assert target_label(ColourRevision("blue")) == "blue"
+    # A revision's target written as --to-revision takes it reads back as the same target.
+    assert [str(r.target) for r in HISTORY] == ["green:2", "blue:2"]
+    assert [parse_revision(str(r.target)) for r in HISTORY] == [r.target for r in HISTORY]

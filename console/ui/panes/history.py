@@ -49,8 +49,9 @@ def rollback_number(revision: Revision) -> int | ColourRevision:
 
 
 def _key(revision: Revision) -> str:
-    """The row key: the number, with the colour for blue-green (both colours may carry one number)."""
-    return f"{revision.colour}:{revision.number}" if revision.colour else str(revision.number)
+    """The row key: the number, with the colour for blue-green (both colours may carry one number),
+    as `--to-revision` takes it ("3", "blue:2")."""
+    return str(revision.target)
 
 
 def _same(old: object, new: Text) -> bool:

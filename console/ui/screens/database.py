@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
 
-from console.model import RollbackPlan
+from console.model import RollbackPlan, target_label
 from console.procedures import RollbackCheck
 
 from ..widgets import MarkedCheckbox
@@ -56,7 +56,7 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
                     yield Static(Content.assemble((option.title, "bold"), "\n", (option.detail, "$sev-muted")),
                                  classes="option-text", markup=False)
                     if index == 3:
-                        label = f"Plan rollback to revision {option.to_revision}" if option.to_revision else "Not available"
+                        label = f"Plan rollback to {target_label(option.to_revision)}" if option.to_revision else "Not available"
                         button = Button(label, id="option-partial", variant="primary")
                         button.disabled = not option.to_revision
                         yield button
