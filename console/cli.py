@@ -459,7 +459,7 @@ def _status_line(view) -> str:
 @click.option("--reason", required=True, help="Why (goes in the timeline and the messages).")
 @click.option("--to-revision", metavar="N|COLOUR[:N]", callback=lambda ctx, param, value: _revision(value),
               help="Roll back to this revision (default: the previous one); for a blue-green service, a colour "
-                   "(blue: switch back to it) or a colour and its Deployment's revision (blue:3).")
+                   "(blue, to switch back to it) or a colour and its Deployment's revision (blue:3).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Override the gate (the runbook says not to, or the target was rolled back from); --reason is recorded as the override's reason.")
