@@ -41,6 +41,18 @@ def _finite(param: click.Parameter, value: float | None) -> float | None:
     return value
 
 
+def _revision(value: str | None):
+    """`--to-revision`: a number, or a blue-green colour (`blue`, `blue:3`); UsageError naming what is wrong."""
+    from console.model import parse_revision
+
+    if value is None:
+        return None
+    try:
+        return parse_revision(value)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def _load(path: str | Path) -> Config:
     from console.config import check_kubeconfigs
 
@@ -399,6 +411,9 @@ def _status_json(view) -> dict:
         "desired": health.desired,
         "endpoint": health.endpoint_status or None,
         "revision": current.number if current else None,
+        # Blue-green: the live colour, whose Deployment's own number `revision` is (null elsewhere).
+        "colour": current.colour if current else None,
+        "revision_label": current.label if current else None,
         "images": list(current.images) if current else [],
         "stale": snap.stale,
         # Per signal: seconds since Prometheus sampled the value ("metrics": the oldest).
@@ -436,14 +451,18 @@ def _status_line(view) -> str:
     rate = f"{snap.metrics.error_rate * 100:.1f} %" if snap.metrics.error_rate is not None else "n/a"
     p95 = f"{snap.metrics.latency_p95_ms:.0f} ms" if snap.metrics.latency_p95_ms is not None else "n/a"
     reasons = "; ".join(str(r) for r in decision.reasons)
-    return f"{snap.service}: {decision.headline}  errors {rate}  p95 {p95}" + (f"  ({reasons})" if reasons else "")
+    current = snap.current_revision
+    revision = f"  {current.label}" if current is not None else ""  # "blue · revision 3" for blue-green
+    return f"{snap.service}: {decision.headline}  errors {rate}  p95 {p95}{revision}" + (f"  ({reasons})" if reasons else "")
 
 
 @cli.command()
 @click.argument("service")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file.")
 @click.option("--reason", required=True, help="Why (goes in the timeline and the messages).")
-@click.option("--to-revision", type=click.IntRange(min=1), help="Roll back to this revision (default: the previous one).")
+@click.option("--to-revision", metavar="N|COLOUR[:N]", callback=lambda ctx, param, value: _revision(value),
+              help="Roll back to this revision (default: the previous one); for a blue-green service, a colour "
+                   "(blue, to switch back to it) or a colour and its Deployment's revision (blue:3).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (the exact requests) and change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Override the gate (the runbook says not to, or the target was rolled back from); --reason is recorded as the override's reason.")
@@ -452,15 +471,19 @@ def _status_line(view) -> str:
               help="Seconds to wait for the rollout (default: the config's rollout_timeout).")
 @click.option("--quick", is_flag=True, help="Docker Compose: the quick rollback (scale to 0, start the previous container).")
 @click.option("--to-tag", help="Docker Compose: roll back to this image tag (default: the previous version).")
-def rollback(service: str, config_path: str | None, reason: str, to_revision: int | None, dry_run: bool, yes: bool, force: bool, approved_by: str | None, timeout: float | None, quick: bool, to_tag: str | None) -> None:
+def rollback(service: str, config_path: str | None, reason: str, to_revision, dry_run: bool, yes: bool, force: bool, approved_by: str | None, timeout: float | None, quick: bool, to_tag: str | None) -> None:
     """The runbook's automated rollback: record, roll back, wait, verify."""
     from console.rollback import run_headless_rollback
+    from console.session import colour_refusal
 
     config = _load(_config_path(config_path))
     try:
         platform = config.service(service).platform
     except ConfigError as err:
         raise UsageError(str(err)) from None
+    refusal = colour_refusal(service, platform, to_revision)
+    if refusal:
+        raise UsageError(refusal)
     if quick and platform != "compose":
         raise UsageError(f"--quick is the Docker Compose quick rollback; {service} runs on {platform}: "
                          "roll it back without --quick")

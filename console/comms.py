@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from console.incident import IncidentState
-from console.model import Health, Metrics, RollbackPlan
+from console.model import Health, Metrics, RollbackPlan, versions_label
 
 ROLLBACK_ETA = timedelta(minutes=5)
 """The runbook's ETA for a rollback: its script waits `kubectl rollout status --timeout=5m`."""
@@ -159,12 +159,6 @@ def mention(operator: str) -> str:
     return "@" + operator.split("@", 1)[0]
 
 
-def _versions(versions: Sequence[str], revision: int | None) -> str:
-    if versions:
-        return ", ".join(versions)
-    return f"revision {revision}" if revision is not None else "unknown"
-
-
 def _health_status(health: Health | None) -> tuple[bool, str]:
     """(healthy, "Service healthy" or what is wrong) from a verification."""
     if health is None:
@@ -240,11 +234,10 @@ def rollback_in_progress(
     rb = state.rollback
     service = plan.service if plan is not None else state.service
     if plan is not None:
-        frm = _versions(plan.from_versions, plan.from_revision)
-        to = _versions(plan.to_versions, plan.to_revision)
+        frm = versions_label(plan.from_versions, plan.from_revision, plan.from_colour)
+        to = versions_label(plan.to_versions, plan.to_revision, plan.to_colour)
     else:
-        frm = _versions(rb.from_versions, rb.from_revision)
-        to = _versions(rb.to_versions, rb.to_revision)
+        frm, to = rb.from_label, rb.to_label
     kind = MessageKind.ROLLBACK_IN_PROGRESS
     return _build(
         kind,
@@ -283,12 +276,12 @@ def rollback_complete(
     rb = state.rollback
     duration = rb.duration(now) or timedelta(0)
     _, status = _health_status(health)
-    bad = _versions(rb.from_versions, rb.from_revision)
+    bad = rb.from_label
     return _build(
         MessageKind.ROLLBACK_COMPLETE,
         fields=(
             ("Service", state.service),
-            ("Rolled back to", _versions(rb.to_versions, rb.to_revision)),
+            ("Rolled back to", rb.to_label),
             ("Duration", minutes(duration)),
             ("Status", status),
         ),

@@ -19,7 +19,7 @@ from console.checklist import DEFAULT_CHECKLIST, Checklist, evaluate_checklist
 from console.comms import milliseconds, minutes, rate
 from console.decision import Thresholds
 from console.incident import IncidentState, payload
-from console.model import Event, Facts
+from console.model import Event, Facts, revision_change, revision_label
 from console.store import Store, StoreError
 
 FORMATS = ("md", "json")
@@ -148,6 +148,9 @@ def to_data(record: IncidentRecord, checklist: Checklist = DEFAULT_CHECKLIST,
             "status": rb.status.value,
             "from_revision": rb.from_revision,
             "to_revision": rb.to_revision,
+            # Blue-green: whose revision each number is (each colour's Deployment numbers its own); else null.
+            "from_colour": rb.from_colour,
+            "to_colour": rb.to_colour,
             "from_versions": list(rb.from_versions),
             "to_versions": list(rb.to_versions),
             "started_at": _iso(rb.started_at),
@@ -205,10 +208,13 @@ def to_markdown(data: dict[str, Any]) -> str:
     if rb["status"] == "none":
         lines.append("No rollback was started.")
     else:
-        versions = f"{', '.join(rb['from_versions']) or rb['from_revision']} → {', '.join(rb['to_versions']) or rb['to_revision']}"
+        frm = revision_label(rb["from_revision"], rb.get("from_colour"))
+        to = revision_label(rb["to_revision"], rb.get("to_colour"))
+        versions = f"{', '.join(rb['from_versions']) or frm} → {', '.join(rb['to_versions']) or to}"
+        revisions = revision_change(rb["from_revision"], rb["to_revision"], rb.get("from_colour"), rb.get("to_colour"))
         lines += [
             f"- **Status:** {rb['status'].replace('_', ' ')}",
-            f"- **Version:** {versions} (revision {rb['from_revision']} → {rb['to_revision']})",
+            f"- **Version:** {versions} ({revisions})",
             f"- **Started:** {_utc(_parse(rb['started_at']))}",
             f"- **Finished:** {_utc(_parse(rb['finished_at']))}",
         ]

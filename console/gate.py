@@ -41,7 +41,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from console.model import Action, Decision, RollbackPlan
+from console.model import Action, ColourRevision, Decision, RollbackPlan
 from console.provenance import Provenance, RollbackRecord
 
 
@@ -93,7 +93,8 @@ class Ask:
     """What the operator asked for."""
 
     operator: str
-    to_revision: int | None = None
+    # A revision number, or a blue-green colour (`model.ColourRevision`): an explicit target either way.
+    to_revision: int | ColourRevision | None = None
     force: bool = False
     reason: str = ""
     approved_by: str | None = None
@@ -256,7 +257,7 @@ def decide(
 
     # 5. What an override may pass.
     objections: list[Objection] = []
-    target = ", ".join(plan.to_versions) or f"revision {plan.to_revision}"
+    target = ", ".join(plan.to_versions) or plan.to_label
     record = _rolled_back_from(plan, provenance, now, policy)
     if record is not None:
         objections.append(Objection(

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
 from console.decision import Thresholds
-from console.model import Action, Decision, Event, Facts, Progress, RollbackPlan, image_tag
+from console.model import Action, Decision, Event, Facts, Progress, RollbackPlan, image_tag, versions_label
 
 # --- event kinds (payload keys in the comments) ---------------------------------
 
@@ -187,9 +187,12 @@ def decided(decision: Decision) -> NewEvent:
 
 def rollback_started(plan: RollbackPlan, reason: str = "") -> NewEvent:
     """The operator confirmed the plan and the rollback began (`reason`: why, in their words)."""
-    frm = ", ".join(plan.from_versions) or str(plan.from_revision)
-    to = ", ".join(plan.to_versions) or str(plan.to_revision)
+    frm = versions_label(plan.from_versions, plan.from_revision, plan.from_colour)
+    to = versions_label(plan.to_versions, plan.to_revision, plan.to_colour)
     extra = {"reason": reason} if reason else {}
+    if plan.from_colour or plan.to_colour:
+        # Blue-green: the numbers are each colour's own Deployment's; the colour says whose.
+        extra |= {"from_colour": plan.from_colour, "to_colour": plan.to_colour}
     return NewEvent(
         ROLLBACK_STARTED,
         f"Rollback started: {plan.service} {frm} -> {to}" + (f" (reason: {reason})" if reason else ""),
@@ -377,11 +380,23 @@ class RollbackState:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     last_message: str = ""
+    # Blue-green: the colours switched from and to (their revisions are their own Deployments').
+    from_colour: str | None = None
+    to_colour: str | None = None
     error: str | None = None
     # Why the operator rolled back, when they said so.
     reason: str = ""
     # How many attempts failed in this incident (a retry keeps the count).
     failures: int = 0
+
+    @property
+    def from_label(self) -> str:
+        """What the rollback went from: the versions, with the colour for blue-green (`versions_label`)."""
+        return versions_label(self.from_versions, self.from_revision, self.from_colour)
+
+    @property
+    def to_label(self) -> str:
+        return versions_label(self.to_versions, self.to_revision, self.to_colour)
 
     def duration(self, now: datetime) -> timedelta | None:
         """How long it ran (or has been running)."""
@@ -537,6 +552,8 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
                 to_revision=data.get("to_revision"),
                 from_versions=tuple(data.get("from_versions") or map(image_tag, data.get("from_images", ()))),
                 to_versions=tuple(data.get("to_versions") or map(image_tag, data.get("to_images", ()))),
+                from_colour=data.get("from_colour"),
+                to_colour=data.get("to_colour"),
                 started_at=event.at,
                 last_message=event.text,
                 reason=str(data.get("reason") or ""),

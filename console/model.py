@@ -8,6 +8,7 @@ Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
 from __future__ import annotations
 
 import enum
+import re
 from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -155,12 +156,120 @@ class Revision:
     @property
     def label(self) -> str:
         """"revision 3", or "blue · revision 3" for a blue-green colour (as kubectl numbers it)."""
-        return f"{self.colour} · revision {self.number}" if self.colour else f"revision {self.number}"
+        return revision_label(self.number, self.colour)
+
+    @property
+    def target(self) -> int | ColourRevision:
+        """The `to_revision` that plans a rollback to exactly this revision: its
+        number, or the colour with its number for a blue-green colour (both
+        colours' Deployments may carry one number)."""
+        return ColourRevision(self.colour, self.number) if self.colour else self.number
 
     @property
     def versions(self) -> tuple[str, ...]:
         """Image tags, "1.2.3" for "registry/app:1.2.3"."""
         return tuple(image_tag(image) for image in self.images)
+
+
+# -- how a revision is named: written (labels) and read (`--to-revision`) -----------
+
+@dataclass(frozen=True)
+class ColourRevision:
+    """A blue-green revision named by its colour: `blue:3` (blue's Deployment at
+    its revision 3) or `blue` (blue as its Deployment is now). A blue-green
+    rollback switches the traffic to a colour; the number, when given, must be
+    the one that colour's Deployment carries (the switch cannot bring back an
+    older revision of a colour)."""
+
+    colour: str
+    number: int | None = None
+
+    def __str__(self) -> str:
+        """The form `--to-revision` takes: "blue:3" or "blue"."""
+        return f"{self.colour}:{self.number}" if self.number is not None else self.colour
+
+
+# A colour is a Kubernetes label value (the Service selector's value).
+_COLOUR = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_NUMBER = re.compile(r"[+-]?[0-9]+")
+TO_REVISION_FORMS = ("a revision number (3), or for a blue-green service a colour (blue) or a colour "
+                     "and its revision (blue:3)")
+
+
+def parse_revision(text: str) -> int | ColourRevision:
+    """`--to-revision`'s value: "3" -> 3, "blue:3" -> ColourRevision("blue", 3),
+    "blue" -> ColourRevision("blue"). ValueError with a sentence naming what is
+    wrong and what to type."""
+    value = text.strip()
+    if not value:
+        raise ValueError(f"--to-revision is empty: give {TO_REVISION_FORMS}.")
+    if _NUMBER.fullmatch(value):
+        return _revision_number(value, text)
+    colour, sep, number = (part.strip() for part in value.partition(":"))
+    if not _COLOUR.fullmatch(colour) or colour.isdigit():
+        what = f"{colour!r} is not a colour name (a Kubernetes label value such as blue)" if colour else \
+            "there is no colour before the colon"
+        raise ValueError(f"--to-revision {text!r}: {what}; give {TO_REVISION_FORMS}.")
+    if not sep:
+        return ColourRevision(colour)
+    if not _NUMBER.fullmatch(number):
+        what = f"{number!r} after the colon is not a revision number" if number else "there is no revision after the colon"
+        raise ValueError(f"--to-revision {text!r}: {what}; give one like {colour}:3 (the number "
+                         f"`kubectl rollout history` shows for {colour}'s Deployment), or {colour} alone for "
+                         f"that colour as it is now.")
+    return ColourRevision(colour, _revision_number(number, text))
+
+
+def _revision_number(digits: str, text: str) -> int:
+    number = int(digits)
+    if number < 1:
+        raise ValueError(f"--to-revision {text!r}: revisions are numbered from 1, as `kubectl rollout history` "
+                         f"shows them; give {TO_REVISION_FORMS}.")
+    return number
+
+
+def revision_label(number: int | None, colour: str | None = None) -> str:
+    """The one way a revision is written out: "revision 3"; "blue · revision 3"
+    for a blue-green colour (its Deployment's own number, as kubectl shows it);
+    "blue" when the colour's number is unknown; "unknown revision" for neither."""
+    if colour:
+        return f"{colour} · revision {number}" if number is not None else colour
+    return f"revision {number}" if number is not None else "unknown revision"
+
+
+def target_label(target: int | ColourRevision | None) -> str:
+    """A `to_revision` written out: "revision 3", "blue · revision 2", "blue"."""
+    if isinstance(target, ColourRevision):
+        return revision_label(target.number, target.colour)
+    return revision_label(target)
+
+
+def revision_cell(number: int | None, colour: str | None = None) -> str:
+    """A revision in a table's narrow Rev column: "3", or "blue · 3"."""
+    if colour:
+        return f"{colour} · {number}" if number is not None else colour
+    return str(number) if number is not None else ""
+
+
+def revision_change(from_number: int | None, to_number: int | None, from_colour: str | None = None,
+                    to_colour: str | None = None) -> str:
+    """A rollback's revisions: "revision 3 → 2"; for blue-green, where each
+    colour numbers its own, "green · revision 2 → blue · revision 2"."""
+    if from_colour or to_colour:
+        return f"{revision_label(from_number, from_colour)} → {revision_label(to_number, to_colour)}"
+    return f"revision {from_number} → {to_number}"
+
+
+def versions_label(versions, number: int | None, colour: str | None = None) -> str:
+    """What a rollback goes from or to, for messages and exports: the versions
+    ("1.2.2"), with the colour for blue-green ("1.4.0 (blue · revision 2)");
+    the revision when the versions are unknown; "unknown" for nothing."""
+    shown = ", ".join(versions)
+    if shown and colour:
+        return f"{shown} ({revision_label(number, colour)})"
+    if shown:
+        return shown
+    return revision_label(number, colour) if number is not None or colour else "unknown"
 
 
 def older_revisions(history, current: Revision) -> list[Revision]:
@@ -352,6 +461,26 @@ class RollbackPlan:
     pre_calls: tuple[ApiCall, ...] = ()
     # The service's GitOps owner (`console.gitops.Owner`), None when nothing deploys it from git.
     owner: Any = None
+
+    # Blue-green: the colours switched from and to (their numbers are their own Deployments').
+    from_colour: str | None = None
+    to_colour: str | None = None
+
+    @property
+    def from_label(self) -> str:
+        """"revision 3", or "green · revision 2" for blue-green (`revision_label`)."""
+        return revision_label(self.from_revision, self.from_colour)
+
+    @property
+    def to_label(self) -> str:
+        return revision_label(self.to_revision, self.to_colour)
+
+    @property
+    def target(self) -> int | ColourRevision | None:
+        """The `to_revision` that names this plan's target exactly (the colour with it for blue-green)."""
+        if self.to_colour:
+            return ColourRevision(self.to_colour, self.to_revision)
+        return self.to_revision
 
     @property
     def from_versions(self) -> tuple[str, ...]:

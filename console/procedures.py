@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from console import incident as incidents
-from console.model import SCHEMA_ANNOTATION, Event, Revision, older_revisions
+from console.model import SCHEMA_ANNOTATION, ColourRevision, Event, Revision, older_revisions
 
 MIGRATION_ROLLBACK = "migration_rollback"
 DATA_CORRUPTION = "data_corruption"
@@ -437,7 +437,7 @@ def irreversible_options(
 
     if partial is not None:
         versions = ", ".join(partial.versions) or "?"
-        partial_detail = f"roll back to revision {partial.number} ({versions}), which works with {migration}"
+        partial_detail = f"roll back to {partial.label} ({versions}), which works with {migration}"
     else:
         partial_detail = (
             f"no earlier revision is known to work with {migration}; mark releases with the migration "
@@ -453,13 +453,17 @@ def irreversible_options(
                command=tuple(feature_flag.command) if feature_flag else (),
                url=feature_flag.url if feature_flag else None),
         Option("Option 3: Partial rollback - to a version that works with the new schema",
-               partial_detail, to_revision=partial.number if partial else None),
+               partial_detail, to_revision=partial.target if partial else None),
     )
 
 
-def rollback_target(history: Sequence[Revision], to_revision: int | None = None) -> Revision | None:
-    """The revision a rollback goes to: `to_revision`, else the second-newest
-    revision (what `kubectl rollout undo` picks)."""
+def rollback_target(history: Sequence[Revision], to_revision: int | ColourRevision | None = None) -> Revision | None:
+    """The revision a rollback goes to: `to_revision` (a blue-green colour, with
+    its number or not, names exactly one), else the second-newest revision
+    (what `kubectl rollout undo` picks)."""
+    if isinstance(to_revision, ColourRevision):
+        return next((r for r in history if r.colour == to_revision.colour
+                     and to_revision.number in (None, r.number)), None)
     current = next((r for r in history if r.current), None)
     if current is not None and current.colour is not None:
         # Blue-green: the other colour (a number alone may be both colours').
@@ -500,7 +504,7 @@ def check_rollback(
         return RollbackCheck(False, migration)
     partial = partial_rollback_target(history, requirements, migration.name)
     known = "not reversible" if migration.reversible is False else "not known to be reversible"
-    target = f"revision {to_revision.number}" if to_revision is not None else "the previous revision"
+    target = to_revision.label if to_revision is not None else "the previous revision"
     explanation = (
         f"Migration {migration.describe()} is {known}, and {target} is not known to work with it. "
         + DATA_LOSS_RISK

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from console.comms import MessageKind
 from console.gate import Ask, Outcome, Procedure, Verdict
-from console.model import Decision, RollbackPlan
+from console.model import Decision, RollbackPlan, revision_change
 from console.gitops import GROUP as GITOPS_GROUP
 from console.platforms.base import NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -80,7 +80,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     # would toggle the service back to the bad version.
     if session.rollback_in_flight(service):
         state = session.incident_state(service)
-        out(f"A rollback of {service} to {', '.join(state.rollback.to_versions) or state.rollback.to_revision} "
+        out(f"A rollback of {service} to {state.rollback.to_label} "
             f"is already in flight in incident {state.id}: watching it, not issuing it again.")
         if dry_run:
             out("Dry run: nothing was changed.")
@@ -125,7 +125,7 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         migration = session.migration_view(service, plan).migration
         out(f"Partial rollback: the target works with migration {migration} (the runbook's option 3).")
     reversible = verdict.procedure is Procedure.MIGRATION_PLAN
-    out(f"Plan: revision {plan.from_revision} → {plan.to_revision} "
+    out(f"Plan: {revision_change(plan.from_revision, plan.to_revision, plan.from_colour, plan.to_colour)} "
         f"({', '.join(plan.from_versions)} → {', '.join(plan.to_versions)})")
     if plan.summary:
         # Says what the numbers mean per platform (a blue-green "revision" is a colour).
@@ -171,7 +171,7 @@ def _not_going(session: Session, plan, verdict: Verdict, ask: Ask, dry_run: bool
         if not dry_run:
             session.note(f"{plan.service}: nothing to roll back: {verdict.sentence}", service=plan.service)
         return EXIT_OK
-    out(f"Not rolling back {plan.service} to {', '.join(plan.to_versions) or plan.to_revision}:")
+    out(f"Not rolling back {plan.service} to {', '.join(plan.to_versions) or plan.to_label}:")
     for objection in verdict.objections:
         out(f"  - {objection.sentence}")
         for option in objection.options:

@@ -305,7 +305,7 @@ class MigrationRollback(_Runner):
 
     procedure = MIGRATION_ROLLBACK
 
-    def __init__(self, session: Session, service: str, to_revision: int | None = None, ask=None) -> None:
+    def __init__(self, session: Session, service: str, to_revision=None, ask=None) -> None:
         super().__init__(session, service)
         self.to_revision = to_revision
         # The operator's ask (a `gate.Ask`, with an override when one was given): the gate is asked again
@@ -328,8 +328,8 @@ class MigrationRollback(_Runner):
                 return (), ""
             frm, to = ", ".join(plan.from_versions), ", ".join(plan.to_versions)
             return plan.calls, (
-                f"Roll back the application {self.service} from {frm} (revision {plan.from_revision}) to {to} "
-                f"(revision {plan.to_revision})? The migration is rolled back next."
+                f"Roll back the application {self.service} from {frm} ({plan.from_label}) to {to} "
+                f"({plan.to_label})? The migration is rolled back next."
             )
         db = self._database()
         if step.id == "migration_rollback":
@@ -409,9 +409,9 @@ class MigrationRollback(_Runner):
         return outcome
 
 
-def check_rollback(session: Session, service: str, to_revision: int | None = None) -> procedures.RollbackCheck:
+def check_rollback(session: Session, service: str, to_revision=None) -> procedures.RollbackCheck:
     """Would rolling `service` back to `to_revision` (default: the previous
-    revision) cross a migration that cannot be undone? From the migration state
+    revision; a number or a blue-green `ColourRevision`) cross a migration that cannot be undone? From the migration state
     and history of the last refresh; not blocked when the service has no
     migration status source (the decision framework's facts still apply).
 

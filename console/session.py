@@ -26,7 +26,8 @@ from console.decision import evaluate, urgency
 from console.incident import NewEvent
 from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide, recent
 from console.model import (
-    Action, Decision, Event, Facts, Metrics, Progress, Reason, RollbackPlan, ServiceView, Snapshot, Table,
+    Action, ColourRevision, Decision, Event, Facts, Metrics, Progress, Reason, RollbackPlan, ServiceView, Snapshot, Table,
+    revision_label,
 )
 from console.platforms.base import (
     Followed, Leased, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Usage, lacks,
@@ -73,6 +74,17 @@ def default_operator() -> str:
     except Exception:  # no passwd entry in some containers
         user = "operator"
     return f"{user}@{socket.gethostname()}"
+
+
+def colour_refusal(service: str, platform: str, to_revision) -> str | None:
+    """Why `to_revision` cannot name a revision of `service` on `platform` (its
+    config's `platform:`), as a sentence: a blue-green colour (`ColourRevision`)
+    given for a service that has no colours. None when it can."""
+    if isinstance(to_revision, ColourRevision) and platform != "blue-green":
+        return (f"--to-revision {to_revision} names a blue-green colour, but {service} runs on {platform}, "
+                f"which has no colours: give a revision number from its history (--to-revision N), or "
+                f"leave --to-revision out to roll back to the previous revision.")
+    return None
 
 
 CHOICES: dict[str, str] = {
@@ -353,11 +365,17 @@ class Session:
 
     # -- acting ----------------------------------------------------------
 
-    def plan_rollback(self, service: str, to_revision: int | None = None, quick: bool = False) -> RollbackPlan:
+    def plan_rollback(self, service: str, to_revision: int | ColourRevision | None = None,
+                      quick: bool = False) -> RollbackPlan:
         """Ask the platform what a rollback would change (no change is made).
+        `to_revision`: a revision number, or a blue-green colour (`ColourRevision`,
+        `--to-revision blue` or `blue:3`; other platforms refuse it with Usage).
         `quick`: the runbook's Docker Compose quick rollback (start the previous
         container); other platforms refuse it with a PlatformError."""
         platform = self.platform(service)
+        refusal = colour_refusal(service, self.config.service(service).platform, to_revision)
+        if refusal:
+            raise Usage(refusal)
         if not quick:
             return platform.plan_rollback(to_revision)
         if not isinstance(platform, QuickRollback):
@@ -415,7 +433,7 @@ class Session:
                     if progress.failed:
                         self.record(incidents.rollback_failed(progress.message), service=service, actor="console")
                     elif progress.done:
-                        to = ", ".join(plan.to_versions) or f"revision {plan.to_revision}"
+                        to = ", ".join(plan.to_versions) or plan.to_label
                         self.record(incidents.rollback_completed(f"Rollback complete: {service} on {to}"), service=service, actor="console")
                     yield progress
             except PlatformError as err:
@@ -457,7 +475,7 @@ class Session:
     def migration_view(self, service: str, plan: RollbackPlan) -> MigrationView:
         """The migration check for the plan's target, as the gate takes it: the
         configured migration source, else the facts declared or detected."""
-        check = self.rollback_check(service, plan.to_revision)
+        check = self.rollback_check(service, plan.target)
         facts = self.facts(service)
         blocked, explanation = check.blocked, check.explanation
         if not check.blocked and check.migration is None and facts.migration_applied and facts.migration_reversible is not True:
@@ -976,7 +994,7 @@ class Session:
         if state is None or state.rollback.status is not incidents.RollbackStatus.IN_PROGRESS:
             return
         rb = state.rollback
-        self.note(f"{service}: resuming the watch of the rollback to {', '.join(rb.to_versions) or rb.to_revision} "
+        self.note(f"{service}: resuming the watch of the rollback to {rb.to_label} "
                   "that was in flight when the console stopped (not issued again)", service=service, actor="console")
         platform = self.platform(service)
         target = rb.to_versions
@@ -997,7 +1015,7 @@ class Session:
                 if progress.failed:
                     self.record(incidents.rollback_failed(progress.message), service=service, actor="console")
                 elif progress.done:
-                    to = ", ".join(target) or f"revision {rb.to_revision}"
+                    to = ", ".join(target) or revision_label(rb.to_revision, rb.to_colour)
                     self.record(incidents.rollback_completed(f"Rollback complete: {service} on {to}"),
                                 service=service, actor="console")
                 yield progress
@@ -1056,7 +1074,8 @@ class Session:
 
         return CorruptionResponse(self, service)
 
-    def migration_rollback(self, service: str, to_revision: int | None = None, ask: Ask | None = None) -> MigrationRollback:
+    def migration_rollback(self, service: str, to_revision: int | ColourRevision | None = None,
+                           ask: Ask | None = None) -> MigrationRollback:
         """The reversible-migration plan (application, migration, integrity check), resumed from its timeline.
         `ask`: the operator's ask as the gate saw it (an override included); the gate is asked again before
         the application step."""
@@ -1065,7 +1084,7 @@ class Session:
 
         return MigrationRollback(self, service, to_revision, ask)
 
-    def rollback_check(self, service: str, to_revision: int | None = None):
+    def rollback_check(self, service: str, to_revision: int | ColourRevision | None = None):
         """Whether a rollback to `to_revision` (default: the previous revision)
         crosses a migration that cannot be undone, with the runbook's three
         options when it does (a `procedures.RollbackCheck`; from the last refresh)."""

@@ -98,7 +98,9 @@ class Platform(Protocol):
         """Pod or task counts (the health endpoint is the signals' job)."""
 
     def plan_rollback(self, to_revision: int | None = None) -> RollbackPlan:
-        """A pure description of the rollback; changes nothing."""
+        """A pure description of the rollback; changes nothing. `to_revision` is a
+        number (a blue-green `model.ColourRevision` reaches only the blue-green
+        platform: `Session.plan_rollback` refuses it for the others)."""
 
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """Apply the plan and report progress until it finishes or fails."""

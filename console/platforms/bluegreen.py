@@ -16,7 +16,10 @@ Deployment numbers it (the `deployment.kubernetes.io/revision` annotation that
 `kubectl rollout history deployment/checkout-blue` shows), so "blue · revision 3"
 in the console is revision 3 in kubectl. `plan_rollback()` without a number
 switches to the other colour; with a number it switches to the colour whose
-Deployment carries it, and refuses a number both colours carry (naming them).
+Deployment carries it, and refuses a number both colours carry (naming them and
+the colour form to type); with a colour (`ColourRevision`: `--to-revision blue`
+or `blue:3`) it switches to that colour, refusing a number the colour's
+Deployment does not carry now (a switch cannot bring back an older revision).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from datetime import timedelta
 from typing import Iterator
 
 from console.clock import Clock, SystemClock
-from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
+from console.model import ApiCall, ColourRevision, Health, Progress, Revision, RollbackPlan, image_tag, revision_label
 from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, NotFound, PlatformError, PodInfo, PodLogs, Routing, Usage
 from console.provenance import (
     FIELD_MANAGER,
@@ -120,16 +123,43 @@ class BlueGreenPlatform:
         Usage (exit 2) if more than one does (the number alone does not say which)."""
         numbers = {colour: self._number(colour) for colour in self.colours}
         matching = [colour for colour, n in numbers.items() if n == number]
-        listed = ", ".join(f"{c} = revision {n if n is not None else '?'}" for c, n in numbers.items())
+        listed = self._listed()
         if not matching:
             raise NotFound(f"{self.name} has no revision {number}; its colours are {listed}.")
         if len(matching) > 1:
+            forms = " or ".join(f"--to-revision {ColourRevision(c, number)}" for c in matching)
             raise Usage(
                 f"{self.name}: revision {number} is ambiguous: both {' and '.join(matching)} carry it "
-                f"({listed}; each colour's Deployment numbers its own revisions). Choose the colour: roll "
-                f"back without a revision number to switch to the other colour than the live one."
+                f"({listed}; each colour's Deployment numbers its own revisions). Choose the colour: {forms}; "
+                f"or roll back without a revision number to switch to the other colour than the live one."
             )
         return matching[0]
+
+    def _listed(self) -> str:
+        return ", ".join(f"{c} = revision {n if n is not None else '?'}"
+                         for c, n in ((c, self._number(c)) for c in self.colours))
+
+    def _named_colour(self, wanted: ColourRevision) -> str:
+        """The colour `wanted` names (`blue` or `blue:3`): Usage (exit 2) if the
+        service has no such colour, or if the colour's Deployment does not carry
+        the number now (the switch serves a colour as its Deployment is now)."""
+        if wanted.colour not in self.colours:
+            raise Usage(
+                f"{self.name} has no colour {wanted.colour}; its colours are {self._listed()}. Type "
+                f"--to-revision with one of them ({', '.join(self.colours)}), alone or with its number."
+            )
+        number = self._number(wanted.colour)
+        if wanted.number is not None and number != wanted.number:
+            now = revision_label(number, wanted.colour)
+            raise Usage(
+                f"{self.name}: {wanted.colour}'s Deployment is at revision {number if number is not None else '?'}, "
+                f"not {wanted.number} ({self._listed()}). A blue-green rollback switches the traffic to a colour "
+                f"as its Deployment is now; it cannot bring back an older revision of one colour. Type "
+                f"--to-revision {ColourRevision(wanted.colour, number) if number is not None else wanted.colour} "
+                f"to switch to {now}, or roll that colour's Deployment back first "
+                f"(`kubectl rollout undo deployment/{self.colours[wanted.colour]} --to-revision={wanted.number}`)."
+            )
+        return wanted.colour
 
     def _colour_pods(self, service: dict, colour: str) -> list[dict]:
         """The pods the Service would select with `colour` live (not terminating)."""
@@ -231,12 +261,15 @@ class BlueGreenPlatform:
             f"({', '.join(self.colours)}); check the Service and the console config."
         )
 
-    def plan_rollback(self, to_revision: int | None = None) -> RollbackPlan:
-        """Switch to the other colour (or colour number `to_revision`): the
+    def plan_rollback(self, to_revision: int | ColourRevision | None = None) -> RollbackPlan:
+        """Switch to the other colour (or to the colour `to_revision` names: a
+        `ColourRevision`, or a number one colour's Deployment carries): the
         runbook's `kubectl patch service`, refused if the target has no ready pods."""
         service = self._get_service()
         live = self._live(service)
-        if to_revision:
+        if isinstance(to_revision, ColourRevision):
+            target = self._named_colour(to_revision)
+        elif to_revision:
             target = self._colour(to_revision)
         else:
             others = [c for c in self.colours if c != live]
@@ -257,6 +290,8 @@ class BlueGreenPlatform:
             from_images=self._images(live),
             to_images=self._images(target),
             resource_version=resource_version,
+            from_colour=live,
+            to_colour=target,
         )
         if target == live:
             reason = f"skipped switch (service/{self.k8s_service} already sends traffic to {target})"
@@ -527,10 +562,8 @@ class BlueGreenPlatform:
 
 
 def _label(colour: str | None, number: int | None) -> str:
-    """"blue revision 3": a colour with its Deployment's revision number, as kubectl numbers it."""
-    if colour is None:
-        return "no colour"
-    return f"{colour} revision {number}" if number is not None else colour
+    """"blue · revision 3" (`revision_label`), or "no colour" when the Service selects none."""
+    return revision_label(number, colour) if colour is not None else "no colour"
 
 
 def _versions(images: tuple[str, ...]) -> str:

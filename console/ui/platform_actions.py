@@ -146,7 +146,7 @@ class PlatformActions:
 
         def chosen(picked: Revision | None) -> None:
             if picked is not None:
-                self._plan(service, rollback_number(picked, history))
+                self._plan(service, rollback_number(picked))
 
         self.push_screen(RevisionScreen(self.session, service, revision, current), chosen)
 
@@ -165,7 +165,7 @@ class PlatformActions:
         check = None
         if any(o.rule is Rule.MIGRATION for o in verdict.objections):
             try:
-                check = self.session.rollback_check(plan.service, plan.to_revision)
+                check = self.session.rollback_check(plan.service, plan.target)
             except DatabaseError:
                 check = None
         self.post_message(Gated(plan, verdict, ask, check))

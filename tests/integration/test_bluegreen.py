@@ -14,6 +14,7 @@ from support import require_binary
 from conftest_adapters import start_drill
 
 from console.platforms.base import Conflict, Forbidden, NotFound, Platform, PlatformError, Usage
+from console.model import ColourRevision
 from console.platforms.bluegreen import BlueGreenPlatform
 
 SERVICE_PATH = "/api/v1/namespaces/shop/services/checkout"
@@ -92,7 +93,7 @@ def test_plan_is_the_runbooks_selector_patch_with_a_version_precondition(drill):
     plan = platform.plan_rollback()
 
     assert (plan.platform, plan.from_revision, plan.to_revision) == ("blue-green", 2, 2)
-    assert plan.summary.startswith("green revision 2 → blue revision 2: Switch service/checkout")
+    assert plan.summary.startswith("green · revision 2 → blue · revision 2: Switch service/checkout")
     assert (plan.from_versions, plan.to_versions) == (("1.5.0",), ("1.4.0",))
     assert plan.resource_version == version
     (call,) = plan.calls
@@ -106,8 +107,9 @@ def test_plan_is_the_runbooks_selector_patch_with_a_version_precondition(drill):
         platform.plan_rollback(to_revision=2)
     assert str(caught.value) == (
         "checkout: revision 2 is ambiguous: both blue and green carry it (blue = revision 2, green = revision 2; "
-        "each colour's Deployment numbers its own revisions). Choose the colour: roll back without a revision "
-        "number to switch to the other colour than the live one."
+        "each colour's Deployment numbers its own revisions). Choose the colour: --to-revision blue:2 or "
+        "--to-revision green:2; or roll back without a revision number to switch to the other colour than the "
+        "live one."
     )
     with pytest.raises(NotFound, match="checkout has no revision 3; its colours are blue = revision 2, green = revision 2"):
         platform.plan_rollback(to_revision=3)
@@ -122,7 +124,7 @@ def test_a_revision_number_addresses_the_colour_whose_deployment_carries_it(dril
     plan = platform.plan_rollback(to_revision=3)
     assert (plan.from_revision, plan.to_revision, plan.to_versions) == (2, 3, ("1.4.1",))
     assert json.loads(plan.calls[0].body)["spec"]["selector"] == {"version": "blue"}
-    assert plan.summary.startswith("green revision 2 → blue revision 3: ")
+    assert plan.summary.startswith("green · revision 2 → blue · revision 3: ")
     # Revision 2 is now green's alone, and green is live: kubectl would say "(no change)", the console skips.
     same = platform.plan_rollback(to_revision=2)
     assert same.skip_reason == "skipped switch (service/checkout already sends traffic to green)"
@@ -130,6 +132,35 @@ def test_a_revision_number_addresses_the_colour_whose_deployment_carries_it(dril
     assert platform.template(3) == platform.colour_template("blue")
 
     steps = list(platform.execute(plan))
+    assert steps[-1].done and not steps[-1].failed and _selector(drill)["version"] == "blue"
+
+
+def test_a_colour_names_the_target_where_the_number_is_both_colours(drill):
+    platform = _platform(drill)
+
+    for wanted in (ColourRevision("blue", 2), ColourRevision("blue")):
+        plan = platform.plan_rollback(to_revision=wanted)
+        assert json.loads(plan.calls[0].body)["spec"]["selector"] == {"version": "blue"}
+        assert (plan.from_colour, plan.to_colour, plan.from_label, plan.to_label) == (
+            "green", "blue", "green · revision 2", "blue · revision 2")
+        assert plan.target == ColourRevision("blue", 2)
+    # The live colour: nothing to switch, as kubectl's "(no change)".
+    assert platform.plan_rollback(to_revision=ColourRevision("green", 2)).skip_reason == (
+        "skipped switch (service/checkout already sends traffic to green)")
+
+    with pytest.raises(Usage) as caught:
+        platform.plan_rollback(to_revision=ColourRevision("blue", 1))
+    assert str(caught.value).startswith(
+        "checkout: blue's Deployment is at revision 2, not 1 (blue = revision 2, green = revision 2). A blue-green "
+        "rollback switches the traffic to a colour as its Deployment is now; it cannot bring back an older "
+        "revision of one colour. Type --to-revision blue:2 to switch to blue · revision 2, or roll that colour's "
+        "Deployment back first (`kubectl rollout undo deployment/checkout-blue --to-revision=1`).")
+    with pytest.raises(Usage, match="checkout has no colour purple; its colours are blue = revision 2, green = "
+                                    "revision 2. Type --to-revision with one of them"):
+        platform.plan_rollback(to_revision=ColourRevision("purple"))
+
+    # The plan made by colour runs as any other: the endpoints end up blue's.
+    steps = list(platform.execute(platform.plan_rollback(to_revision=ColourRevision("blue", 2))))
     assert steps[-1].done and not steps[-1].failed and _selector(drill)["version"] == "blue"
 
 

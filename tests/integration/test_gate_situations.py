@@ -224,7 +224,8 @@ def test_an_ambiguous_blue_green_revision_is_refused_naming_the_colours(tmp_path
         assert result.returncode == 2, result.stdout + result.stderr
         assert ("revision 2 is ambiguous: both blue and green carry it (blue = revision 2, green = revision 2; "
                 in result.stdout)
-        assert "Choose the colour: roll back without a revision number" in result.stdout
+        assert ("Choose the colour: --to-revision blue:2 or --to-revision green:2; or roll back without a "
+                "revision number") in result.stdout
         assert drill.get("/api/v1/namespaces/shop/services/checkout")["spec"]["selector"]["version"] == "green"
 
 

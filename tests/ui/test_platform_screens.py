@@ -18,6 +18,7 @@ from console.ui.app import RollbackConsoleApp, build_app
 from console.ui.messages import RollbackFinished
 from console.ui.panes.history import HistoryTable
 from console.ui.panes.routing import LeaseStrip, RoutingPane
+from console.ui.panes.services import ServiceTable
 from console.ui.platform_actions import PlatformActions
 from console.ui.screens.confirm import ConfirmRollbackScreen
 from console.ui.screens.corruption import WritesScreen
@@ -158,6 +159,9 @@ async def test_blue_green_shows_the_live_colour_and_switches_back(drill) -> None
         await wait_for(pilot, lambda: pane.display and "Live" in str(pane.render()), "the routing pane")
         assert "Live green" in str(pane.render()) and pane.border_title == "Blue-green"
         assert pane.border_subtitle == "blue 0 / green 100"
+        # The triage table's Rev column says whose number it is: the live colour's.
+        table = app.query_one(ServiceTable)
+        await wait_for(pilot, lambda: str(table.get_cell("checkout", "revision")) == "green · 2", "green · 2 in Rev")
         # Each colour with its Deployment's own revision number (both carry 2), as kubectl rollout history shows.
         history = app.query_one(HistoryTable)
         await wait_for(pilot, lambda: history.row_count == 2, "the colours in the history")
@@ -180,14 +184,24 @@ async def test_blue_green_shows_the_live_colour_and_switches_back(drill) -> None
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan from the blue row")
         assert '"version": "blue"' in app.screen.plan.calls[0].body
+        assert text_of(app, "#plan-revisions") == "Revision green · 2  →  blue · 2"
         await pilot.press("n")
         await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmRollbackScreen), "the plan to close")
+        # Enter on the live green row: the row passes green:2, so the plan is "already there", not ambiguous.
+        history.focus()
+        history.move_cursor(row=history.get_row_index("green:2"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan from the green row")
+        assert app.screen.plan.skip_reason == "skipped switch (service/checkout already sends traffic to green)"
+        assert "ambiguous" not in notifications(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmRollbackScreen), "the skipped plan to close")
 
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the switch plan")
         plan = app.screen.plan
         assert (plan.from_revision, plan.to_revision) == (2, 2)
-        assert plan.summary.startswith("green revision 2 → blue revision 2: ")
+        assert plan.summary.startswith("green · revision 2 → blue · revision 2: ")
         # The exact request: a patch of the Service's selector.
         assert [c.method for c in plan.calls] == ["PATCH"] and plan.calls[0].target.endswith("/services/checkout")
         assert '"version": "blue"' in plan.calls[0].body

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from console.model import Revision, image_tag
+from console.model import ColourRevision, Revision, image_tag, revision_cell
 
 from .format import NO_VALUE, short_age
 
@@ -33,28 +33,25 @@ def _cells(revision: Revision, now: datetime) -> dict[str, Text]:
     return {
         # ↩: where a plain rollback goes, when the platform picked it by evidence (Compose).
         "current": Text("●" if revision.current else "↩" if revision.rollback_target else "", style),
-        "revision": Text(f"{revision.colour} · {revision.number}" if revision.colour else str(revision.number),
-                         style, justify="right"),
+        "revision": Text(revision_cell(revision.number, revision.colour), style, justify="right"),
         "image": Text(images, style),
         "cause": Text(revision.change_cause or NO_VALUE, style),
         "age": Text(short_age(revision.created, now)),
     }
 
 
-def rollback_number(revision: Revision, history) -> int | None:
-    """The `to_revision` that plans a rollback to `revision`: its number, or None
-    (the other colour) for a blue-green colour, whose number the other colour's
-    Deployment may carry too."""
-    if revision.colour is not None:
-        others = [r for r in history if not r.current and r.colour is not None]
-        if others == [revision]:
-            return None
-    return revision.number
+def rollback_number(revision: Revision) -> int | ColourRevision:
+    """The `to_revision` that plans a rollback to `revision`: its number, or for
+    a blue-green colour the colour with its number (`blue:2`), since the other
+    colour's Deployment may carry the same number; the plan then switches to
+    that colour, whatever is live by the time it is made."""
+    return revision.target
 
 
 def _key(revision: Revision) -> str:
-    """The row key: the number, with the colour for blue-green (both colours may carry one number)."""
-    return f"{revision.colour}:{revision.number}" if revision.colour else str(revision.number)
+    """The row key: the number, with the colour for blue-green (both colours may carry one number),
+    as `--to-revision` takes it ("3", "blue:2")."""
+    return str(revision.target)
 
 
 def _same(old: object, new: Text) -> bool:
@@ -73,7 +70,7 @@ class HistoryTable(DataTable):
     class RollbackToRequested(Message):
         """The operator asked to roll back to a specific revision."""
 
-        def __init__(self, revision: int | None) -> None:
+        def __init__(self, revision: int | ColourRevision | None) -> None:
             super().__init__()
             self.revision = revision
 
@@ -132,4 +129,4 @@ class HistoryTable(DataTable):
     def action_roll_back_to(self) -> None:
         revision = self.highlighted_revision()
         if revision is not None:
-            self.post_message(self.RollbackToRequested(rollback_number(revision, self._revisions.values())))
+            self.post_message(self.RollbackToRequested(rollback_number(revision)))

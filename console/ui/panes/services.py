@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Input
 
 from console.decision import needs_action, triage_key
-from console.model import ServiceView
+from console.model import ServiceView, revision_cell
 
 from .format import BADGE, NO_VALUE, SEVERITY, millis, rate, short_age
 
@@ -43,7 +43,7 @@ def row_cells(view: ServiceView, now: datetime, pinned: bool, colours: dict[str,
         Text(rate(snapshot.metrics.error_rate)),
         Text(millis(snapshot.metrics.latency_p95_ms)),
         Text(ready + (" ▲" if short else ""), f"bold {colours.get('sev-warning', '')}" if short else ""),
-        Text(str(current.number) if current is not None else NO_VALUE),
+        Text(revision_cell(current.number, current.colour) if current is not None else NO_VALUE),
         Text(short_age(current.created, now) if current is not None else NO_VALUE),
     )
 

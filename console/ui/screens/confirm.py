@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from console.model import ApiCall, RollbackPlan
+from console.model import ApiCall, RollbackPlan, revision_cell
 
 
 def _arrow(before: str, after: str) -> Content:
@@ -87,7 +87,8 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
             if self.reason:
                 yield Static(Content.assemble("Because  ", (self.reason, "bold $sev-critical")), markup=False)
             yield Static(
-                Content.assemble("Revision ", _arrow(str(plan.from_revision or "?"), str(plan.to_revision or "?"))),
+                Content.assemble("Revision ", _arrow(revision_cell(plan.from_revision, plan.from_colour) or "?",
+                                                     revision_cell(plan.to_revision, plan.to_colour) or "?")),
                 markup=False,
                 id="plan-revisions",
             )

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
 
-from console.model import RollbackPlan
+from console.model import RollbackPlan, target_label
 from console.procedures import RollbackCheck
 
 from ..widgets import MarkedCheckbox
@@ -47,7 +47,7 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
         with Vertical(id="dialog", classes="-blocked"):
             yield Static(Content.styled(f"Rolling {plan.service} back could lose data", "bold"), classes="dialog-title")
             yield Static(Content.assemble(("Target  ", "$sev-muted"),
-                                          f"revision {plan.to_revision} ({', '.join(plan.to_versions) or '?'})"),
+                                          f"{plan.to_label} ({', '.join(plan.to_versions) or '?'})"),
                          markup=False)
             yield Static(Content.styled(check.explanation, "bold $sev-critical"), id="blocked-why", markup=False)
             yield Static(Content.styled("The runbook's options (DO NOT roll back the migration):", "bold"), markup=False)
@@ -56,7 +56,7 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
                     yield Static(Content.assemble((option.title, "bold"), "\n", (option.detail, "$sev-muted")),
                                  classes="option-text", markup=False)
                     if index == 3:
-                        label = f"Plan rollback to revision {option.to_revision}" if option.to_revision else "Not available"
+                        label = f"Plan rollback to {target_label(option.to_revision)}" if option.to_revision else "Not available"
                         button = Button(label, id="option-partial", variant="primary")
                         button.disabled = not option.to_revision
                         yield button

@@ -34,7 +34,7 @@ class OverrideScreen(ModalScreen[tuple[str, str | None] | None]):
 
     def compose(self) -> ComposeResult:
         plan = self.plan
-        target = ", ".join(plan.to_versions) or f"revision {plan.to_revision}"
+        target = ", ".join(plan.to_versions) or plan.to_label
         source = ", ".join(plan.from_versions) or f"revision {plan.from_revision}"
         with Vertical(id="dialog", classes="-override"):
             yield Static(Content.styled(f"Override: roll {plan.service} back to {target}?", "bold"),
