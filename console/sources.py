@@ -125,8 +125,7 @@ def _prometheus(config: Config):
     from console.signals.prometheus import PrometheusClient
 
     prom = config.prometheus
-    # httpx loads the CA bundle for every client, even a plain http:// one
-    # (tens of milliseconds, more under load): only https needs it.
+    # Only https needs a TLS context (building one loads the CA bundle).
     https = prom.url.startswith("https://")
     return PrometheusClient(
         prom.url,

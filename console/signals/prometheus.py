@@ -1,8 +1,9 @@
 """The Prometheus HTTP query API (/api/v1/query, /api/v1/query_range).
 
-One shared `httpx.AsyncClient` per PrometheusClient, sized for many services
-refreshed concurrently. Failures raise `SignalError` whose text is an operator
-sentence; credentials never appear in it.
+One shared aiohttp `ClientSession` per PrometheusClient, sized for many
+services refreshed concurrently (the same HTTP client as the health checks:
+the refresh process loads one HTTP library, not two). Failures raise
+`SignalError` whose text is an operator sentence; credentials never appear in it.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import asyncio
 import json
 import math
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from console.model import Point
 from console.signals import QUERY_TIMEOUT
 from console.signals.health import connection_problem
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Enough parallel connections for a refresh of every service at once; the
 # rest wait in the pool (the wait counts against the query's timeout).
@@ -96,31 +98,43 @@ class PrometheusClient:
         self._headers = {"Accept": "application/json"}
         if bearer_token:
             self._headers["Authorization"] = f"Bearer {bearer_token}"
-        self._auth = httpx.BasicAuth(*basic_auth) if basic_auth else None
+        self._basic_auth = basic_auth
         self._verify = verify
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"PrometheusClient({self._display_url!r}, timeout={self.timeout})"
 
-    def _http(self) -> httpx.AsyncClient:
-        # Created on first use so it binds to the event loop that uses it.
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout),
-                limits=httpx.Limits(
-                    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
-                ),
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use so it binds to the event loop that uses it (a
+        # client of another loop's is left to that loop).
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop or self._client.closed:
+            if self._verify is False:
+                ssl: Any = False
+            elif isinstance(self._verify, str):
+                import ssl as ssl_module
+
+                ssl = ssl_module.create_default_context(cafile=self._verify)
+            else:
+                ssl = True
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=MAX_CONNECTIONS, ssl=ssl),
                 headers=self._headers,
-                auth=self._auth,
-                verify=self._verify,
+                auth=aiohttp.BasicAuth(*self._basic_auth) if self._basic_auth else None,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
+            self._client_loop = loop
         return self._client
 
     async def aclose(self) -> None:
         """Close the shared connection pool."""
         if self._client is not None:
-            await self._client.aclose()
+            if self._client_loop is asyncio.get_running_loop():
+                await self._client.close()
             self._client = None
 
     async def __aenter__(self) -> PrometheusClient:
@@ -192,20 +206,21 @@ class PrometheusClient:
         )
 
     async def _request(self, endpoint: str, params: dict[str, str], promql: str) -> dict:
+        import aiohttp
+
         path = f"{self.url}/api/v1/{endpoint}"
         client = self._http()
         try:
-            # httpx timeouts are per phase; this bounds the whole exchange,
-            # including the wait for a pooled connection.
+            # One bound for the whole exchange, the wait for a pooled connection included.
             async with asyncio.timeout(self.timeout):
                 if len(promql) > MAX_GET_QUERY_CHARS:
-                    request = client.build_request("POST", path, data=params)
+                    request = client.post(path, data=params, allow_redirects=False)
                 else:
-                    request = client.build_request("GET", path, params=params)
-                response = await client.send(request, stream=True)
-                try:
+                    request = client.get(path, params=params, allow_redirects=False)
+                async with request as response:
+                    status, content_type = response.status, response.headers.get("content-type")
                     body = bytearray()
-                    async for chunk in response.aiter_bytes():
+                    async for chunk in response.content.iter_chunked(64 * 1024):
                         body += chunk
                         if len(body) > MAX_RESPONSE_BYTES:
                             raise SignalError(
@@ -213,27 +228,24 @@ class PrometheusClient:
                                 f"than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB; the answer was refused. Check "
                                 "the query (it should select one series per service) and the URL."
                             )
-                finally:
-                    await response.aclose()
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             raise SignalError(
                 f"Prometheus at {self._display_url} did not answer within {self.timeout:.1f} s"
             ) from None
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             reason = connection_problem(exc)
             raise SignalError(
                 f"Cannot reach Prometheus at {self._display_url}: {reason}. "
                 "Check the Prometheus URL in the config and the network (VPN)."
             ) from None
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL it cannot use
             raise SignalError(
                 f"The request to Prometheus at {self._display_url} failed "
                 f"({type(exc).__name__}); check the URL and the network."
             ) from None
-        return self._payload(response, bytes(body), promql)
+        return self._payload(status, content_type, bytes(body), promql)
 
-    def _payload(self, response: httpx.Response, raw: bytes, promql: str) -> dict:
-        status = response.status_code
+    def _payload(self, status: int, content_type: str | None, raw: bytes, promql: str) -> dict:
         if status in (401, 403):
             raise SignalError(
                 f"Prometheus at {self._display_url} refused the credentials (HTTP {status}); "
@@ -248,7 +260,7 @@ class PrometheusClient:
         if not isinstance(body, dict) or not (
             body.get("status") == "success" or (body.get("status") == "error" and "errorType" in body)
         ):
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            kind = (content_type or "no content type").split(";")[0]
             raise SignalError(
                 f"Prometheus at {self._display_url} answered HTTP {status} with {kind}, not the "
                 "query API; check the URL (it should end at Prometheus' base path, e.g. "
