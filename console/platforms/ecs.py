@@ -570,7 +570,8 @@ class EcsPlatform:
         service = self._describe()
         arn = service.get("serviceArn", "")
         calls = list(plan.calls)
-        pruned = prunable([str(t.get("key", "")) for t in service.get("tags") or []], key)
+        tags = service.get("tags") if isinstance(service.get("tags"), list) else []
+        pruned = prunable([str(t.get("key", "")) for t in tags if isinstance(t, dict)], key)
         if pruned:
             body = {"resourceArn": arn, "tagKeys": pruned}
             calls.append(ApiCall("POST", f"{endpoint} {TARGET}.UntagResource", body=json.dumps(body, indent=2)))
@@ -748,8 +749,8 @@ TAG_PREFIX = "rollback-console.io/rollback-"
 def records_of(tags: list[dict]) -> Provenance:
     """The console's records in a service's tags (those with `TAG_PREFIX`)."""
     records, problems = [], []
-    for tag in tags:
-        if str(tag.get("key", "")).startswith(TAG_PREFIX):
+    for tag in tags if isinstance(tags, list) else ():
+        if isinstance(tag, dict) and str(tag.get("key", "")).startswith(TAG_PREFIX):
             found, wrong = decode("[" + str(tag.get("value") or "") + "]")
             records.extend(found)
             problems.extend(wrong)
