@@ -406,6 +406,18 @@ class RollbackState:
 
 
 @dataclass(frozen=True)
+class Impact:
+    """A span of customer impact: since when, and when it ended (None while it lasts)."""
+
+    since: datetime
+    ended_at: datetime | None = None
+
+    def duration(self, now: datetime) -> timedelta:
+        """How long it lasted, or has lasted so far."""
+        return max(timedelta(0), (self.ended_at or now) - self.since)
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
     """One verdict in the incident's decision history."""
 
@@ -471,6 +483,9 @@ class IncidentState:
     # When the console first saw a problem (a decision other than HEALTHY),
     # reset by a HEALTHY decision; `Facts.customer_impact_since` overrides it.
     impact_seen_since: datetime | None = None
+    # The latest impact the console saw end (a HEALTHY decision after a problem), kept for
+    # the header after the escalation clock above was reset.
+    impact_ended: Impact | None = None
     # The latest mark of each checklist item that was ever ticked or unticked, in first-mark order.
     checklist: tuple[ChecklistMark, ...] = ()
     # Every message sent or failed, oldest first.
@@ -536,13 +551,17 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
     if kind == DECISION:
         action = Action(data["action"])
         record = DecisionRecord(event.at, action, tuple(data.get("reasons", ())), _time(data.get("deadline")))
+        ended = state.impact_ended
         if action is Action.HEALTHY:
             impact = None
+            if state.impact_seen_since is not None:
+                ended = Impact(state.impact_seen_since, event.at)
         elif action is Action.SIGNALS_UNAVAILABLE:
             impact = state.impact_seen_since  # unknown neither starts nor ends an impact
         else:
             impact = state.impact_seen_since or event.at
-        return replace(state, decisions=state.decisions + (record,), impact_seen_since=impact)
+        return replace(state, decisions=state.decisions + (record,), impact_seen_since=impact,
+                       impact_ended=ended)
     if kind == ROLLBACK_STARTED:
         return replace(
             state,
@@ -629,6 +648,25 @@ def rebuild(incident_id: str, events: Iterable[Event]) -> IncidentState:
     for event in events:
         state = apply(state, event)
     return state
+
+
+def customer_impact(state: IncidentState | None) -> Impact | None:
+    """The incident's customer impact as the header shows it: the one under way (since the
+    operator's `customer_impact_since`, else the first problem seen), else the latest one that
+    ended when the signals were healthy again; None when none was seen.
+
+    Unlike `IncidentState.customer_impact_since` (the escalation clock, which a HEALTHY decision
+    resets), an ended impact is kept, with its end, so the operator sees how long it lasted."""
+    if state is None:
+        return None
+    declared = state.facts.customer_impact_since
+    if state.impact_seen_since is not None:
+        return Impact(declared or state.impact_seen_since)
+    ended = state.impact_ended
+    if ended is not None and ended.ended_at is not None and (declared is None or declared <= ended.ended_at):
+        return Impact(declared or ended.since, ended.ended_at)
+    # Declared by the operator, and not seen to end since.
+    return Impact(declared) if declared is not None else None
 
 
 # --- escalation ----------------------------------------------------------------------------

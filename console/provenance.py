@@ -31,7 +31,9 @@ REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
 FIELD_MANAGER = "rollback-console"
 """The field manager the console's writes carry (the apiserver records it in managedFields)."""
 KEEP = 10
-"""How many rollbacks the annotation keeps (the newest)."""
+"""How many rollbacks the record keeps (the newest): the annotation's list, and
+the console's record tags on an ECS service (one tag each; well under AWS's 50
+tags per resource, leaving room for the user's own tags)."""
 
 CONSOLE = "console annotation"
 ROLLOUT_HISTORY = "rollout history"

@@ -231,12 +231,7 @@ class Store:
     def open_incident_for(self, service: str) -> str | None:
         """The id of the latest incident of `service` that is not closed, if any."""
         with self._lock, self._errors("look up the open incident"):
-            row = self._db.execute(
-                "SELECT id FROM incidents WHERE service = ? AND closed_at IS NULL "
-                "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
-                (service,),
-            ).fetchone()
-        return row[0] if row else None
+            return self._open_incident_id(service)
 
     def close_incident(self, incident_id: str, at: datetime) -> None:
         """Close the incident (an INCIDENT_CLOSED event records it)."""
@@ -310,17 +305,12 @@ class Store:
         None when nothing was recorded."""
         value = (data or {}).get(key)
         with self._lock, self._errors("record the event"), self._transaction():
-            row = self._db.execute(
-                "SELECT id FROM incidents WHERE service = ? AND closed_at IS NULL "
-                "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
-                (service,),
-            ).fetchone()
-            if row is None:
+            incident_id = self._open_incident_id(service)
+            if incident_id is None:
                 if not open_incident:
                     return None
                 incident_id = self._open_incident(service, at, "")
             else:
-                incident_id = row[0]
                 last = self._db.execute(
                     "SELECT data FROM events WHERE incident_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
                     (incident_id, kind),
@@ -334,12 +324,8 @@ class Store:
         transaction (two consoles racing open one incident, not two); `prefix`
         is the config's ticket prefix."""
         with self._lock, self._errors("open an incident"), self._transaction():
-            row = self._db.execute(
-                "SELECT id FROM incidents WHERE service = ? AND closed_at IS NULL "
-                "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
-                (service,),
-            ).fetchone()
-            return row[0] if row else self._open_incident(service, now, title, prefix)
+            incident_id = self._open_incident_id(service)
+            return incident_id if incident_id is not None else self._open_incident(service, now, title, prefix)
 
     def events(self, incident_id: str, newest_first: bool = True, limit: int | None = None) -> list[Event]:
         """The incident's timeline (the last `limit` events when given)."""
@@ -421,6 +407,15 @@ class Store:
         return _outbox_entry(row) if row else None
 
     # --- internals ---------------------------------------------------------------------
+
+    def _open_incident_id(self, service: str) -> str | None:
+        """The latest incident of `service` that is not closed, inside the caller's lock."""
+        row = self._db.execute(
+            "SELECT id FROM incidents WHERE service = ? AND closed_at IS NULL "
+            "ORDER BY opened_at DESC, rowid DESC LIMIT 1",
+            (service,),
+        ).fetchone()
+        return row[0] if row else None
 
     def _exists(self, incident_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone() is not None

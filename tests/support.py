@@ -16,8 +16,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +98,23 @@ async def wait_for(pilot, condition: Callable[[], bool], what: str, timeout: flo
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         await pilot.pause(0.05)
+
+
+def wait_until(condition: Callable[[], T], what: str | Callable[[], str], timeout: float = 60.0,
+               interval: float = 0.1) -> T:
+    """Call `condition()` until it returns something true, and return that; fail naming
+    `what` (a phrase, or a function giving one with what was last seen) after `timeout` s.
+
+    The synchronous twin of `wait_for`, for what a test cannot be told about (another
+    process, a server, a drill's clock): `interval` is the polling interval inside the
+    deadline, not a synchronisation. An assertion raised by `condition` (the process
+    under test exited) fails at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)

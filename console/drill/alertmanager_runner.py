@@ -19,14 +19,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import yaml
 
-from console.drill.prometheus_runner import SCRAPE_INTERVAL, _free_port, stop_process
+from console.drill.prometheus_runner import SCRAPE_INTERVAL, RunningServer, _free_port
 
 ALERT_RULES_FILE = "auto-rollback.rules.yaml"
 CONFIG_FILE = "alertmanager.yaml"
@@ -36,7 +36,6 @@ RATIO_FOR = "10s"
 RATIO_THRESHOLD = 0.05
 """The runbook's "Error rate > 5%": rollback now."""
 READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 GROUP_WAIT = "1s"
 GROUP_INTERVAL = "2s"
 REPEAT_INTERVAL = "1m"
@@ -107,27 +106,12 @@ def find_binary() -> str | None:
 
 
 @dataclass
-class RunningAlertmanager:
+class RunningAlertmanager(RunningServer):
     """One Alertmanager on 127.0.0.1 (gossip off), its files and its data."""
 
-    directory: Path
-    config_path: Path
-    port: int
-    binary: str
-    process: subprocess.Popen | None = None
-    _owned_dir: bool = field(default=False, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "alertmanager.log"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    NAME: ClassVar[str] = "Alertmanager"
+    LOG_FILE: ClassVar[str] = "alertmanager.log"
+    UNAVAILABLE: ClassVar[type[Exception]] = AlertmanagerUnavailable
 
     def start(self, ready_timeout: float = READY_TIMEOUT) -> RunningAlertmanager:
         """Start (again, on the same port and data, after `stop()`) and wait for /-/ready."""
@@ -141,34 +125,12 @@ class RunningAlertmanager:
                  f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=warn"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AlertmanagerUnavailable(
-                    f"Alertmanager exited at start (code {self.process.returncode}); see {self.log_path}.")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise AlertmanagerUnavailable(f"Alertmanager did not become ready within {ready_timeout:.0f} s; see {self.log_path}.")
+        self._wait_ready(ready_timeout)
+        return self
 
     def alerts(self) -> list[dict]:
         """The alerts it holds now (its v2 API)."""
         return httpx.get(f"{self.url}/api/v2/alerts", timeout=5.0).json()
-
-    def stop(self) -> None:
-        """SIGTERM, wait, SIGKILL if it will not go. The data stays for a restart."""
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process, STOP_TIMEOUT)
-
-    def close(self) -> None:
-        self.stop()
-        if self._owned_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def free_port() -> int:

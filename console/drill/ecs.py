@@ -253,7 +253,7 @@ class EcsService:
     # The task definition of the newest deployment that COMPLETED (the circuit breaker's rollback target).
     last_completed: str | None = None
     steady_announced: bool = False
-    # Resource tags (TagResource / ListTagsForResource), key -> value.
+    # Resource tags (TagResource / UntagResource / ListTagsForResource), key -> value.
     tags: dict = field(default_factory=dict)
 
     @property

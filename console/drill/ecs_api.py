@@ -10,7 +10,11 @@ access control is the scenario's `faults`. Credentials are never recorded.
 
 Operations: DescribeClusters, ListServices, DescribeServices,
 ListTaskDefinitions, DescribeTaskDefinition, RegisterTaskDefinition,
-UpdateService, ListTasks, DescribeTasks.
+UpdateService, ListTasks, DescribeTasks, TagResource, UntagResource,
+ListTagsForResource. As in AWS, DescribeServices returns a service's tags only
+when asked (`include: ["TAGS"]`), and a resource has at most `MAX_TAGS` tags.
+`EcsApi.operations` logs each request's operation name, in order (the server's
+request log shows every ECS request as a POST to the same path).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_RESULTS = 100
 """The largest page ListServices, ListTaskDefinitions and ListTasks return."""
+MAX_TAGS = 50
+"""AWS's limit of tags per resource (user-defined tags; TagResource beyond it fails)."""
 
 # Injected faults: (HTTP status, AWS's message). {op} and {resource} are filled in.
 FAULTS: dict[str, tuple[int, str]] = {
@@ -85,8 +91,11 @@ class EcsApi:
             "ListTasks": self._list_tasks,
             "DescribeTasks": self._describe_tasks,
             "TagResource": self._tag_resource,
+            "UntagResource": self._untag_resource,
             "ListTagsForResource": self._list_tags_for_resource,
         }
+        # The operation of each request answered (or refused), in order: the drill's ECS request log.
+        self.operations: list[str] = []
 
     def handle(self, method: str, path: str, query: dict, headers: dict[str, str], body: bytes) -> Response:
         """Answer one request."""
@@ -95,6 +104,8 @@ class EcsApi:
         target = _header(headers, "x-amz-target")
         operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
         handler = self._operations.get(operation)
+        with self.world.store.lock:
+            self.operations.append(operation or target or "?")
         if handler is None:
             return _error("UnknownOperationException", f"The drill's ECS API does not serve {target or 'this request'}.", 400)
         if not _header(headers, "authorization"):
@@ -149,6 +160,9 @@ class EcsApi:
             raise EcsError("InvalidParameterException", "Services cannot be empty.")
         if len(names) > 10:
             raise EcsError("InvalidParameterException", "At most 10 services can be described at once.")
+        include = body.get("include") or []
+        if not isinstance(include, list) or any(field != "TAGS" for field in include):
+            raise EcsError("InvalidParameterException", "include can only contain TAGS.")
         services, failures = [], []
         for reference in names:
             name = str(reference).rsplit("/", 1)[-1]
@@ -156,7 +170,10 @@ class EcsApi:
             if found is None:
                 failures.append({"arn": f"arn:aws:ecs:{self.ecs.region}:{ACCOUNT_ID}:service/{cluster}/{name}", "reason": "MISSING"})
             else:
-                services.append(self.ecs.service_json(found))
+                described = self.ecs.service_json(found)
+                if "TAGS" in include:  # AWS returns the tags only when asked
+                    described["tags"] = _tag_list(found)
+                services.append(described)
         return {"services": services, "failures": failures}
 
     def _list_task_definitions(self, body: dict) -> dict:
@@ -234,14 +251,27 @@ class EcsApi:
             if not isinstance(key, str) or not 1 <= len(key) <= 128 or not isinstance(value, str) or len(value) > 256:
                 raise EcsError("InvalidParameterException", "Tag keys are 1-128 characters, values at most 256.")
         merged = {**service.tags, **{t["key"]: t.get("value", "") for t in tags}}
-        if len(merged) > 50:
-            raise EcsError("InvalidParameterException", "A resource has at most 50 tags.")
+        if len(merged) > MAX_TAGS:
+            # Nothing is applied: the count includes the tags the resource has and the new ones.
+            raise EcsError("InvalidParameterException",
+                           f"Tag limit exceeded: a resource can have at most {MAX_TAGS} tags "
+                           f"(it has {len(service.tags)}, and this request adds {len(merged) - len(service.tags)}).")
         service.tags = merged
         return {}
 
-    def _list_tags_for_resource(self, body: dict) -> dict:
+    def _untag_resource(self, body: dict) -> dict:
         service = self._tagged_service(body)
-        return {"tags": [{"key": k, "value": v} for k, v in service.tags.items()]}
+        keys = body.get("tagKeys")
+        if not isinstance(keys, list) or not all(isinstance(k, str) and 1 <= len(k) <= 128 for k in keys):
+            raise EcsError("InvalidParameterException", "tagKeys is a list of tag keys of 1-128 characters.")
+        if len(keys) > MAX_TAGS:
+            raise EcsError("InvalidParameterException", f"At most {MAX_TAGS} tag keys can be removed at once.")
+        # A key the resource does not have is ignored, as in AWS.
+        service.tags = {k: v for k, v in service.tags.items() if k not in keys}
+        return {}
+
+    def _list_tags_for_resource(self, body: dict) -> dict:
+        return {"tags": _tag_list(self._tagged_service(body))}
 
     def _list_tasks(self, body: dict) -> dict:
         cluster = self.ecs.cluster(body.get("cluster"))
@@ -280,6 +310,10 @@ class EcsApi:
             else:
                 tasks.append(task.to_json())
         return {"tasks": tasks, "failures": failures}
+
+
+def _tag_list(service: EcsService) -> list[dict]:
+    return [{"key": k, "value": v} for k, v in service.tags.items()]
 
 
 def _ok(data: dict) -> Response:

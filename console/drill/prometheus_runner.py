@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -147,8 +148,13 @@ def _free_port() -> int:
 
 
 @dataclass
-class RunningPrometheus:
-    """One Prometheus process on 127.0.0.1, its files and its data."""
+class RunningServer:
+    """A server the drill starts by hand on 127.0.0.1 (Prometheus, Alertmanager):
+    its process, port, files and data. Subclasses say how to start it."""
+
+    NAME: ClassVar[str] = "The server"
+    LOG_FILE: ClassVar[str] = "server.log"
+    UNAVAILABLE: ClassVar[type[Exception]] = RuntimeError
 
     directory: Path
     config_path: Path
@@ -156,20 +162,59 @@ class RunningPrometheus:
     binary: str
     process: subprocess.Popen | None = None
     _owned_dir: bool = field(default=False, repr=False)
-    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
-        """Base URL of its HTTP API (what the console's `prometheus.url` takes)."""
+        """Base URL of its HTTP API (what the console's `prometheus.url` takes, for Prometheus)."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
-        return self.directory / "prometheus.log"
+        return self.directory / self.LOG_FILE
 
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Wait until it answers /-/ready; UNAVAILABLE, naming the log, when it exits or takes too long."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise self.UNAVAILABLE(
+                    f"{self.NAME} exited at start (code {self.process.returncode}); see {self.log_path}."
+                )
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise self.UNAVAILABLE(f"{self.NAME} did not become ready within {timeout:.0f} s; see {self.log_path}.")
+
+    def stop(self) -> None:
+        """SIGTERM, wait, SIGKILL if it will not go. The data stays for a restart."""
+        process, self.process = self.process, None
+        if process is not None:
+            stop_process(process, STOP_TIMEOUT)
+
+    def close(self) -> None:
+        """Stop, and remove the directory when this object created it."""
+        self.stop()
+        if self._owned_dir:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class RunningPrometheus(RunningServer):
+    """One Prometheus process on 127.0.0.1, its files and its data."""
+
+    NAME: ClassVar[str] = "Prometheus"
+    LOG_FILE: ClassVar[str] = "prometheus.log"
+    UNAVAILABLE: ClassVar[type[Exception]] = PrometheusUnavailable
+
+    extra_args: tuple[str, ...] = ()
 
     def start(self, ready_timeout: float = READY_TIMEOUT) -> RunningPrometheus:
         """Start the process (again, on the same port and data, after `stop()`)
@@ -199,22 +244,6 @@ class RunningPrometheus:
         self._wait_ready(ready_timeout)
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise PrometheusUnavailable(
-                    f"Prometheus exited at start (code {self.process.returncode}); see {self.log_path}."
-                )
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise PrometheusUnavailable(f"Prometheus did not become ready within {timeout:.0f} s; see {self.log_path}.")
-
     def wait_for_series(self, query: str = "service:error_rate:ratio", timeout: float = 30.0) -> None:
         """Block until `query` returns at least one series (the first rule evaluations)."""
         deadline = time.monotonic() + timeout
@@ -227,18 +256,6 @@ class RunningPrometheus:
                 pass
             time.sleep(0.1)
         raise PrometheusUnavailable(f"Prometheus returned no data for {query} within {timeout:.0f} s; see {self.log_path}.")
-
-    def stop(self) -> None:
-        """SIGTERM, wait, SIGKILL if it will not go. The data stays for a restart."""
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process, STOP_TIMEOUT)
-
-    def close(self) -> None:
-        """Stop, and remove the directory when this object created it."""
-        self.stop()
-        if self._owned_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def start(

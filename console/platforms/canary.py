@@ -86,6 +86,8 @@ class CanaryPlatform:
         self.canary = KubernetesPlatform(
             service, namespace, canary_deployment or f"{service}-canary", clock=self._clock, connection=self.connection
         )
+        # The provenance read with the last `history()` (None before one): `recorded()`.
+        self._recorded: Provenance | None = None
 
     # --- the VirtualService ----------------------------------------------------
 
@@ -166,10 +168,14 @@ class CanaryPlatform:
 
     def history(self) -> list[Revision]:
         """The stable deployment's revisions, with the canary on top as the
-        newest entry (current while it takes traffic)."""
-        stable = self.stable.history()
+        newest entry (current while it takes traffic). The records on the
+        VirtualService and the stable deployment come with these reads: `recorded()`."""
+        # `observe` reads the stable deployment and its ReplicaSets once, as `history` does, and keeps their records.
+        _, stable = self.stable.observe()
+        stable = stable or []
         canary_deployment = self.canary._get_deployment()
-        weight = self._split(self._get_vs())[1]
+        vs = self._get_vs()
+        weight = self._split(vs)[1]
         replicas = int((canary_deployment.get("spec") or {}).get("replicas", 1))
         template = (canary_deployment.get("spec") or {}).get("template") or {}
         running = next((r for r in self.canary.history() if r.current), None)
@@ -182,6 +188,9 @@ class CanaryPlatform:
             current=weight > 0 and replicas > 0,
             ref=f"canary (deployment/{self.canary.deployment}, {weight} % of traffic)",
         )
+        on_stable = self.stable.recorded()
+        found = from_annotations((vs.get("metadata") or {}).get("annotations"))
+        self._recorded = found.merged(on_stable) if on_stable is not None else found
         return [canary, *stable]
 
     def health(self) -> Health:
@@ -251,6 +260,12 @@ class CanaryPlatform:
         deployment records (its undos, its own console records)."""
         vs = self._get_vs()
         return from_annotations((vs.get("metadata") or {}).get("annotations")).merged(self.stable.provenance())
+
+    def recorded(self) -> Provenance | None:
+        """The provenance read with the last `history()` (the refresh's, None
+        before one): the VirtualService's records and the stable deployment's,
+        from the reads the history made, at no extra request."""
+        return self._recorded
 
     def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
         """The plan whose VirtualService patch also writes `record` into its annotation

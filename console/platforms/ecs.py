@@ -35,7 +35,7 @@ from console.clock import Clock, SystemClock
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan, image_tag
 from console.platforms import bounded
 from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable, shape_checked
-from console.provenance import Provenance, RollbackRecord, decode, merge
+from console.provenance import KEEP, Provenance, RollbackRecord, decode, merge
 
 PLATFORM = "ecs"
 REQUEST_TIMEOUT = 10.0
@@ -167,6 +167,8 @@ class EcsPlatform:
         self._client: Any = None
         # Registered task definitions never change: (images, registeredAt) by ARN.
         self._definitions: dict[str, tuple[tuple[str, ...], datetime | None]] = {}
+        # The records in the tags of the last DescribeServices (None before one): `recorded()`.
+        self._recorded: Provenance | None = None
 
     @classmethod
     def from_config(cls, config: Any, clock: Clock | None = None) -> EcsPlatform:
@@ -370,8 +372,11 @@ class EcsPlatform:
         return f" in region {self.region}" if self.region else ""
 
     def _describe(self) -> dict:
-        """DescribeServices for this service (NotFound when it is MISSING)."""
-        answer = self._call("describe_services", "describe", cluster=self.cluster, services=[self.service])
+        """DescribeServices for this service (NotFound when it is MISSING),
+        with its tags (`include=["TAGS"]`): the rollback records every
+        refresh reads at no extra request."""
+        answer = self._call("describe_services", "describe", cluster=self.cluster, services=[self.service],
+                            include=["TAGS"])
         services = answer.get("services") or []
         if not services:
             reason = next((f.get("reason") for f in answer.get("failures") or []), "MISSING")
@@ -380,7 +385,9 @@ class EcsPlatform:
                 f"({reason}): check `service` and `cluster` in the console config (`aws ecs list-services "
                 f"--cluster {self.cluster}` lists them)."
             )
-        return services[0]
+        service = services[0]
+        self._recorded = records_of(service.get("tags") or [])
+        return service
 
     def _family_revisions(self, family: str) -> list[str]:
         """ARNs of the family's ACTIVE revisions, newest first (exactly this
@@ -541,41 +548,59 @@ class EcsPlatform:
 
     def provenance(self) -> Provenance:
         """The console's records in the service's tags (one tag per rollback,
-        `TAG_PREFIX` + time: a tag value holds at most 256 characters)."""
-        arn = self._describe().get("serviceArn", "")
-        tags = self._call("list_tags_for_resource", "list tags of", resourceArn=arn).get("tags") or []
-        records, problems = [], []
-        for tag in tags:
-            if str(tag.get("key", "")).startswith(TAG_PREFIX):
-                found, wrong = decode("[" + str(tag.get("value") or "") + "]")
-                records.extend(found)
-                problems.extend(wrong)
-        return Provenance(merge(tuple(records), ()), (), tuple(problems))
+        `TAG_PREFIX` + time: a tag value holds at most 256 characters), read
+        fresh with the service's description (DescribeServices with its tags)."""
+        return records_of(self._describe().get("tags") or [])
+
+    def recorded(self) -> Provenance | None:
+        """The records read with the last DescribeServices (the refresh's `health`
+        and `history` make one each), None before one: at no extra request."""
+        return self._recorded
 
     def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
-        """The plan with a TagResource request after its UpdateService, writing `record` on the service."""
+        """The plan with the record-writing requests after its UpdateService:
+        UntagResource of the console's oldest record tags beyond the newest
+        `KEEP` (the new one counted; other tags are never touched), then
+        TagResource writing `record` on the service."""
         if plan.skip_reason or len(plan.calls) != 1:
             return plan
         value = _tag_value(record)
         key = f"{TAG_PREFIX}{record.at:%Y%m%dT%H%M%S}" if record.at else f"{TAG_PREFIX}unknown"
         endpoint = plan.calls[0].target.split(" ", 1)[0]
-        body = {"resourceArn": self._service_arn(), "tags": [{"key": key, "value": value}]}
-        return replace(plan, calls=(*plan.calls, ApiCall("POST", f"{endpoint} {TARGET}.TagResource",
-                                                           body=json.dumps(body, indent=2))))
+        service = self._describe()
+        arn = service.get("serviceArn", "")
+        calls = list(plan.calls)
+        tags = service.get("tags") if isinstance(service.get("tags"), list) else []
+        pruned = prunable([str(t.get("key", "")) for t in tags if isinstance(t, dict)], key)
+        if pruned:
+            body = {"resourceArn": arn, "tagKeys": pruned}
+            calls.append(ApiCall("POST", f"{endpoint} {TARGET}.UntagResource", body=json.dumps(body, indent=2)))
+        body = {"resourceArn": arn, "tags": [{"key": key, "value": value}]}
+        calls.append(ApiCall("POST", f"{endpoint} {TARGET}.TagResource", body=json.dumps(body, indent=2)))
+        return replace(plan, calls=tuple(calls))
 
-    def _service_arn(self) -> str:
-        return self._describe().get("serviceArn", "")
-
-    def _tag(self, call: ApiCall) -> Progress:
-        """Write the rollback's record; a failure is said, not fatal (the rollback is applied)."""
-        body = json.loads(call.body)
+    def _record(self, untag: ApiCall | None, tag: ApiCall) -> Progress:
+        """Write the rollback's record, removing the oldest record tags first (so
+        the new one fits AWS's 50 tags); a failure is said, not fatal (the
+        rollback is applied)."""
+        body = json.loads(tag.body)
+        removed: list[str] = []
         try:
+            if untag is not None:
+                # Only the console's own record tags, whatever the plan says.
+                removed = [k for k in json.loads(untag.body)["tagKeys"] if str(k).startswith(TAG_PREFIX)]
+            if removed:
+                self._call("untag_resource", "remove old rollback records from", resourceArn=body["resourceArn"],
+                           tagKeys=removed)
             self._call("tag_resource", "tag", resourceArn=body["resourceArn"], tags=body["tags"])
         except PlatformError as err:
             return Progress(message=f"the rollback record was not written on the service's tags: {err}",
                             at=self._clock.now())
-        return Progress(message=f"rollback recorded in the service's tags ({body['tags'][0]['key']})",
-                        at=self._clock.now())
+        message = f"rollback recorded in the service's tags ({body['tags'][0]['key']})"
+        if removed:
+            message += (f"; {len(removed)} older record tag{'s' if len(removed) > 1 else ''} removed "
+                        f"(the newest {KEEP} are kept)")
+        return Progress(message=message, at=self._clock.now())
 
     def execute(self, plan: RollbackPlan, timeout: float = ROLLOUT_TIMEOUT) -> Iterator[Progress]:
         """UpdateService, then wait like `aws ecs wait services-stable` (one
@@ -609,9 +634,10 @@ class EcsPlatform:
             at=self._clock.now(),
             desired=updated.get("desiredCount"),
         )
+        untag = next((c for c in plan.calls[1:] if c.target.endswith(".UntagResource")), None)
         for call in plan.calls[1:]:
             if call.target.endswith(".TagResource"):
-                yield self._tag(call)
+                yield self._record(untag, call)
         try:
             yield from self._wait(ours, request["taskDefinition"], deadline, deadline_seconds)
         except PlatformError as err:
@@ -718,6 +744,27 @@ def _counts(service: dict, ours: dict) -> dict[str, int | None]:
 
 TAG_PREFIX = "rollback-console.io/rollback-"
 """The key prefix of the console's rollback records in an ECS service's tags."""
+
+
+def records_of(tags: list[dict]) -> Provenance:
+    """The console's records in a service's tags (those with `TAG_PREFIX`)."""
+    records, problems = [], []
+    for tag in tags if isinstance(tags, list) else ():
+        if isinstance(tag, dict) and str(tag.get("key", "")).startswith(TAG_PREFIX):
+            found, wrong = decode("[" + str(tag.get("value") or "") + "]")
+            records.extend(found)
+            problems.extend(wrong)
+    return Provenance(merge(tuple(records), ()), (), tuple(problems))
+
+
+def prunable(keys: list[str], new_key: str) -> list[str]:
+    """The console's record tags to remove before writing `new_key`: all but
+    the newest `KEEP` - 1 others (oldest first; the keys end in the record's
+    time, so they sort by it, and one without a time counts as oldest). Tags
+    without `TAG_PREFIX` are never listed."""
+    ours = sorted((k for k in keys if k.startswith(TAG_PREFIX) and k != new_key),
+                  key=lambda k: (k[len(TAG_PREFIX):][:1].isdigit(), k))
+    return ours[:max(len(ours) - (KEEP - 1), 0)]
 
 
 def _tag_value(record: RollbackRecord) -> str:

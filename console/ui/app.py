@@ -10,7 +10,7 @@ messages; handlers here apply them to the panes. Workers never touch widgets.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -46,7 +46,7 @@ from .messages import (
 )
 from .panes.banner import DecisionBanner
 from .panes.error_rate import ErrorRatePane
-from .panes.format import clock_time, elapsed
+from .panes.format import clock_time, elapsed, lasted
 from .panes.health import HealthPane
 from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
@@ -567,9 +567,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         parts: list[Content] = []
         if state is not None:
             parts.append(Content.assemble(("INCIDENT ", "bold"), state.id))
-            impact = state.customer_impact_since
-            parts.append(Content.assemble(("impact ", "$sev-muted"),
-                                          (elapsed(impact, now), "bold") if impact else ("none seen", "")))
+            parts.append(impact_text(incident.customer_impact(state), now))
             for role, words in incident.ROLES.items():
                 who = state.role(role)
                 parts.append(Content.assemble((f"{words} ", "$sev-muted"),
@@ -1106,6 +1104,18 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 self.exit()
 
         self.push_screen(ConfirmQuitScreen(self.rolling_back), answer)
+
+
+def impact_text(impact: incident.Impact | None, now: datetime) -> Content:
+    """The header's impact: a running clock while it lasts, how long it lasted once the
+    signals are healthy again ("impact 14m (ended 14:32)"), "none seen" when there was none."""
+    label = ("impact ", "$sev-muted")
+    if impact is None:
+        return Content.assemble(label, "none seen")
+    if impact.ended_at is None:
+        return Content.assemble(label, (elapsed(impact.since, now), "bold"))
+    ended = impact.ended_at.astimezone(timezone.utc)
+    return Content.assemble(label, (lasted(impact.duration(now)), "bold"), f" (ended {ended:%H:%M})")
 
 
 def message_for(state, view: ServiceView | None, choice: str | None = None) -> MessageKind:

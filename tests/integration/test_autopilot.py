@@ -11,13 +11,13 @@ import os
 import shutil
 import signal
 import sqlite3
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+import support
 from support import require_binary
 
 from console.drill import alertmanager_runner, runner
@@ -35,14 +35,8 @@ def _binaries() -> None:
 
 
 def wait_until(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
+    """support.wait_until with this module's longer deadline (a real Alertmanager's rule `for:`)."""
+    return support.wait_until(condition, what, timeout, interval=0.2)
 
 
 def start_drill(tmp_path: Path, name: str, edit=None) -> runner.RunningDrill:

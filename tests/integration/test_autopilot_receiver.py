@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import wait_until
 
 from console.autopilot.journal import Journal
 from console.autopilot.pilot import Autopilot
@@ -162,13 +162,11 @@ def test_shadow_records_and_posts_what_it_would_do_and_changes_nothing(receiver)
 
 
 def _wait_for_message(running, words: str) -> list[str]:
-    deadline = time.monotonic() + 60
-    texts: list[str] = []
-    while time.monotonic() < deadline and not texts:
+    def texts() -> list[str]:
         body = httpx.get(f"{running.server.url}/slack/messages", timeout=5).json()
-        texts = [m["payload"]["text"] for m in body["messages"] if words in m["payload"]["text"]]
-        time.sleep(0.1)
-    return texts
+        return [m["payload"]["text"] for m in body["messages"] if words in m["payload"]["text"]]
+
+    return wait_until(texts, f"a Slack message saying {words!r}", timeout=60)
 
 
 def test_a_replica_with_another_store_reads_the_cooldown_from_the_cluster(receiver, tmp_path):

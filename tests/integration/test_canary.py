@@ -10,8 +10,9 @@ import pytest
 
 from conftest_adapters import start_drill
 
-from console.platforms.base import Conflict, Forbidden, Platform, PlatformError
+from console.platforms.base import Conflict, Forbidden, Observed, Platform, PlatformError
 from console.platforms.canary import CanaryPlatform
+from console.provenance import ROLLBACKS_ANNOTATION
 
 VS_PATH = "/apis/networking.istio.io/v1beta1/namespaces/shop/virtualservices/search"
 SCALE_PATH = "/apis/apps/v1/namespaces/shop/deployments/search-canary/scale"
@@ -211,3 +212,55 @@ def test_scale_to_zero_freezes_stable_and_canary(drill):
     drill.world.advance()
     assert drill.world.store.get("deployments", "shop", "search")["spec"]["replicas"] == 4
     assert _canary_replicas(drill) == 0  # the canary stays aborted
+
+
+def test_history_keeps_the_records_it_read_at_no_extra_request(drill):
+    vs = drill.world.store.get("virtualservices", "shop", "search")
+    vs["metadata"].setdefault("annotations", {})[ROLLBACKS_ANNOTATION] = json.dumps(
+        [{"by": "ana@desk", "from": ["3.2.0"], "to": ["3.1.0"], "at": "2026-12-04T10:00:00Z", "why": "p99"}])
+    drill.world.store.update("virtualservices", "shop", vs, check_version=False)
+    stable = drill.world.store.get("deployments", "shop", "search")
+    stable["metadata"].setdefault("annotations", {})[ROLLBACKS_ANNOTATION] = json.dumps(
+        [{"by": "raj@desk", "from": ["3.1.0"], "to": ["3.0.4"], "at": "2026-12-04T09:00:00Z"}])
+    drill.world.store.update("deployments", "shop", stable, check_version=False)
+    platform = _platform(drill)
+    assert isinstance(platform, Observed) and platform.recorded() is None  # nothing read yet
+
+    drill.server.clear_requests()
+    platform.history()
+    asked = list(drill.server.requests)
+    found = platform.recorded()
+
+    assert list(drill.server.requests) == asked  # recorded() asks nothing
+    assert [r for r in asked if r[1] == VS_PATH] == [("GET", VS_PATH, 200)]  # the VirtualService read once
+    assert len([r for r in asked if r[1].endswith("/deployments/search")]) == 1  # the stable deployment too
+    assert [(r.by, r.to_versions) for r in found.records] == [("raj@desk", ("3.0.4",)), ("ana@desk", ("3.1.0",))]
+    assert found.records == platform.provenance().records  # what planning reads fresh
+
+
+def test_another_consoles_abort_shows_in_the_timeline_within_one_refresh(drill, tmp_path):
+    from console.config import load
+    from console.session import Session
+    from console.store import Store
+
+    stores = [Store(tmp_path / "kim.db"), Store(tmp_path / "bob.db")]
+    kim = Session(load(drill.config_path), stores[0], operator="kim@laptop")
+    bob = Session(load(drill.config_path), stores[1], operator="bob@laptop")
+    try:
+        kim.refresh_blocking()
+        assert not [e for e in kim.events("search") if e.actor == "bob@laptop"]
+        steps = list(bob.execute(bob.plan_rollback("search"), reason="canary errors", timeout=60))
+        assert steps[-1].done and not steps[-1].failed
+
+        kim.refresh_blocking()  # one refresh
+
+        [noted] = [e for e in kim.events("search") if e.actor == "bob@laptop"]
+        assert "bob@laptop rolled search back from 3.2.0 to 3.1.0 at " in noted.text
+        assert "(reason: canary errors)" in noted.text
+        kim.refresh_blocking()
+        assert len([e for e in kim.events("search") if e.actor == "bob@laptop"]) == 1  # once
+    finally:
+        for session in (kim, bob):
+            session.close()
+        for store in stores:
+            store.close()

@@ -18,6 +18,7 @@ import pytest
 
 from conftest_adapters import require
 from docker_fixture import DockerWorld, free_port
+from support import wait_until
 
 from console.model import SCHEMA_ANNOTATION  # noqa: E402
 from console.platforms.base import Forbidden, NotFound, Unavailable  # noqa: E402
@@ -608,7 +609,7 @@ def private_registry(docker_world: DockerWorld, tmp_path: Path):
     server = subprocess.Popen(["docker-registry", "serve", str(root / "registry.yml")], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_until(lambda: _answers(f"http://{address}/v2/"), f"docker-registry on {address}")
+        wait_until(lambda: _answers(f"http://{address}/v2/"), f"docker-registry on {address}", timeout=30)
         config = tmp_path / "docker-config"
         shutil.copytree(world.docker_config, config, symlinks=True)
         subprocess.run(["docker", "login", "-u", "deploy", "--password-stdin", address], input="s3cret",
@@ -628,16 +629,6 @@ def _answers(url: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def wait_until(condition, what: str, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come up within {timeout:g} s")
-        time.sleep(0.1)  # polling interval of the wait, not a synchronisation
 
 
 def test_the_registrys_tags_are_read_with_the_docker_configs_credentials(

@@ -426,3 +426,105 @@ def test_headless_rollback_denied_by_aws_is_a_sentence(tmp_path):
     assert "Rollback failed: AWS denied ecs:UpdateService" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     assert DUMMY_SECRET not in result.stdout + result.stderr
+
+
+# --- the rollback records in the service's tags ------------------------------
+
+RECORD_PREFIX = "rollback-console.io/rollback-"
+
+
+def record_tag(by: str, at: datetime, from_version: str = "1.2.3", to_version: str = "1.2.2") -> dict:
+    """A record tag as a console writes it (key: the prefix and the record's time)."""
+    value = {"by": by, "from": [from_version], "to": [to_version], "at": f"{at:%Y-%m-%dT%H:%M:%SZ}", "why": "errors",
+             "incident": ""}
+    return {"key": f"{RECORD_PREFIX}{at:%Y%m%dT%H%M%S}", "value": json.dumps(value, separators=(",", ":"))}
+
+
+def test_the_drill_describes_tags_only_when_asked_and_holds_at_most_50(drill):
+    from botocore.exceptions import ClientError
+
+    ecs = client(f"{drill.server.url}/ecs")
+    [service] = ecs.describe_services(cluster="shop", services=["order-service"])["services"]
+    arn = service["serviceArn"]
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": f"team-{n}", "value": "x"} for n in range(49)])
+    assert "tags" not in ecs.describe_services(cluster="shop", services=["order-service"])["services"][0]
+    [tagged] = ecs.describe_services(cluster="shop", services=["order-service"], include=["TAGS"])["services"]
+    assert len(tagged["tags"]) == 49 and {"key": "team-0", "value": "x"} in tagged["tags"]
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": "team-49", "value": "x"}])
+    with pytest.raises(ClientError) as full:
+        ecs.tag_resource(resourceArn=arn, tags=[{"key": "one-more", "value": "x"}])
+    assert full.value.response["Error"]["Code"] == "InvalidParameterException"
+    assert "at most 50 tags" in full.value.response["Error"]["Message"]
+    ecs.untag_resource(resourceArn=arn, tagKeys=["team-0", "team-1", "not-there"])
+    keys = {t["key"] for t in ecs.list_tags_for_resource(resourceArn=arn)["tags"]}
+    assert len(keys) == 48 and "team-0" not in keys and "team-2" in keys
+
+
+def test_a_record_written_on_the_service_shows_in_the_timeline_within_one_refresh_at_no_extra_request(drill, tmp_path):
+    from console.session import Session
+    from console.store import Store
+
+    store = Store(tmp_path / "kim.db")
+    kim = Session(console_config.load(drill.config_path), store, operator="kim@laptop")
+    try:
+        operations = drill.server.ecs.operations
+        kim.refresh_blocking()  # the first refresh reads the history too
+        kim.refresh_blocking()
+        start = len(operations)
+        kim.refresh_blocking()
+        before = operations[start:]  # a refresh's requests, before any record
+        assert before and set(before) <= {"DescribeServices", "ListTaskDefinitions", "DescribeTaskDefinition"}
+        ecs = client(f"{drill.server.url}/ecs")
+        arn = ecs.describe_services(cluster="shop", services=["order-service"])["services"][0]["serviceArn"]
+        # Another console (or a person with the aws CLI) records a rollback on the service.
+        ecs.tag_resource(resourceArn=arn, tags=[record_tag("bob@laptop", kim.clock.now().replace(microsecond=0))])
+        start = len(operations)
+
+        kim.refresh_blocking()  # one refresh
+
+        [noted] = [e for e in kim.events("order-service") if e.actor == "bob@laptop"]
+        assert "bob@laptop rolled order-service back from 1.2.3 to 1.2.2 at " in noted.text
+        assert operations[start:] == before  # no extra request: the tags come with DescribeServices
+        assert "ListTagsForResource" not in operations
+    finally:
+        kim.close()
+        store.close()
+
+
+def test_writing_a_record_keeps_the_newest_records_and_never_touches_other_tags(drill):
+    from datetime import timedelta
+
+    from botocore.exceptions import ClientError
+
+    from console.provenance import KEEP, RollbackRecord
+
+    ecs = client(f"{drill.server.url}/ecs")
+    arn = ecs.describe_services(cluster="shop", services=["order-service"])["services"][0]["serviceArn"]
+    now = drill.world.clock.now().replace(microsecond=0)
+    olds = [record_tag(f"user{n}@desk", now - timedelta(minutes=60 - n)) for n in range(KEEP + 2)]
+    foreign = [{"key": f"team/cost-centre-{n}", "value": "shop"} for n in range(50 - len(olds) - 1)]
+    foreign.append({"key": f"{RECORD_PREFIX[:-1]}s-policy", "value": "keep"})  # close, but not the console's prefix
+    for batch in (olds, foreign):
+        ecs.tag_resource(resourceArn=arn, tags=batch)
+    with pytest.raises(ClientError, match="at most 50 tags"):  # without pruning, no record fits any more
+        ecs.tag_resource(resourceArn=arn, tags=[record_tag("nobody@desk", now)])
+    adapter = platform(drill)
+    record = RollbackRecord("kim@laptop", ("1.2.3",), ("1.2.2",), now, "errors", "INC-1")
+
+    plan = adapter.with_record(adapter.plan_rollback(), record)
+
+    untag = next(c for c in plan.calls if c.target.endswith(".UntagResource"))
+    pruned = [t["key"] for t in olds[:3]]  # 12 records + the new one: the oldest 3 go
+    assert json.loads(untag.body) == {"resourceArn": arn, "tagKeys": pruned}
+    assert [c.target.rsplit(".", 1)[1] for c in plan.calls] == ["UpdateService", "UntagResource", "TagResource"]
+    steps = list(adapter.execute(plan))
+    assert steps[-1].done and not steps[-1].failed
+    [written] = [s.message for s in steps if s.message.startswith("rollback recorded")]
+    assert written == (f"rollback recorded in the service's tags ({RECORD_PREFIX}{now:%Y%m%dT%H%M%S}); "
+                       f"3 older record tags removed (the newest {KEEP} are kept)")
+    tags = {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=arn)["tags"]}
+    assert {t["key"] for t in foreign} <= set(tags)  # the user's own tags, all of them
+    ours = sorted(k for k in tags if k.startswith(RECORD_PREFIX))
+    assert ours == sorted([t["key"] for t in olds[3:]] + [f"{RECORD_PREFIX}{now:%Y%m%dT%H%M%S}"])
+    assert len(ours) == KEEP and len(tags) == 50 - 3 + 1
+    assert [r.by for r in adapter.provenance().records][-1] == "kim@laptop"

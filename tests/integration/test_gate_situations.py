@@ -11,13 +11,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from support import REPO, require_binary, served_drill
+from support import REPO, require_binary, served_drill, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +59,7 @@ class Drill:
         return obj["spec"]["template"]["spec"]["containers"][0]["image"]
 
     def wait(self, condition, what: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(0.2)
+        wait_until(condition, what, timeout, interval=0.2)
 
 
 def serve(tmp_path: Path, scenario: str | None, name: str | None = None, speed: str = "20"):

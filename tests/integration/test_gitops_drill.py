@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support import require_binary
+from support import require_binary, wait_until
 
 from console.drill.scenario import load_scenario
 from console.drill.server import DrillServer, write_kubeconfig
@@ -59,11 +58,15 @@ class Drill:
     def wait(self, check, what: str, simulated: float = 60.0) -> None:
         """Let the world run until `check()` holds, failing after `simulated` drill seconds."""
         until = self.world.now + timedelta(seconds=simulated)
-        deadline = time.monotonic() + simulated / SPEED + 30
-        while not check():
-            assert self.world.now < until and time.monotonic() < deadline, f"{what} did not happen"
-            time.sleep(0.05)
+
+        def happened() -> bool:
+            if check():
+                return True
+            assert self.world.now < until, f"{what} did not happen within {simulated:g} simulated s"
             self.world.advance()
+            return False
+
+        wait_until(happened, what, timeout=simulated / SPEED + 30, interval=0.05)
 
     def run_for(self, simulated: float) -> None:
         """Let `simulated` drill seconds pass."""

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
-from support import require_binary
+from support import require_binary, wait_until
 
 from console.drill import runner
 from console.drill.scenario import load_scenario
@@ -60,11 +59,14 @@ def owner(drill) -> dict:
 def run_for(drill, simulated: float) -> None:
     """Let `simulated` drill seconds pass (waiting on the drill's clock)."""
     until = drill.world.now + timedelta(seconds=simulated)
-    deadline = time.monotonic() + simulated / SPEED + 30
-    while drill.world.now < until:
-        assert time.monotonic() < deadline, "the drill clock did not move"
-        time.sleep(0.05)
+
+    def passed() -> bool:
+        if drill.world.now >= until:
+            return True
         drill.world.advance()
+        return False
+
+    wait_until(passed, "the drill clock to move", timeout=simulated / SPEED + 30, interval=0.05)
 
 
 def console(drill, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:

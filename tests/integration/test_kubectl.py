@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import require_binary
+from support import require_binary, wait_until
 
 from console.drill.scenario import load_scenario, parse_scenario
 from console.drill.server import DrillServer, write_kubeconfig
@@ -352,15 +351,14 @@ def test_python_client_watch_and_guarded_patch(drill: Drill) -> None:
 # --- The shipped blue-green and canary drills, by the runbook's commands -------------
 
 
-def _wait_for(drill: Drill, check, seconds: float = 10.0) -> bool:
+def _wait_for(drill: Drill, check, what: str, seconds: float = 10.0) -> None:
     """Advance the (fast) world until `check()` holds; scrapes are 15 simulated s apart."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def advanced() -> bool:
         drill.world.advance()
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
+        return check()
+
+    wait_until(advanced, what, timeout=seconds)
 
 
 def test_blue_green_drill_switched_back_to_blue_recovers(tmp_path: Path) -> None:
@@ -371,7 +369,8 @@ def test_blue_green_drill_switched_back_to_blue_recovers(tmp_path: Path) -> None
         endpoints = set(rows(drill.kubectl("get", "endpoints", "checkout").stdout)[1][1].split(","))
         assert endpoints == {f"{p['status']['podIP']}:8080" for p in drill.ready_pods("app=checkout,version=blue")}
         assert drill.world.health("checkout") == (200, {"status": "healthy", "versions": ["1.4.0"]})
-        assert _wait_for(drill, lambda: drill.world.samples("checkout")[-1].error_rate == pytest.approx(0.001))
+        _wait_for(drill, lambda: drill.world.samples("checkout")[-1].error_rate == pytest.approx(0.001),
+                  "checkout's error rate back to 0.1 %")
 
 
 def test_canary_drill_weight_zero_and_scaled_down_recovers(tmp_path: Path) -> None:
@@ -383,4 +382,5 @@ def test_canary_drill_weight_zero_and_scaled_down_recovers(tmp_path: Path) -> No
         drill.kubectl("rollout", "status", "deployment/search-canary", "--timeout=60s")
         assert drill.ready_pods("app=search,track=canary") == []
         assert len(drill.ready_pods("app=search,track=stable")) == 4
-        assert _wait_for(drill, lambda: drill.world.samples("search")[-1].error_rate == pytest.approx(0.001))
+        _wait_for(drill, lambda: drill.world.samples("search")[-1].error_rate == pytest.approx(0.001),
+                  "search's error rate back to 0.1 %")

@@ -7,13 +7,13 @@ command on blue-green and canary services."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest_adapters import DRILL_SPEED, require
+from support import wait_until
 
 from console import incident as incidents
 from console.config import parse
@@ -94,9 +94,8 @@ def test_lease_is_created_renewed_and_released(drills):
         first_renewal = held["spec"]["renewTime"]
         # A third of the TTL later the background renewer extends it.
         drill.world.clock.advance(25)
-        deadline = time.monotonic() + 5
-        while _world_lease(drill)["spec"]["renewTime"] == first_renewal and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: _world_lease(drill)["spec"]["renewTime"] != first_renewal, "the lease's renewal",
+                   timeout=5, interval=0.05)
         assert _world_lease(drill)["spec"]["renewTime"] > first_renewal
         assert _world_lease(drill)["spec"]["acquireTime"] == held["spec"]["acquireTime"]
         info = _lease(drill, "bob@desk").current()

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
+from support import wait_for, wait_until
 
 from console import incident
 from console.cli import cli
@@ -110,16 +111,16 @@ def test_sigkill_mid_rollback_then_restart_watches_it_without_a_second_patch(slo
     first = subprocess.Popen(rollback_command(config), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while not deployment_patches(url):
-            assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
-            assert time.monotonic() < deadline, "the rollback never patched the deployment"
-            time.sleep(0.1)
+        def while_running(condition):
+            def check():
+                assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
+                return condition()
+            return check
+
+        wait_until(while_running(lambda: deployment_patches(url)), "the rollback to patch the deployment", timeout=60)
         # Mid-rollback: the console has stored the rollout's progress while pods are still rolling.
-        while not rollout_progress_stored(tmp_path):
-            assert first.poll() is None, f"the rollback ended before it could be killed:\n{first.stdout.read()}"
-            assert time.monotonic() < deadline, "the rollback never recorded its progress"
-            time.sleep(0.05)
+        wait_until(while_running(lambda: rollout_progress_stored(tmp_path)), "the rollback to record its progress",
+                   timeout=60, interval=0.05)
         assert first.poll() is None
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -240,10 +241,11 @@ async def test_the_console_killed_mid_rollback_resumes_watching_it(slow_drill, t
     first = subprocess.Popen(rollback_command(config_path), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not deployment_patches(url):
-            assert first.poll() is None and time.monotonic() < deadline, "the rollback never patched the deployment"
-            time.sleep(0.1)
+        def patched():
+            assert first.poll() is None, "the rollback ended before it patched the deployment"
+            return deployment_patches(url)
+
+        wait_until(patched, "the rollback to patch the deployment", timeout=60)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:
@@ -264,10 +266,8 @@ async def test_the_console_killed_mid_rollback_resumes_watching_it(slow_drill, t
             await pilot.press("r")  # refused: the rollback in flight is watched, not issued again
             await pilot.pause()
             assert any("wait for it to finish" in n.message for n in app._notifications)
-            deadline = time.monotonic() + 90
-            while not any(isinstance(m, RollbackFinished) for m in messages):
-                assert time.monotonic() < deadline, "the resumed rollback did not finish"
-                await pilot.pause(0.2)
+            await wait_for(pilot, lambda: any(isinstance(m, RollbackFinished) for m in messages),
+                           "the resumed rollback to finish", timeout=90)
             finished = next(m for m in messages if isinstance(m, RollbackFinished))
             assert finished.ok, finished.error
             assert app.rolling_back is None

@@ -30,7 +30,7 @@ from pathlib import Path
 from queue import Empty, Queue
 
 import pytest
-from support import require_binary
+from support import require_binary, wait_until
 
 from console.clock import ScaledClock
 from console.config import load
@@ -353,12 +353,14 @@ def test_a_scenario_file_written_from_the_docs_runs_with_kubectl_and_status(tmp_
         assert kubectl("get", "deployment", "payments", "-o", "jsonpath={.spec.template.spec.containers[0].image}") == "registry.example.com/payments:2.0.0"
 
         # The next scrape (15 simulated seconds, half a wall second) sees the rollback.
-        deadline = time.monotonic() + 10
-        while True:
-            after = _status(directory / "config.yaml", env)
-            if after["decision"]["action"] == "healthy" or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
+        seen: list[dict] = []
+
+        def healthy() -> bool:
+            seen.append(_status(directory / "config.yaml", env))
+            return seen[-1]["decision"]["action"] == "healthy"
+
+        wait_until(healthy, lambda: f"status to say healthy; last: {seen[-1]}", timeout=10, interval=0.3)
+        after = seen[-1]
         assert after["images"] == ["registry.example.com/payments:2.0.0"]
         assert after["revision"] == 3
         assert after["error_rate"] == pytest.approx(0.001, abs=1e-6)
@@ -424,10 +426,9 @@ def test_speed_scales_the_world_clock() -> None:
     normal = World.from_scenario(scenario, speed=1)
     # Wait on the condition (30 simulated seconds on the fast clock, a quarter
     # second on the normal one), not a fixed sleep.
-    deadline = time.monotonic() + 60
-    while fast.clock.now() < fast.start + timedelta(seconds=30) or normal.clock.now() < normal.start + timedelta(seconds=0.25):
-        assert time.monotonic() < deadline, "the world clocks did not move"
-        time.sleep(0.01)
+    wait_until(lambda: fast.clock.now() >= fast.start + timedelta(seconds=30)
+               and normal.clock.now() >= normal.start + timedelta(seconds=0.25),
+               "the world clocks to move", timeout=60, interval=0.01)
     fast.advance()
     normal.advance()
     wall = time.monotonic() - began

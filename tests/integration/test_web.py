@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from support import require, require_binary
+from support import require, require_binary, wait_until
 
 from console.drill import runner
 from console.drill.scenario import load_scenario
@@ -32,6 +32,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _listening(process: subprocess.Popen, port: int) -> bool:
+    """Whether the web server answers on `port` yet (a port that is not open yet has nothing to wait on)."""
+    assert process.poll() is None, "the web server exited"
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 class Page:
@@ -85,15 +95,7 @@ def served(tmp_path: Path):
                  *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             servers[name] = (process, port)
         for process, port in servers.values():
-            deadline = time.monotonic() + 30
-            while True:
-                assert process.poll() is None, "the web server exited"
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "the web server never listened"
-                    time.sleep(0.1)  # polling a port that is not open yet: nothing to wait on
+            wait_until(lambda: _listening(process, port), "the web server to listen", timeout=30)
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             try:

@@ -281,6 +281,29 @@ async def test_the_footer_offers_only_the_keys_of_the_screen_in_front() -> None:
         assert "rollback" in actions()
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("key, screen", [("f", "FactsScreen"), ("m", "MessageScreen"), ("r", "ConfirmRollbackScreen")])
+async def test_a_toast_never_covers_a_dialogs_action_bar(key: str, screen: str, size: tuple[int, int]) -> None:
+    """A notification shown while a dialog is open stands clear of the dialog's buttons."""
+    from ui_samples import RecordedSession
+
+    app = build_app(RecordedSession(), animate=False)
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+        await pilot.press(key)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == screen and bool(app.screen.query("#dialog .buttons")),
+                       f"the {screen} dialog")
+        app.notify("The store could not be read; the timeline shows what was read before. " * 2,
+                   title="Store", severity="warning", timeout=30)
+        toasts = lambda: [t for t in app.screen.query("Toast") if t.region.area]  # noqa: E731
+        await wait_for(pilot, lambda: bool(toasts()), "the toast")
+        await pilot.pause()
+        bar = app.screen.query_one("#dialog .buttons").region
+        assert bar.area
+        for toast in toasts():
+            assert not toast.region.overlaps(bar), f"the toast {toast.region} covers the action bar {bar}"
+
+
 async def test_a_viewer_sees_everything_and_changes_nothing() -> None:
     from ui_samples import RecordedSession
 

@@ -17,8 +17,9 @@ Session, platform, Prometheus client and store, and an injected clock:
 from __future__ import annotations
 
 import json
+import re
 import threading
-from datetime import timedelta
+from datetime import timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from console.ui.app import build_app
 from console.comms import MessageKind
 from console.ui.messages import RollbackFinished
 from console.ui.panes.banner import DecisionBanner
+from console.ui.panes.format import lasted
 from console.ui.panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from console.ui.screens.confirm import ConfirmRollbackScreen
 from console.ui.screens.decide import DecideScreen
@@ -342,6 +344,31 @@ class FlakyWebhook:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+async def test_after_the_rollback_the_header_says_how_long_the_impact_lasted(drill) -> None:
+    """While the signals are bad the header runs the impact clock; once they are healthy
+    after the rollback it says how long the impact lasted and when it ended, not "none seen"."""
+    d = drill(load_scenario("bad-deploy"), speed=20.0)
+    app = build_app(d.session, animate=False)
+    async with app.run_test(size=SIZE) as pilot:
+        header = app.query_one("#incident-header")
+        await wait_for(pilot, lambda: action(app, "order-service") == Action.ROLLBACK_NOW, "ROLLBACK NOW")
+        await wait_for(pilot, lambda: re.search(r"impact \d+:\d\d\b", str(header.render())), "the impact clock")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the plan")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "(ended " in str(header.render()), "the impact's end in the header",
+                       timeout=TIMEOUT * 2)
+        state = d.session.incident_state("order-service")
+        decisions = state.decisions
+        began = next(r.at for r in decisions if r.action not in (Action.HEALTHY, Action.SIGNALS_UNAVAILABLE))
+        ended = next(r.at for r in decisions if r.action is Action.HEALTHY and r.at > began)
+        text = str(header.render())
+        assert f"impact {lasted(ended - began)} (ended {ended.astimezone(timezone.utc):%H:%M})" in text, text
+        assert "none seen" not in text
+        # The escalation clock has its own reset: no impact is counted towards level 4 any more.
+        assert state.customer_impact_since is None
 
 
 async def test_a_failing_webhook_keeps_the_message_and_the_retry_sends_it(drill, monkeypatch) -> None:

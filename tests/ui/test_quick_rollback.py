@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -115,9 +114,8 @@ async def test_R_plans_and_runs_the_quick_rollback_of_a_compose_service(compose_
         finished = lambda: [m for m in messages if isinstance(m, RollbackFinished)]  # noqa: E731
         await wait_for(pilot, lambda: bool(finished()), "the quick rollback to finish", timeout=90)
         assert finished()[0].ok, finished()[0].error
-        deadline = time.monotonic() + 10
-        while health(f"http://127.0.0.1:{port}/cgi-bin/health")[0] != 200 and time.monotonic() < deadline:
-            await pilot.pause(0.2)
+        await wait_for(pilot, lambda: health(f"http://127.0.0.1:{port}/cgi-bin/health")[0] == 200,
+                       "the previous container to answer", timeout=10)
         assert health(f"http://127.0.0.1:{port}/cgi-bin/health") == (200, {"status": "healthy", "version": "1.2.2"})
         assert compose("ps", "-q", SERVICE).stdout.strip() == ""  # scaled to 0
         await pilot.press("q")

@@ -228,6 +228,43 @@ def test_impact_clock_starts_at_the_first_problem_and_stops_when_healthy(tl, clo
     assert inc.escalation_level(tl.state(), T0 + timedelta(hours=2))[0] == 1
 
 
+def test_an_impact_that_ended_keeps_its_length_while_the_escalation_clock_resets(tl, clock):
+    bad = evaluate(Snapshot("order-service", T0, metrics=Metrics(error_rate=0.08)), Facts(), T0)
+    good = evaluate(Snapshot("order-service", T0, metrics=Metrics(error_rate=0.001)), Facts(), T0)
+    assert inc.customer_impact(tl.state()) is None
+    tl.add(inc.decided(bad), after=60)
+    assert inc.customer_impact(tl.state()) == inc.Impact(T0 + timedelta(seconds=60))
+    assert inc.customer_impact(tl.state()).duration(T0 + timedelta(minutes=5)) == timedelta(minutes=4)
+    tl.add(inc.decided(bad), after=600)
+    tl.add(inc.decided(good), after=240)
+    ended = T0 + timedelta(minutes=15)
+    impact = inc.customer_impact(tl.state())
+    assert impact == inc.Impact(T0 + timedelta(seconds=60), ended)
+    # Ended: the length no longer grows with the clock; the escalation clock is reset.
+    assert impact.duration(T0 + timedelta(hours=3)) == timedelta(minutes=14)
+    assert tl.state().customer_impact_since is None
+    assert inc.escalation_level(tl.state(), T0 + timedelta(hours=3))[0] == 1
+    # Unknown signals neither end nor start one; a new problem starts a new impact.
+    unknown = Decision(Action.SIGNALS_UNAVAILABLE, ("Prometheus did not answer",))
+    tl.add(inc.decided(unknown), after=60)
+    assert inc.customer_impact(tl.state()) == impact
+    tl.add(inc.decided(bad), after=60)
+    assert inc.customer_impact(tl.state()) == inc.Impact(ended + timedelta(minutes=2))
+
+
+def test_the_operators_impact_start_is_kept_when_the_impact_ends(tl):
+    bad = evaluate(Snapshot("order-service", T0, metrics=Metrics(error_rate=0.08)), Facts(), T0)
+    good = evaluate(Snapshot("order-service", T0, metrics=Metrics(error_rate=0.001)), Facts(), T0)
+    tl.add(inc.fact_set("customer_impact_since", T0 - timedelta(minutes=20)))
+    assert inc.customer_impact(tl.state()) == inc.Impact(T0 - timedelta(minutes=20))
+    tl.add(inc.decided(bad), after=60)
+    tl.add(inc.decided(good), after=540)
+    assert inc.customer_impact(tl.state()) == inc.Impact(T0 - timedelta(minutes=20), T0 + timedelta(minutes=10))
+    # Declared after the signals recovered: an impact the console did not see end.
+    tl.add(inc.fact_set("customer_impact_since", T0 + timedelta(minutes=11)), after=120)
+    assert inc.customer_impact(tl.state()) == inc.Impact(T0 + timedelta(minutes=11))
+
+
 def test_operator_declared_impact_wins_over_the_first_problem_seen(tl):
     bad = evaluate(Snapshot("order-service", T0, metrics=Metrics(error_rate=0.08)), Facts(), T0)
     tl.add(inc.decided(bad), after=600)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from console.model import Action
 
@@ -91,6 +91,15 @@ def countdown(deadline: datetime, now: datetime) -> str:
         return f"overdue by {minutes}:{secs:02d}"
     minutes, secs = divmod(seconds, 60)
     return f"{minutes}:{secs:02d} left"
+
+
+def lasted(duration: timedelta) -> str:
+    """How long something lasted, coarse: "45s", "14m", "1h 5m"."""
+    seconds = max(0, int(duration.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
 
 
 def elapsed(since: datetime, now: datetime) -> str:

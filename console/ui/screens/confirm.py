@@ -1,9 +1,11 @@
-"""Confirmation modals: the rollback plan before anything changes, and
-quitting while a rollback runs."""
+"""Confirmation modals: the rollback plan before anything changes, the red
+layout of a rollback the console refuses unless overridden, and quitting
+while a rollback runs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -50,6 +52,60 @@ class YesNoScreen(ModalScreen[bool]):
     def action_cancel(self) -> None:
         """Change nothing."""
         self.dismiss(False)
+
+
+Answer = TypeVar("Answer")
+
+
+class RefusedRollbackScreen(ModalScreen[Answer]):
+    """The red layout of a rollback the console refuses unless overridden (the gate's
+    override, a migration that could lose data): the title, the plan's target on one
+    line, why it is refused (`compose_body`), and an action bar whose "anyway" button
+    stays disabled until the operator has done what the dialog asks (typed a reason,
+    ticked an acknowledgement). Cancel has the focus, so Enter changes nothing; it and
+    esc dismiss with None."""
+
+    dialog_class = ""
+    anyway_label = "Roll back anyway"
+    anyway_id = "override"
+    cancel_label = "Cancel (esc)"
+    cancel_variant = "default"
+    # A long body: focusing Cancel scrolls it down to the button; open at the title instead
+    # (the buttons are docked, in sight).
+    open_at_title = False
+
+    def headline(self) -> str:
+        """The dialog's title: what would be rolled back."""
+        raise NotImplementedError
+
+    def target(self) -> tuple[str, str]:
+        """The plan's one line: (label, what it goes to)."""
+        raise NotImplementedError
+
+    def compose_body(self) -> ComposeResult:
+        """Why it is refused and what the operator must do to go ahead."""
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        label, value = self.target()
+        with Vertical(id="dialog", classes=self.dialog_class):
+            yield Static(Content.styled(self.headline(), "bold"), classes="dialog-title")
+            yield Static(Content.assemble((label, "$sev-muted"), value), markup=False)
+            yield from self.compose_body()
+            with Horizontal(classes="buttons"):
+                anyway = Button(self.anyway_label, id=self.anyway_id, variant="error")
+                anyway.disabled = True
+                yield anyway
+                yield Button(self.cancel_label, id="cancel", variant=self.cancel_variant)
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+        if self.open_at_title:
+            self.call_after_refresh(self.query_one("#dialog").scroll_home, animate=False)
+
+    def action_cancel(self) -> None:
+        """Close: nothing is rolled back."""
+        self.dismiss(None)
 
 
 class ConfirmRollbackScreen(ModalScreen[bool]):

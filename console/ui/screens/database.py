@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Static
 
 from console.model import RollbackPlan, target_label
 from console.procedures import RollbackCheck
 
 from ..widgets import MarkedCheckbox
+from .confirm import RefusedRollbackScreen
 from .procedure import ProcedureScreen
 
 FIX_FORWARD = "fix_forward"
@@ -23,7 +23,7 @@ PARTIAL = "partial"
 OVERRIDE = "override"
 
 
-class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
+class MigrationBlockedScreen(RefusedRollbackScreen[tuple[str, int | None] | None]):
     """Why a plain rollback is refused (data loss), the runbook's three options,
     and an override that must be ticked before it can be pressed.
 
@@ -35,45 +35,40 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
     BINDINGS = [
         Binding("escape,n", "cancel", "Do not roll back", id="blocked.cancel"),
     ]
+    dialog_class = "-blocked"
+    cancel_label = "Do not roll back (esc)"
+    open_at_title = True
 
     def __init__(self, plan: RollbackPlan, check: RollbackCheck) -> None:
         super().__init__()
         self.plan = plan
         self.check = check
 
-    def compose(self) -> ComposeResult:
-        check, plan = self.check, self.plan
-        migration = check.migration.name if check.migration else "the migration"
-        with Vertical(id="dialog", classes="-blocked"):
-            yield Static(Content.styled(f"Rolling {plan.service} back could lose data", "bold"), classes="dialog-title")
-            yield Static(Content.assemble(("Target  ", "$sev-muted"),
-                                          f"{plan.to_label} ({', '.join(plan.to_versions) or '?'})"),
-                         markup=False)
-            yield Static(Content.styled(check.explanation, "bold $sev-critical"), id="blocked-why", markup=False)
-            yield Static(Content.styled("The runbook's options (DO NOT roll back the migration):", "bold"), markup=False)
-            for index, option in enumerate(check.options, 1):
-                with Horizontal(classes="option"):
-                    yield Static(Content.assemble((option.title, "bold"), "\n", (option.detail, "$sev-muted")),
-                                 classes="option-text", markup=False)
-                    if index == 3:
-                        label = f"Plan rollback to {target_label(option.to_revision)}" if option.to_revision else "Not available"
-                        button = Button(label, id="option-partial", variant="primary")
-                        button.disabled = not option.to_revision
-                        yield button
-                    else:
-                        yield Button("Record this decision", id=f"option-{index}", variant="default")
-            yield MarkedCheckbox(f"I understand that rolling back past {migration} can lose data; roll back anyway",
-                           id="override-ack")
-            with Horizontal(classes="buttons"):
-                override = Button("Roll back anyway", id="override", variant="error")
-                override.disabled = True
-                yield override
-                yield Button("Do not roll back (esc)", id="cancel", variant="default")
+    def headline(self) -> str:
+        return f"Rolling {self.plan.service} back could lose data"
 
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-        # Focusing scrolls the body down to the button; open at the title instead (the buttons are docked, in sight).
-        self.call_after_refresh(self.query_one("#dialog").scroll_home, animate=False)
+    def target(self) -> tuple[str, str]:
+        plan = self.plan
+        return "Target  ", f"{plan.to_label} ({', '.join(plan.to_versions) or '?'})"
+
+    def compose_body(self) -> ComposeResult:
+        check = self.check
+        migration = check.migration.name if check.migration else "the migration"
+        yield Static(Content.styled(check.explanation, "bold $sev-critical"), id="blocked-why", markup=False)
+        yield Static(Content.styled("The runbook's options (DO NOT roll back the migration):", "bold"), markup=False)
+        for index, option in enumerate(check.options, 1):
+            with Horizontal(classes="option"):
+                yield Static(Content.assemble((option.title, "bold"), "\n", (option.detail, "$sev-muted")),
+                             classes="option-text", markup=False)
+                if index == 3:
+                    label = f"Plan rollback to {target_label(option.to_revision)}" if option.to_revision else "Not available"
+                    button = Button(label, id="option-partial", variant="primary")
+                    button.disabled = not option.to_revision
+                    yield button
+                else:
+                    yield Button("Record this decision", id=f"option-{index}", variant="default")
+        yield MarkedCheckbox(f"I understand that rolling back past {migration} can lose data; roll back anyway",
+                       id="override-ack")
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self.query_one("#override", Button).disabled = not event.value
@@ -92,10 +87,6 @@ class MigrationBlockedScreen(ModalScreen[tuple[str, int | None] | None]):
                 self.dismiss((OVERRIDE, None))
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        """Close: nothing is rolled back."""
-        self.dismiss(None)
 
 
 class MigrationRollbackScreen(ProcedureScreen):

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from console.gate import Verdict
 from console.model import RollbackPlan
 
+from .confirm import RefusedRollbackScreen
 
-class OverrideScreen(ModalScreen[tuple[str, str | None] | None]):
+
+class OverrideScreen(RefusedRollbackScreen[tuple[str, str | None] | None]):
     """Why the gate stops the rollback, and the override: dismisses with
     (reason, approved_by) once a reason is typed (and an approver, when the
     config names them); None when cancelled."""
@@ -25,6 +25,10 @@ class OverrideScreen(ModalScreen[tuple[str, str | None] | None]):
     BINDINGS = [Binding("escape", "cancel", "Do not roll back", id="override.cancel")]
     # Cancel has the focus whenever the dialog shows (Enter changes nothing), not the first input.
     AUTO_FOCUS = "#cancel"
+    dialog_class = "-override"
+    anyway_label = "Roll back anyway (enter)"
+    anyway_id = "override-go"
+    cancel_variant = "primary"
 
     def __init__(self, plan: RollbackPlan, verdict: Verdict, approvers: tuple[str, ...] = ()) -> None:
         super().__init__()
@@ -32,31 +36,28 @@ class OverrideScreen(ModalScreen[tuple[str, str | None] | None]):
         self.verdict = verdict
         self.approvers = approvers
 
-    def compose(self) -> ComposeResult:
+    def _versions(self) -> tuple[str, str]:
         plan = self.plan
-        target = ", ".join(plan.to_versions) or plan.to_label
-        source = ", ".join(plan.from_versions) or f"revision {plan.from_revision}"
-        with Vertical(id="dialog", classes="-override"):
-            yield Static(Content.styled(f"Override: roll {plan.service} back to {target}?", "bold"),
-                         classes="dialog-title")
-            yield Static(Content.assemble(("Plan  ", "$sev-muted"), f"{source}  →  {target}"), markup=False)
-            yield Static(Content.styled("The gate stops this rollback because:", "bold"), markup=False)
-            for objection in self.verdict.objections:
-                text = objection.sentence + "".join(f"\n  {option}" for option in objection.options)
-                yield Static(Content.styled(text, "bold $sev-critical"), classes="objection", markup=False)
-            yield Static("Type why you roll back anyway: it is recorded in the timeline with your name.",
-                         markup=False)
-            yield Input(placeholder="reason for the override (required)", id="override-reason")
-            if self.approvers:
-                yield Input(placeholder=f"approved by (Level 2: {', '.join(self.approvers)})", id="override-approver")
-            with Horizontal(classes="buttons"):
-                go = Button("Roll back anyway (enter)", id="override-go", variant="error")
-                go.disabled = True
-                yield go
-                yield Button("Cancel (esc)", id="cancel", variant="primary")
+        return (", ".join(plan.from_versions) or f"revision {plan.from_revision}",
+                ", ".join(plan.to_versions) or plan.to_label)
 
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+    def headline(self) -> str:
+        return f"Override: roll {self.plan.service} back to {self._versions()[1]}?"
+
+    def target(self) -> tuple[str, str]:
+        source, target = self._versions()
+        return "Plan  ", f"{source}  →  {target}"
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(Content.styled("The gate stops this rollback because:", "bold"), markup=False)
+        for objection in self.verdict.objections:
+            text = objection.sentence + "".join(f"\n  {option}" for option in objection.options)
+            yield Static(Content.styled(text, "bold $sev-critical"), classes="objection", markup=False)
+        yield Static("Type why you roll back anyway: it is recorded in the timeline with your name.",
+                     markup=False)
+        yield Input(placeholder="reason for the override (required)", id="override-reason")
+        if self.approvers:
+            yield Input(placeholder=f"approved by (Level 2: {', '.join(self.approvers)})", id="override-approver")
 
     def _answer(self) -> tuple[str, str | None] | None:
         reason = self.query_one("#override-reason", Input).value.strip()
@@ -82,7 +83,3 @@ class OverrideScreen(ModalScreen[tuple[str, str | None] | None]):
                 self.dismiss(answer)
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        """Close: nothing is rolled back."""
-        self.dismiss(None)
