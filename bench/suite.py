@@ -127,13 +127,19 @@ def startup(sizes: list[int], runs: int, work: Path) -> dict:
                     # The peer's cold start right beside the console's, at the same moment's load.
                     peer = _probe("startup", None, None)
                     samples[-1]["peer_first_frame_s"] = peer["t_first_frame"]
+                    # And the console with its refresh cycle in the UI's process (as before issue 17).
+                    same = _probe("startup", drill.config_path, work / f"startup-{n}" / f"store-in-{i}.db", *steady, "--in-process")
+                    same_cycles = [c["seconds"] for c in same["cycles"]]
+                    samples[-1].update(in_process_first_frame_s=same["t_first_frame"], in_process_first_data_s=same["t_first_data"],
+                                       in_process_steady_cycle_s=median(same_cycles[1:]) if len(same_cycles) > 1 else None)
         finally:
             drill.stop()
         results[str(n)] = {
             "runs": samples,
             **{f"median_{k}": median([s[k] for s in samples if s.get(k) is not None])
                for k in ("cli_imported_s", "app_built_s", "first_frame_s", "first_data_s", "first_cycle_s",
-                         "steady_cycle_s", "peer_first_frame_s")},
+                         "steady_cycle_s", "peer_first_frame_s", "in_process_first_frame_s", "in_process_first_data_s",
+                         "in_process_steady_cycle_s")},
         }
     return results
 
@@ -395,6 +401,13 @@ def refresh_scale(sizes: list[int], cycles: int, work: Path, with_prometheus: bo
                 peer_ms = [x["ms"] for x in peer["latencies"] if x["ms"] is not None]
                 entry["keys"]["peer_ms"] = peer_ms
                 entry["keys"]["peer_p95_ms"] = percentile(peer_ms, 95)
+                log(f"keys: {keys} arrow keys, the refresh cycle in the UI's process (as before issue 17)")
+                same = _probe("keys", drill.config_path, directory / "keys-in.db", "--keys", str(keys), "--timeout", "300",
+                              "--in-process")
+                entry["keys"]["in_process_p95_ms"] = percentile(
+                    [x["ms"] for x in same["latencies"] if x["during_cycle"] and x["ms"] is not None], 95)
+                entry["keys"]["in_process_idle_p95_ms"] = percentile(
+                    [x["ms"] for x in same["latencies"] if not x["during_cycle"] and x["ms"] is not None], 95)
         finally:
             drill.stop()
         out[str(n)] = entry
@@ -449,11 +462,14 @@ def idle_cpu(services: int, interval: float, work: Path, window: float) -> dict:
         set_refresh_interval(drill.config_path, interval)
         data = _probe("idle", drill.config_path, directory / "incidents.db", "--window", str(window), timeout=600)
         peer = _probe("idle", None, None, "--window", str(window), timeout=600)
+        same = _probe("idle", drill.config_path, directory / "incidents-in.db", "--window", str(window), "--in-process",
+                      timeout=600)
     finally:
         drill.stop()
     return {"services": services, "refresh_interval_s": interval, "window_s": data["idle_window_s"],
             "cpu_s": data["idle_cpu_s"], "cpu_percent": data["idle_cpu_percent"],
-            "cycles": len(data["cycles"]), "peer_cpu_percent": peer["idle_cpu_percent"]}
+            "cycles": len(data["cycles"]), "peer_cpu_percent": peer["idle_cpu_percent"],
+            "in_process_cpu_percent": same["idle_cpu_percent"]}
 
 
 # -- 6. memory -----------------------------------------------------------------------------
@@ -470,12 +486,15 @@ def memory(services: int, sim_seconds: float, speed: float, work: Path) -> dict:
         set_refresh_interval(drill.config_path, 0.2)
         data = _probe("memory", drill.config_path, directory / "incidents.db", "--speed", str(speed),
                       "--drill-url", drill.url, "--sim-seconds", str(sim_seconds), timeout=1800)
+        same = _probe("memory", drill.config_path, directory / "incidents-in.db", "--speed", str(speed),
+                      "--drill-url", drill.url, "--sim-seconds", str(sim_seconds), "--in-process", timeout=1800)
     finally:
         drill.stop()
     return {"services": services, "sim_seconds": data.get("sim_seconds"), "cycles": len(data["cycles"]),
             "peak_rss_mb": data["vm_hwm_kib"] / 1024, "rss_at_end_mb": data["vm_rss_kib"] / 1024,
             "ui_peak_rss_mb": data["ui_vm_hwm_kib"] / 1024,
-            "refresh_process_peak_rss_mb": data["child_vm_hwm_kib"] / 1024 if data.get("child_vm_hwm_kib") else None}
+            "refresh_process_peak_rss_mb": data["child_vm_hwm_kib"] / 1024 if data.get("child_vm_hwm_kib") else None,
+            "in_process_peak_rss_mb": same["vm_hwm_kib"] / 1024}
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -493,6 +512,11 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _same(value: float | None, unit: str, digits: int = 2) -> str:
+    """The same measure with the refresh cycle in the UI's process (as before issue 17), run beside it."""
+    return "" if value is None else f"; cycle in the UI's process: {_fmt(value, unit, digits)}"
+
+
 def table_17(results: dict) -> list[tuple[str, str, str, str]]:
     """Issue 17's rows, with its names and floors, absolute figures beside them."""
     rows = []
@@ -507,28 +531,33 @@ def table_17(results: dict) -> list[tuple[str, str, str, str]]:
     peer = keys.get("peer_p95_ms")
     if keys:
         row("key-to-render idle (p95) ÷ bare Textual", _ratio(keys.get("idle_p95_ms"), peer), FLOORS_17["key_idle_ratio"], "×",
-            f"{_fmt(keys.get('idle_p95_ms'), ' ms', 1)} vs {_fmt(peer, ' ms', 1)}")
+            f"{_fmt(keys.get('idle_p95_ms'), ' ms', 1)} vs {_fmt(peer, ' ms', 1)}{_same(keys.get('in_process_idle_p95_ms'), ' ms', 1)}")
         row(f"key-to-render during a {largest}-service cycle (p95) ÷ bare Textual", _ratio(keys.get("p95_ms"), peer),
-            FLOORS_17["key_cycle_ratio"], "×", f"{_fmt(keys.get('p95_ms'), ' ms', 1)} vs {_fmt(peer, ' ms', 1)}")
+            FLOORS_17["key_cycle_ratio"], "×",
+            f"{_fmt(keys.get('p95_ms'), ' ms', 1)} vs {_fmt(peer, ' ms', 1)}{_same(keys.get('in_process_p95_ms'), ' ms', 1)}")
     start = results.get("startup", {}).get("20")
     if start:
         frame, bare = start.get("median_first_frame_s"), start.get("median_peer_first_frame_s")
         row("first frame, 20 services ÷ bare Textual", _ratio(frame, bare), FLOORS_17["first_frame_ratio"], "×",
-            f"{_fmt(frame, ' s')} vs {_fmt(bare, ' s')}")
+            f"{_fmt(frame, ' s')} vs {_fmt(bare, ' s')}{_same(start.get('median_in_process_first_frame_s'), ' s')}")
         data, steady = start.get("median_first_data_s"), start.get("median_steady_cycle_s")
         gap = data - frame if data is not None and frame is not None else None
+        same_frame, same_data = start.get("median_in_process_first_frame_s"), start.get("median_in_process_first_data_s")
+        same_gap = same_data - same_frame if same_data is not None and same_frame is not None else None
         row("first live data − first frame, 20 services ÷ steady cycle", _ratio(gap, steady), FLOORS_17["first_data_ratio"], "×",
-            f"{_fmt(gap, ' s')} vs {_fmt(steady, ' s', 3)}; first data {_fmt(data, ' s')}")
+            f"{_fmt(gap, ' s')} vs {_fmt(steady, ' s', 3)}; first data {_fmt(data, ' s')}"
+            f"{_same(_ratio(same_gap, start.get('median_in_process_steady_cycle_s')), '×', 1)}")
     idle = results.get("idle")
     if idle:
         row(f"idle CPU, {idle['services']} services", idle["cpu_percent"], FLOORS_17["idle_cpu_percent"], " %",
-            f"of one core, {idle['refresh_interval_s']:g} s refresh; bare Textual {idle['peer_cpu_percent']:.1f} %", 1)
+            f"of one core, {idle['refresh_interval_s']:g} s refresh; bare Textual {idle['peer_cpu_percent']:.1f} %"
+            f"{_same(idle.get('in_process_cpu_percent'), ' %', 1)}", 1)
     mem = results.get("memory")
     if mem and mem["services"] >= 500:
         child = mem.get("refresh_process_peak_rss_mb")
         split = f"; UI {mem['ui_peak_rss_mb']:.0f} + refresh process {child:.0f}" if child else ""
         row(f"peak RSS, {mem['services']} services", mem["peak_rss_mb"], FLOORS_17["peak_rss_mb"], " MB",
-            f"{mem['sim_seconds']:.0f} s simulated{split}", 0)
+            f"{mem['sim_seconds']:.0f} s simulated{split}{_same(mem.get('in_process_peak_rss_mb'), ' MB', 0)}", 0)
     return rows
 
 

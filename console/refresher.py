@@ -63,6 +63,10 @@ CYCLE_TIMEOUT = 120.0
 (every backend call in the cycle is bounded far below this)."""
 
 
+NICENESS = 5
+"""How much lower the refresh process's CPU priority is than the console's."""
+
+
 class RefreshProcessError(RuntimeError):
     """The refresh process exited or did not answer."""
 
@@ -310,6 +314,11 @@ class PollerProcess:
 def main() -> int:
     """The child: build the poller from the config it is sent, answer cycles."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console stops it (Ctrl-C is the console's key)
+    try:
+        # Background work: when the CPUs are busy, keys and frames come first.
+        os.nice(NICENESS)
+    except OSError:
+        pass
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the replies

@@ -195,6 +195,13 @@ class Session:
                 self._poller = build_poller(self.config, self._platforms, self.clock)
             return self._poller
 
+    @property
+    def refreshes_elsewhere(self) -> bool:
+        """The refresh cycle runs in the refresh process, not on this interpreter."""
+        from console.refresher import PollerProcess
+
+        return isinstance(self._poller, PollerProcess)
+
     def start_refresh_process(self) -> None:
         """Run the refresh cycle's poller in a child process from now on (the
         TUI does, before it builds its screens): the cycle's HTTP and parsing

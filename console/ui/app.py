@@ -278,9 +278,13 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._show_incident()
         self._fit_to_size(self.size.width, self.size.height)
         self.set_interval(1.0, self._tick)
-        # Paint the first frame, then start the first cycle (it imports and
-        # connects the sources, which would only delay that frame).
-        self.call_after_refresh(self.request_refresh)
+        if self.session.refreshes_elsewhere:
+            # The cycle runs in the refresh process (its first one is under way already): ask now.
+            self.request_refresh()
+        else:
+            # Paint the first frame, then start the first cycle (it imports and
+            # connects the sources, which would only delay that frame).
+            self.call_after_refresh(self.request_refresh)
         # A rollback the last console left in flight (it was killed): watch it, never issue it again.
         for service in self.session.services:
             if self.session.rollback_in_flight(service):

@@ -89,7 +89,8 @@ async def test_a_rollback_is_seen_at_once_and_the_clock_followed(drill, tmp_path
         assert view.decision.action == Action.ROLLBACK_NOW
         assert view.snapshot.current_revision.number == 3
         # The first values come before the 30-minute history, and say so.
-        assert not view.snapshot.signals.history_loaded and len(view.snapshot.metrics.error_rate_history) <= 1
+        # (a point per cycle so far, not the range query's hundreds)
+        assert not view.snapshot.signals.history_loaded and len(view.snapshot.metrics.error_rate_history) < 5
         progress = list(session.execute(session.plan_rollback("order-service"), timeout=120))
         assert progress[-1].done and not progress[-1].failed
         drill.world.clock.advance(120)  # the console's clock jumps; the child follows it
