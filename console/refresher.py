@@ -63,6 +63,10 @@ CYCLE_TIMEOUT = 120.0
 (every backend call in the cycle is bounded far below this)."""
 
 
+FALL_BACK_AFTER = 3
+"""Cycles in a row the refresh process may fail before the session polls in
+its own process instead (console.session)."""
+
 NICENESS = 5
 """How much lower the refresh process's CPU priority is than the console's."""
 
@@ -178,6 +182,9 @@ class PollerProcess:
         self._closed = False
         self.cycles = 0
         self.restarts = 0
+        self.failures = 0
+        """Cycles failed in a row (0 after an answer)."""
+        self.command = [sys.executable, "-m", "console.refresher"]
         self._start(prefetch=True)
 
     @property
@@ -189,7 +196,7 @@ class PollerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         child = subprocess.Popen(
-            [sys.executable, "-m", "console.refresher"],
+            self.command,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
         )
         self._child = child
@@ -243,6 +250,15 @@ class PollerProcess:
         return await asyncio.to_thread(self._cycle, only)
 
     def _cycle(self, only: str | None) -> list[Snapshot]:
+        try:
+            snapshots = self._cycle_once(only)
+        except RefreshProcessError:
+            self.failures += 1
+            raise
+        self.failures = 0
+        return snapshots
+
+    def _cycle_once(self, only: str | None) -> list[Snapshot]:
         with self._cycle_lock:
             if self._closed:
                 raise RefreshProcessError("The refresh process was closed.")

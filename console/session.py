@@ -195,6 +195,25 @@ class Session:
                 self._poller = build_poller(self.config, self._platforms, self.clock)
             return self._poller
 
+    async def _cycle(self, only: str | None) -> list[Snapshot]:
+        """The poller's cycle. A refresh process that failed FALL_BACK_AFTER
+        cycles in a row is given up for the poller in this process: the
+        console goes on refreshing, slower keys rather than no signals."""
+        from console.refresher import FALL_BACK_AFTER, PollerProcess, RefreshProcessError
+
+        poller = self.poller
+        try:
+            return await poller.cycle(only)
+        except RefreshProcessError as err:
+            if not isinstance(poller, PollerProcess) or poller.failures < FALL_BACK_AFTER:
+                raise
+            await poller.aclose()
+            with self._poller_lock:
+                if self._poller is poller:
+                    self._poller = build_poller(self.config, self._platforms, self.clock)
+            raise RefreshProcessError(f"{err} It failed {poller.failures} cycles in a row: from now on the console "
+                                      "refreshes in its own process.") from None
+
     @property
     def refreshes_elsewhere(self) -> bool:
         """The refresh cycle runs in the refresh process, not on this interpreter."""
@@ -236,7 +255,7 @@ class Session:
     async def refresh(self, only: str | None = None) -> list[ServiceView]:
         """One refresh cycle; decision changes are recorded before they are returned."""
         self._sync_if_written_elsewhere()
-        snapshots = await self.poller.cycle(only)
+        snapshots = await self._cycle(only)
         snapshots = list(await asyncio.gather(*(self._with_migrations(s) for s in snapshots)))
         views = []
         for snapshot in snapshots:

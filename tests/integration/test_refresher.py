@@ -150,3 +150,28 @@ async def test_closing_the_session_stops_the_child(drill, tmp_path):
     pid = session.poller.pid
     await session.aclose()
     _wait_until(lambda: not _alive(pid), 10, "the child stopped with the session")
+
+
+async def test_a_refresh_process_that_keeps_failing_is_given_up_for_the_console_s_own_poller(drill, tmp_path):
+    from console.refresher import FALL_BACK_AFTER
+    from console.signals.poller import Poller
+
+    session = _session(drill, tmp_path, "incidents", remote=True)
+    try:
+        await session.refresh()
+        process = session.poller
+        process.command = ["/bin/false"]  # every new child dies at once
+        os.kill(process.pid, signal.SIGKILL)
+        _wait_until(lambda: process._child.poll() is not None, 10, "the killed child is gone")
+        errors = []
+        for _ in range(FALL_BACK_AFTER):
+            with pytest.raises(RefreshProcessError) as caught:
+                await session.refresh()
+            errors.append(str(caught.value))
+        assert "from now on the console refreshes in its own process" in errors[-1]
+        assert all("from now on" not in e for e in errors[:-1])
+        assert isinstance(session.poller, Poller) and not session.refreshes_elsewhere
+        [view] = await session.refresh()  # refreshing goes on
+        assert view.decision.action == Action.ROLLBACK_NOW
+    finally:
+        await session.aclose()
