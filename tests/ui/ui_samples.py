@@ -148,6 +148,8 @@ class RecordedSession:
     # Not a drill: no DRILL mark, no story, no debrief.
     drill = None
     drill_link = None
+    # The recording is replayed in this process.
+    refreshes_elsewhere = False
 
     def __init__(self, services: tuple[str, ...] = ("order-service",), now: datetime = NOW) -> None:
         self.clock = FrozenClock(now)
