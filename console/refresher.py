@@ -271,12 +271,12 @@ class PollerProcess:
                 self.restarts += 1
                 self._start(prefetch=False)
             child = self._child
-            self._send(("cycle", only, *_reading(self._clock), self._max_age))
-            # A watchdog: a child that does not answer in time is killed, so the read ends.
+            # A watchdog: a child that does not answer in time is killed, so the write or the read ends.
             timer = threading.Timer(self._timeout, child.kill)
             timer.daemon = True
             timer.start()
             try:
+                self._send(("cycle", only, *_reading(self._clock), self._max_age))
                 reply = pickle.load(child.stdout)
             except (EOFError, OSError, pickle.UnpicklingError) as err:
                 late = not timer.is_alive()
@@ -312,14 +312,20 @@ class PollerProcess:
         child, self._child = self._child, None
         if child is None:
             return
+        # A child that reads nothing (stopped, or still importing a config too big
+        # for the pipe) holds the write lock's owner: wait a little, then stop it.
+        if child.poll() is None and child.stdin is not None and self._write_lock.acquire(timeout=2):
+            try:
+                pickle.dump(("close",), child.stdin)
+                child.stdin.flush()
+                child.stdin.close()
+            except (OSError, ValueError):
+                pass
+            finally:
+                self._write_lock.release()
         try:
-            if child.poll() is None and child.stdin is not None:
-                with self._write_lock:
-                    pickle.dump(("close",), child.stdin)
-                    child.stdin.flush()
-                    child.stdin.close()
             child.wait(3)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             child.kill()
             child.wait(5)
 

@@ -175,3 +175,16 @@ async def test_a_refresh_process_that_keeps_failing_is_given_up_for_the_console_
         assert view.decision.action == Action.ROLLBACK_NOW
     finally:
         await session.aclose()
+
+
+async def test_closing_does_not_wait_for_a_stopped_child(drill, tmp_path):
+    session = _session(drill, tmp_path, "incidents", remote=True)
+    await session.refresh()
+    pid = session.poller.pid
+    os.kill(pid, signal.SIGSTOP)  # answers nothing, reads nothing
+    try:
+        await session.aclose()  # asks, waits a few seconds, then stops it
+        _wait_until(lambda: not _alive(pid), 10, "the stopped child was stopped for good")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
