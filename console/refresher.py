@@ -137,23 +137,30 @@ class Decoder:
     """The console's side: what crossed the pipe back into whole snapshots."""
 
     def __init__(self) -> None:
-        self._errors: dict[str, deque[Point]] = {}
-        self._latency: dict[str, deque[Point]] = {}
+        self._points: dict[tuple[str, str], deque[Point]] = {}
+        self._frozen: dict[tuple[str, str], tuple[Point, ...]] = {}
         self._last: dict[str, tuple] = {}
+
+    def _sparkline(self, key: tuple[str, str], change: tuple) -> tuple[Point, ...]:
+        """The sparkline after `change`; the same tuple as before when nothing changed
+        (a quiet service's snapshots share it rather than copying it every cycle)."""
+        if change[0] == "drop" and not change[1] and not change[2] and key in self._frozen:
+            return self._frozen[key]
+        points = self._points.setdefault(key, deque())
+        apply_sparkline_change(points, change)
+        frozen = self._frozen[key] = tuple(points)
+        return frozen
 
     def decode(self, payload: list[tuple]) -> list[Snapshot]:
         snapshots = []
         for bare, errors, latency, history, provenance in payload:
             name = bare.service
-            error_points = self._errors.setdefault(name, deque())
-            latency_points = self._latency.setdefault(name, deque())
-            apply_sparkline_change(error_points, errors)
-            apply_sparkline_change(latency_points, latency)
             last_history, last_provenance = self._last.get(name, ((), None))
             history = last_history if history == SAME else history
             provenance = last_provenance if provenance == SAME else provenance
             self._last[name] = (history, provenance)
-            metrics = replace(bare.metrics, error_rate_history=tuple(error_points), latency_history=tuple(latency_points))
+            metrics = replace(bare.metrics, error_rate_history=self._sparkline((name, "error_rate"), errors),
+                              latency_history=self._sparkline((name, "latency"), latency))
             snapshots.append(replace(bare, metrics=metrics, history=history, provenance=provenance))
         return snapshots
 

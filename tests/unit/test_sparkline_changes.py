@@ -58,3 +58,21 @@ def test_a_sparkline_that_emptied_or_started_empty_follows():
     p = tuple(points(0, 10))
     changes = follow((), p, (), p)
     assert [c[0] for c in changes] == ["all", "drop", "drop", "drop"]
+
+
+def test_the_console_shares_an_unchanged_sparkline_between_snapshots():
+    from dataclasses import replace as change
+
+    from console.model import Metrics, Snapshot
+    from console.refresher import Decoder, Encoder
+
+    p = tuple(points(0, 10))
+    first = Snapshot("svc", T0, metrics=Metrics(error_rate_history=p, latency_history=p))
+    later = change(first, taken_at=T0 + timedelta(seconds=5))
+    newer = change(first, metrics=Metrics(error_rate_history=p + tuple(points(20)), latency_history=p))
+    encoder, decoder = Encoder(), Decoder()
+    a, b, c = (decoder.decode(encoder.encode([s]))[0] for s in (first, later, newer))
+    assert a.metrics == first.metrics and b.metrics == first.metrics and c.metrics.error_rate_history[:2] == p
+    assert b.metrics.error_rate_history is a.metrics.error_rate_history  # no copy while nothing changed
+    assert c.metrics.latency_history is a.metrics.latency_history
+    assert len(c.metrics.error_rate_history) == 3
