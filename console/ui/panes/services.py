@@ -187,7 +187,9 @@ class ServiceTable(DataTable):
                 continue  # nothing this row shows has changed: no cells built, none touched
             colours = colours if colours is not None else self.app.theme_variables
             for (column, _), cell in zip(COLUMNS, row_cells(view, now, name == self.pinned, colours)):
-                if self.get_cell(name, column) != cell:
+                shown_cell = self.get_cell(name, column)
+                # Rich's Text equality ignores the base style: a recolour changes only that.
+                if shown_cell != cell or getattr(shown_cell, "style", None) != cell.style:
                     self.update_cell(name, column, cell, update_width=True)
             self._painted[name] = values
         rank = {n: i for i, n in enumerate(wanted)}
