@@ -578,7 +578,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                                               (who, "bold") if who else ("unset (o)", "$sev-warning")))
         if holder is not None:
             parts.append(Content.assemble(("lease ", "$sev-muted"), (str(getattr(holder, "holder", holder)), "bold")))
-        header.update(Content("  ·  ").join(parts))
+        # Unchanged (every tick, mostly): no repaint and no reflow of the screen.
+        set_content(header, Content("  ·  ").join(parts))
         header.display = True
 
     def action_roles(self) -> None:
