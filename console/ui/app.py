@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Iterable
 
 from textual import on, work
@@ -56,16 +57,15 @@ from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
 from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
-from .screens.debrief import DebriefScreen
 from .screens.decide import DecideScreen
 from .screens.facts import FactsScreen
-from .screens.message import MessageScreen
 from .screens.note import NoteScreen
 from .platform_actions import PlatformActions
 from .updates import set_content
 
 if TYPE_CHECKING:
     from console.session import Session
+    from .screens.message import MessageScreen
     from console.store import OutboxEntry
 
 # If the theme files cannot be found at all, the TCSS variables still need
@@ -449,6 +449,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _debrief_worker(self) -> None:
         link = self.session.drill_link
         result = link.debrief_now(self.session.store, self.session.clock.now())
+        from .screens.debrief import DebriefScreen  # imported when first needed: not before the first frame
+
         self.call_from_thread(self.push_screen, DebriefScreen(f"{link.label}: debrief", result.lines()))
 
     def _show_selected(self) -> None:
@@ -578,7 +580,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                                               (who, "bold") if who else ("unset (o)", "$sev-warning")))
         if holder is not None:
             parts.append(Content.assemble(("lease ", "$sev-muted"), (str(getattr(holder, "holder", holder)), "bold")))
-        header.update(Content("  ·  ").join(parts))
+        # Unchanged (every tick, mostly): no repaint and no reflow of the screen.
+        set_content(header, Content("  ·  ").join(parts))
         header.display = True
 
     def action_roles(self) -> None:
@@ -624,7 +627,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self.screen.show_view(view)
             return
         now = self.session.clock.now()
-        if now >= deadline and self._asked_at != deadline and not isinstance(self.screen, (ConfirmRollbackScreen, FactsScreen, MessageScreen, NoteScreen)):
+        if now >= deadline and self._asked_at != deadline and not isinstance(self.screen, (ConfirmRollbackScreen, FactsScreen, NoteScreen)) and not _composing(self.screen):
             self._asked_at = deadline
             self.push_screen(DecideScreen(view, now, expired=True), self._decided)
 
@@ -694,10 +697,12 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         state = self.session.incident_state(self.selected)
         view = self.views.get(self.selected)
         choice = self._choices.get(self.selected)
+        from .screens.message import MessageScreen  # imported when first needed: not before the first frame
+
         self.push_screen(MessageScreen(self.session, self.selected, message_for(state, view, choice)))
 
-    @on(MessageScreen.Sent)
-    def _message_sent(self, message: MessageScreen.Sent) -> None:
+    def on_message_screen_sent(self, message: MessageScreen.Sent) -> None:
+        # By its handler name: MessageScreen is imported only once a message is composed.
         if not message.ok:
             self.notify(f"{message.label} not sent: {message.error}", title="Slack", severity="error", timeout=15)
         self._timeline_worker()
@@ -712,7 +717,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         now = self.session.clock.now()
         if self.session.slack_problem():
             return
-        if isinstance(self.screen, MessageScreen):
+        if _composing(self.screen):
             return  # the operator is sending and resending by hand: no second sender behind their back
         due = [e for e in self._pending.get(self.selected, ())
                if e.last_attempt_at is None or (now - e.last_attempt_at).total_seconds() >= RESEND_EVERY_SECONDS]
@@ -1143,6 +1148,12 @@ def message_for(state, view: ServiceView | None, choice: str | None = None) -> M
     if action is Action.ROLLBACK_NOW:
         return MessageKind.ROLLBACK_IN_PROGRESS
     return MessageKind.STATUS_UPDATE
+
+
+def _composing(screen: Screen) -> bool:
+    """Whether `screen` is the message composer (never, before its module was first imported)."""
+    module = sys.modules.get("console.ui.screens.message")
+    return module is not None and isinstance(screen, module.MessageScreen)
 
 
 def _undo_target(view: ServiceView) -> str:

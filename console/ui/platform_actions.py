@@ -11,13 +11,13 @@ and post messages; the handlers here touch the widgets.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.css.query import NoMatches
 from textual.message import Message
 
 from console.database import DatabaseError
-from console.runbook import StepPreview
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict
 from console.model import Revision, RollbackPlan
 from console.platforms.base import PlatformError, Scalable
@@ -27,13 +27,14 @@ from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable, rollback_number
 from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
-from .screens.corruption import CorruptionScreen, DeclareCorruptionScreen, WritesScreen
-from .screens.database import FEATURE_FLAG, FIX_FORWARD, OVERRIDE, PARTIAL, MigrationBlockedScreen, MigrationRollbackScreen
-from .screens.override import OverrideScreen
-from .screens.pods import PodsScreen
-from .screens.revision import RevisionScreen
+
+if TYPE_CHECKING:
+    from console.runbook import StepPreview
 
 _FAILURES = (DatabaseError, PlatformError, ProcedureError)
+
+# Each dialog's module is imported in the method that opens it: none of them
+# is needed before the first frame (issue 17).
 
 
 class Gated(Message):
@@ -132,6 +133,7 @@ class PlatformActions:
 
     def action_revision(self) -> None:
         """Show the highlighted revision's pod template and its diff against the current one."""
+        from .screens.revision import RevisionScreen
         try:
             revision = self.query_one(HistoryTable).highlighted_revision()
         except NoMatches:
@@ -154,6 +156,7 @@ class PlatformActions:
 
     def action_pods(self) -> None:
         """Pods (ready, restarts, age), their last 50 log lines, the rollout status and the health endpoint."""
+        from .screens.pods import PodsScreen
         self.push_screen(PodsScreen(self.session, self.selected))
 
     # -- the gate in front of every rollback ------------------------------------
@@ -195,6 +198,7 @@ class PlatformActions:
 
     def _ask_override(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:
         """The red override dialog: Cancel focused, the reason typed."""
+        from .screens.override import OverrideScreen
 
         def answered(result: tuple[str, str | None] | None) -> None:
             if result is None:
@@ -222,6 +226,7 @@ class PlatformActions:
 
     def _migration_blocked(self, plan: RollbackPlan, verdict: Verdict, ask: Ask, check: RollbackCheck) -> None:
         """A migration that cannot be undone is in the way: the runbook's options first."""
+        from .screens.database import FEATURE_FLAG, FIX_FORWARD, OVERRIDE, PARTIAL, MigrationBlockedScreen
         service = plan.service
 
         def answered(result: tuple[str, int | None] | None) -> None:
@@ -251,6 +256,7 @@ class PlatformActions:
         self.post_message(timeline_changed(self.session))
 
     def on_migration_plan_ready(self, message: MigrationPlanReady) -> None:
+        from .screens.database import MigrationRollbackScreen
         service = message.plan.service
         try:
             runner = self.session.migration_rollback(service, message.to_revision, message.ask)
@@ -282,6 +288,7 @@ class PlatformActions:
         self.post_message(WritesReady(service, preview, freeze, replicas))
 
     def on_writes_ready(self, message: WritesReady) -> None:
+        from .screens.corruption import WritesScreen
         preview = message.preview
         if preview.blocked:
             what = "Freezing" if message.freeze else "Resuming"
@@ -332,6 +339,7 @@ class PlatformActions:
         self.post_message(CorruptionReady(service, runner, declare=not (declared or started)))
 
     def on_corruption_ready(self, message: CorruptionReady) -> None:
+        from .screens.corruption import CorruptionScreen, DeclareCorruptionScreen
         if not message.declare:
             self.push_screen(CorruptionScreen(self.session, message.service, message.runner),
                              lambda _: self.request_refresh())

@@ -26,6 +26,18 @@ COLUMNS = (("mark", " "), ("service", "Service"), ("decision", "Decision"), ("er
            ("p95", "p95"), ("ready", "Ready"), ("revision", "Rev"), ("deployed", "Deployed"))
 
 
+def row_values(view: ServiceView, now: datetime, pinned: bool) -> tuple:
+    """The plain values one service's row shows: equal values, an equal row
+    (the refresh then builds no cells for it and touches nothing)."""
+    snapshot, decision = view.snapshot, view.decision
+    health, current = snapshot.health, snapshot.current_revision
+    return (
+        decision.action, snapshot.stale, rate(snapshot.metrics.error_rate), millis(snapshot.metrics.latency_p95_ms),
+        health.ready, health.desired, current.number if current is not None else None,
+        short_age(current.created, now) if current is not None else None, pinned,
+    )
+
+
 def row_cells(view: ServiceView, now: datetime, pinned: bool, colours: dict[str, str]) -> tuple[Text, ...]:
     """The cells of one service's row; `colours` are the theme's variables
     (DataTable cells are Rich text, which knows no `$variables`)."""
@@ -64,9 +76,13 @@ class ServiceTable(DataTable):
         self.filter_text = ""
         self.pinned: str | None = None
         self._now: datetime | None = None
+        # Per service: its triage key, and the values its row was last painted with.
+        self._keys: dict[str, tuple] = {}
+        self._painted: dict[str, tuple] = {}
+        self._urgent: int | None = None
 
     def on_mount(self) -> None:
-        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._sync())
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.recolour())
         for key, label in COLUMNS:
             self.add_column(label, key=key)
         for name in self._services:
@@ -88,7 +104,9 @@ class ServiceTable(DataTable):
     @property
     def needing_action(self) -> int:
         """How many services' decisions ask for something."""
-        return sum(1 for v in self._views.values() if needs_action(v))
+        if self._urgent is None:
+            self._urgent = sum(1 for v in self._views.values() if needs_action(v))
+        return self._urgent
 
     @property
     def highlighted(self) -> str | None:
@@ -106,9 +124,17 @@ class ServiceTable(DataTable):
     def show(self, views: list[ServiceView], now: datetime) -> None:
         """Take the latest views: update cells in place and sort again."""
         self._now = now
+        resort = False
         for view in views:
-            self._views[view.snapshot.service] = view
-        self._order = sorted(self._services, key=self._sort_key)
+            name = view.snapshot.service
+            self._views[name] = view
+            key = triage_key(view)
+            if self._keys.get(name) != key:
+                self._keys[name] = key
+                resort = True
+        self._urgent = None
+        if resort:
+            self._order = sorted(self._services, key=self._sort_key)
         self._sync()
         urgent = self.needing_action
         self.border_subtitle = f"{urgent} of {len(self._services)} need action" if urgent else "all healthy"
@@ -120,6 +146,7 @@ class ServiceTable(DataTable):
 
     def recolour(self) -> None:
         """Paint the rows again in the current theme's colours."""
+        self._painted.clear()
         self._sync()
 
     def set_filter(self, text: str) -> None:
@@ -128,8 +155,8 @@ class ServiceTable(DataTable):
         self._sync()
 
     def _sort_key(self, name: str) -> tuple:
-        view = self._views.get(name)
-        return (1, name) if view is None else (0, triage_key(view))
+        key = self._keys.get(name)
+        return (1, name) if key is None else (0, key)
 
     def _matches(self, name: str) -> bool:
         if not self.filter_text:
@@ -146,17 +173,25 @@ class ServiceTable(DataTable):
         shown = set(self.visible())
         for name in shown - set(wanted):
             self.remove_row(name)
+            self._painted.pop(name, None)
         now = self._now
-        colours = self.app.theme_variables
+        colours = None
         for name in wanted:
             view = self._views.get(name)
             if name not in shown:
                 self.add_row(*([""] * len(COLUMNS)), key=name)
             if view is None or now is None:
                 continue
+            values = row_values(view, now, name == self.pinned)
+            if self._painted.get(name) == values:
+                continue  # nothing this row shows has changed: no cells built, none touched
+            colours = colours if colours is not None else self.app.theme_variables
             for (column, _), cell in zip(COLUMNS, row_cells(view, now, name == self.pinned, colours)):
-                if self.get_cell(name, column) != cell:
+                shown_cell = self.get_cell(name, column)
+                # Rich's Text equality ignores the base style: a recolour changes only that.
+                if shown_cell != cell or getattr(shown_cell, "style", None) != cell.style:
                     self.update_cell(name, column, cell, update_width=True)
+            self._painted[name] = values
         rank = {n: i for i, n in enumerate(wanted)}
         if [r.key.value for r in self.ordered_rows] != wanted:
             self._sort_rows(rank)

@@ -85,6 +85,8 @@ class TimelinePane(VerticalScroll):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._events: list[Event] = []
+        # Each event's lines at the width they were wrapped for: a new entry wraps only itself.
+        self._lines: dict[tuple[Event, int], list[Content]] = {}
 
     def compose(self):
         yield Static("Nothing has happened yet.", id="timeline-lines", markup=False)
@@ -106,4 +108,6 @@ class TimelinePane(VerticalScroll):
             set_content(lines, "Nothing has happened yet.")
             return
         width = max(1, self.scrollable_content_region.width)
-        set_content(lines, Content("\n").join(line for e in self._events for line in event_lines(e, width)))
+        cache = {(e, width): self._lines.get((e, width)) or event_lines(e, width) for e in self._events}
+        self._lines = cache
+        set_content(lines, Content("\n").join(line for e in self._events for line in cache[(e, width)]))

@@ -1,0 +1,140 @@
+"""The triage table under refreshes: only rows whose shown values changed are
+rebuilt, the order follows the triage keys, a theme change still recolours.
+
+The table runs alone in a small app with the console's own theme files; the
+views are decided by the real decision framework (tests/ui/ui_samples.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from textual.app import App, ComposeResult
+from ui_samples import NOW, sample_views
+
+from console.decision import Thresholds, evaluate
+from console.model import Facts, ServiceView
+from console.ui import themes as theme_files
+from console.ui.panes import services as services_module
+from console.ui.panes.services import ServiceTable
+
+SERVICES = ("order-service", "payment-service", "cart-service")
+
+
+class _TableApp(App[None]):
+    def __init__(self) -> None:
+        super().__init__()
+        loaded, _ = theme_files.load_themes(theme_files.shipped_themes_dir())
+        for theme in loaded.values():
+            self.register_theme(theme)
+        self.theme = theme_files.DEFAULT_THEME
+
+    def compose(self) -> ComposeResult:
+        yield ServiceTable(SERVICES, id="services")
+
+
+def _fresh(views: list[ServiceView]) -> list[ServiceView]:
+    """New objects with equal values, as every refresh cycle returns them."""
+    return [ServiceView(replace(v.snapshot), v.decision) for v in views]
+
+
+def _with_error_rate(view: ServiceView, error_rate: float) -> ServiceView:
+    snapshot = replace(view.snapshot, metrics=replace(view.snapshot.metrics, error_rate=error_rate))
+    return ServiceView(snapshot, evaluate(snapshot, Facts(), NOW, Thresholds()))
+
+
+def _counting_row_cells(monkeypatch) -> list[str]:
+    """Record which rows get their cells built (the real function still builds them)."""
+    built: list[str] = []
+    real = services_module.row_cells
+
+    def counting(view, now, pinned, colours):
+        built.append(view.snapshot.service)
+        return real(view, now, pinned, colours)
+
+    monkeypatch.setattr(services_module, "row_cells", counting)
+    return built
+
+
+async def test_a_refresh_rebuilds_only_the_rows_whose_values_changed(monkeypatch) -> None:
+    built = _counting_row_cells(monkeypatch)
+    app = _TableApp()
+    async with app.run_test(size=(120, 20)) as pilot:
+        table = app.query_one(ServiceTable)
+        views = sample_views(NOW, SERVICES)
+        table.show(views, NOW)
+        await pilot.pause()
+        assert sorted(built) == sorted(SERVICES)
+        cells = {name: table.get_row(name) for name in SERVICES}
+
+        built.clear()
+        table.show(_fresh(views), NOW)
+        assert built == []
+        for name in SERVICES:
+            assert all(a is b for a, b in zip(table.get_row(name), cells[name])), name
+
+        built.clear()
+        changed = [_with_error_rate(v, 0.004) if v.snapshot.service == "cart-service" else v for v in _fresh(views)]
+        table.show(changed, NOW)
+        assert built == ["cart-service"]
+        assert str(table.get_cell("cart-service", "error")) == "0.40 %"
+        for name in ("order-service", "payment-service"):
+            assert all(a is b for a, b in zip(table.get_row(name), cells[name])), name
+
+        built.clear()
+        table.show(_fresh(changed), NOW + timedelta(days=3))  # every "deployed" age reads differently
+        assert sorted(built) == sorted(SERVICES)
+
+
+async def test_the_order_follows_the_triage_keys_and_the_count_follows_the_decisions() -> None:
+    app = _TableApp()
+    async with app.run_test(size=(120, 20)) as pilot:
+        table = app.query_one(ServiceTable)
+        views = sample_views(NOW, SERVICES)
+        table.show(views, NOW)
+        await pilot.pause()
+        assert table.visible()[0] == "order-service"
+        assert table.needing_action == 1
+        calmer = _with_error_rate(next(v for v in views if v.snapshot.service == "cart-service"), 0.0001)
+        table.show([calmer], NOW)
+        assert table.visible() == ["order-service", "payment-service", "cart-service"]
+        burning = _with_error_rate(calmer, 0.2)
+        table.show([burning], NOW)
+        assert table.visible()[0] == "cart-service"
+        assert table.needing_action == 2
+        assert table.border_subtitle == "2 of 3 need action"
+
+
+async def test_a_theme_change_recolours_rows_whose_values_did_not_change() -> None:
+    app = _TableApp()
+    async with app.run_test(size=(120, 20)) as pilot:
+        table = app.query_one(ServiceTable)
+        table.show(sample_views(NOW, SERVICES), NOW)
+        await pilot.pause()
+        before = app.theme_variables["sev-critical"]
+        assert before in str(table.get_cell("order-service", "decision").style)
+        app.theme = "light"
+        for _ in range(20):  # the theme's signal reaches the table a few messages later
+            await pilot.pause()
+            after = app.theme_variables["sev-critical"]
+            if after in str(table.get_cell("order-service", "decision").style):
+                break
+        assert after != before
+        assert after in str(table.get_cell("order-service", "decision").style)
+        table.show(sample_views(NOW, SERVICES), NOW)  # the next refresh keeps the new colours
+        assert after in str(table.get_cell("order-service", "decision").style)
+
+
+async def test_pinning_marks_the_row_and_unpinning_clears_it() -> None:
+    app = _TableApp()
+    async with app.run_test(size=(120, 20)) as pilot:
+        table = app.query_one(ServiceTable)
+        views = sample_views(NOW, SERVICES)
+        table.show(views, NOW)
+        await pilot.pause()
+        table.set_pinned("payment-service")
+        assert str(table.get_cell("payment-service", "mark")).startswith("⚑")
+        table.show(_fresh(views), NOW)
+        assert str(table.get_cell("payment-service", "mark")).startswith("⚑")
+        table.set_pinned(None)
+        assert not str(table.get_cell("payment-service", "mark")).startswith("⚑")
