@@ -1,6 +1,9 @@
 """Frozen data shared by every layer: sources produce it, the core reasons over
 it, the UI renders it. Nothing here does I/O or imports a UI toolkit.
 
+Every class is a frozen, slotted dataclass (no `__dict__` per instance): a
+500-service console holds hundreds of thousands of them (issue 17, peak RSS).
+
 Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
 8 %). Latencies are milliseconds.
 """
@@ -55,7 +58,7 @@ class Table(str, enum.Enum):
     DO_NOT_ROLLBACK = "When NOT to Rollback"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Point:
     """One sample of a time series."""
 
@@ -63,7 +66,7 @@ class Point:
     value: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Metrics:
     """What Prometheus (or the drill's query API) says about one service."""
 
@@ -87,7 +90,7 @@ class Metrics:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Health:
     """Pods from the platform plus the service's own health endpoint."""
 
@@ -130,7 +133,7 @@ runbook's partial rollback target: the newest older revision that works with
 a migration that cannot be undone."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Revision:
     """One entry of a platform's rollout history."""
 
@@ -289,7 +292,7 @@ def image_tag(image: str) -> str:
     return name.split(":", 1)[1] if ":" in name else "latest"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Signals:
     """Derived observations for the runbook's softer rows, computed by sources."""
 
@@ -304,7 +307,7 @@ class Signals:
     history_loaded: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Missing:
     """A signal the decision needs that this refresh could not read fresh."""
 
@@ -319,7 +322,7 @@ class Missing:
         return f"{self.signal} ({self.why + ', ' if self.why else ''}{when})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything known about one service at one refresh."""
 
@@ -345,7 +348,7 @@ class Snapshot:
         return next((r for r in self.history if r.current), None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Facts:
     """What the operator declares (or a source detects) that signals cannot show."""
 
@@ -363,7 +366,7 @@ class Facts:
     investigation_started_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reason:
     """One runbook row that fired, with the value that made it fire."""
 
@@ -375,7 +378,7 @@ class Reason:
         return f"{self.condition}: {self.detail}" if self.detail else self.condition
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The decision framework's verdict for one service at one moment."""
 
@@ -396,7 +399,7 @@ class Decision:
         return self.action.headline
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApiCall:
     """One request or command a plan will make, shown before it is made."""
 
@@ -408,7 +411,7 @@ class ApiCall:
         return f"{self.method} {self.target}" + (f"\n{self.body}" if self.body else "")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetCandidate:
     """One version a rollback could go to, with where the console learned of it
     (its provenance), so the plan can say why it picked one and the gate can
@@ -433,7 +436,7 @@ class TargetCandidate:
         return image_tag(self.image)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RollbackPlan:
     """A pure description of a rollback, shown to the operator before it runs."""
 
@@ -491,7 +494,7 @@ class RollbackPlan:
         return tuple(image_tag(i) for i in self.to_images)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Progress:
     """One step of a running rollback, worded like `kubectl rollout status`."""
 
@@ -504,7 +507,7 @@ class Progress:
     desired: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One entry of an incident's timeline."""
 
@@ -515,7 +518,7 @@ class Event:
     data: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceView:
     """One service as the panes show it: what was seen and what the runbook says."""
 

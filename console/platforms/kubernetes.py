@@ -21,6 +21,7 @@ import copy
 from dataclasses import replace
 import json
 import math
+import pickle
 import threading
 import time
 from datetime import datetime, timedelta
@@ -419,8 +420,9 @@ class KubernetesPlatform:
         self._timeout = self.connection.timeout
         self._clock: Clock = clock or SystemClock()
         # One-shot reusable reads (REUSE_SECONDS): (monotonic time, deployment[, replica sets]).
+        # The refresh's read is kept pickled (see `observe`).
         self._reads_lock = threading.Lock()
-        self._observed: tuple[float, dict, list[dict]] | None = None
+        self._observed: tuple[float, bytes] | None = None
         self._followed: tuple[float, dict] | None = None
         # The GitOps owner (Argo CD, Flux) that would undo a rollback: paused first, then watched.
         self.owners = GitOpsOwners(self.connection, argocd_namespace)
@@ -606,8 +608,12 @@ class KubernetesPlatform:
         if not history:
             return health, None
         replica_sets = self._replica_sets(deployment)
+        # Kept pickled: the parsed objects of every service weigh ~23 KB each in memory (12 MB
+        # at 500 services, for a read a rollback plan reuses only within REUSE_SECONDS), the
+        # pickle ~4 KB (issue 17, peak RSS); loading it back also hands the plan its own copy.
+        kept = pickle.dumps((deployment, replica_sets), protocol=pickle.HIGHEST_PROTOCOL)
         with self._reads_lock:
-            self._observed = (time.monotonic(), deployment, replica_sets)
+            self._observed = (time.monotonic(), kept)
             # What the objects record, from the same reads: another console's or a person's rollback
             # shows in the timeline within one refresh.
             self._recorded = provenance_of(deployment, replica_sets)
@@ -632,7 +638,7 @@ class KubernetesPlatform:
         """`kubectl rollout undo [--to-revision=N]` as a plan; changes nothing."""
         observed = self._take("_observed")
         if observed is not None:
-            _, deployment, replica_sets = observed
+            deployment, replica_sets = pickle.loads(observed[1])
         else:
             deployment = self._get_deployment()
             replica_sets = self._replica_sets(deployment)

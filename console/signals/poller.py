@@ -88,6 +88,8 @@ class ServiceSource:
     # had a value: the "since when" of a signal that went missing.
     pods_read_at: datetime | None = None
     good_at: dict[str, datetime] = field(default_factory=dict)
+    # The histories as last handed out in a snapshot: reused while unchanged (`_frozen`).
+    frozen_histories: dict[str, tuple[Point, ...]] = field(default_factory=dict)
 
     def deployed_at(self, current: Revision, now: datetime) -> datetime | None:
         """When `current` went live: when this console changed the rollout (or
@@ -588,8 +590,8 @@ class Poller:
             latency_p95_before_ms=before_s * 1000 if before_s is not None else None,
             request_rate=values.get(REQUEST_RATE),  # type: ignore[arg-type]
             route_error_rates=values.get(ROUTE_ERROR_RATE) or (),  # type: ignore[arg-type]
-            error_rate_history=tuple(source.error_history),
-            latency_history=tuple(source.latency_history),
+            error_rate_history=_frozen(source, ERROR_RATE, source.error_history),
+            latency_history=_frozen(source, LATENCY, source.latency_history),
             sampled_at=min(times.values()) if times else None,
             sampled=tuple(sorted(times.items())),
             error=error,
@@ -714,6 +716,20 @@ def _extend(history: deque[Point], series: list, scale: float) -> None:
         points.setdefault(point.at, Point(point.at, point.value * scale))
     history.clear()
     history.extend(sorted(points.values(), key=lambda p: p.at))
+
+
+def _frozen(source: ServiceSource, signal: str, history: deque[Point]) -> tuple[Point, ...]:
+    """`history` as a tuple for a snapshot: the one handed out last time when the
+    history did not change since, so a quiet service's snapshots share it instead
+    of copying up to HISTORY_POINTS points per signal every cycle (issue 17, peak
+    RSS). A history only grows at its end and loses points at its start (or is
+    rebuilt sorted by `_extend`), so the same length and the same first and last
+    points mean the same points."""
+    kept = source.frozen_histories.get(signal)
+    if kept is not None and len(kept) == len(history) and (not kept or (kept[0] is history[0] and kept[-1] is history[-1])):
+        return kept
+    kept = source.frozen_histories[signal] = tuple(history)
+    return kept
 
 
 def _append(history: deque[Point], point: Point) -> None:

@@ -147,6 +147,18 @@ def test_plan_rollback_goes_to_the_previous_revision_with_a_version_test(drill):
     assert not [r for r in drill.server.requests if r[0] != "GET"]
 
 
+def test_a_plan_right_after_a_refresh_reuses_its_read_and_is_the_same_plan(drill):
+    platform = _platform(drill)
+    platform.observe()  # the refresh cycle's read of the deployment and its ReplicaSets
+    asked = len(drill.server.requests)
+    reused = platform.plan_rollback()
+    assert len(drill.server.requests) == asked  # the refresh's read, kept (pickled), not a new one
+    fresh = platform.plan_rollback()  # the kept read is used once: this one reads again
+    assert len(drill.server.requests) > asked
+    assert reused == fresh
+    assert (reused.from_revision, reused.to_revision, reused.to_versions) == (3, 2, ("1.2.2",))
+
+
 def test_plan_to_an_unknown_revision_names_the_known_ones(drill):
     with pytest.raises(NotFound) as caught:
         _platform(drill).plan_rollback(to_revision=7)

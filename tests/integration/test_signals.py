@@ -68,6 +68,17 @@ async def test_range_query_shows_the_deploy(prometheus, drill):
     assert series.points[-1].value == pytest.approx(0.08, abs=0.005)
 
 
+async def test_series_of_one_range_query_share_their_sample_times(prometheus, drill):
+    end = drill.world.clock.now()
+    errors, latency = await asyncio.gather(*(
+        prometheus.query_range(q, end - timedelta(minutes=5), end, timedelta(minutes=1)) for q in (ERROR_RATE, LATENCY)
+    ))
+    (error_points,), (latency_points,) = [[s.points for s in series] for series in (errors, latency)]
+    assert [p.at for p in error_points] == [p.at for p in latency_points]
+    # Equal times are one object (a sparkline per signal per service keeps hundreds of them).
+    assert all(a.at is b.at for a, b in zip(error_points, latency_points))
+
+
 async def test_many_concurrent_queries_share_one_client(prometheus):
     results = await asyncio.gather(*(prometheus.query(ERROR_RATE) for _ in range(60)))
     assert all(len(r) == 1 and r[0].value == pytest.approx(0.08, abs=0.005) for r in results)

@@ -35,6 +35,21 @@ def test_the_adapters_imports_load_no_generated_model() -> None:
     assert out == "0"
 
 
+def test_only_the_api_classes_asked_for_are_loaded() -> None:
+    out = _run("""
+        import sys
+        from console.platforms.kube_client import slim
+        slim()
+        from kubernetes.client import AppsV1Api, CoreV1Api
+        import kubernetes.client.api.apps_v1_api as module
+        from kubernetes.client import api
+        assert AppsV1Api is module.AppsV1Api is api.AppsV1Api
+        assert api.BatchV1Api.__name__ == "BatchV1Api"  # any other still imports on first use
+        print(sorted(m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("kubernetes.client.api.")))
+    """)
+    assert out == "['apps_v1_api', 'batch_v1_api', 'core_v1_api']"
+
+
 def test_a_model_asked_for_is_the_real_class() -> None:
     out = _run("""
         from console.platforms.kube_client import slim
