@@ -113,6 +113,7 @@ class Receiver(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 4096  # not socketserver's 5: a burst of notifications is not turned away for a second
 
     def __init__(self, address: tuple[str, int], pilot: Autopilot, token: str, max_body_bytes: int) -> None:
         super().__init__(address, _Handler)

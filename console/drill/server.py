@@ -58,6 +58,11 @@ class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a console opening tens of
+    # connections at once (its first cycle) had the rest of its SYNs dropped
+    # and retried a second later. Real API servers listen with the system's
+    # maximum (Go's net/http: somaxconn), and so does the drill.
+    request_queue_size = 4096
 
     def __init__(self, address: tuple[str, int], drill: DrillServer) -> None:
         self.drill = drill
