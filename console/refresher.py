@@ -168,6 +168,18 @@ class Decoder:
 # -- the console's side ---------------------------------------------------------
 
 
+def _command() -> list[str]:
+    return [sys.executable, "-m", "console.refresher"]
+
+
+def _popen(command: list[str]) -> subprocess.Popen:
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, close_fds=True)
+
+
 def _reading(clock: Clock) -> tuple[datetime, float, float]:
     return clock.now(), rate(clock), time.monotonic()
 
@@ -191,7 +203,7 @@ class PollerProcess:
         self.restarts = 0
         self.failures = 0
         """Cycles failed in a row (0 after an answer)."""
-        self.command = [sys.executable, "-m", "console.refresher"]
+        self.command = _command()
         self._start(prefetch=True)
 
     @property
@@ -199,13 +211,7 @@ class PollerProcess:
         return self._child.pid if self._child is not None else None
 
     def _start(self, prefetch: bool) -> None:
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        child = subprocess.Popen(
-            self.command,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True,
-        )
+        child = _popen(self.command)
         self._child = child
         self._decoder = Decoder()  # a new child sends whole sparklines again
         self._stderr.clear()
@@ -351,12 +357,15 @@ def main() -> int:
     requests = sys.stdin.buffer
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the replies
+    # What every cycle needs, imported while the config is on its way.
+    import aiohttp  # noqa: F401  (the health checks' and Prometheus' client)
+
+    from console.sources import build_platform, build_poller
     try:
         _, config, now, clock_rate, at, prefetch = pickle.load(requests)
     except EOFError:
         return 0
     clock = RelayedClock(now, clock_rate, at)
-    from console.sources import build_platform, build_poller
 
     connections: dict = {}
     platforms = {s.name: build_platform(config, s, clock, connections) for s in config.services}
