@@ -35,7 +35,7 @@ from console.platforms.base import (
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
-from console.sources import PLATFORM_BUILDERS, _cluster_args, _connection, _prometheus, build_platform, build_poller  # noqa: F401  (re-exported)
+from console.sources import build_platform, build_poller
 
 if TYPE_CHECKING:
     from console.runbook import CorruptionResponse, MigrationRollback

@@ -45,6 +45,16 @@ def require_binary(name: str, package: str | None = None) -> str:
     return path  # type: ignore[return-value]
 
 
+def kubectl(kubeconfig: Path, cache: Path, namespace: str, *args: str) -> str:
+    """The real kubectl against a served drill (its kubeconfig), in `namespace`; its stdout (fails on an error)."""
+    binary = require_binary("kubectl", "kubernetes-client")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    result = subprocess.run([binary, "--cache-dir", str(cache), "--request-timeout=10s", "-n", namespace, *args],
+                            capture_output=True, text=True, timeout=90, env=env)
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
 def runbook_text() -> str:
     """The runbook the console implements (skip/fail when shared/ is absent)."""
     require(RUNBOOK.exists(), f"the runbook {RUNBOOK} is not beside the checkout")

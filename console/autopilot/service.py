@@ -22,7 +22,8 @@ def serve(config: Config, store_path: Path, *, shadow: bool = False, out: Callab
     from console.autopilot.leader import Leadership, identity
     from console.autopilot.pilot import Autopilot
     from console.autopilot.receiver import Receiver
-    from console.session import Session, _connection
+    from console.session import Session
+    from console.sources import _connection
     from console.store import Store
 
     settings = config.autopilot

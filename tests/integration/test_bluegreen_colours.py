@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from support import REPO, require_binary, served_drill
+from support import REPO, kubectl, served_drill
 
 from console.drill.runner import DRILL_SLACK_ENV, slack_webhook_url
 
@@ -47,12 +47,7 @@ class Served:
         return self.console("rollback", service, "--config", self.config, "--reason", "errors above 5 %", *args)
 
     def kubectl(self, namespace: str, *args: str) -> str:
-        binary = require_binary("kubectl", "kubernetes-client")
-        env = {**os.environ, "KUBECONFIG": str(self.directory / "kubeconfig")}
-        result = subprocess.run([binary, "--cache-dir", str(self.tmp_path / "kube-cache"), "--request-timeout=10s",
-                                 "-n", namespace, *args], capture_output=True, text=True, timeout=90, env=env)
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-        return result.stdout
+        return kubectl(self.directory / "kubeconfig", self.tmp_path / "kube-cache", namespace, *args)
 
     def live(self) -> str:
         """The live colour, as the runbook reads it."""

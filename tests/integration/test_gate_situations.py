@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from support import REPO, require_binary, served_drill, wait_until
+from support import REPO, kubectl, served_drill, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +44,7 @@ class Drill:
                               env=env, cwd=REPO, stdin=subprocess.DEVNULL)
 
     def kubectl(self, namespace: str, *args: str) -> str:
-        binary = require_binary("kubectl", "kubernetes-client")
-        env = {**os.environ, "KUBECONFIG": str(self.directory / "kubeconfig")}
-        result = subprocess.run([binary, "--cache-dir", str(self.tmp_path / "kube-cache"), "--request-timeout=10s",
-                                 "-n", namespace, *args], capture_output=True, text=True, timeout=90, env=env)
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-        return result.stdout
+        return kubectl(self.directory / "kubeconfig", self.tmp_path / "kube-cache", namespace, *args)
 
     def get(self, path: str) -> dict:
         return httpx.get(f"{self.server}{path}", timeout=10).json()
