@@ -310,7 +310,8 @@ class PollerProcess:
     def invalidate(self, service: str, changed_at: datetime | None = None) -> None:
         """See Poller.invalidate; remembered, so a new child is told too."""
         self._invalidated[service] = changed_at
-        if self._child is not None and self._child.poll() is None:
+        child = self._child  # a cycle on another thread may drop it meanwhile
+        if child is not None and child.poll() is None:
             try:
                 self._send(("invalidate", service, changed_at))
             except RefreshProcessError:
@@ -325,8 +326,8 @@ class PollerProcess:
         child, self._child = self._child, None
         if child is None:
             return
-        # A child that reads nothing (stopped, or still importing a config too big
-        # for the pipe) holds the write lock's owner: wait a little, then stop it.
+        # A write to a child that reads nothing (stopped, or still importing while
+        # its config fills the pipe) holds the write lock: wait a little, then stop it.
         if child.poll() is None and child.stdin is not None and self._write_lock.acquire(timeout=2):
             try:
                 pickle.dump(("close",), child.stdin)
