@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import replace
 
 import pytest
+from support import wait_until
 
 from console.config import load
 from console.drill import runner
@@ -46,14 +46,6 @@ def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped) is not alive either.
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(")")[-1].split()[0] != "Z"
-
-
-def _wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.05)
 
 
 async def test_the_child_sees_what_the_in_process_poller_sees(drill, tmp_path):
@@ -110,7 +102,7 @@ async def test_a_killed_child_is_reported_and_the_next_cycle_starts_a_new_one(dr
         await session.refresh()
         first = session.poller.pid
         os.kill(first, signal.SIGKILL)
-        _wait_until(lambda: not _alive(first), 10, "the killed child is gone")
+        wait_until(lambda: not _alive(first), "the killed child is gone", timeout=10)
         with pytest.raises(RefreshProcessError, match="refresh process .*next refresh starts a new one"):
             await session.refresh()
         [view] = await session.refresh()
@@ -130,7 +122,7 @@ async def test_a_child_that_does_not_answer_in_time_is_stopped(drill, tmp_path):
         os.kill(stuck, signal.SIGSTOP)  # alive, answering nothing
         with pytest.raises(RefreshProcessError, match="did not answer within 1 s"):
             await session.refresh()
-        _wait_until(lambda: not _alive(stuck), 10, "the stuck child was stopped")
+        wait_until(lambda: not _alive(stuck), "the stuck child was stopped", timeout=10)
     finally:
         await session.aclose()
 
@@ -140,7 +132,7 @@ def test_the_child_exits_when_the_console_is_gone(drill, tmp_path):
     child = session.poller._child
     # The console dying closes its end of the pipe: all the child ever sees of it.
     child.stdin.close()
-    _wait_until(lambda: child.poll() is not None, 20, "the orphaned child exited")
+    wait_until(lambda: child.poll() is not None, "the orphaned child exited", timeout=20)
     assert child.returncode == 0
 
 
@@ -149,7 +141,7 @@ async def test_closing_the_session_stops_the_child(drill, tmp_path):
     await session.refresh()
     pid = session.poller.pid
     await session.aclose()
-    _wait_until(lambda: not _alive(pid), 10, "the child stopped with the session")
+    wait_until(lambda: not _alive(pid), "the child stopped with the session", timeout=10)
 
 
 async def test_a_refresh_process_that_keeps_failing_is_given_up_for_the_console_s_own_poller(drill, tmp_path):
@@ -162,7 +154,7 @@ async def test_a_refresh_process_that_keeps_failing_is_given_up_for_the_console_
         process = session.poller
         process.command = ["/bin/false"]  # every new child dies at once
         os.kill(process.pid, signal.SIGKILL)
-        _wait_until(lambda: process._child.poll() is not None, 10, "the killed child is gone")
+        wait_until(lambda: process._child.poll() is not None, "the killed child is gone", timeout=10)
         errors = []
         for _ in range(FALL_BACK_AFTER):
             with pytest.raises(RefreshProcessError) as caught:
@@ -184,7 +176,7 @@ async def test_closing_does_not_wait_for_a_stopped_child(drill, tmp_path):
     os.kill(pid, signal.SIGSTOP)  # answers nothing, reads nothing
     try:
         await session.aclose()  # asks, waits a few seconds, then stops it
-        _wait_until(lambda: not _alive(pid), 10, "the stopped child was stopped for good")
+        wait_until(lambda: not _alive(pid), "the stopped child was stopped for good", timeout=10)
     finally:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)

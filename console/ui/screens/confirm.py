@@ -74,17 +74,19 @@ class RefusedRollbackScreen(ModalScreen[Answer]):
     # (the buttons are docked, in sight).
     open_at_title = False
 
+    plan: RollbackPlan
+
     def headline(self) -> str:
-        """The dialog's title: what would be rolled back."""
-        raise NotImplementedError
+        """The dialog's title: what would be rolled back (each dialog says it its way)."""
+        return f"Roll {self.plan.service} back anyway?"
 
     def target(self) -> tuple[str, str]:
         """The plan's one line: (label, what it goes to)."""
-        raise NotImplementedError
+        return "Target  ", self.plan.to_label
 
     def compose_body(self) -> ComposeResult:
-        """Why it is refused and what the operator must do to go ahead."""
-        raise NotImplementedError
+        """Why it is refused and what the operator must do to go ahead (each dialog's own)."""
+        yield from ()
 
     def compose(self) -> ComposeResult:
         label, value = self.target()
