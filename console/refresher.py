@@ -85,12 +85,11 @@ def sparkline_change(before: tuple[Point, ...] | None, now: tuple[Point, ...]) -
     The poller keeps its Point objects, so identity tells the kept ones apart."""
     if before is None:
         return ("all", now)
+    if not before:
+        return ("drop", 0, now)
     newer = 0
-    last_at = before[-1].at if before else None
-    while newer < len(now) and last_at is not None and now[len(now) - 1 - newer].at > last_at:
+    while newer < len(now) and now[len(now) - 1 - newer].at > before[-1].at:
         newer += 1
-    if last_at is None:
-        newer = len(now)
     kept = len(now) - newer
     dropped = len(before) - kept
     if dropped < 0 or (kept and not (now[0] is before[dropped] and now[kept - 1] is before[-1])):
