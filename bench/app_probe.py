@@ -121,6 +121,7 @@ async def main(args: argparse.Namespace) -> dict:
     session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None)
     if config.ui.refresh_process and not args.in_process:
         session.start_refresh_process()  # as `watch` does (cli._run_tui), before the UI's imports
+        session.begin_first_refresh()
     from console.ui.app import build_app
 
     app = build_app(session, theme=config.ui.theme)

@@ -125,6 +125,7 @@ def _run_tui(session, theme: str, viewer: bool = False) -> None:
     # The refresh process starts first: its imports and first cycle overlap the UI's.
     if session.config.ui.refresh_process:
         session.start_refresh_process()
+        session.begin_first_refresh()
     from console.ui.app import build_app
 
     # The app closes the session (its HTTP clients live on the app's loop) on exit.

@@ -20,7 +20,14 @@ What crosses the pipe each cycle (pickled, the child's stdout):
 Start-up: the child starts when the console does (`Session.start_refresh_process`)
 and runs its first cycle at once, overlapping the UI's own imports and first
 frame; the first request gets that cycle if it is younger than the refresh
-interval. Cycles read instant values only: the sparklines' 30-minute history
+interval. The first child is forked from the console when the console runs no
+thread yet (`watch`, before Textual loads): it starts with the interpreter,
+the config and its validated models already in memory, rather than a new
+interpreter importing them again, and its first cycle is ready about when the
+first frame is. A child started later (a restart, or a console already
+running threads, such as `drill` with its world's server) is a new
+interpreter, `python -m console.refresher`: forking a process with threads can
+leave a lock held in the child forever. Cycles read instant values only: the sparklines' 30-minute history
 loads between cycles, after the first values are on screen.
 
 Time: the child follows the console's clock (a drill's simulated time, paused
@@ -40,11 +47,13 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import gc
 import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import replace
 from datetime import datetime
@@ -179,6 +188,88 @@ def _popen(command: list[str]) -> subprocess.Popen:
                             env=env, close_fds=True)
 
 
+class _Forked:
+    """A child forked from the console, with the part of subprocess.Popen's
+    interface PollerProcess uses (pid, the three pipes, poll, wait, kill)."""
+
+    def __init__(self, pid: int, stdin, stdout, stderr) -> None:
+        self.pid = pid
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (never by us): it ended
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"refresh process {self.pid}", timeout or 0)
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _fork(setup: tuple) -> _Forked | None:
+    """The child forked from this process, running `main(setup)`; None where
+    forking is not safe (another thread runs: a lock it holds would stay held
+    in the child) or not possible."""
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return None
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()  # or the child writes the console's buffered output again
+        except (OSError, ValueError, AttributeError):
+            pass
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    errors_r, errors_w = os.pipe()
+    # What the console has loaded so far (modules, the config) stays as it is:
+    # the collector neither scans it again nor writes to its pages, so the
+    # child keeps sharing them rather than copying each one it touches.
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the console's code
+        code = 1
+        try:
+            for fd in (requests_w, replies_r, errors_r):
+                os.close(fd)
+            os.dup2(requests_r, 0)
+            os.dup2(replies_w, 1)
+            os.dup2(errors_w, 2)
+            for fd in (requests_r, replies_w, errors_w):
+                os.close(fd)
+            # The console's own streams may be replaced (a test's capture): write to the pipes.
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            code = main(setup)
+        except BaseException:
+            try:
+                traceback.print_exc()
+                sys.stderr.flush()
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    for fd in (requests_r, replies_w, errors_w):
+        os.close(fd)
+    return _Forked(pid, os.fdopen(requests_w, "wb"), os.fdopen(replies_r, "rb"), os.fdopen(errors_r, "rb"))
+
+
 def _reading(clock: Clock) -> tuple[datetime, float, float]:
     return clock.now(), rate(clock), time.monotonic()
 
@@ -203,6 +294,8 @@ class PollerProcess:
         self.failures = 0
         """Cycles failed in a row (0 after an answer)."""
         self.command = _command()
+        self.forked = False
+        """Whether the running child was forked from this process (else a new interpreter)."""
         self._start(prefetch=True)
 
     @property
@@ -210,7 +303,11 @@ class PollerProcess:
         return self._child.pid if self._child is not None else None
 
     def _start(self, prefetch: bool) -> None:
-        child = _popen(self.command)
+        setup = ("setup", self._config, *_reading(self._clock), prefetch)
+        child = _fork(setup) if self.cycles == 0 and self.restarts == 0 else None
+        self.forked = child is not None
+        if child is None:
+            child = _popen(self.command)
         self._child = child
         self._decoder = Decoder()  # a new child sends whole sparklines again
         self._stderr.clear()
@@ -219,7 +316,7 @@ class PollerProcess:
         # from a thread: the console goes on loading its UI while the child
         # imports what it needs to read it. The write lock, held until the
         # setup is written, keeps every later message behind it.
-        messages = [("setup", self._config, *_reading(self._clock), prefetch),
+        messages = [*(() if self.forked else (setup,)),  # a forked child has it already
                     *(("invalidate", service, at) for service, at in self._invalidated.items())]
         self._write_lock.acquire()
         threading.Thread(target=self._write_setup, args=(child, messages), name="refresher-setup", daemon=True).start()
@@ -346,25 +443,28 @@ class PollerProcess:
 # -- the child --------------------------------------------------------------------
 
 
-def main() -> int:
-    """The child: build the poller from the config it is sent, answer cycles."""
+def main(setup: tuple | None = None) -> int:
+    """The child: build the poller from the config it is sent (or, forked, was
+    given), answer cycles."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console stops it (Ctrl-C is the console's key)
     try:
         # Background work: when the CPUs are busy, keys and frames come first.
         os.nice(NICENESS)
     except OSError:
         pass
-    requests = sys.stdin.buffer
+    requests = open(0, "rb", closefd=False)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the replies
     # What every cycle needs, imported while the config is on its way.
     import aiohttp  # noqa: F401  (the health checks' and Prometheus' client)
 
     from console.sources import build_platform, build_poller
-    try:
-        _, config, now, clock_rate, at, prefetch = pickle.load(requests)
-    except EOFError:
-        return 0
+    if setup is None:
+        try:
+            setup = pickle.load(requests)
+        except EOFError:
+            return 0
+    _, config, now, clock_rate, at, prefetch = setup
     clock = RelayedClock(now, clock_rate, at)
 
     connections: dict = {}

@@ -38,6 +38,8 @@ from console.store import OutboxEntry, Store
 from console.sources import build_platform, build_poller
 
 if TYPE_CHECKING:
+    import concurrent.futures
+
     from console.runbook import CorruptionResponse, MigrationRollback
     from console.refresher import PollerProcess
     from console.signals.poller import Poller
@@ -174,6 +176,8 @@ class Session:
         self._loop_lock = threading.Lock()
         self._poller: Poller | None = None
         self._poller_lock = threading.Lock()
+        self.first_refresh: concurrent.futures.Future[list[ServiceView]] | None = None
+        """The first refresh, started with the refresh process (the TUI shows its views first)."""
         # A drill (the scenario's name from the config): marked on messages and exports.
         self.drill: str | None = config.drill
         # Set by `rollback-console drill`: the drill's story and debrief (console.drill.record.DrillLink).
@@ -231,6 +235,13 @@ class Session:
         with self._poller_lock:
             if self._poller is None:
                 self._poller = PollerProcess(self.config, self.clock, max_age=self.refresh_interval)
+
+    def begin_first_refresh(self) -> None:
+        """Start the first refresh now, on the session's loop (the TUI does, right
+        after `start_refresh_process`): the child's first cycle, then the decisions,
+        run while the UI loads, and the UI shows their views in its first frame."""
+        if self.first_refresh is None:
+            self.first_refresh = asyncio.run_coroutine_threadsafe(self.refresh(), self._background_loop())
 
     # -- observing -------------------------------------------------------
 

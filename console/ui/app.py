@@ -10,6 +10,8 @@ messages; handlers here apply them to the panes. Workers never touch widgets.
 
 from __future__ import annotations
 
+import concurrent.futures
+import gc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 import sys
@@ -62,6 +64,11 @@ from .screens.facts import FactsScreen
 from .screens.note import NoteScreen
 from .platform_actions import PlatformActions
 from .updates import set_content
+
+FIRST_DATA_WAIT = 0.2
+"""Seconds the first frame may wait for the first refresh, under way since the
+console started (Session.begin_first_refresh): an empty frame, then the same
+screen laid out again with the data a moment later, costs more than the wait."""
 
 if TYPE_CHECKING:
     from console.session import Session
@@ -154,6 +161,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self.last_progress: str | None = None
         self._refresh_timer: Timer | None = None
         self._refresh_again = False
+        self._heap_settled: str | None = None  # see _settle_heap
         self._seen_errors: set[str] = set()
         # Services rolled back in this session and not yet healthy again: the
         # previous revision is then the bad deploy, so no key hint points at it.
@@ -278,7 +286,18 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._show_incident()
         self._fit_to_size(self.size.width, self.size.height)
         self.set_interval(1.0, self._tick)
-        if self.session.refreshes_elsewhere:
+        first, self.session.first_refresh = self.session.first_refresh, None
+        if first is not None:
+            # Moments from done, as a rule: wait for it rather than paint empty panes
+            # and lay the whole screen out again when the data lands.
+            concurrent.futures.wait([first], timeout=FIRST_DATA_WAIT)
+        if first is not None and first.done() and first.exception() is None:
+            # The first refresh ran while the UI loaded: its views are in the first frame.
+            self._apply_refresh(Refreshed(first.result(), self.session.timeline(), unsent_messages(self.session)))
+            self._schedule_refresh()
+        elif first is not None:
+            self._first_refresh_worker(first)
+        elif self.session.refreshes_elsewhere:
             # The cycle runs in the refresh process (its first one is under way already): ask now.
             self.request_refresh()
         else:
@@ -375,6 +394,12 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         views = self.session.refresh_blocking()
         self.post_message(Refreshed(views, self.session.timeline(), unsent_messages(self.session)))
 
+    @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
+    def _first_refresh_worker(self, first: concurrent.futures.Future[list[ServiceView]]) -> None:
+        """The first refresh, started with the refresh process, once it is done (see on_mount)."""
+        views = first.result()
+        self.post_message(Refreshed(views, self.session.timeline(), unsent_messages(self.session)))
+
     def _schedule_refresh(self) -> None:
         if self._refresh_again:
             self.request_refresh()
@@ -383,6 +408,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     @on(Refreshed)
     def _apply_refresh(self, message: Refreshed) -> None:
+        self._settle_heap(message.views)
         self._updated_at = self.session.clock.now()
         for view in message.views:
             self.views[view.snapshot.service] = view
@@ -405,6 +431,19 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._retry_unsent()
         self._fetch_platform_extras()
         self._follow_drill(message)
+
+    def _settle_heap(self, views: list[ServiceView]) -> None:
+        """Freeze what the console holds for good (modules, screens, the first
+        views, then the sparklines' history) out of the garbage collector's
+        full passes: a full pass over a few hundred services' objects stops this
+        thread, keys included, for 60-150 ms, every few cycles. A frozen object
+        dropped later is still freed (by its reference count); only one caught
+        in a reference cycle would stay, and what is frozen here (widgets,
+        modules, the config) lives as long as the console does."""
+        loaded = bool(views) and all(view.snapshot.signals.history_loaded for view in views)
+        if not self._heap_settled or (loaded and self._heap_settled == "values"):
+            gc.freeze()
+            self._heap_settled = "history" if loaded else "values"
 
     # -- a drill: its story and its debrief ------------------------------------------
 

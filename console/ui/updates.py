@@ -45,7 +45,9 @@ def set_content(widget: Static, content: Content | str) -> None:
     width = widget.content_size.width
     same_size = (
         shape is not None
-        and shape == before
+        and before is not None
+        # An auto width follows the widest line; otherwise only the number of lines counts.
+        and (shape == before if styles.is_auto_width else len(shape) == len(before))
         and widget.size.area > 0
         # No line wraps (a wrapped line's height depends on its words, not only its width).
         and max(shape) <= width

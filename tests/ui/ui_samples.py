@@ -150,6 +150,7 @@ class RecordedSession:
     drill_link = None
     # The recording is replayed in this process.
     refreshes_elsewhere = False
+    first_refresh = None  # nothing runs before the UI
 
     def __init__(self, services: tuple[str, ...] = ("order-service",), now: datetime = NOW) -> None:
         self.clock = FrozenClock(now)

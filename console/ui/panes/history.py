@@ -111,7 +111,9 @@ class HistoryTable(DataTable):
             self._cursor_placed = True
             # Start on the running revision: one key up is what an undo goes back to.
             self.move_cursor(row=self.get_row_index(_key(current)), animate=False)
-        self.border_subtitle = self._subtitle()
+        subtitle = self._subtitle()
+        if subtitle != self.border_subtitle:  # setting it repaints the table, even to the same text
+            self.border_subtitle = subtitle
 
     def _subtitle(self) -> str:
         current = next((r for r in self._revisions.values() if r.current), None)
