@@ -5,9 +5,13 @@ orphaned handled."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from support import wait_until
@@ -22,10 +26,12 @@ from console.store import Store
 
 pytestmark = pytest.mark.integration
 
+SPEED = 50
+
 
 @pytest.fixture
 def drill(tmp_path):
-    running = runner.start(load_scenario("bad-deploy"), speed=50, directory=tmp_path / "drill")
+    running = runner.start(load_scenario("bad-deploy"), speed=SPEED, directory=tmp_path / "drill")
     yield running
     running.stop()
 
@@ -125,6 +131,74 @@ async def test_a_child_that_does_not_answer_in_time_is_stopped(drill, tmp_path):
         wait_until(lambda: not _alive(stuck), "the stuck child was stopped", timeout=10)
     finally:
         await session.aclose()
+
+
+FORKING_CONSOLE = r"""
+import json, os, sys, threading, urllib.request
+from datetime import datetime
+from pathlib import Path
+from console.clock import ScaledClock
+from console.config import load
+from console.session import Session
+from console.store import Store
+
+config_path, store_path, drill_url, speed = sys.argv[1:5]
+with urllib.request.urlopen(f"{drill_url}/drill/state", timeout=10) as response:  # the drill's world clock
+    clock = ScaledClock(datetime.fromisoformat(json.load(response)["now"]), float(speed))
+assert threading.active_count() == 1, "the console must run no thread yet"
+session = Session(load(config_path), Store(Path(store_path)), clock=clock)
+session.start_refresh_process()
+session.begin_first_refresh()
+views = session.first_refresh.result(timeout=60)
+poller = session.poller
+child_cmdline = Path(f"/proc/{poller.pid}/cmdline").read_bytes()
+print(json.dumps({
+    "forked": poller.forked, "pid": poller.pid, "cycles": poller.cycles,
+    "same_program": child_cmdline == Path("/proc/self/cmdline").read_bytes(),
+    "actions": sorted(v.decision.action.value for v in views),
+    "taken": [v.snapshot.taken_at.isoformat() for v in views],
+}), flush=True)
+sys.stdin.readline()  # the test ends this console by killing it
+"""
+
+
+def test_the_first_child_is_forked_from_a_console_without_threads(drill, tmp_path):
+    """`watch` starts its refresh process before any thread runs: the child is
+    forked (the same program, its modules and config already loaded) and its
+    first cycle is the console's first refresh. When the console is killed the
+    child, its pipe closed, exits too."""
+    script = tmp_path / "forking_console.py"
+    script.write_text(FORKING_CONSOLE)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    console = subprocess.Popen([sys.executable, str(script), str(drill.config_path), str(tmp_path / "forked.db"),
+                                drill.server.url, str(SPEED)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = console.stdout.readline()
+        assert line, console.stderr.read()
+        seen = json.loads(line)
+        assert seen["forked"] and seen["same_program"]
+        assert seen["cycles"] == 1
+        assert seen["actions"] == [Action.ROLLBACK_NOW.value]
+        child = seen["pid"]
+        assert _alive(child)
+    finally:
+        console.kill()
+        console.wait(10)
+    wait_until(lambda: not _alive(child), "the forked child exited with its console", timeout=20)
+
+
+def test_a_console_running_threads_starts_a_new_interpreter(drill, tmp_path):
+    """Forking a process whose other threads may hold a lock could leave it held
+    in the child forever: with the drill's server threads running here, the
+    child is `python -m console.refresher`."""
+    session = _session(drill, tmp_path, "incidents", remote=True)
+    try:
+        assert not session.poller.forked
+        assert Path(f"/proc/{session.poller.pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"console.refresher"]
+    finally:
+        session.poller.close()
 
 
 def test_the_child_exits_when_the_console_is_gone(drill, tmp_path):

@@ -71,3 +71,28 @@ async def test_the_operators_path_with_the_refresh_process(tmp_path: Path) -> No
     finally:
         store.close()
         running.stop()
+
+
+async def test_the_first_refresh_runs_while_the_ui_loads_and_is_in_its_first_frame(tmp_path: Path) -> None:
+    """`watch` starts the first refresh with the refresh process, before the UI
+    loads: once it is done, the app shows its views as it mounts, without
+    asking the child for another cycle first."""
+    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill")
+    store = Store(tmp_path / "incidents.db")
+    try:
+        config = load(running.config_path).model_copy(update={"refresh_interval": 30.0})
+        session = Session(config, store, clock=running.world.clock, operator="trainee@drill")
+        session.start_refresh_process()
+        session.begin_first_refresh()
+        first = session.first_refresh
+        [view] = first.result(timeout=TIMEOUT)
+        app = build_app(session, animate=False)
+        async with app.run_test(size=(140, 45)):
+            # Mounted: the first refresh is on screen, and no other cycle was asked for.
+            assert session.first_refresh is None
+            assert app.views["order-service"] is view
+            assert app.query_one(DecisionBanner).headline_text == "ROLLBACK NOW"
+            assert session.poller.cycles == 1
+    finally:
+        running.stop()
+        store.close()
