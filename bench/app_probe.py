@@ -99,6 +99,22 @@ def _memory(app) -> dict:
     return out
 
 
+def _pss_kib(app) -> int:
+    """The console's proportional set size now: its process and its refresh
+    process, each page shared between them (the interpreter, the modules a
+    forked child inherited) counted once in all rather than once in each."""
+    total = 0
+    for pid in ("self", _child_pid(app)):
+        if pid is None:
+            continue
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")), 0)
+    return total
+
+
 def _synced_clock(drill_url: str, speed: float):
     """A clock running with the served drill's world clock (its speed, its now)."""
     import urllib.request
@@ -172,9 +188,12 @@ async def main(args: argparse.Namespace) -> dict:
             out.update(await _idle(args, _child_pid(app)))
         if args.mode == "memory":
             started = session.clock.now()
+            peak_pss = 0
             while (session.clock.now() - started).total_seconds() < args.sim_seconds:
                 await _wait(0.2)
+                peak_pss = max(peak_pss, _pss_kib(app))
             out["sim_seconds"] = (session.clock.now() - started).total_seconds()
+            out["peak_pss_kib"] = peak_pss
         elif args.mode == "keys":
             await _keys(app, pilot, args, refreshing, pending, latencies)
         out["cycles"] = [{"began": b, "seconds": e - b} for b, e in cycles]

@@ -494,6 +494,7 @@ def memory(services: int, sim_seconds: float, speed: float, work: Path) -> dict:
             "peak_rss_mb": data["vm_hwm_kib"] / 1024, "rss_at_end_mb": data["vm_rss_kib"] / 1024,
             "ui_peak_rss_mb": data["ui_vm_hwm_kib"] / 1024,
             "refresh_process_peak_rss_mb": data["child_vm_hwm_kib"] / 1024 if data.get("child_vm_hwm_kib") else None,
+            "peak_pss_mb": data["peak_pss_kib"] / 1024 if data.get("peak_pss_kib") else None,
             "in_process_peak_rss_mb": same["vm_hwm_kib"] / 1024}
 
 
@@ -556,6 +557,8 @@ def table_17(results: dict) -> list[tuple[str, str, str, str]]:
     if mem and mem["services"] >= 500:
         child = mem.get("refresh_process_peak_rss_mb")
         split = f"; UI {mem['ui_peak_rss_mb']:.0f} + refresh process {child:.0f}" if child else ""
+        if mem.get("peak_pss_mb"):
+            split += f"; shared pages counted once (PSS) {mem['peak_pss_mb']:.0f}"
         row(f"peak RSS, {mem['services']} services", mem["peak_rss_mb"], FLOORS_17["peak_rss_mb"], " MB",
             f"{mem['sim_seconds']:.0f} s simulated{split}{_same(mem.get('in_process_peak_rss_mb'), ' MB', 0)}", 0)
     return rows

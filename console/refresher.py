@@ -514,6 +514,11 @@ def main(setup: tuple | None = None) -> int:
                     loop.run_until_complete(poller.load_history())
                 except Exception as err:  # a failed load is retried after the next cycle
                     print(f"sparkline history not loaded: {type(err).__name__}: {err}", file=sys.stderr)
+                else:
+                    # What the child holds for good now (clients, platforms, the history)
+                    # leaves the collector's full passes, which would otherwise rescan it
+                    # (and, in a forked child, copy the pages it shares) every few cycles.
+                    gc.freeze()
     finally:
         loop.run_until_complete(poller.aclose())
         loop.close()
