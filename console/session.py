@@ -176,6 +176,7 @@ class Session:
         self._loop_lock = threading.Lock()
         self._poller: Poller | None = None
         self._poller_lock = threading.Lock()
+        self._timeline: tuple[tuple, list[Event]] | None = None  # the last read, and the store's version then
         self.first_refresh: concurrent.futures.Future[list[ServiceView]] | None = None
         """The first refresh, started with the refresh process (the TUI shows its views first)."""
         # A drill (the scenario's name from the config): marked on messages and exports.
@@ -392,13 +393,17 @@ class Session:
 
     def timeline(self, limit: int = 200) -> list[Event]:
         """Events of every open incident of this config's services, newest first."""
+        version = self.store.version()
+        cached = self._timeline
+        if cached is not None and cached[0] == (version, limit):
+            return list(cached[1])  # nothing was written since: every refresh asks
         events: list[Event] = []
-        for service in self.services:
-            incident_id = self.store.open_incident_for(service)
-            if incident_id:
-                events.extend(self.store.events(incident_id, newest_first=True, limit=limit))
+        open_incidents = self.store.open_incidents(self.services)
+        for incident_id in (open_incidents[s] for s in self.services if s in open_incidents):
+            events.extend(self.store.events(incident_id, newest_first=True, limit=limit))
         events.sort(key=lambda e: e.at, reverse=True)
-        return events[:limit]
+        self._timeline = ((version, limit), events[:limit])
+        return list(events[:limit])
 
     # -- acting ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from console import incident
@@ -227,6 +228,21 @@ class Store:
         )
         self._insert_event(incident_id, opening.kind, opening.text, now, "console", opening.data)
         return incident_id
+
+    def version(self) -> tuple[int, int]:
+        """Changes since the last read when it differs: this connection's own
+        writes (`total_changes`) and any other process's (`PRAGMA data_version`)."""
+        with self._lock, self._errors("read the store's version"):
+            return self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    def open_incidents(self, services: Iterable[str]) -> dict[str, str]:
+        """`open_incident_for` of every service in one query: service -> incident id."""
+        wanted = set(services)
+        with self._lock, self._errors("look up the open incidents"):
+            rows = self._db.execute(
+                "SELECT service, id FROM incidents WHERE closed_at IS NULL ORDER BY opened_at ASC, rowid ASC"
+            ).fetchall()
+        return {service: incident_id for service, incident_id in rows if service in wanted}  # the latest wins
 
     def open_incident_for(self, service: str) -> str | None:
         """The id of the latest incident of `service` that is not closed, if any."""

@@ -429,7 +429,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._show_incident()
         self._check_investigation()
         self._retry_unsent()
-        self._fetch_platform_extras()
+        # Its requests and parsing (a worker thread, on this interpreter) wait until the
+        # refresh is painted, rather than compete for the GIL with that frame and a key.
+        self.call_after_refresh(self._fetch_platform_extras)
         self._follow_drill(message)
 
     def _settle_heap(self, views: list[ServiceView]) -> None:

@@ -278,3 +278,26 @@ def test_a_version_1_database_is_migrated(tmp_path):
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
+
+
+def test_open_incidents_answers_open_incident_for_every_service_in_one_read(store):
+    store.open_incident("order-service", T0, "first")
+    latest = store.open_incident("order-service", T0 + timedelta(minutes=1), "second")
+    closed = store.open_incident("payment-service", T0, "closed")
+    store.close_incident(closed, T0 + timedelta(minutes=2))
+    store.open_incident("not-watched", T0, "elsewhere")
+    services = ("order-service", "payment-service", "cart-service")
+    assert store.open_incidents(services) == {s: i for s in services if (i := store.open_incident_for(s))}
+    assert store.open_incidents(services) == {"order-service": latest}
+
+
+def test_the_version_changes_with_a_write_here_or_by_another_process(store, tmp_path):
+    before = store.version()
+    assert store.version() == before  # reading changes nothing
+    incident_id = store.open_incident("order-service", T0, "here")
+    mine = store.version()
+    assert mine != before
+    # Another console (its own connection, as another process has) writes to the same file.
+    with Store(store.path) as other:
+        other.append(incident_id, "note", "from another console", T0 + timedelta(seconds=5), "other")
+    assert store.version() != mine

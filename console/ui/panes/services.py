@@ -13,6 +13,7 @@ from datetime import datetime
 from textual.binding import Binding
 from rich.text import Text
 from textual.widgets import DataTable, Input
+from textual.widgets.data_table import ColumnKey
 
 from console.decision import needs_action, triage_key
 from console.model import ServiceView, revision_cell
@@ -176,6 +177,9 @@ class ServiceTable(DataTable):
             self._painted.pop(name, None)
         now = self._now
         colours = None
+        # Each column's width so far: a cell as narrow leaves it as it is, and is not
+        # measured again (a measure per changed cell was most of a refresh's cost).
+        widths = {key: column.content_width for key, column in self.columns.items()}
         for name in wanted:
             view = self._views.get(name)
             if name not in shown:
@@ -190,7 +194,10 @@ class ServiceTable(DataTable):
                 shown_cell = self.get_cell(name, column)
                 # Rich's Text equality ignores the base style: a recolour changes only that.
                 if shown_cell != cell or getattr(shown_cell, "style", None) != cell.style:
-                    self.update_cell(name, column, cell, update_width=True)
+                    wider = cell.cell_len > widths.get(ColumnKey(column), 0)
+                    self.update_cell(name, column, cell, update_width=wider)
+                    if wider:
+                        widths[ColumnKey(column)] = cell.cell_len
             self._painted[name] = values
         rank = {n: i for i, n in enumerate(wanted)}
         if [r.key.value for r in self.ordered_rows] != wanted:
