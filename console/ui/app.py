@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 import sys
 from typing import TYPE_CHECKING, Iterable
 
-from textual import on, work
+from textual import events as textual_events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -64,6 +65,12 @@ from .screens.facts import FactsScreen
 from .screens.note import NoteScreen
 from .platform_actions import PlatformActions
 from .updates import set_content
+
+COLLECT_EVERY = 600.0
+"""Seconds between the console's full garbage collections (see _settle_heap)."""
+
+COLLECT_WHEN_IDLE = 20.0
+"""Seconds without a key or a click before one is taken: never under the operator's fingers."""
 
 FIRST_DATA_WAIT = 0.2
 """Seconds the first frame may wait for the first refresh, under way since the
@@ -161,7 +168,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self.last_progress: str | None = None
         self._refresh_timer: Timer | None = None
         self._refresh_again = False
-        self._heap_settled: str | None = None  # see _settle_heap
+        # See _settle_heap: the last full garbage collection, the operator's last key.
+        self._collected_at = time.monotonic()
+        self._last_input = float("-inf")
         self._seen_errors: set[str] = set()
         # Services rolled back in this session and not yet healthy again: the
         # previous revision is then the bad deploy, so no key hint points at it.
@@ -317,6 +326,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     async def on_unmount(self) -> None:
         # Closes the session's clients on its own loop, cancelling a cycle still running.
         await self.session.aclose()
+        gc.unfreeze()  # what this app froze (_settle_heap) is the collector's again
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -406,9 +416,19 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             return
         self._refresh_timer = self.set_timer(max(0.05, self.session.refresh_interval), self.request_refresh)
 
+    async def on_event(self, event: textual_events.Event) -> None:
+        if isinstance(event, (textual_events.Key, textual_events.MouseDown)):
+            self._last_input = time.monotonic()
+        await super().on_event(event)
+
     @on(Refreshed)
+    def _refreshed(self, message: Refreshed) -> None:
+        # After the frame in progress: a key already taken (the cursor moved) is
+        # painted first, then the refresh, which repaints most of the screen.
+        self.call_after_refresh(self._apply_refresh, message)
+
     def _apply_refresh(self, message: Refreshed) -> None:
-        self._settle_heap(message.views)
+        self._settle_heap()
         self._updated_at = self.session.clock.now()
         for view in message.views:
             self.views[view.snapshot.service] = view
@@ -434,18 +454,22 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self.call_after_refresh(self._fetch_platform_extras)
         self._follow_drill(message)
 
-    def _settle_heap(self, views: list[ServiceView]) -> None:
-        """Freeze what the console holds for good (modules, screens, the first
-        views, then the sparklines' history) out of the garbage collector's
-        full passes: a full pass over a few hundred services' objects stops this
-        thread, keys included, for 60-150 ms, every few cycles. A frozen object
-        dropped later is still freed (by its reference count); only one caught
-        in a reference cycle would stay, and what is frozen here (widgets,
-        modules, the config) lives as long as the console does."""
-        loaded = bool(views) and all(view.snapshot.signals.history_loaded for view in views)
-        if not self._heap_settled or (loaded and self._heap_settled == "values"):
-            gc.freeze()
-            self._heap_settled = "history" if loaded else "values"
+    def _settle_heap(self) -> None:
+        """Keep the garbage collector's full passes off the operator's keys.
+
+        A full pass over what a few hundred services' views, sparklines and
+        cells make stops this thread, keys included, for 60-150 ms, every few
+        cycles. After each refresh what the console holds is frozen out of
+        those passes (`gc.freeze`, no pass itself): a frozen object dropped
+        later is still freed by its reference count. Only garbage caught in a
+        reference cycle waits, for one full pass (`COLLECT_EVERY`) taken in a
+        pause of the operator's (no key for `COLLECT_WHEN_IDLE`)."""
+        now = time.monotonic()
+        if now - self._collected_at >= COLLECT_EVERY and now - self._last_input >= COLLECT_WHEN_IDLE:
+            gc.unfreeze()
+            gc.collect()
+            self._collected_at = now
+        gc.freeze()
 
     # -- a drill: its story and its debrief ------------------------------------------
 

@@ -316,3 +316,48 @@ async def test_a_viewer_sees_everything_and_changes_nothing() -> None:
             await pilot.pause()
             assert app.screen is app.screen_stack[0], f"{key} opened {app.screen}"
         assert not any(w.group in ("plan", "record", "export") for w in app.workers)
+
+
+async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys() -> None:
+    """After each refresh what the console holds is frozen out of the collector's
+    full passes (which stopped keys for 60-150 ms at 500 services); the one full
+    pass it still takes waits for COLLECT_EVERY and for no key in
+    COLLECT_WHEN_IDLE. Leaving the app gives the frozen objects back."""
+    import gc
+    import time
+
+    from ui_samples import RecordedSession
+
+    from console.ui import app as app_module
+
+    passes: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            passes.append(1)
+
+    app = build_app(RecordedSession(), animate=False)
+    gc.callbacks.append(count)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+            assert gc.get_freeze_count() > 0
+            applied: list[object] = []
+            apply = app._apply_refresh
+            app._apply_refresh = lambda message: (apply(message), applied.append(message))
+            # A full pass is due, but a key was just pressed: none is taken.
+            app._collected_at = time.monotonic() - app_module.COLLECT_EVERY
+            await pilot.press("down")
+            passes.clear()
+            app.request_refresh()
+            await wait_for(pilot, lambda: bool(applied), "a refresh applied")
+            assert app._collected_at < time.monotonic() - app_module.COLLECT_EVERY + 5
+            # The operator has paused: the next refresh takes it.
+            app._last_input = time.monotonic() - app_module.COLLECT_WHEN_IDLE
+            app.request_refresh()
+            await wait_for(pilot, lambda: app._collected_at > time.monotonic() - 5, "the full pass")
+            assert passes
+            assert gc.get_freeze_count() > 0  # frozen again after it
+    finally:
+        gc.callbacks.remove(count)
+    assert gc.get_freeze_count() == 0
