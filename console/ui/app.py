@@ -45,8 +45,8 @@ from .messages import (
     RollbackFinished,
     RollbackProgress,
     TimelineChanged,
+    refreshed,
     timeline_changed,
-    unsent_messages,
 )
 from .panes.banner import DecisionBanner
 from .panes.error_rate import ErrorRatePane
@@ -302,7 +302,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             concurrent.futures.wait([first], timeout=FIRST_DATA_WAIT)
         if first is not None and first.done() and first.exception() is None:
             # The first refresh ran while the UI loaded: its views are in the first frame.
-            self._apply_refresh(Refreshed(first.result(), self.session.timeline(), unsent_messages(self.session)))
+            self._apply_refresh(refreshed(self.session, first.result()))
             self._schedule_refresh()
         elif first is not None:
             self._first_refresh_worker(first)
@@ -402,13 +402,13 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
     def _refresh_worker(self) -> None:
         views = self.session.refresh_blocking()
-        self.post_message(Refreshed(views, self.session.timeline(), unsent_messages(self.session)))
+        self.post_message(refreshed(self.session, views))
 
     @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
     def _first_refresh_worker(self, first: concurrent.futures.Future[list[ServiceView]]) -> None:
         """The first refresh, started with the refresh process, once it is done (see on_mount)."""
         views = first.result()
-        self.post_message(Refreshed(views, self.session.timeline(), unsent_messages(self.session)))
+        self.post_message(refreshed(self.session, views))
 
     def _schedule_refresh(self) -> None:
         if self._refresh_again:

@@ -25,6 +25,11 @@ def timeline_changed(session: Session) -> TimelineChanged:
     return TimelineChanged(session.timeline(), unsent_messages(session))
 
 
+def refreshed(session: Session, views: list[ServiceView]) -> Refreshed:
+    """A refresh's views with the timeline and the unsent messages read now (in a worker)."""
+    return Refreshed(views, session.timeline(), unsent_messages(session))
+
+
 class Refreshed(Message):
     """One refresh cycle finished: fresh views for every service, the timeline
     and the unsent messages of each service with an open incident (read in the
