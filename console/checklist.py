@@ -343,8 +343,8 @@ def _dropping(state: IncidentState, seen: Observations, completed: datetime, thr
     before = seen.before.error_rate if seen.before is not None else None
     if before is None:
         started = state.rollback.started_at
-        earlier = [p for p in metrics.error_rate_history if started is not None and p.at <= started]
-        before = earlier[-1].value if earlier else None
+        earlier = metrics.error_rate_history.until(started).values if started is not None else ()
+        before = earlier[-1] if earlier else None
     now = metrics.error_rate
     # Dropping: below where it was, and no longer at a rate the runbook rolls back for.
     if before is None or not now < before or now > thresholds.rollback_error_rate:
@@ -355,8 +355,8 @@ def _dropping(state: IncidentState, seen: Observations, completed: datetime, thr
 def _stable(metrics: Metrics | None, completed: datetime, rule: StabilityRule) -> str:
     if metrics is None:
         return ""
-    errors = [p.value for p in metrics.error_rate_history if p.at >= completed][-rule.samples:]
-    latencies = [p.value for p in metrics.latency_history if p.at >= completed][-rule.samples:]
+    errors = list(metrics.error_rate_history.since(completed).values[-rule.samples:])
+    latencies = list(metrics.latency_history.since(completed).values[-rule.samples:])
     if len(errors) < rule.samples or len(latencies) < rule.samples:
         return ""
     if not _within(errors, rule.spread, rule.error_rate_floor) or not _within(latencies, rule.spread, 0.0):

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import enum
 import re
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,6 +69,140 @@ class Point:
     value: float
 
 
+def epoch(at: datetime) -> float:
+    """`at` (timezone-aware) as seconds since the epoch, the form `Samples` keeps."""
+    return at.timestamp()
+
+
+class Samples:
+    """A sparkline's samples, oldest first, with strictly increasing times.
+
+    Kept as two arrays of doubles (epoch seconds and values): 16 bytes a
+    sample, where a tuple of `Point` objects took about 130 (the object, its
+    datetime and its float). A 500-service console keeps two sparklines of up
+    to a few hundred samples per service in each of its two processes, and
+    the points were half its memory (issue 17, peak RSS).
+
+    Immutable by contract: nothing writes to `times` or `values` after the
+    constructor. It reads as a sequence of `Point` (iteration, indexing,
+    slicing, equality with a tuple of points), built on demand; the hot paths
+    use `since`, `until` and `values` instead, which build no objects.
+    """
+
+    __slots__ = ("times", "values")
+
+    def __init__(self, times: Iterable[float] = (), values: Iterable[float] = ()) -> None:
+        self.times = times if isinstance(times, array) else array("d", times)
+        self.values = values if isinstance(values, array) else array("d", values)
+        if len(self.times) != len(self.values):
+            raise ValueError(f"Samples: {len(self.times)} times but {len(self.values)} values")
+
+    @classmethod
+    def of(cls, points: Iterable[Point]) -> Samples:
+        """From points in time order (what tests and older callers hold)."""
+        if isinstance(points, Samples):
+            return points
+        points = list(points)
+        return cls([epoch(p.at) for p in points], [p.value for p in points])
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __bool__(self) -> bool:
+        return len(self.times) > 0
+
+    def __iter__(self) -> Iterator[Point]:
+        for t, v in zip(self.times, self.values):
+            yield Point(datetime.fromtimestamp(t, timezone.utc), v)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Samples(self.times[index], self.values[index])
+        return Point(datetime.fromtimestamp(self.times[index], timezone.utc), self.values[index])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Samples):
+            return self.times == other.times and self.values == other.values
+        if isinstance(other, (tuple, list)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.times.tobytes(), self.values.tobytes()))
+
+    def __reduce__(self):
+        return (Samples, (self.times, self.values))
+
+    def __repr__(self) -> str:
+        return f"Samples({len(self)} samples)"
+
+    def since(self, at: datetime) -> Samples:
+        """The samples at or after `at`."""
+        start = bisect_left(self.times, epoch(at))
+        return Samples(self.times[start:], self.values[start:])
+
+    def until(self, at: datetime) -> Samples:
+        """The samples at or before `at`."""
+        end = bisect_right(self.times, epoch(at))
+        return Samples(self.times[:end], self.values[:end])
+
+
+NO_SAMPLES = Samples()
+
+
+class Trail:
+    """A sparkline being recorded (the poller's) or received (the console's
+    side of the refresh process): samples appended at the end, dropped from
+    the start, handed out as `Samples`. The Samples handed out are kept until
+    the trail changes, so a quiet service's snapshots share one instead of a
+    copy every cycle."""
+
+    __slots__ = ("times", "values", "_samples")
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.values = array("d")
+        self._samples: Samples | None = NO_SAMPLES
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def append(self, at: float, value: float) -> None:
+        """Add a sample newer than the last (an older or equal time is ignored)."""
+        if not self.times or at > self.times[-1]:
+            self.times.append(at)
+            self.values.append(value)
+            self._samples = None
+
+    def drop_before(self, at: float) -> None:
+        """Forget the samples older than `at`."""
+        self.drop_first(bisect_left(self.times, at))
+
+    def drop_first(self, count: int) -> None:
+        if count > 0:
+            del self.times[:count]
+            del self.values[:count]
+            self._samples = None
+
+    def extend(self, samples: Samples) -> None:
+        """Append samples that are all newer than the last one here."""
+        if samples:
+            self.times.extend(samples.times)
+            self.values.extend(samples.values)
+            self._samples = None
+
+    def replace(self, samples: Samples) -> None:
+        self.times = array("d", samples.times)
+        self.values = array("d", samples.values)
+        self._samples = samples
+
+    def samples(self) -> Samples:
+        """The trail now, as immutable Samples (the same object while it does not change)."""
+        if self._samples is None:
+            self._samples = Samples(array("d", self.times), array("d", self.values))
+        return self._samples
+
+
 @dataclass(frozen=True, slots=True)
 class Metrics:
     """What Prometheus (or the drill's query API) says about one service."""
@@ -77,9 +214,10 @@ class Metrics:
     request_rate: float | None = None
     # Per-route error rates, route -> fraction.
     route_error_rates: tuple[tuple[str, float], ...] = ()
-    # Recent history of the error rate, oldest first.
-    error_rate_history: tuple[Point, ...] = ()
-    latency_history: tuple[Point, ...] = ()
+    # Recent history of the error rate and of the p95 (ms), oldest first. A
+    # tuple of Points given here is turned into Samples.
+    error_rate_history: Samples = NO_SAMPLES
+    latency_history: Samples = NO_SAMPLES
     # When the values were sampled (Prometheus sample time), None if unknown:
     # the oldest of `sampled`.
     sampled_at: datetime | None = None
@@ -88,6 +226,12 @@ class Metrics:
     sampled: tuple[tuple[str, datetime], ...] = ()
     # Why the values are missing, as a sentence, when a query failed.
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate_history", "latency_history"):
+            value = getattr(self, name)
+            if not isinstance(value, Samples):
+                object.__setattr__(self, name, Samples.of(value))
 
 
 @dataclass(frozen=True, slots=True)

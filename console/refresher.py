@@ -45,6 +45,7 @@ Run as `python -m console.refresher` by PollerProcess only.
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 import os
 import pickle
 import gc
@@ -62,7 +63,7 @@ from typing import Any
 
 from console.clock import Clock, RelayedClock, rate
 from console.config import Config
-from console.model import Point, Snapshot
+from console.model import NO_SAMPLES, Samples, Snapshot, Trail
 
 SAME = "same"
 """In a reply: this field did not change since the snapshot before."""
@@ -87,34 +88,30 @@ class RefreshProcessError(RuntimeError):
 # -- sparklines as changes -----------------------------------------------------
 
 
-def sparkline_change(before: tuple[Point, ...] | None, now: tuple[Point, ...]) -> tuple:
+def sparkline_change(before: Samples | None, now: Samples) -> tuple:
     """How `now` differs from `before` (the sparkline sent last time):
-    ("drop", k, new_points) when k points left the front and `new_points` were
-    appended (the poller's only steady-state changes), else ("all", now).
-    The poller keeps its Point objects, so identity tells the kept ones apart."""
+    ("drop", k, new) when k samples left the front and the Samples `new` were
+    appended (the poller's only steady-state changes), else ("all", now)."""
     if before is None:
         return ("all", now)
+    if now is before:
+        return ("drop", 0, NO_SAMPLES)
     if not before:
         return ("drop", 0, now)
-    newer = 0
-    while newer < len(now) and now[len(now) - 1 - newer].at > before[-1].at:
-        newer += 1
-    kept = len(now) - newer
+    kept = bisect_right(now.times, before.times[-1])
     dropped = len(before) - kept
-    if dropped < 0 or (kept and not (now[0] is before[dropped] and now[kept - 1] is before[-1])):
+    if dropped < 0 or now.times[:kept] != before.times[dropped:] or now.values[:kept] != before.values[dropped:]:
         return ("all", now)
     return ("drop", dropped, now[kept:])
 
 
-def apply_sparkline_change(points: deque[Point], change: tuple) -> None:
+def apply_sparkline_change(points: Trail, change: tuple) -> None:
     """Bring `points` (what was received so far) up to date with `change`."""
     if change[0] == "all":
-        points.clear()
-        points.extend(change[1])
+        points.replace(change[1])
         return
     _, dropped, new = change
-    for _ in range(min(dropped, len(points))):
-        points.popleft()
+    points.drop_first(min(dropped, len(points)))
     points.extend(new)
 
 
@@ -136,7 +133,7 @@ class Encoder:
             self._sent[snapshot.service] = (metrics.error_rate_history, metrics.latency_history,
                                             snapshot.history, snapshot.provenance)
             bare = replace(snapshot, history=(), provenance=None,
-                           metrics=replace(metrics, error_rate_history=(), latency_history=()))
+                           metrics=replace(metrics, error_rate_history=NO_SAMPLES, latency_history=NO_SAMPLES))
             out.append((bare, errors, latency, history, provenance))
         return out
 
@@ -145,19 +142,17 @@ class Decoder:
     """The console's side: what crossed the pipe back into whole snapshots."""
 
     def __init__(self) -> None:
-        self._points: dict[tuple[str, str], deque[Point]] = {}
-        self._frozen: dict[tuple[str, str], tuple[Point, ...]] = {}
+        self._trails: dict[tuple[str, str], Trail] = {}
         self._last: dict[str, tuple] = {}
 
-    def _sparkline(self, key: tuple[str, str], change: tuple) -> tuple[Point, ...]:
-        """The sparkline after `change`; the same tuple as before when nothing changed
-        (a quiet service's snapshots share it rather than copying it every cycle)."""
-        if change[0] == "drop" and not change[1] and not change[2] and key in self._frozen:
-            return self._frozen[key]
-        points = self._points.setdefault(key, deque())
-        apply_sparkline_change(points, change)
-        frozen = self._frozen[key] = tuple(points)
-        return frozen
+    def _sparkline(self, key: tuple[str, str], change: tuple) -> Samples:
+        """The sparkline after `change`; the same Samples as before when nothing
+        changed (a quiet service's snapshots share it rather than a copy every cycle)."""
+        trail = self._trails.get(key)
+        if trail is None:
+            trail = self._trails[key] = Trail()
+        apply_sparkline_change(trail, change)
+        return trail.samples()
 
     def decode(self, payload: list[tuple]) -> list[Snapshot]:
         snapshots = []

@@ -26,7 +26,6 @@ import asyncio
 import math
 import re
 import string
-from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING
 from console.clock import Clock
 from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
-from console.model import Health, Metrics, Missing, Point, Revision, Signals, Snapshot
+from console.model import Health, Metrics, Missing, Revision, Samples, Signals, Snapshot, Trail, epoch
 from console.platforms.base import Observable, Observed, Platform, PlatformError
 from console.signals import health as health_check
 from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
@@ -66,8 +65,8 @@ class ServiceSource:
     queries: Mapping[str, str] = field(default_factory=dict)
     """Signal name (SIGNALS) -> PromQL template with `$service`; missing or empty: not read."""
     health_url: str | None = None
-    error_history: deque[Point] = field(default_factory=deque)
-    latency_history: deque[Point] = field(default_factory=deque)
+    error_history: Trail = field(default_factory=Trail)
+    latency_history: Trail = field(default_factory=Trail)
     history_loaded: bool = False
     # Last good value and sample time per signal, carried forward when a query fails.
     last: dict[str, tuple[object, datetime | None]] = field(default_factory=dict)
@@ -88,8 +87,6 @@ class ServiceSource:
     # had a value: the "since when" of a signal that went missing.
     pods_read_at: datetime | None = None
     good_at: dict[str, datetime] = field(default_factory=dict)
-    # The histories as last handed out in a snapshot: reused while unchanged (`_frozen`).
-    frozen_histories: dict[str, tuple[Point, ...]] = field(default_factory=dict)
 
     def deployed_at(self, current: Revision, now: datetime) -> datetime | None:
         """When `current` went live: when this console changed the rollout (or
@@ -575,13 +572,12 @@ class Poller:
         # Only values read this cycle extend the sparklines (carried ones are already there).
         fresh = {signal for signal, reading in readings.items() if reading.error is None and signal in times}
         if ERROR_RATE in fresh:
-            _append(source.error_history, Point(times[ERROR_RATE], float(values[ERROR_RATE])))  # type: ignore[arg-type]
+            source.error_history.append(epoch(times[ERROR_RATE]), float(values[ERROR_RATE]))  # type: ignore[arg-type]
         if LATENCY in fresh:
-            _append(source.latency_history, Point(times[LATENCY], float(values[LATENCY]) * 1000))  # type: ignore[arg-type]
-        horizon = self.clock.now() - self.settings.history_window
-        for history in (source.error_history, source.latency_history):
-            while history and history[0].at < horizon:
-                history.popleft()
+            source.latency_history.append(epoch(times[LATENCY]), float(values[LATENCY]) * 1000)  # type: ignore[arg-type]
+        horizon = epoch(self.clock.now() - self.settings.history_window)
+        source.error_history.drop_before(horizon)
+        source.latency_history.drop_before(horizon)
         latency = values.get(LATENCY)
         before_s = before[0]
         return Metrics(
@@ -590,8 +586,8 @@ class Poller:
             latency_p95_before_ms=before_s * 1000 if before_s is not None else None,
             request_rate=values.get(REQUEST_RATE),  # type: ignore[arg-type]
             route_error_rates=values.get(ROUTE_ERROR_RATE) or (),  # type: ignore[arg-type]
-            error_rate_history=_frozen(source, ERROR_RATE, source.error_history),
-            latency_history=_frozen(source, LATENCY, source.latency_history),
+            error_rate_history=source.error_history.samples(),
+            latency_history=source.latency_history.samples(),
             sampled_at=min(times.values()) if times else None,
             sampled=tuple(sorted(times.items())),
             error=error,
@@ -612,7 +608,7 @@ class Poller:
         if metrics.latency_p95_ms is not None and metrics.latency_p95_before_ms:
             factor = metrics.latency_p95_ms / metrics.latency_p95_before_ms
         window_start = now - self.settings.intermittent_window
-        crossings = count_crossings((p.value for p in metrics.error_rate_history if p.at >= window_start), t.investigate_error_rate)
+        crossings = count_crossings(metrics.error_rate_history.since(window_start).values, t.investigate_error_rate)
         return Signals(
             latency_spike=factor is not None and factor >= t.latency_spike_factor,
             latency_factor=factor,
@@ -706,32 +702,13 @@ def _reading(signal: str, samples: list[tuple[Sample, datetime]]) -> _Reading:
     return _Reading(float(sample.value), at)  # type: ignore[arg-type]
 
 
-def _extend(history: deque[Point], series: list, scale: float) -> None:
-    """Merge the worst series of a range query into a sparkline (display units)."""
+def _extend(history: Trail, series: list, scale: float) -> None:
+    """Merge the worst series of a range query into a sparkline (display units);
+    where both have a sample at the same time, the one already recorded stays."""
     if not series:
         return
-    worst = max(series, key=lambda s: max((p.value for p in s.points), default=0.0))
-    points = {p.at: p for p in history}
-    for point in worst.points:
-        points.setdefault(point.at, Point(point.at, point.value * scale))
-    history.clear()
-    history.extend(sorted(points.values(), key=lambda p: p.at))
-
-
-def _frozen(source: ServiceSource, signal: str, history: deque[Point]) -> tuple[Point, ...]:
-    """`history` as a tuple for a snapshot: the one handed out last time when the
-    history did not change since, so a quiet service's snapshots share it instead
-    of copying up to HISTORY_POINTS points per signal every cycle (issue 17, peak
-    RSS). A history only grows at its end and loses points at its start (or is
-    rebuilt sorted by `_extend`), so the same length and the same first and last
-    points mean the same points."""
-    kept = source.frozen_histories.get(signal)
-    if kept is not None and len(kept) == len(history) and (not kept or (kept[0] is history[0] and kept[-1] is history[-1])):
-        return kept
-    kept = source.frozen_histories[signal] = tuple(history)
-    return kept
-
-
-def _append(history: deque[Point], point: Point) -> None:
-    if not history or point.at > history[-1].at:
-        history.append(point)
+    worst = max(series, key=lambda s: max(s.points.values, default=0.0))
+    merged = dict(zip(worst.points.times, (value * scale for value in worst.points.values)))
+    merged.update(zip(history.times, history.values))
+    ordered = sorted(merged.items())
+    history.replace(Samples([t for t, _ in ordered], [v for _, v in ordered]))

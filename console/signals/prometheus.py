@@ -12,11 +12,12 @@ import asyncio
 import functools
 import json
 import math
+from array import array
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from console.model import Point
+from console.model import Samples
 from console.signals import QUERY_TIMEOUT
 from console.signals.health import connection_problem
 
@@ -55,7 +56,7 @@ class Series(NamedTuple):
     """One series of a range query; NaN samples are left out."""
 
     labels: dict[str, str]
-    points: list[Point]
+    points: Samples
 
 
 def redact_url(url: str) -> str:
@@ -74,9 +75,16 @@ def _parse_value(raw: Any) -> float | None:
 
 @functools.lru_cache(maxsize=4096)
 def _at(timestamp: Any) -> datetime:
-    # One (immutable) object per distinct time: the series of one answer share it, so a
-    # 500-service range query holds ~240 datetimes, not 120,000 (issue 17, peak RSS).
     return datetime.fromtimestamp(float(timestamp), tz=timezone.utc)
+
+
+def _epoch(timestamp: Any) -> float:
+    """A sample time as `Samples` keeps it: seconds, rounded to the microsecond as
+    a datetime would be, so the same time read by an instant query compares equal."""
+    seconds = float(timestamp)
+    if not math.isfinite(seconds):
+        raise ValueError(f"sample time {timestamp!r}")
+    return round(seconds * 1_000_000) / 1_000_000
 
 
 def _format_time(at: datetime) -> str:
@@ -193,12 +201,16 @@ class PrometheusClient:
         series = []
         try:
             for item in data.get("result") or []:
-                points = []
+                times, values = array("d"), array("d")
                 for timestamp, raw in item.get("values") or []:
                     value = _parse_value(raw)
                     if value is not None:
-                        points.append(Point(at=_at(timestamp), value=value))
-                series.append(Series(dict(item.get("metric") or {}), points))
+                        times.append(_epoch(timestamp))
+                        values.append(value)
+                if any(b <= a for a, b in zip(times, times[1:])):  # Prometheus sorts them; another API may not
+                    ordered = sorted(dict(zip(times, values)).items())
+                    times, values = array("d", (t for t, _ in ordered)), array("d", (v for _, v in ordered))
+                series.append(Series(dict(item.get("metric") or {}), Samples(times, values)))
         except (TypeError, ValueError, AttributeError, OverflowError, OSError):
             raise self._malformed(promql) from None
         return series

@@ -3,10 +3,9 @@ the console rebuilds exactly the child's sparkline from it."""
 
 from __future__ import annotations
 
-from collections import deque
 from datetime import datetime, timedelta, timezone
 
-from console.model import Point
+from console.model import Point, Samples, Trail
 from console.refresher import apply_sparkline_change, sparkline_change
 
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
@@ -18,13 +17,14 @@ def points(*seconds: int) -> list[Point]:
 
 def follow(*sparklines: tuple[Point, ...]) -> list[tuple]:
     """Send each sparkline as a change against the one before; check the receiver matches each time."""
-    received: deque[Point] = deque()
+    received = Trail()
     sent = None
     changes = []
-    for now in sparklines:
+    for points_now in sparklines:
+        now = Samples.of(points_now)
         change = sparkline_change(sent, now)
         apply_sparkline_change(received, change)
-        assert tuple(received) == now
+        assert received.samples() == now
         changes.append(change)
         sent = now
     return changes
@@ -36,6 +36,7 @@ def test_a_steady_cycle_sends_only_what_left_the_front_and_the_new_points():
     assert first[0] == "all"
     assert second == ("drop", 1, (p[3],))
     assert third == ("drop", 0, (p[4],))
+    assert isinstance(second[2], Samples)  # two arrays cross the pipe, not point objects
 
 
 def test_an_unchanged_sparkline_sends_nothing_new():
@@ -45,13 +46,14 @@ def test_an_unchanged_sparkline_sends_nothing_new():
 
 def test_a_reloaded_history_merged_into_the_middle_is_sent_whole():
     old = points(0, 20, 40)
-    # The same end points (the same objects), a point merged between them: not a drop-and-append.
+    # The same end points, a point merged between them: not a drop-and-append.
     merged = (old[0], *points(10), old[1], old[2])
     assert follow(tuple(old), merged)[1][0] == "all"
 
 
-def test_new_point_objects_with_the_same_times_are_sent_whole():
-    assert follow(tuple(points(0, 10)), tuple(points(0, 10, 20)))[1][0] == "all"
+def test_a_kept_sample_whose_value_changed_is_sent_whole():
+    changed = (Point(T0, 7.0), *points(10, 20))
+    assert follow(tuple(points(0, 10)), changed)[1][0] == "all"
 
 
 def test_a_sparkline_that_emptied_or_started_empty_follows():

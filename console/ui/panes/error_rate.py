@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.widget import Widget
 from textual.widgets import Digits, Static
 
-from console.model import Point, ServiceView
+from console.model import NO_SAMPLES, Point, Samples, ServiceView, epoch
 
 from ..updates import set_content
 from .format import rate_number
@@ -24,19 +24,21 @@ CHART_WINDOW = timedelta(minutes=15)
 """The time the chart spans, whatever its width (a wider pane draws finer columns, not more minutes)."""
 
 
-def columns(points: tuple[Point, ...], now: datetime, width: int, window: timedelta = CHART_WINDOW) -> list[float | None]:
+def columns(points: Samples | tuple[Point, ...], now: datetime, width: int, window: timedelta = CHART_WINDOW) -> list[float | None]:
     """The samples of the last `window` in `width` columns of equal time, oldest
     first: each column the highest rate seen in it (a spike never averages
     away), the previous sample's where none fell, None before the first."""
-    start = now - window
-    step = window / width
+    samples = Samples.of(points)
+    end = epoch(now)
+    start = end - window.total_seconds()
+    step = window.total_seconds() / width
     out: list[float | None] = [None] * width
-    for point in points:
-        if point.at < start or point.at > now:
+    for at, value in zip(samples.times, samples.values):
+        if at < start or at > end:
             continue
-        index = min(width - 1, int((point.at - start) / step))
+        index = min(width - 1, int((at - start) / step))
         current = out[index]
-        out[index] = point.value if current is None else max(current, point.value)
+        out[index] = value if current is None else max(current, value)
     # A rate holds until its next sample: columns between samples show the last one (no dotted bars).
     last: float | None = None
     for index, value in enumerate(out):
@@ -75,10 +77,10 @@ class ThresholdChart(Widget):
         self.investigate = investigate
         self.rollback = rollback
         self.top = rollback * 2
-        self._points: tuple[Point, ...] = ()
+        self._points: Samples = NO_SAMPLES
         self._now: datetime | None = None
 
-    def set_points(self, points: tuple[Point, ...], now: datetime) -> None:
+    def set_points(self, points: Samples, now: datetime) -> None:
         """Show these samples (oldest first)."""
         self._points = points
         self._now = now

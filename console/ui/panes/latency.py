@@ -51,4 +51,4 @@ class LatencyPane(Vertical):
             )
         caption.append(Content.styled(f"(spike at ×{self.spike_factor:g})", "$sev-muted"))
         set_content(self.query_one("#latency-caption", Static), Content(" ").join(caption))
-        self.query_one(Sparkline).data = [p.value for p in metrics.latency_history]
+        self.query_one(Sparkline).data = list(metrics.latency_history.values)
