@@ -79,10 +79,11 @@ def _config_path(path: str | None) -> Path:
 
 
 def _session(config: Config, clock=None, store_path: Path | None = None, operator: str | None = None):
-    from console import locations
+    from console import heap, locations
     from console.session import Session
     from console.store import Store
 
+    heap.limit_arenas()  # before the session's threads and its refresh process
     store = Store(store_path or locations.default_store_path())
     return Session(config, store, clock=clock, operator=operator)
 

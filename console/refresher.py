@@ -447,6 +447,10 @@ def main(setup: tuple | None = None) -> int:
         os.nice(NICENESS)
     except OSError:
         pass
+    if setup is None:  # a new interpreter (a forked child has the console's setting)
+        from console import heap
+
+        heap.limit_arenas()
     requests = open(0, "rb", closefd=False)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the replies
