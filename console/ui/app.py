@@ -37,7 +37,7 @@ from console.gate import Ask
 from console.model import Action, Event, ServiceView
 from console.platforms.base import PlatformError
 
-from . import themes as theme_files
+from . import themes as theme_files, timers
 from .messages import (
     OperationFailed,
     PlanReady,
@@ -1277,6 +1277,7 @@ def build_app(
     animations and cursor blink (snapshots); `keymap` maps binding ids to keys;
     `viewer` makes a read-only console (every action key disabled, a VIEWER mark).
     """
+    timers.install()  # a frame after one that overran its slot waits one slot, not two
     return RollbackConsoleApp(
         session, theme=theme, animate=animate, user_themes_dir=user_themes_dir, keymap=keymap, viewer=viewer
     )
