@@ -346,7 +346,7 @@ async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys()
             assert frozen > 0
             applied: list[object] = []
             apply = app._apply_refresh
-            app._apply_refresh = lambda message: (apply(message), applied.append(message))
+            app._apply_refresh = lambda message, **kw: (apply(message, **kw), applied.append(message))
             app.request_refresh()
             await wait_for(pilot, lambda: bool(applied), "a refresh applied")
             assert gc.get_freeze_count() <= frozen  # a refresh freezes nothing more
@@ -381,7 +381,7 @@ async def test_a_ui_behind_on_refreshes_applies_only_the_newest() -> None:
         await wait_for(pilot, lambda: bool(app.views), "the first refresh")
         applied: list[object] = []
         apply = app._apply_refresh
-        app._apply_refresh = lambda message: (apply(message), applied.append(message))
+        app._apply_refresh = lambda message, **kw: (apply(message, **kw), applied.append(message))
         views = list(app.views.values())
         burst = [refreshed(app.session, views) for _ in range(3)]
         for message in burst:  # all three land before the UI thread gets to them
