@@ -213,7 +213,24 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self._startup_notes.append(f"Theme {name!r} was not found (available: {known}); using the default.")
             name = theme_files.DEFAULT_THEME
         if name in loaded:
-            self.theme = name
+            self._set_first_theme(name)
+
+    def _set_first_theme(self, name: str) -> None:
+        """The theme the app starts with, set before it runs. `self.theme = name`
+        would run Textual's watcher, which queues a second parse of the whole
+        stylesheet, though the first one (as the app starts) already reads this
+        theme's variables: about 12 ms of the first frame (issue 17). So the
+        reactive is set without its watcher (Textual's documented way,
+        `set_reactive(App.theme, ...)`), and the watcher's other effects are
+        done here: the theme's classes and the ANSI colour filter for a dark or
+        light theme, and the stylesheet's variables (the app's constructor set
+        them from Textual's default theme). Later changes (`t`) go through
+        `self.theme` as usual."""
+        self.set_reactive(App.theme, name)
+        self.stylesheet.set_variables(self.get_css_variables())
+        dark = self.current_theme.dark
+        self.update_classes({f"-theme-{name}": True, "-dark-mode": dark, "-light-mode": not dark}, update=False)
+        self._refresh_truecolor_filter(self.ansi_theme)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """The default theme's severity colours, for themes that lack them."""
