@@ -59,12 +59,11 @@ from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
-from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
-from .screens.decide import DecideScreen
-from .screens.facts import FactsScreen
-from .screens.note import NoteScreen
 from .platform_actions import PlatformActions
 from .updates import set_content
+
+# The dialogs (screens/) are imported in the methods that open them: none is
+# needed before the first frame (issue 17).
 
 COLLECT_EVERY = 600.0
 """Seconds between the console's full garbage collections (see _settle_heap)."""
@@ -679,6 +678,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 return
             self._roles_worker(self.selected, roles)
 
+        from .screens.note import NoteScreen
+
         self.push_screen(NoteScreen(self.animate, title="Incident roles",
                                     placeholder="ic=@alice comms=@bob ops=@carol (ops= clears)"), save)
 
@@ -696,6 +697,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         deadline = self.session.investigation_deadline(service)
         if deadline is None:
             return
+        from .screens.confirm import ConfirmRollbackScreen
+        from .screens.decide import DecideScreen
+        from .screens.facts import FactsScreen
+        from .screens.note import NoteScreen
+
         view = self.views.get(service)
         if view is not None and view.decision.action == Action.ROLLBACK_NOW and not self.rolling_back:
             why = "; ".join(str(r) for r in view.decision.reasons[:2])
@@ -737,6 +743,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     def action_decide(self) -> None:
         """Decide now: roll back, keep investigating, fix forward, hotfix or wait (with a reason)."""
+        from .screens.decide import DecideScreen
+
         now = self.session.clock.now()
         deadline = self.session.investigation_deadline(self.selected)
         self.push_screen(DecideScreen(self.views.get(self.selected), now, expired=bool(deadline and now >= deadline)),
@@ -763,6 +771,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         def save(changes: dict | None) -> None:
             if changes:
                 self._facts_worker(service, changes)
+
+        from .screens.facts import FactsScreen
 
         self.push_screen(FactsScreen(self.session.facts(service), self.session.clock.now()), save)
 
@@ -1035,6 +1045,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             else:
                 self.notify("Rollback cancelled: nothing was changed.", timeout=4)
 
+        from .screens.confirm import ConfirmRollbackScreen
+
         screen = ConfirmRollbackScreen(plan, reason)
         self.push_screen(screen, confirmed)
 
@@ -1123,6 +1135,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             if text:
                 self._record(incident.NOTE, text)
 
+        from .screens.note import NoteScreen
+
         self.push_screen(NoteScreen(animate=self.animate), write)
 
     def _record(self, kind: str, text: str) -> None:
@@ -1193,6 +1207,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         def answer(quit_anyway: bool | None) -> None:
             if quit_anyway:
                 self.exit()
+
+        from .screens.confirm import ConfirmQuitScreen
 
         self.push_screen(ConfirmQuitScreen(self.rolling_back), answer)
 
