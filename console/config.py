@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from console.decision import Thresholds
 from console.platforms.base import ROLLOUT_TIMEOUT
-from console.platforms.ecs import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
+from console.platforms.ecs_limits import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
 from console.platforms.kubernetes import API_TIMEOUT
 from console.signals import HEALTH_TIMEOUT, QUERY_TIMEOUT
 from console.yamlfile import load_yaml
