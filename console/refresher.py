@@ -486,6 +486,8 @@ def main(setup: tuple | None = None) -> int:
     if prefetch:
         ready_at = clock.now()
         ready = cycle(None)
+    # Forked during the console's start-up, the collector paused (console/cli.py): start-up is over.
+    gc.enable()
     try:
         while True:
             try:
