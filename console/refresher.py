@@ -442,11 +442,6 @@ def main(setup: tuple | None = None) -> int:
     """The child: build the poller from the config it is sent (or, forked, was
     given), answer cycles."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console stops it (Ctrl-C is the console's key)
-    try:
-        # Background work: when the CPUs are busy, keys and frames come first.
-        os.nice(NICENESS)
-    except OSError:
-        pass
     if setup is None:  # a new interpreter (a forked child has the console's setting)
         from console import heap
 
@@ -485,6 +480,15 @@ def main(setup: tuple | None = None) -> int:
     if prefetch:
         ready_at = clock.now()
         ready = cycle(None)
+    # Forked during the console's start-up, the collector paused (console/cli.py): start-up is over.
+    gc.enable()
+    try:
+        # Background work from now on: when the CPUs are busy, keys and frames come first.
+        # Not before: the console's first frame waits for the first cycle (issue 17), and a
+        # niced first cycle on a busy machine came after that wait, leaving the frame empty.
+        os.nice(NICENESS)
+    except OSError:
+        pass
     try:
         while True:
             try:

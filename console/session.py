@@ -21,7 +21,6 @@ from console import comms
 from console.comms import Message, MessageKind, drill_marked, rollback_complete, rollback_in_progress
 from console.clock import Clock, SystemClock
 from console.config import Config
-from console.database import Database, DatabaseError, MigrationState
 from console.decision import evaluate, urgency
 from console.incident import NewEvent
 from console.gate import Ask, GitOpsView, LeaseView, MigrationView, Verdict, decide as gate_decide, recent
@@ -33,12 +32,16 @@ from console.platforms.base import (
     Followed, Leased, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Usage, lacks,
 )
 from console.provenance import INCIDENT, Provenance, RollbackRecord
-from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
 from console.store import OutboxEntry, Store
 from console.sources import build_platform, build_poller
 
 if TYPE_CHECKING:
     import concurrent.futures
+
+    # Imported where a service has a database (console.database brings in the
+    # procedures and the command runner): not before the first frame (issue 17).
+    from console.database import Database, MigrationState
+    from console.procedures import MigrationFacts
 
     from console.runbook import CorruptionResponse, MigrationRollback
     from console.refresher import PollerProcess
@@ -157,9 +160,12 @@ class Session:
         self._facts: dict[str, Facts] = {name: Facts() for name in self.services}
         self._views: dict[str, ServiceView] = {}
         self._lock = threading.Lock()
-        self._databases: dict[str, Database] = {
-            s.name: Database(s.name, s.database) for s in config.services if getattr(s, "database", None)
-        }
+        self._databases: dict[str, Database] = {}
+        if any(getattr(s, "database", None) for s in config.services):
+            from console.database import Database
+
+            self._databases = {s.name: Database(s.name, s.database) for s in config.services
+                               if getattr(s, "database", None)}
         self._migrations: dict[str, MigrationState] = {}
         self._detected: dict[str, MigrationFacts] = {}
         # The guided incident: each service's open incident, rebuilt from the
@@ -1072,6 +1078,8 @@ class Session:
         try:
             return self._databases[service]
         except KeyError:
+            from console.database import DatabaseError
+
             raise DatabaseError(
                 f"No database is configured for {service}: add a database: section to it in the config."
             ) from None
@@ -1082,6 +1090,8 @@ class Session:
 
     def migration_facts(self, service: str) -> MigrationFacts:
         """What the last refresh detected about migrations since the deploy."""
+        from console.procedures import MigrationFacts
+
         return self._detected.get(service, MigrationFacts())
 
     async def _with_migrations(self, snapshot: Snapshot) -> Snapshot:
@@ -1091,6 +1101,8 @@ class Session:
         db = self._databases.get(snapshot.service)
         if db is None or db.config.migration_status is None:
             return snapshot
+        from console.procedures import MigrationFacts, migration_facts, migrations_since_deploy
+
         state = await asyncio.to_thread(db.migration_state, snapshot.taken_at)
         self._migrations[snapshot.service] = state
         if state.error:

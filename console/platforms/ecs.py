@@ -37,15 +37,9 @@ from console.platforms import bounded
 from console.platforms.base import ROLLOUT_TIMEOUT, Conflict, Forbidden, NotFound, PlatformError, Timeout, Unavailable, shape_checked
 from console.provenance import KEEP, Provenance, RollbackRecord, decode, merge
 
+from console.platforms.ecs_limits import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
+
 PLATFORM = "ecs"
-REQUEST_TIMEOUT = 10.0
-"""Seconds to wait for one ECS API request (connect, and read)."""
-MAX_ATTEMPTS = 5
-"""Attempts per request, the first included, when AWS throttles or fails transiently."""
-STABILITY_DEADLINE = 600.0
-"""Seconds to wait for a service to become stable: `aws ecs wait services-stable` gives up after 40 x 15 s."""
-POLL_INTERVAL = 5.0
-"""Seconds between two DescribeServices calls while waiting (the aws CLI's waiter waits 15)."""
 HISTORY_LIMIT = 10
 """Task definition revisions shown (Kubernetes keeps 10 ReplicaSets by default)."""
 TARGET = "AmazonEC2ContainerServiceV20141113"

@@ -59,12 +59,11 @@ from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, RoutingPane
 from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
-from .screens.confirm import ConfirmRollbackScreen, ConfirmQuitScreen
-from .screens.decide import DecideScreen
-from .screens.facts import FactsScreen
-from .screens.note import NoteScreen
 from .platform_actions import PlatformActions
 from .updates import set_content
+
+# The dialogs (screens/) are imported in the methods that open them: none is
+# needed before the first frame (issue 17).
 
 COLLECT_EVERY = 600.0
 """Seconds between the console's full garbage collections (see _settle_heap)."""
@@ -216,7 +215,24 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self._startup_notes.append(f"Theme {name!r} was not found (available: {known}); using the default.")
             name = theme_files.DEFAULT_THEME
         if name in loaded:
-            self.theme = name
+            self._set_first_theme(name)
+
+    def _set_first_theme(self, name: str) -> None:
+        """The theme the app starts with, set before it runs. `self.theme = name`
+        would run Textual's watcher, which queues a second parse of the whole
+        stylesheet, though the first one (as the app starts) already reads this
+        theme's variables: about 12 ms of the first frame (issue 17). So the
+        reactive is set without its watcher (Textual's documented way,
+        `set_reactive(App.theme, ...)`), and the watcher's other effects are
+        done here: the theme's classes and the ANSI colour filter for a dark or
+        light theme, and the stylesheet's variables (the app's constructor set
+        them from Textual's default theme). Later changes (`t`) go through
+        `self.theme` as usual."""
+        self.set_reactive(App.theme, name)
+        self.stylesheet.set_variables(self.get_css_variables())
+        dark = self.current_theme.dark
+        self.update_classes({f"-theme-{name}": True, "-dark-mode": dark, "-light-mode": not dark}, update=False)
+        self._refresh_truecolor_filter(self.ansi_theme)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """The default theme's severity colours, for themes that lack them."""
@@ -298,6 +314,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._show_incident()
         self._fit_to_size(self.size.width, self.size.height)
         self.set_interval(1.0, self._tick)
+        # The collector waited through start-up (see console/cli.py): it resumes after the first frame.
+        self.call_after_refresh(gc.enable)
         first, self.session.first_refresh = self.session.first_refresh, None
         if first is not None:
             # Moments from done, as a rule: wait for it rather than paint empty panes
@@ -702,6 +720,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                 return
             self._roles_worker(self.selected, roles)
 
+        from .screens.note import NoteScreen
+
         self.push_screen(NoteScreen(self.animate, title="Incident roles",
                                     placeholder="ic=@alice comms=@bob ops=@carol (ops= clears)"), save)
 
@@ -719,6 +739,11 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         deadline = self.session.investigation_deadline(service)
         if deadline is None:
             return
+        from .screens.confirm import ConfirmRollbackScreen
+        from .screens.decide import DecideScreen
+        from .screens.facts import FactsScreen
+        from .screens.note import NoteScreen
+
         view = self.views.get(service)
         if view is not None and view.decision.action == Action.ROLLBACK_NOW and not self.rolling_back:
             why = "; ".join(str(r) for r in view.decision.reasons[:2])
@@ -760,6 +785,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     def action_decide(self) -> None:
         """Decide now: roll back, keep investigating, fix forward, hotfix or wait (with a reason)."""
+        from .screens.decide import DecideScreen
+
         now = self.session.clock.now()
         deadline = self.session.investigation_deadline(self.selected)
         self.push_screen(DecideScreen(self.views.get(self.selected), now, expired=bool(deadline and now >= deadline)),
@@ -786,6 +813,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         def save(changes: dict | None) -> None:
             if changes:
                 self._facts_worker(service, changes)
+
+        from .screens.facts import FactsScreen
 
         self.push_screen(FactsScreen(self.session.facts(service), self.session.clock.now()), save)
 
@@ -1058,6 +1087,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             else:
                 self.notify("Rollback cancelled: nothing was changed.", timeout=4)
 
+        from .screens.confirm import ConfirmRollbackScreen
+
         screen = ConfirmRollbackScreen(plan, reason)
         self.push_screen(screen, confirmed)
 
@@ -1146,6 +1177,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             if text:
                 self._record(incident.NOTE, text)
 
+        from .screens.note import NoteScreen
+
         self.push_screen(NoteScreen(animate=self.animate), write)
 
     def _record(self, kind: str, text: str) -> None:
@@ -1216,6 +1249,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         def answer(quit_anyway: bool | None) -> None:
             if quit_anyway:
                 self.exit()
+
+        from .screens.confirm import ConfirmQuitScreen
 
         self.push_screen(ConfirmQuitScreen(self.rolling_back), answer)
 

@@ -17,11 +17,9 @@ from textual import work
 from textual.css.query import NoMatches
 from textual.message import Message
 
-from console.database import DatabaseError
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict
 from console.model import Revision, RollbackPlan
 from console.platforms.base import PlatformError, Scalable
-from console.procedures import ProcedureError, RollbackCheck
 
 from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable, rollback_number
@@ -29,9 +27,20 @@ from .panes.owner import OwnerStrip
 from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
 
 if TYPE_CHECKING:
+    from console.procedures import RollbackCheck
     from console.runbook import StepPreview
 
-_FAILURES = (DatabaseError, PlatformError, ProcedureError)
+
+def _failures() -> tuple[type[Exception], ...]:
+    """What a database or procedure worker reports to the operator. An except
+    clause evaluates it only when something was raised: console.database and
+    console.procedures are imported by the workers that use them, not before
+    the first frame (issue 17)."""
+    from console.database import DatabaseError
+    from console.procedures import ProcedureError
+
+    return (DatabaseError, PlatformError, ProcedureError)
+
 
 # Each dialog's module is imported in the method that opens it: none of them
 # is needed before the first frame (issue 17).
@@ -167,6 +176,8 @@ class PlatformActions:
         verdict = self.session.gate(plan, ask)
         check = None
         if any(o.rule is Rule.MIGRATION for o in verdict.objections):
+            from console.database import DatabaseError
+
             try:
                 check = self.session.rollback_check(plan.service, plan.target)
             except DatabaseError:
@@ -260,7 +271,7 @@ class PlatformActions:
         service = message.plan.service
         try:
             runner = self.session.migration_rollback(service, message.to_revision, message.ask)
-        except _FAILURES as err:
+        except _failures() as err:
             self.notify(str(err), title="Migration rollback", severity="error", timeout=15)
             return
         self.push_screen(MigrationRollbackScreen(self.session, service, runner), lambda _: self.request_refresh())
@@ -282,7 +293,7 @@ class PlatformActions:
             if freeze:
                 platform = self.session.platform(service)
                 replicas = platform.replicas() if isinstance(platform, Scalable) else None
-        except _FAILURES as err:
+        except _failures() as err:
             self.post_message(OperationFailed(f"Reading the replica count of {service}", str(err)))
             return
         self.post_message(WritesReady(service, preview, freeze, replicas))
@@ -308,7 +319,7 @@ class PlatformActions:
     def _writes_run_worker(self, service: str, freeze: bool) -> None:
         try:
             outcome = self.session.freeze_writes(service) if freeze else self.session.resume_writes(service)
-        except _FAILURES as err:
+        except _failures() as err:
             self.post_message(timeline_changed(self.session))
             self.post_message(OperationFailed("Freezing writes" if freeze else "Resuming writes", str(err)))
             return
@@ -332,7 +343,7 @@ class PlatformActions:
         try:
             runner = self.session.corruption_response(service)
             started = runner.state().started
-        except _FAILURES as err:
+        except _failures() as err:
             self.post_message(OperationFailed(f"Opening the data corruption response of {service}", str(err)))
             return
         declared = bool(self.session.facts(service).data_corruption)
