@@ -39,7 +39,11 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 if "--peer" not in sys.argv:  # the bare-Textual peer imports Textual only
-    import console.cli as cli  # noqa: E402  (what the console script imports first)
+    # What the console script (console/launch.py) does first.
+    from console import launch  # noqa: E402
+
+    launch.pause_collector()
+    import console.cli as cli  # noqa: E402
 
 T_CLI = time.monotonic()
 

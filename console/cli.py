@@ -9,30 +9,19 @@ a signal the decision needs is missing or stale (SIGNALS UNAVAILABLE).
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
-# Start-up (issue 17): from this import to the console's first frame, Python
-# allocates a few hundred thousand objects that all stay (modules, classes,
-# the config, the widgets). The collector's passes over them (about 150, one
-# of them full) free nothing and cost 30-40 ms of CPU before the first frame.
-# So the collector waits until start-up is over: a command other than the TUI
-# resumes it as it starts (`cli` below), the TUI after its first frame
-# (console.ui.app), the refresh process it forks after its first cycle
-# (console.refresher). Memory is still freed by reference counts meanwhile.
-gc.disable()
+import click
 
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import click  # noqa: E402
-
-from console import __version__  # noqa: E402
-from console.config import Config, ConfigError, load  # noqa: E402
-from console.exitcodes import EXIT_FAILED, EXIT_SIGNALS_UNAVAILABLE, EXIT_USAGE  # noqa: E402
-from console.model import Action  # noqa: E402
+from console import __version__
+from console.config import Config, ConfigError, load
+from console.exitcodes import EXIT_FAILED, EXIT_SIGNALS_UNAVAILABLE, EXIT_USAGE
+from console.model import Action
 
 
 class UsageError(click.ClickException):
@@ -109,7 +98,7 @@ def cli(ctx: click.Context) -> None:
     Without a command, opens the console on the config in the XDG config dir.
     """
     if ctx.invoked_subcommand not in (None, "watch"):
-        gc.enable()  # start-up is over for every command but the TUI (see the top of this module)
+        gc.enable()  # start-up is over for every command but the TUI (see console/launch.py)
     if ctx.invoked_subcommand is None:
         ctx.invoke(watch, config_path=None, theme=None)
 

@@ -11,7 +11,7 @@ from console.ui.app import build_app
 
 
 async def test_the_app_resumes_the_collector_after_its_first_frame() -> None:
-    gc.disable()  # as importing console.cli leaves it
+    gc.disable()  # as the entry point (console/launch.py) leaves it
     try:
         app = build_app(RecordedSession(), animate=False)
         async with app.run_test(size=(140, 45)) as pilot:
