@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	$(PY) -m pip check
+	$(PY) -m compileall -q console   # an editable install has no bytecode: a first start compiles no source
 	touch $(STAMP)
 
 drill: $(STAMP)
