@@ -71,6 +71,12 @@ COLLECT_EVERY = 600.0
 COLLECT_WHEN_IDLE = 20.0
 """Seconds without a key or a click before one is taken: never under the operator's fingers."""
 
+DETAILS_YIELD = 0.05
+"""Seconds without a key before a refresh's banner and panes are painted (see
+_show_details); they wait at most DETAILS_YIELD_MAX in all."""
+
+DETAILS_YIELD_MAX = 0.3
+
 FIRST_DATA_WAIT = 0.2
 """Seconds the first frame may wait for the first refresh, under way since the
 console started (Session.begin_first_refresh): an empty frame, then the same
@@ -487,11 +493,20 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         if details_now:
             self._show_details()
         else:
-            self.call_after_refresh(self._show_details)
+            # A frame slot after the table's frame: a key that came in meanwhile is taken first.
+            self.call_after_refresh(self.set_timer, DETAILS_YIELD / 3, self._show_details)
 
-    def _show_details(self) -> None:
-        """The banner and panes of the lead (or pinned) service, the timeline and the incident."""
+    def _show_details(self, since: float | None = None) -> None:
+        """The banner and panes of the lead (or pinned) service, the timeline and
+        the incident. They yield to the operator's keys: while keys come in
+        (one in the last DETAILS_YIELD), the cursor's frames are painted alone
+        and the panes wait, DETAILS_YIELD_MAX at most."""
         if not self.views:
+            return
+        now = time.monotonic()
+        since = now if since is None else since
+        if now - self._last_input < DETAILS_YIELD and now - since < DETAILS_YIELD_MAX:
+            self.set_timer(DETAILS_YIELD, lambda: self._show_details(since))
             return
         try:
             self._follow_lead()

@@ -389,3 +389,29 @@ async def test_a_ui_behind_on_refreshes_applies_only_the_newest() -> None:
         await wait_for(pilot, lambda: bool(applied), "a refresh applied")
         await pilot.pause()
         assert applied == [burst[-1]]
+
+
+async def test_a_refreshs_panes_yield_to_keys_coming_in_but_not_for_long() -> None:
+    """While the operator's keys come in, a refresh's banner and panes wait so
+    the cursor's frames are painted alone; DETAILS_YIELD_MAX bounds the wait."""
+    import time
+
+    from ui_samples import RecordedSession
+
+    from console.ui import app as app_module
+
+    app = build_app(RecordedSession(), animate=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+        shown: list[str] = []
+        show = app._show_selected
+        app._show_selected = lambda: (shown.append(app.selected), show())
+        app._last_input = time.monotonic()  # a key just now
+        app._show_details()
+        assert shown == []  # waits for the keys to stop
+        long_ago = time.monotonic() - app_module.DETAILS_YIELD_MAX
+        app._show_details(since=long_ago)
+        assert shown == [app.selected]  # ... but not for ever
+        app._last_input = float("-inf")  # no keys: at once
+        app._show_details()
+        assert len(shown) == 2
