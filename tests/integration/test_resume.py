@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -183,6 +184,13 @@ def test_headless_rollback_twice_does_not_toggle_back(tmp_path) -> None:
 
         # --to-revision asks for more: the gate asks for it only when the runbook says ROLLBACK NOW,
         # so after the rollback it takes an override; then revision 1 (1.2.1) is rolled back to.
+        # The signals lag the rollback (the error rate is a rate over a window of the world's
+        # time): wait until the runbook no longer says ROLLBACK NOW, as an operator would see.
+        def decision() -> str:
+            shown = CliRunner().invoke(cli, ["status", "order-service", "--config", str(running.config_path), "--json"])
+            return json.loads(shown.output)[0]["decision"]["action"]
+
+        wait_until(lambda: decision() != "rollback_now", lambda: f"the signals to recover (still {decision()})")
         refused = CliRunner().invoke(cli, args + ["--to-revision", "1"])
         assert refused.exit_code == 3 and "not ROLLBACK NOW" in refused.output, refused.output
         third = CliRunner().invoke(cli, args + ["--to-revision", "1", "--force"])

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from conftest_adapters import HangingServer
+from console.model import Samples
 from console.signals.health import check, new_session
 from console.signals.prometheus import PrometheusClient, SignalError, _parse_value
 
@@ -75,8 +76,9 @@ async def test_series_of_one_range_query_share_their_sample_times(prometheus, dr
     ))
     (error_points,), (latency_points,) = [[s.points for s in series] for series in (errors, latency)]
     assert [p.at for p in error_points] == [p.at for p in latency_points]
-    # Equal times are one object (a sparkline per signal per service keeps hundreds of them).
-    assert all(a.at is b.at for a, b in zip(error_points, latency_points))
+    # The times are kept as floats in an array, no object per sample (a sparkline per
+    # signal per service keeps hundreds of them), and the two series' are equal.
+    assert isinstance(error_points, Samples) and error_points.times == latency_points.times
 
 
 async def test_many_concurrent_queries_share_one_client(prometheus):
