@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Iterable
 from textual import events as textual_events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.constants import MAX_FPS
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
@@ -494,7 +495,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self._show_details()
         else:
             # A frame slot after the table's frame: a key that came in meanwhile is taken first.
-            self.call_after_refresh(self.set_timer, DETAILS_YIELD / 3, self._show_details)
+            self.call_after_refresh(self.set_timer, 1 / MAX_FPS, self._show_details)
 
     def _show_details(self, since: float | None = None) -> None:
         """The banner and panes of the lead (or pinned) service, the timeline and
