@@ -45,7 +45,6 @@ Run as `python -m console.refresher` by PollerProcess only.
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_right
 import os
 import pickle
 import gc
@@ -55,6 +54,7 @@ import sys
 import threading
 import time
 import traceback
+from bisect import bisect_right
 from collections import deque
 from dataclasses import replace
 from datetime import datetime
@@ -480,7 +480,7 @@ def main(setup: tuple | None = None) -> int:
     if prefetch:
         ready_at = clock.now()
         ready = cycle(None)
-    # Forked during the console's start-up, the collector paused (console/cli.py): start-up is over.
+    # Forked during the console's start-up, the collector paused (console/launch.py): start-up is over.
     gc.enable()
     try:
         # Background work from now on: when the CPUs are busy, keys and frames come first.

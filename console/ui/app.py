@@ -321,7 +321,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._show_incident()
         self._fit_to_size(self.size.width, self.size.height)
         self.set_interval(1.0, self._tick)
-        # The collector waited through start-up (see console/cli.py): it resumes after the first frame.
+        # The collector waited through start-up (see console/launch.py): it resumes after the first frame.
         self.call_after_refresh(gc.enable)
         first, self.session.first_refresh = self.session.first_refresh, None
         if first is not None:

@@ -1,4 +1,4 @@
-"""The TUI resumes the garbage collector that start-up paused (console/cli.py,
+"""The TUI resumes the garbage collector that start-up paused (console/launch.py,
 issue 17) once its first frame is painted."""
 
 from __future__ import annotations
