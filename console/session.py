@@ -161,11 +161,11 @@ class Session:
         self._views: dict[str, ServiceView] = {}
         self._lock = threading.Lock()
         self._databases: dict[str, Database] = {}
-        if any(getattr(s, "database", None) for s in config.services):
+        with_database = [s for s in config.services if getattr(s, "database", None)]
+        if with_database:
             from console.database import Database
 
-            self._databases = {s.name: Database(s.name, s.database) for s in config.services
-                               if getattr(s, "database", None)}
+            self._databases = {s.name: Database(s.name, s.database) for s in with_database}
         self._migrations: dict[str, MigrationState] = {}
         self._detected: dict[str, MigrationFacts] = {}
         # The guided incident: each service's open incident, rebuilt from the
