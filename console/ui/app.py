@@ -67,7 +67,12 @@ from .updates import set_content
 # needed before the first frame (issue 17).
 
 COLLECT_EVERY = 600.0
-"""Seconds between the console's full garbage collections (see _settle_heap)."""
+"""Seconds between the console's full garbage collections, the start-up heap
+included (see _settle_heap)."""
+
+COLLECT_YOUNG_EVERY = 5.0
+"""Seconds between the collector's passes over what came after start-up (see
+_settle_heap): the live views and the garbage cycles frames leave."""
 
 COLLECT_WHEN_IDLE = 20.0
 """Seconds without a key or a click before one is taken: never under the operator's fingers."""
@@ -77,6 +82,9 @@ DETAILS_YIELD = 0.05
 _show_details); they wait at most DETAILS_YIELD_MAX in all."""
 
 DETAILS_YIELD_MAX = 0.3
+
+NEVER = 1 << 30
+"""The collector's oldest-generation threshold once the console runs them itself (_settle_heap)."""
 
 FIRST_DATA_WAIT = 0.2
 """Seconds the first frame may wait for the first refresh, under way since the
@@ -175,9 +183,10 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         self._refresh_timer: Timer | None = None
         self._refresh_again = False
         # See _settle_heap: the last full garbage collection, the operator's last key.
-        self._collected_at = time.monotonic()
+        self._collected_at = self._young_collected_at = time.monotonic()
         self._last_input = float("-inf")
         self._heap_frozen = False
+        self._thresholds = gc.get_threshold()  # restored as the app ends
         # The newest refresh not yet applied (see _refreshed).
         self._next_refresh: Refreshed | None = None
         self._seen_errors: set[str] = set()
@@ -355,6 +364,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # Closes the session's clients on its own loop, cancelling a cycle still running.
         await self.session.aclose()
         gc.unfreeze()  # what this app froze (_settle_heap) is the collector's again
+        gc.set_threshold(*self._thresholds)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -519,6 +529,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # Its requests and parsing (a worker thread, on this interpreter) wait until the
         # refresh is painted, rather than compete for the GIL with that frame and a key.
         self.call_after_refresh(self._fetch_platform_extras)
+        self.call_after_refresh(self._collect_between_frames)
 
     def _settle_heap(self) -> None:
         """Keep the garbage collector's full passes short and off the operator's keys.
@@ -528,22 +539,38 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         60-150 ms. Once the first refresh is shown, that start-up heap is frozen
         out of the collector's passes (`gc.freeze`, no pass itself; a frozen
         object dropped later is still freed by its reference count). The
-        collector then only walks what came after, the live views and the
-        frames' garbage: about 10-15 ms at 500 services, and the garbage cycles
-        each frame leaves are collected as they come, so memory stays flat.
-        Once every `COLLECT_EVERY`, in a pause of the operator's (no key for
-        `COLLECT_WHEN_IDLE`), one full pass collects what was frozen and the
-        heap is frozen again."""
+        collector's young passes (generations 0 and 1, a millisecond or two)
+        go on as Python triggers them. Its oldest-generation passes, which walk
+        everything that came after start-up (the live views: 20-30 ms at 500
+        services), Python would trigger at any moment, in the middle of a
+        refresh's frame with a key waiting behind it; they are the console's
+        to run instead (`_collect_between_frames`)."""
         if not self._heap_frozen:
             gc.freeze()
+            young, middle, _ = self._thresholds
+            gc.set_threshold(young, middle, NEVER)
             self._heap_frozen = True
+
+    def _collect_between_frames(self) -> None:
+        """The oldest generation's pass, run after a refresh's last frame (the
+        longest time before the next refresh), once every COLLECT_YOUNG_EVERY,
+        not while keys come in (unless it is overdue four times over). Once
+        every COLLECT_EVERY, in a pause of the operator's (no key for
+        COLLECT_WHEN_IDLE), the pass collects the start-up heap too and the
+        heap is frozen again."""
+        if not self._heap_frozen:
             return
         now = time.monotonic()
         if now - self._collected_at >= COLLECT_EVERY and now - self._last_input >= COLLECT_WHEN_IDLE:
             gc.unfreeze()
             gc.collect()
             gc.freeze()
-            self._collected_at = now
+            self._collected_at = self._young_collected_at = now
+            return
+        due = now - self._young_collected_at
+        if due >= COLLECT_YOUNG_EVERY and (now - self._last_input >= DETAILS_YIELD or due >= 4 * COLLECT_YOUNG_EVERY):
+            gc.collect(2)  # frozen objects are not walked
+            self._young_collected_at = now
 
     # -- a drill: its story and its debrief ------------------------------------------
 

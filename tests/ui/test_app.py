@@ -322,8 +322,11 @@ async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys()
     """Once the first refresh is shown, the start-up heap is frozen out of the
     collector's full passes (which stopped keys for 60-150 ms at 500 services)
     and nothing more is frozen, so each frame's garbage is collected as it
-    comes; the one full pass over everything waits for COLLECT_EVERY and for no
-    key in COLLECT_WHEN_IDLE. Leaving the app gives the frozen objects back."""
+    comes; Python no longer triggers oldest-generation passes itself: the app
+    runs one after a refresh's frames every COLLECT_YOUNG_EVERY, not right after
+    a key; the one full pass over everything waits for COLLECT_EVERY and for no
+    key in COLLECT_WHEN_IDLE. Leaving the app gives the frozen objects and the
+    collector's thresholds back."""
     import gc
     import time
 
@@ -337,6 +340,7 @@ async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys()
         if phase == "start" and info["generation"] == 2:
             passes.append(1)
 
+    thresholds = gc.get_threshold()
     app = build_app(RecordedSession(), animate=False)
     gc.callbacks.append(count)
     try:
@@ -344,6 +348,22 @@ async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys()
             await wait_for(pilot, lambda: bool(app.views), "the first refresh")
             frozen = gc.get_freeze_count()
             assert frozen > 0
+            assert gc.get_threshold() == (thresholds[0], thresholds[1], app_module.NEVER)
+            after_frames: list[bool] = []
+            collect = app._collect_between_frames
+            app._collect_between_frames = lambda: (collect(), after_frames.append(bool(passes)))
+            # Due: a refresh's frames are followed by the oldest generation's pass, the start-up heap still frozen.
+            app._young_collected_at = time.monotonic() - app_module.COLLECT_YOUNG_EVERY
+            passes.clear()
+            app.request_refresh()
+            await wait_for(pilot, lambda: bool(after_frames), "a refresh's frames")
+            assert after_frames == [True]
+            assert 0 < gc.get_freeze_count() <= frozen  # not unfrozen (frozen objects dropped since are freed)
+            # Not due again: the next refresh is shown without one.
+            passes.clear()
+            app.request_refresh()
+            await wait_for(pilot, lambda: len(after_frames) == 2, "a refresh's frames")
+            assert after_frames[1] is False
             applied: list[object] = []
             apply = app._apply_refresh
             app._apply_refresh = lambda message, **kw: (apply(message, **kw), applied.append(message))
@@ -367,6 +387,7 @@ async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys()
     finally:
         gc.callbacks.remove(count)
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 async def test_a_ui_behind_on_refreshes_applies_only_the_newest() -> None:

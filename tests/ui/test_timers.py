@@ -1,5 +1,6 @@
 """console/ui/timers.py: after a tick that overran its slot, a Textual timer
-(the screen's frame timer among them) ticks at the next slot, not the one after."""
+(the screen's frame timer among them) ticks at the next slot, not the one
+after; a timer resumed past its slot ticks next an interval after that tick."""
 
 from __future__ import annotations
 
@@ -69,3 +70,107 @@ async def test_textuals_own_loop_still_skips_a_slot_too_many(monkeypatch: pytest
     """Why the fix is installed: if this fails, Textual fixed it and the fix can go."""
     ticks = await _ticks(monkeypatch, timers.TEXTUALS_RUN)
     assert ticks[:2] == [1.0, 4.0]
+
+
+async def _resumed_ticks(monkeypatch: pytest.MonkeyPatch, run) -> list[float]:
+    """When a timer of interval 1 ticks, on a virtual clock, when each tick
+    pauses it (as the screen's frame timer does) and something resumes it:
+    first at 2.4 (off its grid of slots), then right after that tick."""
+    clock = {"now": 0.0}
+
+    async def sleep(seconds: float) -> None:
+        clock["now"] += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(_time, "get_time", lambda: clock["now"])
+    monkeypatch.setattr(_time, "sleep", sleep)
+    monkeypatch.setattr("textual.timer.sleep", sleep)
+    ticks: list[float] = []
+
+    class Target:
+        pass
+
+    def tick() -> None:
+        ticks.append(clock["now"])
+        timer.pause()
+
+    timer = Timer(Target(), 1.0, callback=tick, repeat=2)  # three ticks
+    timer._active.set()
+
+    async def resume_it() -> None:
+        while not ticks:
+            await asyncio.sleep(0)
+        while clock["now"] < 2.0:  # the timer sleeps to its next slot...
+            await asyncio.sleep(0)
+        for _ in range(10):  # ...and waits there, paused
+            await asyncio.sleep(0)
+        clock["now"] = 2.4
+        timer.resume()
+        while len(ticks) < 2:
+            await asyncio.sleep(0)
+        timer.resume()
+
+    token = active_app.set(_App())  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(asyncio.gather(run(timer), resume_it()), 5)
+    finally:
+        active_app.reset(token)
+    return ticks
+
+
+async def test_a_timer_resumed_past_its_slot_ticks_again_an_interval_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = await _resumed_ticks(monkeypatch, timers._run)
+    assert ticks[:3] == [1.0, 2.4, 3.4]
+
+
+async def test_textuals_own_loop_keeps_the_slots_of_the_paused_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the second fix is installed: the tick after the resumed one comes at
+    the old grid's slot (3.0 here; after a frame that overran, up to two intervals later)."""
+    ticks = await _resumed_ticks(monkeypatch, timers.TEXTUALS_RUN)
+    assert ticks[:3] == [1.0, 2.4, 3.0]
+
+
+def test_a_rebased_start_puts_the_resumed_slot_now() -> None:
+    assert timers.rebased_start(2.4, 1.0, 2) == pytest.approx(0.4)
+
+
+async def test_a_timer_paused_as_its_tick_overran_ticks_as_it_is_resumed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen's frame timer after a long frame: the tick (from 1.0 to 2.3)
+    paused it, a key resumes it at 2.5: it ticks then, not at the next slot (3.0)."""
+    clock = {"now": 0.0}
+
+    async def sleep(seconds: float) -> None:
+        clock["now"] += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(_time, "get_time", lambda: clock["now"])
+    monkeypatch.setattr(_time, "sleep", sleep)
+    monkeypatch.setattr("textual.timer.sleep", sleep)
+    ticks: list[float] = []
+
+    class Target:
+        pass
+
+    def tick() -> None:
+        ticks.append(clock["now"])
+        timer.pause()
+        if len(ticks) == 1:
+            clock["now"] += 1.3
+
+    timer = Timer(Target(), 1.0, callback=tick, repeat=1)  # two ticks
+    timer._active.set()
+
+    async def resume_it() -> None:
+        while not ticks:
+            await asyncio.sleep(0)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        clock["now"] = 2.5
+        timer.resume()
+
+    token = active_app.set(_App())  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(asyncio.gather(timers._run(timer), resume_it()), 5)
+    finally:
+        active_app.reset(token)
+    assert ticks == [1.0, 2.5]
