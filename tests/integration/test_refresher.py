@@ -189,6 +189,114 @@ def test_the_first_child_is_forked_from_a_console_without_threads(drill, tmp_pat
     wait_until(lambda: not _alive(child), "the forked child exited with its console", timeout=20)
 
 
+EARLY_CONSOLE = r"""
+import os, sys
+from console import launch
+
+launch.pause_collector()
+launch.start_refresh_process(["watch"])  # what the console script does first of all
+early = os.getpid()
+import json, threading, urllib.request
+from datetime import datetime
+from pathlib import Path
+from console import prefork
+from console.clock import ScaledClock
+from console.config import load
+from console.session import Session
+from console.store import Store
+
+config_path, store_path, drill_url, speed, mode = sys.argv[1:6]
+pid = prefork._child[0]
+if mode == "discard":
+    prefork.discard()
+    print(json.dumps({"pid": pid}), flush=True)
+    sys.stdin.readline()
+    sys.exit(0)
+with urllib.request.urlopen(f"{drill_url}/drill/state", timeout=10) as response:
+    clock = ScaledClock(datetime.fromisoformat(json.load(response)["now"]), float(speed))
+threading.Thread(target=lambda: None).start()  # threads running do not matter: the child was forked before them
+session = Session(load(config_path), Store(Path(store_path)), clock=clock)
+session.start_refresh_process()
+session.begin_first_refresh()
+views = session.first_refresh.result(timeout=60)
+poller = session.poller
+print(json.dumps({
+    "early": poller.started_early, "pid": poller.pid, "prefork_pid": pid, "cycles": poller.cycles,
+    "same_program": Path(f"/proc/{poller.pid}/cmdline").read_bytes() == Path("/proc/self/cmdline").read_bytes(),
+    "actions": sorted(v.decision.action.value for v in views),
+}), flush=True)
+sys.stdin.readline()  # the test ends this console by killing it
+"""
+
+
+def _early_console(drill, tmp_path, mode: str) -> tuple[subprocess.Popen, dict]:
+    script = tmp_path / "early_console.py"
+    script.write_text(EARLY_CONSOLE)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    console = subprocess.Popen([sys.executable, str(script), str(drill.config_path), str(tmp_path / f"{mode}.db"),
+                                drill.server.url, str(SPEED), mode],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = console.stdout.readline()
+    if not line:
+        console.kill()
+        pytest.fail(console.stderr.read())
+    return console, json.loads(line)
+
+
+def test_the_child_forked_as_the_console_starts_is_its_refresh_process(drill, tmp_path):
+    """The console script forks the refresh process before anything else
+    (console.prefork); the session adopts it, sends it the config, and its
+    first cycle is the console's first refresh. When the console is killed
+    the child, its pipe closed, exits too."""
+    console, seen = _early_console(drill, tmp_path, "adopt")
+    try:
+        assert seen["early"] and seen["pid"] == seen["prefork_pid"] and seen["same_program"]
+        assert seen["cycles"] == 1
+        assert seen["actions"] == [Action.ROLLBACK_NOW.value]
+        assert _alive(seen["pid"])
+    finally:
+        console.kill()
+        console.wait(10)
+    wait_until(lambda: not _alive(seen["pid"]), "the early child exited with its console", timeout=20)
+
+
+def test_an_early_child_nobody_adopts_exits(drill, tmp_path):
+    """`ui.refresh_process: false`: the console lets the child go, and it exits
+    (reaped: no zombie) while the console runs on."""
+    console, seen = _early_console(drill, tmp_path, "discard")
+    try:
+        # Gone from /proc altogether: exited and reaped, not a zombie under a console that runs on.
+        wait_until(lambda: not Path(f"/proc/{seen['pid']}").exists(), "the discarded child exited", timeout=20)
+        assert console.poll() is None
+    finally:
+        console.kill()
+        console.wait(10)
+
+
+def test_a_console_that_fails_to_start_leaves_no_refresh_process_behind(tmp_path):
+    """The real entry point with a config that does not exist: exit 2, and the
+    refresh process it forked first exits too."""
+    missing = tmp_path / "nowhere" / f"missing-{os.getpid()}.yaml"
+    console = subprocess.run([sys.executable, "-m", "console", "watch", "--config", str(missing)],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert console.returncode == 2, console.stderr
+    assert "missing" in console.stderr
+
+    def leftovers() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if str(missing).encode() in (entry / "cmdline").read_bytes() and _alive(int(entry.name)):
+                        found.append(int(entry.name))
+                except OSError:
+                    pass
+        return found
+
+    wait_until(lambda: not leftovers(), "no refresh process left behind", timeout=20)
+
+
 def test_a_console_running_threads_starts_a_new_interpreter(drill, tmp_path):
     """Forking a process whose other threads may hold a lock could leave it held
     in the child forever: with the drill's server threads running here, the
