@@ -54,7 +54,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from bisect import bisect_right
 from collections import deque
 from dataclasses import replace
