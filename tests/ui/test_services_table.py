@@ -138,3 +138,30 @@ async def test_pinning_marks_the_row_and_unpinning_clears_it() -> None:
         assert str(table.get_cell("payment-service", "mark")).startswith("⚑")
         table.set_pinned(None)
         assert not str(table.get_cell("payment-service", "mark")).startswith("⚑")
+
+
+async def test_changed_cells_are_painted_and_a_wider_one_widens_its_column() -> None:
+    """A refresh's changed cells are written in one go (`_update_cells`): the
+    frame after shows them, and a value wider than its column widens it."""
+    app = _TableApp()
+    async with app.run_test(size=(120, 10)) as pilot:
+        table = app.query_one(ServiceTable)
+        views = sample_views(NOW, SERVICES)
+        table.show(views, NOW)
+        await pilot.pause()
+        width = table.columns[services_module.ColumnKey("error")].content_width
+        requests: list[object] = []
+        refresh = table.refresh
+        table.refresh = lambda *a, **k: (requests.append(a), refresh(*a, **k))[1]
+        wide = [_with_error_rate(v, 123.456) if v.snapshot.service == "cart-service" else v for v in _fresh(views)]
+        before = [table.get_row(name) for name in SERVICES]
+        table.show(wide, NOW + timedelta(days=3))  # every row's age changes too
+        changed = sum(a != b for name, row in zip(SERVICES, before) for a, b in zip(row, table.get_row(name)))
+        assert changed >= 4
+        whole = [r for r in requests if not r]  # repaints of the whole table (not of a row's region)
+        assert len(whole) <= 3 < changed  # one for the cells, not one per cell; the new order's
+        await pilot.pause()
+        shown = str(table.get_cell("cart-service", "error"))
+        assert any(shown in table.render_line(y).text for y in range(table.size.height))
+        assert table.columns[services_module.ColumnKey("error")].content_width > width
+        assert len(shown) == table.columns[services_module.ColumnKey("error")].content_width
