@@ -165,3 +165,17 @@ async def test_changed_cells_are_painted_and_a_wider_one_widens_its_column() -> 
         assert any(shown in table.render_line(y).text for y in range(table.size.height))
         assert table.columns[services_module.ColumnKey("error")].content_width > width
         assert len(shown) == table.columns[services_module.ColumnKey("error")].content_width
+
+
+async def test_renders_of_replaced_cells_are_not_kept() -> None:
+    """Every render the table cached is keyed by its update count: once the cells
+    change, the old ones are dropped, not kept until 10,000 have piled up."""
+    app = _TableApp()
+    async with app.run_test(size=(120, 10)) as pilot:
+        table = app.query_one(ServiceTable)
+        views = sample_views(NOW, SERVICES)
+        for day in range(5):
+            table.show(_fresh(views), NOW + timedelta(days=day))  # every row's age changes
+            await pilot.pause()
+        cells = len(SERVICES) * len(services_module.COLUMNS) + len(services_module.COLUMNS)  # rows and header
+        assert 0 < len(table._cell_render_cache) <= cells

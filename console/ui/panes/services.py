@@ -215,7 +215,7 @@ class ServiceTable(DataTable):
         repaint request for them all: update_cell asks for one each time, and at
         500 services a refresh's few thousand requests were 40 % of applying it
         (issue 17). The same state changes as update_cell's, on the pinned
-        Textual's DataTable (tests/ui/test_services_table.py checks them)."""
+        Textual's DataTable (tests/ui/test_services_table.py checks the result)."""
         for row, column, value, wider in cells:
             row_key, column_key = RowKey(row), ColumnKey(column)
             self._data[row_key][column_key] = value
@@ -223,6 +223,10 @@ class ServiceTable(DataTable):
                 self._updated_cells.add(CellKey(row_key, column_key))
                 self._require_update_dimensions = True
         self._update_count += 1
+        # What the table rendered before is keyed by the old update count: never read again.
+        # Dropped now rather than held until it ages out (up to 10,000 cells' renders).
+        for cache in (self._cell_render_cache, self._row_render_cache, self._row_renderable_cache, self._line_cache):
+            cache.clear()
         self.refresh()
 
     def _sort_rows(self, rank: dict[str, int]) -> None:
