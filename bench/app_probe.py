@@ -43,8 +43,6 @@ if "--peer" not in sys.argv:  # the bare-Textual peer imports Textual only
     from console import launch  # noqa: E402
 
     launch.pause_collector()
-    if "--in-process" not in sys.argv:
-        launch.start_refresh_process(["watch"])
     import console.cli as cli  # noqa: E402
 
 T_CLI = time.monotonic()
@@ -144,10 +142,6 @@ async def main(args: argparse.Namespace) -> dict:
     if config.ui.refresh_process and not args.in_process:
         session.start_refresh_process()  # as `watch` does (cli._run_tui), before the UI's imports
         session.begin_first_refresh()
-    else:
-        from console import prefork
-
-        prefork.discard()
     from console.ui.app import build_app
 
     app = build_app(session, theme=config.ui.theme)

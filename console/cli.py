@@ -130,10 +130,6 @@ def _run_tui(session, theme: str, viewer: bool = False) -> None:
     if session.config.ui.refresh_process:
         session.start_refresh_process()
         session.begin_first_refresh()
-    else:
-        from console import prefork
-
-        prefork.discard()  # the one the entry point started
     from console.ui.app import build_app
 
     # The app closes the session (its HTTP clients live on the app's loop) on exit.

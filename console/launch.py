@@ -9,15 +9,11 @@ it as it starts (console.cli), the TUI after its first frame (console.ui.app),
 the refresh process it forks after its first cycle (console.refresher).
 Memory is still freed by reference counts meanwhile. Only the entry point
 pauses it: importing console.cli (tests, the bench) changes nothing.
-
-For the commands that open the TUI, the refresh process is forked first of
-all, before any other import (console.prefork).
 """
 
 from __future__ import annotations
 
 import gc
-import sys
 
 
 def pause_collector() -> None:
@@ -25,17 +21,8 @@ def pause_collector() -> None:
     gc.disable()
 
 
-def start_refresh_process(argv: list[str]) -> None:
-    """Fork the refresh process now if these arguments open the TUI (console.prefork)."""
-    from console import prefork
-
-    if prefork.wanted(argv):
-        prefork.start()
-
-
 def main() -> None:
     pause_collector()
-    start_refresh_process(sys.argv[1:])
     from console.cli import main as run
 
     run()

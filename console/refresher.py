@@ -17,19 +17,18 @@ What crosses the pipe each cycle (pickled, the child's stdout):
   otherwise), so a steady cycle sends two points per service, not 480;
 - the rollout history and the provenance only when they changed.
 
-Start-up: the child starts when the console does and runs its first cycle at
-once, overlapping the UI's own imports and first frame; the first request gets
-that cycle if it is younger than the refresh interval. The console script
-forks it before it imports anything else (console.prefork: its imports run
-beside the console's, and it waits for the config with everything a cycle
-needs loaded); the Session adopts it (`Session.start_refresh_process`). A
-console started otherwise (the bench's probe, a test) forks it when it starts
-its refresh process if it runs no thread yet: the child then starts with the
-config already in memory. A child started later (a restart, or a console
-already running threads, such as a test's drill server) is a new interpreter,
-`python -m console.refresher`: forking a process with threads can leave a lock
-held in the child forever. Cycles read instant values only: the sparklines'
-30-minute history loads between cycles, after the first values are on screen.
+Start-up: the child starts when the console does (`Session.start_refresh_process`)
+and runs its first cycle at once, overlapping the UI's own imports and first
+frame; the first request gets that cycle if it is younger than the refresh
+interval. The first child is forked from the console when the console runs no
+thread yet (`watch`, before Textual loads): it starts with the interpreter,
+the config and its validated models already in memory, rather than a new
+interpreter importing them again, and its first cycle is ready about when the
+first frame is. A child started later (a restart, or a console already
+running threads, such as `drill` with its world's server) is a new
+interpreter, `python -m console.refresher`: forking a process with threads can
+leave a lock held in the child forever. Cycles read instant values only: the sparklines' 30-minute history
+loads between cycles, after the first values are on screen.
 
 Time: the child follows the console's clock (a drill's simulated time, paused
 or sped up): every request carries the clock's reading, its rate and the
@@ -54,6 +53,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from bisect import bisect_right
 from collections import deque
 from dataclasses import replace
@@ -61,7 +61,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from console import prefork
 from console.clock import Clock, RelayedClock, rate
 from console.config import Config
 from console.model import NO_SAMPLES, Samples, Snapshot, Trail
@@ -240,20 +239,29 @@ def _fork(setup: tuple) -> _Forked | None:
     gc.freeze()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the console's code
-        for fd in (requests_w, replies_r, errors_r):
-            os.close(fd)
-        prefork.run_child(requests_r, replies_w, errors_w, lambda: main(setup))
+        code = 1
+        try:
+            for fd in (requests_w, replies_r, errors_r):
+                os.close(fd)
+            os.dup2(requests_r, 0)
+            os.dup2(replies_w, 1)
+            os.dup2(errors_w, 2)
+            for fd in (requests_r, replies_w, errors_w):
+                os.close(fd)
+            # The console's own streams may be replaced (a test's capture): write to the pipes.
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            code = main(setup)
+        except BaseException:
+            try:
+                traceback.print_exc()
+                sys.stderr.flush()
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
     for fd in (requests_r, replies_w, errors_w):
         os.close(fd)
-    return _Forked(pid, os.fdopen(requests_w, "wb"), os.fdopen(replies_r, "rb"), os.fdopen(errors_r, "rb"))
-
-
-def _adopted() -> _Forked | None:
-    """The child the entry point forked as the console started (console.prefork), if any."""
-    child = prefork.adopt()
-    if child is None:
-        return None
-    pid, requests_w, replies_r, errors_r = child
     return _Forked(pid, os.fdopen(requests_w, "wb"), os.fdopen(replies_r, "rb"), os.fdopen(errors_r, "rb"))
 
 
@@ -283,8 +291,6 @@ class PollerProcess:
         self.command = _command()
         self.forked = False
         """Whether the running child was forked from this process (else a new interpreter)."""
-        self.started_early = False
-        """Whether the running child is the one forked as the console started (console.prefork)."""
         self._start(prefetch=True)
 
     @property
@@ -293,13 +299,8 @@ class PollerProcess:
 
     def _start(self, prefetch: bool) -> None:
         setup = ("setup", self._config, *_reading(self._clock), prefetch)
-        first = self.cycles == 0 and self.restarts == 0
-        child = _adopted() if first else None
-        self.started_early = self.forked = child is not None
-        if child is None and first:
-            child = _fork(setup)
-            self.forked = child is not None
-        given_setup = self.forked and not self.started_early
+        child = _fork(setup) if self.cycles == 0 and self.restarts == 0 else None
+        self.forked = child is not None
         if child is None:
             child = _popen(self.command)
         self._child = child
@@ -310,7 +311,7 @@ class PollerProcess:
         # from a thread: the console goes on loading its UI while the child
         # imports what it needs to read it. The write lock, held until the
         # setup is written, keeps every later message behind it.
-        messages = [*(() if given_setup else (setup,)),  # a child forked here has it already
+        messages = [*(() if self.forked else (setup,)),  # a forked child has it already
                     *(("invalidate", service, at) for service, at in self._invalidated.items())]
         self._write_lock.acquire()
         threading.Thread(target=self._write_setup, args=(child, messages), name="refresher-setup", daemon=True).start()
