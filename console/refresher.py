@@ -64,6 +64,7 @@ from typing import Any
 from console.clock import Clock, RelayedClock, rate
 from console.config import Config
 from console.model import NO_SAMPLES, Samples, Snapshot, Trail
+from console.platforms.base import Surroundings, read_surroundings
 
 SAME = "same"
 """In a reply: this field did not change since the snapshot before."""
@@ -285,6 +286,7 @@ class PollerProcess:
         self._invalidated: dict[str, datetime | None] = {}
         self._closed = False
         self.cycles = 0
+        self.surroundings_read = 0
         self.restarts = 0
         self.failures = 0
         """Cycles failed in a row (0 after an answer)."""
@@ -374,29 +376,48 @@ class PollerProcess:
             if self._child is None:
                 self.restarts += 1
                 self._start(prefetch=False)
-            child = self._child
-            # A watchdog: a child that does not answer in time is killed, so the write or the read ends.
-            timer = threading.Timer(self._timeout, child.kill)
-            timer.daemon = True
-            timer.start()
-            try:
-                self._send(("cycle", only, *_reading(self._clock), self._max_age))
-                reply = pickle.load(child.stdout)
-            except (EOFError, OSError, pickle.UnpicklingError) as err:
-                late = not timer.is_alive()
-                child.kill()
-                child.wait(5)
-                failed = self._gone(
-                    f"did not answer within {self._timeout:g} s and was stopped" if late else f"ended ({type(err).__name__})"
-                )
-                self._child = None
-                raise RefreshProcessError(failed) from None
-            finally:
-                timer.cancel()
+            reply = self._exchange(("cycle", only, *_reading(self._clock), self._max_age))
             if reply[0] == "error":
                 raise RefreshProcessError(f"The refresh process failed: {reply[1]}")
             self.cycles += 1
             return self._decoder.decode(reply[1])
+
+    def _exchange(self, message: tuple) -> tuple:
+        """Send `message` to the running child and read its reply (the cycle lock held)."""
+        child = self._child
+        assert child is not None
+        # A watchdog: a child that does not answer in time is killed, so the write or the read ends.
+        timer = threading.Timer(self._timeout, child.kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            self._send(message)
+            return pickle.load(child.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError) as err:
+            late = not timer.is_alive()
+            child.kill()
+            child.wait(5)
+            failed = self._gone(
+                f"did not answer within {self._timeout:g} s and was stopped" if late else f"ended ({type(err).__name__})"
+            )
+            self._child = None
+            raise RefreshProcessError(failed) from None
+        finally:
+            timer.cancel()
+
+    def surroundings(self, service: str, operator: str) -> Surroundings:
+        """`service`'s routing, lease holder and git owner (platforms.base.Surroundings),
+        read by the child between cycles: the requests, their parsing and the
+        Kubernetes client stay out of the console's process."""
+        with self._cycle_lock:
+            child = self._child
+            if self._closed or child is None or child.poll() is not None:
+                raise RefreshProcessError("The refresh process is not running.")
+            reply = self._exchange(("surroundings", service, operator))
+            if reply[0] == "error":
+                raise RefreshProcessError(f"The refresh process failed: {reply[1]}")
+            self.surroundings_read += 1
+            return reply[1]
 
     def invalidate(self, service: str, changed_at: datetime | None = None) -> None:
         """See Poller.invalidate; remembered, so a new child is told too."""
@@ -500,6 +521,15 @@ def main(setup: tuple | None = None) -> int:
             if message[0] == "invalidate":
                 poller.invalidate(message[1], message[2])
                 ready = None  # the prefetched history may be the old one
+                continue
+            if message[0] == "surroundings":
+                _, service, operator = message
+                try:
+                    answer: tuple = ("surroundings", read_surroundings(service, platforms[service], operator))
+                except Exception as err:  # read_surroundings turns platform failures into sentences; this is a bug's
+                    answer = ("error", f"{type(err).__name__}: {err}")
+                pickle.dump(answer, replies, protocol=pickle.HIGHEST_PROTOCOL)
+                replies.flush()
                 continue
             _, only, now, clock_rate, at, max_age = message
             clock.follow(now, clock_rate, at)

@@ -29,7 +29,8 @@ from console.model import (
     revision_label,
 )
 from console.platforms.base import (
-    Followed, Leased, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Usage, lacks,
+    Followed, Leased, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Surroundings, Usage, lacks,
+    read_surroundings,
 )
 from console.provenance import INCIDENT, Provenance, RollbackRecord
 from console.store import OutboxEntry, Store
@@ -605,6 +606,23 @@ class Session:
         None when nothing does or the platform cannot tell. Makes requests: call from a worker."""
         platform = self.platform(service)
         return platform.owner() if isinstance(platform, Owned) else None
+
+    def surroundings(self, service: str) -> Surroundings:
+        """`service`'s routing, rollback-lease holder and git owner, for the panes
+        (platforms.base.Surroundings). Makes requests: call from a worker. With
+        a refresh process running, that process reads them between cycles: their
+        requests and parsing stay off this interpreter (the UI's), which then
+        loads no Kubernetes client until an action needs one. Read here when
+        there is none, or when it fails."""
+        from console.refresher import PollerProcess, RefreshProcessError
+
+        poller = self._poller
+        if isinstance(poller, PollerProcess):
+            try:
+                return poller.surroundings(service, self.operator)
+            except RefreshProcessError:
+                pass  # the next cycle says what happened to it; the panes read here meanwhile
+        return read_surroundings(service, self.platform(service), self.operator)
 
     def routing(self, service: str) -> Routing | None:
         """Where `service`'s traffic goes (the live blue-green colour, the canary

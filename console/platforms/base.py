@@ -246,6 +246,45 @@ class Owned(Protocol):
         """Who deploys the service from git, None when nothing does (read fresh)."""
 
 
+@dataclass(frozen=True)
+class Surroundings:
+    """What the routing pane, the lease strip and the owner strip show of one
+    service, read together: where its traffic goes, who holds its rollback
+    lease (a `lease.LeaseHolder`), who deploys it from git (a `gitops.Owner`).
+    Each is None when the platform has none or nobody holds it; a read that
+    failed leaves its sentence instead."""
+
+    routing: Routing | None = None
+    holder: object = None
+    owner: object = None
+    routing_error: str | None = None
+    lease_error: str | None = None
+    owner_error: str | None = None
+
+
+def read_surroundings(service: str, platform: Platform, operator: str) -> Surroundings:
+    """Read `service`'s Surroundings from its platform (requests: call from a
+    worker, or from the refresh process). `operator` is whose lease it would be."""
+    routing = holder = owner = None
+    routing_error = lease_error = owner_error = None
+    if isinstance(platform, Routed):
+        try:
+            routing = platform.routing()
+        except PlatformError as err:
+            routing_error = f"Cannot read where {service}'s traffic goes: {err}"
+    if isinstance(platform, Leased):
+        try:
+            holder = platform.rollback_lease(operator).current()
+        except PlatformError as err:
+            lease_error = f"Cannot read the rollback lease of {service}: {err}"
+    if isinstance(platform, Owned):
+        try:
+            owner = platform.owner()
+        except PlatformError as err:
+            owner_error = f"Cannot read who deploys {service} from git: {err}"
+    return Surroundings(routing, holder, owner, routing_error, lease_error, owner_error)
+
+
 @runtime_checkable
 class Recorded(Protocol):
     """A platform whose objects carry the rollback records (annotations, tags):

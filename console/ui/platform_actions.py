@@ -100,22 +100,9 @@ class PlatformActions:
 
     @work(thread=True, exclusive=True, group="extras", exit_on_error=False)
     def _platform_extras_worker(self, service: str) -> None:
-        routing = holder = None
-        routing_error = lease_error = None
-        try:
-            routing = self.session.routing(service)
-        except PlatformError as err:
-            routing_error = f"Cannot read where {service}'s traffic goes: {err}"
-        try:
-            holder = self.session.lease_holder(service)
-        except PlatformError as err:
-            lease_error = f"Cannot read the rollback lease of {service}: {err}"
-        owner = owner_error = None
-        try:
-            owner = self.session.gitops_owner(service)
-        except PlatformError as err:
-            owner_error = f"Cannot read who deploys {service} from git: {err}"
-        self.post_message(PlatformExtras(service, routing, holder, routing_error, lease_error, owner, owner_error))
+        read = self.session.surroundings(service)
+        self.post_message(PlatformExtras(service, read.routing, read.holder, read.routing_error, read.lease_error,
+                                         read.owner, read.owner_error))
 
     def on_platform_extras(self, message: PlatformExtras) -> None:
         if message.service != self.selected:

@@ -189,6 +189,66 @@ def test_the_first_child_is_forked_from_a_console_without_threads(drill, tmp_pat
     wait_until(lambda: not _alive(child), "the forked child exited with its console", timeout=20)
 
 
+def test_the_panes_surroundings_are_read_by_the_child(drill, tmp_path):
+    """The routing, lease and owner the panes show are read by the refresh
+    process between cycles: the same answer as a read in the console's process,
+    another operator's lease included."""
+    from console.platforms.base import read_surroundings
+
+    session = _session(drill, tmp_path, "incidents", remote=True)
+    try:
+        session.refresh_blocking()
+        alice = session.platform("order-service").rollback_lease("alice@laptop")
+        alice.acquire()
+        try:
+            read = session.surroundings("order-service")
+            assert session.poller.surroundings_read == 1
+            assert read.holder is not None and read.holder.holder == "alice@laptop"
+            here = read_surroundings("order-service", session.platform("order-service"), session.operator)
+            # The same but for the moment each was read.
+            assert replace(read, holder=replace(read.holder, seen_at=None)) == replace(here, holder=replace(here.holder, seen_at=None))
+        finally:
+            alice.release()
+        assert session.surroundings("order-service").holder is None
+    finally:
+        session.poller.close()
+    # No refresh process (closed): read in the console's process.
+    assert session.surroundings("order-service").lease_error is None
+
+
+LIGHT_CONSOLE = r"""
+import json, sys
+from pathlib import Path
+from console.config import load
+from console.session import Session
+from console.store import Store
+
+config_path, store_path = sys.argv[1:3]
+session = Session(load(config_path), Store(Path(store_path)))
+session.start_refresh_process()
+views = session.refresh_blocking()
+read = session.surroundings("order-service")
+print(json.dumps({"views": len(views), "read_by_child": session.poller.surroundings_read,
+                  "lease_read": read.lease_error is None,
+                  "kubernetes_loaded": any(m == "kubernetes" or m.startswith("kubernetes.") for m in sys.modules)}))
+session.poller.close()
+"""
+
+
+def test_a_console_with_a_refresh_process_loads_no_kubernetes_client(drill, tmp_path):
+    """Refreshes and the panes' reads all run in the refresh process: the
+    console's own process (the UI's) never loads the Kubernetes client (nor its
+    requests, urllib3 and oauthlib) until an action needs it (issue 17's memory)."""
+    script = tmp_path / "light_console.py"
+    script.write_text(LIGHT_CONSOLE)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(script), str(drill.config_path), str(tmp_path / "light.db")],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {"views": 1, "read_by_child": 1, "lease_read": True, "kubernetes_loaded": False}
+
+
 def test_a_console_running_threads_starts_a_new_interpreter(drill, tmp_path):
     """Forking a process whose other threads may hold a lock could leave it held
     in the child forever: with the drill's server threads running here, the

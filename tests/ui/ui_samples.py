@@ -250,6 +250,11 @@ class RecordedSession:
     def resend_pending(self, service: str) -> list:
         return []
 
+    def surroundings(self, service: str):
+        from console.platforms.base import Surroundings
+
+        return Surroundings()
+
     def routing(self, service: str):
         return None
 
