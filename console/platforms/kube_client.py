@@ -150,6 +150,8 @@ class _DeferringLoader(importlib.machinery.SourceFileLoader):
                     if sys.modules.get(name) is stand_in:
                         del sys.modules[name]
                     _standing.pop(name, None)
+                if all(name in sys.modules for name in _DEFERRED) and _DeferringFinder in sys.meta_path:
+                    sys.meta_path.remove(_DeferringFinder)  # all three loaded: nothing left to find
 
 
 class _DeferringFinder:
