@@ -189,3 +189,18 @@ def test_a_proxy_is_used_for_a_host_outside_no_proxy(drill, closed_port) -> None
     out = _run(_PROXIED.format(path=str(drill.kubeconfig_path), proxy=f"http://127.0.0.1:{closed_port}", no_proxy="10.0.0.1"))
 
     assert out.splitlines() == ["ProxyManager", "ProxyError"]
+
+
+def test_the_refresh_reads_load_no_generated_api_nor_requests(drill) -> None:
+    # What each refresh and the UI's owner read ask of a service's Deployment.
+    out = _run(f"""
+        import sys
+        from console.platforms.kubernetes import KubernetesPlatform
+        platform = KubernetesPlatform("order-service", "shop", "order-service", kubeconfig={str(drill.kubeconfig_path)!r})
+        health, history = platform.observe()
+        print(health.desired, [r.number for r in history], platform.owner())
+        print(sorted(m for m in sys.modules if m.startswith("kubernetes.client.api.")),
+              sorted({{m.split(".")[0] for m in sys.modules}} & {{"requests", "oauthlib", "requests_oauthlib", "dateutil"}}))
+    """)
+
+    assert out.splitlines() == ["3 [3, 2, 1] None", "[] []"]
