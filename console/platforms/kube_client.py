@@ -20,8 +20,9 @@ loader's `oauthlib` and `requests_oauthlib` (its OIDC token refresh), the REST
 client's `requests.utils.should_bypass_proxies` (a configured proxy) and the
 API client's `dateutil.parser.parse` and `multiprocessing.pool.ThreadPool`
 (model deserialisation, `async_req`). They pull in `requests`, `oauthlib`,
-`charset_normalizer`, `certifi`... about 6 MB of RSS in each process that
-loads the client. While such a module executes, each of those names is a
+`charset_normalizer`, `certifi`...: `from kubernetes import config` took 250
+modules and 9.6 MB of RSS here, and now takes 58 and 1.9 MB, in each process
+that loads the client. While such a module executes, each of those names is a
 stand-in in `sys.modules` (only if the real one is not imported already), and
 the stand-ins are removed as soon as it is done: whoever imports them later
 gets the real packages. What the module keeps is the stand-in: any attribute
@@ -121,7 +122,10 @@ def _stand_in(name: str, deferred: tuple[str, ...]) -> types.ModuleType:
             try:
                 value = getattr(real, attribute)
             except AttributeError:
-                value = importlib.import_module(f"{name}.{attribute}")  # a submodule (`oauthlib.oauth2`)
+                try:
+                    value = importlib.import_module(f"{name}.{attribute}")  # a submodule (`oauthlib.oauth2`)
+                except ModuleNotFoundError:
+                    raise AttributeError(f"module {name!r} has no attribute {attribute!r}") from None
         setattr(module, attribute, value)
         return value
 
@@ -150,12 +154,12 @@ class _DeferringLoader(importlib.machinery.SourceFileLoader):
                     if sys.modules.get(name) is stand_in:
                         del sys.modules[name]
                     _standing.pop(name, None)
-                if all(name in sys.modules for name in _DEFERRED) and _DeferringFinder in sys.meta_path:
-                    sys.meta_path.remove(_DeferringFinder)  # all three loaded: nothing left to find
 
 
 class _DeferringFinder:
-    """Finds `_DEFERRED`'s modules with `_DeferringLoader` (a meta path finder)."""
+    """Finds `_DEFERRED`'s modules with `_DeferringLoader` (a meta path finder).
+    It stays in `sys.meta_path` (a dictionary look-up per import): removing it
+    could make another thread's import, walking the same list, skip a finder."""
 
     @staticmethod
     def find_spec(fullname: str, path=None, target=None):
