@@ -71,3 +71,61 @@ def test_after_a_full_import_slim_changes_nothing() -> None:
         print(slim(), kubernetes.client.V1Deployment.__name__)
     """)
     assert out == "False V1Deployment"
+
+
+# --- the imports deferred until used (kube_client._DEFERRED) ---------------------
+
+_DEFERRED_TOPS = ("requests", "oauthlib", "requests_oauthlib", "dateutil", "charset_normalizer", "certifi")
+
+
+def test_loading_a_kubeconfig_imports_no_requests_or_oauthlib(tmp_path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+    )
+    out = _run(f"""
+        import sys
+        from console.platforms.kube_client import slim
+        slim()
+        from kubernetes import config
+        from kubernetes.client import ApiClient, AppsV1Api, Configuration
+        configuration = type.__call__(Configuration)
+        config.load_kube_config(config_file={str(kubeconfig)!r}, client_configuration=configuration, persist_config=False)
+        AppsV1Api(ApiClient(configuration=configuration))
+        loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({_DEFERRED_TOPS!r}))
+        print(loaded, "multiprocessing.pool" in sys.modules, configuration.api_key["BearerToken"])
+        # Imported now by someone else: the real packages, no stand-in left behind.
+        import requests.utils, oauthlib.oauth2, requests_oauthlib, dateutil.parser, multiprocessing.pool
+        print(all(getattr(sys.modules[m], "__file__", None) for m in
+                  ("requests.utils", "oauthlib", "oauthlib.oauth2", "requests_oauthlib", "dateutil.parser", "multiprocessing.pool")),
+              requests.utils.should_bypass_proxies.__module__, oauthlib.oauth2.__name__)
+    """)
+    assert out.splitlines() == ["[] False Bearer t", "True requests.utils oauthlib.oauth2"]
+
+
+def test_the_deferred_names_are_the_real_ones_when_used() -> None:
+    out = _run("""
+        import datetime
+        from console.platforms.kube_client import slim
+        slim()
+        from kubernetes import config  # noqa: F401
+        from kubernetes.client import ApiClient, Configuration
+        import kubernetes.config.kube_config as kube_config
+        import kubernetes.client.rest as rest
+        import kubernetes.client.api_client as api_client
+        session = kube_config.OAuth2Session(client_id="console")
+        import requests_oauthlib, oauthlib.oauth2.rfc6749.errors as errors, multiprocessing.pool
+        print(type(session) is requests_oauthlib.OAuth2Session,
+              kube_config.oauthlib.oauth2.rfc6749.errors.InvalidClientIdError is errors.InvalidClientIdError,
+              hasattr(kube_config.oauthlib, "no_such_name"))
+        print(rest.should_bypass_proxies("http://127.0.0.1:8080/api", no_proxy="127.0.0.1"),
+              rest.should_bypass_proxies("http://10.1.2.3:8080/api", no_proxy="127.0.0.1"))
+        print(api_client.parse("2026-12-05T03:00:00Z") == datetime.datetime(2026, 12, 5, 3, tzinfo=datetime.timezone.utc))
+        client = ApiClient(configuration=type.__call__(Configuration))
+        print(type(client.pool) is multiprocessing.pool.ThreadPool, client.pool.apply_async(sum, ([1, 2],)).get(timeout=30))
+        client.close()
+    """)
+    assert out.splitlines() == ["True True False", "True False", "True", "True 3"]
