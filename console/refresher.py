@@ -16,6 +16,9 @@ What crosses the pipe each cycle (pickled, the child's stdout):
   points at the back (a whole sparkline when it was reloaded or changed
   otherwise), so a steady cycle sends two points per service, not 480;
 - the rollout history and the provenance only when they changed.
+Between cycles the console may also ask for one service's surroundings (its
+routing, rollback-lease holder and git owner: `PollerProcess.surroundings`),
+which the panes show; the child reads them from its own platforms.
 
 Start-up: the child starts when the console does (`Session.start_refresh_process`)
 and runs its first cycle at once, overlapping the UI's own imports and first

@@ -210,10 +210,11 @@ def test_the_panes_surroundings_are_read_by_the_child(drill, tmp_path):
         finally:
             alice.release()
         assert session.surroundings("order-service").holder is None
-    finally:
         session.poller.close()
-    # No refresh process (closed): read in the console's process.
-    assert session.surroundings("order-service").lease_error is None
+        # No refresh process (closed): read in the console's process.
+        assert session.surroundings("order-service").lease_error is None
+    finally:
+        session.close()
 
 
 LIGHT_CONSOLE = r"""
