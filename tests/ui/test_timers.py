@@ -28,9 +28,9 @@ class _App:
         raise error
 
 
-async def _ticks(monkeypatch: pytest.MonkeyPatch, run) -> list[float]:
-    """When a timer of interval 1 ticks, on a virtual clock, with its first
-    tick taking 1.5 (a frame that overran its slot)."""
+def _virtual_clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """Textual's clock made virtual: `clock["now"]` is the time, and a sleep
+    moves it on at once (then lets the other tasks run)."""
     clock = {"now": 0.0}
 
     async def sleep(seconds: float) -> None:
@@ -40,6 +40,13 @@ async def _ticks(monkeypatch: pytest.MonkeyPatch, run) -> list[float]:
     monkeypatch.setattr(_time, "get_time", lambda: clock["now"])
     monkeypatch.setattr(_time, "sleep", sleep)
     monkeypatch.setattr("textual.timer.sleep", sleep)
+    return clock
+
+
+async def _ticks(monkeypatch: pytest.MonkeyPatch, run) -> list[float]:
+    """When a timer of interval 1 ticks, on a virtual clock, with its first
+    tick taking 1.5 (a frame that overran its slot)."""
+    clock = _virtual_clock(monkeypatch)
     ticks: list[float] = []
 
     def tick() -> None:
@@ -76,15 +83,7 @@ async def _resumed_ticks(monkeypatch: pytest.MonkeyPatch, run) -> list[float]:
     """When a timer of interval 1 ticks, on a virtual clock, when each tick
     pauses it (as the screen's frame timer does) and something resumes it:
     first at 2.4 (off its grid of slots), then right after that tick."""
-    clock = {"now": 0.0}
-
-    async def sleep(seconds: float) -> None:
-        clock["now"] += max(0.0, seconds)
-        await asyncio.sleep(0)
-
-    monkeypatch.setattr(_time, "get_time", lambda: clock["now"])
-    monkeypatch.setattr(_time, "sleep", sleep)
-    monkeypatch.setattr("textual.timer.sleep", sleep)
+    clock = _virtual_clock(monkeypatch)
     ticks: list[float] = []
 
     class Target:
@@ -137,15 +136,7 @@ def test_a_rebased_start_puts_the_resumed_slot_now() -> None:
 async def test_a_timer_paused_as_its_tick_overran_ticks_as_it_is_resumed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The screen's frame timer after a long frame: the tick (from 1.0 to 2.3)
     paused it, a key resumes it at 2.5: it ticks then, not at the next slot (3.0)."""
-    clock = {"now": 0.0}
-
-    async def sleep(seconds: float) -> None:
-        clock["now"] += max(0.0, seconds)
-        await asyncio.sleep(0)
-
-    monkeypatch.setattr(_time, "get_time", lambda: clock["now"])
-    monkeypatch.setattr(_time, "sleep", sleep)
-    monkeypatch.setattr("textual.timer.sleep", sleep)
+    clock = _virtual_clock(monkeypatch)
     ticks: list[float] = []
 
     class Target:
