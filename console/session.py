@@ -29,7 +29,7 @@ from console.model import (
     revision_label,
 )
 from console.platforms.base import (
-    Followed, Leased, Owned, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Surroundings, Usage, lacks,
+    Followed, Leased, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Surroundings, Usage, lacks,
     read_surroundings,
 )
 from console.provenance import INCIDENT, Provenance, RollbackRecord
@@ -600,12 +600,6 @@ class Session:
         is or the platform has no lease. Makes a request: call from a worker."""
         lease = self.rollback_lease(service)
         return lease.current() if lease is not None else None
-
-    def gitops_owner(self, service: str):
-        """Who deploys `service` from git (a `console.gitops.Owner`: Argo CD, Flux),
-        None when nothing does or the platform cannot tell. Makes requests: call from a worker."""
-        platform = self.platform(service)
-        return platform.owner() if isinstance(platform, Owned) else None
 
     def surroundings(self, service: str) -> Surroundings:
         """`service`'s routing, rollback-lease holder and git owner, for the panes

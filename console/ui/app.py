@@ -526,8 +526,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self._show_incident()
         except NoMatches:
             return  # the app is shutting down
-        # Its requests and parsing (a worker thread, on this interpreter) wait until the
-        # refresh is painted, rather than compete for the GIL with that frame and a key.
+        # The panes' routing, lease and owner are asked for once the refresh is painted: the
+        # refresh process reads them (without one, a worker thread on this interpreter, which
+        # would compete for the GIL with that frame and a key).
         self.call_after_refresh(self._fetch_platform_extras)
         self.call_after_refresh(self._collect_between_frames)
 

@@ -255,13 +255,7 @@ class RecordedSession:
 
         return Surroundings()
 
-    def routing(self, service: str):
-        return None
-
     def lease_holder(self, service: str):
-        return None
-
-    def gitops_owner(self, service: str):
         return None
 
     def rollback_check(self, service: str, to_revision: int | None = None) -> RollbackCheck:

@@ -1,10 +1,11 @@
 """Where the traffic goes and who holds the rollback lease.
 
 The routing pane shows a blue-green service's live colour or a canary's
-weights (`Session.routing`); the lease strip names the console that is rolling
-the service back right now (`Session.lease_holder`), so a second operator in
-the war room sees it before pressing anything. Both are fed by a thread worker
-after every refresh (they make requests) and hidden for platforms without them.
+weights; the lease strip names the console that is rolling the service back
+right now, so a second operator in the war room sees it before pressing
+anything. Both are read after every refresh (`Session.surroundings`: by the
+refresh process, or by a thread worker without one) and hidden for platforms
+without them.
 """
 
 from __future__ import annotations
