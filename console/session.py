@@ -29,7 +29,7 @@ from console.model import (
     revision_label,
 )
 from console.platforms.base import (
-    Followed, Leased, Platform, PlatformError, QuickRollback, Recorded, Routed, Routing, Surroundings, Usage, lacks,
+    Followed, Leased, Platform, PlatformError, QuickRollback, Recorded, Surroundings, Usage, lacks,
     read_surroundings,
 )
 from console.provenance import INCIDENT, Provenance, RollbackRecord
@@ -617,13 +617,6 @@ class Session:
             except RefreshProcessError:
                 pass  # the next cycle says what happened to it; the panes read here meanwhile
         return read_surroundings(service, self.platform(service), self.operator)
-
-    def routing(self, service: str) -> Routing | None:
-        """Where `service`'s traffic goes (the live blue-green colour, the canary
-        weights), None for platforms without a traffic switch. Makes requests:
-        call from a worker."""
-        platform = self.platform(service)
-        return platform.routing() if isinstance(platform, Routed) else None
 
     # -- the session's event loop ------------------------------------------
 

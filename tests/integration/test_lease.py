@@ -302,13 +302,13 @@ def test_two_clusters_in_one_config(drills, tmp_path):
     session = Session(parse(data), Store(tmp_path / "db"), clock=east.world.clock, operator="alice@laptop")
 
     assert [r.versions for r in session.platform("order-service").history()][0] == ("1.2.3",)
-    assert session.routing("checkout").active == "green"
-    assert session.routing("checkout-again").active == "green"
-    assert session.routing("order-service") is None
+    assert session.surroundings("checkout").routing.active == "green"
+    assert session.surroundings("checkout-again").routing.active == "green"
+    assert session.surroundings("order-service").routing is None
 
     steps = list(session.execute(session.plan_rollback("checkout")))
     assert steps[-1].done and not steps[-1].failed
-    assert session.routing("checkout").active == "blue"
+    assert session.surroundings("checkout").routing.active == "blue"
     assert _image(east).endswith(":1.2.3")  # the other cluster was not touched
     assert east.server.requests and not any(r[0] == "PATCH" for r in east.server.requests)
 
