@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from rich.style import Style
+from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.containers import Vertical
+from textual.strip import Strip
+from textual.widgets import DataTable, Input
 from ui_samples import NOW, sample_views
 
 from console.decision import Thresholds, evaluate
@@ -168,8 +173,9 @@ async def test_changed_cells_are_painted_and_a_wider_one_widens_its_column() -> 
 
 
 async def test_renders_of_replaced_cells_are_not_kept() -> None:
-    """Every render the table cached is keyed by its update count: once the cells
-    change, the old ones are dropped, not kept until 10,000 have piled up."""
+    """Every render DataTable cached is keyed by its update count: once the cells
+    change, the old ones are dropped, not kept until 10,000 have piled up. The
+    table's own painted rows are kept for a few screens' worth at most."""
     app = _TableApp()
     async with app.run_test(size=(120, 10)) as pilot:
         table = app.query_one(ServiceTable)
@@ -179,3 +185,124 @@ async def test_renders_of_replaced_cells_are_not_kept() -> None:
             await pilot.pause()
         cells = len(SERVICES) * len(services_module.COLUMNS) + len(services_module.COLUMNS)  # rows and header
         assert 0 < len(table._cell_render_cache) <= cells
+        assert 0 < len(table._row_strips) <= 4 * table.size.height + 1
+
+
+class _PaintApp(App[None]):
+    """The table in a bordered box, under an input that can take the focus away."""
+
+    CSS = "#box { border: round $primary; height: 1fr; }"
+
+    def __init__(self, services: tuple[str, ...]) -> None:
+        super().__init__()
+        self.services = services
+        loaded, _ = theme_files.load_themes(theme_files.shipped_themes_dir())
+        for theme in loaded.values():
+            self.register_theme(theme)
+        self.theme = theme_files.DEFAULT_THEME
+
+    def compose(self) -> ComposeResult:
+        yield Input(id="elsewhere")
+        with Vertical(id="box"):
+            yield ServiceTable(self.services, id="services")
+
+
+def _visible(strip: Strip) -> list[tuple[str, Style | None]]:
+    """What a line shows: its text and styles (the meta a click reads included),
+    empty segments dropped and equal neighbours joined."""
+    return [(segment.text, segment.style) for segment in Strip([s for s in strip if s.text]).simplify()]
+
+
+def _painted_as_datatable(table: ServiceTable) -> int:
+    """Check every line on screen against DataTable's own painting of it; how
+    many lines the table's painter made itself."""
+    table._pseudo_class_state = table.get_pseudo_class_state()  # as render_lines sets it
+    table._paint = None
+    table._row_strips.clear()
+    made = 0
+    painter = type(table)._paint_row
+
+    def counting(self, *args):
+        nonlocal made
+        made += 1
+        return painter(self, *args)
+
+    table._paint_row = counting.__get__(table)
+    try:
+        for y in range(table.size.height):
+            assert _visible(table.render_line(y)) == _visible(DataTable.render_line(table, y)), y
+    finally:
+        del table._paint_row
+    return made
+
+
+async def test_rows_are_painted_as_datatable_paints_them() -> None:
+    """The table paints its rows itself (issue 17): line for line, text, colours
+    and mouse targets, the same as DataTable's own painting, in every state a
+    row can be in."""
+    services = tuple(f"svc-{i:03d}" for i in range(60)) + ("order-service",)
+    app = _PaintApp(services)
+    async with app.run_test(size=(140, 30)) as pilot:
+        table = app.query_one(ServiceTable)
+        assert _painted_as_datatable(table) == 0  # placeholders before the first refresh: DataTable's
+        table.show(sample_views(NOW, services), NOW)
+        table.focus()
+        await pilot.pause()
+        rows = table.size.height - 1  # under the header
+        assert _painted_as_datatable(table) == rows
+        start = table.cursor_row
+        await pilot.press("down", "down", "down")
+        await pilot.pause()
+        assert table.cursor_row == start + 3
+        assert _painted_as_datatable(table) == rows
+        app.query_one("#elsewhere").focus()
+        await pilot.pause()
+        assert _painted_as_datatable(table) == rows  # the blurred cursor
+        table.focus()
+        await pilot.hover(ServiceTable, offset=(5, 6))
+        await pilot.pause()
+        assert table._show_hover_cursor
+        assert _painted_as_datatable(table) == rows
+        table.scroll_to(y=20, animate=False)
+        await pilot.pause()
+        assert _painted_as_datatable(table) == rows
+        table.set_pinned("svc-030")
+        app.theme = "light"
+        await pilot.pause()
+        assert _painted_as_datatable(table) == rows
+        await pilot.resize_terminal(50, 20)
+        await pilot.pause()
+        table.scroll_to(x=12, animate=False)
+        await pilot.pause()
+        assert table.scroll_offset.x == 12
+        assert _painted_as_datatable(table) == table.size.height - 1
+        table.set_filter("svc-00")
+        await pilot.pause()
+        assert _painted_as_datatable(table) == 10
+
+
+async def test_a_cell_wider_than_its_column_is_painted_by_datatable() -> None:
+    """Until the column widens (DataTable measures on idle), DataTable crops the
+    cell its own way: the table's painter leaves such a row to it."""
+    app = _PaintApp(SERVICES)
+    async with app.run_test(size=(120, 12)) as pilot:
+        table = app.query_one(ServiceTable)
+        table.show(sample_views(NOW, SERVICES), NOW)
+        await pilot.pause()
+        table._data[services_module.RowKey("cart-service")][services_module.ColumnKey("error")] = Text("9" * 40)
+        table._update_count += 1
+        assert _painted_as_datatable(table) == len(SERVICES) - 1
+
+
+async def test_a_click_on_a_painted_row_moves_the_cursor_there() -> None:
+    app = _PaintApp(SERVICES)
+    async with app.run_test(size=(120, 12)) as pilot:
+        table = app.query_one(ServiceTable)
+        table.show(sample_views(NOW, SERVICES), NOW)
+        table.focus()
+        await pilot.pause()
+        assert table.cursor_row == 0
+        await pilot.click(ServiceTable, offset=(20, 3))  # under the header: the third row
+        await pilot.pause()
+        assert table.cursor_row == 2
+        assert table.highlighted == table.visible()[2]

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from textual.binding import Binding
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual._segment_tools import line_crop
+from textual.binding import Binding
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import DataTable, Input
 from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 
@@ -81,6 +87,12 @@ class ServiceTable(DataTable):
         self._keys: dict[str, tuple] = {}
         self._painted: dict[str, tuple] = {}
         self._urgent: int | None = None
+        # Painting (render_line): what holds for the whole paint in progress, the
+        # rows painted lately, and their styles with each cell's mouse target.
+        self._paint: tuple | None = None
+        self._row_strips: dict[tuple, Strip] = {}
+        self._targeted: dict[tuple, Style] = {}
+        self._styles: dict[tuple, tuple] = {}
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.recolour())
@@ -228,6 +240,138 @@ class ServiceTable(DataTable):
         for cache in (self._cell_render_cache, self._row_render_cache, self._row_renderable_cache, self._line_cache):
             cache.clear()
         self.refresh()
+
+    # -- painting ----------------------------------------------------------
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What the lines share, worked out once per paint (as DataTable.render_lines
+        # then sets the pseudo-class state, which the cursor's style depends on).
+        self._pseudo_class_state = self.get_pseudo_class_state()
+        self._paint = self._paint_state()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint = None
+
+    def render_line(self, y: int) -> Strip:
+        """A line of the table, as DataTable paints it, for less. After a
+        refresh every row on screen shows new figures (and most have moved),
+        and DataTable renders each cell through Rich's layout: padding,
+        wrapping, cropping, half the paint that follows a refresh at 500
+        services (issue 17). A row of one-line, unwrapped cells is made here
+        from the same styles in a few segments, and kept while its values, its
+        place and the styles stay the same. Anything else (the header, a cell
+        wider than its column, styled spans) is DataTable's own.
+        tests/ui/test_services_table.py checks line for line that both paint
+        the same."""
+        paint = self._paint if self._paint is not None else self._paint_state()
+        if not paint:
+            return super().render_line(y)
+        header, scroll_x, scroll_y, width, base_style, columns, cursor_row, hover_row, key = paint
+        offsets = self._y_offsets
+        at = y + scroll_y - header
+        if y < header or at >= len(offsets):
+            return super().render_line(y)
+        row_key, line = offsets[at]
+        cells = self._data.get(row_key)
+        if line or cells is None or self.rows[row_key].height != 1:
+            return super().render_line(y)
+        shown = []
+        for column, room in columns:
+            value = cells.get(column)
+            if (type(value) is not Text or value._spans or value.justify or value.overflow
+                    or "\n" in value.plain or "\t" in value.plain or value.cell_len > room):
+                return super().render_line(y)
+            shown.append((value.plain, value.style))
+        row = self._row_locations.get(row_key)
+        strip_key = (row_key, row, tuple(shown), row == cursor_row, row == hover_row, key)
+        strip = self._row_strips.get(strip_key)
+        if strip is None:
+            if len(self._row_strips) > 4 * max(1, self.size.height):
+                self._row_strips.clear()
+            strip = self._row_strips[strip_key] = self._paint_row(
+                row, shown, columns, base_style, row == cursor_row, row == hover_row, scroll_x, width)
+        return strip
+
+    def _paint_state(self) -> tuple:
+        """What every line of this paint shares (empty: not a table this painter knows)."""
+        if (self.cursor_type != "row" or self.fixed_columns or self.fixed_rows or self.zebra_stripes
+                or (self._labelled_row_exists and self.show_row_labels)):
+            return ()
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        padding = self.cell_padding
+        columns = tuple((column.key, column.get_render_width(self) - 2 * padding) for column in self.ordered_columns)
+        base_style = self.rich_style
+        header = self.get_row_height(self._header_row_key) if self.show_header else 0
+        cursor_row = self.cursor_coordinate.row
+        hover_row = self.hover_coordinate.row
+        key = (width, scroll_x, padding, columns, base_style, self.show_cursor, self._show_hover_cursor,
+               self.cursor_foreground_priority, self.cursor_background_priority, self._pseudo_class_state,
+               self.get_component_rich_style("datatable--cursor"), self.get_component_rich_style("datatable--hover"))
+        return (header, scroll_x, scroll_y, width, base_style, columns, cursor_row, hover_row, key)
+
+    def _paint_row(self, row: int, shown: list[tuple[str, str | Style]], columns: tuple, base_style: Style,
+                   cursor: bool, hover: bool, scroll_x: int, width: int) -> Strip:
+        """One row's line: DataTable's cell by cell (pre-style, the cell's text
+        style, post-style, the mouse target as meta), then the row's fill to the edge."""
+        pad_style, text_style, extend_style = self._row_styles(base_style, cursor, hover)
+        target = self._target
+        padding = " " * self.cell_padding
+        segments: list[Segment] = []
+        append = segments.append
+        for column, ((text, style), (_, room)) in enumerate(zip(shown, columns)):
+            pad = target(pad_style, row, column)
+            if text:
+                append(Segment(padding, pad))
+                append(Segment(text, target(text_style(style), row, column)))
+                append(Segment(" " * (room - cell_len(text)) + padding, pad))
+            else:
+                append(Segment(padding + " " * room + padding, pad))
+        table_width = sum(room for _, room in columns) + 2 * len(columns) * self.cell_padding
+        append(Segment(" " * max(0, width - table_width),
+                       extend_style + Style.from_meta({"row": row, "column": 0, "out_of_bounds": True})))
+        if scroll_x or table_width > width:
+            return Strip(line_crop(segments, scroll_x, scroll_x + width, width)).adjust_cell_length(width, base_style).simplify()
+        return Strip(segments, width).simplify()
+
+    def _row_styles(self, base_style: Style, cursor: bool, hover: bool) -> tuple:
+        """A row's padding style, its text style for a cell's style, and its fill
+        style, as DataTable builds them (kept for the paint's styles)."""
+        key = (base_style, cursor, hover, self.show_cursor, self._show_hover_cursor,
+               self.cursor_foreground_priority, self.cursor_background_priority,
+               self.get_component_rich_style("datatable--cursor"), self.get_component_rich_style("datatable--hover"))
+        styles = self._styles.get(key)
+        if styles is None:
+            component, post = self._get_styles_to_render_cell(
+                False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+                self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+            extend, _ = self._get_styles_to_render_cell(
+                False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor, False, False)
+            get_style = self.app.console.get_style
+            texts: dict = {}
+
+            def text_style(style: str | Style) -> Style:
+                found = texts.get(style)
+                if found is None:
+                    found = texts[style] = base_style + component + get_style(style, default=Style.null()) + post
+                return found
+
+            if len(self._styles) > 64:
+                self._styles.clear()
+            styles = self._styles[key] = (base_style + component + post, text_style, base_style + extend)
+        return styles
+
+    def _target(self, style: Style, row: int, column: int) -> Style:
+        """`style` with the cell's place as meta (what a click or a hover reads),
+        the same few styles at the same places from one paint to the next."""
+        key = (style, row, column)
+        targeted = self._targeted.get(key)
+        if targeted is None:
+            if len(self._targeted) > 20_000:
+                self._targeted.clear()
+            targeted = self._targeted[key] = style + Style.from_meta({"row": row, "column": column})
+        return targeted
 
     def _sort_rows(self, rank: dict[str, int]) -> None:
         # DataTable.sort passes the cell values; the service column names the row.
