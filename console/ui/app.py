@@ -477,12 +477,12 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self._apply_refresh(message, details_now=not self.views)
 
     def _apply_refresh(self, message: Refreshed, details_now: bool = False) -> None:
-        """Show a refresh: the triage table (and the title bar) in this frame, the
+        """Show a refresh: the triage table in this frame, the title bar and the
         shown service's banner and panes in the next one (`details_now`: in this
         one too, for the first frame). A refresh of a few hundred services
-        repaints most of the screen, 15-30 ms of painting, and a key pressed
-        meanwhile waits for the frame in progress: two shorter frames make it wait
-        for less. One frame later is 17 ms, which nobody sees."""
+        repaints most of the screen, and a key pressed meanwhile waits for the
+        frame in progress: two shorter frames make it wait for less. One frame
+        later is 17 ms, which nobody sees."""
         self._settle_heap()
         self._updated_at = self.session.clock.now()
         for view in message.views:
@@ -497,7 +497,6 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             return  # a refresh that finished while the app shut down
         services.show(message.views, self._updated_at)
         self._note_source_errors(message.views)
-        self._render_titlebar()
         self._check_investigation()
         self._retry_unsent()
         self._follow_drill(message)
@@ -520,6 +519,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self.set_timer(DETAILS_YIELD, lambda: self._show_details(since))
             return
         try:
+            # The title bar with the panes, not with the table: a frame repaints every
+            # widget between the regions it updates, and the bar is the screen's top line.
+            self._render_titlebar()
             self._follow_lead()
             self._show_selected()
             self.query_one(TimelinePane).show(self.events)
