@@ -49,6 +49,13 @@ SIGNALS = (ERROR_RATE, LATENCY, REQUEST_RATE, ROUTE_ERROR_RATE)
 HISTORY_POINTS = 240
 """At most this many points per sparkline from the start-up range query."""
 
+HISTORY_BATCH = 50
+"""Services per start-up range query, one query after the other per signal.
+Prometheus answers a range query as JSON, a list and two objects per point:
+one query for 500 services' 240 points was 25-40 MB of objects at once in the
+refresh process, most of its peak memory (issue 17), for the few moments
+before they became arrays."""
+
 _DEFAULTS = SignalsConfig()
 _HEALTH = HealthConfig()
 # `label="$service"` (or ${service}): the one shape of template that batches.
@@ -512,19 +519,26 @@ class Poller:
             label = _batch_label(template)
             target = (lambda s: s.error_history) if signal == ERROR_RATE else (lambda s: s.latency_history)
             if label and template not in self._unbatchable:
-                try:
-                    series = await self.prometheus.query_range(_batch_query(template, label, [m.name for m in members]), start, end, step)
-                except SignalError:
-                    for member in members:
-                        loaded[member.name] = False
-                    return
-                if all(label in s.labels for s in series):
+                done = 0
+                for done in range(0, len(members), HISTORY_BATCH):
+                    batch = members[done:done + HISTORY_BATCH]
+                    try:
+                        query = _batch_query(template, label, [m.name for m in batch])
+                        series = await self.prometheus.query_range(query, start, end, step)
+                    except SignalError:
+                        for member in members[done:]:  # one failure, not one per batch: the next cycle tries again
+                            loaded[member.name] = False
+                        return
+                    if not all(label in s.labels for s in series):
+                        break  # the answers do not say whose they are: one query per service from here
                     by_owner: dict[str, list] = {}
                     for item in series:
                         by_owner.setdefault(item.labels[label], []).append(item)
-                    for member in members:
+                    for member in batch:
                         _extend(target(member), by_owner.get(member.name, []), scale)
+                else:
                     return
+                members = members[done:]
 
             async def single(member: ServiceSource) -> None:
                 async with bound:
@@ -711,4 +725,4 @@ def _extend(history: Trail, series: list, scale: float) -> None:
     merged = dict(zip(worst.points.times, (value * scale for value in worst.points.values)))
     merged.update(zip(history.times, history.values))
     ordered = sorted(merged.items())
-    history.replace(Samples([t for t, _ in ordered], [v for _, v in ordered]))
+    history.replace(Samples([t for t, _ in ordered], [v for _, v in ordered]), adopt=True)

@@ -87,3 +87,53 @@ async def test_the_rollback_complete_message_compares_with_the_numbers_before_wr
     text = session.compose_message("order-service", MessageKind.ROLLBACK_COMPLETE).text
     assert "(was 100" not in text and f"(was {serving * 100:.0f}" in text.replace(".0 %", " %").replace(".0%", "%")
     await session.aclose()
+
+
+def _many_services(count: int) -> dict:
+    """A scenario of `count` healthy services, one namespace each (as bench/common.py builds them)."""
+    services = [{
+        "name": f"svc-{i:03d}", "namespace": f"ns-{i:03d}", "replicas": 1, "image": f"registry.example.com/svc-{i:03d}",
+        "ready_seconds": 0, "request_rate": 40,
+        "history": [{"version": "1.4.0", "age": "14d"}, {"version": "1.5.0", "age": "6d"}],
+        "versions": {"1.5.0": {"error_rate": 0.001, "latency_p95_ms": 250}},
+    } for i in range(count)]
+    return {"name": f"many-{count}", "description": "Healthy services, more than one history batch.", "seed": 7,
+            "start": "2024-01-17T14:43:00Z", "services": services, "expect": {"action": "healthy", "by": "5m"}}
+
+
+async def test_sparkline_history_loads_in_batches_for_many_services(tmp_path, monkeypatch):
+    """The start-up range queries ask for HISTORY_BATCH services at a time:
+    one query for hundreds of services took the drill's query API past the
+    Prometheus timeout, so no sparkline ever had its history (and a real
+    Prometheus's answer was tens of MB of JSON objects at once)."""
+    import yaml
+
+    from console.signals import poller as poller_module
+    from console.signals.prometheus import PrometheusClient
+
+    monkeypatch.setattr(poller_module, "HISTORY_BATCH", 4)
+    count = 10  # three batches: 4, 4, 2
+    path = tmp_path / "many.yaml"
+    path.write_text(yaml.safe_dump(_many_services(count)))
+    running = runner.start(load_scenario(path), speed=50, directory=tmp_path / "drill")
+    session = Session(load(running.config_path), Store(tmp_path / "incidents.db"), clock=running.world.clock)
+    asked: list[str] = []
+    real = PrometheusClient.query_range
+
+    async def counting(self, promql, *args, **kwargs):
+        asked.append(promql)
+        return await real(self, promql, *args, **kwargs)
+
+    monkeypatch.setattr(PrometheusClient, "query_range", counting)
+    try:
+        views = await session.refresh()
+        assert len(views) == count
+        assert all(view.snapshot.signals.history_loaded for view in views)
+        assert all(len(view.snapshot.metrics.error_rate_history) > 10 for view in views)
+        assert all(len(view.snapshot.metrics.latency_history) > 10 for view in views)
+        assert len(asked) == 2 * 3  # per signal: 4 + 4 + 2 services
+        named = [promql.count("svc-") for promql in asked]
+        assert sorted(named) == [2, 2, 4, 4, 4, 4]
+    finally:
+        await session.aclose()
+        running.stop()
