@@ -83,19 +83,34 @@ class Samples:
     to a few hundred samples per service in each of its two processes, and
     the points were half its memory (issue 17, peak RSS).
 
-    Immutable by contract: nothing writes to `times` or `values` after the
-    constructor. It reads as a sequence of `Point` (iteration, indexing,
-    slicing, equality with a tuple of points), built on demand; the hot paths
-    use `since`, `until` and `values` instead, which build no objects.
+    A Samples may be a window onto arrays it shares: a `Trail`'s (which only
+    ever appends to them, so the window's samples never change) or another
+    Samples' (`since`, `until`, slices). Handing out a sparkline then copies
+    nothing: the copy per service per cycle, in both processes, was as much
+    memory again as the trails themselves.
+
+    Immutable by contract. It reads as a sequence of `Point` (iteration,
+    indexing, slicing, equality with a tuple of points), built on demand; the
+    hot paths use `since`, `until` and `values` instead, which build no
+    objects. `times` and `values` are arrays of the window's samples (copies
+    when the window is part of larger arrays).
     """
 
-    __slots__ = ("times", "values")
+    __slots__ = ("_times", "_values", "_start", "_end")
 
     def __init__(self, times: Iterable[float] = (), values: Iterable[float] = ()) -> None:
-        self.times = times if isinstance(times, array) else array("d", times)
-        self.values = values if isinstance(values, array) else array("d", values)
-        if len(self.times) != len(self.values):
-            raise ValueError(f"Samples: {len(self.times)} times but {len(self.values)} values")
+        self._times = times if isinstance(times, array) else array("d", times)
+        self._values = values if isinstance(values, array) else array("d", values)
+        if len(self._times) != len(self._values):
+            raise ValueError(f"Samples: {len(self._times)} times but {len(self._values)} values")
+        self._start, self._end = 0, len(self._times)
+
+    @classmethod
+    def _window(cls, times: array, values: array, start: int, end: int) -> Samples:
+        """Samples `start` to `end` of arrays that no one changes there (shared, not copied)."""
+        window = cls.__new__(cls)
+        window._times, window._values, window._start, window._end = times, values, start, end
+        return window
 
     @classmethod
     def of(cls, points: Iterable[Point]) -> Samples:
@@ -105,20 +120,49 @@ class Samples:
         points = list(points)
         return cls([epoch(p.at) for p in points], [p.value for p in points])
 
+    @property
+    def times(self) -> array:
+        """The samples' times (epoch seconds)."""
+        return self._slice(self._times)
+
+    @property
+    def values(self) -> array:
+        """The samples' values."""
+        return self._slice(self._values)
+
+    def _slice(self, shared: array) -> array:
+        if self._start == 0 and self._end == len(shared):
+            return shared
+        return shared[self._start:self._end]
+
+    def last_time(self) -> float:
+        """The newest sample's time (IndexError when empty)."""
+        if self._end <= self._start:
+            raise IndexError("no samples")
+        return self._times[self._end - 1]
+
+    def count_through(self, at: float) -> int:
+        """How many samples are at or before `at` (epoch seconds)."""
+        return bisect_right(self._times, at, self._start, self._end) - self._start
+
     def __len__(self) -> int:
-        return len(self.times)
+        return self._end - self._start
 
     def __bool__(self) -> bool:
-        return len(self.times) > 0
+        return self._end > self._start
 
     def __iter__(self) -> Iterator[Point]:
-        for t, v in zip(self.times, self.values):
-            yield Point(datetime.fromtimestamp(t, timezone.utc), v)
+        times, values = self._times, self._values
+        for i in range(self._start, self._end):
+            yield Point(datetime.fromtimestamp(times[i], timezone.utc), values[i])
 
     def __getitem__(self, index):
+        span = range(self._start, self._end)[index]
         if isinstance(index, slice):
-            return Samples(self.times[index], self.values[index])
-        return Point(datetime.fromtimestamp(self.times[index], timezone.utc), self.values[index])
+            if span.step == 1:
+                return Samples._window(self._times, self._values, span.start, max(span.start, span.stop))
+            return Samples(array("d", (self._times[i] for i in span)), array("d", (self._values[i] for i in span)))
+        return Point(datetime.fromtimestamp(self._times[span], timezone.utc), self._values[span])
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Samples):
@@ -138,13 +182,20 @@ class Samples:
 
     def since(self, at: datetime) -> Samples:
         """The samples at or after `at`."""
-        start = bisect_left(self.times, epoch(at))
-        return Samples(self.times[start:], self.values[start:])
+        start = bisect_left(self._times, epoch(at), self._start, self._end)
+        return Samples._window(self._times, self._values, start, self._end)
 
     def until(self, at: datetime) -> Samples:
         """The samples at or before `at`."""
-        end = bisect_right(self.times, epoch(at))
-        return Samples(self.times[:end], self.values[:end])
+        end = bisect_right(self._times, epoch(at), self._start, self._end)
+        return Samples._window(self._times, self._values, self._start, end)
+
+    def shares_tail_with(self, before: Samples, dropped: int) -> bool:
+        """True when this window starts `dropped` samples into `before` on the
+        same arrays (a trail that dropped and appended since): their common
+        samples are then the same by construction, with nothing to compare."""
+        return (self._times is before._times and self._values is before._values
+                and self._start == before._start + dropped and self._end >= before._end)
 
 
 NO_SAMPLES = Samples()
@@ -153,53 +204,80 @@ NO_SAMPLES = Samples()
 class Trail:
     """A sparkline being recorded (the poller's) or received (the console's
     side of the refresh process): samples appended at the end, dropped from
-    the start, handed out as `Samples`. The Samples handed out are kept until
-    the trail changes, so a quiet service's snapshots share one instead of a
-    copy every cycle."""
+    the start, handed out as `Samples` windows onto its own arrays. The arrays
+    are only ever appended to: dropped samples stay in front until they are
+    a quarter of the arrays, then the live ones move to new arrays (the
+    windows handed out keep the old ones), so a window's samples never change.
+    The Samples handed out are kept until the trail changes, so a quiet
+    service's snapshots share one."""
 
-    __slots__ = ("times", "values", "_samples")
+    __slots__ = ("_times", "_values", "_start", "_samples")
 
     def __init__(self) -> None:
-        self.times = array("d")
-        self.values = array("d")
+        self._times = array("d")
+        self._values = array("d")
+        self._start = 0
         self._samples: Samples | None = NO_SAMPLES
 
+    @property
+    def times(self) -> array:
+        """The trail's times now (a copy)."""
+        return self._times[self._start:]
+
+    @property
+    def values(self) -> array:
+        """The trail's values now (a copy)."""
+        return self._values[self._start:]
+
     def __len__(self) -> int:
-        return len(self.times)
+        return len(self._times) - self._start
 
     def append(self, at: float, value: float) -> None:
         """Add a sample newer than the last (an older or equal time is ignored)."""
-        if not self.times or at > self.times[-1]:
-            self.times.append(at)
-            self.values.append(value)
+        if len(self._times) == self._start or at > self._times[-1]:
+            self._times.append(at)
+            self._values.append(value)
             self._samples = None
 
     def drop_before(self, at: float) -> None:
         """Forget the samples older than `at`."""
-        self.drop_first(bisect_left(self.times, at))
+        self.drop_first(bisect_left(self._times, at, self._start) - self._start)
 
     def drop_first(self, count: int) -> None:
-        if count > 0:
-            del self.times[:count]
-            del self.values[:count]
-            self._samples = None
+        if count <= 0:
+            return
+        self._start = min(len(self._times), self._start + count)
+        self._samples = None
+        if self._start * 4 > len(self._times) or self._start == len(self._times):
+            # New arrays for the live samples: the windows handed out keep the old ones.
+            self._times, self._values = self._times[self._start:], self._values[self._start:]
+            self._start = 0
 
     def extend(self, samples: Samples) -> None:
         """Append samples that are all newer than the last one here."""
         if samples:
-            self.times.extend(samples.times)
-            self.values.extend(samples.values)
+            self._times.extend(samples.times)
+            self._values.extend(samples.values)
             self._samples = None
 
-    def replace(self, samples: Samples) -> None:
-        self.times = array("d", samples.times)
-        self.values = array("d", samples.values)
-        self._samples = samples
+    def replace(self, samples: Samples, adopt: bool = False) -> None:
+        """The trail becomes `samples`: a copy of them, or with `adopt` (for
+        Samples made for this trail alone: a range query's, or one that came
+        through the pipe) their own arrays, which the trail then appends to
+        (a window's samples never change by that). Either way the Samples
+        handed out from now on are windows onto the trail's arrays."""
+        whole = samples._start == 0 and samples._end == len(samples._times)
+        if adopt and whole:
+            self._times, self._values = samples._times, samples._values
+        else:
+            self._times, self._values = array("d", samples.times), array("d", samples.values)
+        self._start = 0
+        self._samples = None
 
     def samples(self) -> Samples:
         """The trail now, as immutable Samples (the same object while it does not change)."""
         if self._samples is None:
-            self._samples = Samples(array("d", self.times), array("d", self.values))
+            self._samples = Samples._window(self._times, self._values, self._start, len(self._times))
         return self._samples
 
 

@@ -57,7 +57,6 @@ import sys
 import threading
 import time
 import traceback
-from bisect import bisect_right
 from collections import deque
 from dataclasses import replace
 from datetime import datetime
@@ -102,9 +101,12 @@ def sparkline_change(before: Samples | None, now: Samples) -> tuple:
         return ("drop", 0, NO_SAMPLES)
     if not before:
         return ("drop", 0, now)
-    kept = bisect_right(now.times, before.times[-1])
+    kept = now.count_through(before.last_time())
     dropped = len(before) - kept
-    if dropped < 0 or now.times[:kept] != before.times[dropped:] or now.values[:kept] != before.values[dropped:]:
+    if dropped < 0:
+        return ("all", now)
+    # The same trail's windows share their samples: nothing to compare (the usual case).
+    if not now.shares_tail_with(before, dropped) and now[:kept] != before[dropped:]:
         return ("all", now)
     return ("drop", dropped, now[kept:])
 
@@ -112,7 +114,7 @@ def sparkline_change(before: Samples | None, now: Samples) -> tuple:
 def apply_sparkline_change(points: Trail, change: tuple) -> None:
     """Bring `points` (what was received so far) up to date with `change`."""
     if change[0] == "all":
-        points.replace(change[1])
+        points.replace(change[1], adopt=True)  # what came through the pipe is this trail's alone
         return
     _, dropped, new = change
     points.drop_first(min(dropped, len(points)))

@@ -78,3 +78,96 @@ def test_the_console_shares_an_unchanged_sparkline_between_snapshots():
     assert b.metrics.error_rate_history is a.metrics.error_rate_history  # no copy while nothing changed
     assert c.metrics.latency_history is a.metrics.latency_history
     assert len(c.metrics.error_rate_history) == 3
+
+
+# --- a trail hands out windows onto its own arrays ---------------------------------
+
+
+def _recording(trail: Trail, cycles: int, keep: int, start: int = 0) -> list[tuple[Samples, list[Point]]]:
+    """Run `cycles` poller cycles (append one sample, keep the newest `keep`),
+    keeping every Samples handed out beside the points it held then."""
+    handed: list[tuple[Samples, list[Point]]] = []
+    for second in range(start, start + cycles):
+        trail.append((T0 + timedelta(seconds=second)).timestamp(), float(second))
+        trail.drop_first(len(trail) - keep)
+        samples = trail.samples()
+        handed.append((samples, list(samples)))
+    return handed
+
+
+def test_samples_handed_out_never_change_as_the_trail_moves_on():
+    trail = Trail()
+    handed = _recording(trail, cycles=500, keep=40)  # the trail moves to new arrays many times meanwhile
+    for samples, held in handed:
+        assert list(samples) == held
+    assert [p.value for p in handed[-1][1]] == [float(s) for s in range(460, 500)]
+
+
+def test_a_trail_shares_its_arrays_with_what_it_hands_out_and_stays_bounded():
+    """No copy per cycle: the Samples is a window onto the trail's arrays,
+    whose dropped front is at most a quarter of them."""
+    trail = Trail()
+    arrays = set()
+    for second in range(1000):
+        trail.append((T0 + timedelta(seconds=second)).timestamp(), float(second))
+        trail.drop_first(len(trail) - 100)
+        samples = trail.samples()
+        assert samples._times is trail._times and samples._values is trail._values
+        assert len(trail._times) <= 100 * 4 // 3 + 1
+        arrays.add(id(trail._times))
+    assert len(arrays) < 1000 // 25  # new arrays every few dozen cycles, not every cycle
+
+
+def test_a_steady_cycle_between_windows_of_one_trail_compares_nothing(monkeypatch):
+    """Consecutive windows of one trail share their common samples by
+    construction: the change is worked out without comparing them (only when
+    the trail moved to new arrays are the common samples compared)."""
+    trail = Trail()
+    handed = _recording(trail, cycles=60, keep=20)
+    received = Trail()
+    apply_sparkline_change(received, sparkline_change(None, handed[0][0]))
+    compared = []
+    real_eq = Samples.__eq__
+    monkeypatch.setattr(Samples, "__eq__", lambda self, other: compared.append(1) or real_eq(self, other))
+    moved = 0
+    for (before, _), (now, _) in zip(handed, handed[1:]):
+        compared.clear()
+        change = sparkline_change(before, now)
+        if now._times is before._times:
+            assert compared == []
+        else:
+            moved += 1
+        assert change[:2] == ("drop", 1 if len(before) == 20 else 0)
+        apply_sparkline_change(received, change)
+        assert list(received.samples()) == list(now)
+    assert moved >= 1
+
+
+def test_windows_read_like_copies():
+    samples = Samples.of(points(0, 10, 20, 30, 40, 50))
+    window = samples[1:5]
+    assert list(window) == points(10, 20, 30, 40)
+    assert list(window[1:]) == points(20, 30, 40) and list(window[::2]) == points(10, 30)
+    assert window[-1] == points(40)[0] and window[0] == points(10)[0]
+    assert list(window.times) == [p.at.timestamp() for p in points(10, 20, 30, 40)]
+    assert list(window.since(T0 + timedelta(seconds=25))) == points(30, 40)
+    assert list(window.until(T0 + timedelta(seconds=25))) == points(10, 20)
+    assert window == Samples.of(points(10, 20, 30, 40)) and hash(window) == hash(Samples.of(points(10, 20, 30, 40)))
+    assert len(window[3:1]) == 0 and not window[3:1]
+    import pickle
+
+    assert pickle.loads(pickle.dumps(window)) == window
+
+
+def test_an_adopted_sparkline_reads_the_same_after_the_trail_moves_on():
+    """What came through the pipe becomes the receiver's trail without a copy;
+    the Samples it came as still reads as it did."""
+    came = Samples.of(points(0, 10, 20, 30))
+    received = Trail()
+    apply_sparkline_change(received, ("all", came))
+    assert received.samples()._times is came._times  # adopted, not copied
+    for second in range(40, 400, 10):
+        received.append((T0 + timedelta(seconds=second)).timestamp(), float(second))
+        received.drop_first(1)
+    assert list(came) == points(0, 10, 20, 30)
+    assert [p.value for p in received.samples()] == [360.0, 370.0, 380.0, 390.0]
