@@ -290,7 +290,7 @@ class ServiceTable(DataTable):
             if len(self._row_strips) > 4 * max(1, self.size.height):
                 self._row_strips.clear()
             strip = self._row_strips[strip_key] = self._paint_row(
-                row, shown, columns, base_style, row == cursor_row, row == hover_row, scroll_x, width)
+                row, shown, columns, base_style, row == cursor_row, row == hover_row, scroll_x, width, key)
         return strip
 
     def _paint_state(self) -> tuple:
@@ -312,10 +312,10 @@ class ServiceTable(DataTable):
         return (header, scroll_x, scroll_y, width, base_style, columns, cursor_row, hover_row, key)
 
     def _paint_row(self, row: int, shown: list[tuple[str, str | Style]], columns: tuple, base_style: Style,
-                   cursor: bool, hover: bool, scroll_x: int, width: int) -> Strip:
+                   cursor: bool, hover: bool, scroll_x: int, width: int, paint_key: tuple) -> Strip:
         """One row's line: DataTable's cell by cell (pre-style, the cell's text
         style, post-style, the mouse target as meta), then the row's fill to the edge."""
-        pad_style, text_style, extend_style = self._row_styles(base_style, cursor, hover)
+        pad_style, text_style, extend_style = self._row_styles(base_style, cursor, hover, paint_key)
         target = self._target
         padding = " " * self.cell_padding
         segments: list[Segment] = []
@@ -335,12 +335,11 @@ class ServiceTable(DataTable):
             return Strip(line_crop(segments, scroll_x, scroll_x + width, width)).adjust_cell_length(width, base_style).simplify()
         return Strip(segments, width).simplify()
 
-    def _row_styles(self, base_style: Style, cursor: bool, hover: bool) -> tuple:
+    def _row_styles(self, base_style: Style, cursor: bool, hover: bool, paint_key: tuple) -> tuple:
         """A row's padding style, its text style for a cell's style, and its fill
-        style, as DataTable builds them (kept for the paint's styles)."""
-        key = (base_style, cursor, hover, self.show_cursor, self._show_hover_cursor,
-               self.cursor_foreground_priority, self.cursor_background_priority,
-               self.get_component_rich_style("datatable--cursor"), self.get_component_rich_style("datatable--hover"))
+        style, as DataTable builds them (kept while the paint's styles, which
+        `paint_key` holds, stay the same)."""
+        key = (paint_key, cursor, hover)
         styles = self._styles.get(key)
         if styles is None:
             component, post = self._get_styles_to_render_cell(
