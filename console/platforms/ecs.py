@@ -23,6 +23,7 @@ fails becomes a PlatformError whose sentence never contains a credential.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -559,7 +560,7 @@ class EcsPlatform:
         if plan.skip_reason or len(plan.calls) != 1:
             return plan
         value = _tag_value(record)
-        key = f"{TAG_PREFIX}{record.at:%Y%m%dT%H%M%S}" if record.at else f"{TAG_PREFIX}unknown"
+        key = record_key(record, value)
         endpoint = plan.calls[0].target.split(" ", 1)[0]
         service = self._describe()
         arn = service.get("serviceArn", "")
@@ -749,6 +750,15 @@ def records_of(tags: list[dict]) -> Provenance:
             records.extend(found)
             problems.extend(wrong)
     return Provenance(merge(tuple(records), ()), (), tuple(problems))
+
+
+def record_key(record: RollbackRecord, value: str) -> str:
+    """A record tag's key: `TAG_PREFIX`, the record's time (so the keys sort by
+    it) and a digest of the tag's value. Two records of the same second (two
+    consoles, each not yet seeing the other's tag) then never share a key,
+    where TagResource would keep only the last one written."""
+    stamp = f"{record.at:%Y%m%dT%H%M%S}" if record.at else "unknown"
+    return f"{TAG_PREFIX}{stamp}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
 
 
 def prunable(keys: list[str], new_key: str) -> list[str]:

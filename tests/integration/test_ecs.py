@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -491,6 +492,29 @@ def test_a_record_written_on_the_service_shows_in_the_timeline_within_one_refres
         store.close()
 
 
+def test_two_records_of_the_same_second_keep_a_tag_each(drill):
+    """Two consoles record rollbacks in the same second, neither seeing the
+    other's tag yet: each gets a key of its own (TagResource keeps only the
+    last value written under one key), and both show in the provenance."""
+    from console.provenance import RollbackRecord
+
+    ecs = client(f"{drill.server.url}/ecs")
+    arn = ecs.describe_services(cluster="shop", services=["order-service"])["services"][0]["serviceArn"]
+    now = drill.world.clock.now().replace(microsecond=0)
+    adapter = platform(drill)
+    base = adapter.plan_rollback()
+    plans = [adapter.with_record(base, RollbackRecord(who, ("1.2.3",), ("1.2.2",), now, "errors", "INC-1"))
+             for who in ("kim@laptop", "sam@desk")]
+    tags = [json.loads(plan.calls[-1].body)["tags"][0] for plan in plans]
+    assert tags[0]["key"] != tags[1]["key"]
+    assert all(t["key"].startswith(f"{RECORD_PREFIX}{now:%Y%m%dT%H%M%S}-") for t in tags)
+    again = adapter.with_record(base, RollbackRecord("kim@laptop", ("1.2.3",), ("1.2.2",), now, "errors", "INC-1"))
+    assert json.loads(again.calls[-1].body)["tags"][0] == tags[0]  # the same record, the same tag
+    for tag in tags:
+        ecs.tag_resource(resourceArn=arn, tags=[tag])
+    assert sorted(r.by for r in adapter.provenance().records) == ["kim@laptop", "sam@desk"]
+
+
 def test_writing_a_record_keeps_the_newest_records_and_never_touches_other_tags(drill):
     from datetime import timedelta
 
@@ -517,14 +541,17 @@ def test_writing_a_record_keeps_the_newest_records_and_never_touches_other_tags(
     pruned = [t["key"] for t in olds[:3]]  # 12 records + the new one: the oldest 3 go
     assert json.loads(untag.body) == {"resourceArn": arn, "tagKeys": pruned}
     assert [c.target.rsplit(".", 1)[1] for c in plan.calls] == ["UpdateService", "UntagResource", "TagResource"]
+    [new_tag] = json.loads(plan.calls[-1].body)["tags"]
+    key = new_tag["key"]
+    assert re.fullmatch(re.escape(f"{RECORD_PREFIX}{now:%Y%m%dT%H%M%S}") + "-[0-9a-f]{8}", key)
     steps = list(adapter.execute(plan))
     assert steps[-1].done and not steps[-1].failed
     [written] = [s.message for s in steps if s.message.startswith("rollback recorded")]
-    assert written == (f"rollback recorded in the service's tags ({RECORD_PREFIX}{now:%Y%m%dT%H%M%S}); "
+    assert written == (f"rollback recorded in the service's tags ({key}); "
                        f"3 older record tags removed (the newest {KEEP} are kept)")
     tags = {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=arn)["tags"]}
     assert {t["key"] for t in foreign} <= set(tags)  # the user's own tags, all of them
     ours = sorted(k for k in tags if k.startswith(RECORD_PREFIX))
-    assert ours == sorted([t["key"] for t in olds[3:]] + [f"{RECORD_PREFIX}{now:%Y%m%dT%H%M%S}"])
+    assert ours == sorted([t["key"] for t in olds[3:]] + [key])
     assert len(ours) == KEEP and len(tags) == 50 - 3 + 1
     assert [r.by for r in adapter.provenance().records][-1] == "kim@laptop"
