@@ -51,10 +51,10 @@ HISTORY_POINTS = 240
 
 HISTORY_BATCH = 50
 """Services per start-up range query, one query after the other per signal.
-Prometheus answers a range query as JSON, a list and two objects per point:
-one query for 500 services' 240 points was 25-40 MB of objects at once in the
-refresh process, most of its peak memory (issue 17), for the few moments
-before they became arrays."""
+One query for 500 services took the drill's query API past the 2 s timeout
+on every cycle, so no sparkline got its history; and a range query's answer
+is JSON, a list and two objects per point, all held at once until they
+become arrays."""
 
 _DEFAULTS = SignalsConfig()
 _HEALTH = HealthConfig()
@@ -519,7 +519,6 @@ class Poller:
             label = _batch_label(template)
             target = (lambda s: s.error_history) if signal == ERROR_RATE else (lambda s: s.latency_history)
             if label and template not in self._unbatchable:
-                done = 0
                 for done in range(0, len(members), HISTORY_BATCH):
                     batch = members[done:done + HISTORY_BATCH]
                     try:
