@@ -1036,6 +1036,24 @@ class Session:
         current = next((r for r in self.platform(service).history() if r.current), None)
         return current.versions if current else ()
 
+    def abandon_unsent_rollback(self, service: str) -> str | None:
+        """End the rollback in flight that never reached the platform (the console
+        stopped between recording its start and sending the change): recorded as
+        failed, so it can be planned again; the sentence saying so. None when no
+        rollback is in flight or the platform runs its target (it was sent: watch
+        it, never issue it again). PlatformError when the platform cannot be read."""
+        state = self.incident_state(service)
+        if state is None or state.rollback.status is not incidents.RollbackStatus.IN_PROGRESS:
+            return None
+        target = state.rollback.to_versions
+        current = self.current_versions(service)
+        if not target or current == target:
+            return None
+        error = (f"the console stopped before the rollback reached the platform ({service} still runs "
+                 f"{', '.join(current) or 'an unknown version'})")
+        self.record(incidents.rollback_failed(error), service=service, actor="console")
+        return error
+
     def resume_rollback(self, service: str, timeout: float | None = None) -> Iterator[Progress]:
         """Watch the rollback a crashed console left in flight, without issuing it
         again: follow the rollout on the platform and record its progress and end.
@@ -1052,11 +1070,9 @@ class Session:
         platform = self.platform(service)
         target = rb.to_versions
         try:
-            if target and self.current_versions(service) != target:
-                error = (f"the console stopped before the rollback reached the platform ({service} still runs "
-                         f"{', '.join(self.current_versions(service)) or 'an unknown version'}); plan it again")
-                self.record(incidents.rollback_failed(error), service=service, actor="console")
-                yield Progress(message=error, at=self.clock.now(), failed=True)
+            unsent = self.abandon_unsent_rollback(service)
+            if unsent is not None:
+                yield Progress(message=f"{unsent}; plan it again", at=self.clock.now(), failed=True)
                 return
             last = None
             progresses = platform.follow(timeout=timeout) if isinstance(platform, Followed) else iter(

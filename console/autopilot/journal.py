@@ -131,6 +131,12 @@ class Journal:
             self._db.execute("INSERT INTO autopilot_rollbacks (service, at, fingerprint, starts_at) VALUES (?, ?, ?, ?)",
                              (service, _text(now), fingerprint, starts_at))
 
+    def withdraw(self, fingerprint: str, starts_at: str) -> None:
+        """The rollback this alert started never reached the platform: it no longer counts."""
+        with self._lock:
+            self._db.execute("DELETE FROM autopilot_rollbacks WHERE fingerprint = ? AND starts_at = ?",
+                             (fingerprint, starts_at))
+
     def past_rollbacks(self, besides: tuple[str, str] | None = None) -> list[PastRollback]:
         """The automatic rollbacks started, oldest first; `besides` (fingerprint,
         startsAt) leaves out the one that alert started (resuming it)."""

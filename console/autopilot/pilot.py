@@ -227,6 +227,8 @@ class Autopilot:
         else:
             session.note(f"AUTOPILOT: {work.alertname} firing for {service}"
                          + (f": {work.summary}" if work.summary else "") + mode, service=service)
+        if work.resumed and not self.shadow and session.rollback_in_flight(service):
+            self._abandon_unsent(work)
         now = session.clock.now()
         if not session.rollback_in_flight(service):
             past = self.journal.past_rollbacks(besides=(work.fingerprint, work.starts_at)) + self._recorded(service)
@@ -274,6 +276,19 @@ class Autopilot:
             return self._refuse(service, Refusal(Reason.GATE, f"the rollback could not be planned: {last}"))
         self.counters.add("rollbacks_failed")
         return self._refuse(service, Refusal(Reason.FAILED, f"the rollback did not end healthy: {last}"))
+
+    def _abandon_unsent(self, work: _Work) -> None:
+        """The killed autopilot recorded the rollback and never sent it: ended as
+        failed, and no longer counted as a rollback done (the cooldown would say
+        the service "was rolled back automatically"); the alert then goes through
+        every rule and the gate again, as a new one would."""
+        try:
+            unsent = self.session.abandon_unsent_rollback(work.service)
+        except PlatformError:
+            return  # the procedure reads the platform again, and says why it cannot
+        if unsent is not None:
+            self.journal.withdraw(work.fingerprint, work.starts_at)
+            self.session.note(f"AUTOPILOT: {unsent}: the rollback is asked for again", service=work.service)
 
     def _recorded(self, service: str) -> list[PastRollback]:
         """This autopilot's rollbacks of `service` as the cluster records them on

@@ -198,3 +198,54 @@ def test_a_replica_with_another_store_reads_the_cooldown_from_the_cluster(receiv
     assert texts and "Escalating to Level 2" in texts[0], texts
     assert len([r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
                 if r[0] == "PATCH" and r[1].endswith("/deployments/order-service")]) == 1
+
+
+def test_a_rollback_recorded_but_never_sent_is_asked_for_again_not_counted(tmp_path):
+    """What a kill between recording the rollback and sending it leaves behind:
+    the alert claimed, the rollback journalled and recorded as started, nothing
+    on the platform. The resumed autopilot ends it as failed, withdraws it from
+    the cooldown (it rolled nothing back), and asks the rules and the gate again:
+    one PATCH, and no later alert is told the service "was rolled back"."""
+    from console import incident
+
+    running = runner.start(load_scenario("bad-deploy"), directory=tmp_path / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
+    data = runner.console_config(running.world.scenario, running.server.url, running.kubeconfig_path)
+    data["autopilot"] = {"token_env": "TEST_AUTOPILOT_TOKEN"}
+    config = parse_config(data)
+    session = Session(config, Store(tmp_path / "incidents.db"), operator="autopilot")
+    journal = Journal(tmp_path / "incidents.db")
+    lines: list[str] = []
+    pilot = Autopilot(config, session, journal, out=lines.append)
+    try:
+        session.run(session.refresh(only="order-service"))
+        plan = session.plan_rollback("order-service")
+        starts_at = datetime.now(timezone.utc).isoformat()
+        now = session.clock.now()
+        assert journal.claim("killed1", starts_at, "AutoRollbackTrigger", "order-service", now)
+        journal.rolled_back("order-service", "killed1", starts_at, now)
+        session.record(incident.rollback_started(plan, reason="autopilot: AutoRollbackTrigger"),
+                       service="order-service")
+        assert session.rollback_in_flight("order-service")
+
+        pilot.start()
+        pilot.resume()
+        wait_until(lambda: journal.outcome("killed1", starts_at), "the resumed alert to finish", timeout=90)
+        assert journal.outcome("killed1", starts_at) == "rolled back", lines
+        patches = [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                   if r[0] == "PATCH" and r[1].endswith("/deployments/order-service")]
+        assert len(patches) == 1
+        kinds = [e.kind for e in session.events("order-service")]
+        assert [k for k in kinds if k.startswith("rollback.") and k != incident.ROLLBACK_PROGRESS] == [
+            incident.ROLLBACK_STARTED, incident.ROLLBACK_FAILED, incident.ROLLBACK_STARTED,
+            incident.ROLLBACK_COMPLETED]
+        texts = [e.text for e in session.events("order-service")]
+        assert any("stopped before the rollback reached the platform" in t for t in texts), texts
+        # One rollback counts for the cooldown: the one that reached the platform.
+        assert len(journal.past_rollbacks()) == 1
+        assert pilot.counters.value("rollbacks_started") == 1
+    finally:
+        pilot.stop()
+        session.close()
+        journal.close()
+        running.stop()

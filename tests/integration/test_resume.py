@@ -201,6 +201,41 @@ def test_headless_rollback_twice_does_not_toggle_back(tmp_path) -> None:
         running.stop()
 
 
+def test_a_rollback_recorded_but_never_sent_is_planned_again(tmp_path) -> None:
+    """A console killed between recording the rollback's start and sending it:
+    run again, the command finds the platform never got the change, records the
+    first attempt as failed and plans it again through the gate; one PATCH."""
+    from console.locations import default_store_path
+
+    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
+    try:
+        config = load(running.config_path)
+        with Store(default_store_path()) as store:
+            session = Session(config, store, operator="a@host")
+            session.run(session.refresh(only="order-service"))
+            plan = session.plan_rollback("order-service")
+            session.record(incident.rollback_started(plan, reason="8% errors"), service="order-service")
+            session.close()
+        args = ["rollback", "order-service", "--config", str(running.config_path), "--reason", "8% errors", "--yes"]
+        dry = CliRunner().invoke(cli, args + ["--dry-run"])
+        assert dry.exit_code == 0 and "already in flight" in dry.output, dry.output  # a dry run records nothing
+
+        again = CliRunner().invoke(cli, args)
+        assert again.exit_code == 0, again.output
+        assert "stopped before the rollback reached the platform (order-service still runs 1.2.3)" in again.output
+        assert "planning it again" in again.output and "Rollback Complete message posted" in again.output
+        assert len([r for r in running.server.requests if r[0] == "PATCH" and r[1] == DEPLOYMENT]) == 1
+        assert template_version(running.server.url) == "1.2.2"
+        with Store(default_store_path()) as store:
+            events = store.events(store.open_incident_for("order-service"), newest_first=False)
+        assert [e.kind for e in events if e.kind in (incident.ROLLBACK_STARTED, incident.ROLLBACK_FAILED,
+                                                     incident.ROLLBACK_COMPLETED)] == [
+            incident.ROLLBACK_STARTED, incident.ROLLBACK_FAILED, incident.ROLLBACK_STARTED, incident.ROLLBACK_COMPLETED]
+    finally:
+        running.stop()
+
+
 async def test_a_restarted_session_has_the_incident_back(tmp_path, monkeypatch) -> None:
     scenario = load_scenario("error-creep")
     clock = ScaledClock(scenario.start, 0.0)
