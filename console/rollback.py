@@ -12,7 +12,7 @@ from console.comms import MessageKind
 from console.gate import Ask, Outcome, Procedure, Verdict
 from console.model import Decision, RollbackPlan, revision_change
 from console.gitops import GROUP as GITOPS_GROUP
-from console.platforms.base import NotFound, PlatformError, Usage
+from console.platforms.base import LeaseHeld, NotFound, PlatformError, Usage
 from console.exitcodes import EXIT_DO_NOT_ROLL_BACK, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from console.session import Session
 
@@ -113,8 +113,15 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
         # No such revision, service or container: the command asked for something that is not there.
         return EXIT_USAGE if isinstance(err, (NotFound, Usage)) else EXIT_FAILED
     ask = Ask(session.operator, to_revision, force, reason, approved_by, quick)
+    # Sent at once after the gate (--yes: no one is asked in between), the rollback's
+    # atomic create of the lease is the check of who else is rolling back; a read of
+    # it first would be one request more. A migration's steps run before the rollback
+    # takes the lease: for them it is read first.
+    at_once = confirm is None and vet is None and not dry_run
     try:
-        verdict = session.gate(plan, ask)
+        verdict = session.gate(plan, ask, read_lease=not at_once)
+        if at_once and verdict.procedure is Procedure.MIGRATION_PLAN:
+            verdict = session.gate(plan, ask)
     except PlatformError as err:
         out(f"Cannot read what the cluster records about {service}'s rollbacks: {err}")
         return EXIT_FAILED
@@ -166,6 +173,9 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
                     announced = True
                 if progress.failed:
                     return EXIT_FAILED
+        except LeaseHeld as err:  # the gate's lease rule, answered by the lease's create
+            out(f"Not rolling back {service}: {err}")
+            return EXIT_DO_NOT_ROLL_BACK
         except PlatformError as err:
             out(f"Rollback failed: {err}")
             return EXIT_FAILED

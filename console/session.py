@@ -29,7 +29,7 @@ from console.model import (
     revision_label,
 )
 from console.platforms.base import (
-    Followed, Leased, Platform, PlatformError, QuickRollback, Recorded, Surroundings, Usage, lacks,
+    Followed, Leased, Platform, PlanRecorded, PlatformError, QuickRollback, Recorded, Surroundings, Usage, lacks,
     read_surroundings,
 )
 from console.provenance import INCIDENT, Provenance, RollbackRecord
@@ -505,12 +505,16 @@ class Session:
 
     # -- the gate: may this rollback go ahead --------------------------------
 
-    def provenance(self, service: str) -> Provenance:
+    def provenance(self, service: str, plan: RollbackPlan | None = None) -> Provenance:
         """What the objects say about `service`'s past rollbacks (read fresh:
-        call from a worker), plus the open incident's completed rollback (for
+        call from a worker; or, for the gate, the read `plan` was made from when
+        its change is refused should they have changed since, see
+        `PlanRecorded`), plus the open incident's completed rollback (for
         platforms whose objects carry no record)."""
         platform = self.platform(service)
-        found = platform.provenance() if isinstance(platform, Recorded) else Provenance()
+        found = platform.plan_provenance(plan) if plan is not None and isinstance(platform, PlanRecorded) else None
+        if found is None:
+            found = platform.provenance() if isinstance(platform, Recorded) else Provenance()
         state = self.incident_state(service)
         if state is not None and state.rollback.status is incidents.RollbackStatus.COMPLETED and state.rollback.to_versions:
             started = [e for e in self.events(service) if e.kind == incidents.ROLLBACK_STARTED]
@@ -542,19 +546,23 @@ class Session:
             options=tuple(f"{o.title}: {o.detail}" for o in check.options),
         )
 
-    def gate(self, plan: RollbackPlan, ask: Ask) -> Verdict:
+    def gate(self, plan: RollbackPlan, ask: Ask, read_lease: bool = True) -> Verdict:
         """Ask the gate whether `plan` may go ahead (`console.gate.decide`), from
-        the last refresh's decision and a fresh read of the objects' records and
-        the lease. Makes requests: call from a worker."""
+        the last refresh's decision, the objects' records (as the plan read them
+        when its change is refused should they have changed since, else read
+        again) and the lease. Makes requests: call from a worker.
+        `read_lease=False` leaves the lease to the rollback's own atomic create
+        (`execute`, LeaseHeld when another console holds it): only for a change
+        sent at once after the gate, with no one asked in between."""
         service = plan.service
         view = self._views.get(service)
         decision = view.decision if view is not None else Decision(
             Action.INVESTIGATE, (Reason(Table.INVESTIGATE_FIRST, "No signals read yet", "refresh first"),))
-        holder = self.lease_holder(service)
+        holder = self.lease_holder(service) if read_lease else None
         lease = LeaseView(holder.holder, holder.expired) if holder is not None else None
         owner = plan.owner
         gitops = GitOpsView(owner.ref, owner.self_healing, owner.pause_problem) if owner is not None else None
-        return gate_decide(service, decision, plan, self.provenance(service), ask, self.clock.now(),
+        return gate_decide(service, decision, plan, self.provenance(service, plan), ask, self.clock.now(),
                            self.migration_view(service, plan), lease, self.gate_policy, gitops)
 
     def record_verdict(self, plan: RollbackPlan, verdict: Verdict, ask: Ask) -> None:

@@ -50,6 +50,10 @@ class Conflict(PlatformError):
     forbids the change (a paused deployment)."""
 
 
+class LeaseHeld(Conflict):
+    """Another console holds the service's rollback lease: refused, nothing was changed."""
+
+
 class Timeout(PlatformError):
     """The platform did not answer, or the rollout did not finish, in time."""
 
@@ -298,6 +302,14 @@ class Recorded(Protocol):
         """`plan` whose change also writes `record` (a `provenance.RollbackRecord`,
         kept with the `existing` ones) on the object, in the same request where the
         platform allows it, so the change and its record never part."""
+
+
+@runtime_checkable
+class PlanRecorded(Protocol):
+    """A Recorded platform whose plan's change is refused when its records changed since the plan's read."""
+
+    def plan_provenance(self, plan: RollbackPlan):  # -> provenance.Provenance | None
+        """The records read with `plan`, or None when they must be read fresh."""
 
 
 @runtime_checkable

@@ -424,6 +424,9 @@ class KubernetesPlatform:
         self._reads_lock = threading.Lock()
         self._observed: tuple[float, bytes] | None = None
         self._followed: tuple[float, dict] | None = None
+        # What the objects recorded in the read the last plan was made from (`plan_provenance`):
+        # (monotonic time, resourceVersion, Provenance).
+        self._planned: tuple[float, str | None, Provenance] | None = None
         # The GitOps owner (Argo CD, Flux) that would undo a rollback: paused first, then watched.
         self.owners = GitOpsOwners(self.connection, argocd_namespace)
         self.gitops_hold = gitops_hold
@@ -669,6 +672,9 @@ class KubernetesPlatform:
         template = deployment.get("spec", {}).get("template") or {}
         # The patch tests this resourceVersion: the deployment before it is the one read here.
         self._planned_deadline = (deployment["metadata"].get("resourceVersion"), deadline_exceeded(deployment))
+        with self._reads_lock:
+            self._planned = (time.monotonic(), deployment["metadata"].get("resourceVersion"),
+                             provenance_of(deployment, replica_sets))
         current = self._current_replica_set(deployment, replica_sets)
         from_revision = revision_of(current) if current is not None else revision_of(deployment)
         target_template = target.get("spec", {}).get("template") or {}
@@ -843,6 +849,26 @@ class KubernetesPlatform:
         became ready (the rollout past its progress deadline)."""
         deployment = self._get_deployment()
         return provenance_of(deployment, self._replica_sets(deployment))
+
+    def plan_provenance(self, plan: RollbackPlan) -> Provenance | None:
+        """What the objects recorded in the very read `plan` was made from, when
+        the gate may take it instead of reading them again: the plan is this
+        platform's last, made under REUSE_SECONDS ago, and its one change is the
+        deployment PATCH that tests the resourceVersion read. A record written
+        since (another console's rollback, a person's `rollout undo`) changed
+        that version, and the API server refuses the PATCH: the console never
+        acts on an older record than the change it sends. None otherwise (a
+        GitOps owner paused first, the owner's own rollback, an older plan):
+        read them fresh."""
+        with self._reads_lock:
+            planned = self._planned
+        if planned is None or time.monotonic() - planned[0] > REUSE_SECONDS:
+            return None
+        _, version, found = planned
+        if (plan.service != self.name or plan.pre_calls or len(plan.calls) != 1 or self._by_owner(plan)
+                or not version or plan.resource_version != version or not _tests_version(plan.calls[0], version)):
+            return None
+        return found
 
     def with_record(self, plan: RollbackPlan, record: RollbackRecord, existing=()) -> RollbackPlan:
         """The plan whose patch also writes `record` into the deployment's
@@ -1225,6 +1251,15 @@ def _count(value: Any, allow_none: bool = False) -> Any:
     return value
 def _tags(template: dict) -> tuple[str, ...]:
     return tuple(image_tag(i) for i in template_images(template))
+
+
+def _tests_version(call: ApiCall, version: str) -> bool:
+    """The call is a JSON patch whose first operation tests the resourceVersion `version`."""
+    try:
+        first = json.loads(call.body or "null")[0]
+    except (ValueError, TypeError, IndexError, KeyError):
+        return False
+    return first == {"op": "test", "path": "/metadata/resourceVersion", "value": version}
 
 
 def provenance_of(deployment: dict, replica_sets: list[dict]) -> Provenance:

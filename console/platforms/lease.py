@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from console.clock import Clock, SystemClock
-from console.platforms.base import Conflict, NotFound, PlatformError
+from console.platforms.base import Conflict, LeaseHeld, NotFound, PlatformError
 from console.platforms.base import parse_time  # a MicroTime is an RFC 3339 time
 
 DEFAULT_TTL_SECONDS = 60.0
@@ -253,7 +253,7 @@ class RollbackLease:
             spec = lease.get("spec") or {}
             info = self._info(lease, now)
             if not self._mine(lease) and info is not None and not info.expired:
-                raise Conflict(info.sentence())
+                raise LeaseHeld(info.sentence())
             transitions = int(spec.get("leaseTransitions") or 0)
             if self._mine(lease):
                 acquired = spec.get("acquireTime") or format_micro_time(now)
@@ -274,7 +274,7 @@ class RollbackLease:
     def _refusal(self) -> Conflict:
         info = self.current()
         if info is not None:
-            return Conflict(info.sentence())
+            return LeaseHeld(info.sentence())
         return Conflict(
             f"Another console changed the rollback lease {self.ref} of {self.service} at the same "
             "moment; look at who is rolling it back and try again."

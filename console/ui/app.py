@@ -193,6 +193,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         # Services rolled back in this session and not yet healthy again: the
         # previous revision is then the bad deploy, so no key hint points at it.
         self._rolled_back: set[str] = set()
+        self._sending = None  # the confirmation dialog of the rollback being sent (ConfirmRollbackScreen)
         # Each service's unsent messages, as the last worker read them from the store.
         self._pending: dict[str, list[OutboxEntry]] = {}
         self._updated_at: datetime | None = None
@@ -1124,19 +1125,29 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             if plan.skip_reason:
                 # Nothing to change; running the plan records that it was skipped.
                 self._rollback_worker(plan, reason)
-            elif ok:
-                self.rolling_back = plan.service
-                self.query_one(DecisionBanner).set_progress("starting…")
-                self._rollback_worker(plan, reason)
-                if screen.announce:
-                    self._announce_worker(plan)
-            else:
+            elif not ok:
                 self.notify("Rollback cancelled: nothing was changed.", timeout=4)
+            # Confirmed: started already (_start_confirmed), before the dialog closed.
 
         from .screens.confirm import ConfirmRollbackScreen
 
-        screen = ConfirmRollbackScreen(plan, reason)
-        self.push_screen(screen, confirmed)
+        self.push_screen(ConfirmRollbackScreen(plan, reason, on_confirm=self._start_confirmed), confirmed)
+
+    def _start_confirmed(self, screen) -> None:
+        """The operator confirmed: the rollback starts now; its dialog closes at its first progress."""
+        plan = screen.plan
+        self.rolling_back = plan.service
+        self._sending = screen
+        self.query_one(DecisionBanner).set_progress("starting…")
+        self._rollback_worker(plan, screen.reason)
+        if screen.announce:
+            self._announce_worker(plan)
+
+    def _sent(self) -> None:
+        """Close the confirmation dialog of the rollback whose change left (or that ended)."""
+        screen, self._sending = self._sending, None
+        if screen is not None:
+            screen.sent()
 
     @work(thread=True, group="message", exit_on_error=False)
     def _announce_worker(self, plan) -> None:
@@ -1181,6 +1192,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     @on(RollbackProgress)
     def _show_progress(self, message: RollbackProgress) -> None:
+        self._sent()
         self.last_progress = message.progress.message
         if self.rolling_back is not None:
             self.query_one(DecisionBanner).set_progress(message.progress.message)
@@ -1194,6 +1206,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
 
     @on(RollbackFinished)
     def _rollback_finished(self, message: RollbackFinished) -> None:
+        self._sent()
         if message.skipped:
             self.notify(f"Rollback of {message.service} skipped: {self.last_progress}", severity="warning", timeout=10)
         elif message.ok:

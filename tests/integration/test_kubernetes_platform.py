@@ -230,6 +230,45 @@ def test_execute_rolls_back_and_reports_like_rollout_status(drill):
     assert len([r for r in drill.server.requests if r[0] == "PATCH"]) == patches
 
 
+def test_the_gate_takes_the_records_of_the_plans_own_read_only_while_the_patch_tests_it(drill, monkeypatch):
+    """The records the plan was made from stand for a fresh read (two requests
+    fewer between the key and the change) because the PATCH tests the
+    resourceVersion read: another console's record written after it is never
+    acted past. An older plan, or one whose change is not that PATCH, is read fresh."""
+    from dataclasses import replace
+
+    from console.platforms import kubernetes
+    from console.provenance import RollbackRecord, encode
+
+    platform = _platform(drill)
+    plan = platform.plan_rollback()
+    asked = len(drill.server.requests)
+    assert platform.plan_provenance(plan) == platform.provenance()
+    assert len(drill.server.requests) == asked + 2  # only the fresh read asked the API
+    # Not that plan's read, or no test of its version: read fresh.
+    assert platform.plan_provenance(replace(plan, resource_version="1")) is None
+    untested = json.loads(plan.calls[0].body)[1:]
+    assert platform.plan_provenance(replace(plan, calls=(replace(plan.calls[0], body=json.dumps(untested)),))) is None
+    assert platform.plan_provenance(replace(plan, pre_calls=plan.calls)) is None
+    monkeypatch.setattr(kubernetes, "REUSE_SECONDS", 0.0)
+    assert platform.plan_provenance(plan) is None
+    monkeypatch.undo()
+
+    # Another console's rollback record lands after the plan's read: the records the gate
+    # took do not show it, and the change is refused, so nothing acts past it.
+    plan = platform.plan_rollback()
+    taken = platform.plan_provenance(plan)
+    other = RollbackRecord("other@host", ("1.2.3",), ("1.2.2",), drill.world.clock.now(), "their reason", "")
+    _raw_apps(drill).patch_namespaced_deployment(
+        "order-service", "shop",
+        {"metadata": {"annotations": {kubernetes.ROLLBACKS_ANNOTATION: encode((), other)}}})
+    assert taken is not None and not taken.records
+    assert platform.provenance().records  # a fresh read has it
+    with pytest.raises(Conflict):
+        list(platform.execute(plan))
+    assert _world_deployment(drill)["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE.format("1.2.3")
+
+
 def test_stale_plan_is_refused_and_the_world_is_unchanged(drill):
     platform = _platform(drill)
     plan = platform.plan_rollback()

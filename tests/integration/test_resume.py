@@ -201,6 +201,38 @@ def test_headless_rollback_twice_does_not_toggle_back(tmp_path) -> None:
         running.stop()
 
 
+def test_headless_rollback_refused_by_the_lease_it_did_not_read_first(tmp_path) -> None:
+    """`rollback --yes` sends the change at once after the gate, so the lease's
+    atomic create is its check of another console (no read first): held by
+    alice, it is refused as the gate refuses, exit 3, with her sentence and
+    nothing changed."""
+    from console.platforms.kubernetes import KubernetesPlatform
+
+    running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill",
+                           start_at=datetime.now(timezone.utc).replace(microsecond=0))
+    try:
+        platform = KubernetesPlatform("order-service", "shop", "order-service",
+                                      kubeconfig=str(running.kubeconfig_path), clock=running.world.clock)
+        alice = platform.rollback_lease("alice@laptop")
+        alice.acquire()
+        running.server.clear_requests()
+        args = ["rollback", "order-service", "--config", str(running.config_path), "--reason", "8% errors", "--yes"]
+        refused = CliRunner().invoke(cli, args)
+        assert refused.exit_code == 3, refused.output
+        assert "Not rolling back order-service: order-service is being rolled back by alice@laptop" in refused.output
+        requests = [(m, p) for m, p, _ in running.server.requests if "/leases" in p or m == "PATCH"]
+        assert requests == [("POST", "/apis/coordination.k8s.io/v1/namespaces/shop/leases"),
+                            ("GET", "/apis/coordination.k8s.io/v1/namespaces/shop/leases/rollback-console-order-service")]
+        assert template_version(running.server.url) == "1.2.3"
+
+        alice.release()
+        done = CliRunner().invoke(cli, args)
+        assert done.exit_code == 0, done.output
+        assert template_version(running.server.url) == "1.2.2"
+    finally:
+        running.stop()
+
+
 def test_a_rollback_recorded_but_never_sent_is_planned_again(tmp_path) -> None:
     """A console killed between recording the rollback's start and sending it:
     run again, the command finds the platform never got the change, records the

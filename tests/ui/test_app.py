@@ -109,6 +109,39 @@ async def test_bad_deploy_rollback_end_to_end(bad_deploy) -> None:
         await asyncio.sleep(0)
 
 
+async def test_the_plan_stays_until_its_change_is_sent_and_one_key_sends_one(bad_deploy) -> None:
+    """`y` starts the rollback; the plan closes once the API server has the
+    PATCH (the screen beneath is repainted after it, not while it is sent);
+    keys pressed meanwhile (`y`, `a`, escape) neither send a second one nor cancel."""
+    running, session = bad_deploy
+    app = build_app(session, animate=False)
+    messages: list[object] = []
+
+    def patches() -> int:
+        return len([r for r in running.server.requests if r[0] == "PATCH" and "/deployments/" in r[1]])
+
+    async with app.run_test(size=(140, 45), message_hook=messages.append) as pilot:
+        await wait_for(pilot, lambda: app.query_one(DecisionBanner).headline_text == "ROLLBACK NOW", "ROLLBACK NOW")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmRollbackScreen), "the rollback plan")
+        screen = app.screen
+        closed_after: list[int] = []
+        dismiss = screen.dismiss
+
+        def counting_dismiss(result=None):
+            closed_after.append(patches())
+            return dismiss(result)
+
+        screen.dismiss = counting_dismiss
+        await pilot.press("y", "y", "a", "escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmRollbackScreen), "the plan to close")
+        assert closed_after == [1], closed_after  # closed once, with the PATCH already at the API server
+        await wait_for(pilot, lambda: any(isinstance(m, RollbackFinished) for m in messages), "the rollback to finish",
+                       timeout=TIMEOUT * 2)
+        assert patches() == 1
+        assert not any("cancelled" in n.message for n in app._notifications)
+
+
 async def test_plan_for_the_current_revision_is_skipped_and_says_so(bad_deploy) -> None:
     """Enter on the current revision plans a rollback to it: kubectl's "skipped rollback"."""
     running, session = bad_deploy

@@ -4,7 +4,7 @@ while a rollback runs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from textual.app import ComposeResult
@@ -112,8 +112,17 @@ class RefusedRollbackScreen(ModalScreen[Answer]):
 
 class ConfirmRollbackScreen(ModalScreen[bool]):
     """Shows a rollback plan: revisions, images and the exact API calls.
-    Dismisses True when the operator confirms. A skipped plan says why and
-    offers only to close."""
+    A skipped plan says why and offers only to close.
+
+    Confirmed, it calls `on_confirm(self)` at once (the app starts the
+    rollback) and stays, unchanged, until the app calls `sent()` once the
+    platform has the change (or the rollback ended before); then it dismisses
+    True. Nothing is repainted while the change is being sent: the screen
+    beneath was repainted by the UI thread while the rollback's thread sent
+    it, and held that thread back by 20-30 ms. Should sending take longer
+    than `SENDING_NOTICE` seconds, the dialog says the change is being sent."""
+
+    SENDING_NOTICE = 0.2
 
     BINDINGS = [
         Binding("y", "confirm", "Roll back", id="confirm.yes"),
@@ -121,12 +130,17 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
         Binding("n,escape", "cancel", "Cancel", id="confirm.no"),
     ]
 
-    def __init__(self, plan: RollbackPlan, reason: str = "") -> None:
+    def __init__(self, plan: RollbackPlan, reason: str = "",
+                 on_confirm: Callable[[ConfirmRollbackScreen], None] | None = None) -> None:
         super().__init__()
         self.plan = plan
         self.reason = reason
+        self._on_confirm = on_confirm
         # Set when the operator also wants the runbook's "Rollback in Progress" posted.
         self.announce = False
+        self.sending = False
+        """Confirmed: the rollback has started and the change is on its way."""
+        self._sent = False
 
     def compose(self) -> ComposeResult:
         plan = self.plan
@@ -175,6 +189,9 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
                     ),
                     markup=False,
                 )
+            sending = Static(Content.styled("Sending the change…", "bold $sev-info"), markup=False, id="sending")
+            sending.display = False
+            yield sending
             with Horizontal(classes="buttons"):
                 yield Button("Roll back (y)", id="confirm", variant="error")
                 yield Button("Roll back + post (a)", id="announce", variant="warning",
@@ -188,23 +205,50 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "announce":
             self.action_confirm_and_announce()
-            return
-        self.dismiss(event.button.id == "confirm")
+        elif event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.action_cancel()
 
     def action_confirm(self) -> None:
         """Roll back (only when there is something to roll back)."""
-        if not self.plan.skip_reason:
-            self.dismiss(True)
+        self._confirm(announce=False)
 
     def action_confirm_and_announce(self) -> None:
         """Roll back and post the runbook's "Rollback in Progress" message at once."""
-        if not self.plan.skip_reason:
-            self.announce = True
+        self._confirm(announce=True)
+
+    def _confirm(self, announce: bool) -> None:
+        if self.plan.skip_reason or self.sending:
+            return  # a second key does not start a second rollback
+        self.sending, self.announce = True, announce
+        if self._on_confirm is None:
+            self.dismiss(True)
+            return
+        self._on_confirm(self)
+        self.set_timer(self.SENDING_NOTICE, self._still_sending)
+
+    def _still_sending(self) -> None:
+        if self.is_attached and not self._sent:
+            for button in self.query(Button):
+                button.disabled = True
+            self.query_one("#sending").display = True
+
+    def sent(self) -> None:
+        """The platform has the change (or the rollback ended first): close,
+        now or when a screen pushed over this one meanwhile is gone."""
+        self._sent = True
+        if self.is_attached and self.app.screen is self:
+            self.dismiss(True)
+
+    def on_screen_resume(self) -> None:
+        if self._sent:
             self.dismiss(True)
 
     def action_cancel(self) -> None:
-        """Close without changing anything."""
-        self.dismiss(False)
+        """Close without changing anything (not once the change is on its way)."""
+        if not self.sending:
+            self.dismiss(False)
 
 
 class ConfirmQuitScreen(ModalScreen[bool]):
