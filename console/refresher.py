@@ -478,7 +478,10 @@ def main(setup: tuple | None = None) -> int:
     # What every cycle needs, imported while the config is on its way.
     import aiohttp  # noqa: F401  (the health checks' and Prometheus' client)
 
+    from console.platforms import kubernetes
     from console.sources import build_platform, build_poller
+
+    kubernetes.refresh_only()  # the console's process plans; this one only refreshes
     if setup is None:
         try:
             setup = pickle.load(requests)

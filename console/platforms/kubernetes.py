@@ -95,6 +95,16 @@ STALL_SECONDS = 5.0
 # state the operator just saw; the patch's resourceVersion test still guards
 # it), and the rollout's last watched state by the refresh right after it.
 REUSE_SECONDS = 1.0
+_plans_here = True
+"""Whether this process plans rollbacks (see `refresh_only`)."""
+
+
+def refresh_only() -> None:
+    """This process only refreshes (the refresh process): its reads are never
+    planned from, so the refresh's read is not kept for a plan (about 4 KB
+    per service, 2 MB at 500 services, held from one refresh to the next)."""
+    global _plans_here
+    _plans_here = False
 # Polling interval (wall seconds) when the API cannot watch.
 POLL_INTERVAL_SECONDS = 0.5
 # kubectl logs -l asks at most this many pods at once (--max-log-requests).
@@ -611,9 +621,9 @@ class KubernetesPlatform:
         # Kept pickled: the parsed objects of every service weigh ~23 KB each in memory (12 MB
         # at 500 services, for a read a rollback plan reuses only within REUSE_SECONDS), the
         # pickle ~4 KB (issue 17, peak RSS); loading it back also hands the plan its own copy.
-        kept = pickle.dumps((deployment, replica_sets), protocol=pickle.HIGHEST_PROTOCOL)
+        kept = pickle.dumps((deployment, replica_sets), protocol=pickle.HIGHEST_PROTOCOL) if _plans_here else None
         with self._reads_lock:
-            self._observed = (time.monotonic(), kept)
+            self._observed = (time.monotonic(), kept) if kept is not None else None
             # What the objects record, from the same reads: another console's or a person's rollback
             # shows in the timeline within one refresh.
             self._recorded = provenance_of(deployment, replica_sets)

@@ -159,6 +159,22 @@ def test_a_plan_right_after_a_refresh_reuses_its_read_and_is_the_same_plan(drill
     assert (reused.from_revision, reused.to_revision, reused.to_versions) == (3, 2, ("1.2.2",))
 
 
+def test_a_refresh_only_process_keeps_no_read_for_a_plan(drill, monkeypatch):
+    """The refresh process never plans: its refresh reads are not kept (2 MB at
+    500 services); a plan there would read the objects again."""
+    from console.platforms import kubernetes
+
+    monkeypatch.setattr(kubernetes, "_plans_here", True)
+    kubernetes.refresh_only()
+    assert kubernetes._plans_here is False
+    platform = _platform(drill)
+    platform.observe()
+    assert platform._observed is None
+    asked = len(drill.server.requests)
+    assert platform.plan_rollback().to_versions == ("1.2.2",)
+    assert len(drill.server.requests) == asked + 2
+
+
 def test_plan_to_an_unknown_revision_names_the_known_ones(drill):
     with pytest.raises(NotFound) as caught:
         _platform(drill).plan_rollback(to_revision=7)
