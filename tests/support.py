@@ -61,6 +61,26 @@ def runbook_text() -> str:
     return RUNBOOK.read_text(encoding="utf-8")
 
 
+def drill_scenario(name: str, directory: Path):
+    """A shipped scenario by name, or "gitops-flux-helm": gitops-flux with its
+    owner a Flux HelmRelease, written as a scenario file of its own (as a user
+    would write one) and loaded from it."""
+    from console.drill.scenario import load_scenario
+
+    if name != "gitops-flux-helm":
+        return load_scenario(name)
+    import yaml
+
+    data = yaml.safe_load((REPO / "console/drill/scenarios/gitops-flux.yaml").read_text())
+    data["name"] = name
+    data["services"][0]["gitops"]["kind"] = "HelmRelease"
+    data["services"][0]["gitops"].pop("path", None)
+    path = directory / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_scenario(path)
+
+
 @contextlib.contextmanager
 def served_drill(*drill_args: str, timeout: float = 30.0) -> Iterator[list[str]]:
     """`rollback-console drill ... --serve-only` as a real subprocess, until it

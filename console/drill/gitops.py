@@ -1,8 +1,8 @@
-"""The drill's GitOps controllers: Argo CD Applications and Flux Kustomizations.
+"""The drill's GitOps controllers: Argo CD Applications, Flux Kustomizations and HelmReleases.
 
 A service whose scenario entry has `gitops:` is owned by an Argo CD
 `Application` (argoproj.io/v1alpha1) or a Flux `Kustomization`
-(kustomize.toolkit.fluxcd.io/v1), served through the Kubernetes API like any
+(kustomize.toolkit.fluxcd.io/v1) or `HelmRelease` (helm.toolkit.fluxcd.io/v2), served through the Kubernetes API like any
 object, so `kubectl get applications.argoproj.io` and `kubectl patch` work.
 
 Every deploy the scenario makes of an owned service is a commit synced from
@@ -42,6 +42,8 @@ ARGO_INSTANCE = "app.kubernetes.io/instance"
 ARGO_REFRESH = "argocd.argoproj.io/refresh"
 FLUX_NAME = "kustomize.toolkit.fluxcd.io/name"
 FLUX_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
+HELM_NAME = "helm.toolkit.fluxcd.io/name"
+HELM_NAMESPACE = "helm.toolkit.fluxcd.io/namespace"
 FLUX_REQUESTED = "reconcile.fluxcd.io/requestedAt"
 _CHANGE_CAUSE = "kubernetes.io/change-cause"
 # Argo CD keeps this many entries of status.history (its default revisionHistoryLimit).
@@ -138,9 +140,22 @@ class GitOpsControllers:
                 "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
                 "metadata": metadata, "spec": spec, "status": {},
             })
+        elif gitops.owner_kind == "HelmRelease":
+            self.store.create("helmreleases", ns, {
+                "apiVersion": gitops.owner_api_version, "kind": "HelmRelease",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "interval": f"{int(gitops.interval // 60)}m{int(gitops.interval % 60)}s",
+                    "chart": {"spec": {"chart": gitops.path or svc.name,
+                                       "sourceRef": {"kind": "GitRepository", "name": "flux-system"}}},
+                    "targetNamespace": svc.namespace,
+                    "suspend": gitops.suspended,
+                },
+                "status": {},
+            })
         else:
             self.store.create("kustomizations", ns, {
-                "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                "apiVersion": gitops.owner_api_version, "kind": "Kustomization",
                 "metadata": {"name": name, "namespace": ns},
                 "spec": {
                     "interval": f"{int(gitops.interval // 60)}m{int(gitops.interval % 60)}s",
@@ -180,13 +195,14 @@ class GitOpsControllers:
             metadata.setdefault("labels", {})[ARGO_INSTANCE] = name
             metadata.setdefault("annotations", {})[ARGO_TRACKING] = f"{name}:apps/Deployment:{svc.namespace}/{svc.name}"
         else:
-            metadata.setdefault("labels", {}).update({FLUX_NAME: name, FLUX_NAMESPACE: gitops.owner_namespace})
+            labels = (HELM_NAME, HELM_NAMESPACE) if gitops.owner_kind == "HelmRelease" else (FLUX_NAME, FLUX_NAMESPACE)
+            metadata.setdefault("labels", {}).update({labels[0]: name, labels[1]: gitops.owner_namespace})
         self.store.update("deployments", svc.namespace, deployment, check_version=False)
 
     def _owner(self, svc: Service) -> dict | None:
         gitops = svc.gitops
         assert gitops is not None
-        resource = "applications" if gitops.tool == "argocd" else "kustomizations"
+        resource = gitops.owner_resource
         try:
             return self.store.get(resource, gitops.owner_namespace, gitops.owner_name(svc))
         except NotFound:
@@ -213,6 +229,20 @@ class GitOpsControllers:
             status["health"] = {"status": "Healthy"}
             status["reconciledAt"] = stamp
             status["summary"] = {"images": [svc.image_of(commit.version)]}
+        elif gitops.owner_kind == "HelmRelease":
+            # The chart's version is the revision a HelmRelease applies (its app version here).
+            status["lastAppliedRevision"] = status["lastAttemptedRevision"] = commit.version
+            releases = status.setdefault("history", [])
+            releases.insert(0, {"chartVersion": commit.version, "appVersion": commit.version,
+                                "version": len(releases) + 1, "status": "deployed", "deployed": stamp,
+                                "name": gitops.owner_name(svc), "namespace": svc.namespace})
+            del releases[HISTORY_LIMIT:]
+            status["conditions"] = [{
+                "type": "Ready", "status": "True", "reason": "UpgradeSucceeded",
+                "message": f"Helm upgrade succeeded for release {svc.namespace}/{gitops.owner_name(svc)}.v"
+                           f"{len(releases)} with chart {gitops.path or svc.name}@{commit.version}",
+                "lastTransitionTime": stamp,
+            }]
         else:
             revision = f"main@sha1:{commit.sha}"
             status["lastAppliedRevision"] = revision
@@ -221,7 +251,7 @@ class GitOpsControllers:
                 "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
                 "message": f"Applied revision: {revision}", "lastTransitionTime": stamp,
             }]
-        resource = "applications" if gitops.tool == "argocd" else "kustomizations"
+        resource = gitops.owner_resource
         self.store.update(resource, gitops.owner_namespace, owner, check_version=False)
 
     # ------------------------------------------------------------ controller
@@ -324,7 +354,7 @@ class GitOpsControllers:
 
     def _healed(self, svc: Service, gitops: GitOps, image: str | None, commit: Commit, now: datetime) -> None:
         """Say what self-heal undid: a drill note and an Event on the owner, as the controllers emit one."""
-        tool, kind = ("Argo CD", "Application") if gitops.tool == "argocd" else ("Flux", "Kustomization")
+        tool, kind = ("Argo CD" if gitops.tool == "argocd" else "Flux"), gitops.owner_kind
         ref = f"{kind} {gitops.owner_namespace}/{gitops.owner_name(svc)}"
         was = (image or "").rpartition(":")[2] or "?"
         self._note(f"{tool} {ref} reverted drift of deployment/{svc.name} ({was} is not what git says): "
@@ -337,13 +367,13 @@ class GitOpsControllers:
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": f"{gitops.owner_name(svc)}.{self._events:016x}", "namespace": gitops.owner_namespace},
             "involvedObject": {"kind": kind, "namespace": gitops.owner_namespace, "name": gitops.owner_name(svc),
-                               "apiVersion": "argoproj.io/v1alpha1" if gitops.tool == "argocd"
-                               else "kustomize.toolkit.fluxcd.io/v1"},
+                               "apiVersion": gitops.owner_api_version},
             "reason": "OperationStarted" if gitops.tool == "argocd" else "ReconciliationSucceeded",
             "message": message, "type": "Normal", "count": 1,
             "firstTimestamp": stamp, "lastTimestamp": stamp,
-            "source": {"component": "argocd-application-controller" if gitops.tool == "argocd"
-                       else "kustomize-controller"},
+            "source": {"component": {"Application": "argocd-application-controller",
+                                     "Kustomization": "kustomize-controller",
+                                     "HelmRelease": "helm-controller"}[gitops.owner_kind]},
         })
 
     def _apply(self, svc: Service, commit: Commit) -> None:
@@ -371,7 +401,7 @@ class GitOpsControllers:
             requested = annotations.get(FLUX_REQUESTED)
             if requested and not pending and status.get("lastHandledReconcileAt") != requested:
                 status["lastHandledReconcileAt"] = requested
-            resource = "kustomizations"
+            resource = gitops.owner_resource
         if updated != owner:
             self.store.update(resource, gitops.owner_namespace, updated, check_version=False)
 

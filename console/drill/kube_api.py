@@ -137,6 +137,10 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         "kustomize.toolkit.fluxcd.io", ("v1", "v1beta2"), "kustomizations", "kustomization", "Kustomization",
         True, ("ks",), (), ("status",), False,
     ),
+    ResourceType(
+        "helm.toolkit.fluxcd.io", ("v2", "v2beta2"), "helmreleases", "helmrelease", "HelmRelease",
+        True, ("hr",), (), ("status",), False,
+    ),
 )
 
 
@@ -867,6 +871,19 @@ TABLES: dict[str, TableSpec] = {
             ks["metadata"]["name"],
             _age(ks, now),
             *_ready_condition(ks),
+        ],
+    ),
+    "helmreleases": (
+        [
+            _NAME,
+            _AGE,
+            _column("Ready", description='status.conditions[?(@.type=="Ready")].status'),
+            _column("Status", description='status.conditions[?(@.type=="Ready")].message'),
+        ],
+        lambda hr, now: [
+            hr["metadata"]["name"],
+            _age(hr, now),
+            *_ready_condition(hr),
         ],
     ),
 }

@@ -350,14 +350,17 @@ class GitOps(_Model):
     Deployment carries the `argocd.argoproj.io/tracking-id` annotation and the
     `app.kubernetes.io/instance` label. `parent` names an app-of-apps
     Application that owns this Application and heals it too.
-    Flux: a Kustomization NAME in NAMESPACE (default `flux-system`), suspended
-    when `suspended`; the Deployment carries the
-    `kustomize.toolkit.fluxcd.io/name|namespace` labels.
+    Flux: a Kustomization (or, with `kind: HelmRelease`, a HelmRelease) NAME
+    in NAMESPACE (default `flux-system`), suspended when `suspended`; the
+    Deployment carries the `kustomize.toolkit.fluxcd.io/name|namespace` (or
+    `helm.toolkit.fluxcd.io/name|namespace`) labels.
     Every deploy of the service (its history and timeline) is a commit the
     controller synced from git.
     """
 
     tool: Literal["argocd", "flux"]
+    # Flux's object: a Kustomization (default) or a HelmRelease (its helm-controller).
+    kind: Literal["Kustomization", "HelmRelease"] | None = None
     name: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     automated: bool = True
@@ -382,7 +385,24 @@ class GitOps(_Model):
             raise ValueError("parent (an app-of-apps Application) is for tool argocd")
         if self.tool == "flux" and not self.automated:
             raise ValueError("automated is Argo CD's; a Flux Kustomization is paused with suspended: true")
+        if self.tool == "argocd" and self.kind is not None:
+            raise ValueError("kind (Kustomization or HelmRelease) is for tool flux; Argo CD's is an Application")
         return self
+
+    @property
+    def owner_kind(self) -> str:
+        """The owner's kind: Application, Kustomization or HelmRelease."""
+        return "Application" if self.tool == "argocd" else (self.kind or "Kustomization")
+
+    @property
+    def owner_resource(self) -> str:
+        """The owner's resource name in the API (applications, kustomizations, helmreleases)."""
+        return self.owner_kind.lower() + "s"
+
+    @property
+    def owner_api_version(self) -> str:
+        return {"Application": "argoproj.io/v1alpha1", "Kustomization": "kustomize.toolkit.fluxcd.io/v1",
+                "HelmRelease": "helm.toolkit.fluxcd.io/v2"}[self.owner_kind]
 
     def owner_name(self, service: Service) -> str:
         return self.name or service.name

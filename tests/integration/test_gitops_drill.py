@@ -1,7 +1,7 @@
 """The drill's Argo CD and Flux owners, typed at by the real kubectl.
 
-The gitops-argocd and gitops-flux drills serve an Application / Kustomization
-through the Kubernetes API; their simulated controllers put drift back after
+The gitops-argocd and gitops-flux drills (and gitops-flux with a HelmRelease)
+serve an Application / Kustomization / HelmRelease through the Kubernetes API; their simulated controllers put drift back after
 5 simulated seconds unless paused the way the tools' own CLIs pause them.
 """
 
@@ -15,9 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support import require_binary, wait_until
+from support import drill_scenario, require_binary, wait_until
 
-from console.drill.scenario import load_scenario
 from console.drill.server import DrillServer, write_kubeconfig
 from console.drill.world import World
 
@@ -27,10 +26,12 @@ SPEED = 30.0
 NAMESPACE = "shop"
 IMAGE = "registry.example.com/order-service"
 OWNERS = {"gitops-argocd": ("applications.argoproj.io", "argocd"),
-          "gitops-flux": ("kustomizations.kustomize.toolkit.fluxcd.io", "flux-system")}
+          "gitops-flux": ("kustomizations.kustomize.toolkit.fluxcd.io", "flux-system"),
+          "gitops-flux-helm": ("helmreleases.helm.toolkit.fluxcd.io", "flux-system")}
 PAUSE = {
     "gitops-argocd": ("merge", '{"spec":{"syncPolicy":{"automated":{"enabled":false}}}}'),
     "gitops-flux": ("json", '[{"op":"replace","path":"/spec/suspend","value":true}]'),
+    "gitops-flux-helm": ("merge", '{"spec":{"suspend":true}}'),
 }
 
 
@@ -77,7 +78,7 @@ class Drill:
 @pytest.fixture(params=sorted(OWNERS))
 def drill(request, tmp_path: Path) -> Iterator[Drill]:
     binary = require_binary("kubectl", "kubernetes-client")
-    world = World(load_scenario(request.param), speed=SPEED)
+    world = World(drill_scenario(request.param, tmp_path), speed=SPEED)
     server = DrillServer(world)
     server.start()
     try:
@@ -99,13 +100,23 @@ def test_the_owner_is_served_and_discoverable(drill: Drill) -> None:
         history = app["status"]["history"]
         assert [h["id"] for h in history] == [0, 1, 2]
         assert app["status"]["sync"]["revision"] == history[-1]["revision"]
-    else:
+    elif drill.scenario == "gitops-flux":
         assert table[0].split()[:3] == ["NAME", "AGE", "READY"]
         assert table[1].split()[2] == "True"
         ks = json.loads(drill.kubectl("get", "ks", "order-service", "-o", "json", namespace=namespace))
         assert ks["status"]["lastAppliedRevision"].startswith("main@sha1:")
+    else:
+        assert table[0].split()[:3] == ["NAME", "AGE", "READY"]
+        assert table[1].split()[2] == "True" and "Helm upgrade succeeded" in table[1]
+        hr = json.loads(drill.kubectl("get", "hr", "order-service", "-o", "json", namespace=namespace))
+        assert (hr["apiVersion"], hr["kind"]) == ("helm.toolkit.fluxcd.io/v2", "HelmRelease")
+        assert hr["status"]["lastAppliedRevision"] == "1.2.3"
+        assert [h["chartVersion"] for h in hr["status"]["history"]] == ["1.2.3", "1.2.2", "1.2.1"]
     labels = json.loads(drill.kubectl("get", "deployment", "order-service", "-o", "json"))["metadata"]
     assert ("argocd.argoproj.io/tracking-id" in labels.get("annotations", {})) == (drill.scenario == "gitops-argocd")
+    if drill.scenario == "gitops-flux-helm":
+        assert labels["labels"]["helm.toolkit.fluxcd.io/name"] == "order-service"
+        assert labels["labels"]["helm.toolkit.fluxcd.io/namespace"] == "flux-system"
 
 
 def test_rollout_undo_alone_is_reverted_by_the_controller(drill: Drill) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import require_binary, wait_until
+from support import drill_scenario, require_binary, wait_until
 
 from console.drill import runner
 from console.drill.scenario import load_scenario
@@ -27,12 +27,13 @@ pytestmark = pytest.mark.integration
 
 SPEED = 30.0
 IMAGE = "registry.example.com/order-service"
-OWNER = {"gitops-argocd": ("applications", "argocd"), "gitops-flux": ("kustomizations", "flux-system")}
+OWNER = {"gitops-argocd": ("applications", "argocd"), "gitops-flux": ("kustomizations", "flux-system"),
+         "gitops-flux-helm": ("helmreleases", "flux-system")}
 
 
 @pytest.fixture(params=sorted(OWNER))
 def drill(request, tmp_path: Path) -> Iterator[runner.RunningDrill]:
-    running = runner.start(load_scenario(request.param), speed=SPEED, directory=tmp_path / "drill",
+    running = runner.start(drill_scenario(request.param, tmp_path), speed=SPEED, directory=tmp_path / "drill",
                            start_at=datetime.now(timezone.utc).replace(microsecond=0))
     config = yaml.safe_load(running.config_path.read_text())
     config["gitops"] = {"hold_seconds": 1}  # 30 drill seconds: six self-heal timeouts
@@ -90,7 +91,8 @@ def test_rollback_pauses_the_owner_and_sticks(drill, tmp_path: Path) -> None:
         assert "Re-enable automated sync of Argo CD Application argocd/order-service" in result.stdout
     else:
         assert spec["suspend"] is True
-        assert "Resume Flux Kustomization flux-system/order-service" in result.stdout
+        kind = "HelmRelease" if drill.scenario_name == "gitops-flux-helm" else "Kustomization"
+        assert f"Resume Flux {kind} flux-system/order-service" in result.stdout
     exported = console(drill, "export", "--latest", tmp_path=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert "paused so that the rollback sticks" in exported.stdout

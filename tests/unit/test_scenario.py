@@ -65,6 +65,10 @@ def test_a_minimal_file_gets_the_documented_defaults(tmp_path):
         (("expect:", "timeline:\n  - {at: 1m, note: hi, facts: {migration_applied: true}}\nexpect:"), "timeline[0]", "exactly one of"),
         (("expect:", "timeline:\n  - {at: 1m, deploy: {service: web, version: '2'}}\nexpect:"), "(top level)", "not in services"),
         (("name: mini\n", ""), "name", "field required"),
+        (("    image: registry.example.com/api\n", "    image: registry.example.com/api\n    gitops: {tool: argocd, kind: HelmRelease}\n"),
+         "services[0].gitops", "kind (kustomization or helmrelease) is for tool flux"),
+        (("    image: registry.example.com/api\n", "    image: registry.example.com/api\n    gitops: {tool: flux, kind: Helm}\n"),
+         "services[0].gitops.kind", "helmrelease"),
     ],
 )
 def test_validation_errors_name_file_field_and_expectation(tmp_path, change, field, words):
