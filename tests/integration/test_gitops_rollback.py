@@ -9,7 +9,6 @@ undo` alone on the same drill is put back by the simulated controller.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,7 +165,7 @@ def test_the_gitops_native_way_syncs_the_previous_revision(tmp_path: Path) -> No
         result = console(running, "rollback", "order-service", "--reason", "errors 8%", "--yes", "--timeout", "120",
                          tmp_path=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert f"argocd app rollback order-service" in result.stdout and "held:" in result.stdout
+        assert "argocd app rollback order-service" in result.stdout and "held:" in result.stdout
         run_for(running, 60)
         assert image(running) == f"{IMAGE}:1.2.2"
         app = owner(running)
