@@ -860,32 +860,20 @@ TABLES: dict[str, TableSpec] = {
             _age(app, now),
         ],
     ),
-    "kustomizations": (
+    # Flux's objects (Kustomization, HelmRelease): flux's own printer columns.
+    **dict.fromkeys(("kustomizations", "helmreleases"), (
         [
             _NAME,
             _AGE,
             _column("Ready", description='status.conditions[?(@.type=="Ready")].status'),
             _column("Status", description='status.conditions[?(@.type=="Ready")].message'),
         ],
-        lambda ks, now: [
-            ks["metadata"]["name"],
-            _age(ks, now),
-            *_ready_condition(ks),
+        lambda obj, now: [
+            obj["metadata"]["name"],
+            _age(obj, now),
+            *_ready_condition(obj),
         ],
-    ),
-    "helmreleases": (
-        [
-            _NAME,
-            _AGE,
-            _column("Ready", description='status.conditions[?(@.type=="Ready")].status'),
-            _column("Status", description='status.conditions[?(@.type=="Ready")].message'),
-        ],
-        lambda hr, now: [
-            hr["metadata"]["name"],
-            _age(hr, now),
-            *_ready_condition(hr),
-        ],
-    ),
+    )),
 }
 
 
