@@ -53,6 +53,21 @@ services:
 """
 
 
+# The same stack where order-service needs its worker healthy: `up -d order-service`
+# starts the worker first and fails when it cannot (its port taken).
+DEPENDENT_TEMPLATE = COMPOSE_TEMPLATE.replace("""    stop_grace_period: 2s
+""", """    stop_grace_period: 2s
+    depends_on:
+      worker: {{condition: service_healthy}}
+""", 1) + """    stop_grace_period: 2s
+    healthcheck:
+      test: ["CMD", "/bin/busybox", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:{worker_port}/"]
+      interval: 1s
+      timeout: 1s
+      retries: 2
+"""
+
+
 @dataclass
 class Project:
     """One compose project running order-service 1.2.3 (and a worker on 1.2.1)."""
@@ -63,6 +78,7 @@ class Project:
     compose_file: Path
     port: int
     original: str
+    worker_port: int = 0
 
     @property
     def health_url(self) -> str:
@@ -108,22 +124,22 @@ def get_health(url: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-def start_project(world: DockerWorld, tmp_path: Path, image: str) -> Project:
+def start_project(world: DockerWorld, tmp_path: Path, image: str, template: str = COMPOSE_TEMPLATE) -> Project:
     """A compose project in tmp_path/stack running order-service on `image`."""
     name = f"shop{uuid.uuid4().hex[:8]}"
     directory = tmp_path / "stack"
     directory.mkdir()
-    port = free_port()
-    text = COMPOSE_TEMPLATE.format(
+    port, worker_port = free_port(), free_port()
+    text = template.format(
         project=name,
         image=image,
         port=port,
         worker_image=world.image("1.2.1"),
-        worker_port=free_port(),
+        worker_port=worker_port,
     )
     compose_file = directory / "docker-compose.yml"
     compose_file.write_text(text)
-    proj = Project(world, name, directory, compose_file, port, text)
+    proj = Project(world, name, directory, compose_file, port, text, worker_port)
     proj.compose("up", "-d")
     return proj
 
@@ -685,3 +701,42 @@ def test_after_a_quick_rollback_an_explicit_revision_also_takes_the_port_over(pr
     assert container["Image"] == world.image("1.2.1") and container["Health"] == "healthy"
     assert get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.1"})
     assert world.docker("container", "inspect", previous, check=False).returncode != 0
+
+
+def test_a_failed_up_in_a_hand_over_starts_the_previous_container_again(docker_world: DockerWorld,
+                                                                        tmp_path: Path) -> None:
+    """After a quick rollback the full one stops the previous container, then
+    runs `up -d`; when that fails (here the worker order-service depends on
+    cannot start: its port is taken), the previous container is started again
+    and serves as before, and the sentence says what to do."""
+    import socket
+
+    project = start_project(docker_world, tmp_path, docker_world.image("1.2.3"), template=DEPENDENT_TEMPLATE)
+    try:
+        world = project.world
+        previous = f"{project.name}-previous"
+        world.docker("create", "--name", previous, "--network", "host", world.image("1.2.2"), str(project.port))
+        platform = project.platform()
+        quick = list(platform.execute(platform.plan_rollback(quick=True), timeout=60))
+        assert quick[-1].done, [s.message for s in quick]
+        project.compose("stop", "worker")
+        with socket.socket() as blocker:
+            # Past the health checks' connections in TIME_WAIT; the listening blocker still refuses httpd's bind.
+            blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            blocker.bind(("127.0.0.1", project.worker_port))
+            blocker.listen()
+            plan = platform.plan_rollback()
+            assert f"docker stop {previous}" in [c.target for c in plan.calls]
+            steps = list(platform.execute(plan, timeout=60))
+        last = steps[-1]
+        assert last.failed, [s.message for s in steps]
+        assert f"$ docker stop {previous}" in "\n".join(s.message for s in steps)
+        assert f"{previous} was started again and serves as before." in last.message
+        assert "The compose file now names 1.2.2 (backup " in last.message
+        assert "up -d order-service` again, or restore the backup to go back to 1.2.3" in last.message
+        wait_until(lambda: get_health(project.health_url) == (200, {"status": "healthy", "version": "1.2.2"}),
+                   "the previous container to serve again", timeout=30)
+        state = world.docker("container", "inspect", "-f", "{{.State.Running}}", previous).stdout.strip()
+        assert state == "true"
+    finally:
+        stop_project(project)
