@@ -680,13 +680,20 @@ def test_the_registrys_tags_are_read_with_the_docker_configs_credentials(
     assert "s3cret" not in plan.summary and "deploy:" not in plan.summary
 
 
-def test_after_a_quick_rollback_an_explicit_revision_also_takes_the_port_over(project: Project) -> None:
-    world = project.world
+def after_quick_rollback(project: Project) -> tuple[str, ComposePlatform]:
+    """The previous container (1.2.2) created and the quick rollback run to it: its name, and the platform."""
     previous = f"{project.name}-previous"
-    world.docker("create", "--name", previous, "--network", "host", world.image("1.2.2"), str(project.port))
+    project.world.docker("create", "--name", previous, "--network", "host", project.world.image("1.2.2"),
+                         str(project.port))
     platform = project.platform()
     quick = list(platform.execute(platform.plan_rollback(quick=True), timeout=60))
     assert quick[-1].done, [s.message for s in quick]
+    return previous, platform
+
+
+def test_after_a_quick_rollback_an_explicit_revision_also_takes_the_port_over(project: Project) -> None:
+    world = project.world
+    previous, platform = after_quick_rollback(project)
 
     plan = platform.plan_rollback(1)  # the runbook's `--to-revision`, to 1.2.1, not the quick one's 1.2.2
 
@@ -714,11 +721,7 @@ def test_a_failed_up_in_a_hand_over_starts_the_previous_container_again(docker_w
     project = start_project(docker_world, tmp_path, docker_world.image("1.2.3"), template=DEPENDENT_TEMPLATE)
     try:
         world = project.world
-        previous = f"{project.name}-previous"
-        world.docker("create", "--name", previous, "--network", "host", world.image("1.2.2"), str(project.port))
-        platform = project.platform()
-        quick = list(platform.execute(platform.plan_rollback(quick=True), timeout=60))
-        assert quick[-1].done, [s.message for s in quick]
+        previous, platform = after_quick_rollback(project)
         project.compose("stop", "worker")
         with socket.socket() as blocker:
             # Past the health checks' connections in TIME_WAIT; the listening blocker still refuses httpd's bind.
