@@ -77,35 +77,37 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     out(f"Reason: {reason}")
     out(f"Runbook: {decision.headline}" + (f" ({'; '.join(str(r) for r in decision.reasons)})" if decision.reasons else ""))
     # Run twice, or again after a crash: never a second `rollout undo`, which
-    # would toggle the service back to the bad version.
-    # One that never reached the platform (the crash came between recording it and
-    # sending it) is recorded as failed and planned again, through the gate.
-    if session.rollback_in_flight(service) and not dry_run:
+    # would toggle the service back to the bad version. One that never reached
+    # the platform (the crash came between recording it and sending it) is
+    # recorded as failed and planned again below, through the gate.
+    if session.rollback_in_flight(service):
         state = session.incident_state(service)
-        try:
-            unsent = session.abandon_unsent_rollback(service)
-        except PlatformError as err:
-            out(f"A rollback of {service} is in flight in incident {state.id}, and the platform cannot be read: {err}")
-            return EXIT_FAILED
+        unsent = None
+        if not dry_run:
+            try:
+                unsent = session.abandon_unsent_rollback(service)
+            except PlatformError as err:
+                out(f"A rollback of {service} is in flight in incident {state.id}, and the platform cannot be read: "
+                    f"{err}")
+                return EXIT_FAILED
         if unsent is not None:
             out(f"A rollback of {service} to {state.rollback.to_label} was recorded in incident {state.id}, "
                 f"but {unsent}: planning it again.")
-    if session.rollback_in_flight(service):
-        state = session.incident_state(service)
-        out(f"A rollback of {service} to {state.rollback.to_label} "
-            f"is already in flight in incident {state.id}: watching it, not issuing it again.")
-        if dry_run:
-            out("Dry run: nothing was changed.")
-            return EXIT_OK
-        try:
-            for progress in session.resume_rollback(service, timeout=timeout):
-                out(progress.message)
-                if progress.failed:
-                    return EXIT_FAILED
-        except PlatformError as err:
-            out(f"Rollback failed: {err}")
-            return EXIT_FAILED
-        return await _verify_and_report(session, service, out)
+        else:
+            out(f"A rollback of {service} to {state.rollback.to_label} "
+                f"is already in flight in incident {state.id}: watching it, not issuing it again.")
+            if dry_run:
+                out("Dry run: nothing was changed.")
+                return EXIT_OK
+            try:
+                for progress in session.resume_rollback(service, timeout=timeout):
+                    out(progress.message)
+                    if progress.failed:
+                        return EXIT_FAILED
+            except PlatformError as err:
+                out(f"Rollback failed: {err}")
+                return EXIT_FAILED
+            return await _verify_and_report(session, service, out)
     try:
         plan = session.plan_rollback(service, to_revision, quick=quick)
     except PlatformError as err:
