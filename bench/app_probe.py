@@ -12,7 +12,11 @@ Modes:
            process plus its refresh process (each one's peak, added).
   keys     while refresh cycles run, send arrow keys the way a terminal
            driver does (from another thread) and time each key until the
-           frame that shows its effect (the cursor on the next row).
+           frame that shows its effect (the cursor on the next row). In
+           turn: at a random moment during a cycle (from its start until
+           the app has painted it), at a random moment between two cycles
+           (idle), and, one key in five, the moment a cycle's views reach
+           the UI (the worst moment: reported on its own).
   idle     after the first data and a warm-up, the console's CPU time
            (every thread, and its refresh process) over a window of wall
            time: % of one core.
@@ -148,21 +152,35 @@ async def main(args: argparse.Namespace) -> dict:
     t_app = time.monotonic()
     out: dict = {"t_start": T_START, "t_cli_imported": T_CLI, "t_app_built": t_app, "services": len(session.services)}
 
-    # Refresh cycles, timed where the app awaits them.
+    # Refresh cycles, timed where the app awaits them. For the keys, a cycle
+    # lasts from then until the app has painted it (its table, then its banner
+    # and panes: `_collect_between_frames` runs after that frame): a key while
+    # the UI applies a cycle's views is a key during the cycle, not an idle one.
     cycles: list[tuple[float, float]] = []
-    refreshing = {"since": None}
+    refreshing = {"since": None, "in_flight": 0, "returns": 0}
     original_refresh = session.refresh
 
     async def timed_refresh(only=None):
         began = time.monotonic()
-        refreshing["since"] = began
+        refreshing["in_flight"] += 1
+        if refreshing["since"] is None:
+            refreshing["since"] = began
         try:
             return await original_refresh(only)
         finally:
-            refreshing["since"] = None
+            refreshing["in_flight"] -= 1
+            refreshing["returns"] += not refreshing["in_flight"]
             cycles.append((began, time.monotonic()))
 
     session.refresh = timed_refresh
+    original_collect = app._collect_between_frames
+
+    def painted() -> None:
+        original_collect()
+        if not refreshing["in_flight"]:
+            refreshing["since"] = None
+
+    app._collect_between_frames = painted
 
     first = {"frame": None, "data": None}
     pending = {"key": None, "target": None, "done": None}
@@ -175,7 +193,7 @@ async def main(args: argparse.Namespace) -> dict:
             first["data"] = now
         key = pending["key"]
         if key is not None and _cursor(app) == pending["target"]:
-            latencies.append({"ms": (now - key) * 1000, "during_cycle": pending["during"]})
+            latencies.append({"ms": (now - key) * 1000, "kind": pending["kind"], "during_cycle": pending["kind"] == "cycle"})
             pending["key"] = None
             pending["done"].set()
 
@@ -236,14 +254,14 @@ async def peer(args: argparse.Namespace) -> dict:
     first = {"frame": None}
     pending = {"key": None, "target": None, "done": None}
     latencies: list[dict] = []
-    never = {"since": None}
+    never = {"since": None, "returns": 0}
 
     def on_frame(now: float) -> None:
         if first["frame"] is None:
             first["frame"] = now
         key = pending["key"]
         if key is not None and _cursor(app) == pending["target"]:
-            latencies.append({"ms": (now - key) * 1000, "during_cycle": False})
+            latencies.append({"ms": (now - key) * 1000, "kind": "idle", "during_cycle": False})
             pending["key"] = None
             pending["done"].set()
 
@@ -286,19 +304,29 @@ async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: boo
     loop_done = threading.Event()
     rng = random.Random(9)
 
+    # Keys in turn: during a cycle, idle, during a cycle, idle, and at the moment a
+    # cycle's views arrive in the UI (the start of its painting: the worst moment,
+    # reported on its own rather than in the two kinds of random moments).
+    kinds = ("idle",) if idle_only else ("cycle", "idle", "cycle", "idle", "apply")
+
     def sender() -> None:
         try:
             sent = 0
             while sent < args.keys and not stop.is_set():
-                since = refreshing["since"]
-                want_cycle = sent % 4 != 3 and not idle_only  # one key in four while idle, for comparison
-                if (since is not None) != want_cycle:
-                    time.sleep(0.002)
-                    continue
-                # Somewhere inside the cycle, not always at its start.
-                time.sleep(rng.uniform(0.0, 0.15) if want_cycle else 0.0)
-                if want_cycle and refreshing["since"] is None:
-                    continue
+                kind = kinds[sent % len(kinds)]
+                if kind == "apply":
+                    seen = refreshing["returns"]
+                    while refreshing["returns"] == seen and not stop.is_set():
+                        time.sleep(0.001)
+                else:
+                    want_cycle = kind == "cycle"
+                    if (refreshing["since"] is not None) != want_cycle:
+                        time.sleep(0.002)
+                        continue
+                    # Somewhere inside the cycle (or the idle time between two), not always at its start.
+                    time.sleep(rng.uniform(0.0, 0.15))
+                    if (refreshing["since"] is not None) != want_cycle:
+                        continue
                 # The rows in the order shown (the console sorts them by severity).
                 services = [row.key.value for row in table.ordered_rows]
                 index = services.index(_cursor(app))
@@ -307,12 +335,12 @@ async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: boo
                     step = -1
                 target = services[index + step]
                 done = threading.Event()
-                pending.update(target=target, done=done, during=refreshing["since"] is not None)
+                pending.update(target=target, done=done, kind=kind)
                 pending["key"] = time.monotonic()
                 app._driver.process_message(events.Key("down" if step > 0 else "up", None))
                 if not done.wait(10):
                     pending["key"] = None
-                    latencies.append({"ms": None, "during_cycle": pending["during"]})
+                    latencies.append({"ms": None, "kind": kind, "during_cycle": kind == "cycle"})
                 sent += 1
                 time.sleep(0.03)
         finally:
