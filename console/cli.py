@@ -387,6 +387,8 @@ def status(service: str | None, config_path: str | None, as_json: bool) -> None:
     else:
         for view in views:
             click.echo(_status_line(view))
+            for error in view.snapshot.errors:  # why a signal is missing, and what to do
+                click.echo(f"    {error}")
     # Unknown is not healthy: a script checking `status` must not read it as fine.
     if any(v.decision.action is Action.SIGNALS_UNAVAILABLE for v in views):
         sys.exit(EXIT_SIGNALS_UNAVAILABLE)

@@ -155,6 +155,9 @@ def write_configs(
     env = f"{DRILL_SLACK_ENV}={slack_webhook_url(server_url)}\n"
     if autopilot_token:
         env += f"{DRILL_AUTOPILOT_TOKEN_ENV}={autopilot_token}\n"
+    if any(s.kind == "ecs" for s in scenario.services):
+        # The config's ECS services sign their requests with these (dummy values the drill does not check).
+        env += "".join(f"{name}={value}\n" for name, value in DRILL_CREDENTIAL_ENV.items())
     env_path = directory / "env"
     env_path.touch(mode=0o600)
     env_path.write_text(env)
@@ -306,7 +309,8 @@ def serve(
             f"(also in {running.directory / 'env'}); GET {running.server.url}/slack/messages lists what was posted")
         if any(s.kind == "ecs" for s in scenario.services):
             exports = " ".join(f"{name}={value}" for name, value in DRILL_CREDENTIAL_ENV.items())
-            out(f"ECS API: {running.server.url}/ecs (dummy credentials for a console elsewhere: export {exports})")
+            out(f"ECS API: {running.server.url}/ecs (dummy credentials for a console elsewhere: export {exports}; "
+                f"also in {running.directory / 'env'})")
         if running.prometheus is not None:
             out(f"prometheus: {running.prometheus.url} (scraping {running.server.url}/metrics)")
         out(f"trainer: rollback-console drill-ctl --url {running.server.url} pause|resume|speed X|note TEXT|fact NAME=VALUE|outage SERVICE")

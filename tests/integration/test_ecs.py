@@ -391,12 +391,33 @@ def test_headless_rollback_of_an_ecs_service(served):
     [record] = [json.loads(t["value"]) for t in tags if t["key"].startswith("rollback-console.io/rollback-")]
     assert record["why"] == "x" and record["from"] and record["to"] and record["from"] != record["to"]
     # Another console (its own state, another user) asked for revision 3 is refused: it was rolled back from.
-    env = {**os.environ, "USER": "bob", "LOGNAME": "bob", "XDG_STATE_HOME": str(served / "bob-state")}
+    env = {**os.environ, **DRILL_CREDENTIAL_ENV, "USER": "bob", "LOGNAME": "bob", "XDG_STATE_HOME": str(served / "bob-state")}
     again = subprocess.run([*PYTHON, "rollback", "order-service", "--config", str(config), "--reason", "y", "--yes",
                             "--to-revision", "3"],
                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
     assert again.returncode == 3, again.stdout + again.stderr
     assert f"rolled order-service back from {', '.join(record['from'])} to {', '.join(record['to'])}" in again.stdout
+
+
+def test_the_written_env_file_is_all_a_console_elsewhere_needs(served):
+    """`--write-config`'s env file carries the dummy ECS credentials the config names,
+    and without them `status` says which variables are missing, on the service's line."""
+    bare = {k: v for k, v in os.environ.items() if k not in DRILL_CREDENTIAL_ENV}
+    config = str(served / "config.yaml")
+    missing = subprocess.run([*PYTHON, "status", "--config", config], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL, env=bare)
+    # Its error rate alone calls for a rollback; the line says what is missing and the next says why.
+    assert missing.returncode == 0, missing.stdout + missing.stderr
+    assert "order-service: ROLLBACK NOW" in missing.stdout and "Signals unavailable: pod counts" in missing.stdout
+    names = " and ".join(DRILL_CREDENTIAL_ENV)
+    assert f"    No AWS credentials for service \"order-service\"" in missing.stdout and names in missing.stdout
+    written = dict(line.split("=", 1) for line in (served / "env").read_text().splitlines())
+    assert {k: written[k] for k in DRILL_CREDENTIAL_ENV} == DRILL_CREDENTIAL_ENV
+    sourced = subprocess.run([*PYTHON, "status", "--config", config], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL, env={**bare, **written})
+    assert sourced.returncode == 0, sourced.stdout + sourced.stderr
+    assert "order-service: ROLLBACK NOW" in sourced.stdout
+    assert "No AWS credentials" not in sourced.stdout and "Signals unavailable" not in sourced.stdout
 
 
 def test_headless_rollback_of_an_unknown_ecs_service_is_a_sentence(tmp_path):
