@@ -274,6 +274,14 @@ class KubeConnection:
         # reached the server, so a slow API costs one timeout, not four.
         configuration.retries = Retry(total=1, connect=1, read=0, status=0, redirect=0)
         configuration.connection_pool_maxsize = POOL_SIZE
+        if not configuration.verify_ssl:
+            # The kubeconfig's insecure-skip-tls-verify, the user's choice (kubectl honours it
+            # silently): urllib3 would warn on stderr at every request, across the TUI's screen.
+            import warnings
+
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         from kubernetes.client import ApiClient
 
         client = ApiClient(configuration=configuration)

@@ -135,3 +135,72 @@ def test_headless_rollback_rolls_back_and_verifies(served):
     deployment = httpx.get(f"{server}/apis/apps/v1/namespaces/shop/deployments/order-service", timeout=5).json()
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/order-service:1.2.2"
     assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
+
+
+def _self_signed(directory) -> tuple[str, str]:
+    """A throwaway certificate and key for 127.0.0.1 (PEM files)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_an_insecure_kubeconfig_puts_no_warnings_on_the_output(tmp_path):
+    """`insecure-skip-tls-verify: true` is the kubeconfig's choice, which kubectl
+    honours silently; urllib3 would print a warning per request (across the TUI's
+    screen). An HTTPS API server answering 404 to everything stands in."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}'
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*_self_signed(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    try:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+            "clusters": [{"name": "prod", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
+            "users": [{"name": "me", "user": {"token": "t"}}],
+            "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "me", "namespace": "shop"}}],
+        }))
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "prometheus": {"url": url},
+            "clusters": {"prod": {"kubeconfig": str(kubeconfig)}},
+            "services": [{"name": "api", "cluster": "prod", "namespace": "shop", "deployment": "api"}],
+        }))
+        result = run("status", "--config", str(config))
+    finally:
+        server.shutdown()
+    assert 'Deployment "api" not found in namespace "shop"' in result.stdout, result.stdout + result.stderr
+    assert "Warning" not in result.stderr and "warn" not in result.stderr, result.stderr
