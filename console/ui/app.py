@@ -57,7 +57,7 @@ from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
 from .panes.owner import OwnerStrip
-from .panes.routing import LeaseStrip, RoutingPane
+from .panes.routing import LeaseStrip, RoutingPane, pane_width
 from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
 from .platform_actions import PlatformActions
@@ -103,6 +103,16 @@ COMPACT_ROWS = 36
 
 NARROW_COLUMNS = 110
 """Below this many columns the service table narrows to its first columns (it scrolls sideways)."""
+
+SERVICES_MAX, SERVICES_NARROW = 84, 36
+"""The service table's widest (at half the screen) and narrow widths, in columns (app.tcss says the same)."""
+
+SIGNALS_WIDTH = 69
+"""Columns health, error rate and latency need to stay readable (what they have on a
+war-room screen, 140 columns, beside a table of half of it): on a narrower screen the
+service table gives them up first, down to SERVICES_NARROW (its further columns scroll).
+A blue-green or canary service's routing pane (panes.routing.pane_width) joins them when
+the screen has room for both; otherwise it goes to the row below, beside the history."""
 
 RESEND_EVERY_SECONDS = 30.0
 """How often (console clock) kept messages are resent while Slack keeps failing."""
@@ -313,6 +323,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
                     history = HistoryTable(id="history")
                     history.border_title = "Rollout history"
                     yield history
+                    routing = RoutingPane("", id="routing-lower", markup=False)  # where the signals lack room
+                    routing.display = False
+                    yield routing
                     checklist = ChecklistPane(id="checklist")
                     checklist.border_title = "Post-rollback checklist"
                     checklist.display = False
@@ -1283,6 +1296,35 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         main.set_class(width < NARROW_COLUMNS, "-narrow")
         for footer in main.query(Footer):
             footer.compact = width < 120
+        self._fit_signals(main, width)
+
+    def _fit_signals(self, main: Screen, width: int) -> None:
+        """Give the signals row its width (SIGNALS_WIDTH) before the service table takes
+        half the screen, and place the selected service's routing pane (blue-green,
+        canary) beside the signals where the screen has room for both, else below."""
+        try:
+            high, low = main.query_one("#routing", RoutingPane), main.query_one("#routing-lower", RoutingPane)
+            box = main.query_one("#services-box")
+        except NoMatches:
+            return
+        routing, error = self.routing, self.routing_error
+        shown = routing is not None or error is not None
+        need = SIGNALS_WIDTH + (pane_width(routing) if shown else 0)
+        if not box.display:  # a single service: no table beside the panes
+            table = 0
+        elif width >= NARROW_COLUMNS:
+            box.styles.width = max(SERVICES_NARROW, min(SERVICES_MAX, width // 2, width - 1 - need))
+            table = int(box.styles.width.value) + 1  # and its margin
+        else:
+            box.styles.width = None  # app.tcss: the narrow table
+            table = SERVICES_NARROW + 1
+        beside_signals = width - table >= need
+        for pane, here in ((high, shown and beside_signals), (low, shown and not beside_signals)):
+            if here:
+                pane.styles.width = pane_width(routing)
+                pane.show(routing, error)
+            else:
+                pane.display = False
 
     def action_toggle_lower(self) -> None:
         """Small screens: switch between the signals and the history with the timeline."""

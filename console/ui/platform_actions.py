@@ -24,7 +24,7 @@ from console.platforms.base import PlatformError, Scalable
 from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable, rollback_number
 from .panes.owner import OwnerStrip
-from .panes.routing import LeaseStrip, PlatformExtras, RoutingPane
+from .panes.routing import LeaseStrip, PlatformExtras
 
 if TYPE_CHECKING:
     from console.procedures import RollbackCheck
@@ -92,6 +92,10 @@ class CorruptionReady(Message):
 class PlatformActions:
     """Keys, workers and handlers for issues 4 and 8 (mixed into the app)."""
 
+    # The selected service's traffic switch as last read (None: its platform has none), or why it could not be.
+    routing: object | None = None
+    routing_error: str | None = None
+
     # -- routing and the rollback lease, after every refresh -------------------
 
     def _fetch_platform_extras(self) -> None:
@@ -108,16 +112,17 @@ class PlatformActions:
         if message.service != self.selected:
             return
         try:
-            pane, strip = self.query_one(RoutingPane), self.query_one(LeaseStrip)
+            strip = self.query_one(LeaseStrip)
         except NoMatches:
             return  # the app is shutting down
         self.routing = message.routing
+        self.routing_error = message.error
         self.lease_holder = message.holder
         try:
             self.query_one(OwnerStrip).show(message.owner, message.owner_error)
         except NoMatches:
             pass
-        pane.show(message.routing, message.error)
+        self._fit_to_size(self.size.width, self.size.height)  # shows the routing pane where it fits
         mine = self.rolling_back == message.service
         if message.lease_error and message.holder is None:
             strip.display = True

@@ -410,7 +410,7 @@ def test_the_written_env_file_is_all_a_console_elsewhere_needs(served):
     assert missing.returncode == 0, missing.stdout + missing.stderr
     assert "order-service: ROLLBACK NOW" in missing.stdout and "Signals unavailable: pod counts" in missing.stdout
     names = " and ".join(DRILL_CREDENTIAL_ENV)
-    assert f"    No AWS credentials for service \"order-service\"" in missing.stdout and names in missing.stdout
+    assert "    No AWS credentials for service \"order-service\"" in missing.stdout and names in missing.stdout
     written = dict(line.split("=", 1) for line in (served / "env").read_text().splitlines())
     assert {k: written[k] for k in DRILL_CREDENTIAL_ENV} == DRILL_CREDENTIAL_ENV
     sourced = subprocess.run([*PYTHON, "status", "--config", config], capture_output=True, text=True, timeout=120,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from console.model import Point
 from console.ui.panes.error_rate import CHART_WINDOW, columns
 
@@ -21,3 +23,16 @@ def test_the_chart_spans_the_same_window_at_every_width() -> None:
         assert 0.08 in cells[-(width // 30 + 2):]  # 30 s ago: within the last thirtieth of the window
     assert columns((Point(NOW - CHART_WINDOW - timedelta(seconds=1), 0.5),), NOW, 10) == [None] * 10
     assert columns((Point(NOW - timedelta(minutes=10), 0.02),), NOW, 3) == [None, 0.02, 0.02]  # held until now
+
+
+@pytest.mark.parametrize("ms, shown", [
+    (None, ("–", "ms")), (250, ("250", "ms")), (999.4, ("999", "ms")), (999.6, ("1.0", "s")),
+    (2000, ("2.0", "s")), (9940, ("9.9", "s")), (9960, ("10", "s")), (125_000, ("125", "s")),
+])
+def test_the_latency_figure_keeps_to_three_digits_and_says_its_unit(ms, shown):
+    """2000 ms in four large digits was wider than the pane on a laptop and cut to "200"."""
+    from console.ui.panes.format import NO_VALUE
+    from console.ui.panes.latency import large_figure
+
+    expected = (NO_VALUE, "ms") if ms is None else shown
+    assert large_figure(ms) == expected

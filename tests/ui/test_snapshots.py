@@ -52,6 +52,31 @@ def test_several_services_laptop(snap_compare):
     assert snap_compare(app, terminal_size=LAPTOP, run_before=_first_refresh)
 
 
+@pytest.mark.parametrize("size", [WAR_ROOM, LAPTOP, (200, 50)])
+def test_blue_green_routing_beside_the_signals_or_below(snap_compare, size):
+    """A blue-green service's routing pane (three services, so the service table is
+    shown): in the signals row once the table has narrowed for it (140 and 200 columns),
+    beside the rollout history where even then error rate and latency would lose their
+    width (120). Error rate and latency keep their width."""
+    from console.platforms.base import Routing
+
+    session = RecordedSession(("order-service", "payment-service", "cart-service"))
+    session.routing = Routing("blue-green", (("blue", 0), ("green", 100)), active="green",
+                              source="service/order-service",
+                              replicas=(("order-service-blue", 3), ("order-service-green", 3)))
+    app = build_app(session, animate=False)
+
+    async def routed(pilot) -> None:
+        await _first_refresh(pilot)
+        for _ in range(100):
+            if app.routing is not None:
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=routed)
+
+
 def test_rollback_confirmation(snap_compare):
     """`r` shows the plan: revision 3 -> 2, 1.2.3 -> 1.2.2 and the exact PATCH with its body."""
 

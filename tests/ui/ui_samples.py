@@ -250,10 +250,12 @@ class RecordedSession:
     def resend_pending(self, service: str) -> list:
         return []
 
+    routing = None  # a blue-green or canary service's traffic switch (platforms.base.Routing), when recorded
+
     def surroundings(self, service: str):
         from console.platforms.base import Surroundings
 
-        return Surroundings()
+        return Surroundings(routing=self.routing)
 
     def lease_holder(self, service: str):
         return None

@@ -15,6 +15,18 @@ from ..updates import set_content
 from .format import NO_VALUE, millis
 
 
+def large_figure(ms: float | None) -> tuple[str, str]:
+    """A latency in at most three digits and its unit, for the pane's large figure:
+    milliseconds below a second, then seconds ("2.0" s, "12" s), so that the
+    figure is never wider than the pane and cut to something else (2000 to "200")."""
+    if ms is None:
+        return NO_VALUE, "ms"
+    if ms < 999.5:
+        return f"{ms:.0f}", "ms"
+    seconds = ms / 1000
+    return (f"{seconds:.1f}" if seconds < 9.95 else f"{seconds:.0f}"), "s"
+
+
 class LatencyPane(Vertical):
     """p95 latency now against the p95 before the deploy under suspicion."""
 
@@ -25,7 +37,7 @@ class LatencyPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="figure"):
             yield Digits(NO_VALUE, id="latency-digits")
-            yield Static("ms", classes="unit")
+            yield Static("ms", id="latency-unit", classes="unit")
         yield Static("", id="latency-caption", classes="below", markup=False)
         yield Sparkline([], id="latency-sparkline")
 
@@ -35,7 +47,9 @@ class LatencyPane(Vertical):
         signals = view.snapshot.signals
         now_ms, before_ms = metrics.latency_p95_ms, metrics.latency_p95_before_ms
         digits = self.query_one("#latency-digits", Digits)
-        digits.update(f"{now_ms:.0f}" if now_ms is not None else NO_VALUE)
+        figure, unit = large_figure(now_ms)
+        digits.update(figure)
+        set_content(self.query_one("#latency-unit", Static), unit)
         digits.set_class(signals.latency_spike, "-sev-warning")
         caption = [Content.assemble("before the deploy ", (millis(before_ms), "bold"))]
         factor = signals.latency_factor

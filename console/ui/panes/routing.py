@@ -62,6 +62,20 @@ def routing_content(routing: Routing) -> Content:
     return Content("\n").join(lines)
 
 
+PANE_WIDTH = (24, 36)
+"""The routing pane's narrowest and widest widths in columns, border and padding included:
+as wide as its longest line ("from service/order-service") within them."""
+
+
+def pane_width(routing: Routing | None) -> int:
+    """The routing pane's width for `routing` (the widest, for an error sentence, which wraps)."""
+    narrowest, widest = PANE_WIDTH
+    if routing is None:
+        return widest
+    longest = max((len(line) for line in routing_content(routing).plain.splitlines()), default=0)
+    return max(narrowest, min(widest, longest + 4))
+
+
 class RoutingPane(Static):
     """The live colour (blue-green) or the current weights (canary) of the selected service."""
 
