@@ -107,10 +107,11 @@ NARROW_COLUMNS = 110
 SERVICES_MAX, SERVICES_NARROW = 84, 36
 """The service table's widest (at half the screen) and narrow widths, in columns (app.tcss says the same)."""
 
-SIGNALS_WIDTH = 69
-"""Columns health, error rate and latency need to stay readable (what they have on a
-war-room screen, 140 columns, beside a table of half of it): on a narrower screen the
-service table gives them up first, down to SERVICES_NARROW (its further columns scroll).
+SIGNALS_WIDTH = 76
+"""Columns health, error rate and latency need to stay readable (a three-digit figure and
+its unit in each, the error-rate legend on two lines): the service table gives them up
+first, down to SERVICES_NARROW (its further columns scroll sideways); from 160 columns it
+has half the screen.
 A blue-green or canary service's routing pane (panes.routing.pane_width) joins them when
 the screen has room for both; otherwise it goes to the row below, beside the history."""
 
