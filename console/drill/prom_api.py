@@ -25,6 +25,7 @@ drill world.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -241,10 +242,17 @@ class PromApi:
 
     def __init__(self, world: World) -> None:
         self.world = world
+        self._all_series: list[tuple[dict[str, str], Callable[[Sample], Any]]] | None = None
 
     # -- series ------------------------------------------------------------
 
     def _series(self) -> list[tuple[dict[str, str], Callable[[Sample], Any]]]:
+        """Every series the world serves (its services and their routes never change)."""
+        if self._all_series is None:
+            self._all_series = self._build_series()
+        return self._all_series
+
+    def _build_series(self) -> list[tuple[dict[str, str], Callable[[Sample], Any]]]:
         out: list[tuple[dict[str, str], Callable[[Sample], Any]]] = []
         for service in self.world.service_names():
             for name, getter in SERIES.items():
@@ -261,10 +269,10 @@ class PromApi:
     def _select(self, selector: Selector) -> list[tuple[dict[str, str], Callable[[Sample], Any]]]:
         return [(labels, getter) for labels, getter in self._series() if all(m.matches(labels) for m in selector.matchers)]
 
-    def _value(self, labels: dict[str, str], getter: Callable[[Sample], Any], at: datetime, stamp: bool = False) -> float | None:
-        """The series' value at `at` (Prometheus' lookback rule), or with
-        `stamp` the time that value was sampled; None when there is none."""
-        sample = self.world.sample_at(labels["service"], at, LOOKBACK)
+    @staticmethod
+    def _value(sample: Sample | None, getter: Callable[[Sample], Any], stamp: bool = False) -> float | None:
+        """A series' value in `sample` (the one Prometheus' lookback rule picks),
+        or with `stamp` the time that value was sampled; None when there is none."""
         if sample is None:
             return None
         value = getter(sample)
@@ -318,8 +326,14 @@ class PromApi:
         at = parse_time(_param(params, "time")) if _param(params, "time") else self.world.now
         selector = parse_query(text)
         result = []
+        # One read (one lock) per service, however many of its series: a query naming a
+        # hundred services otherwise queues its reads behind every other request's.
+        read: dict[str, Sample | None] = {}
         for labels, getter in self._select(selector):
-            value = self._value(labels, getter, at - timedelta(seconds=selector.offset), selector.timestamp)
+            service = labels["service"]
+            if service not in read:
+                read[service] = self.world.sample_at(service, at - timedelta(seconds=selector.offset), LOOKBACK)
+            value = self._value(read[service], getter, selector.timestamp)
             if value is not None:
                 result.append({"metric": self._metric(labels, selector), "value": [_timestamp(at), format_value(value)]})
         return {"status": "success", "data": {"resultType": "vector", "result": result}}
@@ -344,11 +358,22 @@ class PromApi:
         selector = parse_query(text)
         result = []
         count = int((end - start).total_seconds() // step) + 1
+        steps = [start + timedelta(seconds=i * step) for i in range(count)]
+        offset = timedelta(seconds=selector.offset)
+        # Each service's samples are read once (one lock), however many of its series and steps.
+        read: dict[str, tuple[list[Sample], list[datetime]]] = {}
         for labels, getter in self._select(selector):
+            service = labels["service"]
+            if service not in read:
+                samples = self.world.samples(service)
+                read[service] = (samples, [sample.at for sample in samples])
+            samples, times = read[service]
             values = []
-            for i in range(count):
-                at = start + timedelta(seconds=i * step)
-                value = self._value(labels, getter, at - timedelta(seconds=selector.offset), selector.timestamp)
+            for at in steps:
+                index = bisect.bisect_right(times, at - offset) - 1
+                if index < 0 or at - offset - times[index] > LOOKBACK:
+                    continue
+                value = self._value(samples[index], getter, selector.timestamp)
                 if value is not None:
                     values.append([_timestamp(at), format_value(value)])
             if values:

@@ -180,6 +180,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -667,10 +668,13 @@ class Scenario(_Model):
 
     def service(self, name: str) -> Service:
         """The service called `name` (KeyError if there is none)."""
-        for service in self.services:
-            if service.name == name:
-                return service
-        raise KeyError(name)
+        return self.services_by_name[name]
+
+    @cached_property
+    def services_by_name(self) -> dict[str, Service]:
+        """The services by name (names are unique): the world looks a service up
+        for every series of every query, thousands of times a cycle at 1,000 services."""
+        return {service.name: service for service in self.services}
 
     def known_versions(self, service: Service) -> set[str]:
         """Every version the scenario names for `service`, timeline included."""

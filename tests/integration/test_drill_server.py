@@ -96,6 +96,29 @@ def test_range_query_returns_the_prefilled_30_minutes(drill):
     assert values[0] == [start.timestamp(), "0.001"] and values[-1][1] == "0.08"
 
 
+def test_a_query_reads_each_services_samples_once_however_many_series_and_steps(drill, monkeypatch):
+    """Each read takes the world's lock: a query over a hundred services' series (the
+    console batches them) read once per series and step queued behind every other
+    request, and a 1,000-service drill's first refresh took a minute."""
+    server, client, _ = drill
+    world, reads = server.world, []
+    for name in ("sample_at", "samples"):
+        original = getattr(world, name)
+        monkeypatch.setattr(world, name, lambda *args, _read=original, _name=name: reads.append(_name) or _read(*args))
+    routes = instant(client, 'service_route:error_rate:ratio{service="order-service"}')
+    assert len(routes) == 2 and reads == ["sample_at"]
+    reads.clear()
+    start = server.world.start - timedelta(minutes=2)
+    response = client.get("/prometheus/api/v1/query_range", params={
+        "query": 'timestamp(service_route:error_rate:ratio{service="order-service"})',
+        "start": start.timestamp(), "end": server.world.start.timestamp(), "step": "10s"})
+    series = response.json()["data"]["result"]
+    assert len(series) == 2 and reads == ["samples"]
+    # Each step shows when its value was sampled: the newest sample at or before it (every 15 s).
+    for at, sampled in series[0]["values"]:
+        assert 0 <= at - float(sampled) < 15
+
+
 def test_bad_deploy_health_endpoint_still_answers_healthy(drill):
     # 8 % of requests fail, but the service is up: its health check passes.
     _, client, _ = drill
