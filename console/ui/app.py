@@ -105,7 +105,8 @@ NARROW_COLUMNS = 110
 """Below this many columns the service table narrows to its first columns (it scrolls sideways)."""
 
 SERVICES_MAX, SERVICES_NARROW = 84, 36
-"""The service table's widest (at half the screen) and narrow widths, in columns (app.tcss says the same)."""
+"""The service table's widest width (at half the screen) and its narrow one (below
+NARROW_COLUMNS, or where the signals take the rest), in columns."""
 
 SIGNALS_WIDTH = 76
 """Columns health, error rate and latency need to stay readable (a three-digit figure and
@@ -1310,19 +1311,16 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             return
         routing, error = self.routing, self.routing_error
         shown = routing is not None or error is not None
-        need = SIGNALS_WIDTH + (pane_width(routing) if shown else 0)
-        if not box.display:  # a single service: no table beside the panes
-            table = 0
-        elif width >= NARROW_COLUMNS:
-            box.styles.width = max(SERVICES_NARROW, min(SERVICES_MAX, width // 2, width - 1 - need))
-            table = int(box.styles.width.value) + 1  # and its margin
-        else:
-            box.styles.width = None  # app.tcss: the narrow table
-            table = SERVICES_NARROW + 1
-        beside_signals = width - table >= need
+        routing_width = pane_width(routing)
+        need = SIGNALS_WIDTH + (routing_width if shown else 0)
+        table = SERVICES_NARROW
+        if width >= NARROW_COLUMNS:
+            table = max(SERVICES_NARROW, min(SERVICES_MAX, width // 2, width - 1 - need))
+        box.styles.width = table
+        beside_signals = width - (table + 1 if box.display else 0) >= need  # a single service has no table
         for pane, here in ((high, shown and beside_signals), (low, shown and not beside_signals)):
             if here:
-                pane.styles.width = pane_width(routing)
+                pane.styles.width = routing_width
                 pane.show(routing, error)
             else:
                 pane.display = False

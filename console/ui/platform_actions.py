@@ -19,7 +19,7 @@ from textual.message import Message
 
 from console.gate import Ask, Outcome, Procedure, Rule, Verdict
 from console.model import Revision, RollbackPlan
-from console.platforms.base import PlatformError, Scalable
+from console.platforms.base import PlatformError, Routing, Scalable
 
 from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable, rollback_number
@@ -93,7 +93,7 @@ class PlatformActions:
     """Keys, workers and handlers for issues 4 and 8 (mixed into the app)."""
 
     # The selected service's traffic switch as last read (None: its platform has none), or why it could not be.
-    routing: object | None = None
+    routing: Routing | None = None
     routing_error: str | None = None
 
     # -- routing and the rollback lease, after every refresh -------------------
