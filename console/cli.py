@@ -389,6 +389,8 @@ def status(service: str | None, config_path: str | None, as_json: bool) -> None:
             click.echo(_status_line(view))
             for error in view.snapshot.errors:  # why a signal is missing, and what to do
                 click.echo(f"    {error}")
+            if view.snapshot.health.deployment_failing:
+                click.echo(f"    {view.snapshot.health.deployment_failing}")
     # Unknown is not healthy: a script checking `status` must not read it as fine.
     if any(v.decision.action is Action.SIGNALS_UNAVAILABLE for v in views):
         sys.exit(EXIT_SIGNALS_UNAVAILABLE)
@@ -420,6 +422,7 @@ def _status_json(view) -> dict:
         "ready": health.ready,
         "desired": health.desired,
         "endpoint": health.endpoint_status or None,
+        "deployment_failing": health.deployment_failing,
         "revision": current.number if current else None,
         # Blue-green: the live colour, whose Deployment's own number `revision` is (null elsewhere).
         "colour": current.colour if current else None,

@@ -123,6 +123,17 @@ def _primary(service: dict) -> dict:
     return next((d for d in service.get("deployments") or [] if d.get("status") == "PRIMARY"), {})
 
 
+def _failing(primary: dict) -> str | None:
+    """A sentence when the PRIMARY deployment is still rolling out and tasks of it
+    have failed (the previous deployment's tasks go on serving meanwhile), else None."""
+    failed = primary.get("failedTasks") or 0
+    if not failed or primary.get("rolloutState") not in ("IN_PROGRESS", None):
+        return None
+    running, desired = primary.get("runningCount") or 0, primary.get("desiredCount") or 0
+    return (f"the deployment of {_short(primary.get('taskDefinition', '?'))} is failing: {running} of {desired} "
+            f"tasks running, {failed} failed")
+
+
 class EcsPlatform:
     """One ECS service, rolled back to an earlier task definition revision."""
 
@@ -452,6 +463,7 @@ class EcsPlatform:
             updated=(primary.get("runningCount") or 0) + (primary.get("pendingCount") or 0),
             available=service.get("runningCount") or 0,
             checked_at=self._clock.now(),
+            deployment_failing=_failing(primary),
         )
 
     def circuit_breaker_rollback(self, service: dict) -> str | None:

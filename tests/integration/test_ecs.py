@@ -159,6 +159,37 @@ def test_tasks_that_cannot_start_never_look_stable_unless_the_circuit_breaker_ro
 # --- the platform adapter against the drill ---------------------------------
 
 
+@pytest.fixture
+def no_breaker():
+    running = start(scenario_variant(ecs={"cluster": "shop", "circuit_breaker": {"enable": False, "rollback": False}}))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_deployment_whose_tasks_fail_to_start_is_said_while_the_old_tasks_serve(no_breaker):
+    """The previous deployment's tasks go on serving (the signals stay healthy): the
+    health pane and `status` say the new one is failing, from DescribeServices alone."""
+    drill = no_breaker
+    assert platform(drill).health().deployment_failing is None
+    ecs = client(f"{drill.server.url}/ecs")
+    image = "registry.example.com/order-service:9.9.9"  # a tag the registry does not have
+    ecs.register_task_definition(family="order-service", containerDefinitions=[{"name": "app", "image": image}])
+    ecs.update_service(cluster="shop", service="order-service", taskDefinition="order-service:4")
+    later(drill, 120)
+    health = platform(drill).health()
+    assert health.available == 3 and health.updated == 0
+    assert health.deployment_failing is not None
+    assert health.deployment_failing.startswith("the deployment of order-service:4 is failing: 0 of 3 tasks running, ")
+    failed = int(health.deployment_failing.rsplit(", ", 1)[1].split()[0])
+    assert failed > 0 and health.deployment_failing.endswith(f"{failed} failed")
+    # Back to the revision that runs: that deployment completes, and nothing is said.
+    ecs.update_service(cluster="shop", service="order-service", taskDefinition="order-service:3")
+    later(drill, 120)
+    assert platform(drill).health().deployment_failing is None
+
+
 def test_history_lists_the_family_newest_first_with_the_current_revision_marked(drill):
     history = platform(drill).history()
     assert [(r.number, r.versions, r.current) for r in history] == [

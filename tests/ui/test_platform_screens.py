@@ -311,3 +311,31 @@ async def test_a_gitops_owner_is_named_under_the_banner_and_paused_in_the_plan(d
             app_spec = running.world.store.get("applications", "argocd", "order-service")["spec"]
         assert app_spec["syncPolicy"]["automated"]["enabled"] is False
         assert any("paused so that the rollback sticks" in e.text for e in app.events)
+
+
+async def test_an_ecs_deployment_failing_behind_the_old_tasks_is_said_in_the_health_pane(drill, tmp_path) -> None:
+    """Its old tasks serve and the signals say HEALTHY; the health pane says the new deployment is failing."""
+    import boto3
+    import yaml
+
+    from console.drill.ecs import DRILL_CREDENTIAL_ENV
+    from console.drill.scenario import SCENARIO_DIR
+
+    data = yaml.safe_load((SCENARIO_DIR / "ecs-bad-deploy.yaml").read_text())
+    data["services"][0]["ecs"]["circuit_breaker"] = {"enable": False, "rollback": False}
+    variant = tmp_path / "ecs-no-breaker.yaml"
+    variant.write_text(yaml.safe_dump(data))
+    running, session = drill(str(variant))
+    key, secret = DRILL_CREDENTIAL_ENV.values()
+    ecs = boto3.client("ecs", region_name="us-east-1", endpoint_url=f"{running.server.url}/ecs",
+                       aws_access_key_id=key, aws_secret_access_key=secret)
+    cluster = data["services"][0]["ecs"]["cluster"]
+    app = build_app(session, animate=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "updated" in text_of(app, "#pods-caption"), "the health pane")
+        assert "failing" not in text_of(app, "#pods-caption")
+        ecs.register_task_definition(family="order-service",
+                                     containerDefinitions=[{"name": "app", "image": "registry.example.com/order-service:9.9.9"}])
+        ecs.update_service(cluster=cluster, service="order-service", taskDefinition="order-service:4")
+        await wait_for(pilot, lambda: "the deployment of order-service:4 is failing" in text_of(app, "#pods-caption"),
+                       "the failing deployment in the health pane", timeout=TIMEOUT)

@@ -42,6 +42,8 @@ class HealthPane(Vertical):
         pods = [Content.styled(f"{_count(health.updated)} updated · {_count(health.available)} available", "$sev-muted")]
         if health.error:
             pods.append(Content.styled(health.error, "$sev-warning"))
+        if health.deployment_failing:
+            pods.append(Content.styled(f"⚠ {health.deployment_failing}", "$sev-warning"))
         set_content(self.query_one("#pods-caption", Static), Content("\n").join(pods))
         set_content(self.query_one("#endpoint", Static), self._endpoint(health, now))
 
