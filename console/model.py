@@ -332,9 +332,10 @@ class Health:
     endpoint_failures_down: int = 1
     checked_at: datetime | None = None
     error: str | None = None
-    # A deployment under way whose new tasks fail to start while the old ones
-    # serve (ECS: its failed tasks), as a sentence for the health pane and
-    # `status`: worth a look, not a runbook row (the signals decide).
+    # A deployment under way that is failing while the previous version may go on
+    # serving (ECS: tasks of it failed; Kubernetes: past its progress deadline), as
+    # a sentence for the health pane and `status`: worth a look, not a runbook row
+    # (the signals decide).
     deployment_failing: str | None = None
 
     @property

@@ -644,12 +644,22 @@ class KubernetesPlatform:
 
     def _health(self, deployment: dict) -> Health:
         status = deployment.get("status") or {}
+        desired = _count(deployment.get("spec", {}).get("replicas"))
+        updated = _count(status.get("updatedReplicas") or 0)
+        failing = None
+        if deadline_exceeded(deployment) is not None:
+            # The condition the controller sets (kubectl rollout status's failure), read with the
+            # deployment itself: the old ReplicaSet may go on serving, and the signals with it.
+            revision = (deployment.get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION, "?")
+            failing = (f"the rollout of revision {revision} exceeded its progress deadline: {updated} of "
+                       f"{desired} new pods")
         return Health(
-            desired=_count(deployment.get("spec", {}).get("replicas")),
+            desired=desired,
             ready=_count(status.get("readyReplicas") or 0),
-            updated=_count(status.get("updatedReplicas") or 0),
+            updated=updated,
             available=_count(status.get("availableReplicas") or 0),
             checked_at=self._clock.now(),
+            deployment_failing=failing,
         )
 
     def plan_rollback(self, to_revision: int | None = None) -> RollbackPlan:

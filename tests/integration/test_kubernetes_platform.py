@@ -331,6 +331,24 @@ def test_rollout_that_exceeds_its_progress_deadline_is_reported_failed(drill):
     assert progress[-1].failed and progress[-1].done
 
 
+def test_a_rollout_past_its_progress_deadline_is_said_with_the_health(drill):
+    """The controller's ProgressDeadlineExceeded, read with the deployment the refresh
+    reads anyway: the old pods may go on serving, so the signals alone would not say it."""
+    platform = _platform(drill)
+    assert platform.health().deployment_failing is None
+    _raw_apps(drill).patch_namespaced_deployment("order-service", "shop", {"spec": {"template": {"spec": {
+        "containers": [{"name": "app", "image": IMAGE.format("9.9.9-missing")}]}}}})
+    drill.world.clock.advance(60)
+    drill.world.advance()
+    assert platform.health().deployment_failing is None  # still within its 600 s
+    drill.world.clock.advance(700)
+    drill.world.advance()
+    health = platform.health()
+    assert health.deployment_failing == (
+        f"the rollout of revision 4 exceeded its progress deadline: {health.updated} of 3 new pods")
+    assert health.updated >= 1
+
+
 def test_rollout_that_does_not_finish_in_time_raises_timeout(tmp_path):
     from conftest_adapters import start_drill
 
