@@ -193,7 +193,7 @@ async def main(args: argparse.Namespace) -> dict:
             first["data"] = now
         key = pending["key"]
         if key is not None and _cursor(app) == pending["target"]:
-            latencies.append({"ms": (now - key) * 1000, "kind": pending["kind"], "during_cycle": pending["kind"] == "cycle"})
+            latencies.append({"ms": (now - key) * 1000, "kind": pending["kind"]})
             pending["key"] = None
             pending["done"].set()
 
@@ -254,14 +254,14 @@ async def peer(args: argparse.Namespace) -> dict:
     first = {"frame": None}
     pending = {"key": None, "target": None, "done": None}
     latencies: list[dict] = []
-    never = {"since": None, "returns": 0}
+    never = {"since": None}
 
     def on_frame(now: float) -> None:
         if first["frame"] is None:
             first["frame"] = now
         key = pending["key"]
         if key is not None and _cursor(app) == pending["target"]:
-            latencies.append({"ms": (now - key) * 1000, "kind": "idle", "during_cycle": False})
+            latencies.append({"ms": (now - key) * 1000, "kind": "idle"})
             pending["key"] = None
             pending["done"].set()
 
@@ -340,7 +340,7 @@ async def _keys(app, pilot, args, refreshing, pending, latencies, idle_only: boo
                 app._driver.process_message(events.Key("down" if step > 0 else "up", None))
                 if not done.wait(10):
                     pending["key"] = None
-                    latencies.append({"ms": None, "kind": kind, "during_cycle": kind == "cycle"})
+                    latencies.append({"ms": None, "kind": kind})
                 sent += 1
                 time.sleep(0.03)
         finally:

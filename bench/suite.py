@@ -387,7 +387,7 @@ def refresh_scale(sizes: list[int], cycles: int, work: Path, with_prometheus: bo
                 log(f"keys: {keys} arrow keys while {n}-service cycles run")
                 set_refresh_interval(drill.config_path, 0.2)
                 data = _probe("keys", drill.config_path, directory / "keys.db", "--keys", str(keys), "--timeout", "300")
-                during = [x["ms"] for x in data["latencies"] if x["during_cycle"] and x["ms"] is not None]
+                during = [x["ms"] for x in data["latencies"] if x.get("kind") == "cycle" and x["ms"] is not None]
                 idle = [x["ms"] for x in data["latencies"] if x.get("kind") == "idle" and x["ms"] is not None]
                 arriving = [x["ms"] for x in data["latencies"] if x.get("kind") == "apply" and x["ms"] is not None]
                 app_cycles = [c["seconds"] for c in data["cycles"]]
@@ -407,7 +407,7 @@ def refresh_scale(sizes: list[int], cycles: int, work: Path, with_prometheus: bo
                 same = _probe("keys", drill.config_path, directory / "keys-in.db", "--keys", str(keys), "--timeout", "300",
                               "--in-process")
                 entry["keys"]["in_process_p95_ms"] = percentile(
-                    [x["ms"] for x in same["latencies"] if x["during_cycle"] and x["ms"] is not None], 95)
+                    [x["ms"] for x in same["latencies"] if x.get("kind") == "cycle" and x["ms"] is not None], 95)
                 entry["keys"]["in_process_idle_p95_ms"] = percentile(
                     [x["ms"] for x in same["latencies"] if x.get("kind") == "idle" and x["ms"] is not None], 95)
         finally:

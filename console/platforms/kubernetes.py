@@ -650,8 +650,8 @@ class KubernetesPlatform:
         if deadline_exceeded(deployment) is not None:
             # The condition the controller sets (kubectl rollout status's failure), read with the
             # deployment itself: the old ReplicaSet may go on serving, and the signals with it.
-            revision = (deployment.get("metadata", {}).get("annotations") or {}).get(REVISION_ANNOTATION, "?")
-            failing = (f"the rollout of revision {revision} exceeded its progress deadline: {updated} of "
+            revision = revision_of(deployment)
+            failing = (f"the rollout of revision {revision if revision is not None else '?'} exceeded its progress deadline: {updated} of "
                        f"{desired} new pods")
         return Health(
             desired=desired,
