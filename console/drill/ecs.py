@@ -561,7 +561,9 @@ class EcsWorld:
                             if over >= 0:
                                 delay = min(RELAUNCH_BACKOFF_START * 2 ** min(over, 20), RELAUNCH_BACKOFF_MAX)
                                 deployment.next_launch_at = task.fails_at + timedelta(seconds=delay)
-                    self._event(service, f"has started 0 tasks: task {task.id} stopped: {task.fail_reason}.", task.fails_at)
+                    # ECS's own wording once a deployment's tasks keep failing; the task's reason beside it.
+                    self._event(service, f"is unable to consistently start tasks successfully: task {task.id} stopped: "
+                                         f"{task.fail_reason}.", task.fails_at)
                 changed = True
         return changed
 

@@ -184,6 +184,12 @@ def test_a_deployment_whose_tasks_fail_to_start_is_said_while_the_old_tasks_serv
     assert health.deployment_failing.startswith("the deployment of order-service:4 is failing: 0 of 3 tasks running, ")
     failed = int(health.deployment_failing.rsplit(", ", 1)[1].split()[0])
     assert failed > 0 and health.deployment_failing.endswith(f"{failed} failed")
+    # The service's events say it as ECS does, with the stopped task's reason (as `aws ecs describe-services`).
+    events = ecs.describe_services(cluster="shop", services=["order-service"])["services"][0]["events"]
+    stopped = [e["message"] for e in events if "stopped" in e["message"]]
+    assert stopped and all(m.startswith("(service order-service) is unable to consistently start tasks successfully: task ")
+                           for m in stopped)
+    assert "CannotPullContainerError" in stopped[0]
     # Back to the revision that runs: that deployment completes, and nothing is said.
     ecs.update_service(cluster="shop", service="order-service", taskDefinition="order-service:3")
     later(drill, 120)
