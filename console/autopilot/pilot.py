@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from console import incident as incidents
 from console.autopilot.journal import Journal
+from console.autopilot.switch import cluster_pause
 from console.autopilot.payload import Alert, Notification, parse_time
 from console.autopilot.policy import AutopilotPolicy, PastRollback, Reason, Refusal, after_gate, before_gate
 from console.comms import autopilot_notice
@@ -207,8 +208,11 @@ class Autopilot:
         self.journal.finish(work.fingerprint, work.starts_at, outcome, self.session.clock.now())
         self.out(f"autopilot: {work.alertname} for {work.service}: {outcome}")
 
-    def paused(self) -> str | None:
-        """Why the kill switch is on (None when it is off): config, file, or the store."""
+    def paused(self, service: str) -> str | None:
+        """Why the kill switch is on for `service` (None when it is off): the
+        config, the pause file, the store, or the Lease in the service's
+        namespace (console.autopilot.switch), which every autopilot reads
+        whatever its store."""
         if self.settings.paused:
             return "autopilot.paused is set in the config"
         if self.settings.pause_file and os.path.exists(self.settings.pause_file):
@@ -216,7 +220,7 @@ class Autopilot:
         switch = self.journal.switch()
         if switch is not None and switch.paused:
             return f"paused by {switch.by} at {switch.at:%H:%M:%S} UTC: {switch.reason}"
-        return None
+        return cluster_pause(self.session, service)
 
     def _act(self, work: _Work) -> str:
         service, session = work.service, self.session
@@ -232,7 +236,7 @@ class Autopilot:
         now = session.clock.now()
         if not session.rollback_in_flight(service):
             past = self.journal.past_rollbacks(besides=(work.fingerprint, work.starts_at)) + self._recorded(service)
-            refusal = before_gate(service, now, past, self.policy, self.paused(),
+            refusal = before_gate(service, now, past, self.policy, self.paused(service),
                                   parse_time(work.starts_at, "startsAt"))
             if refusal is not None:
                 return self._refuse(service, refusal)

@@ -4,8 +4,9 @@ The gate (`console.gate`) decides whether a rollback may go ahead at all; the
 autopilot asks it like every other path and adds no rule to it. What this
 module adds is what only an unattended rollback needs, checked in this order:
 
-1. The kill switch (config flag, file, or the TUI's key recorded in the
-   store) -> refused: paused.
+1. The kill switch (config flag, file, the TUI's key recorded in the store,
+   or the Lease in the service's namespace: console.autopilot.switch) ->
+   refused: paused.
 2. A cooldown per service: this service was rolled back automatically less
    than `cooldown` ago -> refused, escalate (the rollback did not fix it:
    "Rollback fails" is Level 2).

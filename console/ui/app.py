@@ -1266,16 +1266,19 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     # -- other keys ------------------------------------------------------
 
     def action_autopilot_pause(self) -> None:
-        """The autopilot's kill switch: pause it for everyone on this incident store, or resume it."""
+        """The autopilot's kill switch: pause it for everyone (this incident store and the
+        services' namespaces in the cluster), or resume it."""
         self._autopilot_pause_worker(self.selected)
 
     @work(thread=True, group="record", exit_on_error=False)
     def _autopilot_pause_worker(self, service: str) -> None:
-        from console.autopilot.switch import toggle_pause
+        from console.autopilot.switch import toggle_pause, toggled_words
 
-        switch = toggle_pause(self.session, service)
-        words = "AUTOPILOT PAUSED for everyone: it rolls nothing back" if switch.paused else "Autopilot resumed"
-        self.call_from_thread(self.notify, words, severity="warning" if switch.paused else "information", timeout=8)
+        toggled = toggle_pause(self.session, service)
+        head = "AUTOPILOT PAUSED" if toggled.switch.paused else "Autopilot resumed"
+        words = head + ":" + toggled_words(toggled).partition(":")[2]
+        severity = "error" if toggled.problems else "warning" if toggled.switch.paused else "information"
+        self.call_from_thread(self.notify, words, severity=severity, timeout=20 if toggled.problems else 8)
         self.post_message(timeline_changed(self.session))
 
     def action_refresh(self) -> None:

@@ -126,7 +126,7 @@ def test_paused_from_the_store_records_announces_and_rolls_nothing_back(receiver
 
     server, running = receiver
     session = server.pilot.session
-    assert toggle_pause(session).paused
+    assert toggle_pause(session).switch.paused
     alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
                                       "auto_rollback": "true"}, "fingerprint": "paused1"}
     answer = post(server, json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode())
@@ -136,7 +136,64 @@ def test_paused_from_the_store_records_announces_and_rolls_nothing_back(receiver
     assert server.pilot.counters.value("rollbacks_started") == 0
     assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
                 if r[0] == "PATCH"]
-    assert not toggle_pause(session).paused
+    assert not toggle_pause(session).switch.paused
+
+
+def test_the_console_pauses_an_autopilot_with_a_store_of_its_own_through_the_cluster(receiver, tmp_path):
+    """The README's autopilot runs in a pod with a store of its own: the console's
+    `A` reaches it through the Lease in the service's namespace, which the real
+    kubectl sees and can delete (resuming it), and the store's switch alone would not."""
+    from console.autopilot.switch import PAUSE_LEASE, toggle_pause
+    from support import kubectl
+
+    server, running = receiver
+    console = Session(server.pilot.config, Store(tmp_path / "console.db"), operator="alice@laptop")
+    try:
+        toggled = toggle_pause(console)
+        assert toggled.switch.paused and toggled.written == (f"shop/{PAUSE_LEASE}",) and not toggled.problems
+        lease = json.loads(kubectl(running.kubeconfig_path, tmp_path / "kube-cache", "shop",
+                                   "get", "lease", PAUSE_LEASE, "-o", "json"))
+        assert lease["spec"]["holderIdentity"] == "alice@laptop"
+        reason = server.pilot.paused("order-service")
+        assert reason is not None and reason.startswith("paused by alice@laptop at ")
+        assert f"Lease shop/{PAUSE_LEASE}" in reason
+
+        alert = {**GOOD_ALERT, "labels": {"alertname": "AutoRollbackTrigger", "service": "order-service",
+                                          "auto_rollback": "true"}, "fingerprint": "paused-in-cluster"}
+        answer = post(server, json.dumps({"version": "4", "status": "firing", "alerts": [alert]}).encode())
+        assert answer.status_code == 200 and answer.json()["queued"] == 1
+        texts = _wait_for_message(running, "paused by alice@laptop")
+        assert texts and "Autopilot did not roll back order-service" in texts[0], texts
+        assert server.pilot.counters.value("rollbacks_started") == 0
+        assert not [r for r in httpx.get(f"{running.server.url}/drill/requests", timeout=5).json()["requests"]
+                    if r[0] == "PATCH"]
+
+        # An engineer with only kubectl resumes it.
+        kubectl(running.kubeconfig_path, tmp_path / "kube-cache", "shop", "delete", "lease", PAUSE_LEASE)
+        assert server.pilot.paused("order-service") is None
+        # The console's store still says paused: the next `A` resumes both, and says so.
+        toggled = toggle_pause(console)
+        assert not toggled.switch.paused and not toggled.problems
+    finally:
+        console.close()
+
+
+def test_a_kill_switch_that_cannot_be_read_stops_the_autopilot(receiver, tmp_path):
+    """Fail safe: a namespace whose Lease the autopilot cannot read counts as paused."""
+    from console.autopilot.switch import cluster_pause
+
+    server, running = receiver
+    data = runner.console_config(running.world.scenario, "http://127.0.0.1:9", running.kubeconfig_path)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(running.kubeconfig_path.read_text().replace(running.server.url, "http://127.0.0.1:9"))
+    data["clusters"] = {"closed": {"kubeconfig": str(kubeconfig), "timeout": 2}}
+    data["services"] = [{**data["services"][0], "cluster": "closed"}]
+    session = Session(parse_config(data), Store(tmp_path / "closed.db"), operator="autopilot")
+    try:
+        reason = cluster_pause(session, "order-service")
+    finally:
+        session.close()
+    assert reason is not None and "could not be read" in reason and "does not act on a switch it cannot see" in reason
 
 
 def test_shadow_records_and_posts_what_it_would_do_and_changes_nothing(receiver):

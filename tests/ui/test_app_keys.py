@@ -270,7 +270,7 @@ async def test_roles_set_by_a_key_reach_every_console(bad_deploy, tmp_path: Path
 
 
 async def test_shift_a_pauses_the_autopilot_for_everyone_and_records_it(bad_deploy) -> None:
-    from console.autopilot.switch import autopilot_switch
+    from console.autopilot.switch import autopilot_switch, cluster_pause
 
     _, session = bad_deploy
     app = build_app(session, animate=False)
@@ -280,7 +280,12 @@ async def test_shift_a_pauses_the_autopilot_for_everyone_and_records_it(bad_depl
         await settle(pilot)
         switch = autopilot_switch(session)
         assert switch is not None and switch.paused and switch.by == session.operator
-        assert any("AUTOPILOT PAUSED" in text for text in notifications(app))
+        # Also in the cluster, for an autopilot with a store of its own (console.autopilot.switch).
+        assert any(text.startswith("AUTOPILOT PAUSED: it rolls nothing back, for everyone on this incident store "
+                                   "and in the cluster (Lease rollback-console-autopilot-paused in shop)")
+                   for text in notifications(app)), notifications(app)
+        assert cluster_pause(session, session.services[0]).startswith(f"paused by {session.operator} at ")
         await pilot.press("A")
         await settle(pilot)
         assert autopilot_switch(session).paused is False
+        assert cluster_pause(session, session.services[0]) is None
