@@ -72,6 +72,26 @@ class Switch:
     reason: str
 
 
+def read_switch(path: str | Path) -> Switch | None:
+    """The kill switch as the store at `path` records it, read-only (None:
+    never set, or no such store): for the console's panes, which must not
+    create the autopilot's tables in a store it only views."""
+    import urllib.parse
+
+    uri = "file:" + urllib.parse.quote(str(Path(path).resolve())) + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return None
+    try:
+        row = db.execute("SELECT paused, by, at, reason FROM autopilot_switch WHERE id = 1").fetchone()
+    except sqlite3.Error:  # no such table: nobody ever set it
+        return None
+    finally:
+        db.close()
+    return Switch(bool(row[0]), row[1], datetime.fromisoformat(row[2]), row[3]) if row else None
+
+
 class Journal:
     """The autopilot tables of the store at `path`."""
 

@@ -20,95 +20,16 @@ could not write is said, with the command that writes it by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from console.autopilot.journal import Journal, Switch
-from console.platforms.base import Conflict, Leased, NotFound, PlatformError, parse_time
-from console.platforms.lease import MANAGED_BY, format_micro_time
-
-PAUSE_LEASE = "rollback-console-autopilot-paused"
-"""The Lease whose presence in a service's namespace pauses every autopilot for that service."""
-PAUSED_AT_ANNOTATION = "rollback-console.io/paused-at"
-REASON_ANNOTATION = "rollback-console.io/reason"
-_API = "coordination.k8s.io/v1"
-
-
-@dataclass(frozen=True)
-class ClusterPause:
-    """The kill switch as a namespace's Lease records it."""
-
-    # "shop/rollback-console-autopilot-paused"
-    lease: str
-    by: str
-    at: datetime | None
-    reason: str
-
-    def sentence(self) -> str:
-        when = f" at {self.at:%H:%M:%S} UTC" if self.at else ""
-        why = f": {self.reason}" if self.reason else ""
-        return f"paused by {self.by or 'someone'}{when}{why} (Lease {self.lease})"
-
-
-class PauseLease:
-    """The kill switch's Lease in one namespace of one cluster (its connection)."""
-
-    def __init__(self, connection, namespace: str) -> None:
-        self.connection = connection
-        self.namespace = namespace
-
-    @property
-    def ref(self) -> str:
-        return f"{self.namespace}/{PAUSE_LEASE}"
-
-    def _send(self, method: str, verb: str, body: dict | None = None, name: str | None = PAUSE_LEASE) -> dict:
-        path = f"/apis/{_API}/namespaces/{self.namespace}/leases" + (f"/{name}" if name else "")
-        return self.connection.request(method, path, verb=verb, resource="leases", name=PAUSE_LEASE,
-                                       namespace=self.namespace, body=body,
-                                       content_type="application/json" if body is not None else None)
-
-    def read(self) -> ClusterPause | None:
-        """The pause recorded here, None when there is none. PlatformError when it cannot be read."""
-        try:
-            lease = self._send("GET", "get")
-        except NotFound:
-            return None
-        if not isinstance(lease, dict):
-            raise PlatformError(f"The Kubernetes API answered the Lease {self.ref} with something that is not one.")
-        annotations = (lease.get("metadata") or {}).get("annotations") or {}
-        return ClusterPause(self.ref, str((lease.get("spec") or {}).get("holderIdentity") or ""),
-                            parse_time(annotations.get(PAUSED_AT_ANNOTATION)),
-                            str(annotations.get(REASON_ANNOTATION) or ""))
-
-    def pause(self, by: str, reason: str, now: datetime) -> None:
-        """Create the Lease (one already there, someone else's pause, is left as it is)."""
-        body = {
-            "apiVersion": _API,
-            "kind": "Lease",
-            "metadata": {"name": PAUSE_LEASE, "namespace": self.namespace, "labels": dict(MANAGED_BY),
-                         "annotations": {PAUSED_AT_ANNOTATION: format_micro_time(now), REASON_ANNOTATION: reason}},
-            "spec": {"holderIdentity": by},
-        }
-        try:
-            self._send("POST", "create", body, name=None)
-        except Conflict:  # AlreadyExists: paused already
-            pass
-
-    def resume(self) -> None:
-        """Delete the Lease (gone already is fine)."""
-        try:
-            self._send("DELETE", "delete", {"kind": "DeleteOptions", "apiVersion": "v1"})
-        except NotFound:
-            pass
-
+from console.platforms.base import Leased, PlatformError
+from console.platforms.lease import PAUSE_LEASE, PauseLease
 
 def pause_lease(session, service: str) -> PauseLease | None:
     """The kill switch's Lease in `service`'s namespace, None for platforms
     without a Kubernetes API (Compose, ECS: the store's switch only)."""
     platform = session.platform(service)
-    if not isinstance(platform, Leased):
-        return None
-    lease = platform.rollback_lease("autopilot")  # for its connection and namespace only; never acquired
-    return PauseLease(lease.connection, lease.namespace)
+    return PauseLease.of(platform) if isinstance(platform, Leased) else None
 
 
 def cluster_pause(session, service: str) -> str | None:

@@ -254,7 +254,8 @@ class Owned(Protocol):
 class Surroundings:
     """What the routing pane, the lease strip and the owner strip show of one
     service, read together: where its traffic goes, who holds its rollback
-    lease (a `lease.LeaseHolder`), who deploys it from git (a `gitops.Owner`).
+    lease (a `lease.LeaseHolder`), who deploys it from git (a `gitops.Owner`),
+    whether the autopilot is paused in its namespace (a `lease.ClusterPause`).
     Each is None when the platform has none or nobody holds it; a read that
     failed leaves its sentence instead."""
 
@@ -264,13 +265,16 @@ class Surroundings:
     routing_error: str | None = None
     lease_error: str | None = None
     owner_error: str | None = None
+    # The autopilot's kill switch in the service's namespace (a `lease.ClusterPause`), or why it could not be read.
+    paused: object = None
+    paused_error: str | None = None
 
 
 def read_surroundings(service: str, platform: Platform, operator: str) -> Surroundings:
     """Read `service`'s Surroundings from its platform (requests: call from a
     worker, or from the refresh process). `operator` is whose lease it would be."""
-    routing = holder = owner = None
-    routing_error = lease_error = owner_error = None
+    routing = holder = owner = paused = None
+    routing_error = lease_error = owner_error = paused_error = None
     if isinstance(platform, Routed):
         try:
             routing = platform.routing()
@@ -281,12 +285,19 @@ def read_surroundings(service: str, platform: Platform, operator: str) -> Surrou
             holder = platform.rollback_lease(operator).current()
         except PlatformError as err:
             lease_error = f"Cannot read the rollback lease of {service}: {err}"
+        from console.platforms.lease import PauseLease
+
+        pause = PauseLease.of(platform)
+        try:
+            paused = pause.read()
+        except PlatformError as err:
+            paused_error = f"Cannot read the autopilot's kill switch (Lease {pause.ref}): {err}"
     if isinstance(platform, Owned):
         try:
             owner = platform.owner()
         except PlatformError as err:
             owner_error = f"Cannot read who deploys {service} from git: {err}"
-    return Surroundings(routing, holder, owner, routing_error, lease_error, owner_error)
+    return Surroundings(routing, holder, owner, routing_error, lease_error, owner_error, paused, paused_error)
 
 
 @runtime_checkable

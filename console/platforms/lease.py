@@ -366,9 +366,95 @@ class RollbackLease:
             pass  # unreachable API: the lease expires on its own after its TTL
 
 
+# -- the autopilot's kill switch ------------------------------------------------
+
+PAUSE_LEASE = "rollback-console-autopilot-paused"
+"""The Lease whose presence in a service's namespace pauses every autopilot for that service."""
+PAUSED_AT_ANNOTATION = "rollback-console.io/paused-at"
+REASON_ANNOTATION = "rollback-console.io/reason"
+
+
+@dataclass(frozen=True)
+class ClusterPause:
+    """The kill switch as a namespace's Lease records it."""
+
+    # "shop/rollback-console-autopilot-paused"
+    lease: str
+    by: str
+    at: datetime | None
+    reason: str
+
+    def sentence(self) -> str:
+        when = f" at {self.at:%H:%M:%S} UTC" if self.at else ""
+        why = f": {self.reason}" if self.reason else ""
+        return f"paused by {self.by or 'someone'}{when}{why} (Lease {self.lease})"
+
+
+class PauseLease:
+    """The autopilot's kill switch as a Lease in one namespace of one cluster
+    (console.autopilot.switch: while it exists, no autopilot rolls back a
+    service of that namespace)."""
+
+    def __init__(self, connection, namespace: str) -> None:
+        self.connection = connection
+        self.namespace = namespace
+
+    @classmethod
+    def of(cls, platform) -> PauseLease:
+        """The one in a Leased platform's namespace, on its connection."""
+        lease = platform.rollback_lease("autopilot")  # for its connection and namespace only; never acquired
+        return cls(lease.connection, lease.namespace)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{PAUSE_LEASE}"
+
+    def _send(self, method: str, verb: str, body: dict | None = None, name: str | None = PAUSE_LEASE) -> dict:
+        path = f"/apis/{_API}/namespaces/{self.namespace}/leases" + (f"/{name}" if name else "")
+        return self.connection.request(method, path, verb=verb, resource="leases", name=PAUSE_LEASE,
+                                       namespace=self.namespace, body=body,
+                                       content_type="application/json" if body is not None else None)
+
+    def read(self) -> ClusterPause | None:
+        """The pause recorded here, None when there is none. PlatformError when it cannot be read."""
+        try:
+            lease = self._send("GET", "get")
+        except NotFound:
+            return None
+        if not isinstance(lease, dict):
+            raise PlatformError(f"The Kubernetes API answered the Lease {self.ref} with something that is not one.")
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        return ClusterPause(self.ref, str((lease.get("spec") or {}).get("holderIdentity") or ""),
+                            parse_time(annotations.get(PAUSED_AT_ANNOTATION)),
+                            str(annotations.get(REASON_ANNOTATION) or ""))
+
+    def pause(self, by: str, reason: str, now: datetime) -> None:
+        """Create the Lease (one already there, someone else's pause, is left as it is)."""
+        body = {
+            "apiVersion": _API,
+            "kind": "Lease",
+            "metadata": {"name": PAUSE_LEASE, "namespace": self.namespace, "labels": dict(MANAGED_BY),
+                         "annotations": {PAUSED_AT_ANNOTATION: format_micro_time(now), REASON_ANNOTATION: reason}},
+            "spec": {"holderIdentity": by},
+        }
+        try:
+            self._send("POST", "create", body, name=None)
+        except Conflict:  # AlreadyExists: paused already
+            pass
+
+    def resume(self) -> None:
+        """Delete the Lease (gone already is fine)."""
+        try:
+            self._send("DELETE", "delete", {"kind": "DeleteOptions", "apiVersion": "v1"})
+        except NotFound:
+            pass
+
+
 # A wrong-shaped answer is a sentence naming the API, never a traceback.
 from console.platforms.base import shape_checked as _shape_checked  # noqa: E402
 
 for _method in ('current', 'acquire', 'renew', 'release'):
     setattr(RollbackLease, _method, _shape_checked("Kubernetes API", getattr(RollbackLease, _method)))
+for _method in ('read', 'pause', 'resume'):
+    setattr(PauseLease, _method, _shape_checked("Kubernetes API", getattr(PauseLease, _method)))
 del _method

@@ -57,7 +57,7 @@ from .panes.history import HistoryTable
 from .panes.incident import ChecklistPane, EscalationStrip, InvestigationCountdown
 from .panes.latency import LatencyPane
 from .panes.owner import OwnerStrip
-from .panes.routing import LeaseStrip, RoutingPane, pane_width
+from .panes.routing import AutopilotStrip, LeaseStrip, RoutingPane, pane_width
 from .panes.services import ServiceFilter, ServiceTable
 from .panes.timeline import ERROR, TimelinePane
 from .platform_actions import PlatformActions
@@ -294,6 +294,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         owner = OwnerStrip("", id="gitops-owner", markup=False)
         owner.display = False
         yield owner
+        paused = AutopilotStrip("", id="autopilot-paused", markup=False)
+        paused.display = False
+        yield paused
         with Horizontal(id="body"):
             with Vertical(id="services-box") as box:
                 box.display = len(self.session.services) > 1
@@ -1280,6 +1283,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
         severity = "error" if toggled.problems else "warning" if toggled.switch.paused else "information"
         self.call_from_thread(self.notify, words, severity=severity, timeout=20 if toggled.problems else 8)
         self.post_message(timeline_changed(self.session))
+        self.call_from_thread(self._fetch_platform_extras)  # the paused strip says it at once
 
     def action_refresh(self) -> None:
         """Refresh now."""

@@ -24,7 +24,7 @@ from console.platforms.base import PlatformError, Routing, Scalable
 from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable, rollback_number
 from .panes.owner import OwnerStrip
-from .panes.routing import LeaseStrip, PlatformExtras
+from .panes.routing import AutopilotStrip, LeaseStrip, PlatformExtras
 
 if TYPE_CHECKING:
     from console.procedures import RollbackCheck
@@ -104,9 +104,12 @@ class PlatformActions:
 
     @work(thread=True, exclusive=True, group="extras", exit_on_error=False)
     def _platform_extras_worker(self, service: str) -> None:
+        from console.autopilot.journal import read_switch
+
         read = self.session.surroundings(service)
+        store = getattr(self.session.store, "path", None)  # a recording (tests/ui/ui_samples.py) keeps none
         self.post_message(PlatformExtras(service, read.routing, read.holder, read.routing_error, read.lease_error,
-                                         read.owner, read.owner_error))
+                                         read.owner, read.owner_error, read.paused, read_switch(store) if store else None))
 
     def on_platform_extras(self, message: PlatformExtras) -> None:
         if message.service != self.selected:
@@ -120,6 +123,7 @@ class PlatformActions:
         self.lease_holder = message.holder
         try:
             self.query_one(OwnerStrip).show(message.owner, message.owner_error)
+            self.query_one(AutopilotStrip).show(message.paused, message.store_switch)
         except NoMatches:
             pass
         self._fit_to_size(self.size.width, self.size.height)  # shows the routing pane where it fits

@@ -285,7 +285,14 @@ async def test_shift_a_pauses_the_autopilot_for_everyone_and_records_it(bad_depl
                                    "and in the cluster (Lease rollback-console-autopilot-paused in shop)")
                    for text in notifications(app)), notifications(app)
         assert cluster_pause(session, session.services[0]).startswith(f"paused by {session.operator} at ")
+        # And it stays on screen while paused (a forgotten pause is a missing safety net).
+        strip = app.query_one("#autopilot-paused")
+        await wait_for(pilot, lambda: strip.display, "the paused strip")
+        text = str(strip.render())
+        assert text.startswith(f"⏸ AUTOPILOT PAUSED: paused by {session.operator} at ") and "(incident store)" in text
+        assert "(Lease shop/rollback-console-autopilot-paused)" in text and text.endswith("until resumed (A).")
         await pilot.press("A")
         await settle(pilot)
         assert autopilot_switch(session).paused is False
         assert cluster_pause(session, session.services[0]) is None
+        await wait_for(pilot, lambda: not strip.display, "the paused strip hidden")

@@ -25,8 +25,13 @@ class PlatformExtras(Message):
     `error` and `lease_error` are operator sentences when reading them failed."""
 
     def __init__(self, service: str, routing: Routing | None, holder: object | None, error: str | None = None,
-                 lease_error: str | None = None, owner: object | None = None, owner_error: str | None = None) -> None:
+                 lease_error: str | None = None, owner: object | None = None, owner_error: str | None = None,
+                 paused: object | None = None, store_switch: object | None = None) -> None:
         super().__init__()
+        # The autopilot's kill switch: the Lease in the service's namespace
+        # (`lease.ClusterPause`) and the incident store's (`journal.Switch`).
+        self.paused = paused
+        self.store_switch = store_switch
         # The GitOps owner (`console.gitops.Owner`), for the owner strip.
         self.owner = owner
         self.owner_error = owner_error
@@ -110,3 +115,22 @@ class LeaseStrip(Static):
         expires = getattr(holder, "expires", None)
         until = f" (lease renewed until {expires:%H:%M:%S} UTC)" if expires else ""
         self.update(Content.assemble(("⛔ ", "bold $sev-critical"), (f"{sentence}.{until}", "bold")))
+
+
+class AutopilotStrip(Static):
+    """One line while the autopilot is paused for the selected service (by the
+    incident store's switch or the Lease in its namespace): nothing is rolled
+    back automatically until someone resumes it, and a forgotten pause is a
+    missing safety net."""
+
+    def show(self, paused: object | None, store_switch: object | None) -> None:
+        parts = []
+        if store_switch is not None and getattr(store_switch, "paused", False):
+            parts.append(f"paused by {store_switch.by} at {store_switch.at:%H:%M:%S} UTC: "  # type: ignore[attr-defined]
+                         f"{store_switch.reason} (incident store)")  # type: ignore[attr-defined]
+        if paused is not None:
+            parts.append(paused.sentence())  # type: ignore[attr-defined]
+        self.display = bool(parts)
+        if parts:
+            self.update(Content.assemble(("⏸ AUTOPILOT PAUSED: ", "bold $sev-warning"), ("; ".join(parts), ""),
+                                         (". It rolls nothing back until resumed (A).", "$sev-muted")))
