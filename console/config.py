@@ -12,7 +12,6 @@ import dataclasses
 import math
 import os
 import re
-import stat
 import string
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from console.platforms.base import ROLLOUT_TIMEOUT
 from console.platforms.ecs_limits import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
 from console.platforms.kubernetes import API_TIMEOUT
 from console.signals import HEALTH_TIMEOUT, QUERY_TIMEOUT
-from console.yamlfile import load_yaml
+from console.yamlfile import UnreadableFile, load_yaml, read_hand_written
 
 
 class ConfigError(Exception):
@@ -903,35 +902,14 @@ def _resolve(path: str | None, base_dir: Path) -> str | None:
 
 
 def read_config_text(file: Path, limit: int = MAX_CONFIG_BYTES, what: str = "config") -> str:
-    """The text of a hand-written file, read safely: a regular file only (a
-    FIFO would block, /dev/zero never ends), at most `limit` bytes, UTF-8.
+    """The text of a hand-written file, read safely (yamlfile.read_hand_written);
     ConfigError with one sentence otherwise."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+        return read_hand_written(file, limit, what)
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file; copy config.example.yaml there and edit it") from None
-    except OSError as err:
-        raise ConfigError(f"{file}: cannot read it: {err.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise ConfigError(f"{file}: not a regular file ({kind}); point it at the YAML {what} file itself")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
-    except OSError as err:
-        raise ConfigError(f"{file}: cannot read it: {err.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise ConfigError(f"{file}: larger than {limit // 1024} KiB, too large for a {what} file; check the path")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"{file}: not UTF-8 text (byte {err.start} cannot be read); save the file as UTF-8 and try again"
-        ) from None
+    except UnreadableFile as err:
+        raise ConfigError(f"{file}: {err}") from None
 
 
 def load(path: str | os.PathLike[str]) -> Config:

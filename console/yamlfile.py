@@ -3,7 +3,46 @@ a key given twice in one mapping is an error, not a silent "last one wins"."""
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
 import yaml
+
+
+class UnreadableFile(Exception):
+    """A hand-written file that cannot be read as text; str() says why and what to do."""
+
+
+def read_hand_written(file: Path, limit: int, what: str) -> str:
+    """The text of a hand-written file (a config, a scenario, a kubeconfig),
+    read safely: a regular file only (a FIFO would block, /dev/zero never
+    ends), at most `limit` bytes, UTF-8. FileNotFoundError when it is not
+    there; UnreadableFile (a sentence without the file's name) otherwise."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise UnreadableFile(f"cannot read it: {err.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise UnreadableFile(f"not a regular file ({kind}); point it at the YAML {what} file itself")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise UnreadableFile(f"cannot read it: {err.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UnreadableFile(f"larger than {limit // 1024} KiB, too large for a {what} file; check the path")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UnreadableFile(f"not UTF-8 text (byte {err.start} cannot be read); save the file as UTF-8 and try again") from None
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from console.drill.scenario import TimelineEvent
+from console.drill.scenario import explain_error
 
 if TYPE_CHECKING:
     from console.drill.world import World
@@ -125,7 +126,7 @@ def _event(world: World, action: str, request: dict) -> TimelineEvent:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or action
-        raise ControlError(f"{action}: {where}: {first['msg']}") from None
+        raise ControlError(f"{action}: {where}: {explain_error(first)}") from None
 
 
 COMMANDS = "pause | resume | speed X | note TEXT | fact NAME=VALUE ... | outage SERVICE [recovered]"

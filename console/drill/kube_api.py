@@ -40,6 +40,7 @@ from console.drill.objects import (
     format_timestamp,
 )
 from console.drill import managed_fields
+from console.drill.scenario import MAX_REPLICAS
 
 _log = logging.getLogger(__name__)
 
@@ -1826,10 +1827,6 @@ def _shape_causes(rtype: ResourceType, obj: dict) -> list[tuple[str, str]]:
     return causes
 
 
-MAX_REPLICAS = 100
-"""The most replicas one workload may ask for in the drill world: an admission
-limit (a real cluster has quotas), so `--replicas=100000` is refused at once
-instead of simulating 100 000 pods (a drill needs a handful)."""
 
 _SCALE = ResourceType("autoscaling", ("v1",), "scale", "scale", "Scale", True)
 

@@ -188,7 +188,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from console.yamlfile import load_yaml
+from console.yamlfile import UnreadableFile, load_yaml, read_hand_written
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 
@@ -243,6 +243,18 @@ def _version_str(value: Any) -> Any:
             "so it stays the version you wrote"
         )
     return value
+
+
+MAX_REPLICAS = 100
+"""The most replicas one workload may have in the drill world, in a scenario or
+asked for by kubectl (an admission limit: a real cluster has quotas), so
+`--replicas=100000` is refused at once instead of simulating 100 000 pods."""
+
+
+def _at(path: str, message: str) -> str:
+    """A model validator's message about one of the model's fields: the error
+    then names `path` (relative to the model), not the model itself."""
+    return f"@{path}@ {message}"
 
 
 class _Model(BaseModel):
@@ -419,8 +431,8 @@ class Service(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     namespace: str = Field(default="default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     kind: Literal["deployment", "blue-green", "canary", "ecs"] = "deployment"
-    replicas: int = Field(default=3, ge=0)
-    canary_replicas: int = Field(default=1, ge=0)
+    replicas: int = Field(default=3, ge=0, le=MAX_REPLICAS)
+    canary_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     canary_weight: int = Field(default=20, ge=0, le=100)
     container: str = "app"
     image: str
@@ -458,26 +470,38 @@ class Service(_Model):
     def _history_fits_kind(self) -> Service:
         for i, entry in enumerate(self.history):
             if self.kind == "blue-green" and entry.environment is None:
-                raise ValueError(f"history[{i}] needs an environment (blue or green) for a blue-green service")
+                raise ValueError(_at(f"history[{i}]", "needs an environment (blue or green) for a blue-green service"))
             if self.kind != "blue-green" and entry.environment is not None:
-                raise ValueError(f"history[{i}] has an environment, but the service is not blue-green")
+                raise ValueError(_at(f"history[{i}].environment",
+                                     f"only blue-green services take one, and this one is {self.kind}: remove it"))
             if self.kind != "canary" and entry.track is not None:
-                raise ValueError(f"history[{i}] has a track, but the service is not canary")
-        ages = [entry.age for entry in self.history]
-        if ages != sorted(ages, reverse=True):
-            raise ValueError("history must be oldest first (ages decreasing)")
+                raise ValueError(_at(f"history[{i}].track",
+                                     f"only canary services take one, and this one is {self.kind}: remove it"))
+        for i in range(1, len(self.history)):
+            older, newer = self.history[i - 1].age, self.history[i].age
+            if newer >= older:
+                raise ValueError(_at(
+                    "history", f"must be oldest first, each entry younger than the one before (ages decreasing): "
+                               f"entry {i} is {newer:g} s old and entry {i - 1} {older:g} s"))
         if self.kind == "canary" and (self.history[0].track or "stable") != "stable":
-            raise ValueError("history[0] of a canary service must be a stable deploy")
+            raise ValueError(_at("history[0].track", "the first entry of a canary service must be a stable deploy"))
         if self.kind != "ecs" and "ecs" in self.model_fields_set:
-            raise ValueError("ecs settings are for services of kind ecs")
+            raise ValueError(_at("ecs", f"ecs settings are for services of kind ecs, and this one is {self.kind}"))
         for field, kinds in KIND_ONLY_FIELDS.items():
             if field in self.model_fields_set and self.kind not in kinds:
-                raise ValueError(
-                    f"{field} applies to services of kind {' or '.join(kinds)}, and this one is {self.kind}: "
+                raise ValueError(_at(field,
+                    f"applies to services of kind {' or '.join(kinds)}, and this one is {self.kind}: "
                     f"remove {field} or change the kind"
-                )
+                ))
+        for version, behaviour in self.versions.items():
+            for route in behaviour.routes:
+                if route not in self.routes:
+                    raise ValueError(_at(
+                        f'versions["{version}"].routes',
+                        f"{route!r} is not one of the service's routes ({', '.join(map(repr, self.routes))}): "
+                        "name one of them, or add it to the service's routes"))
         if self.gitops is not None and self.kind != "deployment":
-            raise ValueError("gitops owners are for services of kind deployment")
+            raise ValueError(_at("gitops", f"gitops owners are for services of kind deployment, and this one is {self.kind}"))
         return self
 
     @property
@@ -644,26 +668,33 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:
-        names = [s.name for s in self.services]
-        if len(set(names)) != len(names):
-            raise ValueError("service names must be unique")
+        first: dict[str, int] = {}
+        for j, service in enumerate(self.services):
+            if service.name in first:
+                raise ValueError(_at(f"services[{j}].name", f"{service.name!r} is already the name of "
+                                                            f"services[{first[service.name]}]; service names must be unique"))
+            first[service.name] = j
         by_name = {s.name: s for s in self.services}
+        known = ", ".join(by_name)
         for i, event in enumerate(self.timeline):
             target = getattr(event, event.kind)
             service_name = getattr(target, "service", None)
             if service_name is None:
                 continue
+            where = f"timeline[{i}].{event.kind}"
             service = by_name.get(service_name)
             if service is None:
-                raise ValueError(f"timeline[{i}] names service {service_name!r}, which is not in services")
+                raise ValueError(_at(f"{where}.service", f"{service_name!r} is not in services ({known}): name one of them"))
             if event.switch and service.kind != "blue-green":
-                raise ValueError(f"timeline[{i}] switches {service_name!r}, which is not blue-green")
+                raise ValueError(_at(f"{where}.service", f"switches {service_name!r}, which is {service.kind}, not blue-green"))
             if event.canary_weight and service.kind != "canary":
-                raise ValueError(f"timeline[{i}] sets a canary weight on {service_name!r}, which is not canary")
+                raise ValueError(_at(f"{where}.service",
+                                     f"sets a canary weight on {service_name!r}, which is {service.kind}, not canary"))
             if event.deploy and event.deploy.environment is not None and service.kind != "blue-green":
-                raise ValueError(f"timeline[{i}] deploys to an environment of {service_name!r}, which is not blue-green")
+                raise ValueError(_at(f"{where}.environment",
+                                     f"{service_name!r} is {service.kind}: only blue-green deploys name an environment"))
             if event.deploy and event.deploy.track is not None and service.kind != "canary":
-                raise ValueError(f"timeline[{i}] deploys to a track of {service_name!r}, which is not canary")
+                raise ValueError(_at(f"{where}.track", f"{service_name!r} is {service.kind}: only canary deploys name a track"))
         return self
 
     def service(self, name: str) -> Service:
@@ -694,6 +725,14 @@ def story_line(scenario: Scenario) -> str:
     return text[: end.start() + 1] if end else text
 
 
+_FIELD_NAMES = frozenset(
+    name for model in (Intermittent, Behaviour, HistoryEntry, EcsFault, EcsCircuitBreaker, EcsSettings, GitOps, Service,
+                       Facts, DeployEvent, SwitchEvent, CanaryWeightEvent, OutageEvent, TimelineEvent, Expect, Scenario)
+    for name in model.model_fields
+)
+"""Every field a scenario may name, for "did you mean" on an unknown one."""
+
+
 def list_scenarios() -> list[str]:
     """Names of the shipped scenarios, sorted."""
     folder = resources.files("console.drill") / "scenarios"
@@ -708,13 +747,54 @@ def _resolve(name_or_path: str | Path) -> Path:
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
+    """`services[0].versions["1.2.3"].error_rate`: a version key (dots of its own) in quotes."""
     out = ""
+    after_versions = False
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif after_versions:
+            out += f'["{part}"]'
         else:
             out += ("." if out else "") + str(part)
+        after_versions = part in ("versions", "routes") and not after_versions
     return out or "(top level)"
+
+
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def explain_error(error: dict) -> str:
+    """One error of a scenario in words a trainer reads: unknown fields with the
+    nearest known one, patterns said in words, no library jargon."""
+    kind, loc = error.get("type", ""), tuple(error.get("loc") or ())
+    if kind == "extra_forbidden":
+        name = str(loc[-1]) if loc else "?"
+        if "facts" in loc:
+            known = [f for f in Facts.model_fields]
+            return f"unknown fact {name!r}; the facts are {', '.join(known)}"
+        import difflib
+
+        near = difflib.get_close_matches(name, sorted(_FIELD_NAMES), n=1, cutoff=0.75)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        return f"unknown field{hint}; the fields are in the README's \"Scenario files\""
+    if kind == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        if pattern == _DNS_LABEL:
+            return "must be a lower-case DNS label: letters a-z, digits and '-', starting and ending with a letter or digit"
+    if kind == "too_short":
+        return "give at least one"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping of fields, found {type(error.get('input')).__name__}"
+    if kind == "missing":
+        return "field required"
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return message[0].lower() + message[1:] if message and not message.startswith("@") else message
+
+
+MAX_SCENARIO_BYTES = 4 * 1024 * 1024
+"""A scenario file larger than this (4 MiB) is refused unread (a 1,000-service scenario is about 200 KiB)."""
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
@@ -730,7 +810,9 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             f"Scenario {str(name_or_path)!r} was not found: give a path to a YAML file or one of the shipped names ({shipped})."
         )
     try:
-        data = load_yaml(path.read_text(encoding="utf-8"), keep_number_text=True)
+        data = load_yaml(read_hand_written(path, MAX_SCENARIO_BYTES, "scenario"), keep_number_text=True)
+    except UnreadableFile as exc:
+        raise ScenarioError(f"Scenario file {path}: {exc}.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -760,12 +842,17 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = _field_path(first["loc"])
-        message = first["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+        loc = tuple(first["loc"])
+        message = explain_error(first)
+        if message.startswith("@"):  # a model validator naming one of the model's fields (`_at`)
+            path, _, message = message[1:].partition("@ ")
+            field = _field_path(loc) if loc else ""
+            field = (field + ("" if path.startswith("[") else ".") + path) if field else path
+        else:
+            field = _field_path(loc)
         got = first.get("input")
-        quiet = first["type"] == "missing" or isinstance(got, (dict, list)) or "quote it" in message
+        quiet = (first["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) or "quote it" in message
+                 or first["type"].startswith("value_error"))
         got_text = "" if quiet else f" (got {_plain(got)!r})"
         more = len(exc.errors()) - 1
         extra = f"; {more} more problem{'s' if more > 1 else ''} after this one" if more else ""
