@@ -394,13 +394,29 @@ class Database:
         if not value:
             raise DatabaseError(
                 f"The environment variable {name} (database.dsn_env of {self.service}) is not set: export the "
-                "database's DSN in it and start the console again."
+                "database's DSN in it and run again. Nothing ran: the console never falls back to another "
+                "database (libpq's defaults, PGHOST, PGDATABASE) when the one the config names is unknown."
             )
         return value
+
+    def require_dsn(self, what: str) -> None:
+        """A destructive step (`what`: "restore", "run the fix script") runs only
+        against the database the config names: DatabaseError otherwise."""
+        if not self.config.dsn_env:
+            raise DatabaseError(
+                f"Refusing to {what} for {self.service}: no database is named in the config. Set "
+                "database.dsn_env to an environment variable holding its DSN; the console does not "
+                "change whatever database libpq's defaults or PG* variables happen to point at."
+            )
+        self.dsn()
 
     @property
     def has_dsn(self) -> bool:
         return bool(self.config.dsn_env and self._environ.get(self.config.dsn_env))
+
+    @property
+    def _named_but_unset(self) -> bool:
+        return bool(self.config.dsn_env) and not self.has_dsn
 
     def _params(self) -> dict[str, str]:
         return parse_dsn(self.dsn()) if self.has_dsn else {}
@@ -416,6 +432,8 @@ class Database:
     @property
     def name(self) -> str:
         """The database's name, for confirmations ("orders")."""
+        if self._named_but_unset:
+            return f"(unknown: {self.config.dsn_env} is not set)"
         params = self._params()
         return params.get("dbname") or params.get("user") or self._environ.get("PGDATABASE") or "(default database)"
 
@@ -429,8 +447,8 @@ class Database:
     def command_env(self) -> dict[str, str]:
         """The environment commands run in: the console's, plus the DSN as PG* variables."""
         env = dict(self._environ)
-        if self.has_dsn:
-            env.update(pg_environment(self.dsn()))
+        if self.config.dsn_env:
+            env.update(pg_environment(self.dsn()))  # unset: DatabaseError, nothing runs against another database
         return env
 
     def run(self, argv: Sequence[str], timeout: float | None = None) -> CommandResult:

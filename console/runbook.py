@@ -222,6 +222,7 @@ class CorruptionResponse(_Runner):
                 raise DatabaseError(f"No damage assessment query is configured for {self.service}: set database.assess_sql.")
             return (db.call(db.query_argv(db.config.assess_sql)),), ""
         if step.id == "restore":
+            db.require_dsn("restore a backup")
             dump = self._dump(choice)
             return (db.call(db.restore_argv(dump)),), (
                 f"Restore {db.describe()} from {dump}? pg_restore --clean drops and recreates every object in "
@@ -231,6 +232,7 @@ class CorruptionResponse(_Runner):
             script = db.config.fix_script
             if not script:
                 raise DatabaseError(f"No data fix script is configured for {self.service}: set database.fix_script.")
+            db.require_dsn("run the data fix script")
             return (db.call(db.script_argv(script)),), f"Run the data fix script {script} against {db.describe()} (in one transaction)?"
         if step.id == "verify":
             return (db.verify_call(),), ""
@@ -238,7 +240,8 @@ class CorruptionResponse(_Runner):
 
     def _dump(self, choice: str | None) -> str:
         if not choice:
-            raise ProcedureError("Choose the backup to restore (a dump taken before the deploy).")
+            raise ProcedureError("Choose the backup to restore (a dump taken before the deploy): `--backup DUMP` "
+                                 "(`--list-backups` lists them), or pick one in the console.")
         if not os.path.isfile(choice):
             raise DatabaseError(f"The backup {choice} does not exist or is not a file; choose another one.")
         return choice
@@ -276,11 +279,13 @@ class CorruptionResponse(_Runner):
             answer = db.query(db.config.assess_sql or "")
             return True, answer.summary(), answer.text
         if step.id == "restore":
+            db.require_dsn("restore a backup")
             result = db.run(db.restore_argv(self._dump(choice)), timeout=db.config.restore_timeout)
             if not result.ok:
                 return False, f"The restore failed: {result.failure()}", result.output
             return True, f"restored {db.name} from {Path(choice or '').name} in {result.seconds:.1f} s", result.output
         if step.id == "fix":
+            db.require_dsn("run the data fix script")
             result = db.run(db.script_argv(db.config.fix_script or ""))
             if not result.ok:
                 return False, f"The data fix script failed (nothing was changed): {result.failure()}", result.output

@@ -530,3 +530,38 @@ def test_the_headless_commands_show_the_migrations_and_step_through_the_response
     result = runner.invoke(cli, ["corruption", "invoice-service", "--config", str(config_file)])
     assert "1. IMMEDIATELY stop writes: skipped (writes go through a queue that is paused)" in result.output
     assert "Next: 3. Restore from backup if needed" in result.output
+
+
+def test_an_unset_dsn_variable_stops_every_command_and_never_reaches_another_database(
+    postgres, database, tmp_path, monkeypatch
+):
+    """`dsn_env` names the database; with that variable unset, libpq would go to
+    whatever PGHOST/PGDATABASE say (here a real, different database, which a
+    restore would have wiped). Nothing runs, and the sentence names the variable."""
+    other = postgres.create_database()
+    _migrations_table(postgres, other, [("9999_dev_only", "2024-07-01T10:00:00Z")])
+    monkeypatch.delenv(DSN_ENV, raising=False)
+    for key, value in postgres.env(other).items():
+        if key.startswith("PG"):
+            monkeypatch.setenv(key, value)
+    dump = postgres.dump(database, tmp_path / "before.dump")
+    config = parse({"services": [{"name": "svc", "database": {
+        "dsn_env": DSN_ENV, "migration_status": {"sql": STATUS_SQL}, "assess_sql": "SELECT 1"}}]})
+    db = Database("svc", config.services[0].database)
+    state = db.migration_state()
+    assert state.migrations == () and f"The environment variable {DSN_ENV}" in (state.error or "")
+    assert "never falls back to another database" in state.error
+    assert db.name == f"(unknown: {DSN_ENV} is not set)"
+    with pytest.raises(DatabaseError, match=f"The environment variable {DSN_ENV}"):
+        db.run(db.restore_argv(str(dump)))
+    with pytest.raises(DatabaseError, match=f"The environment variable {DSN_ENV}"):
+        db.require_dsn("restore a backup")
+    # The other database is as it was.
+    assert "9999_dev_only" in postgres.psql(other, "SELECT version FROM schema_migrations")
+
+    # No dsn_env at all: reading may use PG* (the operator's choice), restoring never does.
+    bare = Database("svc", parse({"services": [{"name": "svc", "database": {
+        "migration_status": {"sql": STATUS_SQL}}}]}).services[0].database)
+    assert [m.name for m in bare.migration_state().migrations] == ["9999_dev_only"]
+    with pytest.raises(DatabaseError, match="no database is named in the config"):
+        bare.require_dsn("restore a backup")
