@@ -40,7 +40,9 @@ configured; or `Snapshot.stale`: the metrics are old or a query failed), the
 decision is SIGNALS UNAVAILABLE, saying what is missing and since when,
 never HEALTHY, INVESTIGATE or HOTFIX on numbers it cannot see. What is known
 still counts: the facts (rules 1-4) decide as before, and a service seen down
-(pods or the health endpoint, read fresh) is rolled back (rule 5). An error
+(pods or the health endpoint, read fresh) is rolled back (rule 5); but a
+health endpoint that does not answer while the pods cannot be read is not seen
+down (`Health.completely_down`: it may be the console's own network). An error
 rate above 5 % that is stale does not roll back: it is listed as the last
 known value under SIGNALS UNAVAILABLE. Missing metrics (None) never fire a
 row.
@@ -379,7 +381,11 @@ def evaluate(
     # fresh every cycle (`Snapshot.stale` is about the metrics), so a service
     # seen down is rolled back whatever Prometheus says; an error rate that
     # cannot be trusted (stale, or its query failed) rolls nothing back.
-    gap = (Reason(Table.INVESTIGATE_FIRST, UNAVAILABLE_CONDITION, "; ".join(str(m) for m in missing)),) if missing else ()
+    gaps = [str(m) for m in missing]
+    if missing and snapshot.health.endpoint_unanswered:
+        gaps.append(f"health endpoint: {snapshot.health.endpoint_status or 'no answer'} (with the pods unknown, "
+                    "not proof the service is down: it may be this console's network)")
+    gap = (Reason(Table.INVESTIGATE_FIRST, UNAVAILABLE_CONDITION, "; ".join(gaps)),) if missing else ()
     if snapshot.stale or any(m.signal in METRIC_SIGNALS for m in missing):
         signal_rollback = [c for c in signal_rollback if c != "Error rate > 5%"]
     if signal_rollback:

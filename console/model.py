@@ -342,13 +342,27 @@ class Health:
     def completely_down(self) -> bool:
         """The runbook's "service completely down": pods wanted but none ready,
         or the health endpoint failing (timeouts and refused connections count):
-        at once when no pod is known to be ready, after `endpoint_failures_down`
-        checks in a row when pods are."""
+        at once when no pod is ready, after `endpoint_failures_down` checks in a
+        row when pods are. With the pods unknown (their read failed), only the
+        endpoint's own answer (an HTTP error) says down: no answer at all may be
+        this console's network as much as the service, and rolling back on it
+        would roll back every service of a console that lost its VPN."""
         if self.desired is not None and self.desired > 0 and self.ready == 0:
             return True
         if self.endpoint_ok is not False:
             return False
-        return not self.ready or self.endpoint_failures >= self.endpoint_failures_down
+        if self.ready is None:
+            return self._endpoint_answered
+        return self.ready == 0 or self.endpoint_failures >= self.endpoint_failures_down
+
+    @property
+    def _endpoint_answered(self) -> bool:
+        return self.endpoint_latency_ms is not None or self.endpoint_status.startswith("HTTP ")
+
+    @property
+    def endpoint_unanswered(self) -> bool:
+        """The health endpoint failed without answering (timeout, refused) while the pods are unknown."""
+        return self.endpoint_ok is False and not self._endpoint_answered and self.ready is None
 
 
 SCHEMA_ANNOTATION = "rollback-console/schema"

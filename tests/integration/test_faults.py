@@ -227,6 +227,25 @@ def test_status_with_a_silent_prometheus_is_signals_unavailable_not_healthy(tmp_
     assert "HEALTHY" not in text.stdout
 
 
+def test_status_when_nothing_answers_is_signals_unavailable_not_rollback_now(tmp_path, faulty_server):
+    """The cluster, Prometheus and the health endpoint all silent: what a console
+    that lost its network sees. A health check that got no answer is not proof
+    the service is down while its pods cannot be read: SIGNALS UNAVAILABLE and
+    exit 4, never ROLLBACK NOW with exit 0 (which an autopilot or a script would act on)."""
+    silent = faulty_server("silent")
+    path = _config(tmp_path, silent.url, silent.url)
+    config = yaml.safe_load(path.read_text())
+    config["services"][0]["health_url"] = f"{silent.url}/health"
+    config["health"] = {"timeout": TIMEOUT}
+    path.write_text(yaml.safe_dump(config))
+    result = _cli("status", "--config", str(path), "--json", tmp_path=tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [service] = json.loads(result.stdout)
+    assert service["decision"]["action"] == "signals_unavailable", service["decision"]
+    assert {m["signal"] for m in service["decision"]["unavailable"]} >= {"pod counts", "error rate"}
+    assert "not proof the service is down" in service["decision"]["reasons"][0]
+
+
 # --- Slack and ECS -------------------------------------------------------------------
 
 

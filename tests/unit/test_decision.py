@@ -470,7 +470,22 @@ def test_a_health_endpoint_failing_twice_in_a_row_is_completely_down():
 
 def test_a_failing_endpoint_with_no_ready_pods_is_down_at_once():
     assert Health(desired=3, ready=0, endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down
-    assert Health(endpoint_ok=False, endpoint_failures=1, endpoint_failures_down=2).completely_down  # pods unknown
+    # Pods unknown: the endpoint's own error answer says down ...
+    assert Health(endpoint_ok=False, endpoint_status="HTTP 503", endpoint_latency_ms=4.0, endpoint_failures=1,
+                  endpoint_failures_down=2).completely_down
+
+
+def test_no_answer_from_anything_is_signals_unavailable_not_rollback_now():
+    """... but no answer from the endpoint while the pods cannot be read either
+    is what a console that lost its network sees of every service: not proof
+    of an outage, and never ROLLBACK NOW (nor exit 0 from `status`)."""
+    nothing = Health(endpoint_ok=False, endpoint_status="timeout after 2.0 s", endpoint_failures=1, endpoint_failures_down=2)
+    assert not nothing.completely_down and nothing.endpoint_unanswered
+    blind = replace(snap(None, health=nothing), unavailable=(Missing("pod counts", None, "no answer"),
+                                                              Missing("error rate", None, "query failed")))
+    decision = evaluate(blind, Facts(), NOW)
+    assert decision.action is Action.SIGNALS_UNAVAILABLE
+    assert "health endpoint: timeout after 2.0 s (with the pods unknown, not proof" in decision.reasons[0].detail
 
 
 def test_triage_order_puts_the_worst_first() -> None:
