@@ -337,6 +337,33 @@ async def test_a_toast_never_covers_a_dialogs_action_bar(key: str, screen: str, 
             assert not toast.region.overlaps(bar), f"the toast {toast.region} covers the action bar {bar}"
 
 
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_rollback_plan_opens_with_its_service_and_revisions_in_sight(size: tuple[int, int]) -> None:
+    """Which service the plan rolls back is the first thing read: at every size
+    the dialog opens at its top (it opened scrolled to its buttons, the title
+    out of sight), and the title stays in sight when the plan is scrolled."""
+    from ui_samples import RecordedSession
+
+    app = build_app(RecordedSession(), animate=False)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmRollbackScreen", "the plan")
+        await pilot.pause()
+        await pilot.pause()
+        dialog = app.screen.query_one("#dialog")
+        title = app.screen.query_one(".dialog-title")
+        assert str(title.render()) == f"Roll back {app.selected}?"
+        inside = dialog.content_region
+        assert inside.contains_region(title.region), (title.region, inside)
+        if size[1] >= 30:
+            assert inside.contains_region(app.screen.query_one("#plan-revisions").region)
+        if dialog.max_scroll_y:
+            dialog.scroll_end(animate=False)
+            await pilot.pause()
+            assert inside.contains_region(title.region) and dialog.scroll_y > 0
+
+
 async def test_a_viewer_sees_everything_and_changes_nothing() -> None:
     from ui_samples import RecordedSession
 

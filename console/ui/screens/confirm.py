@@ -201,6 +201,9 @@ class ConfirmRollbackScreen(ModalScreen[bool]):
     def on_mount(self) -> None:
         # The operator pressed r deliberately and reads the plan: Enter confirms.
         self.query_one("#confirm" if not self.plan.skip_reason else "#cancel", Button).focus()
+        # The plan opens at its top: which service, which revisions (a long plan
+        # scrolls its calls, never the title out of sight; the title is docked too).
+        self.call_after_refresh(self.query_one("#dialog").scroll_home, animate=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "announce":
