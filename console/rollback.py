@@ -151,7 +151,11 @@ async def _procedure(session, service, reason, to_revision, dry_run, confirm, fo
     if plan.summary:
         # Says what the numbers mean per platform (a blue-green "revision" is a colour).
         out(plan.summary)
-    for call in (*plan.pre_calls, *plan.calls):  # pre_calls: pausing a GitOps owner first
+    try:
+        shown = session.plan_as_sent(plan, reason)  # with the rollback record the request carries
+    except PlatformError:
+        shown = plan  # the records could not be read: execute reads them again, and says so
+    for call in (*shown.pre_calls, *shown.calls):  # pre_calls: pausing a GitOps owner first
         out(str(call))
     if dry_run:
         out("Dry run: nothing was changed.")

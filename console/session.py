@@ -581,6 +581,13 @@ class Session:
                 incidents.NOTE, f"{service}: rollback refused: {verdict.sentence}",
                 {"refused": True, "rules": [o.rule.value for o in verdict.objections]}), service=service)
 
+    def plan_as_sent(self, plan: RollbackPlan, reason: str) -> RollbackPlan:
+        """`plan` with the record `execute` writes in the same request (the
+        rollback record annotation), for showing the exact request before it is
+        sent: only the record's time differs, the moment it is sent. May read
+        the platform's records: call from a worker."""
+        return self._with_record(plan, reason)
+
     def _with_record(self, plan: RollbackPlan, reason: str) -> RollbackPlan:
         """The plan, writing this rollback's record on the object (platforms that keep one)."""
         platform = self.platform(plan.service)

@@ -1128,6 +1128,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def _plan_worker(self, service: str, to_revision: int | None, quick: bool = False) -> None:
         try:
             plan = self.session.plan_rollback(service, to_revision, quick=quick)
+            view = self.views.get(service)
+            # Shown as it is sent: with the rollback record its request carries.
+            plan = self.session.plan_as_sent(plan, "; ".join(str(r) for r in view.decision.reasons) if view else "")
             # The gate decides whether it may go ahead; the UI adds no rule of its own.
             self._gate_plan(plan, Ask(self.session.operator, to_revision, quick=quick))
         except PlatformError as err:

@@ -91,6 +91,8 @@ def test_headless_rollback_dry_run_changes_nothing(served):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "revision 3 → 2" in result.stdout and "PATCH /apis/apps/v1/namespaces/shop/deployments/order-service" in result.stdout
     assert "Dry run: nothing was changed." in result.stdout
+    # The exact request: with the rollback record the PATCH carries (README "The rollback gate").
+    assert '"rollback-console.io/rollbacks": ' in result.stdout and "error rate 8%" in result.stdout.split("PATCH", 1)[1]
     status = json.loads(run("status", "--config", config, "--json").stdout)[0]
     assert status["revision"] == 3
 

@@ -284,6 +284,9 @@ class RecordedSession:
 
     corruption_response = migration_rollback = freeze_writes = resume_writes = _no_database
 
+    def plan_as_sent(self, plan: RollbackPlan, reason: str) -> RollbackPlan:
+        return plan  # a recording writes no record
+
     def plan_rollback(self, service: str, to_revision: int | None = None, quick: bool = False) -> RollbackPlan:
         if quick:
             raise PlatformError(f"Quick rollback is the Docker Compose procedure; {service} runs on kubernetes.")
