@@ -16,11 +16,16 @@ The rules, in order (the first that applies decides; README "The rollback gate")
 3. A quick rollback across a reversible migration -> REFUSE (usage): its
    three-step plan needs the full rollback.
 4. This operator's own recent rollback brought the service to where it is,
-   and the plan would go straight back -> NOTHING TO DO (`--to-revision` goes further).
+   and a plain rollback (no target named) would move it again: straight back
+   (a second `rollout undo`) or further back (ECS and Compose step to the
+   revision before) -> NOTHING TO DO (`--to-revision` goes further).
 5. Objections an override may pass, all reported together:
    a. the target is a version rolled back from (or passed over by an undo)
       within `rolled_back_window`, by anyone: the record names who, when, why;
    b. the target's pods never became ready;
+   e. someone else's recent rollback brought the service to where it is, and
+      a plain rollback would take it further back (two consoles, or a console
+      and the autopilot, rolling back the same failure twice);
    c. the target crosses a migration that cannot be undone, or whose state is unknown;
    d. the decision is not ROLLBACK NOW (healthy, investigate, fix forward,
       hotfix, wait, or any other): a plain rollback does not follow the
@@ -81,6 +86,7 @@ class Rule(str, enum.Enum):
     LEASE = "rollback in flight elsewhere"
     QUICK_MIGRATION = "quick rollback across a reversible migration"
     OWN_ROLLBACK = "already rolled back here"
+    ALREADY_ROLLED_BACK = "already rolled back by someone else"
     ROLLED_BACK_FROM = "rolled back from"
     NEVER_READY = "never became ready"
     MIGRATION = "irreversible migration"
@@ -186,13 +192,32 @@ def _rolled_back_from(plan: RollbackPlan, provenance: Provenance, now: datetime,
 
 def _own_rollback(plan: RollbackPlan, provenance: Provenance, ask: Ask, now: datetime,
                   policy: GatePolicy) -> RollbackRecord | None:
-    if ask.to_revision is not None:
+    """This operator's recent rollback that brought the service to where it runs
+    (a plain rollback from there would move it again), None without one."""
+    if ask.to_revision is not None or plan.finishes:
         return None
     for record in reversed(provenance.records):
-        if (record.by == ask.operator and recent(record, now, policy) and record.to_versions == plan.from_versions
-                and record.from_versions == plan.to_versions):
+        if record.by == ask.operator and recent(record, now, policy) and record.to_versions == plan.from_versions:
             return record
     return None
+
+
+def _further_back(plan: RollbackPlan, provenance: Provenance, ask: Ask, now: datetime,
+                  policy: GatePolicy) -> RollbackRecord | None:
+    """Someone else's recent rollback to where the service runs, which a plain
+    rollback would take further back (straight back is rule 5a's)."""
+    if ask.to_revision is not None or plan.finishes:
+        return None
+    for record in reversed(provenance.records):
+        if (record.by != ask.operator and recent(record, now, policy) and record.to_versions == plan.from_versions
+                and record.from_versions != plan.to_versions):
+            return record
+    return None
+
+
+def _target_option(plan: RollbackPlan) -> str:
+    """How to name a target on the command line: a blue-green service's is a colour."""
+    return "--to-revision COLOUR (blue or green)" if plan.from_colour or plan.to_colour else "--to-revision N"
 
 
 def _override_missing(ask: Ask, policy: GatePolicy) -> str:
@@ -253,7 +278,7 @@ def decide(
         return Verdict(Outcome.NOTHING, (Objection(
             Rule.OWN_ROLLBACK,
             f"{service} is already on the target {', '.join(own.to_versions)}: {own.sentence(service)}; "
-            "nothing to do.", ("Pass --to-revision N to roll back further.",), own),))
+            "nothing to do.", (f"Pass {_target_option(plan)} to roll back further.",), own),))
 
     # 5. What an override may pass.
     objections: list[Objection] = []
@@ -263,7 +288,15 @@ def decide(
         objections.append(Objection(
             Rule.ROLLED_BACK_FROM,
             f"{target} was rolled back from: {record.sentence(service)}. Rolling back to it would re-deploy it.",
-            ("Pass --to-revision N to roll back to an older revision",), record))
+            (f"Pass {_target_option(plan)} to roll back to an older revision",), record))
+    further = _further_back(plan, provenance, ask, now, policy)
+    if further is not None:
+        objections.append(Objection(
+            Rule.ALREADY_ROLLED_BACK,
+            f"{further.sentence(service)}, and a plain rollback now would take it further back, to {target}: "
+            "rolling the same failure back twice.",
+            (f"If {', '.join(further.to_versions)} fails too (the runbook's \"rollback fails\": Level 2), "
+             f"choose the target: {_target_option(plan)}",), further))
     if plan.to_versions and plan.to_versions in provenance.never_ready:
         objections.append(Objection(
             Rule.NEVER_READY, f"the pods of {target} never became ready (its rollout passed its progress deadline)."))

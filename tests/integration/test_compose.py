@@ -541,12 +541,13 @@ def test_after_a_quick_rollback_a_plain_rollback_finishes_it_with_a_hand_over(pr
     assert texts.count("Rollback started: order-service 1.2.3 -> 1.2.2") == 2  # the quick one, then the full one
     assert f"$ docker stop {previous}" in texts and f"$ docker rm {previous}" in texts
 
-    # Now it is done: a third run never toggles back to 1.2.3, and the gate refuses to go
-    # further back while the runbook says the service is healthy; nothing changes.
+    # Now it is done: a third run neither toggles back to 1.2.3 nor steps further back to
+    # 1.2.1 (Compose's plain rollback targets the revision before): it is on its own
+    # rollback's target, as a second `rollback` on Kubernetes is; nothing changes.
     again = headless(project, tmp_path, "--yes", extra=extra)
-    assert again.returncode == 3, again.stdout + again.stderr
-    assert "Not rolling back order-service to 1.2.1" in again.stdout  # further back, not to 1.2.3
-    assert "the runbook says HEALTHY, not ROLLBACK NOW" in again.stdout
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "order-service is already on the target 1.2.2" in again.stdout and "nothing to do" in again.stdout
+    assert "1.2.1" not in again.stdout.split("nothing to do", 1)[0].split("already on the target", 1)[1]
     assert project.compose_file.read_text() == project.original.replace(world.image("1.2.3"), world.image("1.2.2"))
 
 

@@ -434,6 +434,17 @@ def test_headless_rollback_of_an_ecs_service(served):
                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
     assert again.returncode == 3, again.stdout + again.stderr
     assert f"rolled order-service back from {', '.join(record['from'])} to {', '.join(record['to'])}" in again.stdout
+    # A second plain rollback never steps further back (to revision 1): not by the same operator ...
+    second = run("rollback", "order-service", "--config", str(config), "--reason", "x", "--yes", "--timeout", "60")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"order-service is already on the target {', '.join(record['to'])}" in second.stdout
+    # ... nor by another console without an override.
+    further = subprocess.run([*PYTHON, "rollback", "order-service", "--config", str(config), "--reason", "y", "--yes"],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
+    assert further.returncode == 3, further.stdout + further.stderr
+    assert "a plain rollback now would take it further back" in further.stdout
+    [service] = client(endpoint).describe_services(cluster="shop", services=["order-service"])["services"]
+    assert service["taskDefinition"].endswith("task-definition/order-service:2")
 
 
 def test_the_written_env_file_is_all_a_console_elsewhere_needs(served):

@@ -78,6 +78,32 @@ def test_own_rollback_with_an_explicit_revision_is_judged_like_any_other():
     assert result.outcome is Outcome.OVERRIDE and result.objections[0].rule is Rule.ROLLED_BACK_FROM
 
 
+def test_a_plain_rollback_after_ones_own_never_steps_further_back():
+    """ECS and Compose plan the revision before the current one: after Alice's
+    1.2.3 -> 1.2.2, her second plain rollback would go on to 1.2.1 (Kubernetes'
+    would go straight back to 1.2.3). Either way: nothing to do."""
+    further = verdict(the_plan=plan("1.2.2", "1.2.1"), provenance=Provenance((ALICE,)), the_ask=ask("alice@laptop"))
+    assert further.outcome is Outcome.NOTHING and further.objections[0].rule is Rule.OWN_ROLLBACK
+    assert "order-service is already on the target 1.2.2" in further.sentence
+    chosen = verdict(the_plan=plan("1.2.2", "1.2.1"), provenance=Provenance((ALICE,)),
+                     the_ask=ask("alice@laptop", to_revision=2))
+    assert chosen.outcome is Outcome.GO
+
+
+def test_someone_elses_rollback_is_not_stepped_past_without_an_override():
+    """Bob's console (or the autopilot) seeing the same failure after Alice rolled
+    back: a plain rollback would roll it back a second time, further."""
+    further = verdict(the_plan=plan("1.2.2", "1.2.1"), provenance=Provenance((ALICE,)))
+    assert further.outcome is Outcome.OVERRIDE
+    assert [o.rule for o in further.objections] == [Rule.ALREADY_ROLLED_BACK]
+    assert further.sentence.startswith("alice@laptop rolled order-service back from 1.2.3 to 1.2.2 at 14:21 UTC")
+    assert "a plain rollback now would take it further back, to 1.2.1" in further.sentence
+    assert verdict(the_plan=plan("1.2.2", "1.2.1"), provenance=Provenance((ALICE,)),
+                   the_ask=ask(to_revision=2)).outcome is Outcome.GO
+    assert verdict(the_plan=plan("1.2.2", "1.2.1"), provenance=Provenance((ALICE,)),
+                   the_ask=ask(force=True, reason="1.2.2 fails too")).outcome is Outcome.GO
+
+
 # --- rule 5: the objections an override passes ------------------------------------
 
 @pytest.mark.parametrize("action", [a for a in Action if a is not Action.ROLLBACK_NOW])
@@ -250,3 +276,13 @@ def test_the_manager_of_a_field_comes_from_managed_fields():
     ]
     assert field_owner(fields, "spec", "selector", "version") == ("kubectl-patch", NOW - timedelta(minutes=5))
     assert field_owner(fields, "spec", "replicas") is None
+
+
+def test_the_way_further_names_a_colour_for_a_blue_green_service():
+    from dataclasses import replace
+
+    switched = replace(plan("1.2.2", "1.2.3"), from_colour="blue", to_colour="green")
+    again = verdict(the_plan=switched, provenance=Provenance((ALICE,)), the_ask=ask("alice@laptop"))
+    assert again.objections[0].options == ("Pass --to-revision COLOUR (blue or green) to roll back further.",)
+    assert verdict(provenance=Provenance((ALICE,)), the_ask=ask("alice@laptop")).objections[0].options == (
+        "Pass --to-revision N to roll back further.",)
