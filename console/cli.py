@@ -80,13 +80,20 @@ def _config_path(path: str | None) -> Path:
 
 
 def _session(config: Config, clock=None, store_path: Path | None = None, operator: str | None = None):
-    from console import heap, locations
+    from console import heap
     from console.session import Session
     from console.store import Store
 
     heap.limit_arenas()  # before the session's threads and its refresh process
-    store = Store(store_path or locations.default_store_path())
+    store = Store(store_path or _store_of(config))
     return Session(config, store, clock=clock, operator=operator)
+
+
+def _store_of(config: Config) -> Path:
+    """The incident database `config` names (`incident.store`), else the XDG state dir's."""
+    from console import locations
+
+    return Path(config.incident.store) if config.incident.store else locations.default_store_path()
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -593,15 +600,14 @@ def facts(service: str, config_path: str | None, assignments: tuple[str, ...]) -
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (with an autopilot: section).")
 @click.option("--shadow", is_flag=True, help="Record and post what it would do, and change nothing.")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the XDG state dir's; a drill's is DIR/drill-incidents.db).")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the config's incident.store, else the XDG state dir's; a served drill's config names DIR/drill-incidents.db).")
 def autopilot(config_path: str | None, shadow: bool, store_path: str | None) -> None:
     """Receive Alertmanager's webhooks and roll back through the gate (README "Autopilot")."""
-    from console import locations
     from console.autopilot.service import AutopilotError, serve
 
     config = _load(_config_path(config_path))
     try:
-        serve(config, Path(store_path) if store_path else locations.default_store_path(), shadow=shadow,
+        serve(config, Path(store_path) if store_path else _store_of(config), shadow=shadow,
               out=lambda line: click.echo(line))
     except AutopilotError as err:
         raise UsageError(str(err)) from None
@@ -614,7 +620,7 @@ def autopilot(config_path: str | None, shadow: bool, store_path: str | None) -> 
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True, help="Markdown for the ticket, JSON for tools.")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to FILE instead of standard output.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (its checklist and thresholds; default: the XDG config if present).")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the XDG state dir's; a drill's is DIR/drill-incidents.db).")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), help="Incident database (default: the config's incident.store, else the XDG state dir's; a served drill's config names DIR/drill-incidents.db).")
 def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output: str | None, config_path: str | None, store_path: str | None) -> None:
     """Write an incident for the RCA and the ticket: timeline, metrics before
     and after, messages, checklist, decisions with reasons."""
@@ -625,17 +631,18 @@ def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output:
     from console.export import ExportError, export_incident, record_export, resolve_incident
     from console.store import Store, StoreError
 
-    checklist, thresholds = DEFAULT_CHECKLIST, None
+    checklist, thresholds, named, drill_name = DEFAULT_CHECKLIST, None, None, None
     path = Path(config_path) if config_path else locations.default_config_path()
     if config_path or path.exists():
         config = _load(path)
         checklist, thresholds = config.incident.post_rollback_checklist(), config.decision_thresholds
+        named, drill_name = _store_of(config), config.drill
     if drill:
         if store_path:
             raise UsageError("--store names an incident database; a drill's record is found by its ID (or --latest)")
         _export_drill(incident_id, latest, fmt, output, checklist, thresholds)
         return
-    database = Path(store_path) if store_path else locations.default_store_path()
+    database = Path(store_path) if store_path else named or locations.default_store_path()
     if not database.exists():
         raise UsageError(f"no incident database at {database}; pass --store PATH (a drill keeps DIR/drill-incidents.db)")
     try:
@@ -643,7 +650,7 @@ def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output:
             chosen = resolve_incident(store, incident_id, latest)
             now = datetime.now(timezone.utc)
             text = export_incident(store, chosen, fmt, now, checklist=checklist, thresholds=thresholds,
-                                   drill=_drill_of_store(database))
+                                   drill=_drill_of_store(database) or (drill_name if not store_path else None))
             if output:
                 try:
                     Path(output).write_text(text, encoding="utf-8")

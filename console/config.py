@@ -665,6 +665,10 @@ class IncidentConfig(_Model):
     checklist: list[ChecklistGroupConfig] | None = None
     """The post-rollback checklist; omit it for the runbook's four groups
     (Immediate < 5 min, Short-term < 1 h, Investigation < 24 h, Long-term)."""
+    store: str | None = None
+    """The incident database this config's consoles and commands share (a relative path
+    is relative to this file's folder); default: the XDG state dir's incidents.db. A
+    drill's written config names its own (DIR/drill-incidents.db), out of the real one."""
 
     @model_validator(mode="after")
     def _checklist_valid(self) -> IncidentConfig:
@@ -872,6 +876,9 @@ def parse(data: object, source: str = "<config>", base_dir: Path | None = None) 
         config = config.model_copy(update={"clusters": clusters})
         config = config.model_copy(update={"services": [_resolve_database(s, base_dir) for s in config.services]})
         config = config.model_copy(update={"services": [_resolve_compose_file(s, base_dir) for s in config.services]})
+        if config.incident.store:
+            incident = config.incident.model_copy(update={"store": _resolve(config.incident.store, base_dir)})
+            config = config.model_copy(update={"incident": incident})
     return config
 
 

@@ -128,6 +128,10 @@ def console_config(scenario: Scenario, server_url: str, kubeconfig: Path, promet
     }
 
 
+DRILL_STORE = "drill-incidents.db"
+"""A served drill's incident database, in its directory (its config's `incident.store`)."""
+
+
 def slack_webhook_url(server_url: str) -> str:
     """The drill's Slack sink as a webhook URL (not a secret: it only records)."""
     return f"{server_url}/slack/webhook/drill"
@@ -150,6 +154,9 @@ def write_configs(
     if prometheus_url:
         header += f"# Metrics from a real Prometheus at {prometheus_url} scraping {server_url}/metrics.\n"
     config = console_config(scenario, server_url, kubeconfig, prometheus_url, autopilot)
+    # Every command on this config (status, rollback, facts, export, the autopilot) keeps
+    # the drill's incidents beside it, never in the real incident store.
+    config["incident"] = {"store": DRILL_STORE}
     config_path.write_text(header + yaml.safe_dump(config, sort_keys=False))
     # The config names the variable; DIR/env gives its value for a console started elsewhere.
     env = f"{DRILL_SLACK_ENV}={slack_webhook_url(server_url)}\n"
@@ -272,7 +279,7 @@ def start(
         config_path=config_path,
         kubeconfig_path=kubeconfig,
         # Drill incidents stay beside the drill, out of the real incident store.
-        store_path=directory / "drill-incidents.db",
+        store_path=directory / DRILL_STORE,
         prometheus=prometheus,
         alertmanager=alertmanager,
         autopilot_url=autopilot_url,

@@ -206,3 +206,29 @@ def test_an_insecure_kubeconfig_puts_no_warnings_on_the_output(tmp_path):
         server.shutdown()
     assert 'Deployment "api" not found in namespace "shop"' in result.stdout, result.stdout + result.stderr
     assert "Warning" not in result.stderr and "warn" not in result.stderr, result.stderr
+
+
+def test_commands_on_a_drills_written_config_keep_its_incidents_beside_it(served, tmp_path):
+    """README: drill incidents are never in the real incident store. The written
+    config names DIR/drill-incidents.db (`incident.store`): status, rollback and
+    export use it, and the export says DRILL."""
+    import os
+
+    state = tmp_path / "real-state"
+    env = {**os.environ, "XDG_STATE_HOME": str(state)}
+    config = str(served / "config.yaml")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*PYTHON, *args], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL, env=env)
+
+    assert yaml.safe_load((served / "config.yaml").read_text())["incident"] == {"store": "drill-incidents.db"}
+    assert cli("status", "--config", config).returncode == 0
+    done = cli("rollback", "order-service", "--config", config, "--reason", "drill", "--yes", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (served / "drill-incidents.db").exists()
+    assert not (state / "rollback-console" / "incidents.db").exists()
+    exported = cli("export", "--latest", "--config", config)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith("# DRILL bad-deploy: Incident ")
+    assert "Rollback started: order-service 1.2.3 -> 1.2.2" in exported.stdout
