@@ -214,7 +214,11 @@ def _not_going(session: Session, plan, verdict: Verdict, ask: Ask, dry_run: bool
 def _post(session: Session, service: str, kind: MessageKind, out: Callable[[str], None], plan=None) -> None:
     """Post one of the runbook's messages when a webhook is configured; a failure is
     reported and the message stays in the outbox (the console resends it)."""
-    if session.slack_problem() is not None:
+    problem = session.slack_problem()
+    if problem is not None:
+        if session.config.slack.webhook_url_env is not None:
+            # Configured, but its variable is unset: the channel hears nothing unless someone posts it.
+            out(f"{kind.label} message not posted: {problem}")
         return
     _, result = session.send_message(service, kind, plan=plan)
     if result.ok:

@@ -226,6 +226,12 @@ def test_commands_on_a_drills_written_config_keep_its_incidents_beside_it(served
     assert cli("status", "--config", config).returncode == 0
     done = cli("rollback", "order-service", "--config", config, "--reason", "drill", "--yes", "--timeout", "60")
     assert done.returncode == 0, done.stdout + done.stderr
+    # Slack is configured but its variable is not exported here: said, not silently skipped.
+    from console.drill.runner import DRILL_SLACK_ENV
+
+    assert (f"Rollback in Progress message not posted: The environment variable {DRILL_SLACK_ENV} that holds the "
+            "Slack webhook URL is not set") in done.stdout
+    assert "Rollback Complete message not posted" in done.stdout
     assert (served / "drill-incidents.db").exists()
     assert not (state / "rollback-console" / "incidents.db").exists()
     exported = cli("export", "--latest", "--config", config)
