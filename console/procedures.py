@@ -340,7 +340,13 @@ def migration_facts(since_deploy: Sequence[Migration]) -> MigrationFacts:
         reversible = False
     else:
         reversible = None
-    names = ", ".join(m.describe() for m in since_deploy)
+    if len(set(flags)) > 1:
+        # Mixed: the ones that block first, each saying what it is ("0041: not reversible" of both was wrong).
+        word = {True: "reversible", False: "not reversible", None: "reversibility unknown"}
+        ordered = sorted(since_deploy, key=lambda m: m.reversible is True)
+        names = ", ".join(f"{m.describe()} [{word[m.reversible]}]" for m in ordered)
+    else:
+        names = ", ".join(m.describe() for m in since_deploy)
     return MigrationFacts(True, reversible, names)
 
 

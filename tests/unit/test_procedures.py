@@ -130,7 +130,11 @@ def test_only_migrations_after_the_previous_deploy_count_and_unknown_reversibili
     facts = migration_facts(since)
     assert facts.migration_applied and facts.migration_reversible is None
     assert facts.migration_name == "0042_split_address (applied 2024-07-09 10:55 UTC)"
-    assert migration_facts([Migration("a", T0, True), Migration("b", T0, False)]).migration_reversible is False
+    mixed = migration_facts([Migration("a", T0, True), Migration("b", T0, False)])
+    assert mixed.migration_reversible is False
+    # Each named with what it is, the one that blocks first: "a, b: not reversible" said it of both.
+    assert mixed.migration_name == ("b (applied 2024-07-09 11:00 UTC) [not reversible], "
+                                    "a (applied 2024-07-09 11:00 UTC) [reversible]")
     assert migration_facts([Migration("a", T0, True)]).migration_reversible is True
     assert migration_facts([]).migration_applied is False
     assert migrations_since_deploy([Migration("0042", None)], HISTORY) == ()  # no time: cannot be placed
