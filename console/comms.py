@@ -223,10 +223,13 @@ def rollback_in_progress(
     before: Metrics | None = None,
     impact: Sequence[str] | None = None,
     eta: timedelta = ROLLBACK_ETA,
+    likely: tuple[str, str] | None = None,
 ) -> Message:
     """The runbook's "Rollback in Progress" message.
 
-    Versions come from `plan` (else the incident's rollback); Started is the
+    Versions come from `plan` (else the incident's rollback, else `likely`:
+    the from and to labels a plain rollback would have, read off the history
+    before any plan is made); Started is the
     rollback's start (else `now`); Reason is `reason`, else
     `rollback_reason(state, before)`; Impact is `impact`, else
     `default_impact(state)`.
@@ -236,6 +239,8 @@ def rollback_in_progress(
     if plan is not None:
         frm = versions_label(plan.from_versions, plan.from_revision, plan.from_colour)
         to = versions_label(plan.to_versions, plan.to_revision, plan.to_colour)
+    elif rb.started_at is None and likely is not None:
+        frm, to = likely
     else:
         frm, to = rb.from_label, rb.to_label
     kind = MessageKind.ROLLBACK_IN_PROGRESS

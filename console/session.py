@@ -938,7 +938,8 @@ class Session:
         if kind is MessageKind.ROLLBACK_IN_PROGRESS:
             before = self.metrics_before(service) or (view.snapshot.metrics if view else None)
             eta = timedelta(minutes=self.config.incident.message_eta_minutes)
-            return self._marked(rollback_in_progress(state, plan, self.operator, now, before=before, eta=eta))
+            return self._marked(rollback_in_progress(state, plan, self.operator, now, before=before, eta=eta,
+                                                     likely=_likely_rollback(view)))
         if kind is MessageKind.ROLLBACK_COMPLETE:
             return self._marked(rollback_complete(
                 state, self.metrics_before(service), view.snapshot.metrics if view else None,
@@ -1189,3 +1190,20 @@ class Session:
     def resume_writes(self, service: str):
         """Step 6 of the corruption response: scale back to the remembered replica count."""
         return self.corruption_response(service).run("resume")
+
+
+def _likely_rollback(view: ServiceView | None) -> tuple[str, str] | None:
+    """The from and to of a plain rollback, read off the last refresh's history
+    (the Rollback in Progress message offered before any plan: not "unknown")."""
+    from console.model import versions_label
+    from console.procedures import rollback_target
+
+    history = view.snapshot.history if view is not None else ()
+    current = next((r for r in history if r.current), None)
+    if current is None:
+        return None
+    target = next((r for r in history if r.rollback_target), None) or rollback_target(history)
+    if target is None:
+        return None
+    return (versions_label(current.versions, current.number, current.colour),
+            versions_label(target.versions, target.number, target.colour))

@@ -89,6 +89,18 @@ async def test_the_rollback_complete_message_compares_with_the_numbers_before_wr
     await session.aclose()
 
 
+async def test_the_rollback_in_progress_message_offered_before_a_plan_names_the_versions(drill):
+    """`m` before `r`: the message says what a plain rollback would do (from the
+    rollout history the refresh read), not "unknown → unknown"."""
+    from console.comms import MessageKind
+
+    _, session = drill
+    await session.refresh()
+    text = session.compose_message("order-service", MessageKind.ROLLBACK_IN_PROGRESS).text
+    assert "**Version:** 1.2.3 → 1.2.2" in text, text
+    await session.aclose()
+
+
 def _many_services(count: int) -> dict:
     """A scenario of `count` healthy services, one namespace each (as bench/common.py builds them)."""
     services = [{
