@@ -660,7 +660,7 @@ def export(incident_id: str | None, latest: bool, drill: bool, fmt: str, output:
                 click.echo(f"{chosen} exported to {output}", err=True)
             else:
                 click.echo(text, nl=False)
-                record_export(store, chosen, "standard output", now)
+                # Printed, not kept: it does not tick "Logs preserved for investigation" (an --output file does).
     except ExportError as err:
         raise UsageError(str(err)) from None
     except StoreError as err:

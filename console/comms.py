@@ -270,18 +270,23 @@ def rollback_complete(
     *,
     ticket: str | None = None,
     rca: str = "RCA scheduled for tomorrow",
+    settles_at: datetime | None = None,
 ) -> Message:
     """The runbook's "Rollback Complete" message.
 
     Duration runs from the rollback's start to its end (or `now`); Status comes
     from the post-rollback `health`; Metrics compare `after` with `before`
     (unknown values say so); the incident ticket is `ticket`, else the
-    console's incident id.
+    console's incident id. Before `settles_at` (the rollback's end plus the
+    settle time) the metrics are still read over windows that include the bad
+    version, and the lines say so rather than pass 5 % off as the result.
     """
     rb = state.rollback
     duration = rb.duration(now) or timedelta(0)
     _, status = _health_status(health)
     bad = rb.from_label
+    settling = (f" (still read over windows that include {bad}; settled from {utc_minute(settles_at)})"
+                if settles_at is not None and now < settles_at and after is not None else "")
     return _build(
         MessageKind.ROLLBACK_COMPLETE,
         fields=(
@@ -292,8 +297,8 @@ def rollback_complete(
         ),
         sections=(
             ("Metrics", (
-                f"Error rate: {_compare(before, after, 'error_rate', rate)}",
-                f"Latency p95: {_compare(before, after, 'latency_p95_ms', milliseconds)}",
+                f"Error rate: {_compare(before, after, 'error_rate', rate)}{settling}",
+                f"Latency p95: {_compare(before, after, 'latency_p95_ms', milliseconds)}{settling}",
             )),
             ("Next Steps", (
                 f"Incident ticket: {ticket or state.id}",

@@ -941,9 +941,11 @@ class Session:
             return self._marked(rollback_in_progress(state, plan, self.operator, now, before=before, eta=eta,
                                                      likely=_likely_rollback(view)))
         if kind is MessageKind.ROLLBACK_COMPLETE:
+            finished = state.rollback.finished_at
             return self._marked(rollback_complete(
                 state, self.metrics_before(service), view.snapshot.metrics if view else None,
                 view.snapshot.health if view else None, now, ticket=self.ticket(service),
+                settles_at=finished + self.config.decision_thresholds.rollback_settle if finished else None,
             ))
         metrics = view.snapshot.metrics if view else None
         current = view.snapshot.current_revision if view else None

@@ -33,8 +33,13 @@ def test_export_after_a_headless_rollback(tmp_path) -> None:
     finally:
         running.stop()
 
+    # The drill's written config keeps its incidents beside it (incident.store), not in the real store.
+    assert not locations.default_store_path().exists()
+    config = ["--config", str(running.config_path)]
     out = tmp_path / "incident.json"
-    result = CliRunner().invoke(cli, ["export", "--latest", "--format", "json", "--output", str(out)])
+    printed = CliRunner().invoke(cli, ["export", "--latest", "--format", "md", *config])
+    assert printed.exit_code == 0 and printed.output.startswith("# DRILL bad-deploy: Incident ")
+    result = CliRunner().invoke(cli, ["export", "--latest", "--format", "json", "--output", str(out), *config])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["service"] == "order-service"
@@ -46,15 +51,16 @@ def test_export_after_a_headless_rollback(tmp_path) -> None:
     assert any(d["decision"] == "rollback" and d["reasons"] == ["Error rate spiked to 8%"] for d in data["decisions"])
     assert any(e["kind"] == incident.ROLLBACK_STARTED for e in data["timeline"])
 
-    with Store(locations.default_store_path()) as store:
+    with Store(running.store_path) as store:
         events = store.events(data["incident"], newest_first=False)
     exported = [e for e in events if e.kind == incident.TIMELINE_EXPORTED]
-    assert exported and str(out.resolve()) in exported[-1].text
+    # Only the file: printing the timeline does not preserve anything.
+    assert [e.text for e in exported] == [f"Timeline exported to {out.resolve()}"]
 
-    # Markdown to stdout, by id; the earlier export now shows as "Logs preserved".
-    result = CliRunner().invoke(cli, ["export", data["incident"], "--format", "md"])
+    # Markdown to stdout, by id; the earlier export to a file now shows as "Logs preserved".
+    result = CliRunner().invoke(cli, ["export", data["incident"], "--format", "md", *config])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"# Incident {data['incident']}: order-service")
+    assert result.output.startswith(f"# DRILL bad-deploy: Incident {data['incident']}: order-service")
     assert "- [x] Logs preserved for investigation (console: timeline exported to" in result.output
     assert "## Metrics before and after" in result.output and "| Error rate | 8% |" in result.output
 

@@ -184,6 +184,22 @@ def test_impact_warns_about_data_when_the_facts_say_so():
     assert comms.default_impact(state)[1] == "Data corruption detected: writes are frozen"
 
 
+def test_complete_before_the_signals_settle_says_the_numbers_still_include_the_bad_version():
+    """Right after the rollout the error-rate window still holds the bad version's
+    requests (5.6 % "after" a rollback of 8 %): the message says so, with when
+    the numbers are the rollback's own, instead of passing them off as the result."""
+    state = state_of((inc.rollback_started(PLAN), 0), (inc.rollback_completed(), 240))
+    finished = T0 + timedelta(seconds=240)
+    early = comms.rollback_complete(state, BEFORE, Metrics(error_rate=0.056, latency_p95_ms=900.0), HEALTHY,
+                                    finished + timedelta(seconds=20), settles_at=finished + timedelta(minutes=2))
+    rate_line, latency_line = dict(early.sections)["Metrics"]
+    assert rate_line.startswith("Error rate: 5.6% (was 8%) (still read over windows that include 1.2.3; settled from ")
+    assert "still read over windows that include 1.2.3" in latency_line
+    settled = comms.rollback_complete(state, BEFORE, AFTER, HEALTHY, finished + timedelta(minutes=3),
+                                      settles_at=finished + timedelta(minutes=2))
+    assert "still read" not in "".join(dict(settled.sections)["Metrics"])
+
+
 def test_complete_says_what_is_unknown_and_unhealthy():
     state = state_of((inc.rollback_started(PLAN), 0), (inc.rollback_completed(), 20))
     degraded = Health(desired=3, ready=2, endpoint_ok=False, endpoint_status="HTTP 503")
