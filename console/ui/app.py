@@ -1328,6 +1328,8 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             table = max(SERVICES_NARROW, min(SERVICES_MAX, width // 2, width - 1 - need))
         box.styles.width = table
         beside_signals = width - (table + 1 if box.display else 0) >= need  # a single service has no table
+        # The signals narrower than their width: plain figures, never large digits cut short.
+        main.set_class(width - (table + 1 if box.display else 0) < SIGNALS_WIDTH, "-tight")
         for pane, here in ((high, shown and beside_signals), (low, shown and not beside_signals)):
             if here:
                 pane.styles.width = routing_width

@@ -496,3 +496,26 @@ async def test_a_refreshs_panes_yield_to_keys_coming_in_but_not_for_long() -> No
         app._last_input = float("-inf")  # no keys: at once
         app._show_details()
         assert len(shown) == 2
+
+
+@pytest.mark.parametrize("size, tight", [((80, 24), True), ((100, 30), True), ((140, 40), False)],
+                         ids=lambda v: f"{v[0]}x{v[1]}" if isinstance(v, tuple) else str(v))
+async def test_the_figures_are_never_cut_when_the_signals_lack_their_width(size, tight) -> None:
+    """Several services on a narrow screen: the signals get less than their 76
+    columns beside the table, and large digits were cut ("15.[" for 15.0,
+    "6" for 600 ms). There the figures are plain text, whole."""
+    from ui_samples import RecordedSession
+
+    app = build_app(RecordedSession(("order-service", "payment-service", "cart-service")), animate=False)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+        await pilot.pause()
+        assert app.screen.has_class("-tight") is tight
+        if not tight:
+            assert app.screen.query_one("#error-rate-digits").display
+            return
+        for selector, text in (("#error-rate-plain", "8.0 %"), ("#latency-plain", "2.0 s"), ("#ready-plain", "3/3 ready")):
+            figure = app.screen.query_one(selector)
+            assert str(figure.render()) == text
+            assert figure.region.width >= len(text), (selector, figure.region)  # whole, not cut
+            assert not app.screen.query_one(selector.replace("plain", "digits")).display

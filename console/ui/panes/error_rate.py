@@ -150,6 +150,7 @@ class ErrorRatePane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="figure"):
             yield Digits("—", id="error-rate-digits")
+            yield Static("— %", id="error-rate-plain", classes="plain-figure", markup=False)
             yield Static("%", classes="unit")
             yield Static("", id="error-rate-caption", classes="caption", markup=False)
         yield ThresholdChart(self.investigate, self.rollback, id="error-rate-chart")
@@ -159,12 +160,13 @@ class ErrorRatePane(Vertical):
         metrics = view.snapshot.metrics
         value = metrics.error_rate
         digits = self.query_one("#error-rate-digits", Digits)
+        plain = self.query_one("#error-rate-plain", Static)
         digits.update(rate_number(value))
+        set_content(plain, f"{rate_number(value)} %")
         for severity in ("sev-critical", "sev-warning", "sev-ok"):
-            digits.set_class(
-                value is not None and severity == severity_of(value, self.investigate, self.rollback),
-                f"-{severity}",
-            )
+            on = value is not None and severity == severity_of(value, self.investigate, self.rollback)
+            digits.set_class(on, f"-{severity}")
+            plain.set_class(on, f"-{severity}")
         caption: list[Content] = [
             Content.styled(f"rollback above {_label(self.rollback)}", "$sev-critical"),
             Content.styled(f"investigate from {_label(self.investigate)}", "$sev-warning"),

@@ -25,6 +25,7 @@ class HealthPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="figure"):
             yield Digits(NO_VALUE, id="ready-digits")
+            yield Static(NO_VALUE, id="ready-plain", classes="plain-figure", markup=False)
             yield Static("", id="ready-of", classes="unit", markup=False)
         yield Static("", id="pods-caption", classes="below", markup=False)
         yield Static("", id="endpoint", markup=False)
@@ -35,9 +36,12 @@ class HealthPane(Vertical):
         ready = self.query_one("#ready-digits", Digits)
         ready.update(_count(health.ready))
         all_ready = health.desired is not None and health.ready == health.desired and health.desired > 0
-        ready.set_class(health.completely_down, "-sev-critical")
-        ready.set_class(not health.completely_down and not all_ready, "-sev-warning")
-        ready.set_class(all_ready and not health.completely_down, "-sev-ok")
+        plain = self.query_one("#ready-plain", Static)
+        set_content(plain, f"{_count(health.ready)}/{_count(health.desired)} ready")
+        for widget in (ready, plain):
+            widget.set_class(health.completely_down, "-sev-critical")
+            widget.set_class(not health.completely_down and not all_ready, "-sev-warning")
+            widget.set_class(all_ready and not health.completely_down, "-sev-ok")
         set_content(self.query_one("#ready-of", Static), f"of {_count(health.desired)} ready")
         pods = [Content.styled(f"{_count(health.updated)} updated · {_count(health.available)} available", "$sev-muted")]
         if health.error:

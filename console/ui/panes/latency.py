@@ -37,6 +37,7 @@ class LatencyPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="figure"):
             yield Digits(NO_VALUE, id="latency-digits")
+            yield Static(f"{NO_VALUE} ms", id="latency-plain", classes="plain-figure", markup=False)
             yield Static("ms", id="latency-unit", classes="unit")
         yield Static("", id="latency-caption", classes="below", markup=False)
         yield Sparkline([], id="latency-sparkline")
@@ -49,8 +50,11 @@ class LatencyPane(Vertical):
         digits = self.query_one("#latency-digits", Digits)
         figure, unit = large_figure(now_ms)
         digits.update(figure)
+        plain = self.query_one("#latency-plain", Static)
+        set_content(plain, f"{figure} {unit}")
         set_content(self.query_one("#latency-unit", Static), unit)
         digits.set_class(signals.latency_spike, "-sev-warning")
+        plain.set_class(signals.latency_spike, "-sev-warning")
         caption = [Content.assemble("before the deploy ", (millis(before_ms), "bold"))]
         factor = signals.latency_factor
         if factor is None and now_ms is not None and before_ms:
