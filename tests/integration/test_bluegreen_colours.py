@@ -113,10 +113,10 @@ def test_the_colour_form_switches_to_the_colour_named_and_every_output_names_it(
         assert "1.4.0 (blue · revision 2)" in complete
 
         # The RCA export: the record keeps the colours.
-        md = drill.console("export", "--latest", "--format", "md")
+        md = drill.console("export", "--latest", "--format", "md", "--config", drill.config)  # the drill's own store
         assert md.returncode == 0, md.stdout + md.stderr
         assert "- **Version:** 1.5.0 → 1.4.0 (green · revision 2 → blue · revision 2)" in md.stdout
-        data = json.loads(drill.console("export", "--latest", "--format", "json").stdout)
+        data = json.loads(drill.console("export", "--latest", "--format", "json", "--config", drill.config).stdout)
         assert (data["rollback"]["from_colour"], data["rollback"]["to_colour"]) == ("green", "blue")
 
         # The colour alone names green as its Deployment is now: the gate sees that target (rolled back from).

@@ -40,7 +40,7 @@ def test_twenty_concurrent_status_runs_record_one_decision(tmp_path):
     for (out, err), code in results:
         assert code == 0, (out, err)
         assert json.loads(out)[0]["decision"]["action"] == "rollback_now"
-    with Store(state / "rollback-console" / "incidents.db") as store:
+    with Store(directory / "drill-incidents.db") as store:  # the drill's written config keeps its own
         incidents = store.incidents()
         assert len(incidents) == 1, [i.id for i in incidents]
         decisions = [e for e in store.events(incidents[0].id) if e.kind == "decision"]

@@ -103,7 +103,7 @@ def test_rollback_pauses_the_owner_and_sticks(drill, tmp_path: Path) -> None:
     from console.session import Session
     from console.store import Store
 
-    with Store(tmp_path / "state" / "rollback-console" / "incidents.db") as store:
+    with Store(drill.config_path.parent / "drill-incidents.db") as store:  # the written config's incident.store
         later = Session(load(drill.config_path), store,
                         clock=FrozenClock(datetime.now(timezone.utc) + timedelta(hours=25)))
         escalation = later.escalation("order-service")

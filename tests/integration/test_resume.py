@@ -90,9 +90,13 @@ def slow_drill(tmp_path: Path):
             proc.kill()
 
 
-def rollout_progress_stored(tmp_path: Path) -> bool:
+def drill_store(config: Path) -> Path:
+    """The incident store a served drill's written config names (`incident.store`: beside it)."""
+    return config.parent / "drill-incidents.db"
+
+
+def rollout_progress_stored(store_path: Path) -> bool:
     """The running rollback has recorded a step of its rollout in the incident store."""
-    store_path = tmp_path / "state" / "rollback-console" / "incidents.db"
     if not store_path.exists():
         return False
     with Store(store_path) as store:
@@ -120,7 +124,7 @@ def test_sigkill_mid_rollback_then_restart_watches_it_without_a_second_patch(slo
 
         wait_until(while_running(lambda: deployment_patches(url)), "the rollback to patch the deployment", timeout=60)
         # Mid-rollback: the console has stored the rollout's progress while pods are still rolling.
-        wait_until(while_running(lambda: rollout_progress_stored(tmp_path)), "the rollback to record its progress",
+        wait_until(while_running(lambda: rollout_progress_stored(drill_store(config))), "the rollback to record its progress",
                    timeout=60, interval=0.05)
         assert first.poll() is None
         first.send_signal(signal.SIGKILL)
@@ -129,7 +133,7 @@ def test_sigkill_mid_rollback_then_restart_watches_it_without_a_second_patch(slo
         if first.poll() is None:
             first.kill()
     assert first.returncode == -signal.SIGKILL
-    store_path = tmp_path / "state" / "rollback-console" / "incidents.db"
+    store_path = drill_store(config)
     with Store(store_path) as store:
         incident_id = store.open_incident_for("order-service")
         state = incident.rebuild(incident_id, store.events(incident_id, newest_first=False))
@@ -237,13 +241,11 @@ def test_a_rollback_recorded_but_never_sent_is_planned_again(tmp_path) -> None:
     """A console killed between recording the rollback's start and sending it:
     run again, the command finds the platform never got the change, records the
     first attempt as failed and plans it again through the gate; one PATCH."""
-    from console.locations import default_store_path
-
     running = runner.start(load_scenario("bad-deploy"), speed=20.0, directory=tmp_path / "drill",
                            start_at=datetime.now(timezone.utc).replace(microsecond=0))
     try:
         config = load(running.config_path)
-        with Store(default_store_path()) as store:
+        with Store(running.store_path) as store:  # the written config's incident.store
             session = Session(config, store, operator="a@host")
             session.run(session.refresh(only="order-service"))
             plan = session.plan_rollback("order-service")
@@ -259,7 +261,7 @@ def test_a_rollback_recorded_but_never_sent_is_planned_again(tmp_path) -> None:
         assert "planning it again" in again.output and "Rollback Complete message posted" in again.output
         assert len([r for r in running.server.requests if r[0] == "PATCH" and r[1] == DEPLOYMENT]) == 1
         assert template_version(running.server.url) == "1.2.2"
-        with Store(default_store_path()) as store:
+        with Store(running.store_path) as store:
             events = store.events(store.open_incident_for("order-service"), newest_first=False)
         assert [e.kind for e in events if e.kind in (incident.ROLLBACK_STARTED, incident.ROLLBACK_FAILED,
                                                      incident.ROLLBACK_COMPLETED)] == [
@@ -330,7 +332,7 @@ async def test_the_console_killed_mid_rollback_resumes_watching_it(slow_drill, t
     for name in ("XDG_STATE_HOME",) + tuple(k for k in env if k == runner.DRILL_SLACK_ENV):
         monkeypatch.setenv(name, env[name])
     config = load(config_path).model_copy(update={"refresh_interval": 0.5})
-    store = Store(tmp_path / "state" / "rollback-console" / "incidents.db")
+    store = Store(drill_store(config_path))
     session = Session(config, store, operator="trainee@drill")
     assert session.rollback_in_flight("order-service")
     messages: list[object] = []
