@@ -389,18 +389,47 @@ def status(service: str | None, config_path: str | None, as_json: bool) -> None:
             raise UsageError(str(err)) from None
     session = _session(config)
     views = asyncio.run(_refresh_once(session, service))
+    phases = {v.snapshot.service: _phase(session, v) for v in views}
     if as_json:
-        click.echo(json.dumps([_status_json(v) for v in views], indent=2))
+        click.echo(json.dumps([{**_status_json(v), "phase": phases[v.snapshot.service]} for v in views], indent=2))
     else:
         for view in views:
             click.echo(_status_line(view))
+            phase = phases[view.snapshot.service]
+            if phase is not None:  # the signals may still show the version rolled back from
+                click.echo(f"    {phase['name']}: {phase['detail']}")
             for error in view.snapshot.errors:  # why a signal is missing, and what to do
                 click.echo(f"    {error}")
-            if view.snapshot.health.deployment_failing:
-                click.echo(f"    {view.snapshot.health.deployment_failing}")
+            health = view.snapshot.health
+            if health.deployment_failing:
+                click.echo(f"    {health.deployment_failing}")
+            if health.endpoint_ok is False and not health.completely_down:
+                # One failed check while pods are ready is not yet "down" (`health.failures_before_down`).
+                click.echo(f"    health endpoint: {health.endpoint_status or 'failing'} ({health.endpoint_failures} "
+                           f"failed check in a row; down after {health.endpoint_failures_down})")
     # Unknown is not healthy: a script checking `status` must not read it as fine.
     if any(v.decision.action is Action.SIGNALS_UNAVAILABLE for v in views):
         sys.exit(EXIT_SIGNALS_UNAVAILABLE)
+
+
+def _phase(session, view) -> dict | None:
+    """Where a rollback of the service stands (ROLLING BACK, VERIFYING, ROLLED
+    BACK (watching)), from the incident and the cluster's records: the signals'
+    decision alone reads windows that still hold the version rolled back from."""
+    from console import incident as incidents
+
+    service, health = view.snapshot.service, view.snapshot.health
+    now = session.clock.now()
+    phase = incidents.rollback_phase(session.incident_state(service), now, health.ready, health.desired,
+                                     session.config.decision_thresholds.rollback_settle)
+    if phase is None and (record := session.cluster_rollback(service)) is not None and record.at is not None:
+        settled = record.at + session.config.decision_thresholds.rollback_settle
+        if now < settled:
+            phase = incidents.Phase("ROLLED BACK (watching)", f"{record.sentence(service)}; the signals settle on "
+                                    f"windows after it from {settled:%H:%M:%S} UTC", until=settled)
+    if phase is None:
+        return None
+    return {"name": phase.headline, "detail": phase.detail, "until": phase.until.isoformat() if phase.until else None}
 
 
 async def _refresh_once(session, only: str | None = None):

@@ -233,9 +233,36 @@ def test_commands_on_a_drills_written_config_keep_its_incidents_beside_it(served
     assert (f"Rollback in Progress message not posted: The environment variable {DRILL_SLACK_ENV} that holds the "
             "Slack webhook URL is not set") in done.stdout
     assert "Rollback Complete message not posted" in done.stdout
+    # Right after it, status says the rollback's phase (its decision still reads the 1.2.3 windows).
+    watching = cli("status", "--config", config, "--json")
+    [service] = json.loads(watching.stdout)
+    assert service["phase"]["name"] == "ROLLED BACK (watching)", service["phase"]
+    assert "1.2.3 → 1.2.2" in service["phase"]["detail"]
+    text = cli("status", "--config", config).stdout
+    assert "    ROLLED BACK (watching): 1.2.3 → 1.2.2: signals settle on windows after the rollback in " in text
     assert (served / "drill-incidents.db").exists()
     assert not (state / "rollback-console" / "incidents.db").exists()
     exported = cli("export", "--latest", "--config", config)
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith("# DRILL bad-deploy: Incident ")
     assert "Rollback started: order-service 1.2.3 -> 1.2.2" in exported.stdout
+
+
+def test_status_says_a_failing_health_endpoint_before_it_counts_as_down(tmp_path):
+    """Pods ready, the health endpoint answering 503: one check is not yet "down"
+    (health.failures_before_down: 2), so a one-shot status decides on the other
+    signals, and its text says the failed check under the service's line."""
+    from support import served_drill
+
+    scenario = tmp_path / "unhealthy.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "unhealthy", "expect": {"action": "healthy"},
+        "services": [{"name": "shop", "image": "registry.example.com/shop",
+                      "history": [{"version": "1.0.0", "age": "1d"}, {"version": "1.1.0", "age": "1h"}],
+                      "versions": {"1.1.0": {"healthy": False}}}],
+    }))
+    directory = tmp_path / "drill"
+    with served_drill(str(scenario), "--write-config", str(directory)):
+        result = run("status", "--config", str(directory / "config.yaml"))
+    assert "shop: HEALTHY" in result.stdout, result.stdout + result.stderr
+    assert "    health endpoint: HTTP 503 (1 failed check in a row; down after 2)" in result.stdout
