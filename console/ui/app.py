@@ -932,7 +932,13 @@ class RollbackConsoleApp(PlatformActions, App[None]):
     def action_checklist(self) -> None:
         """Show or hide the post-rollback checklist (in place of the rollout history)."""
         checklist = self.query_one(ChecklistPane)
-        self._checklist_shown = not checklist.display
+        main = self.screen_stack[0]
+        compact_hidden = main.has_class("-compact") and not main.has_class("-show-lower")
+        # On a compact screen the checklist's row is behind the signals: bring it up (as h does)
+        # rather than focus a list nobody can see (Space would tick unseen items).
+        self._checklist_shown = True if compact_hidden else not checklist.display
+        if compact_hidden:
+            main.add_class("-show-lower")
         self._show_incident()
         if self._checklist_shown:
             checklist.focus()

@@ -519,3 +519,21 @@ async def test_the_figures_are_never_cut_when_the_signals_lack_their_width(size,
             assert str(figure.render()) == text
             assert figure.region.width >= len(text), (selector, figure.region)  # whole, not cut
             assert not app.screen.query_one(selector.replace("plain", "digits")).display
+
+
+async def test_c_on_a_compact_screen_brings_the_checklist_into_sight() -> None:
+    """At 80x24 the checklist's row is behind the signals: `c` shows it (as `h`
+    does) instead of focusing a list nobody sees, where Space ticks unseen items."""
+    from ui_samples import RecordedSession
+
+    from console.ui.panes.incident import ChecklistPane
+
+    app = build_app(RecordedSession(), animate=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: bool(app.views), "the first refresh")
+        assert app.screen.has_class("-compact") and not app.screen.has_class("-show-lower")
+        await pilot.press("c")
+        await pilot.pause()
+        checklist = app.screen.query_one(ChecklistPane)
+        assert app.screen.has_class("-show-lower") and checklist.display and checklist.has_focus
+        assert checklist.region.area > 0
