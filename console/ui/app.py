@@ -661,6 +661,9 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             hint = "Already rolled back to this version: choose a revision in the history to go further"
         elif view.decision.action == Action.ROLLBACK_NOW:
             hint = "Press r to review the rollback plan" + _undo_target(view)
+        if self.viewer and hint:
+            # A read-only viewer (watch --viewer, web --follow) has no r: the driving console acts.
+            hint = "Read-only view: the driving console rolls back" + _undo_target(view)
         with self.batch_update():
             self._show_lifecycle(view, now)
             self.query_one(DecisionBanner).show(view, now, hint, self._lead_reason())

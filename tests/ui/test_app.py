@@ -371,6 +371,9 @@ async def test_a_viewer_sees_everything_and_changes_nothing() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: bool(app.views), "the first refresh")
         assert "VIEWER" in str(app.query_one("#title-left").render())
+        banner = app.query_one("DecisionBanner")
+        shown = " ".join(str(w.render()) for w in banner.query("Static"))
+        assert "Press r" not in shown and "Read-only view: the driving console rolls back" in shown
         for key in ("r", "d", "f", "m", "n", "o", "i", "x"):
             await pilot.press(key)
             await pilot.pause()
