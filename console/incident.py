@@ -159,7 +159,11 @@ def fact_set(name: str, value: Any) -> NewEvent:
     if name not in _FACT_FIELDS:
         raise ValueError(f"{name!r} is not a fact the console knows; use one of {sorted(_FACT_FIELDS)}.")
     label = name.replace("_", " ")
-    if isinstance(value, bool):
+    if name == "migration_reversible":
+        # Not a claim taken back: false is the finding that it cannot be undone, None that nobody knows.
+        text = {True: "Fact: the migration is reversible", False: "Fact: the migration is NOT reversible",
+                None: "Fact: the migration's reversibility is unknown (treated as not reversible)"}[value]
+    elif isinstance(value, bool):
         text = f"Fact: {label}" if value else f"Fact withdrawn: {label}"
     elif value is None:
         text = f"Fact cleared: {label}"

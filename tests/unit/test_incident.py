@@ -89,6 +89,10 @@ def test_facts_are_set_and_withdrawn(tl):
     )
     assert tl.state().investigation_started_at == T0 + timedelta(minutes=1)
     assert tl.events[-1].text == "Fact withdrawn: external service issue"
+    # Reversibility false is a finding, not a claim taken back.
+    assert [inc.fact_set("migration_reversible", v).text for v in (True, False, None)] == [
+        "Fact: the migration is reversible", "Fact: the migration is NOT reversible",
+        "Fact: the migration's reversibility is unknown (treated as not reversible)"]
 
 
 def test_unknown_fact_is_refused_when_written_and_ignored_when_read(tl):
