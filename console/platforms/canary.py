@@ -242,14 +242,17 @@ class CanaryPlatform:
                 f"skipped abort (the canary of {self.name} already has weight 0 and 0 replicas)"
             )
             return RollbackPlan(**base, skip_reason=reason, summary=reason)
+        scale = (f"then scale deployment/{self.canary.deployment} from {canary_replicas} to 0 replicas, as the "
+                 f"runbook's `kubectl patch virtualservice` and `kubectl scale deployment {self.canary.deployment} "
+                 "--replicas=0` would" if canary_replicas else
+                 f"as the runbook's `kubectl patch virtualservice` would (deployment/{self.canary.deployment} "
+                 "already has 0 replicas: nothing to scale)")
         summary = (
             f"Abort the canary of {self.name} in namespace {self.namespace} "
             f"({_versions(base['from_images'])}, {canary_weight} % of traffic) back to stable "
             f"({_versions(base['to_images'])}): set virtualservice/{self.virtualservice} to "
             f"{self.stable_subset} 100 / {self.canary_subset} 0 with a merge patch (refused if it changed "
-            f"since resourceVersion {resource_version}), then scale deployment/{self.canary.deployment} "
-            f"from {canary_replicas} to 0 replicas, as the runbook's `kubectl patch virtualservice` and "
-            f"`kubectl scale deployment {self.canary.deployment} --replicas=0` would."
+            f"since resourceVersion {resource_version}), {scale}."
         )
         return RollbackPlan(**base, calls=tuple(calls), summary=summary)
 
