@@ -75,9 +75,10 @@ class _Model(BaseModel):
         if info.field_name and info.field_name.endswith("_env") and isinstance(value, str):
             looks = _not_a_name(value)
             if looks:
+                example = info.field_name.removesuffix("_env").upper()
                 raise ValueError(
                     f"name the environment variable, not its value: this looks like {looks}. Put the value in "
-                    "an environment variable and write that variable's name here (e.g. SLACK_WEBHOOK_URL)"
+                    f"an environment variable and write that variable's name here (e.g. {example})"
                 )
         return value
 
@@ -852,6 +853,14 @@ def _explain(error: dict) -> str:
         return "unknown field (check the spelling against config.example.yaml)"
     if kind == "finite_number":
         return "give a finite number (not infinity or NaN)"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # Never the value itself: it may be anything pasted there (a webhook URL).
+        expected = (error.get("ctx") or {}).get("expected_tags") or "kubernetes, compose, blue-green, canary, ecs"
+        tag = (error.get("ctx") or {}).get("discriminator") or "platform"
+        return f"{str(tag).strip(chr(39))} must be one of {str(expected).replace(chr(39), '')}"
+    if kind == "string_pattern_mismatch":
+        return (f"not in the expected form (it must match {(error.get('ctx') or {}).get('pattern', 'the pattern')}); "
+                "see config.example.yaml")
     message = str(error.get("msg", "invalid value"))
     return message.removeprefix("Value error, ")
 
@@ -859,7 +868,9 @@ def _explain(error: dict) -> str:
 def parse(data: object, source: str = "<config>", base_dir: Path | None = None) -> Config:
     """Validate already-parsed YAML data; relative kubeconfig paths resolve against base_dir."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of settings at the top level, found {type(data).__name__}")
+        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level, found {found}; "
+                          "start from config.example.yaml")
     try:
         config = Config.model_validate(data)
     except ValidationError as err:

@@ -75,8 +75,10 @@ def test_queries_substitute_the_service_name(tmp_path):
          "thresholds: investigate_error_rate must be below rollback_error_rate"),
         (MINIMAL.replace("namespace: shop", "namespace: shop\n    cluster: nope"), "'nope' is not under clusters:"),
         ("services:\n  - name: a\n  - name: a\n", "service names must be unique; repeated: a"),
-        ("services:\n  - name: a\n    platform: mainframe\n", "services[0]"),
-        ("- just\n- a list\n", "expected a mapping of settings at the top level"),
+        ("services:\n  - name: a\n    platform: mainframe\n",
+         "services[0]: platform must be one of kubernetes, compose, blue-green, canary, ecs"),
+        ("- just\n- a list\n", "expected a mapping of settings at the top level, found a list"),
+        ("", "expected a mapping of settings at the top level, found an empty file; start from config.example.yaml"),
         ("services: [\n", "not valid YAML"),
     ],
 )
@@ -87,6 +89,16 @@ def test_bad_configs_name_file_field_and_expectation(tmp_path, text, expected):
     message = str(err.value)
     assert str(path) in message
     assert expected in message
+
+
+def test_a_value_pasted_into_the_wrong_field_is_never_repeated(tmp_path):
+    """A webhook URL pasted as the platform: the error names the field and the
+    choices, never the value (a secret in the wrong place is still a secret)."""
+    secret = "https://hooks.slack.com/services/T000/B000/SUPERSECRETXYZ123"
+    path = write(tmp_path, f"services:\n  - name: a\n    platform: '{secret}'\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert "SUPERSECRET" not in str(err.value) and "platform must be one of" in str(err.value)
 
 
 def test_missing_file_says_what_to_do(tmp_path):
