@@ -623,7 +623,18 @@ def facts(service: str, config_path: str | None, assignments: tuple[str, ...]) -
     for name, value in changes:  # all parsed first: nothing half-done
         session.declare(service, name, value)
     for name, value in asdict(session.facts(service)).items():
-        click.echo(f"{name}: {value.isoformat() if isinstance(value, datetime) else value}")
+        click.echo(f"{name}: {_as_written(value)}")
+
+
+def _as_written(value) -> str:
+    """A fact's value as `--set` takes it (true, false, null, a time), not Python's True/None."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @cli.command()
