@@ -15,7 +15,9 @@ from console.model import ColourRevision, Revision, image_tag, revision_cell
 from .format import NO_VALUE, short_age
 
 # The change cause is the widest and least predictable: it goes last.
-COLUMNS = (("current", ""), ("revision", "Rev"), ("image", "Image"), ("age", "Age"), ("cause", "Change cause"))
+# The version first: it is what tells rows apart (a long repository name pushed the tags off
+# screen, every row reading "accounts-reconciliation-s"); Enter shows the whole pod template.
+COLUMNS = (("current", ""), ("revision", "Rev"), ("image", "Version"), ("age", "Age"), ("cause", "Change cause"))
 
 
 def short_image(image: str) -> str:
@@ -24,12 +26,21 @@ def short_image(image: str) -> str:
     return image.rsplit("/", 1)[-1]
 
 
+def version_cell(revision: Revision) -> str:
+    """The revision's versions (image tags), "1.2.3"; with the image's name where
+    the revision's containers come from more than one repository."""
+    names = {short_image(i).rsplit(":", 1)[0] for i in revision.images}
+    if len(names) > 1:
+        return ", ".join(short_image(i) for i in revision.images)
+    return ", ".join(revision.versions) or NO_VALUE
+
+
 def _cells(revision: Revision, now: datetime) -> dict[str, Text]:
     # Rich Text, not markup strings: a change cause may contain brackets.
     # No colours here: the current row is marked by shape and weight, which
     # survives every theme; the cursor row is coloured by the theme.
     style = "bold" if revision.current else ""
-    images = ", ".join(short_image(i) for i in revision.images) or NO_VALUE
+    images = version_cell(revision)
     return {
         # ↩: where a plain rollback goes, when the platform picked it by evidence (Compose).
         "current": Text("●" if revision.current else "↩" if revision.rollback_target else "", style),
