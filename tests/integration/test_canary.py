@@ -132,12 +132,8 @@ def test_weights_already_zero_plans_only_the_scale_down(drill):
     assert steps[-1].done and not steps[-1].failed and _canary_replicas(drill) == 0
 
 
-def test_weights_set_again_on_a_scaled_down_canary_plan_only_the_patch(drill):
-    """After an abort, someone routes traffic to the canary again while it has no
-    pods: the plan patches the weights and says there is nothing to scale (it
-    said "scale deployment/search-canary from 0 to 0 replicas")."""
-    platform = _platform(drill)
-    list(platform.execute(platform.plan_rollback()))
+def _route_half_to_the_canary(drill) -> None:
+    """Someone else sets the VirtualService to 50/50, with the official client."""
     from kubernetes import client, config
 
     custom = client.CustomObjectsApi(config.new_client_from_config(str(drill.kubeconfig_path)))
@@ -148,6 +144,15 @@ def test_weights_set_again_on_a_scaled_down_canary_plan_only_the_patch(drill):
             {"destination": {"host": "search", "subset": "canary"}, "weight": 50},
         ]}]}},
     )
+
+
+def test_weights_set_again_on_a_scaled_down_canary_plan_only_the_patch(drill):
+    """After an abort, someone routes traffic to the canary again while it has no
+    pods: the plan patches the weights and says there is nothing to scale (it
+    said "scale deployment/search-canary from 0 to 0 replicas")."""
+    platform = _platform(drill)
+    list(platform.execute(platform.plan_rollback()))
+    _route_half_to_the_canary(drill)
     plan = platform.plan_rollback()
     assert [c.target for c in plan.calls] == [VS_PATH]
     assert "from 0 to 0" not in plan.summary and "already has 0 replicas: nothing to scale" in plan.summary
@@ -156,16 +161,7 @@ def test_weights_set_again_on_a_scaled_down_canary_plan_only_the_patch(drill):
 def test_changed_weights_refuse_the_plan_and_nothing_is_scaled(drill):
     platform = _platform(drill)
     plan = platform.plan_rollback()
-    from kubernetes import client, config
-
-    custom = client.CustomObjectsApi(config.new_client_from_config(str(drill.kubeconfig_path)))
-    custom.patch_namespaced_custom_object(
-        "networking.istio.io", "v1beta1", "shop", "virtualservices", "search",
-        {"spec": {"http": [{"route": [
-            {"destination": {"host": "search", "subset": "stable"}, "weight": 50},
-            {"destination": {"host": "search", "subset": "canary"}, "weight": 50},
-        ]}]}},
-    )
+    _route_half_to_the_canary(drill)
 
     with pytest.raises(Conflict, match=r"virtualservice/search changed since you looked \(resourceVersion"):
         list(platform.execute(plan))
