@@ -311,7 +311,9 @@ def decide(
         objections.append(Objection(
             Rule.RUNBOOK,
             f"the runbook says {decision.headline}" + (f" ({because})" if because else "") + ", not ROLLBACK NOW.",
-            decision.alternatives))
+            # The runbook's own alternatives; its "Rollback now" (after investigating) is what --force is for.
+            tuple(("The runbook allows a rollback once you have investigated: --force with what you found"
+                   if a == "Rollback now" else a) for a in decision.alternatives)))
 
     procedure = Procedure.ROLLBACK
     if partial:

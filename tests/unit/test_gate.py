@@ -286,3 +286,11 @@ def test_the_way_further_names_a_colour_for_a_blue_green_service():
     assert again.objections[0].options == ("Pass --to-revision COLOUR (blue or green) to roll back further.",)
     assert verdict(provenance=Provenance((ALICE,)), the_ask=ask("alice@laptop")).objections[0].options == (
         "Pass --to-revision N to roll back further.",)
+
+
+def test_under_investigate_the_way_past_is_said_as_an_override_not_as_rollback_now():
+    """INVESTIGATE FIRST's alternative is "Rollback now"; printed under a refusal
+    as a way past, it read as if rolling back were what to do next."""
+    result = verdict(Decision(Action.INVESTIGATE, alternatives=("Rollback now",)))
+    assert result.objections[0].options == (
+        "The runbook allows a rollback once you have investigated: --force with what you found",)
