@@ -125,11 +125,15 @@ class AutopilotStrip(Static):
 
     def show(self, paused: object | None, store_switch: object | None) -> None:
         parts = []
-        if store_switch is not None and getattr(store_switch, "paused", False):
-            parts.append(f"paused by {store_switch.by} at {store_switch.at:%H:%M:%S} UTC: "  # type: ignore[attr-defined]
-                         f"{store_switch.reason} (incident store)")  # type: ignore[attr-defined]
-        if paused is not None:
-            parts.append(paused.sentence())  # type: ignore[attr-defined]
+        stored = store_switch if store_switch is not None and getattr(store_switch, "paused", False) else None
+        if stored is not None and paused is not None and getattr(paused, "by", None) == stored.by:
+            # One pause written in both places (the A key): said once, with both places.
+            parts.append(paused.sentence().replace(" (Lease ", " (incident store and Lease ", 1))  # type: ignore[attr-defined]
+        else:
+            if stored is not None:
+                parts.append(f"paused by {stored.by} at {stored.at:%H:%M:%S} UTC: {stored.reason} (incident store)")
+            if paused is not None:
+                parts.append(paused.sentence())  # type: ignore[attr-defined]
         self.display = bool(parts)
         if parts:
             self.update(Content.assemble(("⏸ AUTOPILOT PAUSED: ", "bold $sev-warning"), ("; ".join(parts), ""),
