@@ -160,8 +160,6 @@ class Session:
         }
         self._facts: dict[str, Facts] = {name: Facts() for name in self.services}
         self._views: dict[str, ServiceView] = {}
-        # Services whose verdicts were not recorded while their rollback settled.
-        self._settling: set[str] = set()
         self._lock = threading.Lock()
         self._databases: dict[str, Database] = {}
         with_database = [s for s in config.services if getattr(s, "database", None)]
@@ -348,22 +346,9 @@ class Session:
     def view(self, service: str) -> ServiceView | None:
         return self._views.get(service)
 
-    def _rollback_settling(self, view: ServiceView) -> bool:
-        """The service's rollback is in flight or its signals have not settled yet
-        (`incident.rollback_phase`: ROLLING BACK, VERIFYING, ROLLED BACK (watching))."""
-        state = self.incident_state(view.snapshot.service)
-        if state is None or state.rollback.started_at is None:
-            return False
-        health = view.snapshot.health
-        return incidents.rollback_phase(state, self.clock.now(), health.ready, health.desired,
-                                        self.thresholds.rollback_settle) is not None
-
     def _note_change(self, before: ServiceView | None, after: ServiceView) -> None:
         """Record a decision when its action changes (not the quiet healthy start)."""
         old = before.decision.action if before else None
-        if after.snapshot.service in self._settling:
-            # The verdicts seen while the rollback settled were not recorded: compare with the stored one.
-            old = None
         if old is None:
             # After a restart the last stored verdict is the one to compare with.
             state = self.incident_state(after.snapshot.service)
@@ -375,13 +360,6 @@ class Session:
             return
         if self.read_only:
             return  # a viewer records nothing: the driving console records its verdicts
-        if self._rollback_settling(after):
-            # Rolling back, or just rolled back: the signals still read windows of the version
-            # rolled back from, and their verdicts (INVESTIGATE at 2.7 % a second after the
-            # rollback) are not the runbook's decisions. The first one after the settle time is.
-            self._settling.add(after.snapshot.service)
-            return
-        self._settling.discard(after.snapshot.service)
         # Checked again against the store in the write's own transaction: other
         # consoles (20 `status` runs at once) may have recorded this verdict already.
         service = after.snapshot.service

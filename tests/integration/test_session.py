@@ -45,37 +45,6 @@ async def test_after_a_rollback_the_panes_show_the_new_revision_and_the_last_goo
     await session.aclose()
 
 
-async def test_verdicts_while_a_rollback_settles_are_not_recorded_as_decisions(drill):
-    """Right after a rollback the windows still hold the bad version (INVESTIGATE
-    at a few %): those verdicts are not the runbook's decisions and stay out of the
-    timeline and the export; the first verdict after the settle time goes in."""
-    from datetime import timedelta
-
-    running, session = drill
-    [view] = await session.refresh()
-    assert view.decision.action == Action.ROLLBACK_NOW
-    progress = list(session.execute(session.plan_rollback("order-service"), timeout=120))
-    assert progress[-1].done and not progress[-1].failed
-
-    def decisions() -> list[str]:
-        incident_id = session.store.open_incident_for("order-service")
-        return [e.text.split(":")[0] for e in session.store.events(incident_id, newest_first=False)
-                if e.kind == "decision"]
-
-    settle = session.thresholds.rollback_settle
-    seen = []
-    for _ in range(4):  # inside the settle window
-        running.world.clock.advance(settle.total_seconds() / 6)
-        [view] = await session.refresh()
-        seen.append(view.decision.action)
-    assert decisions() == ["ROLLBACK NOW"], (decisions(), seen)
-    running.world.clock.advance((settle + timedelta(minutes=3)).total_seconds())
-    [view] = await session.refresh()
-    assert view.decision.action == Action.HEALTHY
-    assert decisions() == ["ROLLBACK NOW", "HEALTHY"]
-    await session.aclose()
-
-
 def test_the_configs_rollout_timeout_bounds_a_rollback_by_default(tmp_path):
     running = runner.start(load_scenario("bad-deploy"), speed=50, directory=tmp_path / "drill")
     try:
