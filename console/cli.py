@@ -421,9 +421,9 @@ def _phase(session, view) -> dict | None:
     service, health = view.snapshot.service, view.snapshot.health
     now = session.clock.now()
     phase = incidents.rollback_phase(session.incident_state(service), now, health.ready, health.desired,
-                                     session.config.decision_thresholds.rollback_settle)
+                                     session.thresholds.rollback_settle)
     if phase is None and (record := session.cluster_rollback(service)) is not None and record.at is not None:
-        settled = record.at + session.config.decision_thresholds.rollback_settle
+        settled = record.at + session.thresholds.rollback_settle
         if now < settled:
             phase = incidents.Phase("ROLLED BACK (watching)", f"{record.sentence(service)}; the signals settle on "
                                     f"windows after it from {settled:%H:%M:%S} UTC", until=settled)

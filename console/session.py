@@ -945,7 +945,7 @@ class Session:
             return self._marked(rollback_complete(
                 state, self.metrics_before(service), view.snapshot.metrics if view else None,
                 view.snapshot.health if view else None, now, ticket=self.ticket(service),
-                settles_at=finished + self.config.decision_thresholds.rollback_settle if finished else None,
+                settles_at=finished + self.thresholds.rollback_settle if finished else None,
             ))
         metrics = view.snapshot.metrics if view else None
         current = view.snapshot.current_revision if view else None

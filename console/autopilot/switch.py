@@ -25,6 +25,7 @@ from console.autopilot.journal import Journal, Switch
 from console.platforms.base import Leased, PlatformError
 from console.platforms.lease import PAUSE_LEASE, PauseLease
 
+
 def pause_lease(session, service: str) -> PauseLease | None:
     """The kill switch's Lease in `service`'s namespace, None for platforms
     without a Kubernetes API (Compose, ECS: the store's switch only)."""
