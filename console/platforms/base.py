@@ -265,16 +265,16 @@ class Surroundings:
     routing_error: str | None = None
     lease_error: str | None = None
     owner_error: str | None = None
-    # The autopilot's kill switch in the service's namespace (a `lease.ClusterPause`), or why it could not be read.
+    # The autopilot's kill switch in the service's namespace (a `lease.ClusterPause`); None when
+    # there is none or it cannot be read (the strip then says nothing; the autopilot itself fails safe).
     paused: object = None
-    paused_error: str | None = None
 
 
 def read_surroundings(service: str, platform: Platform, operator: str) -> Surroundings:
     """Read `service`'s Surroundings from its platform (requests: call from a
     worker, or from the refresh process). `operator` is whose lease it would be."""
     routing = holder = owner = paused = None
-    routing_error = lease_error = owner_error = paused_error = None
+    routing_error = lease_error = owner_error = None
     if isinstance(platform, Routed):
         try:
             routing = platform.routing()
@@ -287,17 +287,16 @@ def read_surroundings(service: str, platform: Platform, operator: str) -> Surrou
             lease_error = f"Cannot read the rollback lease of {service}: {err}"
         from console.platforms.lease import PauseLease
 
-        pause = PauseLease.of(platform)
         try:
-            paused = pause.read()
-        except PlatformError as err:
-            paused_error = f"Cannot read the autopilot's kill switch (Lease {pause.ref}): {err}"
+            paused = PauseLease.of(platform).read()
+        except PlatformError:
+            pass  # shown as not paused; a switch the autopilot cannot read stops it (autopilot.switch)
     if isinstance(platform, Owned):
         try:
             owner = platform.owner()
         except PlatformError as err:
             owner_error = f"Cannot read who deploys {service} from git: {err}"
-    return Surroundings(routing, holder, owner, routing_error, lease_error, owner_error, paused, paused_error)
+    return Surroundings(routing, holder, owner, routing_error, lease_error, owner_error, paused)
 
 
 @runtime_checkable
