@@ -6,24 +6,21 @@ Secrets never live in the file: tokens and webhook URLs are read from
 environment variables whose *names* the file gives.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 import os
-import re
 import string
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from console.decision import Thresholds
 from console.platforms.base import ROLLOUT_TIMEOUT
 from console.platforms.ecs_limits import MAX_ATTEMPTS, POLL_INTERVAL, REQUEST_TIMEOUT, STABILITY_DEADLINE
 from console.platforms.kubernetes import API_TIMEOUT
+from console.schema import Field, Invalid, Model, Tagged, field_check, location
 from console.signals import HEALTH_TIMEOUT, QUERY_TIMEOUT
 from console.yamlfile import UnreadableFile, load_yaml, read_hand_written
 
@@ -37,50 +34,9 @@ MAX_PROBLEMS_SHOWN = 10
 MAX_CONFIG_BYTES = 1024 * 1024
 """A config file larger than this (1 MiB) is refused unread: no hand-written config comes close."""
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_AWS_KEY_ID = re.compile(r"(AKIA|ASIA)[A-Z0-9]{16}")
-
-
-def _not_a_name(value: str) -> str | None:
-    """What an `*_env` value looks like when it is not an environment variable's
-    name (None when it is one). The value itself is never put in a message."""
-    text = value.strip()
-    if "://" in text or text.startswith(("http:", "https:", "postgres")):
-        return "a URL"
-    if text.count(".") == 2 and text.startswith("eyJ"):
-        return "a token (a JWT)"
-    if not _ENV_NAME.fullmatch(text):
-        return "a value, not a name (a name has only letters, digits and _)"
-    if _AWS_KEY_ID.fullmatch(text):
-        return "an AWS access key id"
-    if len(text) >= 24 and "_" not in text and any(c.isdigit() for c in text) and any(c.islower() for c in text) \
-            and any(c.isupper() for c in text):
-        return "a secret (a long random string)"
-    return None
-
-
-class _Model(BaseModel):
-    # No use_attribute_docstrings: it tokenizes this module's source at import
-    # (a seventh of start-up). tests/unit/test_config_docs.py checks every field has one.
-    # allow_inf_nan=False: `.inf` or `1e400` would pass and overflow later, mid-rollback.
-    # defer_build: a model's validator is built when it first validates, not at import.
-    # Loading a config builds those it uses (about a dozen), not all 29 at
-    # import: import + load 3-6 ms less CPU (issue 17).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _env_names_only(cls, value: object, info: ValidationInfo) -> object:
-        """Fields named `*_env` hold the NAME of an environment variable, never the secret itself."""
-        if info.field_name and info.field_name.endswith("_env") and isinstance(value, str):
-            looks = _not_a_name(value)
-            if looks:
-                example = info.field_name.removesuffix("_env").upper()
-                raise ValueError(
-                    f"name the environment variable, not its value: this looks like {looks}. Put the value in "
-                    f"an environment variable and write that variable's name here (e.g. {example})"
-                )
-        return value
+class _Model(Model):
+    """A section of the config (console.schema: frozen, checked field by field;
+    a field named `*_env` holds an environment variable's name, never a secret)."""
 
 
 class PrometheusConfig(_Model):
@@ -108,8 +64,7 @@ class PrometheusConfig(_Model):
     when older than `stale_after_intervals` times the longer of this and `refresh_interval`
     (a series only changes this often, however often the console asks)."""
 
-    @field_validator("url")
-    @classmethod
+    @field_check("url")
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
@@ -168,13 +123,11 @@ class ThresholdsConfig(_Model):
     """After a completed rollback, minutes the banner shows ROLLED BACK (watching) before
     trusting the signals again: the longest window of your queries (default 2)."""
 
-    @model_validator(mode="after")
-    def _ordered(self) -> ThresholdsConfig:
+    def _after(self) -> None:
         low, high = self.investigate_error_rate, self.rollback_error_rate
         if low is not None and high is not None and low >= high:
             raise ValueError("investigate_error_rate must be below rollback_error_rate")
         self.resolve()  # an override may clash with a runbook default; Thresholds says how
-        return self
 
     def resolve(self) -> Thresholds:
         """The decision thresholds: the runbook's defaults with these overrides."""
@@ -239,11 +192,9 @@ class CommandOrSql(_Model):
     applied ones have `installedOn`) or a list of objects with name, applied_at,
     reversible. Read with the database's `timeout`."""
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> CommandOrSql:
+    def _after(self) -> None:
         if sum(v is not None for v in (self.command, self.sql, self.url)) != 1:
             raise ValueError("give exactly one of command (an argv list), sql or url")
-        return self
 
 
 class CommandOrLink(_Model):
@@ -254,11 +205,9 @@ class CommandOrLink(_Model):
     url: str | None = None
     """A link the operator opens (a pipeline, a feature-flag page)."""
 
-    @model_validator(mode="after")
-    def _at_least_one(self) -> CommandOrLink:
+    def _after(self) -> None:
         if self.command is None and self.url is None:
             raise ValueError("give a command (an argv list), a url, or both")
-        return self
 
 
 class BackupsConfig(_Model):
@@ -404,8 +353,7 @@ class BlueGreenService(_OnKubernetes):
     verify_seconds: float = Field(30.0, gt=0)
     """Seconds the endpoints may take to become the target colour's pods before the switch is undone."""
 
-    @field_validator("colours")
-    @classmethod
+    @field_check("colours")
     def _two_colours(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         if value is not None and len(value) < 2:
             raise ValueError("name at least two colours (colour: deployment)")
@@ -484,17 +432,15 @@ class EcsService(_ServiceBase):
     poll_interval: float = Field(POLL_INTERVAL, gt=0)
     """Seconds between two DescribeServices calls while waiting for stability."""
 
-    @model_validator(mode="after")
-    def _credentials(self) -> EcsService:
+    def _after(self) -> None:
         if (self.access_key_id_env is None) != (self.secret_access_key_env is None):
             raise ValueError("give both access_key_id_env and secret_access_key_env, or neither")
         if self.profile and self.access_key_id_env:
             raise ValueError("give a profile or credential variables, not both")
-        return self
 
 
 ServiceConfig = Annotated[
-    KubernetesService | ComposeService | BlueGreenService | CanaryService | EcsService, Field(discriminator="platform")
+    Union[KubernetesService, ComposeService, BlueGreenService, CanaryService, EcsService], Tagged("platform")
 ]
 
 
@@ -671,10 +617,8 @@ class IncidentConfig(_Model):
     is relative to this file's folder); default: the XDG state dir's incidents.db. A
     drill's written config names its own (DIR/drill-incidents.db), out of the real one."""
 
-    @model_validator(mode="after")
-    def _checklist_valid(self) -> IncidentConfig:
+    def _after(self) -> None:
         self.post_rollback_checklist()  # duplicate groups or items raise ValueError here
-        return self
 
     def post_rollback_checklist(self):
         """The checklist to use (`console.checklist.Checklist`)."""
@@ -725,12 +669,10 @@ class WebConfig(_Model):
         except ValueError:
             return False
 
-    @model_validator(mode="after")
-    def _remote_allowed(self) -> WebConfig:
+    def _after(self) -> None:
         if not self.is_loopback() and not self.allow_remote:
             raise ValueError(f"host {self.host!r} is not a loopback address: set web.allow_remote: true "
                              "to serve the console beyond this machine (a token is then required)")
-        return self
 
 
 class Config(_Model):
@@ -781,20 +723,7 @@ class Config(_Model):
     console on such a config is a drill: DRILL in its header, on every message it posts and in
     its exports. Leave it out for real systems."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_platform(cls, data: object) -> object:
-        """`platform:` may be left out; it then means kubernetes."""
-        if isinstance(data, dict) and isinstance(data.get("services"), list):
-            data = dict(data)
-            data["services"] = [
-                {"platform": "kubernetes", **s} if isinstance(s, dict) and "platform" not in s else s
-                for s in data["services"]
-            ]
-        return data
-
-    @model_validator(mode="after")
-    def _references(self) -> Config:
+    def _after(self) -> None:
         names = [s.name for s in self.services]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -811,7 +740,6 @@ class Config(_Model):
         if election is not None and election.cluster not in self.clusters:
             known = ", ".join(sorted(self.clusters)) or "none defined"
             raise ValueError(f"autopilot.leader_election.cluster: {election.cluster!r} is not under clusters: ({known})")
-        return self
 
     @property
     def decision_thresholds(self) -> Thresholds:
@@ -833,38 +761,6 @@ class Config(_Model):
         return service.queries or self.queries
 
 
-def _location(loc: tuple[object, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item in ("kubernetes", "compose", "blue-green", "canary", "ecs") and parts:  # discriminator tag, not a field
-            continue
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "(top level)"
-
-
-def _explain(error: dict) -> str:
-    kind = error.get("type", "")
-    if kind == "missing":
-        return "this field is required"
-    if kind == "extra_forbidden":
-        return "unknown field (check the spelling against config.example.yaml)"
-    if kind == "finite_number":
-        return "give a finite number (not infinity or NaN)"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        # Never the value itself: it may be anything pasted there (a webhook URL).
-        expected = (error.get("ctx") or {}).get("expected_tags") or "kubernetes, compose, blue-green, canary, ecs"
-        tag = (error.get("ctx") or {}).get("discriminator") or "platform"
-        return f"{str(tag).strip(chr(39))} must be one of {str(expected).replace(chr(39), '')}"
-    if kind == "string_pattern_mismatch":
-        return (f"not in the expected form (it must match {(error.get('ctx') or {}).get('pattern', 'the pattern')}); "
-                "see config.example.yaml")
-    message = str(error.get("msg", "invalid value"))
-    return message.removeprefix("Value error, ")
-
-
 def parse(data: object, source: str = "<config>", base_dir: Path | None = None) -> Config:
     """Validate already-parsed YAML data; relative kubeconfig paths resolve against base_dir."""
     if not isinstance(data, dict):
@@ -872,11 +768,13 @@ def parse(data: object, source: str = "<config>", base_dir: Path | None = None) 
         raise ConfigError(f"{source}: expected a mapping of settings at the top level, found {found}; "
                           "start from config.example.yaml")
     try:
-        config = Config.model_validate(data)
-    except ValidationError as err:
-        problems = err.errors()
-        lines = [f"{source}: {_location(e['loc'])}: {_explain(e)}" for e in problems[:MAX_PROBLEMS_SHOWN]]
-        if len(problems) > MAX_PROBLEMS_SHOWN:
+        config = Config.validate(data)
+    except Invalid as err:
+        problems = err.problems
+        lines = [f"{source}: {location(where)}: {what}" for where, what in problems[:MAX_PROBLEMS_SHOWN]]
+        if err.more:
+            lines.append(f"{source}: and more problems like these (checking stopped after {len(problems)})")
+        elif len(problems) > MAX_PROBLEMS_SHOWN:
             lines.append(f"{source}: and {len(problems) - MAX_PROBLEMS_SHOWN} more problems like these")
         raise ConfigError("\n".join(lines)) from None
     if base_dir is not None:

@@ -67,7 +67,7 @@ def test_queries_substitute_the_service_name(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("services: []\n", "services: List should have at least 1 item"),
+        ("services: []\n", "services: give at least 1 item"),
         ("services:\n  - namespace: shop\n", "services[0].name: this field is required"),
         (MINIMAL + "refresh_intervall: 5\n", "refresh_intervall: unknown field"),
         (MINIMAL + "prometheus:\n  url: prometheus:9090\n", "prometheus.url: expected an http:// or https:// URL"),
