@@ -53,19 +53,8 @@ MAX_DEPTH = 64
 """Collections nested deeper than this are refused (5000 levels would exhaust the stack)."""
 
 
-class _StrictLoader(yaml.SafeLoader):
-    _depth = 0
-
-    def compose_node(self, parent, index):  # type: ignore[override]
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {MAX_DEPTH} levels; no setting needs that", self.peek_event().start_mark
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+class _NoDuplicateKeys:
+    """A constructor refusing a mapping that names the same key twice."""
 
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         seen: dict[object, yaml.Node] = {}
@@ -86,7 +75,34 @@ class _StrictLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
             seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+class _StrictLoader(_NoDuplicateKeys, yaml.SafeLoader):
+    _depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels; no setting needs that", self.peek_event().start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_CStrictLoader = type("_CStrictLoader", (_NoDuplicateKeys, yaml.CSafeLoader), {}) if yaml.__with_libyaml__ else None
+"""The same constructor on libyaml's parser, written in C: a hundred times
+faster (a theme: 0.2 ms against 25), but with no depth limit of its own."""
+
+
+def _shallow(text: str) -> bool:
+    """Whether `text` cannot nest deeper than MAX_DEPTH levels: every level
+    needs one of `[ { : -`, and it has no more of them than that. Small flat
+    files (a theme) pass; libyaml may read them."""
+    return sum(text.count(mark) for mark in "[{:-") <= MAX_DEPTH
 
 
 class SourceInt(int):
@@ -121,5 +137,10 @@ def load_yaml(text: str, keep_number_text: bool = False) -> object:
     """Parse YAML like `yaml.safe_load`, refusing duplicate keys. With
     `keep_number_text`, numbers are SourceInt/SourceFloat carrying the text the
     file wrote, so a caller can refuse `version: 1.10` quoting it as written."""
-    loader = _SourceNumberLoader if keep_number_text else _StrictLoader
-    return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    if keep_number_text:
+        loader: type = _SourceNumberLoader
+    elif _CStrictLoader is not None and _shallow(text):
+        loader = _CStrictLoader
+    else:
+        loader = _StrictLoader
+    return yaml.load(text, Loader=loader)  # noqa: S506 - SafeLoader subclasses

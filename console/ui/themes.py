@@ -17,7 +17,12 @@ import yaml
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from console.yamlfile import UnreadableFile, load_yaml, read_hand_written
+
 DEFAULT_THEME = "default"
+
+MAX_THEME_BYTES = 64 * 1024
+"""A theme file larger than this is refused unread (a theme is a few dozen lines)."""
 
 # The semantic variables every theme must define; the TCSS relies on them.
 SEVERITY_VARIABLES = ("sev-critical", "sev-warning", "sev-ok", "sev-info", "sev-muted")
@@ -100,10 +105,13 @@ def load_themes(*directories: Path | None) -> tuple[dict[str, Theme], list[Theme
             if path.suffix not in (".yaml", ".yml"):
                 continue
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+                data = load_yaml(read_hand_written(path, MAX_THEME_BYTES, "theme"))
                 theme = parse_theme(data, path)
             except (OSError, yaml.YAMLError) as exc:
                 problems.append(ThemeProblem(path, f"it could not be read ({exc.__class__.__name__})."))
+                continue
+            except UnreadableFile as exc:
+                problems.append(ThemeProblem(path, f"it could not be read: {exc}."))
                 continue
             except (ValueError, TypeError) as exc:
                 problems.append(ThemeProblem(path, str(exc)))

@@ -30,3 +30,35 @@ def test_the_ratio_is_the_wcag_one() -> None:
     """Known values: black on white 21:1; #ff3030 (the old high-contrast red) under 4:1 with white."""
     assert themes.contrast_ratio(Color.parse("#000000"), Color.parse("#ffffff")) == pytest.approx(21.0)
     assert themes.contrast_ratio(Color.parse("#ffffff"), Color.parse("#ff3030")) == pytest.approx(3.68, abs=0.02)
+
+
+def test_a_broken_user_theme_is_a_problem_never_a_stop(tmp_path) -> None:
+    """A user theme that repeats a key, nests without end, is not a file, or is
+    huge is reported as a problem; the shipped themes still load (a bad theme
+    must never stop the console in an incident)."""
+    import os
+
+    shipped = (themes.shipped_themes_dir() / "default.yaml").read_text()
+    (tmp_path / "twice.yaml").write_text(shipped.replace("name: default", "name: twice") + "name: again\n")
+    (tmp_path / "deep.yaml").write_text("name: deep\nvariables: " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "huge.yaml").write_text("name: huge\n" + "#" * (themes.MAX_THEME_BYTES + 1))
+    os.mkfifo(tmp_path / "fifo.yaml")  # opening it for reading would wait for a writer forever
+    loaded, problems = themes.load_themes(themes.shipped_themes_dir(), tmp_path)
+    assert sorted(p.path.name for p in problems) == ["deep.yaml", "fifo.yaml", "huge.yaml", "twice.yaml"]
+    assert {"default", "light", "high-contrast"} <= set(loaded)
+
+
+def test_small_files_take_the_c_parser_with_the_same_result() -> None:
+    """libyaml reads the small flat files (a theme: a hundredth of the time);
+    anything that could nest deeper than the limit takes the Python parser, which enforces it."""
+    import yaml
+
+    from console import yamlfile
+
+    for path in sorted(themes.shipped_themes_dir().glob("*.yaml")):
+        text = path.read_text()
+        assert yamlfile._shallow(text), path.name
+        assert yamlfile.load_yaml(text) == yaml.safe_load(text)
+    assert not yamlfile._shallow("a: " + "[" * (yamlfile.MAX_DEPTH + 1))
+    with pytest.raises(yaml.YAMLError, match="nested deeper"):
+        yamlfile.load_yaml("a: " + "[" * 100 + "]" * 100)
