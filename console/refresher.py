@@ -476,7 +476,10 @@ def main(setup: tuple | None = None) -> int:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the replies
     # What every cycle needs, imported while the config is on its way.
-    import aiohttp  # noqa: F401  (the health checks' and Prometheus' client)
+    from console.signals import tls
+
+    with tls.without_default_certs():  # its HTTPS requests bring their own (console.signals.tls)
+        import aiohttp  # noqa: F401  (the health checks' and Prometheus' client)
 
     from console.platforms import kubernetes
     from console.sources import build_platform, build_poller

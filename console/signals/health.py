@@ -21,7 +21,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from console.signals import HEALTH_TIMEOUT
+from console.signals import HEALTH_TIMEOUT, tls
 
 MAX_BODY_BYTES = 1024 * 1024
 """The most a health endpoint's answer may weigh; a bigger one fails the check."""
@@ -107,7 +107,8 @@ async def check(
     try:
         # The whole exchange is bounded, not just each phase of it.
         async with asyncio.timeout(timeout):
-            async with session.get(url, headers={"Accept": "application/json"}, allow_redirects=False) as response:
+            async with session.get(url, headers={"Accept": "application/json"}, allow_redirects=False,
+                                   ssl=tls.for_url(url)) as response:
                 status = response.status
                 body = bytearray()
                 while chunk := await response.content.read(65536):

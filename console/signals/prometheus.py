@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from console.model import Samples
-from console.signals import QUERY_TIMEOUT
+from console.signals import QUERY_TIMEOUT, tls
 from console.signals.health import connection_problem
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class PrometheusClient:
 
                 ssl = ssl_module.create_default_context(cafile=self._verify)
             else:
-                ssl = True
+                ssl = tls.for_url(self.url)
             self._client = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=MAX_CONNECTIONS, ssl=ssl),
                 headers=self._headers,

@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 import yaml
-from support import served_drill
+from support import self_signed_certificate, served_drill
 
 pytestmark = pytest.mark.integration
 
@@ -139,28 +139,6 @@ def test_headless_rollback_rolls_back_and_verifies(served):
     assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
 
 
-def _self_signed(directory) -> tuple[str, str]:
-    """A throwaway certificate and key for 127.0.0.1 (PEM files)."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
-
-
 def test_an_insecure_kubeconfig_puts_no_warnings_on_the_output(tmp_path):
     """`insecure-skip-tls-verify: true` is the kubeconfig's choice, which kubectl
     honours silently; urllib3 would print a warning per request (across the TUI's
@@ -182,7 +160,7 @@ def test_an_insecure_kubeconfig_puts_no_warnings_on_the_output(tmp_path):
             pass
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*_self_signed(tmp_path))
+    context.load_cert_chain(*self_signed_certificate(tmp_path))
     server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
