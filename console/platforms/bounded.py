@@ -16,7 +16,7 @@ made outside a `Bound` behave exactly as before.
 
 from __future__ import annotations
 
-import http.client
+import functools
 import socket
 import threading
 import time
@@ -169,18 +169,28 @@ class _CappedReader:
         return getattr(self._fp, name)
 
 
-class _BoundedResponse(http.client.HTTPResponse):
-    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        bound = current()
-        if bound is not None:
-            bound.track(sock)
-            self.fp = _CappedReader(self.fp, bound)
+@functools.cache
+def _bounded_response() -> type:
+    """http.client's response, reading through the thread's bound. Made on the
+    first `install` (a client about to talk to a backend), so a process that
+    only imports this module (the console's, before its first frame) does
+    not load http.client and the email package for it."""
+    import http.client
+
+    class _BoundedResponse(http.client.HTTPResponse):
+        def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+            super().__init__(sock, *args, **kwargs)
+            bound = current()
+            if bound is not None:
+                bound.track(sock)
+                self.fp = _CappedReader(self.fp, bound)
+
+    return _BoundedResponse
 
 
 def _connection_class(base: type) -> type:
     class Bounded(base):  # type: ignore[misc, valid-type]
-        response_class = _BoundedResponse
+        response_class = _bounded_response()
 
         def connect(self) -> None:
             super().connect()

@@ -52,14 +52,3 @@ def test_every_config_field_has_a_docstring() -> None:
         and not any(name in documented.get(base.__name__, set()) for base in model.__mro__[1:])
     ]
     assert not missing, f"config fields without a docstring (the config reference): {missing}"
-
-
-def test_the_config_loads_without_pydantic():
-    """Issue 17: pydantic's import and the models it built were a third of the
-    console's start-up before its first frame, in both of its processes."""
-    import subprocess
-    import sys
-
-    code = "import sys, console.cli, console.session, console.ui.app, console.refresher; print('pydantic' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "False"
