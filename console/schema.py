@@ -243,6 +243,8 @@ class _Checker:
             models[tag] = model
             if field.default is not MISSING:
                 default = model  # the one chosen when `key` is left out
+        if isinstance(value, tuple(models.values())):
+            return value  # made and checked already
         if not isinstance(value, dict):
             return self.fail(where, f"expected a mapping of settings (key: value), found {_found(value)}")
         tag = value.get(key, MISSING)

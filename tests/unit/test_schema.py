@@ -133,3 +133,9 @@ def test_keyword_construction_checks_too():
     assert Inner(size=2).size == 2
     with pytest.raises(Invalid):
         Inner(size=0)
+
+
+def test_instances_already_made_are_taken_as_they_are():
+    cat = Cat.validate({"kind": "cat"})
+    outer = Outer.validate({"url": "http://a", "inner": Inner(size=4), "pets": [cat]})
+    assert outer.inner.size == 4 and outer.pets[0] is cat
