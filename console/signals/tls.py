@@ -52,14 +52,12 @@ def without_default_certs() -> Iterator[None]:
     if threading.active_count() > 1:
         yield
         return
-    saved = {name: os.environ.get(name) for name in _LOCATIONS}
+    saved = {name: os.environ[name] for name in _LOCATIONS if name in os.environ}
     nowhere = os.path.join(os.sep, "nonexistent", "rollback-console")
-    os.environ.update({name: nowhere for name in _LOCATIONS})
+    os.environ.update(dict.fromkeys(_LOCATIONS, nowhere))
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        for name in _LOCATIONS:
+            os.environ.pop(name, None)
+        os.environ.update(saved)

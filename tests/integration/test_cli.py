@@ -11,7 +11,7 @@ import sys
 import httpx
 import pytest
 import yaml
-from support import self_signed_certificate, served_drill
+from support import https_server, served_drill
 
 pytestmark = pytest.mark.integration
 
@@ -143,29 +143,8 @@ def test_an_insecure_kubeconfig_puts_no_warnings_on_the_output(tmp_path):
     """`insecure-skip-tls-verify: true` is the kubeconfig's choice, which kubectl
     honours silently; urllib3 would print a warning per request (across the TUI's
     screen). An HTTPS API server answering 404 to everything stands in."""
-    import ssl
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class NotFound(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}'
-            self.send_response(404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*self_signed_certificate(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"https://127.0.0.1:{server.server_address[1]}"
-    try:
+    not_found = b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}'
+    with https_server(tmp_path, lambda path: (404, not_found)) as (url, _):
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "prod",
@@ -180,8 +159,6 @@ def test_an_insecure_kubeconfig_puts_no_warnings_on_the_output(tmp_path):
             "services": [{"name": "api", "cluster": "prod", "namespace": "shop", "deployment": "api"}],
         }))
         result = run("status", "--config", str(config))
-    finally:
-        server.shutdown()
     assert 'Deployment "api" not found in namespace "shop"' in result.stdout, result.stdout + result.stderr
     assert "Warning" not in result.stderr and "warn" not in result.stderr, result.stderr
 

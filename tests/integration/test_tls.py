@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from support import self_signed_certificate
+from support import https_server
 
 CHILD = r"""
 import asyncio, json, os, sys
@@ -48,32 +45,17 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
+def _answer(path: str) -> tuple[int, bytes]:
+    if path.startswith("/health"):
+        return 200, b'{"status": "healthy"}'
+    return 200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"service": "a"}, "value": [1, "1"]}]}}).encode()
+
+
 @pytest.fixture
 def https_url(tmp_path):
-    class Answer(BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path.startswith("/health"):
-                body = b'{"status": "healthy"}'
-            else:
-                body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
-                    {"metric": {"service": "a"}, "value": [1, "1"]}]}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    cert, key = self_signed_certificate(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", cert
-    server.shutdown()
+    with https_server(tmp_path, _answer) as served:
+        yield served
 
 
 def _child(url: str, cert_file: str | None) -> dict:
