@@ -1,6 +1,6 @@
-"""The console's configuration: pydantic models (each field's docstring is the
-config reference), `load(path) -> Config`, and `ConfigError`, whose message
-names the file, the field path and what was expected.
+"""The console's configuration: frozen models checked by console.schema (each
+field's docstring is the config reference), `load(path) -> Config`, and
+`ConfigError`, whose message names the file, the field path and what was expected.
 
 Secrets never live in the file: tokens and webhook URLs are read from
 environment variables whose *names* the file gives.
