@@ -100,9 +100,9 @@ faster (a theme: 0.2 ms against 25), but with no depth limit of its own."""
 
 def _shallow(text: str) -> bool:
     """Whether `text` cannot nest deeper than MAX_DEPTH levels: every level
-    needs one of `[ { : -`, and it has no more of them than that. Small flat
+    needs one of `[ { : - ?`, and it has no more of them than that. Small flat
     files (a theme) pass; libyaml may read them."""
-    return sum(text.count(mark) for mark in "[{:-") <= MAX_DEPTH
+    return sum(text.count(mark) for mark in "[{:-?") <= MAX_DEPTH
 
 
 class SourceInt(int):

@@ -60,5 +60,6 @@ def test_small_files_take_the_c_parser_with_the_same_result() -> None:
         assert yamlfile._shallow(text), path.name
         assert yamlfile.load_yaml(text) == yaml.safe_load(text)
     assert not yamlfile._shallow("a: " + "[" * (yamlfile.MAX_DEPTH + 1))
+    assert not yamlfile._shallow("? " * (yamlfile.MAX_DEPTH + 1))  # complex keys nest too
     with pytest.raises(yaml.YAMLError, match="nested deeper"):
         yamlfile.load_yaml("a: " + "[" * 100 + "]" * 100)
