@@ -384,10 +384,13 @@ class ClusterPause:
     at: datetime | None
     reason: str
 
-    def sentence(self) -> str:
+    def sentence(self, also_in_store: bool = False) -> str:
+        """Who paused, when and why, and where the pause is written (`also_in_store`:
+        the console's incident store holds the same pause, the A key writes both)."""
         when = f" at {self.at:%H:%M:%S} UTC" if self.at else ""
         why = f": {self.reason}" if self.reason else ""
-        return f"paused by {self.by or 'someone'}{when}{why} (Lease {self.lease})"
+        where = "incident store and Lease" if also_in_store else "Lease"
+        return f"paused by {self.by or 'someone'}{when}{why} ({where} {self.lease})"
 
 
 class PauseLease:

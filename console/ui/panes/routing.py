@@ -128,7 +128,7 @@ class AutopilotStrip(Static):
         stored = store_switch if store_switch is not None and getattr(store_switch, "paused", False) else None
         if stored is not None and paused is not None and getattr(paused, "by", None) == stored.by:
             # One pause written in both places (the A key): said once, with both places.
-            parts.append(paused.sentence().replace(" (Lease ", " (incident store and Lease ", 1))  # type: ignore[attr-defined]
+            parts.append(paused.sentence(also_in_store=True))  # type: ignore[attr-defined]
         else:
             if stored is not None:
                 parts.append(f"paused by {stored.by} at {stored.at:%H:%M:%S} UTC: {stored.reason} (incident store)")
