@@ -116,23 +116,17 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+_KINDS = {bool: "true or false", str: "text", int: "a whole number", float: "a number",
           list: "a list", dict: "a mapping (key: value)", type(None): "nothing (null)"}
+"""Each type the config holds, in words (bool first: a bool is also an int)."""
 
 
 def _found(value: Any) -> str:
     """What a value is, in words, never the value itself."""
-    if isinstance(value, bool):
-        return "true or false"
-    for kind, words in ((str, "text"), (int, "a whole number"), (float, "a number"), (list, "a list"),
-                        (dict, "a mapping"), (type(None), "nothing (null)")):
+    for kind, words in _KINDS.items():
         if isinstance(value, kind):
-            return words
+            return "a mapping" if kind is dict else words
     return type(value).__name__
-
-
-def _literal(value: Any) -> str:
-    return str(value)
 
 
 class _Checker:
@@ -171,7 +165,7 @@ class _Checker:
             choices = typing.get_args(kind)
             if any(type(value) is type(choice) and value == choice for choice in choices):
                 return value
-            return self.fail(where, f"must be one of {', '.join(_literal(c) for c in choices)}")
+            return self.fail(where, f"must be one of {', '.join(str(c) for c in choices)}")
         if origin is list:
             if not isinstance(value, list):
                 return self.fail(where, f"expected a list, found {_found(value)}")
@@ -260,7 +254,7 @@ class _Checker:
         if origin is Annotated:
             return _Checker.words(typing.get_args(kind)[0])
         if origin is Literal:
-            return "one of " + ", ".join(_literal(c) for c in typing.get_args(kind))
+            return "one of " + ", ".join(str(c) for c in typing.get_args(kind))
         if isinstance(kind, type) and issubclass(kind, Model):
             return "a mapping of settings (key: value)"
         return _KINDS.get(origin or kind, "a value")
