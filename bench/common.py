@@ -415,6 +415,11 @@ class DistinctResidentSampler:
             self.samples += 1
             self.peak_kib = max(self.peak_kib, len(union) * page_kib)
 
+    @property
+    def peak_mb(self) -> float | None:
+        """The peak in MB; None when nothing was read (no sample, or frames hidden)."""
+        return self.peak_kib / 1024 if self.samples and not self.unreadable else None
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -518,10 +518,10 @@ def memory(services: int, sim_seconds: float, speed: float, work: Path) -> dict:
             "refresh_process_peak_rss_mb": data["child_vm_hwm_kib"] / 1024 if data.get("child_vm_hwm_kib") else None,
             "peak_pss_mb": data["peak_pss_kib"] / 1024 if data.get("peak_pss_kib") else None,
             # Every resident page of the two processes counted once, sampled each second from outside.
-            "peak_distinct_mb": distinct.peak_kib / 1024 if distinct.samples and not distinct.unreadable else None,
+            "peak_distinct_mb": distinct.peak_mb,
             "distinct_samples": distinct.samples,
             "in_process_peak_rss_mb": same["vm_hwm_kib"] / 1024,
-            "in_process_peak_distinct_mb": distinct_same.peak_kib / 1024 if distinct_same.samples and not distinct_same.unreadable else None}
+            "in_process_peak_distinct_mb": distinct_same.peak_mb}
 
 
 # -- the table --------------------------------------------------------------------------------
