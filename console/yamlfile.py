@@ -94,15 +94,33 @@ class _StrictLoader(_NoDuplicateKeys, yaml.SafeLoader):
 
 
 _CStrictLoader = type("_CStrictLoader", (_NoDuplicateKeys, yaml.CSafeLoader), {}) if yaml.__with_libyaml__ else None
-"""The same constructor on libyaml's parser, written in C: a hundred times
-faster (a theme: 0.2 ms against 25), but with no depth limit of its own."""
+"""The same constructor on libyaml's parser, written in C: eight times faster on
+a config (2 ms against 17 for twenty services), but with no depth limit of its
+own: its composer recurses in C, where deep nesting overflows the stack rather
+than raising RecursionError."""
+
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 
-def _shallow(text: str) -> bool:
-    """Whether `text` cannot nest deeper than MAX_DEPTH levels: every level
-    needs one of `[ { : - ?`, and it has no more of them than that. Small flat
-    files (a theme) pass; libyaml may read them."""
-    return sum(text.count(mark) for mark in "[{:-?") <= MAX_DEPTH
+def _libyaml_may_read(text: str) -> bool:
+    """Whether libyaml may build `text`: it parses, and no collection in it
+    nests MAX_DEPTH levels deep. Read from libyaml's parser events alone (its
+    parser keeps its stack on the heap; nothing is built). A file that fails
+    either way goes to the Python parser, which says what is wrong in its own
+    words (the same words as ever) or enforces the depth limit."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            if isinstance(event, _OPEN):
+                depth += 1
+                if depth >= MAX_DEPTH:  # its scalars would be one level deeper still
+                    return False
+            elif isinstance(event, _CLOSE):
+                depth -= 1
+    except yaml.YAMLError:
+        return False
+    return True
 
 
 class SourceInt(int):
@@ -139,7 +157,7 @@ def load_yaml(text: str, keep_number_text: bool = False) -> object:
     file wrote, so a caller can refuse `version: 1.10` quoting it as written."""
     if keep_number_text:
         loader: type = _SourceNumberLoader
-    elif _CStrictLoader is not None and _shallow(text):
+    elif _CStrictLoader is not None and _libyaml_may_read(text):
         loader = _CStrictLoader
     else:
         loader = _StrictLoader
