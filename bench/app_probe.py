@@ -27,7 +27,7 @@ terminal size and key sender (no refresh cycles: every key is idle).
 `--steady-cycles N` (startup) waits for N cycles after the first before
 exiting, so the steady cycle of the same process is known.
 
-Usage: python bench/app_probe.py MODE --config PATH [--speed X --drill-url URL] ...
+Usage: python bench/app_probe.py MODE --config PATH [--speed X --drill-clock ISO@SECONDS] ...
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ if "--peer" not in sys.argv:  # the bare-Textual peer imports Textual only
     # What the console script (console/launch.py) does first.
     from console import launch  # noqa: E402
 
-    launch.pause_collector()
+    launch.start_up()
     import console.cli as cli  # noqa: E402
 
 T_CLI = time.monotonic()
@@ -123,31 +123,35 @@ def _pss_kib(app) -> int:
     return total
 
 
-def _synced_clock(drill_url: str, speed: float):
-    """A clock running with the served drill's world clock (its speed, its now)."""
-    import urllib.request
-    from datetime import datetime
+def _synced_clock(reading: str, speed: float):
+    """A clock running with the served drill's world clock: its speed, and its
+    time as the suite read it (`ServedDrill.clock_reading`: the world's time and
+    the monotonic time of the reading, which this process shares). Not read
+    over HTTP from here: the console's own process has no HTTP client loaded
+    (urllib.request, http.client and the email package, 2 MB), and the probe's
+    must not either."""
+    from datetime import datetime, timedelta
 
     from console.clock import ScaledClock
 
-    with urllib.request.urlopen(f"{drill_url}/drill/state", timeout=10) as response:
-        state = json.load(response)
-    return ScaledClock(datetime.fromisoformat(state["now"]), speed)
+    now, _, at = reading.rpartition("@")
+    return ScaledClock(datetime.fromisoformat(now) + timedelta(seconds=(time.monotonic() - float(at)) * speed), speed)
 
 
 async def main(args: argparse.Namespace) -> dict:
-    from bench.common import FrameProbe
+    from bench.frame_probe import FrameProbe
 
     if args.peer:
         return await peer(args)
     config = cli._load(args.config)
-    clock = _synced_clock(args.drill_url, args.speed) if args.speed != 1.0 else None
+    clock = _synced_clock(args.drill_clock, args.speed) if args.speed != 1.0 else None
     session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None)
     if config.ui.refresh_process and not args.in_process:
         session.start_refresh_process()  # as `watch` does (cli._run_tui), before the UI's imports
         session.begin_first_refresh()
     from console.ui.app import build_app
 
+    cli.codecache.release()  # as `watch` does (cli._run_tui)
     app = build_app(session, theme=config.ui.theme)
     t_app = time.monotonic()
     out: dict = {"t_start": T_START, "t_cli_imported": T_CLI, "t_app_built": t_app, "services": len(session.services)}
@@ -247,7 +251,7 @@ async def _idle(args, child: int | None = None) -> dict:
 async def peer(args: argparse.Namespace) -> dict:
     """The bare-Textual peer under the same probe (see the module's docstring)."""
     from bench.bare_textual import BareTextualApp
-    from bench.common import FrameProbe
+    from bench.frame_probe import FrameProbe
 
     app = BareTextualApp()
     out: dict = {"t_start": T_START, "t_cli_imported": T_CLI, "t_app_built": time.monotonic(), "peer": True}
@@ -367,11 +371,13 @@ if __name__ == "__main__":
     parser.add_argument("--config")
     parser.add_argument("--store")
     parser.add_argument("--speed", type=float, default=1.0)
-    parser.add_argument("--drill-url")
+    parser.add_argument("--drill-clock", help="the served drill's clock, ISO@MONOTONIC (ServedDrill.clock_reading)")
     parser.add_argument("--sim-seconds", type=float, default=600.0)
     parser.add_argument("--keys", type=int, default=40)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--width", type=int, default=140)
     parser.add_argument("--height", type=int, default=45)
     result = asyncio.run(main(parser.parse_args()))
+    if "--peer" not in sys.argv:
+        cli.codecache.save()  # as the console script does as it exits
     print("BENCH-RESULT " + json.dumps(result), flush=True)

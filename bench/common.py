@@ -1,7 +1,7 @@
 """Shared pieces of the benchmark suite: generated drill scenarios with N
 services, drill worlds served in this process (with a timestamped request
-log) or in a `--serve-only` subprocess, a frame probe for the Textual app,
-and small statistics helpers.
+log) or in a `--serve-only` subprocess, and small statistics helpers (the
+frame probe for the Textual app is bench/frame_probe.py).
 
 Nothing here asserts a time: the suite measures and reports.
 """
@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -219,6 +219,13 @@ class ServedDrill:
         with urllib.request.urlopen(f"{self.url}/drill/requests", timeout=10) as response:
             return [tuple(r) for r in json.load(response)["requests"]]
 
+    def clock_reading(self) -> str:
+        """The world's clock now, as `app_probe.py --drill-clock` takes it: its
+        time and this machine's monotonic time of the reading, `ISO@SECONDS`."""
+        with urllib.request.urlopen(f"{self.url}/drill/state", timeout=10) as response:
+            now = json.load(response)["now"]
+        return f"{now}@{time.monotonic()!r}"
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -258,36 +265,6 @@ def served_drill(scenario_path: Path, directory: Path, speed: float = 1.0, with_
             raise RuntimeError("the drill was not ready in time:\n" + "".join(lines))
     assert url
     return ServedDrill(process, directory, url, directory / "config.yaml", directory / "kubeconfig", prom, lines)
-
-
-# -- the app's frames ------------------------------------------------------------
-
-
-class FrameProbe:
-    """Watches a Textual app's frames: wraps `app._display` (called for every
-    compositor update, headless or not) and renders each update to terminal
-    bytes as a real terminal driver would, then stamps it.
-
-    `on_frame(t)` runs after each painted frame with its monotonic time."""
-
-    def __init__(self, app: Any, on_frame: Callable[[float], None] | None = None) -> None:
-        self.app = app
-        self.frames: list[float] = []
-        self.on_frame = on_frame
-        self._original = app._display
-        app._display = self._display
-
-    def _display(self, screen: Any, renderable: Any) -> None:
-        self._original(screen, renderable)
-        if renderable is None or self.app._batch_count:
-            return
-        render = getattr(renderable, "render_segments", None)
-        if render is not None and self.app.is_headless:
-            render(self.app.console)  # the bytes a terminal would get: part of the frame's cost
-        now = time.monotonic()
-        self.frames.append(now)
-        if self.on_frame is not None:
-            self.on_frame(now)
 
 
 # -- numbers ---------------------------------------------------------------------

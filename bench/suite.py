@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
@@ -25,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    BAD, BAD_SERVICE, PYTHON, ROOT, DistinctResidentSampler, FrameProbe, bench_env, console_command, local_drill, machine, median,
+    BAD_SERVICE, PYTHON, ROOT, DistinctResidentSampler, bench_env, console_command, local_drill, machine, median,
     namespace_of, percentile, scenario_data, served_drill, set_refresh_interval, utc_now, write_scenario,
 )
+from bench.frame_probe import FrameProbe
 
 RESULTS = ROOT / "bench" / "results.json"
 
@@ -506,9 +506,9 @@ def memory(services: int, sim_seconds: float, speed: float, work: Path) -> dict:
         set_refresh_interval(drill.config_path, 0.2)
         distinct, distinct_same = DistinctResidentSampler(), DistinctResidentSampler()
         data = _probe("memory", drill.config_path, directory / "incidents.db", "--speed", str(speed),
-                      "--drill-url", drill.url, "--sim-seconds", str(sim_seconds), timeout=1800, sampler=distinct)
+                      "--drill-clock", drill.clock_reading(), "--sim-seconds", str(sim_seconds), timeout=1800, sampler=distinct)
         same = _probe("memory", drill.config_path, directory / "incidents-in.db", "--speed", str(speed),
-                      "--drill-url", drill.url, "--sim-seconds", str(sim_seconds), "--in-process", timeout=1800,
+                      "--drill-clock", drill.clock_reading(), "--sim-seconds", str(sim_seconds), "--in-process", timeout=1800,
                       sampler=distinct_same)
     finally:
         drill.stop()
@@ -652,7 +652,7 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
         if keys:
             row(f"key-to-render during a {n}-service cycle (p95)", keys["p95_ms"],
                 FLOORS["key_p95_ms"], " ms", 1)
-            row(f"key-to-render while idle (p95)", keys["idle_p95_ms"], None, " ms", 1)
+            row("key-to-render while idle (p95)", keys["idle_p95_ms"], None, " ms", 1)
     helper = rs.get("refresh_scale_py")
     if isinstance(helper, dict) and "rows" in helper:
         for r in helper["rows"]:
