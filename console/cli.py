@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from console import __version__
+from console import __version__, codecache
 from console.config import Config, ConfigError, load
 from console.exitcodes import EXIT_FAILED, EXIT_SIGNALS_UNAVAILABLE, EXIT_USAGE
 from console.model import Action
@@ -139,6 +139,7 @@ def _run_tui(session, theme: str, viewer: bool = False) -> None:
         session.begin_first_refresh()
     from console.ui.app import build_app
 
+    codecache.release()  # the classes the start-up needs are made
     # The app closes the session (its HTTP clients live on the app's loop) on exit.
     try:
         build_app(session, theme=theme, viewer=viewer).run()

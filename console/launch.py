@@ -9,6 +9,9 @@ it as it starts (console.cli), the TUI after its first frame (console.ui.app),
 the refresh process it forks after its first cycle (console.refresher).
 Memory is still freed by reference counts meanwhile. Only the entry point
 pauses it: importing console.cli (tests, the bench) changes nothing.
+
+The entry point also compiles dataclass methods through the console's code
+cache (console/codecache.py) and adds what it compiled anew as it exits.
 """
 
 from __future__ import annotations
@@ -21,8 +24,20 @@ def pause_collector() -> None:
     gc.disable()
 
 
-def main() -> None:
+def start_up() -> None:
+    """What the entry point does before anything else is imported."""
     pause_collector()
+    from console import codecache
+
+    codecache.install()
+
+
+def main() -> None:
+    start_up()
+    from console import codecache
     from console.cli import main as run
 
-    run()
+    try:
+        run()
+    finally:
+        codecache.save()

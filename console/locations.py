@@ -31,6 +31,11 @@ def state_dir() -> Path:
     return _xdg("XDG_STATE_HOME", ".local/state")
 
 
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/rollback-console, by default ~/.cache/rollback-console."""
+    return _xdg("XDG_CACHE_HOME", ".cache")
+
+
 def default_config_path() -> Path:
     """The config file: $ROLLBACK_CONSOLE_CONFIG if set, else config_dir()/config.yaml."""
     override = os.environ.get(CONFIG_ENV, "")
