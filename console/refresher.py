@@ -485,6 +485,9 @@ def main(setup: tuple | None = None) -> int:
     from console.sources import build_platform, build_poller
 
     kubernetes.refresh_only()  # the console's process plans; this one only refreshes
+    from console import codecache
+
+    codecache.release()  # a forked child's copy of the start-up's code cache: its classes are made
     if setup is None:
         try:
             setup = pickle.load(requests)
