@@ -11,6 +11,7 @@ Times are timezone-aware UTC datetimes. Error rates are fractions (0.08 is
 from __future__ import annotations
 
 import enum
+import itertools
 import re
 from array import array
 from bisect import bisect_left, bisect_right
@@ -201,83 +202,107 @@ class Samples:
 NO_SAMPLES = Samples()
 
 
+ROOM_MIN = 8
+"""Samples of room a trail's arrays keep for new ones at least (see Trail)."""
+ROOM_JITTER = 16
+"""Up to this many more, different from trail to trail (see Trail)."""
+_ROOM_JITTER = itertools.count()
+
+
 class Trail:
     """A sparkline being recorded (the poller's) or received (the console's
     side of the refresh process): samples appended at the end, dropped from
-    the start, handed out as `Samples` windows onto its own arrays. The arrays
-    are only ever appended to: dropped samples stay in front until they are
-    a quarter of the arrays, then the live ones move to new arrays (the
-    windows handed out keep the old ones), so a window's samples never change.
+    the start, handed out as `Samples` windows onto its own arrays.
+
+    The arrays are made with room for the samples to come (a quarter of the
+    live ones, ROOM_MIN at least) and are written only past every window
+    handed out: a window's samples never change. Dropped samples stay in
+    front until the room is used up; then the live samples move to new
+    arrays with new room (the windows handed out keep the old ones). Growing
+    the arrays sample by sample instead reallocated every trail's arrays in
+    the same cycle (they all have the same length), and at 500 services the
+    moves and the freed blocks between them were 3-4 MB of each process's
+    peak (issue 17). A trail's room also differs by up to ROOM_JITTER samples
+    from the next one's, so trails that fill up in step move on over a
+    dozen cycles, not all in one.
+
     The Samples handed out are kept until the trail changes, so a quiet
     service's snapshots share one."""
 
-    __slots__ = ("_times", "_values", "_start", "_samples")
+    __slots__ = ("_times", "_values", "_start", "_end", "_jitter", "_samples")
 
     def __init__(self) -> None:
         self._times = array("d")
         self._values = array("d")
         self._start = 0
+        self._end = 0
+        self._jitter = next(_ROOM_JITTER) % ROOM_JITTER
         self._samples: Samples | None = NO_SAMPLES
 
     @property
     def times(self) -> array:
         """The trail's times now (a copy)."""
-        return self._times[self._start:]
+        return self._times[self._start:self._end]
 
     @property
     def values(self) -> array:
         """The trail's values now (a copy)."""
-        return self._values[self._start:]
+        return self._values[self._start:self._end]
 
     def __len__(self) -> int:
-        return len(self._times) - self._start
+        return self._end - self._start
+
+    def _move(self, times: array, values: array, coming: int = 0) -> None:
+        """New arrays holding `times` and `values`, with room for `coming`
+        samples and the trail's usual room besides."""
+        room = array("d", bytes(8 * (coming + max(ROOM_MIN, len(times) // 4) + self._jitter)))
+        self._times, self._values = times + room, values + room
+        self._start, self._end = 0, len(times)
+        self._samples = None
 
     def append(self, at: float, value: float) -> None:
         """Add a sample newer than the last (an older or equal time is ignored)."""
-        if len(self._times) == self._start or at > self._times[-1]:
-            self._times.append(at)
-            self._values.append(value)
-            self._samples = None
+        if self._end > self._start and at <= self._times[self._end - 1]:
+            return
+        if self._end == len(self._times):
+            self._move(self._times[self._start:self._end], self._values[self._start:self._end], 1)
+        self._times[self._end] = at
+        self._values[self._end] = value
+        self._end += 1
+        self._samples = None
 
     def drop_before(self, at: float) -> None:
         """Forget the samples older than `at`."""
-        self.drop_first(bisect_left(self._times, at, self._start) - self._start)
+        self.drop_first(bisect_left(self._times, at, self._start, self._end) - self._start)
 
     def drop_first(self, count: int) -> None:
         if count <= 0:
             return
-        self._start = min(len(self._times), self._start + count)
+        self._start = min(self._end, self._start + count)
         self._samples = None
-        if self._start * 4 > len(self._times) or self._start == len(self._times):
-            # New arrays for the live samples: the windows handed out keep the old ones.
-            self._times, self._values = self._times[self._start:], self._values[self._start:]
-            self._start = 0
 
     def extend(self, samples: Samples) -> None:
         """Append samples that are all newer than the last one here."""
-        if samples:
-            self._times.extend(samples.times)
-            self._values.extend(samples.values)
-            self._samples = None
-
-    def replace(self, samples: Samples, adopt: bool = False) -> None:
-        """The trail becomes `samples`: a copy of them, or with `adopt` (for
-        Samples made for this trail alone: a range query's, or one that came
-        through the pipe) their own arrays, which the trail then appends to
-        (a window's samples never change by that). Either way the Samples
-        handed out from now on are windows onto the trail's arrays."""
-        whole = samples._start == 0 and samples._end == len(samples._times)
-        if adopt and whole:
-            self._times, self._values = samples._times, samples._values
-        else:
-            self._times, self._values = array("d", samples.times), array("d", samples.values)
-        self._start = 0
+        count = len(samples)
+        if not count:
+            return
+        if self._end + count > len(self._times):
+            self._move(self._times[self._start:self._end], self._values[self._start:self._end], count)
+        self._times[self._end:self._end + count] = samples.times
+        self._values[self._end:self._end + count] = samples.values
+        self._end += count
         self._samples = None
+
+    def replace(self, samples: Samples) -> None:
+        """The trail becomes a copy of `samples` (a range query's, or one that
+        came through the pipe). The Samples handed out from now on are
+        windows onto the trail's own arrays."""
+        self._move(samples.times, samples.values)
 
     def samples(self) -> Samples:
         """The trail now, as immutable Samples (the same object while it does not change)."""
         if self._samples is None:
-            self._samples = Samples._window(self._times, self._values, self._start, len(self._times))
+            self._samples = Samples._window(self._times, self._values, self._start, self._end)
         return self._samples
 
 

@@ -724,4 +724,4 @@ def _extend(history: Trail, series: list, scale: float) -> None:
     merged = dict(zip(worst.points.times, (value * scale for value in worst.points.values)))
     merged.update(zip(history.times, history.values))
     ordered = sorted(merged.items())
-    history.replace(Samples([t for t, _ in ordered], [v for _, v in ordered]), adopt=True)
+    history.replace(Samples([t for t, _ in ordered], [v for _, v in ordered]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from console import model
 from console.model import Point, Samples, Trail
 from console.refresher import apply_sparkline_change, sparkline_change
 
@@ -105,7 +106,7 @@ def test_samples_handed_out_never_change_as_the_trail_moves_on():
 
 def test_a_trail_shares_its_arrays_with_what_it_hands_out_and_stays_bounded():
     """No copy per cycle: the Samples is a window onto the trail's arrays,
-    whose dropped front is at most a quarter of them."""
+    whose dropped front and room for new samples are about a quarter each."""
     trail = Trail()
     arrays = set()
     for second in range(1000):
@@ -113,9 +114,28 @@ def test_a_trail_shares_its_arrays_with_what_it_hands_out_and_stays_bounded():
         trail.drop_first(len(trail) - 100)
         samples = trail.samples()
         assert samples._times is trail._times and samples._values is trail._values
-        assert len(trail._times) <= 100 * 4 // 3 + 1
+        assert len(trail._times) <= 100 + 2 * (100 // 4 + model.ROOM_MIN + model.ROOM_JITTER)
         arrays.add(id(trail._times))
-    assert len(arrays) < 1000 // 25  # new arrays every few dozen cycles, not every cycle
+    assert len(arrays) < 1000 // 20  # new arrays every few dozen cycles, not every cycle
+
+
+def test_trails_that_fill_up_in_step_move_to_new_arrays_in_different_cycles():
+    """Every service's trail has the same length; were their rooms the same,
+    all of them would make new arrays in the same cycle (issue 17, peak RSS)."""
+    trails = [Trail() for _ in range(64)]
+    history = Samples.of(points(*range(0, 2400, 10)))
+    for trail in trails:
+        trail.replace(history)
+    moved_in: dict[int, int] = {}
+    for second in range(2400, 2400 + 200 * 10, 10):
+        for trail in trails:
+            before = trail._times
+            trail.append((T0 + timedelta(seconds=second)).timestamp(), float(second))
+            trail.drop_first(1)
+            if trail._times is not before:
+                moved_in[second] = moved_in.get(second, 0) + 1
+    assert moved_in and max(moved_in.values()) <= len(trails) // 8
+    assert [list(t.samples()) for t in trails] == [list(trails[0].samples())] * len(trails)
 
 
 def test_a_steady_cycle_between_windows_of_one_trail_compares_nothing(monkeypatch):
@@ -159,13 +179,13 @@ def test_windows_read_like_copies():
     assert pickle.loads(pickle.dumps(window)) == window
 
 
-def test_an_adopted_sparkline_reads_the_same_after_the_trail_moves_on():
-    """What came through the pipe becomes the receiver's trail without a copy;
-    the Samples it came as still reads as it did."""
+def test_a_received_sparkline_reads_the_same_after_the_trail_moves_on():
+    """What came through the pipe becomes the receiver's trail; the Samples it
+    came as still reads as it did."""
     came = Samples.of(points(0, 10, 20, 30))
     received = Trail()
     apply_sparkline_change(received, ("all", came))
-    assert received.samples()._times is came._times  # adopted, not copied
+    assert list(received.samples()) == list(came)
     for second in range(40, 400, 10):
         received.append((T0 + timedelta(seconds=second)).timestamp(), float(second))
         received.drop_first(1)
