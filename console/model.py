@@ -202,6 +202,8 @@ class Samples:
 NO_SAMPLES = Samples()
 
 
+ROOM_SHARE = 8
+"""A trail's arrays keep room for one new sample per this many live ones (see Trail)."""
 ROOM_MIN = 8
 """Samples of room a trail's arrays keep for new ones at least (see Trail)."""
 ROOM_JITTER = 16
@@ -214,7 +216,7 @@ class Trail:
     side of the refresh process): samples appended at the end, dropped from
     the start, handed out as `Samples` windows onto its own arrays.
 
-    The arrays are made with room for the samples to come (a quarter of the
+    The arrays are made with room for the samples to come (an eighth of the
     live ones, ROOM_MIN at least) and are written only past every window
     handed out: a window's samples never change. Dropped samples stay in
     front until the room is used up; then the live samples move to new
@@ -255,7 +257,7 @@ class Trail:
     def _move(self, times: array, values: array, coming: int = 0) -> None:
         """New arrays holding `times` and `values`, with room for `coming`
         samples and the trail's usual room besides."""
-        room = array("d", bytes(8 * (coming + max(ROOM_MIN, len(times) // 4) + self._jitter)))
+        room = array("d", bytes(8 * (coming + max(ROOM_MIN, len(times) // ROOM_SHARE) + self._jitter)))
         self._times, self._values = times + room, values + room
         self._start, self._end = 0, len(times)
         self._samples = None

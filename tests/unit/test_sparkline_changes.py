@@ -106,7 +106,7 @@ def test_samples_handed_out_never_change_as_the_trail_moves_on():
 
 def test_a_trail_shares_its_arrays_with_what_it_hands_out_and_stays_bounded():
     """No copy per cycle: the Samples is a window onto the trail's arrays,
-    whose dropped front and room for new samples are about a quarter each."""
+    whose dropped front and room for new samples are about an eighth each."""
     trail = Trail()
     arrays = set()
     for second in range(1000):
@@ -114,9 +114,9 @@ def test_a_trail_shares_its_arrays_with_what_it_hands_out_and_stays_bounded():
         trail.drop_first(len(trail) - 100)
         samples = trail.samples()
         assert samples._times is trail._times and samples._values is trail._values
-        assert len(trail._times) <= 100 + 2 * (100 // 4 + model.ROOM_MIN + model.ROOM_JITTER)
+        assert len(trail._times) <= 100 + 2 * (max(model.ROOM_MIN, 100 // model.ROOM_SHARE) + model.ROOM_JITTER)
         arrays.add(id(trail._times))
-    assert len(arrays) < 1000 // 20  # new arrays every few dozen cycles, not every cycle
+    assert len(arrays) < 1000 // 10  # new arrays every few dozen cycles, not every cycle
 
 
 def test_trails_that_fill_up_in_step_move_to_new_arrays_in_different_cycles():
