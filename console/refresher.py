@@ -63,6 +63,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from console import heap
 from console.clock import Clock, RelayedClock, rate
 from console.config import Config
 from console.model import NO_SAMPLES, Samples, Snapshot, Trail
@@ -165,11 +166,14 @@ class Decoder:
         as it is read: a sparkline that came whole is copied into its trail,
         and the copy that came through the pipe is freed then, not after the
         last service's (at 500 services, the sparklines' history is about
-        4 MB: it was held twice as it arrived)."""
+        4 MB: it was held twice as it arrived). After many whole sparklines
+        the freed copies' memory is given back (console.heap)."""
         snapshots = []
+        whole = 0
         payload.reverse()
         while payload:
             bare, errors, latency, history, provenance = payload.pop()
+            whole += sum(len(c[1]) for c in (errors, latency) if c[0] == "all")
             name = bare.service
             last_history, last_provenance = self._last.get(name, ((), None))
             history = last_history if history == SAME else history
@@ -178,6 +182,9 @@ class Decoder:
             metrics = replace(bare.metrics, error_rate_history=self._sparkline((name, "error_rate"), errors),
                               latency_history=self._sparkline((name, "latency"), latency))
             snapshots.append(replace(bare, metrics=metrics, history=history, provenance=provenance))
+        if whole >= heap.SPARKLINE_BURST:
+            del bare, errors, latency  # the last whole sparklines that came through the pipe
+            heap.give_back()
         return snapshots
 
 
@@ -476,8 +483,6 @@ def main(setup: tuple | None = None) -> int:
     given), answer cycles."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console stops it (Ctrl-C is the console's key)
     if setup is None:  # a new interpreter (a forked child has the console's setting)
-        from console import heap
-
         heap.limit_arenas()
     requests = open(0, "rb", closefd=False)
     replies = os.fdopen(os.dup(1), "wb")
@@ -562,6 +567,8 @@ def main(setup: tuple | None = None) -> int:
             reply = ("error", result) if isinstance(result, str) else ("cycle", encoder.encode(result))
             pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
             replies.flush()
+            del reply, result
+            heap.give_back()  # the cycle's answers and snapshots, freed (console.heap): a fraction of a millisecond
             if poller.history_pending:
                 # The sparklines fill between cycles: the first values were shown without waiting for them.
                 try:
@@ -573,6 +580,7 @@ def main(setup: tuple | None = None) -> int:
                     # leaves the collector's full passes, which would otherwise rescan it
                     # (and, in a forked child, copy the pages it shares) every few cycles.
                     gc.freeze()
+                    heap.give_back()  # the range queries' answers are freed (console.heap)
     finally:
         loop.run_until_complete(poller.aclose())
         loop.close()

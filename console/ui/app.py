@@ -30,7 +30,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from console import incident, locations
+from console import heap, incident, locations
 from console.comms import MessageKind
 from console.decision import Thresholds
 from console.incident import RollbackStatus
@@ -587,11 +587,13 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             gc.unfreeze()
             gc.collect()
             gc.freeze()
+            heap.give_back()  # what the pass freed, and the cycles' churn since (console.heap)
             self._collected_at = self._young_collected_at = now
             return
         due = now - self._young_collected_at
         if due >= COLLECT_YOUNG_EVERY and (now - self._last_input >= DETAILS_YIELD or due >= 4 * COLLECT_YOUNG_EVERY):
             gc.collect(2)  # frozen objects are not walked
+            heap.give_back()
             self._young_collected_at = now
 
     # -- a drill: its story and its debrief ------------------------------------------

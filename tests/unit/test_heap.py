@@ -45,3 +45,26 @@ def test_threads_share_at_most_arenas_malloc_arenas() -> None:
 
     assert _arenas("limit") <= ARENAS
     assert _arenas("default") > ARENAS  # without it, the eight threads spread out
+
+
+GIVE_BACK = textwrap.dedent("""
+    from console import heap
+    def rss():
+        return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+    # A burst of mid-sized blocks, then every other one freed with a few kept
+    # between them (the history's arrays among longer-lived blocks): the heap
+    # cannot shrink from its top, and its free pages stay resident.
+    blocks = [bytearray(2000) for _ in range(20000)]
+    kept = blocks[::50]
+    del blocks
+    before = rss()
+    assert heap.give_back()
+    print(before - rss())
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_give_back_returns_the_free_pages_of_a_burst() -> None:
+    result = subprocess.run([sys.executable, "-c", GIVE_BACK], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) > 20_000  # KiB: most of the 40 MB burst
