@@ -143,9 +143,13 @@ async def main(args: argparse.Namespace) -> dict:
 
     if args.peer:
         return await peer(args)
+    from console.clock import SystemClock
+
     config = cli._load(args.config)
-    clock = _synced_clock(args.drill_clock, args.speed) if args.speed != 1.0 else None
-    session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None)
+    clock = _synced_clock(args.drill_clock, args.speed) if args.speed != 1.0 else SystemClock()
+    # As `watch` does: the refresh process starts before the session is built.
+    early = None if args.in_process else cli._early_refresh_process(config, clock)
+    session = cli._session(config, clock=clock, store_path=Path(args.store) if args.store else None, refresh_process=early)
     if config.ui.refresh_process and not args.in_process:
         session.start_refresh_process()  # as `watch` does (cli._run_tui), before the UI's imports
         session.begin_first_refresh()

@@ -79,14 +79,29 @@ def _config_path(path: str | None) -> Path:
     return found
 
 
-def _session(config: Config, clock=None, store_path: Path | None = None, operator: str | None = None):
+def _session(config: Config, clock=None, store_path: Path | None = None, operator: str | None = None,
+             refresh_process=None):
     from console import heap
     from console.session import Session
     from console.store import Store
 
     heap.limit_arenas()  # before the session's threads and its refresh process
     store = Store(store_path or _store_of(config))
-    return Session(config, store, clock=clock, operator=operator)
+    return Session(config, store, clock=clock, operator=operator, refresh_process=refresh_process)
+
+
+def _early_refresh_process(config: Config, clock):
+    """The TUI's refresh process, started as soon as the config is read (None
+    when the config runs the cycle in the console's process): its imports and
+    first cycle overlap building the session as well as loading the UI
+    (console.refresher). The session takes it over (`_session`)."""
+    if not config.ui.refresh_process:
+        return None
+    from console import heap
+    from console.refresher import PollerProcess
+
+    heap.limit_arenas()  # before the child is forked: it inherits the setting
+    return PollerProcess(config, clock, max_age=config.refresh_interval)
 
 
 def _store_of(config: Config) -> Path:
@@ -125,9 +140,12 @@ def check_config(path: str) -> None:
 @click.option("--viewer", is_flag=True, help="Read-only: every action key disabled, a VIEWER mark (war-room screens).")
 def watch(config_path: str | None, theme: str | None, viewer: bool) -> None:
     """The console against real systems."""
+    from console.clock import SystemClock
+
     path = _config_path(config_path)
     config = _load(path)
-    session = _session(config)
+    clock = SystemClock()
+    session = _session(config, clock=clock, refresh_process=_early_refresh_process(config, clock))
     session.read_only = viewer
     _run_tui(session, theme or config.ui.theme, viewer=viewer)
 

@@ -145,7 +145,8 @@ class Session:
     read_only = False
     """A viewer's session (`watch --viewer`, `web --follow`): `record` stores nothing."""
 
-    def __init__(self, config: Config, store: Store, clock: Clock | None = None, operator: str | None = None) -> None:
+    def __init__(self, config: Config, store: Store, clock: Clock | None = None, operator: str | None = None,
+                 refresh_process: PollerProcess | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock or SystemClock()
@@ -181,7 +182,9 @@ class Session:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
-        self._poller: Poller | None = None
+        # The refresh process when the caller started it before the session (cli.watch: its
+        # first cycle then overlaps building the session too); else start_refresh_process.
+        self._poller: Poller | PollerProcess | None = refresh_process
         self._poller_lock = threading.Lock()
         self._timeline: tuple[tuple, list[Event]] | None = None  # the last read, and the store's version then
         self.first_refresh: concurrent.futures.Future[list[ServiceView]] | None = None
