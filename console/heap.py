@@ -1,12 +1,5 @@
 """How the console's processes use the C allocator (issue 17, peak RSS).
 
-Giving memory back: a burst of mid-sized blocks (the sparklines' history as
-it arrives: a few thousand arrays and the range queries' answers) leaves
-holes in the C heap when it is freed, which later blocks of other sizes do
-not fill; the pages stay resident (3 MB of the console's process at 500
-services, more in the refresh process). `give_back` returns the free pages
-to the system after such a burst.
-
 glibc gives each thread that allocates its own malloc arena, up to eight per
 CPU. The refresh cycle runs platform calls on up to `max_concurrency` threads
 and every Textual thread worker is a new thread, so a few hundred services'
@@ -16,10 +9,18 @@ with every busy minute (by 40-60 MB in ten minutes at 500 services on a loaded
 machine). Two arenas keep the threads' contention low and the memory in one
 place. Python's own small objects live in its own allocator and are not
 affected.
+
+Giving memory back: a burst of mid-sized blocks (the sparklines' history as
+it arrives: a few thousand arrays, or the range queries' answers) leaves
+holes in the C heap when it is freed, which later blocks of other sizes do
+not fill, and the pages stay resident (3 MB of the console's process at 500
+services). `give_back` returns the free pages to the system after such a
+burst.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 
 ARENAS = 2
@@ -38,15 +39,13 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
+@functools.cache
 def _libc():
     import ctypes
 
@@ -54,8 +53,8 @@ def _libc():
 
 
 def give_back() -> bool:
-    """Return the C allocator's free pages to the system (glibc's malloc_trim;
-    a few milliseconds at most). False where there is no such call."""
+    """Return the C allocator's free pages to the system (glibc's malloc_trim:
+    0.1-0.3 ms on the console's heaps). False where there is no such call."""
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -34,7 +34,7 @@ def start_up() -> None:
 
 def main() -> None:
     start_up()
-    from console import codecache
+    from console import codecache  # installed by start_up
     from console.cli import main as run
 
     try:

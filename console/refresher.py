@@ -568,7 +568,7 @@ def main(setup: tuple | None = None) -> int:
             pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
             replies.flush()
             del reply, result
-            heap.give_back()  # the cycle's answers and snapshots, freed (console.heap): a fraction of a millisecond
+            heap.give_back()  # the cycle's answers and snapshots, freed (console.heap)
             if poller.history_pending:
                 # The sparklines fill between cycles: the first values were shown without waiting for them.
                 try:
