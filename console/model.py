@@ -267,7 +267,7 @@ class Trail:
         if self._end > self._start and at <= self._times[self._end - 1]:
             return
         if self._end == len(self._times):
-            self._move(self._times[self._start:self._end], self._values[self._start:self._end], 1)
+            self._move(self.times, self.values, 1)
         self._times[self._end] = at
         self._values[self._end] = value
         self._end += 1
@@ -289,7 +289,7 @@ class Trail:
         if not count:
             return
         if self._end + count > len(self._times):
-            self._move(self._times[self._start:self._end], self._values[self._start:self._end], count)
+            self._move(self.times, self.values, count)
         self._times[self._end:self._end + count] = samples.times
         self._values[self._end:self._end + count] = samples.values
         self._end += count
