@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_adapters import HangingServer, require
+from conftest_adapters import DRILL_SPEED, HangingServer, require
 
 from console.platforms.base import (  # noqa: E402
     Conflict,
@@ -207,10 +207,21 @@ def test_execute_rolls_back_and_reports_like_rollout_status(drill):
     platform = _platform(drill)
     plan = platform.plan_rollback()
 
-    progress = list(platform.execute(plan, timeout=600))
+    # Simulated time moves by hand through the PATCH and the first status
+    # reads, so the half-way state is seen however slow this machine is today.
+    drill.world.clock.set_speed(0)
+    execution = platform.execute(plan, timeout=600)
+    progress = [next(execution), next(execution)]
+    assert progress[1].message == "Waiting for deployment spec update to be observed..."
+    drill.world.clock.advance(1)  # the controller's turn; the first new pod takes 10 s
+    drill.world.advance()
+    progress.append(next(execution))
+    drill.world.clock.set_speed(DRILL_SPEED)
+    progress += list(execution)
 
     messages = [p.message for p in progress]
     assert messages[0] == "deployment.apps/order-service rolled back"
+    assert messages[2].startswith('Waiting for deployment "order-service" rollout to finish: '), messages[2]
     assert messages[-1] == 'deployment "order-service" successfully rolled out'
     assert progress[-1].done and not progress[-1].failed
     assert not any(p.done for p in progress[:-1])
