@@ -178,16 +178,22 @@ def self_signed_certificate(directory: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def https_server(directory: Path, answer: Callable[[str], tuple[int, bytes]]) -> Iterator[tuple[str, str]]:
+def https_server(
+    directory: Path, answer: Callable[[str], tuple[int, bytes]], seen: list | None = None, client_ca: str | None = None,
+) -> Iterator[tuple[str, str]]:
     """An HTTPS server on 127.0.0.1 (a throwaway certificate, written in
     `directory`) answering each GET with `answer(path)`: (status, JSON body).
-    Yields its URL and the certificate (trust it to verify the server)."""
+    Yields its URL and the certificate (trust it to verify the server).
+    `seen` gets each request's (path, headers); with `client_ca` the server
+    asks for a client certificate issued by it and refuses connections without."""
     import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            if seen is not None:
+                seen.append((self.path, self.headers))
             status, body = answer(self.path)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -201,6 +207,9 @@ def https_server(directory: Path, answer: Callable[[str], tuple[int, bytes]]) ->
     cert, key = self_signed_certificate(directory)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

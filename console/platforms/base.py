@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from console.clock import parse_rfc3339
 from console.model import ApiCall, Health, Progress, Revision, RollbackPlan
@@ -190,6 +190,20 @@ class Observable(Protocol):
 
     def observe(self, history: bool = True) -> tuple[Health, list[Revision] | None]:
         """Health and, when asked, the history, from one read."""
+
+
+@runtime_checkable
+class ObservableAsync(Protocol):
+    """An Observable whose refresh read runs on the cycle's event loop rather
+    than in a thread (Kubernetes: one GET through aiohttp)."""
+
+    async def observe_async(self, http: Any, blocking: Any) -> tuple[Health, object]:
+        """Health from one read made with `http` (an aiohttp session), and that
+        read, for `observe(True, known=read)`. `blocking(fn)` runs `fn` in a
+        thread and awaits it."""
+
+    def observe(self, history: bool = True, known: object = None) -> tuple[Health, list[Revision] | None]:
+        """As Observable's, from `known` when given."""
 
 
 @runtime_checkable
@@ -481,15 +495,14 @@ def kubernetes_error(
     )
 
 
-from typing import Any, Callable  # noqa: E402  (kept beside its only user, for easy merging)
-
 _SHAPE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, RecursionError)
 
 
 def shape_checked(backend: str, method: Callable) -> Callable:
     """`method` with a backend answer of the wrong shape (a number where an
     object belongs, a missing field) turned into an Unavailable sentence
-    naming `backend`, never a traceback. Generators are checked as they run."""
+    naming `backend`, never a traceback. Generators are checked as they run,
+    coroutines as they are awaited."""
     import functools
     import inspect
 
@@ -499,6 +512,16 @@ def shape_checked(backend: str, method: Callable) -> Callable:
             f"The {backend}{' at ' + where if where else ''} answered in an unexpected shape "
             f"({type(exc).__name__} reading it); check that the config points at a real {backend}."
         )
+
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def coroutine(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except _SHAPE_ERRORS as exc:
+                raise problem(self, exc) from None
+
+        return coroutine
 
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)

@@ -76,18 +76,22 @@ def _lookup(document: Any, json_path: str) -> Any:
     return current
 
 
-def new_session(max_connections: int) -> aiohttp.ClientSession:
+def new_session(max_connections: int, environment_proxies: bool = True) -> aiohttp.ClientSession:
     """The pooled keep-alive client health checks share (call inside the event
     loop that will use it): at most `max_connections` open connections, the
-    environment's proxy settings honoured, no cookies kept between checks."""
-    import urllib.request
-
+    environment's proxy settings honoured (unless `environment_proxies` is
+    False: the poller's session for the Kubernetes API, which the kubeconfig
+    routes), no cookies kept between checks."""
     import aiohttp
 
+    proxied = False
+    if environment_proxies:
+        import urllib.request
+
+        # Honouring the environment looks the proxy variables up on every request,
+        # which doubles a check's cost: only pay it when a proxy is configured.
+        proxied = bool(urllib.request.getproxies())
     connector = aiohttp.TCPConnector(limit=max_connections)
-    # Honouring the environment looks the proxy variables up on every request,
-    # which doubles a check's cost: only pay it when a proxy is configured.
-    proxied = bool(urllib.request.getproxies())
     return aiohttp.ClientSession(connector=connector, trust_env=proxied, cookie_jar=aiohttp.DummyCookieJar())
 
 

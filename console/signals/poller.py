@@ -14,9 +14,12 @@ Cost per cycle, for N services:
 - The p95 "before the deploy" is read once per deploy (it cannot change).
 - The health endpoint and the pod counts are read every cycle (the health
   check over pooled keep-alive aiohttp connections: about 0.1 ms of CPU per
-  check, so 500 endpoints cost ~0.1 s; see signals/health.py); the rollout
-  history every `rollout_history_every` cycles, and at once when the pod
-  counts change (a rollout or a rollback is under way).
+  check, so 500 endpoints cost ~0.1 s; see signals/health.py). A platform
+  that can read its pod counts on this loop (ObservableAsync: Kubernetes, one
+  GET through aiohttp) does; the others read in the platform threads. The
+  rollout history is read every `rollout_history_every` cycles, and at once
+  when the pod counts change (a rollout or a rollback is under way), in a
+  platform thread.
 - The sparkline history is loaded once with one range query per signal.
 """
 
@@ -36,7 +39,7 @@ from console.clock import Clock
 from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
 from console.model import Health, Metrics, Missing, Revision, Samples, Signals, Snapshot, Trail, epoch
-from console.platforms.base import Observable, Observed, Platform, PlatformError
+from console.platforms.base import Observable, ObservableAsync, Observed, Platform, PlatformError
 from console.signals import health as health_check
 from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
 
@@ -55,6 +58,9 @@ One query for 500 services took the drill's query API past the 2 s timeout
 on every cycle, so no sparkline got its history; and a range query's answer
 is JSON, a list and two objects per point, all held at once until they
 become arrays."""
+
+_HEALTH_CLIENT, _PLATFORM_CLIENT = "health", "platform"
+"""The poller's two pooled HTTP sessions: health checks, platform reads (ObservableAsync)."""
 
 _DEFAULTS = SignalsConfig()
 _HEALTH = HealthConfig()
@@ -204,7 +210,7 @@ class Poller:
         self.settings = settings
         self.prometheus = prometheus
         self.cycles = 0
-        self._http: aiohttp.ClientSession | None = None
+        self._http: dict[str, aiohttp.ClientSession] = {}
         self._http_loop: asyncio.AbstractEventLoop | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._cycle_lock = asyncio.Lock()
@@ -218,14 +224,20 @@ class Poller:
 
     # -- shared clients ------------------------------------------------------
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self, kind: str = _HEALTH_CLIENT) -> aiohttp.ClientSession:
         # A pooled session belongs to the loop it was made on: a cycle on another
         # loop (a new worker) gets its own, the old one's connections die with its loop.
         loop = asyncio.get_running_loop()
-        if self._http is None or self._http_loop is not loop:
-            self._http = health_check.new_session(self.settings.max_concurrency)
-            self._http_loop = loop
-        return self._http
+        if self._http_loop is not loop:
+            self._http, self._http_loop = {}, loop
+        session = self._http.get(kind)
+        if session is None:
+            # Health checks honour the environment's proxy settings, as curl does; the
+            # Kubernetes API is reached as the kubeconfig says, as its client does.
+            session = self._http[kind] = health_check.new_session(
+                self.settings.max_concurrency, environment_proxies=kind == _HEALTH_CLIENT
+            )
+        return session
 
     def _pool(self) -> ThreadPoolExecutor:
         # Platform clients are synchronous; the default executor has only
@@ -257,7 +269,12 @@ class Poller:
             cycle = self.cycles
             self.cycles += 1
 
+            reads = asyncio.Semaphore(self.settings.max_concurrency)  # as many as the platform threads
+
             async def platform(source: ServiceSource):
+                if isinstance(source.platform, ObservableAsync):
+                    async with reads:  # a read's deadline starts when it is sent, not while it queues
+                        return await self._platform_state_async(source, cycle)
                 return await loop.run_in_executor(self._pool(), self._platform_state, source, cycle)
 
             async def endpoint(source: ServiceSource):
@@ -329,11 +346,11 @@ class Poller:
     # -- platform and health endpoint ---------------------------------------
 
     def _platform_state(self, source: ServiceSource, cycle: int) -> tuple[Health, list[str]]:
-        """Pod counts every cycle; rollout history when due or when the pods moved."""
+        """Pod counts every cycle; rollout history when due or when the pods
+        moved. Blocking: runs in a platform thread."""
         if source.platform is None:
             return Health(), []
-        errors: list[str] = []
-        scheduled = source.revisions_cycle is None or cycle - source.revisions_cycle >= self.settings.rollout_history_every
+        scheduled = self._history_due(source, cycle)
         # A platform that can read both from one request (Kubernetes: one GET of
         # the deployment, not two) says so with `observe`.
         revisions = None
@@ -342,14 +359,10 @@ class Poller:
                 pods, revisions = source.platform.observe(scheduled)
             else:
                 pods = source.platform.health()
-        except PlatformError as err:
-            pods, errors = Health(error=str(err)), [str(err)]
-        except Exception as err:  # the cycle never raises: an unexpected answer is a sentence too
-            problem = _unexpected(source, "read the pod counts of", err)
-            pods, errors = Health(error=problem), [problem]
-        seen = (pods.desired, pods.updated, pods.ready, pods.available)
-        moved = seen != source.pods_seen
-        source.pods_seen = seen
+            errors: list[str] = []
+        except Exception as err:
+            pods, errors = _pods_failed(source, err)
+        moved = self._moved(source, pods)
         if revisions is not None:
             source.revisions = revisions
             source.revisions_cycle = cycle
@@ -358,11 +371,49 @@ class Poller:
                 source.revisions = source.platform.history()
                 source.revisions_cycle = cycle
             except Exception as err:  # PlatformError, or an answer of an unexpected shape
-                source.revisions_cycle = None  # try again next cycle
-                problem = str(err) if isinstance(err, PlatformError) else _unexpected(source, "read the rollout history of", err)
-                if problem not in errors:
-                    errors.append(problem)
+                _history_failed(source, err, errors)
         return pods, errors
+
+    async def _platform_state_async(self, source: ServiceSource, cycle: int) -> tuple[Health, list[str]]:
+        """`_platform_state` for a platform whose read runs on this loop
+        (ObservableAsync): the pod counts from that read, the rollout history
+        (when due or when the pods moved) from the same read in a platform
+        thread."""
+        platform = source.platform
+        loop = asyncio.get_running_loop()
+
+        def blocking(call):
+            return loop.run_in_executor(self._pool(), call)
+
+        scheduled = self._history_due(source, cycle)
+        known = None
+        try:
+            pods, known = await platform.observe_async(self._client(_PLATFORM_CLIENT), blocking)
+            errors: list[str] = []
+        except Exception as err:
+            pods, errors = _pods_failed(source, err)
+        if self._moved(source, pods) or scheduled:
+            try:
+                if known is not None:
+                    _, source.revisions = await blocking(lambda: platform.observe(True, known))
+                else:
+                    source.revisions = await blocking(platform.history)
+                source.revisions_cycle = cycle
+            except Exception as err:
+                _history_failed(source, err, errors)
+        return pods, errors
+
+    def _history_due(self, source: ServiceSource, cycle: int) -> bool:
+        every = self.settings.rollout_history_every
+        return source.revisions_cycle is None or cycle - source.revisions_cycle >= every
+
+    @staticmethod
+    def _moved(source: ServiceSource, pods: Health) -> bool:
+        """Whether the pod counts differ from the last cycle's (a rollout or a rollback is under way)."""
+        seen = (pods.desired, pods.updated, pods.ready, pods.available)
+        moved = seen != source.pods_seen
+        source.pods_seen = seen
+        return moved
 
     async def _endpoint(self, source: ServiceSource) -> dict:
         if not source.health_url:
@@ -633,15 +684,30 @@ class Poller:
 
     async def aclose(self) -> None:
         """Close the HTTP clients and the platform threads."""
-        if self._http is not None:
-            if self._http_loop is asyncio.get_running_loop():
-                await self._http.close()
-            self._http = None
+        if self._http_loop is asyncio.get_running_loop():
+            for session in self._http.values():
+                await session.close()
+        self._http, self._http_loop = {}, None
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
         if self.prometheus is not None:
             await self.prometheus.aclose()
+
+
+def _pods_failed(source: ServiceSource, err: Exception) -> tuple[Health, list[str]]:
+    """The pod counts a failed read leaves, and its sentence (the cycle never
+    raises: an unexpected answer is a sentence too)."""
+    problem = str(err) if isinstance(err, PlatformError) else _unexpected(source, "read the pod counts of", err)
+    return Health(error=problem), [problem]
+
+
+def _history_failed(source: ServiceSource, err: Exception, errors: list[str]) -> None:
+    """A failed rollout-history read: said once, tried again next cycle."""
+    source.revisions_cycle = None
+    problem = str(err) if isinstance(err, PlatformError) else _unexpected(source, "read the rollout history of", err)
+    if problem not in errors:
+        errors.append(problem)
 
 
 def _unexpected(source: ServiceSource, doing: str, err: BaseException) -> str:

@@ -20,7 +20,7 @@ import yaml
 from fault_server import MODES, FaultyServer
 
 from console.drill.server import write_kubeconfig
-from console.platforms.base import PlatformError
+from console.platforms.base import PlatformError, Timeout
 from console.platforms.kubernetes import KubernetesPlatform
 
 pytestmark = pytest.mark.integration
@@ -65,6 +65,43 @@ def test_kubernetes_faults_are_sentences_within_the_bound(tmp_path, faulty_serve
     assert "Kubernetes" in message, message
     assert "drill-trainee" not in message  # the kubeconfig's token
     assert "PATCH" not in server.methods and "POST" not in server.methods  # nothing was changed
+
+
+@pytest.mark.parametrize(("mode", "body"), list(_mode_cases()))
+def test_the_refresh_cycles_read_on_its_event_loop_fails_as_the_clients_read(tmp_path, faulty_server, mode, body):
+    """The refresh cycle reads the deployment with aiohttp (`observe_async`):
+    each fault is the same sentence as the client's `observe`, within the bound."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from console.signals import health
+
+    server = faulty_server(mode, body)
+
+    async def on_the_loop(platform: KubernetesPlatform):
+        loop = asyncio.get_running_loop()
+        http = health.new_session(4, environment_proxies=False)
+        try:
+            with ThreadPoolExecutor(2) as threads:
+                return await platform.observe_async(http, lambda call: loop.run_in_executor(threads, call))
+        finally:
+            await http.close()
+
+    failures = []
+    for read in (lambda p: p.observe(False), lambda p: asyncio.run(on_the_loop(p))):
+        started = time.monotonic()
+        with pytest.raises(PlatformError) as caught:
+            read(_kubernetes(tmp_path, server))
+        assert time.monotonic() - started < BOUND
+        failures.append((type(caught.value), str(caught.value)))
+    client, loop = failures
+    if mode == "garbage":  # urllib3 sees the connection end, aiohttp an answer that is not HTTP
+        assert client[0] is loop[0] and "Cannot reach the Kubernetes API" in loop[1]
+    elif client[0] is Timeout:  # the client's read timeout and its total deadline race: either sentence
+        assert loop[0] is Timeout
+        assert all(f"did not answer within {TIMEOUT:g} s" in sentence for sentence in (loop[1], client[1]))
+    else:
+        assert loop == client
+    assert "drill-trainee" not in loop[1]
 
 
 def test_a_trickling_kubernetes_api_is_cut_at_the_total_deadline(tmp_path, faulty_server):
