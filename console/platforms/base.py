@@ -226,6 +226,22 @@ REFUSALS: dict[type, str] = {
 """The one sentence each capability's absence gives (after "The PLATFORM platform of SERVICE")."""
 
 
+_OFFERED: dict[tuple[type, type], bool] = {}
+
+
+def offers(platform: object, capability: type) -> bool:
+    """`isinstance(platform, capability)` for a runtime-checkable protocol,
+    worked out once per platform class: Python 3.11 lists the protocol's
+    members at every such check (40-50 µs), and the refresh asks a few per
+    service per cycle. A protocol is a set of methods, which a class has or
+    has not: platforms never add them per instance."""
+    key = (type(platform), capability)
+    found = _OFFERED.get(key)
+    if found is None:
+        found = _OFFERED[key] = isinstance(platform, capability)
+    return found
+
+
 def lacks(platform: object, capability: type) -> str:
     """The sentence saying `platform` lacks `capability`."""
     kind = getattr(platform, "platform", None) or type(platform).__name__
@@ -289,12 +305,12 @@ def read_surroundings(service: str, platform: Platform, operator: str) -> Surrou
     worker, or from the refresh process). `operator` is whose lease it would be."""
     routing = holder = owner = paused = None
     routing_error = lease_error = owner_error = None
-    if isinstance(platform, Routed):
+    if offers(platform, Routed):
         try:
             routing = platform.routing()
         except PlatformError as err:
             routing_error = f"Cannot read where {service}'s traffic goes: {err}"
-    if isinstance(platform, Leased):
+    if offers(platform, Leased):
         try:
             holder = platform.rollback_lease(operator).current()
         except PlatformError as err:
@@ -305,7 +321,7 @@ def read_surroundings(service: str, platform: Platform, operator: str) -> Surrou
             paused = PauseLease.of(platform).read()
         except PlatformError:
             pass  # shown as not paused; a switch the autopilot cannot read stops it (autopilot.switch)
-    if isinstance(platform, Owned):
+    if offers(platform, Owned):
         try:
             owner = platform.owner()
         except PlatformError as err:

@@ -39,7 +39,7 @@ from console.clock import Clock
 from console.config import Config, HealthConfig, SignalsConfig
 from console.decision import Thresholds
 from console.model import Health, Metrics, Missing, Revision, Samples, Signals, Snapshot, Trail, epoch
-from console.platforms.base import Observable, ObservableAsync, Observed, Platform, PlatformError
+from console.platforms.base import Observable, ObservableAsync, Observed, Platform, PlatformError, offers
 from console.signals import health as health_check
 from console.signals.prometheus import PrometheusClient, QueryRejected, Sample, SignalError
 
@@ -272,7 +272,7 @@ class Poller:
             reads = asyncio.Semaphore(self.settings.max_concurrency)  # as many as the platform threads
 
             async def platform(source: ServiceSource):
-                if isinstance(source.platform, ObservableAsync):
+                if offers(source.platform, ObservableAsync):
                     async with reads:  # a read's deadline starts when it is sent, not while it queues
                         return await self._platform_state_async(source, cycle)
                 return await loop.run_in_executor(self._pool(), self._platform_state, source, cycle)
@@ -321,7 +321,7 @@ class Poller:
             stale=self._is_stale(metrics, asked_at),
             errors=tuple(errors),
             unavailable=self._unavailable(source, pods, readings, asked_at),
-            provenance=source.platform.recorded() if isinstance(source.platform, Observed) else None,
+            provenance=source.platform.recorded() if offers(source.platform, Observed) else None,
         )
 
     def _unavailable(
@@ -355,7 +355,7 @@ class Poller:
         # the deployment, not two) says so with `observe`.
         revisions = None
         try:
-            if isinstance(source.platform, Observable):
+            if offers(source.platform, Observable):
                 pods, revisions = source.platform.observe(scheduled)
             else:
                 pods = source.platform.health()
