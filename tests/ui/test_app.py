@@ -383,12 +383,13 @@ async def test_a_viewer_sees_everything_and_changes_nothing() -> None:
 
 async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys() -> None:
     """Once the first refresh is shown, the start-up heap is frozen out of the
-    collector's full passes (which stopped keys for 60-150 ms at 500 services)
-    and nothing more is frozen, so each frame's garbage is collected as it
-    comes; Python no longer triggers oldest-generation passes itself: the app
-    runs one after a refresh's frames every COLLECT_YOUNG_EVERY, not right after
-    a key; the one full pass over everything waits for COLLECT_EVERY and for no
-    key in COLLECT_WHEN_IDLE. Leaving the app gives the frozen objects and the
+    collector's full passes (which stopped keys for 60-150 ms at 500 services);
+    Python no longer triggers oldest-generation passes itself: the app runs one
+    after a refresh's frames every COLLECT_YOUNG_EVERY, not right after a key,
+    and freezes what survived it, so the next walks only what came since (a
+    frame's garbage is collected before it is frozen); nothing else freezes;
+    the one full pass over everything waits for COLLECT_EVERY and for no key in
+    COLLECT_WHEN_IDLE. Leaving the app gives the frozen objects and the
     collector's thresholds back."""
     import gc
     import time
@@ -413,20 +414,25 @@ async def test_full_garbage_collections_wait_for_a_pause_in_the_operators_keys()
             assert frozen > 0
             assert gc.get_threshold() == (thresholds[0], thresholds[1], app_module.NEVER)
             after_frames: list[bool] = []
+            left: list[int] = []  # objects in the oldest generation right after the app's pass
             collect = app._collect_between_frames
-            app._collect_between_frames = lambda: (collect(), after_frames.append(bool(passes)))
+            app._collect_between_frames = lambda: (collect(), after_frames.append(bool(passes)),
+                                                   left.append(len(gc.get_objects(2))))
             # Due: a refresh's frames are followed by the oldest generation's pass, the start-up heap still frozen.
             app._young_collected_at = time.monotonic() - app_module.COLLECT_YOUNG_EVERY
             passes.clear()
             app.request_refresh()
             await wait_for(pilot, lambda: bool(after_frames), "a refresh's frames")
             assert after_frames == [True]
-            assert 0 < gc.get_freeze_count() <= frozen  # not unfrozen (frozen objects dropped since are freed)
+            assert gc.get_freeze_count() > 0  # not unfrozen
+            assert left == [0]  # what survived the pass is frozen with the start-up heap
+            frozen = gc.get_freeze_count()
             # Not due again: the next refresh is shown without one.
             passes.clear()
             app.request_refresh()
             await wait_for(pilot, lambda: len(after_frames) == 2, "a refresh's frames")
             assert after_frames[1] is False
+            assert gc.get_freeze_count() <= frozen  # nor anything frozen
             applied: list[object] = []
             apply = app._apply_refresh
             app._apply_refresh = lambda message, **kw: (apply(message, **kw), applied.append(message))
