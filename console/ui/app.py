@@ -1324,7 +1324,7 @@ class RollbackConsoleApp(PlatformActions, App[None]):
             self.refresh_bindings()
         # Narrow: the service table keeps its first columns (mark, service, decision) and scrolls sideways.
         main.set_class(width < NARROW_COLUMNS, "-narrow")
-        for footer in main.query(Footer):
+        for footer in main.query_children(Footer):  # not the whole tree: this runs after every refresh
             footer.compact = width < 120
         self._fit_signals(main, width)
 

@@ -25,6 +25,7 @@ from .messages import OperationFailed, PlanReady, timeline_changed
 from .panes.history import HistoryTable, rollback_number
 from .panes.owner import OwnerStrip
 from .panes.routing import AutopilotStrip, LeaseStrip, PlatformExtras
+from .updates import set_content
 
 if TYPE_CHECKING:
     from console.procedures import RollbackCheck
@@ -130,7 +131,7 @@ class PlatformActions:
         mine = self.rolling_back == message.service
         if message.lease_error and message.holder is None:
             strip.display = True
-            strip.update(message.lease_error)
+            set_content(strip, message.lease_error)
         else:
             strip.show(message.holder, mine)
 

@@ -6,15 +6,22 @@ what a key or a refresh costs (issue 17). Most updates do not change a
 widget's size: the same lines, each as wide as before, in a widget that is
 not resized by them. `set_content` repaints only that widget then, does
 nothing when the content is the same, and asks for a layout otherwise.
+
+Textual repaints a widget whenever its border title or subtitle is set and
+`Digits.update` whenever it is called, to the same text too: a table whose
+subtitle is set after each refresh repainted every row each time, when no
+row had changed (idle, the console's largest paint). `set_subtitle`,
+`set_title` and `set_digits` change nothing when nothing changed.
 """
 
 from __future__ import annotations
 
 from rich.cells import cell_len
 from textual.content import Content
-from textual.widgets import Static
+from textual.widget import Widget
+from textual.widgets import Digits, Static
 
-__all__ = ["set_content"]
+__all__ = ["set_content", "set_digits", "set_subtitle", "set_title"]
 
 
 def _shape(content: object) -> tuple[int, ...] | None:
@@ -53,3 +60,21 @@ def set_content(widget: Static, content: Content | str) -> None:
         and max(shape) <= width
     )
     widget.update(content, layout=not same_size)
+
+
+def set_digits(widget: Digits, value: str) -> None:
+    """`widget.update(value)` unless it shows `value` already."""
+    if widget.value != value:
+        widget.update(value)
+
+
+def set_title(widget: Widget, title: str) -> None:
+    """`widget.border_title = title` unless it is that already (plain text: no markup)."""
+    if widget.border_title != title:
+        widget.border_title = title
+
+
+def set_subtitle(widget: Widget, subtitle: str) -> None:
+    """`widget.border_subtitle = subtitle` unless it is that already (plain text: no markup)."""
+    if widget.border_subtitle != subtitle:
+        widget.border_subtitle = subtitle

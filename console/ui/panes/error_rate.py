@@ -14,7 +14,7 @@ from textual.widgets import Digits, Static
 
 from console.model import NO_SAMPLES, Point, Samples, ServiceView, epoch
 
-from ..updates import set_content
+from ..updates import set_content, set_digits
 from .format import rate_number
 
 _EIGHTHS = " ▁▂▃▄▅▆▇█"
@@ -161,7 +161,7 @@ class ErrorRatePane(Vertical):
         value = metrics.error_rate
         digits = self.query_one("#error-rate-digits", Digits)
         plain = self.query_one("#error-rate-plain", Static)
-        digits.update(rate_number(value))
+        set_digits(digits, rate_number(value))
         set_content(plain, f"{rate_number(value)} %")
         for severity in ("sev-critical", "sev-warning", "sev-ok"):
             on = value is not None and severity == severity_of(value, self.investigate, self.rollback)

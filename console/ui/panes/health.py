@@ -11,7 +11,7 @@ from textual.widgets import Digits, Static
 
 from console.model import Health, ServiceView
 
-from ..updates import set_content
+from ..updates import set_content, set_digits
 from .format import NO_VALUE, age, millis
 
 
@@ -34,7 +34,7 @@ class HealthPane(Vertical):
         """Render one service's health."""
         health = view.snapshot.health
         ready = self.query_one("#ready-digits", Digits)
-        ready.update(_count(health.ready))
+        set_digits(ready, _count(health.ready))
         all_ready = health.desired is not None and health.ready == health.desired and health.desired > 0
         plain = self.query_one("#ready-plain", Static)
         set_content(plain, f"{_count(health.ready)}/{_count(health.desired)} ready")

@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from console.model import ColourRevision, Revision, image_tag, revision_cell
 
+from ..updates import set_subtitle
 from .format import NO_VALUE, short_age
 
 # The change cause is the widest and least predictable: it goes last.
@@ -122,9 +123,7 @@ class HistoryTable(DataTable):
             self._cursor_placed = True
             # Start on the running revision: one key up is what an undo goes back to.
             self.move_cursor(row=self.get_row_index(_key(current)), animate=False)
-        subtitle = self._subtitle()
-        if subtitle != self.border_subtitle:  # setting it repaints the table, even to the same text
-            self.border_subtitle = subtitle
+        set_subtitle(self, self._subtitle())
 
     def _subtitle(self) -> str:
         current = next((r for r in self._revisions.values() if r.current), None)

@@ -16,7 +16,7 @@ from textual.widgets.option_list import Option
 
 from console.checklist import ChecklistStatus
 
-from ..updates import set_content
+from ..updates import set_content, set_digits, set_subtitle
 from .format import clock_time
 
 LEVEL_SEVERITY = {1: "sev-info", 2: "sev-warning", 3: "sev-warning", 4: "sev-critical"}
@@ -76,7 +76,7 @@ class InvestigationCountdown(Horizontal):
             return
         expired = now >= deadline
         digits = self.query_one("#countdown-digits", Digits)
-        digits.update(until(deadline, now))
+        set_digits(digits, until(deadline, now))
         digits.set_class(expired, "-sev-critical")
         digits.set_class(not expired, "-sev-warning")
         title = "TIME IS UP: DECIDE NOW" if expired else "INVESTIGATING: the runbook allows 5 minutes, then decide"
@@ -138,8 +138,7 @@ class ChecklistPane(OptionList):
         done = status.done if status else 0
         total = len(status.items) if status else 0
         overdue = len(status.overdue) if status else 0
-        self.border_subtitle = (f"{done}/{total} done" + (f" · {overdue} OVERDUE" if overdue else "")
-                                + " · ↑↓ move · Space ticks")
+        set_subtitle(self, f"{done}/{total} done" + (f" · {overdue} OVERDUE" if overdue else "") + " · ↑↓ move · Space ticks")
         self.set_class(bool(overdue), "-overdue")
 
     @staticmethod

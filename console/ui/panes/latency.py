@@ -11,7 +11,7 @@ from textual.widgets import Digits, Sparkline, Static
 
 from console.model import ServiceView
 
-from ..updates import set_content
+from ..updates import set_content, set_digits
 from .format import NO_VALUE, millis
 
 
@@ -49,7 +49,7 @@ class LatencyPane(Vertical):
         now_ms, before_ms = metrics.latency_p95_ms, metrics.latency_p95_before_ms
         digits = self.query_one("#latency-digits", Digits)
         figure, unit = large_figure(now_ms)
-        digits.update(figure)
+        set_digits(digits, figure)
         plain = self.query_one("#latency-plain", Static)
         set_content(plain, f"{figure} {unit}")
         set_content(self.query_one("#latency-unit", Static), unit)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
+from ..updates import set_content
+
 
 class OwnerStrip(Static):
     """One line naming the selected service's Argo CD Application or Flux Kustomization."""
@@ -16,13 +18,13 @@ class OwnerStrip(Static):
         """Show `owner` (a `console.gitops.Owner`); hidden when nothing owns the service."""
         self.display = owner is not None or error is not None
         if error is not None and owner is None:
-            self.update(Content.styled(error, "$sev-warning"))
+            set_content(self, Content.styled(error, "$sev-warning"))
             return
         if owner is None:
             return
         header = owner.header()  # type: ignore[attr-defined]
         if owner.self_healing:  # type: ignore[attr-defined]
-            self.update(Content.assemble(("⟲ GitOps: ", "bold $sev-warning"), (header, "bold"), (
+            set_content(self, Content.assemble(("⟲ GitOps: ", "bold $sev-warning"), (header, "bold"), (
                 " — a plain rollback would be put back; the console pauses it first.", "$sev-muted")))
         else:
-            self.update(Content.assemble(("GitOps: ", "bold"), (header, "")))
+            set_content(self, Content.assemble(("GitOps: ", "bold"), (header, "")))

@@ -16,6 +16,8 @@ from textual.widgets import Static
 
 from console.platforms.base import Routing
 
+from ..updates import set_content, set_subtitle, set_title
+
 BAR_WIDTH = 8
 """Characters of the weight bar at 100 %."""
 
@@ -89,12 +91,12 @@ class RoutingPane(Static):
         self.display = routing is not None or error is not None
         if routing is None and error is None:
             return
-        self.border_title = "Traffic" if routing is None else ("Blue-green" if routing.kind == "blue-green" else "Canary")
+        set_title(self, "Traffic" if routing is None else ("Blue-green" if routing.kind == "blue-green" else "Canary"))
         if routing is None:
-            self.update(Content.styled(error or "", "$sev-warning"))
+            set_content(self, Content.styled(error or "", "$sev-warning"))
             return
-        self.update(routing_content(routing))
-        self.border_subtitle = str(routing)
+        set_content(self, routing_content(routing))
+        set_subtitle(self, str(routing))
 
 
 class LeaseStrip(Static):
@@ -108,13 +110,13 @@ class LeaseStrip(Static):
         self.display = True
         sentence = holder.sentence()  # type: ignore[attr-defined]
         if getattr(holder, "expired", False):
-            self.update(Content.styled(
+            set_content(self, Content.styled(
                 f"⚠ {sentence}. The lease expired (its holder stopped renewing it): it may be taken over.",
                 "$sev-warning"))
             return
         expires = getattr(holder, "expires", None)
         until = f" (lease renewed until {expires:%H:%M:%S} UTC)" if expires else ""
-        self.update(Content.assemble(("⛔ ", "bold $sev-critical"), (f"{sentence}.{until}", "bold")))
+        set_content(self, Content.assemble(("⛔ ", "bold $sev-critical"), (f"{sentence}.{until}", "bold")))
 
 
 class AutopilotStrip(Static):
@@ -136,5 +138,5 @@ class AutopilotStrip(Static):
                 parts.append(paused.sentence())  # type: ignore[attr-defined]
         self.display = bool(parts)
         if parts:
-            self.update(Content.assemble(("⏸ AUTOPILOT PAUSED: ", "bold $sev-warning"), ("; ".join(parts), ""),
+            set_content(self, Content.assemble(("⏸ AUTOPILOT PAUSED: ", "bold $sev-warning"), ("; ".join(parts), ""),
                                          (". It rolls nothing back until resumed (A).", "$sev-muted")))

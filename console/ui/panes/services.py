@@ -24,6 +24,7 @@ from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 from console.decision import needs_action, triage_key
 from console.model import ServiceView, revision_cell
 
+from ..updates import set_subtitle
 from .format import BADGE, NO_VALUE, SEVERITY, millis, rate, short_age
 
 # The decision column's symbol, so the state never rests on colour alone.
@@ -150,7 +151,7 @@ class ServiceTable(DataTable):
             self._order = sorted(self._services, key=self._sort_key)
         self._sync()
         urgent = self.needing_action
-        self.border_subtitle = f"{urgent} of {len(self._services)} need action" if urgent else "all healthy"
+        set_subtitle(self, f"{urgent} of {len(self._services)} need action" if urgent else "all healthy")
 
     def set_pinned(self, service: str | None) -> None:
         """Mark `service` as pinned (None: follow the most urgent)."""
