@@ -494,8 +494,8 @@ class KubeConnection:
         """`get_async`'s headers: the client's own and the kubeconfig's token.
         The token's refresh hook (an exec plugin or OIDC may run a command)
         runs in a thread, at most every TOKEN_REFRESH_SECONDS, and when the
-        server refused the token: once a request, it cost a thread's round
-        trip per read."""
+        server refused the token: asked before every request, as the client
+        asks it, it cost a thread's round trip per read."""
         now = time.monotonic()
         if refresh or self._auth is None or now - self._auth[0] >= TOKEN_REFRESH_SECONDS:
             configuration = client.configuration
@@ -787,10 +787,10 @@ class KubernetesPlatform:
         deployment (the refresh cycle's call: one request fewer per service).
         History is None when not asked for. `known`: the deployment as
         `observe_async` read it, not read again."""
-        if known is None:
-            followed = self._take("_followed")
-            known = followed[1] if followed is not None else self._get_deployment()
         deployment = known
+        if deployment is None:
+            followed = self._take("_followed")
+            deployment = followed[1] if followed is not None else self._get_deployment()
         health = self._health(deployment)
         if not history:
             return health, None
