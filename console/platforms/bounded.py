@@ -12,6 +12,9 @@ and `bound.too_large`.
 
 Install it on a urllib3 PoolManager with `install(pool_manager)`; requests
 made outside a `Bound` behave exactly as before.
+
+Requests made with aiohttp (the refresh cycle's) get their deadline from
+`asyncio.timeout` and read their answer through `read_capped`.
 """
 
 from __future__ import annotations
@@ -97,6 +100,17 @@ def current() -> Bound | None:
     """The bound of this thread's requests, if any."""
     bound = getattr(_local, "bound", None)
     return bound if bound is not None and not bound.closed else None
+
+
+async def read_capped(content: Any, max_bytes: int) -> bytes | None:
+    """An aiohttp response's body (`response.content`), read a piece at a
+    time; None as soon as it passes `max_bytes` (the rest is not read)."""
+    body = bytearray()
+    while chunk := await content.read(65536):
+        body += chunk
+        if len(body) > max_bytes:
+            return None
+    return bytes(body)
 
 
 def _cut(sock: Any) -> None:

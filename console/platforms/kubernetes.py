@@ -520,13 +520,11 @@ class KubeConnection:
         try:
             async with asyncio.timeout(self.timeout):
                 async with http.get(url, headers=headers, ssl=tls_context, allow_redirects=False) as response:
-                    body = bytearray()
-                    while chunk := await response.content.read(65536):
-                        body += chunk
-                        if len(body) > bound.max_bytes:
-                            bound.too_large = True
-                            raise self._out_of_bounds(bound, verb, resource, name, namespace)
-                    return response.status, response.reason, bytes(body)
+                    body = await bounded.read_capped(response.content, bound.max_bytes)
+                    if body is None:
+                        bound.too_large = True
+                        raise self._out_of_bounds(bound, verb, resource, name, namespace)
+                    return response.status, response.reason, body
         except TimeoutError:
             bound.expired = True
             raise self._out_of_bounds(bound, verb, resource, name, namespace) from None

@@ -21,6 +21,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from console.platforms.bounded import read_capped
 from console.signals import HEALTH_TIMEOUT, tls
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -114,11 +115,9 @@ async def check(
             async with session.get(url, headers={"Accept": "application/json"}, allow_redirects=False,
                                    ssl=tls.for_url(url)) as response:
                 status = response.status
-                body = bytearray()
-                while chunk := await response.content.read(65536):
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        return EndpointCheck(False, f"HTTP {status}, body larger than {MAX_BODY_BYTES // 1024} KiB", None)
+                body = await read_capped(response.content, MAX_BODY_BYTES)
+                if body is None:
+                    return EndpointCheck(False, f"HTTP {status}, body larger than {MAX_BODY_BYTES // 1024} KiB", None)
     except TimeoutError:
         return EndpointCheck(False, f"timeout after {timeout:.1f} s", None)
     except aiohttp.ClientConnectorError as exc:

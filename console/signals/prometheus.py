@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from console.model import Samples
+from console.platforms.bounded import read_capped
 from console.signals import QUERY_TIMEOUT, tls
 from console.signals.health import connection_problem
 
@@ -235,15 +236,13 @@ class PrometheusClient:
                     request = client.get(path, params=params, allow_redirects=False)
                 async with request as response:
                     status, content_type = response.status, response.headers.get("content-type")
-                    body = bytearray()
-                    async for chunk in response.content.iter_chunked(64 * 1024):
-                        body += chunk
-                        if len(body) > MAX_RESPONSE_BYTES:
-                            raise SignalError(
-                                f"Prometheus at {self._display_url} answered the query `{promql}` with more "
-                                f"than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB; the answer was refused. Check "
-                                "the query (it should select one series per service) and the URL."
-                            )
+                    body = await read_capped(response.content, MAX_RESPONSE_BYTES)
+                    if body is None:
+                        raise SignalError(
+                            f"Prometheus at {self._display_url} answered the query `{promql}` with more "
+                            f"than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB; the answer was refused. Check "
+                            "the query (it should select one series per service) and the URL."
+                        )
         except TimeoutError:
             raise SignalError(
                 f"Prometheus at {self._display_url} did not answer within {self.timeout:.1f} s"
@@ -259,7 +258,7 @@ class PrometheusClient:
                 f"The request to Prometheus at {self._display_url} failed "
                 f"({type(exc).__name__}); check the URL and the network."
             ) from None
-        return self._payload(status, content_type, bytes(body), promql)
+        return self._payload(status, content_type, body, promql)
 
     def _payload(self, status: int, content_type: str | None, raw: bytes, promql: str) -> dict:
         if status in (401, 403):
