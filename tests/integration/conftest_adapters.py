@@ -19,6 +19,26 @@ from support import require  # noqa: F401  (re-exported to the adapter tests)
 DRILL_SPEED = 100.0
 
 
+def observe_on_a_loop(platform):
+    """`platform.observe_async` as the refresh cycle calls it: on an event loop,
+    with a session like the poller's and a thread pool for its blocking calls."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from console.signals import health
+
+    async def run(threads):
+        loop = asyncio.get_running_loop()
+        http = health.new_session(4, environment_proxies=False)
+        try:
+            return await platform.observe_async(http, lambda call: loop.run_in_executor(threads, call))
+        finally:
+            await http.close()
+
+    with ThreadPoolExecutor(2) as threads:
+        return asyncio.run(run(threads))
+
+
 def start_drill(speed: float = DRILL_SPEED, scenario: str = "bad-deploy"):
     """Start a shipped scenario's drill world (default: bad-deploy) on
     127.0.0.1 (skip/fail when the drill package is missing)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest_adapters import observe_on_a_loop
 from fault_server import MODES, FaultyServer
 
 from console.drill.server import write_kubeconfig
@@ -71,23 +72,9 @@ def test_kubernetes_faults_are_sentences_within_the_bound(tmp_path, faulty_serve
 def test_the_refresh_cycles_read_on_its_event_loop_fails_as_the_clients_read(tmp_path, faulty_server, mode, body):
     """The refresh cycle reads the deployment with aiohttp (`observe_async`):
     each fault is the same sentence as the client's `observe`, within the bound."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from console.signals import health
-
     server = faulty_server(mode, body)
-
-    async def on_the_loop(platform: KubernetesPlatform):
-        loop = asyncio.get_running_loop()
-        http = health.new_session(4, environment_proxies=False)
-        try:
-            with ThreadPoolExecutor(2) as threads:
-                return await platform.observe_async(http, lambda call: loop.run_in_executor(threads, call))
-        finally:
-            await http.close()
-
     failures = []
-    for read in (lambda p: p.observe(False), lambda p: asyncio.run(on_the_loop(p))):
+    for read in (lambda p: p.observe(False), observe_on_a_loop):
         started = time.monotonic()
         with pytest.raises(PlatformError) as caught:
             read(_kubernetes(tmp_path, server))

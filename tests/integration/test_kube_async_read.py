@@ -7,21 +7,18 @@ certificate, an exec credential plugin."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest_adapters import start_drill
+from conftest_adapters import observe_on_a_loop, start_drill
 from support import https_server, self_signed_certificate
 
 from console.platforms.base import Forbidden, NotFound, PlatformError
 from console.platforms.kubernetes import KubernetesPlatform
-from console.signals import health
 
 pytestmark = pytest.mark.integration
 
@@ -31,24 +28,6 @@ DEPLOYMENT = {
     "spec": {"replicas": 3},
     "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 2, "availableReplicas": 2},
 }
-
-
-def read_async(platform: KubernetesPlatform):
-    """`observe_async` as the poller calls it: its own aiohttp session and a thread pool."""
-    threads = ThreadPoolExecutor(2)
-
-    async def run():
-        loop = asyncio.get_running_loop()
-        http = health.new_session(4, environment_proxies=False)
-        try:
-            return await platform.observe_async(http, lambda call: loop.run_in_executor(threads, call))
-        finally:
-            await http.close()
-
-    try:
-        return asyncio.run(run())
-    finally:
-        threads.shutdown()
 
 
 def outcome(call):
@@ -78,7 +57,7 @@ def _platform(drill, deployment: str = "order-service") -> KubernetesPlatform:
 
 def test_both_reads_see_the_same_deployment_and_history(drill):
     platform = _platform(drill)
-    pods, known = read_async(platform)
+    pods, known = observe_on_a_loop(platform)
     assert pods.desired == 3 and pods.error is None
     assert without_read_time(pods) == without_read_time(platform.observe(False)[0])
     # The history from the read made on the loop, as from a read of its own.
@@ -88,12 +67,12 @@ def test_both_reads_see_the_same_deployment_and_history(drill):
 
 def test_not_found_and_forbidden_are_the_same_sentences_both_ways(drill):
     missing = _platform(drill, "no-such-service")
-    assert outcome(lambda: read_async(missing)) == outcome(lambda: missing.observe(False))
-    assert outcome(lambda: read_async(missing))[0] is NotFound
+    assert outcome(lambda: observe_on_a_loop(missing)) == outcome(lambda: missing.observe(False))
+    assert outcome(lambda: observe_on_a_loop(missing))[0] is NotFound
     drill.server.kube.forbid("get", "deployments")
     platform = _platform(drill)
-    assert outcome(lambda: read_async(platform)) == outcome(lambda: platform.observe(False))
-    assert outcome(lambda: read_async(platform))[0] is Forbidden
+    assert outcome(lambda: observe_on_a_loop(platform)) == outcome(lambda: platform.observe(False))
+    assert outcome(lambda: observe_on_a_loop(platform))[0] is Forbidden
 
 
 # --- credentials and TLS -----------------------------------------------------------
@@ -123,7 +102,7 @@ def test_the_cluster_ca_the_client_certificate_and_the_token_are_used(tmp_path):
         user = {"token": "t0ken-from-kubeconfig", "client-certificate": client_cert, "client-key": client_key}
         kubeconfig = _kubeconfig(tmp_path / "kubeconfig", url, user=user, cluster={"certificate-authority": server_cert})
         platform = KubernetesPlatform("order-service", "shop", "order-service", kubeconfig=str(kubeconfig), timeout=5)
-        pods, _ = read_async(platform)
+        pods, _ = observe_on_a_loop(platform)
         assert (pods.desired, pods.ready, pods.error) == (3, 2, None)
         [(path, headers)] = seen
         assert path == "/apis/apps/v1/namespaces/shop/deployments/order-service"
@@ -134,14 +113,14 @@ def test_the_cluster_ca_the_client_certificate_and_the_token_are_used(tmp_path):
         # Without the client certificate the server refuses: a sentence, the same as the client's.
         anonymous = _kubeconfig(tmp_path / "anonymous", url, user={"token": "t"}, cluster={"certificate-authority": server_cert})
         platform = KubernetesPlatform("order-service", "shop", "order-service", kubeconfig=str(anonymous), timeout=5)
-        failed = outcome(lambda: read_async(platform))
+        failed = outcome(lambda: observe_on_a_loop(platform))
         assert isinstance(failed, tuple) and "Cannot reach the Kubernetes API" in failed[1], failed
 
         # A server the kubeconfig's CA did not sign is refused (never read unverified).
         untrusted = _kubeconfig(tmp_path / "untrusted", url, user=user)
         platform = KubernetesPlatform("order-service", "shop", "order-service", kubeconfig=str(untrusted), timeout=5)
-        assert outcome(lambda: read_async(platform)) == outcome(lambda: platform.observe(False))
-        assert "the TLS handshake failed" in outcome(lambda: read_async(platform))[1]
+        assert outcome(lambda: observe_on_a_loop(platform)) == outcome(lambda: platform.observe(False))
+        assert "the TLS handshake failed" in outcome(lambda: observe_on_a_loop(platform))[1]
         assert len(seen) == 1
 
 
@@ -161,7 +140,7 @@ def test_an_exec_credential_plugin_gives_the_token(tmp_path):
                          "args": [str(plugin)], "interactiveMode": "Never"}}
         kubeconfig = _kubeconfig(tmp_path / "kubeconfig", url, user=user, cluster={"certificate-authority": server_cert})
         platform = KubernetesPlatform("order-service", "shop", "order-service", kubeconfig=str(kubeconfig), timeout=5)
-        pods, _ = read_async(platform)
+        pods, _ = observe_on_a_loop(platform)
         assert pods.desired == 3
         assert seen[-1][1]["Authorization"] == "Bearer t0ken-from-exec"
 
@@ -199,9 +178,9 @@ def test_a_token_that_expired_since_its_last_refresh_is_refreshed_when_refused(t
                          "args": [str(plugin), str(tmp_path / "issued")], "interactiveMode": "Never"}}
         kubeconfig = _kubeconfig(tmp_path / "kubeconfig", url, user=user, cluster={"certificate-authority": server_cert})
         platform = KubernetesPlatform("order-service", "shop", "order-service", kubeconfig=str(kubeconfig), timeout=5)
-        assert read_async(platform)[0].desired == 3
+        assert observe_on_a_loop(platform)[0].desired == 3
         expired.add(seen[-1][1]["Authorization"])  # the token it holds expires at the server
-        assert read_async(platform)[0].desired == 3
+        assert observe_on_a_loop(platform)[0].desired == 3
         sent = [headers["Authorization"] for _, headers in seen]
         assert sent[-3] == sent[-2] != sent[-1], sent  # refused once, then the refreshed token
         assert sent[-1] not in expired
